@@ -1,0 +1,86 @@
+-- The received events, exactly as Zulip sent them (json keeps the bytes;
+-- jsonb would reorder keys and drop duplicates).
+CREATE TABLE event_listeners_inbox (
+    id          BIGSERIAL PRIMARY KEY,
+    instance    TEXT        NOT NULL,
+    queue_id    TEXT        NOT NULL,
+    event_id    BIGINT      NOT NULL,
+    event_type  TEXT        NOT NULL,
+    op          TEXT,
+    message_id  BIGINT,
+    backfilled  BOOLEAN     NOT NULL DEFAULT FALSE,
+    raw         JSON        NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (instance, queue_id, event_id)
+);
+-- A message is stored once per instance, however it arrives (live or backfilled).
+CREATE UNIQUE INDEX idx_inbox_message ON event_listeners_inbox (instance, message_id)
+    WHERE message_id IS NOT NULL;
+CREATE INDEX idx_inbox_received_at ON event_listeners_inbox (received_at);
+
+-- Queue position per instance, and how far dispatch has completed.
+CREATE TABLE event_listeners_cursor (
+    instance           TEXT PRIMARY KEY,
+    site               TEXT,
+    queue_id           TEXT,
+    last_event_id      BIGINT,
+    last_message_id    BIGINT,
+    dispatched_through BIGINT      NOT NULL DEFAULT 0,
+    updated_at         TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- One row per listener run.
+CREATE TABLE event_listeners_eventlog (
+    id            BIGSERIAL PRIMARY KEY,
+    listener_name TEXT             NOT NULL,
+    inbox_id      BIGINT           NOT NULL REFERENCES event_listeners_inbox (id) ON DELETE CASCADE,
+    event_type    TEXT             NOT NULL,
+    success       BOOLEAN          NOT NULL,
+    attempts      INTEGER          NOT NULL DEFAULT 1,
+    error         TEXT,
+    duration      DOUBLE PRECISION NOT NULL,
+    timestamp     TIMESTAMPTZ      NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_event_log_timestamp ON event_listeners_eventlog (timestamp);
+CREATE INDEX idx_event_log_listener_success ON event_listeners_eventlog (listener_name, success);
+CREATE INDEX idx_event_log_inbox ON event_listeners_eventlog (inbox_id);
+
+-- Runs per listener and aggregation bucket.
+CREATE TABLE event_listeners_listenerstats (
+    id                BIGSERIAL PRIMARY KEY,
+    listener_name     TEXT             NOT NULL,
+    bucket_start      TIMESTAMPTZ      NOT NULL,
+    total_events      BIGINT           NOT NULL DEFAULT 0,
+    successful_events BIGINT           NOT NULL DEFAULT 0,
+    failed_events     BIGINT           NOT NULL DEFAULT 0,
+    total_duration    DOUBLE PRECISION NOT NULL DEFAULT 0,
+    max_duration      DOUBLE PRECISION NOT NULL DEFAULT 0,
+    last_success      TIMESTAMPTZ,
+    UNIQUE (listener_name, bucket_start)
+);
+CREATE INDEX idx_listener_stats_name ON event_listeners_listenerstats (listener_name);
+
+-- message_logger: one row per message.
+CREATE TABLE event_listeners_messagelog (
+    message_id     BIGINT PRIMARY KEY,
+    inbox_id       BIGINT      NOT NULL,
+    sender_id      BIGINT      NOT NULL,
+    sender_email   TEXT        NOT NULL,
+    recipient_type TEXT        NOT NULL,
+    channel        TEXT,
+    topic          TEXT,
+    dm_recipients  TEXT,
+    content_length INTEGER     NOT NULL,
+    sent_at        TIMESTAMPTZ NOT NULL
+);
+
+-- user_activity_tracker: last seen and counts per user.
+CREATE TABLE event_listeners_useractivity (
+    user_id        BIGINT PRIMARY KEY,
+    email          TEXT,
+    last_seen      TIMESTAMPTZ NOT NULL,
+    message_count  BIGINT      NOT NULL DEFAULT 0,
+    reaction_count BIGINT      NOT NULL DEFAULT 0,
+    presence_count BIGINT      NOT NULL DEFAULT 0,
+    typing_count   BIGINT      NOT NULL DEFAULT 0
+);

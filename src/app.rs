@@ -1,0 +1,319 @@
+//! [`run`]: the daemon assembled — store, recorder, dispatcher, recovery of
+//! unfinished events, then a source (the Zulip queue or a file) until it
+//! ends or shutdown is asked for, then an orderly drain.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dispatch::{Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport};
+use crate::intake::{Intake, IntakeError, IntakeSettings, IntakeStatus, Pipeline, PipelineMode};
+use crate::listeners::{wanted_event_types, Listener, Registry, RegistryError};
+use crate::source::{run_file, FileError, FileReport};
+use crate::store::{self, Store, StoreError, StoreOptions, Summary};
+use crate::zulip::{
+    load_credentials, Client, CredentialSources, CredentialsError, RegisterParams, ZulipError,
+};
+
+/// Capacity of the channel from listener runs to the recorder.
+const OUTCOME_CHANNEL: usize = 8192;
+
+/// Run-time choices from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Describe instead of storing and running.
+    pub dry_run: bool,
+    /// Run only these listeners instead of `[listeners] enabled`.
+    pub listeners: Option<Vec<String>>,
+    /// Read events from this JSON-lines file instead of Zulip.
+    pub events_file: Option<PathBuf>,
+    /// Delete the Zulip queue on exit.
+    pub release_queue: bool,
+    /// On the first start, backfill messages after this id.
+    pub backfill_since: Option<i64>,
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// `--listeners` named an unknown listener.
+    #[error(transparent)]
+    Listeners(#[from] RegistryError),
+    /// The credentials could not be read.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// Zulip refused the credentials.
+    #[error("{0}")]
+    Auth(ZulipError),
+    /// Zulip failed in a way retrying cannot fix.
+    #[error("{0}")]
+    Zulip(ZulipError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The events file could not be processed.
+    #[error(transparent)]
+    File(FileError),
+}
+
+impl From<IntakeError> for AppError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::Auth(z) => AppError::Auth(z),
+            IntakeError::Rejected(z) => AppError::Zulip(z),
+            IntakeError::Store(s) => AppError::Store(s),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// The file source's counts, for `--events`.
+    pub file: Option<FileReport>,
+    /// Events stored by this run.
+    pub stored: u64,
+    /// Events that were already stored.
+    pub duplicates: u64,
+    /// Runs re-dispatched from before a restart.
+    pub recovered: usize,
+    /// The recorder's counts.
+    pub recorder: RecorderReport,
+    /// Row counts at the end (not in dry-run).
+    pub summary: Option<Summary>,
+    /// Where the data went.
+    pub location: Option<String>,
+}
+
+/// Opens the configured database; a SQLite file is created and migrated,
+/// a PostgreSQL database must have been migrated with `migrate`.
+///
+/// # Errors
+///
+/// [`StoreError`] when it cannot be opened, or has pending migrations.
+pub async fn open_store(config: &Config, auto_migrate: bool) -> Result<Arc<dyn Store>, StoreError> {
+    let opts = StoreOptions {
+        max_connections: config.database.max_connections,
+        ..StoreOptions::default()
+    };
+    let store = store::open(&config.database.url, &opts).await?;
+    if store.backend() == "sqlite" || auto_migrate {
+        for m in store.migrate().await? {
+            tracing::info!(migration = %m, "Applied a migration");
+        }
+    } else {
+        let pending = store.pending_migrations().await?;
+        if !pending.is_empty() {
+            return Err(StoreError::PendingMigrations {
+                count: pending.len(),
+                names: pending.join(", "),
+            });
+        }
+    }
+    Ok(store)
+}
+
+/// Builds the Zulip client from the configured credentials.
+///
+/// # Errors
+///
+/// [`AppError::Credentials`] or [`AppError::Zulip`].
+pub fn zulip_client(config: &Config) -> Result<Client, AppError> {
+    let z = &config.zulip;
+    let sources = CredentialSources {
+        zuliprc: z.zuliprc.as_deref(),
+        email: z.email.as_deref(),
+        api_key: None,
+        site: z.site.as_deref(),
+    };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let creds = load_credentials(&sources, &|k| std::env::var(k).ok(), home.as_deref())?;
+    Client::new(
+        &creds,
+        config.network.connection_timeout,
+        config.network.read_timeout,
+    )
+    .map_err(AppError::Zulip)
+}
+
+/// Runs the daemon until its source ends or `token` is cancelled.
+///
+/// # Errors
+///
+/// [`AppError`] for whatever stopped it.
+pub async fn run(
+    config: &Config,
+    registry: &Registry,
+    opts: &RunOptions,
+    token: CancellationToken,
+) -> Result<RunReport, AppError> {
+    let names = opts
+        .listeners
+        .clone()
+        .unwrap_or_else(|| config.listeners.enabled.clone());
+    let listeners = registry.select(&names)?;
+    tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
+
+    // Zulip first: wrong credentials fail in a second, before any database work.
+    let mut bot_user_id = None;
+    let client = match &opts.events_file {
+        Some(_) => None,
+        None => {
+            let client = zulip_client(config)?;
+            let me = client.users_me().await.map_err(|e| {
+                if e.is_auth() {
+                    AppError::Auth(e)
+                } else {
+                    AppError::Zulip(e)
+                }
+            })?;
+            if !me.is_bot {
+                tracing::warn!(email = %me.email, "This account is not a bot: a live event queue under a person's API key mutes their notifications. Use a bot's zuliprc.");
+            }
+            bot_user_id = Some(me.user_id);
+            Some(client)
+        }
+    };
+    let instance = config.scaling.instance_id.clone();
+    let status = Arc::new(IntakeStatus::default());
+
+    if opts.dry_run {
+        let pipeline = Pipeline::new(
+            instance,
+            PipelineMode::DryRun {
+                listeners: listeners.clone(),
+            },
+        );
+        let mut report = RunReport::default();
+        match (&opts.events_file, client) {
+            (Some(path), _) => {
+                report.file = Some(
+                    run_file(path, &pipeline, &token)
+                        .await
+                        .map_err(AppError::File)?,
+                );
+            }
+            (None, Some(client)) => {
+                let mut settings = intake_settings(config, opts, &listeners);
+                settings.release_queue = true;
+                Intake::new(client, &pipeline, settings, status)
+                    .run(token)
+                    .await?;
+            }
+            (None, None) => {}
+        }
+        report.stored = pipeline.stored_total();
+        return Ok(report);
+    }
+
+    let store = open_store(config, false).await?;
+    let progress = Arc::new(Progress::default());
+    let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
+    let give_up = CancellationToken::new();
+    let recorder = tokio::spawn(
+        Recorder::new(store.clone(), instance.clone(), progress.clone(), rx).run(give_up.clone()),
+    );
+    let dispatcher = Dispatcher::new(
+        listeners.clone(),
+        DispatcherSettings {
+            max_concurrent: config.performance.max_concurrent_handlers,
+            timeout: config.performance.handler_timeout,
+            org: Arc::from(instance.as_str()),
+            bot_user_id,
+        },
+        tx,
+        progress,
+    );
+
+    // Events committed before a crash whose runs were not all recorded.
+    let unfinished = store.unfinished(&instance).await?;
+    let recovered = unfinished.len();
+    if recovered > 0 {
+        tracing::info!(
+            events = recovered,
+            "Dispatching events whose runs were not all recorded before the last stop"
+        );
+    }
+    for u in unfinished {
+        dispatcher.dispatch(u.stored, &u.done).await;
+    }
+
+    let pipeline = Pipeline::new(
+        instance,
+        PipelineMode::Store {
+            store: store.clone(),
+            dispatcher,
+        },
+    );
+    let mut report = RunReport {
+        recovered,
+        location: Some(store.location()),
+        ..RunReport::default()
+    };
+    let outcome: Result<(), AppError> = match (&opts.events_file, client) {
+        (Some(path), _) => match run_file(path, &pipeline, &token).await {
+            Ok(r) => {
+                report.file = Some(r);
+                Ok(())
+            }
+            Err(e) => Err(AppError::File(e)),
+        },
+        (None, Some(client)) => {
+            let settings = intake_settings(config, opts, &listeners);
+            Intake::new(client, &pipeline, settings, status)
+                .run(token.clone())
+                .await
+                .map_err(AppError::from)
+        }
+        (None, None) => Ok(()),
+    };
+    report.stored = pipeline.stored_total();
+    report.duplicates = pipeline.duplicates_total();
+
+    // Drain: in-flight runs get up to one handler timeout to finish, then
+    // the recorder commits what they produced.
+    let deadline = config.performance.handler_timeout + Duration::from_millis(500);
+    if let Some(dispatcher) = pipeline.into_dispatcher() {
+        if dispatcher.drain(deadline).await > 0 {
+            give_up.cancel();
+        }
+    }
+    let grace = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(grace);
+    let mut recorder = recorder;
+    report.recorder = tokio::select! {
+        r = &mut recorder => r.unwrap_or_default(),
+        _ = &mut grace => {
+            give_up.cancel();
+            recorder.await.unwrap_or_default()
+        }
+    };
+    outcome?;
+    report.summary = store.summary().await.ok();
+    Ok(report)
+}
+
+fn intake_settings(
+    config: &Config,
+    opts: &RunOptions,
+    listeners: &[Arc<dyn Listener>],
+) -> IntakeSettings {
+    IntakeSettings {
+        register: RegisterParams {
+            event_types: wanted_event_types(listeners),
+            narrow: config.zulip.narrow.clone(),
+            all_public_streams: config.zulip.all_public_streams,
+            apply_markdown: config.zulip.apply_markdown,
+            queue_lifespan_secs: config.zulip.queue_lifespan_secs,
+        },
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: config.network.backoff_cap,
+        max_retries: config.network.max_retries,
+        release_queue: opts.release_queue,
+        backfill_since: opts.backfill_since,
+    }
+}

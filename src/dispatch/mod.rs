@@ -1,0 +1,14 @@
+//! Dispatch: committed events → listener runs → recorded outcomes.
+//!
+//! [`Dispatcher`] starts one run per (event, interested listener) under a
+//! global concurrency limit and a per-run timeout; [`Recorder`] writes the
+//! finished runs in group commits; [`Progress`] tracks which inbox events
+//! still have runs outstanding so that a restart re-dispatches exactly those.
+
+mod dispatcher;
+mod progress;
+mod recorder;
+
+pub use dispatcher::{Dispatcher, DispatcherSettings};
+pub use progress::Progress;
+pub use recorder::{Recorder, RecorderReport};

@@ -1,0 +1,132 @@
+//! [`Recorder`]: writes finished runs to the store in group commits, sized
+//! by count and by time, together with the dispatch watermark.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::progress::Progress;
+use crate::store::{RunRecord, Store};
+
+/// Runs per transaction at most.
+const MAX_BATCH: usize = 2048;
+/// How long a batch waits for more runs after its first one.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// What the recorder did before it stopped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecorderReport {
+    /// Runs committed.
+    pub recorded: u64,
+    /// Failed runs among them.
+    pub failures: u64,
+    /// Runs that could not be written before the deadline (dispatched again at next start).
+    pub lost_to_shutdown: u64,
+}
+
+/// Receives run outcomes and commits them.
+pub struct Recorder {
+    store: Arc<dyn Store>,
+    instance: String,
+    progress: Arc<Progress>,
+    rx: mpsc::Receiver<RunRecord>,
+}
+
+impl Recorder {
+    /// A recorder for `instance` that reads outcomes from `rx`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        instance: String,
+        progress: Arc<Progress>,
+        rx: mpsc::Receiver<RunRecord>,
+    ) -> Recorder {
+        Recorder {
+            store,
+            instance,
+            progress,
+            rx,
+        }
+    }
+
+    /// Records until every sender is gone. While the database is
+    /// unavailable it retries with backoff, holding the batch, so the
+    /// dispatcher and then intake slow down instead of losing anything.
+    /// `give_up` ends the retries at shutdown.
+    pub async fn run(mut self, give_up: tokio_util::sync::CancellationToken) -> RecorderReport {
+        let mut report = RecorderReport::default();
+        let mut batch: Vec<RunRecord> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let Some(first) = self.rx.recv().await else {
+                break;
+            };
+            batch.push(first);
+            let linger = tokio::time::sleep(LINGER);
+            tokio::pin!(linger);
+            while batch.len() < MAX_BATCH {
+                tokio::select! {
+                    biased;
+                    r = self.rx.recv() => match r {
+                        Some(r) => batch.push(r),
+                        None => break,
+                    },
+                    _ = &mut linger => break,
+                }
+            }
+            if self.commit(&batch, &give_up).await {
+                report.recorded += batch.len() as u64;
+                report.failures += batch.iter().filter(|r| !r.success).count() as u64;
+            } else {
+                report.lost_to_shutdown += batch.len() as u64;
+            }
+            batch.clear();
+        }
+        report
+    }
+
+    async fn commit(
+        &self,
+        batch: &[RunRecord],
+        give_up: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let (watermark, counts) = self.progress.preview(batch.iter().map(|r| r.inbox_id));
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self
+                .store
+                .record(&self.instance, batch, Some(watermark))
+                .await
+            {
+                Ok(()) => {
+                    self.progress.commit(&counts);
+                    if attempt > 1 {
+                        tracing::info!(
+                            attempts = attempt,
+                            "Database is back; recorded the held runs"
+                        );
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    // Transient errors are retried without limit; others a few
+                    // times, in case they are a connection error in disguise.
+                    if !e.is_transient() && attempt >= 5 {
+                        tracing::error!(error = %e, runs = batch.len(), "Cannot record listener runs; their events are dispatched again at next start");
+                        return false;
+                    }
+                    tracing::warn!(error = %e, runs = batch.len(), retry_in_ms = delay.as_millis() as u64, "Recording listener runs failed; retrying");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = give_up.cancelled() => {
+                    tracing::error!(runs = batch.len(), "Gave up recording listener runs at shutdown; their events are dispatched again at next start");
+                    return false;
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}

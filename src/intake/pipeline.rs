@@ -1,0 +1,225 @@
+//! [`Pipeline`]: where every source (the Zulip queue, a backfill, a file)
+//! hands its events. In the normal mode a batch is committed to the inbox
+//! (with the queue cursor, in one transaction) and then dispatched; in
+//! dry-run mode it is only described.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use crate::dispatch::Dispatcher;
+use crate::event::Event;
+use crate::listeners::{interested, Listener};
+use crate::store::{Cursor, Store, StoreError, StoredEvent};
+
+/// What the pipeline does with events.
+pub enum PipelineMode {
+    /// Store, then dispatch.
+    Store {
+        /// The database.
+        store: Arc<dyn Store>,
+        /// The listeners' dispatcher.
+        dispatcher: Dispatcher,
+    },
+    /// Print which listeners would run; write nothing, run nothing.
+    DryRun {
+        /// The listeners that would run.
+        listeners: Vec<Arc<dyn Listener>>,
+    },
+}
+
+/// Counts of one accepted batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptReport {
+    /// Events newly stored (or, in dry-run, described).
+    pub stored: usize,
+    /// Events already in the inbox (a message seen live and in a backfill).
+    pub duplicates: usize,
+    /// Heartbeats (acknowledged, never stored).
+    pub heartbeats: usize,
+}
+
+/// Why a batch was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Shutdown began while the database was unavailable.
+    #[error("stopped while waiting for the database")]
+    Cancelled,
+    /// A database error that retrying cannot fix.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The shared entry point of all sources.
+pub struct Pipeline {
+    mode: PipelineMode,
+    instance: String,
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+    database_retrying: std::sync::atomic::AtomicBool,
+}
+
+impl Pipeline {
+    /// A pipeline for `instance` in `mode`.
+    pub fn new(instance: String, mode: PipelineMode) -> Pipeline {
+        Pipeline {
+            mode,
+            instance,
+            stored: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            database_retrying: Default::default(),
+        }
+    }
+
+    /// The instance name.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The store, unless in dry-run mode.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        match &self.mode {
+            PipelineMode::Store { store, .. } => Some(store),
+            PipelineMode::DryRun { .. } => None,
+        }
+    }
+
+    /// Events stored so far.
+    pub fn stored_total(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// Duplicates skipped so far.
+    pub fn duplicates_total(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Whether a write is being retried because the database is unavailable.
+    pub fn database_retrying(&self) -> bool {
+        self.database_retrying.load(Ordering::Relaxed)
+    }
+
+    /// Gives back the dispatcher, to drain it at shutdown.
+    pub fn into_dispatcher(self) -> Option<Dispatcher> {
+        match self.mode {
+            PipelineMode::Store { dispatcher, .. } => Some(dispatcher),
+            PipelineMode::DryRun { .. } => None,
+        }
+    }
+
+    /// Commits `events` from `source` with `cursor`, then dispatches them.
+    ///
+    /// While the database is unavailable the write is retried with backoff
+    /// and nothing is acknowledged; it returns only once the batch is
+    /// committed, or when `token` is cancelled.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError`] on shutdown or on a database error retrying cannot fix.
+    pub async fn accept(
+        &self,
+        source: &str,
+        events: Vec<Event>,
+        cursor: Option<&Cursor>,
+        token: &CancellationToken,
+    ) -> Result<AcceptReport, PipelineError> {
+        let mut report = AcceptReport::default();
+        let (heartbeats, events): (Vec<Event>, Vec<Event>) =
+            events.into_iter().partition(Event::is_heartbeat);
+        report.heartbeats = heartbeats.len();
+        match &self.mode {
+            PipelineMode::DryRun { listeners } => {
+                describe(listeners, &events);
+                report.stored = events.len();
+            }
+            PipelineMode::Store { store, dispatcher } => {
+                if events.is_empty() && cursor.is_none() {
+                    return Ok(report);
+                }
+                let ids = self.append(store, source, &events, cursor, token).await?;
+                for (event, id) in events.into_iter().zip(ids) {
+                    match id {
+                        Some(inbox_id) => {
+                            report.stored += 1;
+                            dispatcher
+                                .dispatch(StoredEvent { inbox_id, event }, &[])
+                                .await;
+                        }
+                        None => {
+                            report.duplicates += 1;
+                            tracing::debug!(event_id = event.id(), message_id = ?event.message_id(), "Skipping an event already in the inbox");
+                        }
+                    }
+                }
+            }
+        }
+        self.stored
+            .fetch_add(report.stored as u64, Ordering::Relaxed);
+        self.duplicates
+            .fetch_add(report.duplicates as u64, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    async fn append(
+        &self,
+        store: &Arc<dyn Store>,
+        source: &str,
+        events: &[Event],
+        cursor: Option<&Cursor>,
+        token: &CancellationToken,
+    ) -> Result<Vec<Option<i64>>, PipelineError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            match store.append(&self.instance, source, events, cursor).await {
+                Ok(ids) => {
+                    if backoff.failures() > 0 {
+                        tracing::info!(
+                            events = events.len(),
+                            "Database is back; the held batch is committed"
+                        );
+                    }
+                    self.database_retrying.store(false, Ordering::Relaxed);
+                    return Ok(ids);
+                }
+                Err(e) if e.is_transient() => {
+                    self.database_retrying.store(true, Ordering::Relaxed);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, events = events.len(), retry_in_ms = delay.as_millis() as u64,
+                        "Cannot store events; not acknowledging them to Zulip and retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = token.cancelled() => return Err(PipelineError::Cancelled),
+                    }
+                }
+                Err(e) => return Err(PipelineError::Store(e)),
+            }
+        }
+    }
+}
+
+/// Dry-run output: one line per event with the listeners that would run.
+fn describe(listeners: &[Arc<dyn Listener>], events: &[Event]) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for e in events {
+        let names: Vec<&str> = interested(listeners, e.event_type())
+            .into_iter()
+            .map(|i| listeners[i].name())
+            .collect();
+        let kind = match e.op() {
+            Some(op) => format!("{}/{op}", e.event_type()),
+            None => e.event_type().to_owned(),
+        };
+        let runs = if names.is_empty() {
+            "no listener".to_owned()
+        } else {
+            names.join(", ")
+        };
+        // A closed stdout (a pipe to `head`) is not worth failing over.
+        let _ = writeln!(out, "event {:>6}  {kind:<28} would run: {runs}", e.id());
+    }
+}

@@ -1,0 +1,438 @@
+//! [`Intake`]: the poll loop and queue state machine.
+//!
+//! ```text
+//!   start ──► stored cursor? ──yes──► poll(queue, last_event_id) ◄──────────┐
+//!                 │ no                   │ events: commit + cursor, dispatch ─┘
+//!                 ▼                      │ queue gone: ─► register ─► backfill ─┐
+//!             register ─► backfill ──────┴─────────────────────────────────────┘
+//! ```
+//!
+//! Zulip deletes an event only when a later poll sends a `last_event_id` at
+//! or above it, and this loop sends an id only after the batch holding it is
+//! committed; so a crash anywhere loses nothing Zulip still holds. Failed
+//! polls back off with full jitter and keep the queue; 429s wait exactly
+//! the `Retry-After` Zulip gave; 401/403 stop the daemon.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::pipeline::{Pipeline, PipelineError};
+use crate::event::Event;
+use crate::store::{Cursor, StoreError};
+use crate::zulip::{Client, ErrorAction, RegisterParams, Registration, ZulipError};
+
+/// Margin added to the long-poll timeout before a poll is abandoned.
+const POLL_MARGIN: Duration = Duration::from_secs(5);
+/// Messages per `GET /messages` page when backfilling (Zulip recommends ≤ 1000).
+const BACKFILL_PAGE: u32 = 1000;
+
+/// How the poll loop behaves.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    /// What to register for.
+    pub register: RegisterParams,
+    /// First backoff delay.
+    pub backoff_base: Duration,
+    /// Largest backoff delay.
+    pub backoff_cap: Duration,
+    /// Consecutive failures after which the daemon reports itself degraded.
+    pub max_retries: u32,
+    /// Delete the queue on exit (dry-run, `--release-queue`).
+    pub release_queue: bool,
+    /// On the very first start, backfill messages after this id.
+    pub backfill_since: Option<i64>,
+}
+
+/// Why intake stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Zulip refused the credentials.
+    #[error("{0}")]
+    Auth(ZulipError),
+    /// Zulip refused a request that retrying cannot fix (a bad narrow).
+    #[error("{0}")]
+    Rejected(ZulipError),
+    /// The database failed in a way retrying cannot fix.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Live state of the poll loop, read by `/health` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct IntakeStatus {
+    /// The current queue.
+    pub queue_id: Mutex<Option<String>>,
+    /// Unix milliseconds of the last successful poll (events or heartbeat).
+    pub last_activity_ms: AtomicI64,
+    /// Unix milliseconds of the last stored event.
+    pub last_event_ms: AtomicI64,
+    /// Failed polls in a row.
+    pub consecutive_failures: AtomicU32,
+    /// Set once failures reach `max_retries`.
+    pub degraded: AtomicBool,
+    /// Queues registered.
+    pub registrations: AtomicU64,
+    /// Messages fetched by backfills.
+    pub backfilled: AtomicU64,
+    /// Polls that returned.
+    pub polls: AtomicU64,
+}
+
+/// The Zulip poll loop.
+pub struct Intake<'a> {
+    client: Client,
+    pipeline: &'a Pipeline,
+    settings: IntakeSettings,
+    status: Arc<IntakeStatus>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl<'a> Intake<'a> {
+    /// A poll loop feeding `pipeline`.
+    pub fn new(
+        client: Client,
+        pipeline: &'a Pipeline,
+        settings: IntakeSettings,
+        status: Arc<IntakeStatus>,
+    ) -> Intake<'a> {
+        Intake {
+            client,
+            pipeline,
+            settings,
+            status,
+        }
+    }
+
+    /// Polls until `token` is cancelled.
+    ///
+    /// # Errors
+    ///
+    /// [`IntakeError`] when Zulip refuses the credentials or a request, or
+    /// the database fails for good.
+    pub async fn run(self, token: CancellationToken) -> Result<(), IntakeError> {
+        let site = self.client.base_url().to_owned();
+        let mut cursor = match self.pipeline.store() {
+            Some(store) => store.load_cursor(self.pipeline.instance()).await?,
+            None => None,
+        };
+        let mut anchor = cursor.as_ref().and_then(|c| c.last_message_id);
+        if let Some(c) = &cursor {
+            if c.site != site {
+                tracing::warn!(stored_site = %c.site, site = %site, "The stored queue belongs to another Zulip site; registering a new one");
+                cursor = None;
+            } else {
+                tracing::info!(queue_id = %c.queue_id, last_event_id = c.last_event_id, "Resuming the stored event queue");
+            }
+        }
+        let mut longpoll = crate::zulip::DEFAULT_LONGPOLL_TIMEOUT;
+        let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
+        let mut first_registration = true;
+        let result = loop {
+            if token.is_cancelled() {
+                break Ok(());
+            }
+            let Some(current) = cursor.clone() else {
+                let reg = match self.register(&token, &mut backoff).await {
+                    Ok(Some(reg)) => reg,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
+                longpoll = reg.longpoll_timeout();
+                let start_anchor = match (anchor, first_registration) {
+                    (Some(a), _) => Some(a),
+                    (None, true) => self.settings.backfill_since,
+                    (None, false) => None,
+                };
+                first_registration = false;
+                let c = Cursor {
+                    site: site.clone(),
+                    queue_id: reg.queue_id.clone(),
+                    last_event_id: reg.last_event_id,
+                    last_message_id: start_anchor.or(reg.max_message_id),
+                };
+                match self
+                    .pipeline
+                    .accept(&c.queue_id, Vec::new(), Some(&c), &token)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(PipelineError::Cancelled) => break Ok(()),
+                    Err(PipelineError::Store(e)) => break Err(e.into()),
+                }
+                if let Some(from) = start_anchor {
+                    match self.backfill(from, &c, &token).await {
+                        Ok(newest) => anchor = newest.max(Some(from)),
+                        Err(e) => break Err(e),
+                    }
+                }
+                cursor = Some(c);
+                continue;
+            };
+            let poll = self.client.get_events(
+                &current.queue_id,
+                current.last_event_id,
+                longpoll + POLL_MARGIN,
+            );
+            let polled = tokio::select! {
+                r = poll => r,
+                _ = token.cancelled() => break Ok(()),
+            };
+            match polled {
+                Ok(items) => {
+                    self.status.polls.fetch_add(1, Ordering::Relaxed);
+                    self.status
+                        .last_activity_ms
+                        .store(now_ms(), Ordering::Relaxed);
+                    self.status.consecutive_failures.store(0, Ordering::Relaxed);
+                    self.status.degraded.store(false, Ordering::Relaxed);
+                    backoff.reset();
+                    let mut next = current.clone();
+                    let mut events = Vec::with_capacity(items.len());
+                    for item in items {
+                        match item {
+                            Ok(e) => {
+                                next.last_event_id = next.last_event_id.max(e.id());
+                                if let Some(m) = e.message_id() {
+                                    next.last_message_id = next.last_message_id.max(Some(m));
+                                }
+                                events.push(e);
+                            }
+                            Err(raw) => {
+                                tracing::error!(queue_id = %current.queue_id, event = %raw, "Zulip sent an event without an id; it cannot be stored")
+                            }
+                        }
+                    }
+                    if next == current {
+                        continue;
+                    }
+                    match self
+                        .pipeline
+                        .accept(&current.queue_id, events, Some(&next), &token)
+                        .await
+                    {
+                        Ok(r) => {
+                            if r.stored > 0 {
+                                self.status.last_event_ms.store(now_ms(), Ordering::Relaxed);
+                            }
+                        }
+                        Err(PipelineError::Cancelled) => break Ok(()),
+                        Err(PipelineError::Store(e)) => break Err(e.into()),
+                    }
+                    anchor = next.last_message_id;
+                    cursor = Some(next);
+                }
+                Err(e) => match e.action() {
+                    ErrorAction::Reregister => {
+                        tracing::warn!(queue_id = %current.queue_id, error = %e, "The event queue is gone; registering a new one and backfilling missed messages");
+                        *self
+                            .status
+                            .queue_id
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = None;
+                        cursor = None;
+                    }
+                    ErrorAction::Wait(d) => {
+                        tracing::info!(
+                            wait_ms = d.as_millis() as u64,
+                            "Zulip rate limit hit; waiting as asked"
+                        );
+                        if sleep_or_cancel(d, &token).await {
+                            break Ok(());
+                        }
+                    }
+                    ErrorAction::Stop if e.is_auth() => break Err(IntakeError::Auth(e)),
+                    ErrorAction::Stop => break Err(IntakeError::Rejected(e)),
+                    ErrorAction::Retry => {
+                        let delay = if matches!(e, ZulipError::Timeout) {
+                            // The poll outlived the long-poll timeout: the
+                            // connection is wedged, not the server busy.
+                            Duration::ZERO
+                        } else {
+                            backoff.next_delay()
+                        };
+                        self.note_failure(&e, delay);
+                        if sleep_or_cancel(delay, &token).await {
+                            break Ok(());
+                        }
+                    }
+                },
+            }
+        };
+        if self.settings.release_queue {
+            if let Some(c) = &cursor {
+                match tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.client.delete_queue(&c.queue_id),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {
+                        tracing::info!(queue_id = %c.queue_id, "Released the event queue")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(queue_id = %c.queue_id, error = %e, "Could not release the event queue")
+                    }
+                    Err(_) => {
+                        tracing::warn!(queue_id = %c.queue_id, "Releasing the event queue timed out")
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn note_failure(&self, e: &ZulipError, delay: Duration) {
+        let n = self
+            .status
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if n >= self.settings.max_retries {
+            if !self.status.degraded.swap(true, Ordering::Relaxed) {
+                tracing::error!(failures = n, error = %e, "Zulip polls keep failing; reporting degraded and still retrying");
+            }
+        } else {
+            tracing::warn!(failures = n, error = %e, retry_in_ms = delay.as_millis() as u64, "Polling Zulip failed; retrying");
+        }
+    }
+
+    /// Registers a queue, retrying transient failures. `None` on shutdown.
+    async fn register(
+        &self,
+        token: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<Option<Registration>, IntakeError> {
+        loop {
+            let attempt = tokio::select! {
+                r = self.client.register(&self.settings.register) => r,
+                _ = token.cancelled() => return Ok(None),
+            };
+            let delay = match attempt {
+                Ok(reg) => {
+                    backoff.reset();
+                    self.status.registrations.fetch_add(1, Ordering::Relaxed);
+                    self.status
+                        .last_activity_ms
+                        .store(now_ms(), Ordering::Relaxed);
+                    *self
+                        .status
+                        .queue_id
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(reg.queue_id.clone());
+                    tracing::info!(queue_id = %reg.queue_id, last_event_id = reg.last_event_id,
+                        zulip_version = %reg.zulip_version, feature_level = reg.zulip_feature_level,
+                        longpoll_timeout_s = reg.longpoll_timeout().as_secs(), "Registered an event queue");
+                    return Ok(Some(reg));
+                }
+                Err(e) if e.is_auth() => return Err(IntakeError::Auth(e)),
+                Err(e) => match e.action() {
+                    ErrorAction::Wait(d) => d,
+                    ErrorAction::Retry | ErrorAction::Reregister => {
+                        let d = backoff.next_delay();
+                        self.note_failure(&e, d);
+                        d
+                    }
+                    ErrorAction::Stop => return Err(IntakeError::Rejected(e)),
+                },
+            };
+            if sleep_or_cancel(delay, token).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Fetches the messages after `from` with `GET /messages` and feeds them
+    /// through the pipeline as backfilled message events. Returns the newest
+    /// message id seen.
+    async fn backfill(
+        &self,
+        from: i64,
+        cursor: &Cursor,
+        token: &CancellationToken,
+    ) -> Result<Option<i64>, IntakeError> {
+        let reg = &self.settings.register;
+        let mut narrows = vec![reg.narrow.clone()];
+        if reg.all_public_streams && reg.narrow.is_empty() {
+            narrows.push(vec![("channels".to_owned(), "public".to_owned())]);
+        }
+        let mut newest = None;
+        let mut total = 0u64;
+        for narrow in &narrows {
+            let mut anchor = from;
+            let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
+            loop {
+                let page = tokio::select! {
+                    r = self.client.messages_after(anchor, BACKFILL_PAGE, narrow, reg.apply_markdown) => r,
+                    _ = token.cancelled() => return Ok(newest),
+                };
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) if e.is_auth() => return Err(IntakeError::Auth(e)),
+                    Err(e) => {
+                        let d = match e.action() {
+                            ErrorAction::Wait(d) => d,
+                            ErrorAction::Stop => {
+                                tracing::error!(error = %e, "Backfill refused by Zulip; messages in the gap are not recovered");
+                                break;
+                            }
+                            _ => backoff.next_delay(),
+                        };
+                        if sleep_or_cancel(d, token).await {
+                            return Ok(newest);
+                        }
+                        continue;
+                    }
+                };
+                let mut events = Vec::with_capacity(page.messages.len());
+                for m in &page.messages {
+                    match Event::backfilled_message(m) {
+                        Ok(e) => events.push(e),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "Skipping a malformed backfilled message")
+                        }
+                    }
+                }
+                let last = events.iter().filter_map(Event::message_id).max();
+                let mut c = cursor.clone();
+                c.last_message_id = c.last_message_id.max(last);
+                let n = events.len() as u64;
+                match self
+                    .pipeline
+                    .accept("backfill", events, Some(&c), token)
+                    .await
+                {
+                    Ok(r) => total += r.stored as u64,
+                    Err(PipelineError::Cancelled) => return Ok(newest),
+                    Err(PipelineError::Store(e)) => return Err(e.into()),
+                }
+                newest = newest.max(last);
+                match last {
+                    Some(l) if !page.found_newest && n > 0 => anchor = l,
+                    _ => break,
+                }
+            }
+        }
+        self.status.backfilled.fetch_add(total, Ordering::Relaxed);
+        tracing::info!(
+            after_message_id = from,
+            backfilled = total,
+            "Backfilled missed messages; other event types in the gap cannot be recovered"
+        );
+        Ok(newest)
+    }
+}
+
+/// Sleeps for `d`; true when `token` was cancelled first.
+async fn sleep_or_cancel(d: Duration, token: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = token.cancelled() => true,
+    }
+}

@@ -1,0 +1,32 @@
+//! zulip-event-listeners: a daemon that turns a Zulip organization's
+//! real-time event stream into reliable work.
+//!
+//! Components, in the order an event meets them:
+//!
+//! - [`zulip`]: credentials (`zuliprc`, `ZULIP_*`), the HTTP client and its
+//!   typed errors.
+//! - [`intake`]: the poll loop and queue state machine; events are written
+//!   to the inbox and the cursor advanced in one transaction before Zulip is
+//!   told (by the next poll) that they were received.
+//! - [`source`]: the other way in, a JSON-lines file of recorded events.
+//! - [`event`]: an event's raw JSON kept byte for byte, with typed views.
+//! - [`dispatch`]: hands committed events to the listeners that want them,
+//!   with bounded concurrency and timeouts, and records every run.
+//! - [`listeners`]: the [`listeners::Listener`] trait, the registry and the
+//!   built-in listeners.
+//! - [`store`]: the [`store::Store`] trait with PostgreSQL and SQLite backends.
+//! - [`config`], [`telemetry`], [`app`], [`cli`], [`shutdown`]: the daemon around them.
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod event;
+pub mod intake;
+pub mod listeners;
+pub mod shutdown;
+pub mod source;
+pub mod store;
+pub mod telemetry;
+pub mod zulip;

@@ -1,0 +1,136 @@
+//! `user_activity_tracker`: last-seen time and activity counts per user.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::listener::{ActivityKind, ActivityRecord, Context, Listener, ListenerError, Record};
+use crate::event::Event;
+
+/// Tracks, per user, when they were last seen and how many messages,
+/// reactions, presence updates and typing notifications they produced, in
+/// `event_listeners_useractivity`.
+pub struct UserActivityTracker;
+
+#[derive(Deserialize, Default)]
+struct Actor {
+    user_id: Option<i64>,
+    email: Option<String>,
+    server_timestamp: Option<f64>,
+    sender: Option<Sender>,
+}
+
+#[derive(Deserialize)]
+struct Sender {
+    user_id: Option<i64>,
+    email: Option<String>,
+}
+
+#[async_trait]
+impl Listener for UserActivityTracker {
+    fn name(&self) -> &str {
+        "user_activity_tracker"
+    }
+
+    fn description(&self) -> &str {
+        "Tracks last-seen time and message/reaction/presence/typing counts per user"
+    }
+
+    fn event_types(&self) -> &[&str] {
+        &["message", "reaction", "presence", "typing"]
+    }
+
+    async fn handle(&self, event: &Event, _ctx: &Context) -> Result<Vec<Record>, ListenerError> {
+        let record = match event.event_type() {
+            "message" => {
+                let m = event.message().ok_or_else(|| {
+                    ListenerError::permanent("message event without a valid message object")
+                })?;
+                ActivityRecord {
+                    user_id: m.sender_id,
+                    email: Some(m.sender_email.clone()).filter(|e| !e.is_empty()),
+                    seen_at: DateTime::<Utc>::from_timestamp(m.timestamp, 0)
+                        .unwrap_or_else(Utc::now),
+                    kind: ActivityKind::Message,
+                }
+            }
+            kind @ ("reaction" | "presence" | "typing") => {
+                let actor: Actor = serde_json::from_str(event.raw()).map_err(|e| {
+                    ListenerError::permanent(format!("malformed {kind} event: {e}"))
+                })?;
+                let (user_id, email) = match actor.sender {
+                    Some(s) if kind == "typing" => (s.user_id, s.email),
+                    _ => (actor.user_id, actor.email),
+                };
+                let user_id = user_id.ok_or_else(|| {
+                    ListenerError::permanent(format!("{kind} event without a user id"))
+                })?;
+                let seen_at = actor
+                    .server_timestamp
+                    .and_then(|t| DateTime::<Utc>::from_timestamp_millis((t * 1000.0) as i64))
+                    .unwrap_or_else(Utc::now);
+                ActivityRecord {
+                    user_id,
+                    email,
+                    seen_at,
+                    kind: match kind {
+                        "reaction" => ActivityKind::Reaction,
+                        "presence" => ActivityKind::Presence,
+                        _ => ActivityKind::Typing,
+                    },
+                }
+            }
+            other => {
+                return Err(ListenerError::permanent(format!(
+                    "user_activity_tracker does not handle {other} events"
+                )))
+            }
+        };
+        Ok(vec![Record::Activity(record)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context {
+            org: "o".into(),
+            inbox_id: 1,
+            bot_user_id: None,
+            attempt: 1,
+        }
+    }
+
+    async fn activity(json: &str) -> ActivityRecord {
+        let e = Event::parse(json).unwrap();
+        match UserActivityTracker.handle(&e, &ctx()).await.unwrap().pop() {
+            Some(Record::Activity(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn typing_is_attributed_to_the_sender() {
+        let a = activity(
+            r#"{"type":"typing","op":"start","sender":{"user_id":13,"email":"t@x"},"id":2}"#,
+        )
+        .await;
+        assert_eq!((a.user_id, a.kind), (13, ActivityKind::Typing));
+        assert_eq!(a.email.as_deref(), Some("t@x"));
+    }
+
+    #[tokio::test]
+    async fn presence_uses_the_server_timestamp() {
+        let a = activity(r#"{"type":"presence","user_id":4,"email":"p@x","server_timestamp":1790000000.5,"presence":{},"id":3}"#).await;
+        assert_eq!(a.seen_at.timestamp(), 1_790_000_000);
+        assert_eq!(a.kind, ActivityKind::Presence);
+    }
+
+    #[tokio::test]
+    async fn a_reaction_without_a_user_is_a_permanent_failure() {
+        let e = Event::parse(r#"{"type":"reaction","op":"add","id":1}"#).unwrap();
+        assert!(UserActivityTracker.handle(&e, &ctx()).await.is_err());
+    }
+}

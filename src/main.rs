@@ -1,0 +1,34 @@
+//! The `zulip-event-listeners` binary: parse the command line, load the
+//! configuration, set up logging, run the subcommand, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use zulip_event_listeners::cli::{self, Cli, EXIT_FAILURE};
+use zulip_event_listeners::{listeners::Registry, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let registry = Registry::builtin();
+    let outcome = cli::load_config(&cli, &registry).and_then(|config| {
+        let log_file = telemetry::init(&config.logging).map_err(|e| cli::Failure {
+            code: cli::EXIT_CONFIG,
+            error: anyhow::anyhow!("cannot open the log file: {e}"),
+        })?;
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| cli::Failure {
+            code: EXIT_FAILURE,
+            error: e.into(),
+        })?;
+        runtime.block_on(async {
+            telemetry::reopen_on_sighup(log_file);
+            cli::run(cli, config, registry).await
+        })
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

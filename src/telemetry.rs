@@ -1,0 +1,167 @@
+//! Logging: a `tracing` subscriber writing text or JSON lines to stderr
+//! (journald under systemd) or appending to a file that SIGHUP reopens, so
+//! both of logrotate's ways (`copytruncate`, or move + `reload`) are safe.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LoggingConfig};
+
+/// A log file opened in append mode that can be reopened in place.
+#[derive(Clone, Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: Arc<RwLock<File>>,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    // O_APPEND: every write lands at the current end, even after
+    // logrotate's copytruncate has truncated the file under us.
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+impl LogFile {
+    /// Opens (creating) `path` for appending.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error when the file cannot be opened.
+    pub fn open(path: &Path) -> io::Result<LogFile> {
+        Ok(LogFile {
+            path: path.to_owned(),
+            file: Arc::new(RwLock::new(open_append(path)?)),
+        })
+    }
+
+    /// Opens the path again, so lines go to the new file after a rotation.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error when the file cannot be opened; the old one stays in use.
+    pub fn reopen(&self) -> io::Result<()> {
+        let fresh = open_append(&self.path)?;
+        *self.file.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// One log line's writer.
+pub struct LogFileWriter(Arc<RwLock<File>>);
+
+impl Write for LogFileWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self.0.read().unwrap_or_else(|p| p.into_inner());
+        (&*file).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogFile {
+    type Writer = LogFileWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogFileWriter(self.file.clone())
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides the
+/// configured level. Returns the log file, to reopen on SIGHUP.
+///
+/// # Errors
+///
+/// The I/O error when the log file cannot be opened.
+pub fn init(cfg: &LoggingConfig) -> io::Result<Option<LogFile>> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let file = cfg.file.as_deref().map(LogFile::open).transpose()?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // try_init: a second call (tests) keeps the first subscriber.
+    let _ = match (&file, cfg.format) {
+        (Some(f), LogFormat::Json) => builder.json().with_writer(f.clone()).try_init(),
+        (Some(f), LogFormat::Text) => builder.with_ansi(false).with_writer(f.clone()).try_init(),
+        (None, LogFormat::Json) => builder.json().with_writer(io::stderr).try_init(),
+        (None, LogFormat::Text) => builder.with_writer(io::stderr).try_init(),
+    };
+    Ok(file)
+}
+
+/// Reopens `file` on every SIGHUP (systemd's `ExecReload`, logrotate's
+/// `postrotate`).
+pub fn reopen_on_sighup(file: Option<LogFile>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP; the log file will not be reopened");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match &file {
+                Some(f) => match f.reopen() {
+                    Ok(()) => {
+                        tracing::info!(file = %f.path().display(), "Reopened the log file (SIGHUP)")
+                    }
+                    Err(e) => {
+                        tracing::error!(file = %f.path().display(), error = %e, "Cannot reopen the log file; still writing to the old one")
+                    }
+                },
+                None => tracing::info!("SIGHUP received; logs go to stderr, nothing to reopen"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(file);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_a_reopen_lines_go_to_the_new_file_and_none_to_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let log = LogFile::open(&path).unwrap();
+        log.make_writer().write_all(b"one\n").unwrap();
+        std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
+        log.reopen().unwrap();
+        log.make_writer().write_all(b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.log.1")).unwrap(),
+            "one\n"
+        );
+    }
+
+    #[test]
+    fn writes_after_a_truncation_land_at_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.log");
+        let log = LogFile::open(&path).unwrap();
+        log.make_writer().write_all(b"first line\n").unwrap();
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        log.make_writer().write_all(b"x\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"x\n");
+    }
+}

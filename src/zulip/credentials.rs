@@ -1,0 +1,586 @@
+//! Zulip credentials: resolves email, API key, server URL and TLS options the
+//! way the official Python bindings (`zulip.Client.__init__`) do. Explicit
+//! sources from our own config come first, then the `ZULIP_*` environment
+//! variables, then the `[api]` section of a zuliprc INI file (`ZULIP_CONFIG`,
+//! else `~/.zuliprc`). This module owns that precedence, the zuliprc parser,
+//! and the normalization of a site into the API base URL. It never puts the
+//! API key into a `Debug` output or an error message.
+
+use secrecy::SecretString;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Resolved credentials for talking to one Zulip server.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The bot's or user's email (HTTP Basic user name).
+    pub email: String,
+    /// The API key (HTTP Basic password). Never printed.
+    pub api_key: SecretString,
+    /// The normalized API base URL from [`api_base_url`], e.g.
+    /// `https://zulip.example.com/api/v1/`; join endpoint paths onto it.
+    pub site: String,
+    /// Skip TLS certificate verification (`insecure` / `ZULIP_ALLOW_INSECURE`).
+    pub insecure: bool,
+    /// A CA bundle to verify the server with (`cert_bundle` / `ZULIP_CERT_BUNDLE`).
+    pub cert_bundle: Option<PathBuf>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("email", &self.email)
+            .field("api_key", &"[redacted]")
+            .field("site", &self.site)
+            .field("insecure", &self.insecure)
+            .field("cert_bundle", &self.cert_bundle)
+            .finish()
+    }
+}
+
+/// Explicit values from our own config file: the Python client's constructor arguments.
+#[derive(Clone, Copy, Default)]
+pub struct CredentialSources<'a> {
+    /// A zuliprc path; beats `ZULIP_CONFIG` and `~/.zuliprc`. A leading `~` is expanded.
+    pub zuliprc: Option<&'a Path>,
+    /// The email; beats `ZULIP_EMAIL` and the file.
+    pub email: Option<&'a str>,
+    /// The API key; beats `ZULIP_API_KEY` and the file.
+    pub api_key: Option<&'a str>,
+    /// The site; beats `ZULIP_SITE` and the file.
+    pub site: Option<&'a str>,
+}
+
+impl fmt::Debug for CredentialSources<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialSources")
+            .field("zuliprc", &self.zuliprc)
+            .field("email", &self.email)
+            .field("api_key", &self.api_key.map(|_| "[redacted]"))
+            .field("site", &self.site)
+            .finish()
+    }
+}
+
+/// Why credentials could not be loaded. No message ever contains the API key.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// Key and/or email are missing and no config file exists: (what is missing, file tried).
+    #[error("Zulip {0} not specified in our config or the environment, and config file {1} does not exist")]
+    ConfigNotFound(&'static str, String),
+    /// An existing config file could not be read: (file, cause).
+    #[error("cannot read Zulip config file {file}: {1}", file = .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
+    /// The config file is not INI as Python's configparser reads it: (file, line, reason).
+    #[error("Zulip config file {file} line {1}: {2}", file = .0.display())]
+    Parse(PathBuf, usize, String),
+    /// An existing config file lacks a needed `key` or `email`: (file, option).
+    #[error("Zulip config file {file} has no `{1}` option in an [api] section", file = .0.display())]
+    MissingOption(PathBuf, &'static str),
+    /// No site was given anywhere: (config file tried).
+    #[error("missing Zulip server URL: set `site` in our config, ZULIP_SITE, or the [api] section of {0}")]
+    MissingSite(String),
+    /// The site is empty, has whitespace or no host, or is not http(s): (site, reason).
+    #[error("invalid Zulip site {0:?}: {1}")]
+    InvalidSite(String, &'static str),
+    /// `insecure` / `ZULIP_ALLOW_INSECURE` is not `true` or `false`: (origin, value).
+    #[error("{0} sets insecure to {1:?}, but it must be 'true' or 'false'")]
+    InvalidInsecure(String, String),
+    /// TLS verification is on and the CA bundle is not a file: (path).
+    #[error("TLS certificate bundle {file} (cert_bundle or ZULIP_CERT_BUNDLE) does not exist", file = .0.display())]
+    CertBundleNotFound(PathBuf),
+    /// A TLS client certificate is configured, which we cannot present: (origin).
+    #[error("{0} configures a TLS client certificate, which this daemon does not support")]
+    ClientCertUnsupported(String),
+}
+
+fn nonempty(s: &str) -> Option<String> {
+    Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn expand_tilde(path: &Path, home: Option<&Path>) -> PathBuf {
+    match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// An existing zuliprc: its path and `[api]` options (empty if none).
+#[derive(Default)]
+struct Zuliprc(PathBuf, HashMap<String, String>);
+
+impl Zuliprc {
+    fn read(path: PathBuf) -> Result<Self, CredentialsError> {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => return Err(CredentialsError::Io(path, e)),
+        };
+        match parse_api_section(&text) {
+            Ok(api) => Ok(Zuliprc(path, api.unwrap_or_default())),
+            Err((line, reason)) => Err(CredentialsError::Parse(path, line, reason)),
+        }
+    }
+    fn get(&self, opt: &str) -> Option<String> {
+        nonempty(self.1.get(opt)?)
+    }
+    fn get_with_origin(&self, opt: &str) -> Option<(String, String)> {
+        let origin = format!("option `{opt}` in Zulip config file {}", self.0.display());
+        Some((self.get(opt)?, origin))
+    }
+    fn require(&self, opt: &'static str) -> Result<String, CredentialsError> {
+        self.get(opt)
+            .ok_or_else(|| CredentialsError::MissingOption(self.0.clone(), opt))
+    }
+}
+
+/// Loads credentials: `sources` first, then the `ZULIP_*` variables read
+/// through `env`, then the `[api]` section of the zuliprc (`sources.zuliprc`,
+/// else `ZULIP_CONFIG`, else `home/.zuliprc`). Values are trimmed and an empty
+/// value counts as missing. Production passes `&|k| std::env::var(k).ok()`.
+///
+/// # Errors
+/// Any [`CredentialsError`]: key or email missing with no file, an existing
+/// file that is unreadable, malformed or lacks `key`/`email` when they are
+/// still needed, no usable site, a bad `insecure` value, a missing CA bundle,
+/// or a configured client certificate.
+pub fn load_credentials(
+    sources: &CredentialSources,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Result<Credentials, CredentialsError> {
+    let var = |name: &str| env(name).as_deref().and_then(nonempty);
+    let arg_or_var = |arg: Option<&str>, name| arg.and_then(nonempty).or_else(|| var(name));
+    let key = arg_or_var(sources.api_key, "ZULIP_API_KEY");
+    let email = arg_or_var(sources.email, "ZULIP_EMAIL");
+    let path = sources
+        .zuliprc
+        .map(Path::to_path_buf)
+        .or_else(|| var("ZULIP_CONFIG").map(PathBuf::from))
+        .map(|p| expand_tilde(&p, home))
+        .or_else(|| home.map(|h| h.join(".zuliprc")));
+    let looked = path.as_ref().map_or_else(
+        || "~/.zuliprc (home directory unknown)".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let file = match path.filter(|p| p.exists()) {
+        Some(path) => Zuliprc::read(path)?,
+        None if key.is_none() || email.is_none() => {
+            let missing = match (key.is_none(), email.is_none()) {
+                (true, true) => "API key (ZULIP_API_KEY) and email (ZULIP_EMAIL)",
+                (true, false) => "API key (ZULIP_API_KEY)",
+                _ => "email (ZULIP_EMAIL)",
+            };
+            return Err(CredentialsError::ConfigNotFound(missing, looked));
+        }
+        None => Zuliprc::default(),
+    };
+    let key = key.map_or_else(|| file.require("key"), Ok)?;
+    let email = email.map_or_else(|| file.require("email"), Ok)?;
+    let site = arg_or_var(sources.site, "ZULIP_SITE").or_else(|| file.get("site"));
+    let site = api_base_url(&site.ok_or(CredentialsError::MissingSite(looked))?)?;
+    let env_insecure = var("ZULIP_ALLOW_INSECURE").map(|v| (v, "ZULIP_ALLOW_INSECURE".to_owned()));
+    let insecure = match env_insecure.or_else(|| file.get_with_origin("insecure")) {
+        None => false,
+        Some((v, _)) if v.eq_ignore_ascii_case("true") => true,
+        Some((v, _)) if v.eq_ignore_ascii_case("false") => false,
+        Some((value, origin)) => return Err(CredentialsError::InvalidInsecure(origin, value)),
+    };
+    let env_cert = ["ZULIP_CERT", "ZULIP_CERT_KEY"].map(|v| var(v).map(|c| (c, v.to_owned())));
+    let file_cert = ["client_cert", "client_cert_key"].map(|o| file.get_with_origin(o));
+    if let Some((_, origin)) = env_cert.into_iter().chain(file_cert).flatten().next() {
+        return Err(CredentialsError::ClientCertUnsupported(origin));
+    }
+    let cert_bundle = var("ZULIP_CERT_BUNDLE")
+        .or_else(|| file.get("cert_bundle"))
+        .map(PathBuf::from);
+    if let Some(path) = cert_bundle.as_ref().filter(|p| !insecure && !p.is_file()) {
+        return Err(CredentialsError::CertBundleNotFound(path.clone()));
+    }
+    let api_key = SecretString::from(key);
+    Ok(Credentials {
+        email,
+        api_key,
+        site,
+        insecure,
+        cert_bundle,
+    })
+}
+
+/// Turns a site such as `zulip.example.com` into the API base URL
+/// `https://zulip.example.com/api/v1/`, like the Python client: adds
+/// `https://` when there is no scheme (`http://` for `localhost…`), strips
+/// trailing `/`, appends `/api` unless present, then `/v1/`. Idempotent.
+///
+/// # Errors
+/// [`CredentialsError::InvalidSite`] if the site is empty, contains
+/// whitespace, has no host, or uses a scheme other than `http`/`https`.
+pub fn api_base_url(site: &str) -> Result<String, CredentialsError> {
+    let site = site.trim();
+    let invalid = |reason| CredentialsError::InvalidSite(site.to_owned(), reason);
+    if site.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if site.chars().any(char::is_whitespace) {
+        return Err(invalid("it contains whitespace"));
+    }
+    let lower = site.to_ascii_lowercase();
+    let url = if lower.starts_with("http://") || lower.starts_with("https://") {
+        site.to_owned()
+    } else if site.contains("://") {
+        return Err(invalid("only http:// and https:// are supported"));
+    } else if lower.starts_with("localhost") {
+        format!("http://{site}")
+    } else {
+        format!("https://{site}")
+    };
+    let url = url.trim_end_matches('/');
+    let host = url.split_once("://").map_or("", |(_, rest)| rest);
+    if host.is_empty() || host.starts_with('/') {
+        return Err(invalid("it has no host name"));
+    }
+    // Unlike Python, an existing `/api/v1` is kept, so feeding back a
+    // `Credentials::site` (already a base URL) is a no-op.
+    let url = url
+        .strip_suffix("/v1")
+        .filter(|u| u.ends_with("/api"))
+        .unwrap_or(url);
+    let api = if url.ends_with("/api") { "" } else { "/api" };
+    Ok(format!("{url}{api}/v1/"))
+}
+
+type Section = HashMap<String, String>;
+
+/// Parses INI text as Python's `configparser.ConfigParser` (strict, default
+/// options) does, returning the `[api]` options (falling back to `[DEFAULT]`),
+/// or `None` if there is no `[api]` section. Error: (line number, reason).
+///
+/// Hand-written, not rust-ini 0.21: without its `case-insensitive` feature
+/// (off in our Cargo.toml) option names are case-sensitive; its multi-line mode
+/// folds *every* indented line into the previous value (configparser only those
+/// indented deeper than the option), so `  key=a` / `  email=b` breaks, while
+/// without it real continuation lines are errors; it accepts duplicates.
+/// As in configparser: the first `=` or `:` separates, `#`/`;` start full-line
+/// comments only, option names are lower-cased, section names are not.
+/// Not supported: `%` interpolation (Zulip keys are alphanumeric).
+fn parse_api_section(text: &str) -> Result<Option<Section>, (usize, String)> {
+    let mut sections: HashMap<String, Section> = HashMap::new();
+    let mut cur_sect: Option<String> = None;
+    let mut cur_opt: Option<String> = None;
+    let mut indent_level = 0usize;
+    for (idx, raw) in text.trim_start_matches('\u{feff}').lines().enumerate() {
+        let line = raw.trim();
+        let comment = line.starts_with('#') || line.starts_with(';');
+        let value = cur_sect
+            .as_ref()
+            .zip(cur_opt.as_ref())
+            .and_then(|(s, o)| sections.get_mut(s)?.get_mut(o));
+        if line.is_empty() || comment {
+            // A blank line inside a value is kept; comment lines vanish.
+            if let Some(v) = value.filter(|_| !comment) {
+                v.push('\n');
+            }
+            continue;
+        }
+        let indent = raw.len() - raw.trim_start().len();
+        if let Some(v) = value.filter(|_| indent > indent_level) {
+            v.push('\n');
+            v.push_str(line);
+            continue;
+        }
+        indent_level = indent;
+        let err = |reason: &str| Err((idx + 1, reason.to_owned()));
+        if let Some(end) = line.rfind(']').filter(|&e| line.starts_with('[') && e > 1) {
+            let name = &line[1..end];
+            if name != "DEFAULT" && sections.contains_key(name) {
+                return err(&format!("section [{name}] appears twice"));
+            }
+            sections.entry(name.to_owned()).or_default();
+            (cur_sect, cur_opt) = (Some(name.to_owned()), None);
+            continue;
+        }
+        let Some(sect) = cur_sect.as_ref().and_then(|s| sections.get_mut(s)) else {
+            return err("option appears before any [section] header");
+        };
+        let Some(pos) = line.find(['=', ':']) else {
+            return err("expected `name = value` or `name: value`");
+        };
+        let name = line[..pos].trim_end().to_lowercase();
+        if name.is_empty() {
+            return err("option name is empty");
+        }
+        if sect.contains_key(&name) {
+            return err(&format!("option `{name}` appears twice in its section"));
+        }
+        sect.insert(name.clone(), line[pos + 1..].trim().to_owned());
+        cur_opt = Some(name);
+    }
+    let defaults = sections.remove("DEFAULT").unwrap_or_default();
+    Ok(sections.remove("api").map(|mut api| {
+        for (k, v) in defaults {
+            api.entry(k).or_insert(v);
+        }
+        api
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use tempfile::TempDir;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyzABCDEF";
+    const RC: &str = "[api]\nemail=test-bot@zulip.example.com\n\
+        key=abcdefghijklmnopqrstuvwxyzABCDEF\nsite=https://zulip.example.com\n";
+    const URL: &str = "https://zulip.example.com/api/v1/";
+    const NO: CredentialSources = CredentialSources {
+        zuliprc: None,
+        email: None,
+        api_key: None,
+        site: None,
+    };
+
+    /// A home directory holding the given files, e.g. `.zuliprc`.
+    fn home(files: &[(&str, &str)]) -> TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    fn rc(text: &str) -> TempDir {
+        home(&[(".zuliprc", text)])
+    }
+
+    fn with_rc(path: &Path) -> CredentialSources<'_> {
+        CredentialSources {
+            zuliprc: Some(path),
+            ..NO
+        }
+    }
+
+    fn load_full(
+        home: &TempDir,
+        src: &CredentialSources,
+        vars: &[(&str, &str)],
+    ) -> Result<Credentials, CredentialsError> {
+        let env = |k: &str| vars.iter().find(|v| v.0 == k).map(|v| v.1.to_owned());
+        load_credentials(src, &env, Some(home.path()))
+    }
+
+    /// "email key site", or "error: message".
+    fn load(home: &TempDir, src: &CredentialSources, vars: &[(&str, &str)]) -> String {
+        match load_full(home, src, vars) {
+            Ok(c) => format!("{} {} {}", c.email, c.api_key.expose_secret(), c.site),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_download_button_file_in_home_is_read_and_its_site_normalized() {
+        let c = load_full(&rc(RC), &NO, &[]).unwrap();
+        assert_eq!(c.email, "test-bot@zulip.example.com");
+        assert_eq!((c.api_key.expose_secret(), c.site.as_str()), (KEY, URL));
+        assert!(!c.insecure && c.cert_bundle.is_none());
+    }
+
+    #[test]
+    fn colon_separators_comments_whitespace_and_option_case_follow_configparser() {
+        let text = "# c\n; c\n[other]\nkey = no\n\n[api]\n  # c\n Key:  k1 \nEMAIL : a@b.c\n\
+            site=localhost:9991\n";
+        let got = load(&rc(text), &NO, &[]);
+        assert_eq!(got, "a@b.c k1 http://localhost:9991/api/v1/");
+    }
+
+    #[test]
+    fn the_parser_handles_continuations_duplicates_and_defaults_like_configparser() {
+        let key = |t: &str| parse_api_section(t).map(|s| s.map(|m| m["key"].clone()));
+        let some = |v: &str| Ok(Some(v.to_owned()));
+        assert_eq!(key("[api]\n  key=a\n  email=b\n"), some("a"));
+        assert_eq!(key("[api]\nkey=a\n\n  b\nemail=c\n"), some("a\n\nb"));
+        assert_eq!(key("[api]\nkey=a\n# c\n  b\n"), some("a\nb"));
+        assert_eq!(key("[DEFAULT]\nkey=d\n[api]\n"), some("d"));
+        assert_eq!(key("\u{feff}[api]\r\nkey=x:y ;z\r\n"), some("x:y ;z"));
+        assert_eq!(key("[API]\nkey=a\n"), Ok(None));
+        let bad = [
+            "[api]\nk=a\nK=b",
+            "[a]\n[a]",
+            "k=a\n[a]",
+            "[a]\nk",
+            "[a]\n=x",
+        ];
+        for text in bad {
+            assert!(parse_api_section(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn environment_variables_override_the_file_field_by_field() {
+        let home = rc(RC);
+        let got = load(&home, &NO, &[("ZULIP_EMAIL", "e@x")]);
+        assert_eq!(got, format!("e@x {KEY} {URL}"));
+        let vars = [("ZULIP_API_KEY", "k2"), ("ZULIP_SITE", "x.org")];
+        let got = load(&home, &NO, &vars);
+        assert_eq!(got, "test-bot@zulip.example.com k2 https://x.org/api/v1/");
+    }
+
+    #[test]
+    fn explicit_sources_override_the_environment_and_zulip_config() {
+        let (mine, theirs) = (RC.replace("test-bot", "me"), RC.replace("test-bot", "they"));
+        let home = home(&[("mine", &mine), ("theirs", &theirs)]);
+        let path = home.path().join("mine");
+        let vars = [("ZULIP_CONFIG", "~/theirs"), ("ZULIP_SITE", "e.org")];
+        let src = CredentialSources {
+            site: Some("a.org"),
+            ..with_rc(&path)
+        };
+        let got = load(&home, &src, &vars);
+        assert_eq!(
+            got,
+            format!("me@zulip.example.com {KEY} https://a.org/api/v1/")
+        );
+        let src = CredentialSources {
+            email: Some("a@b"),
+            api_key: Some("k3"),
+            ..src
+        };
+        let vars = [("ZULIP_EMAIL", "e@x"), ("ZULIP_API_KEY", "k2")];
+        assert_eq!(load(&home, &src, &vars), "a@b k3 https://a.org/api/v1/");
+    }
+
+    #[test]
+    fn zulip_config_chooses_the_file_and_a_leading_tilde_expands_to_home() {
+        let other = RC.replace("test-bot", "o");
+        let home = home(&[(".zuliprc", RC), ("o.rc", &other)]);
+        let want = format!("o@zulip.example.com {KEY} {URL}");
+        let abs = home.path().join("o.rc").display().to_string();
+        assert_eq!(load(&home, &NO, &[("ZULIP_CONFIG", &abs)]), want);
+        assert_eq!(load(&home, &NO, &[("ZULIP_CONFIG", "~/o.rc")]), want);
+        assert_eq!(load(&home, &with_rc(Path::new("~/o.rc")), &[]), want);
+    }
+
+    #[test]
+    fn a_missing_file_is_fine_when_the_environment_supplies_everything() {
+        let vars = [("ZULIP_EMAIL", "e@x"), ("ZULIP_API_KEY", "k")];
+        let vars = [vars[0], vars[1], ("ZULIP_SITE", "x.org")];
+        let want = "e@x k https://x.org/api/v1/";
+        assert_eq!(load(&home(&[]), &NO, &vars), want);
+        let src = with_rc(Path::new("/nonexistent/rc"));
+        assert_eq!(load(&home(&[]), &src, &vars), want);
+    }
+
+    #[test]
+    fn missing_key_or_email_without_a_file_names_what_is_missing_and_where() {
+        let home = home(&[]);
+        let got = load(&home, &NO, &[("ZULIP_API_KEY", "k")]);
+        let path = home.path().join(".zuliprc").display().to_string();
+        assert_eq!(got, format!("error: Zulip email (ZULIP_EMAIL) not specified in our config or the environment, and config file {path} does not exist"));
+        let got = load(&home, &with_rc(Path::new("/nonexistent/rc")), &[]);
+        assert!(got.contains("API key (ZULIP_API_KEY) and email"), "{got}");
+        assert!(got.contains("config file /nonexistent/rc does"), "{got}");
+        let err = load_credentials(&NO, &|_| None, None).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("~/.zuliprc (home directory unknown)"));
+    }
+
+    #[test]
+    fn a_missing_or_empty_key_in_an_existing_file_is_an_error_unless_given_elsewhere() {
+        let home = rc("[api]\nemail=a@b\nkey =\nsite=x.org\n");
+        let path = home.path().join(".zuliprc").display().to_string();
+        let want =
+            format!("error: Zulip config file {path} has no `key` option in an [api] section");
+        assert_eq!(load(&home, &NO, &[]), want);
+        let got = load(&home, &NO, &[("ZULIP_API_KEY", "k"), ("ZULIP_EMAIL", " ")]);
+        assert_eq!(got, "a@b k https://x.org/api/v1/");
+        let got = load(&rc("[other]\nkey=a\nemail=b\n"), &NO, &[]);
+        assert!(
+            got.contains("has no `key` option in an [api] section"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn a_missing_site_is_an_error_naming_where_to_set_it() {
+        let home = rc("[api]\nemail=a@b\nkey=k\n");
+        let got = load(&home, &NO, &[("ZULIP_SITE", "")]);
+        let path = home.path().join(".zuliprc").display().to_string();
+        assert_eq!(got, format!("error: missing Zulip server URL: set `site` in our config, ZULIP_SITE, or the [api] section of {path}"));
+    }
+
+    #[test]
+    fn sites_are_normalized_like_the_python_client() {
+        for (site, want) in [
+            ("zulip.example.com", URL),
+            ("localhost:9991", "http://localhost:9991/api/v1/"),
+            ("https://zulip.example.com/", URL),
+            ("https://zulip.example.com/api", URL),
+            ("https://zulip.example.com/api//", URL),
+            ("https://zulip.example.com/api/v1", URL),
+            (URL, URL),
+            ("http://x.org", "http://x.org/api/v1/"),
+            (" HTTPS://x.org/zulip ", "HTTPS://x.org/zulip/api/v1/"),
+        ] {
+            assert_eq!(api_base_url(site).unwrap(), want, "{site}");
+        }
+        for bad in ["", "  ", "https://", "https:///x", "ftp://x.org", "x .org"] {
+            let err = api_base_url(bad).unwrap_err();
+            assert!(matches!(err, CredentialsError::InvalidSite(..)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn insecure_cert_bundle_and_client_certs_are_validated() {
+        let home = rc(&format!("{RC}insecure = maybe\ncert_bundle = /no/ca.pem\n"));
+        let c = load_full(&home, &NO, &[("ZULIP_ALLOW_INSECURE", "TRUE")]).unwrap();
+        assert_eq!(
+            (c.insecure, c.cert_bundle),
+            (true, Some("/no/ca.pem".into()))
+        );
+        let got = load(&home, &NO, &[]);
+        assert!(
+            got.contains("option `insecure` in Zulip config file /"),
+            "{got}"
+        );
+        assert!(got.ends_with("sets insecure to \"maybe\", but it must be 'true' or 'false'"));
+        let got = load(&home, &NO, &[("ZULIP_ALLOW_INSECURE", "false")]);
+        assert!(got.contains("TLS certificate bundle /no/ca.pem"), "{got}");
+        let vars = [("ZULIP_CERT_KEY", "k"), ("ZULIP_ALLOW_INSECURE", "true")];
+        let got = load(&home, &NO, &vars);
+        assert!(got.starts_with("error: ZULIP_CERT_KEY configures a TLS client"));
+    }
+
+    #[test]
+    fn debug_output_and_error_messages_never_contain_the_key() {
+        let debug = format!("{:?}", load_full(&rc(RC), &NO, &[]).unwrap());
+        assert!(debug.contains("api_key: \"[redacted]\"") && !debug.contains(KEY));
+        let debug = format!(
+            "{:?}",
+            CredentialSources {
+                api_key: Some(KEY),
+                ..NO
+            }
+        );
+        assert!(debug.contains("api_key: Some(\"[redacted]\")") && !debug.contains(KEY));
+        let key = [("ZULIP_API_KEY", KEY)];
+        let errors = [
+            load_full(&home(&[]), &NO, &key),
+            load_full(&rc(&format!("[api]\nkey {KEY}\n")), &NO, &[]),
+            load_full(&rc(&format!("[api]\nkey={KEY}\nkey=x\n")), &NO, &[]),
+            load_full(&rc(&format!("[api]\nemail=a@b\nkey={KEY}\n")), &NO, &[]),
+            load_full(&rc(&format!("[api]\nemail=a\n[x]\nkey={KEY}")), &NO, &[]),
+            load_full(&rc(&format!("{RC}insecure = no\n")), &NO, &key),
+            load_full(&rc(&format!("{RC}cert_bundle = /no\n")), &NO, &key),
+            load_full(&rc(&format!("{RC}client_cert_key = /k\n")), &NO, &key),
+        ];
+        for err in errors.map(Result::unwrap_err) {
+            let (msg, debug) = (err.to_string(), format!("{err:?}"));
+            assert!(
+                !msg.contains(KEY) && !debug.contains(KEY),
+                "{msg} / {debug}"
+            );
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Talking to Zulip: credentials as the official bindings read them, the
+//! HTTP client for the event-queue endpoints, and [`ZulipError`], typed by
+//! the response's `code`, never by its translated `msg`.
+
+mod client;
+pub mod credentials;
+mod error;
+
+pub use client::{
+    Client, MessagesPage, RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT,
+};
+pub use credentials::{load_credentials, CredentialSources, Credentials, CredentialsError};
+pub use error::{ErrorAction, ZulipError};
