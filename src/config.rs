@@ -496,10 +496,10 @@ fn read_logging(r: &mut Reader, t: &Table, out: &mut LoggingConfig) {
         match k.as_str() {
             "level" => {
                 if let Some(level) = r.string(&key, v) {
-                    match tracing_subscriber::EnvFilter::builder().parse(level.to_lowercase()) {
-                        Ok(_) => out.level = level.to_lowercase(),
+                    match parse_level(&level) {
+                        Ok(l) => out.level = l,
                         Err(e) => r.problem(format!(
-                            "`{key}` must be a level (error, warn, info, debug, trace) or a filter directive, got `{level}`: {e}"
+                            "`{key}` must be a level (error, warn, info, debug, trace; Python's WARNING and CRITICAL are accepted) or a filter directive such as \"info,sqlx=warn\", got `{level}`{e}"
                         )),
                     }
                 }
@@ -516,6 +516,29 @@ fn read_logging(r: &mut Reader, t: &Table, out: &mut LoggingConfig) {
             _ => r.unknown("logging", k, &["level", "format", "file"]),
         }
     }
+}
+
+/// A level name (Python's `WARNING`/`CRITICAL` included) or an `EnvFilter`
+/// directive, as the directive to use.
+fn parse_level(level: &str) -> Result<String, String> {
+    let lower = level.trim().to_lowercase();
+    let simple = match lower.as_str() {
+        "warning" => Some("warn"),
+        "critical" | "fatal" => Some("error"),
+        "off" | "error" | "warn" | "info" | "debug" | "trace" => Some(lower.as_str()),
+        _ => None,
+    };
+    if let Some(s) = simple {
+        return Ok(s.to_owned());
+    }
+    // A bare word would be taken as a target name and silently log everything.
+    if !lower.contains('=') && !lower.contains(',') {
+        return Err(String::new());
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(&lower)
+        .map(|_| lower.clone())
+        .map_err(|e| format!(": {e}"))
 }
 
 fn read_network(r: &mut Reader, t: &Table, out: &mut NetworkConfig) {

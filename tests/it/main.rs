@@ -1,1 +1,10 @@
-fn main() {}
+//! Integration tests: the real daemon (in-process or as its binary)
+//! against the fake Zulip server in `support`, on a real SQLite file and a
+//! real PostgreSQL database.
+
+mod cli;
+mod file_source;
+mod live;
+mod resilience;
+mod store_suite;
+mod support;

@@ -1,0 +1,186 @@
+//! `run --events FILE`: recorded events through the real binary.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::support::*;
+
+fn run_events(config: &std::path::Path, file: &std::path::Path) -> std::process::Output {
+    Command::new(bin())
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "run",
+            "--events",
+            &file.display().to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the binary")
+}
+
+/// Counts of each event type in a JSON-lines file, heartbeats excluded.
+fn type_counts(path: &std::path::Path) -> BTreeMap<String, i64> {
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = v["type"].as_str().unwrap().to_owned();
+        if t != "heartbeat" {
+            *counts.entry(t).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+async fn sample_file_is_stored_and_dispatched(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
+    let s = setup(None, &db.url, "");
+    let sample = repo().join("examples/sample-events.jsonl");
+    let expected = type_counts(&sample);
+    let total: i64 = expected.values().sum();
+
+    let out = run_events(&s.config_path, &sample);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("stored {total} new event(s)")),
+        "{stdout}"
+    );
+
+    for (t, n) in &expected {
+        let got = db
+            .scalar(&format!(
+                "SELECT count(*) FROM event_listeners_inbox WHERE event_type = '{t}'"
+            ))
+            .await;
+        assert_eq!(got, *n, "inbox rows of type {t}");
+    }
+    let messages = expected["message"];
+    let tracked: i64 = ["message", "reaction", "presence", "typing"]
+        .iter()
+        .map(|t| expected.get(*t).copied().unwrap_or(0))
+        .sum();
+    let runs = db
+        .text_pairs("SELECT listener_name, CAST(count(*) AS TEXT) FROM event_listeners_eventlog GROUP BY listener_name ORDER BY 1")
+        .await;
+    assert_eq!(
+        runs,
+        vec![
+            ("message_logger".to_owned(), Some(messages.to_string())),
+            (
+                "user_activity_tracker".to_owned(),
+                Some(tracked.to_string())
+            ),
+        ]
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_messagelog")
+            .await,
+        messages
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog WHERE NOT success")
+            .await,
+        0
+    );
+
+    // The same file again: every line is already stored, nothing runs twice.
+    let again = run_events(&s.config_path, &sample);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success());
+    assert!(
+        stdout.contains(&format!("stored 0 new event(s), {total} already stored")),
+        "{stdout}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        total
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog")
+            .await,
+        messages + tracked
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_sample_file_is_stored_and_dispatched_on_sqlite() {
+    sample_file_is_stored_and_dispatched(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_sample_file_is_stored_and_dispatched_on_postgres() {
+    sample_file_is_stored_and_dispatched(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn zulip_example_events_are_each_stored_with_their_type_and_op() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(None, &db.url, "");
+    let file = repo().join("tests/fixtures/zulip-example-events.jsonl");
+    let expected: Vec<(String, Option<String>)> =
+        std::fs::read_to_string(repo().join("tests/fixtures/zulip-example-events.expected.tsv"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (t, op) = l.split_once('\t').unwrap_or((l, ""));
+                (t.to_owned(), Some(op.to_owned()).filter(|o| !o.is_empty()))
+            })
+            .filter(|(t, _)| t != "heartbeat")
+            .collect();
+
+    let out = run_events(&s.config_path, &file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let stored = db
+        .text_pairs("SELECT event_type, op FROM event_listeners_inbox ORDER BY event_id")
+        .await;
+    assert_eq!(stored, expected);
+}
+
+#[tokio::test]
+async fn a_malformed_line_is_reported_with_its_number_and_the_rest_is_processed() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(None, &db.url, "");
+    let file = s.dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"type":"reaction","op":"add","user_id":5,"emoji_name":"tada","message_id":1,"id":0}"#, "\n",
+            "{not json\n",
+            r#"{"id":2,"no_type":true}"#, "\n",
+            r#"{"type":"typing","op":"start","sender":{"user_id":6,"email":"e@x"},"id":3}"#, "\n",
+        ),
+    )
+    .unwrap();
+
+    let out = run_events(&s.config_path, &file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("line 2:"), "{stdout}");
+    assert!(stdout.contains("line 3:"), "{stdout}");
+    assert!(stdout.contains("2 malformed line(s) skipped"), "{stdout}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_useractivity")
+            .await,
+        2
+    );
+}

@@ -1,0 +1,287 @@
+//! The daemon against the fake Zulip server: every event stored once,
+//! every interested listener run and logged once, restarts resume.
+
+use std::time::Duration;
+
+use serde_json::json;
+use zulip_event_listeners::app::RunOptions;
+use zulip_event_listeners::listeners::Registry;
+
+use crate::support::fake_zulip::{FakeOptions, FakeZulip};
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Sends a mix of traffic; returns (messages, other tracked events).
+fn send_traffic(fake: &FakeZulip, messages: usize) -> (i64, i64) {
+    let mut others = 0;
+    for i in 0..messages {
+        let sender = 10 + (i % 5) as i64;
+        let email = format!("user{sender}@example.com");
+        if i % 4 == 0 {
+            fake.send_direct_message(sender, &email, &[20, 21], &format!("dm {i}"));
+        } else {
+            fake.send_channel_message(
+                sender,
+                &email,
+                "general",
+                &format!("topic {}", i % 7),
+                &format!("hello {i}"),
+            );
+        }
+        if i % 10 == 0 {
+            fake.push_event(json!({"type": "reaction", "op": "add", "user_id": sender, "message_id": 1, "emoji_name": "tada", "emoji_code": "1f389", "reaction_type": "unicode_emoji"}));
+            fake.push_event(json!({"type": "typing", "op": "start", "message_type": "direct", "sender": {"user_id": sender, "email": email}, "recipients": []}));
+            others += 2;
+        }
+    }
+    (messages as i64, others)
+}
+
+async fn every_event_is_stored_once_and_logged_per_listener(backend: Backend) {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(backend).await;
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
+    let s = setup(Some(&fake), &db.url, "");
+    let daemon = start(&s.config, Registry::builtin(), RunOptions::default());
+    assert!(
+        eventually(WAIT, || async { fake.register_count() == 1 }).await,
+        "the daemon registers a queue"
+    );
+
+    let (messages, others) = send_traffic(&fake, 400);
+    let total = messages + others;
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
+                .await
+                .unwrap_or(-1)
+                == messages * 2 + others
+        })
+        .await,
+        "every run is logged"
+    );
+    let queue = fake.queue_ids().pop().expect("one queue");
+    assert!(
+        eventually(WAIT, || async { fake.pending(&queue) == Some(0) }).await,
+        "every event is acknowledged to Zulip after it is stored"
+    );
+    let report = daemon.stop().await.expect("clean stop");
+
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        total
+    );
+    assert_eq!(report.stored as i64, total);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM (SELECT inbox_id, listener_name FROM event_listeners_eventlog GROUP BY inbox_id, listener_name HAVING count(*) > 1) d").await,
+        0,
+        "no listener ran twice on an event"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_messagelog")
+            .await,
+        messages
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM event_listeners_messagelog WHERE recipient_type = 'direct'"
+        )
+        .await,
+        messages / 4
+    );
+    assert_eq!(
+        db.scalar("SELECT CAST(sum(message_count) AS BIGINT) FROM event_listeners_useractivity")
+            .await,
+        messages
+    );
+    assert_eq!(
+        db.scalar("SELECT CAST(sum(total_events) AS BIGINT) FROM event_listeners_listenerstats")
+            .await,
+        messages * 2 + others
+    );
+    assert_eq!(
+        fake.queue_ids(),
+        vec![queue],
+        "the queue is kept at shutdown"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn every_event_is_stored_once_and_logged_per_listener_on_sqlite() {
+    every_event_is_stored_once_and_logged_per_listener(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn every_event_is_stored_once_and_logged_per_listener_on_postgres() {
+    every_event_is_stored_once_and_logged_per_listener(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_restart_resumes_the_stored_queue_without_a_gap() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(Some(&fake), &db.url, "");
+
+    let first = start(&s.config, Registry::builtin(), RunOptions::default());
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    send_traffic(&fake, 30);
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_inbox")
+                .await
+                .unwrap_or(-1)
+                >= 30
+        })
+        .await
+    );
+    first.stop().await.expect("clean stop");
+
+    // Messages that arrive while the daemon is down wait in Zulip's queue.
+    send_traffic(&fake, 30);
+    let second = start(&s.config, Registry::builtin(), RunOptions::default());
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
+                .await
+                .unwrap_or(-1)
+                == 60
+        })
+        .await,
+        "all messages from both runs are logged"
+    );
+    second.stop().await.expect("clean stop");
+    assert_eq!(
+        fake.register_count(),
+        1,
+        "the second run resumed the first run's queue"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox WHERE backfilled")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the_daemon() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(
+        Some(&fake),
+        &db.url,
+        "[listeners]\nenabled = [\"failing\", \"panicking\", \"hanging\", \"counting\", \"message_logger\"]\n[performance]\nhandler_timeout = 0.3\nmax_concurrent_handlers = 8\n",
+    );
+    let (registry, counter) = registry_with_test_listeners();
+    let daemon = start(&s.config, registry, RunOptions::default());
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    send_traffic(&fake, 20);
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
+                .await
+                .unwrap_or(-1)
+                == 20 * 5 + 4
+        })
+        .await,
+        "every run is logged, failed ones included"
+    );
+    let report = daemon
+        .stop()
+        .await
+        .expect("the daemon survives its listeners");
+    assert!(report.recorder.failures >= 60);
+
+    let errors = db
+        .text_pairs("SELECT listener_name, min(error) FROM event_listeners_eventlog WHERE NOT success GROUP BY listener_name ORDER BY 1")
+        .await;
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("downstream service is down"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].1.as_deref().unwrap().contains("timed out"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("panicked: listener bug"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_messagelog")
+            .await,
+        20
+    );
+    assert_eq!(counter.load(std::sync::atomic::Ordering::SeqCst), 24);
+}
+
+#[tokio::test]
+async fn dry_run_stores_nothing_runs_nothing_and_releases_its_queue() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(
+        Some(&fake),
+        &db.url,
+        "[listeners]\nenabled = [\"counting\"]\n",
+    );
+    let (registry, counter) = registry_with_test_listeners();
+    let daemon = start(
+        &s.config,
+        registry,
+        RunOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    );
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    send_traffic(&fake, 10);
+    assert!(
+        eventually(WAIT, || async {
+            fake.queue_ids().first().and_then(|q| fake.pending(q)) == Some(0)
+        })
+        .await,
+        "dry-run acknowledges what it received"
+    );
+    let report = daemon.stop().await.expect("clean stop");
+    assert_eq!(report.stored, 12);
+    assert_eq!(
+        counter.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no listener ran"
+    );
+    assert!(fake.queue_ids().is_empty(), "the queue was deleted on exit");
+    assert!(
+        !std::path::Path::new(db.url.trim_start_matches("sqlite://")).exists(),
+        "no database file was created"
+    );
+}
+
+#[tokio::test]
+async fn run_refuses_a_postgres_database_with_pending_migrations() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let s = setup(Some(&fake), &db.url, "");
+    let err = start(&s.config, Registry::builtin(), RunOptions::default())
+        .handle
+        .await
+        .unwrap()
+        .expect_err("pending migrations refuse to run");
+    assert!(
+        err.to_string().contains("zulip-event-listeners migrate"),
+        "{err}"
+    );
+    db.drop_db().await;
+}

@@ -1,0 +1,10 @@
+//! Test support: the fake Zulip server, fresh databases, config files,
+//! and helpers to run the daemon in-process or as a process.
+#![allow(dead_code)]
+
+pub mod fake_zulip;
+mod helpers;
+mod test_listeners;
+
+pub use helpers::*;
+pub use test_listeners::*;

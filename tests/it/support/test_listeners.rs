@@ -1,0 +1,96 @@
+//! Listeners that fail, panic, hang or count, for dispatcher tests.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use zulip_event_listeners::event::Event;
+use zulip_event_listeners::listeners::{Context, Listener, ListenerError, Record, Registry};
+
+use super::Counter;
+
+/// Always fails with a transient error.
+pub struct Failing;
+/// Panics on every event.
+pub struct Panicking;
+/// Never returns.
+pub struct Hanging;
+/// Counts calls and succeeds.
+pub struct Counting(pub Counter);
+
+#[async_trait]
+impl Listener for Failing {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    fn description(&self) -> &str {
+        "fails"
+    }
+    fn event_types(&self) -> &[&str] {
+        &["message"]
+    }
+    async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+        Err(ListenerError::transient("the downstream service is down"))
+    }
+}
+
+#[async_trait]
+impl Listener for Panicking {
+    fn name(&self) -> &str {
+        "panicking"
+    }
+    fn description(&self) -> &str {
+        "panics"
+    }
+    fn event_types(&self) -> &[&str] {
+        &["message"]
+    }
+    async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+        panic!("listener bug")
+    }
+}
+
+#[async_trait]
+impl Listener for Hanging {
+    fn name(&self) -> &str {
+        "hanging"
+    }
+    fn description(&self) -> &str {
+        "hangs"
+    }
+    fn event_types(&self) -> &[&str] {
+        &["message"]
+    }
+    async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+        std::future::pending::<()>().await;
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl Listener for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn description(&self) -> &str {
+        "counts"
+    }
+    fn event_types(&self) -> &[&str] {
+        &["*"]
+    }
+    async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+}
+
+/// The built-ins plus every test listener; returns the counting listener's counter.
+pub fn registry_with_test_listeners() -> (Registry, Counter) {
+    let counter: Counter = Arc::default();
+    let mut r = Registry::builtin();
+    r.register(Arc::new(Failing)).unwrap();
+    r.register(Arc::new(Panicking)).unwrap();
+    r.register(Arc::new(Hanging)).unwrap();
+    r.register(Arc::new(Counting(counter.clone()))).unwrap();
+    (r, counter)
+}
