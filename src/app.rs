@@ -2,6 +2,7 @@
 //! unfinished events, then a source (the Zulip queue or a file) until it
 //! ends or shutdown is asked for, then an orderly drain.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport};
-use crate::intake::{Intake, IntakeError, IntakeSettings, IntakeStatus, Pipeline, PipelineMode};
+use crate::health::Health;
+use crate::intake::{Intake, IntakeError, IntakeSettings, Pipeline, PipelineMode};
 use crate::listeners::{wanted_event_types, Listener, Registry, RegistryError};
 use crate::source::{run_file, FileError, FileReport};
+use crate::state::State;
 use crate::store::{self, Store, StoreError, StoreOptions, Summary};
 use crate::zulip::{
     load_credentials, Client, CredentialSources, CredentialsError, RegisterParams, ZulipError,
@@ -58,6 +61,9 @@ pub enum AppError {
     /// The events file could not be processed.
     #[error(transparent)]
     File(FileError),
+    /// The HTTP server cannot listen.
+    #[error("cannot serve /health and /metrics on {0}: {1}")]
+    Http(SocketAddr, #[source] std::io::Error),
 }
 
 impl From<IntakeError> for AppError {
@@ -151,150 +157,274 @@ pub async fn run(
     opts: &RunOptions,
     token: CancellationToken,
 ) -> Result<RunReport, AppError> {
-    let names = opts
-        .listeners
-        .clone()
-        .unwrap_or_else(|| config.listeners.enabled.clone());
-    let listeners = registry.select(&names)?;
-    tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
+    Application::build(config, registry, opts.clone())
+        .await?
+        .run_until_stopped(token)
+        .await
+}
 
-    // Zulip first: wrong credentials fail in a second, before any database work.
-    let mut bot_user_id = None;
-    let client = match &opts.events_file {
-        Some(_) => None,
-        None => {
-            let client = zulip_client(config)?;
-            let me = client.users_me().await.map_err(|e| {
-                if e.is_auth() {
-                    AppError::Auth(e)
+/// The daemon, built and listening, not yet consuming events.
+pub struct Application {
+    config: Config,
+    opts: RunOptions,
+    listeners: Vec<Arc<dyn Listener>>,
+    client: Option<Client>,
+    bot_user_id: Option<i64>,
+    store: Option<Arc<dyn Store>>,
+    state: Arc<State>,
+    http_addr: Option<SocketAddr>,
+    http_token: CancellationToken,
+}
+
+impl Application {
+    /// Checks the credentials with Zulip (failing fast on a wrong key),
+    /// opens the database, and starts the HTTP server.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError`] for whatever is wrong.
+    pub async fn build(
+        config: &Config,
+        registry: &Registry,
+        opts: RunOptions,
+    ) -> Result<Application, AppError> {
+        let names = opts
+            .listeners
+            .clone()
+            .unwrap_or_else(|| config.listeners.enabled.clone());
+        let listeners = registry.select(&names)?;
+        tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
+
+        // Zulip first: wrong credentials fail in a second, before any database work.
+        let mut bot_user_id = None;
+        let client = match &opts.events_file {
+            Some(_) => None,
+            None => {
+                let client = zulip_client(config)?;
+                let me = client.users_me().await.map_err(|e| {
+                    if e.is_auth() {
+                        AppError::Auth(e)
+                    } else {
+                        AppError::Zulip(e)
+                    }
+                })?;
+                if me.is_bot {
+                    tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
                 } else {
-                    AppError::Zulip(e)
+                    tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
                 }
-            })?;
-            if !me.is_bot {
-                tracing::warn!(email = %me.email, "This account is not a bot: a live event queue under a person's API key mutes their notifications. Use a bot's zuliprc.");
+                bot_user_id = Some(me.user_id);
+                Some(client)
             }
-            bot_user_id = Some(me.user_id);
-            Some(client)
-        }
-    };
-    let instance = config.scaling.instance_id.clone();
-    let status = Arc::new(IntakeStatus::default());
+        };
+        let store = if opts.dry_run {
+            None
+        } else {
+            Some(open_store(config, false).await?)
+        };
+        let state = Arc::new(State::default());
+        let http_token = CancellationToken::new();
+        let http_addr = match config.http.bind {
+            Some(addr) => {
+                let health = Health::new(
+                    state.clone(),
+                    store.clone(),
+                    config.scaling.instance_id.clone(),
+                    names.clone(),
+                );
+                health.spawn_sampler(http_token.clone());
+                Some(
+                    crate::http::serve(addr, health, http_token.clone())
+                        .await
+                        .map_err(|e| AppError::Http(addr, e))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Application {
+            config: config.clone(),
+            opts,
+            listeners,
+            client,
+            bot_user_id,
+            store,
+            state,
+            http_addr,
+            http_token,
+        })
+    }
 
-    if opts.dry_run {
+    /// Where `/health` and `/metrics` are served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The live state (metrics, health facts).
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
+    }
+
+    /// Consumes events until the source ends or `token` is cancelled, then
+    /// drains in-flight runs and records them.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError`] for whatever stopped it.
+    pub async fn run_until_stopped(self, token: CancellationToken) -> Result<RunReport, AppError> {
+        let result = self.consume(token).await;
+        crate::systemd::notify_stopping();
+        self.http_token.cancel();
+        result
+    }
+
+    async fn consume(&self, token: CancellationToken) -> Result<RunReport, AppError> {
+        let config = &self.config;
+        let opts = &self.opts;
+        let instance = config.scaling.instance_id.clone();
+        let state = self.state.clone();
+        crate::systemd::spawn_watchdog(state.clone(), self.http_token.clone());
+        let draining = {
+            let state = state.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                token.cancelled().await;
+                state
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            })
+        };
+        let ready = || crate::systemd::notify_ready();
+
+        let Some(store) = self.store.clone() else {
+            let pipeline = Pipeline::new(
+                instance,
+                PipelineMode::DryRun {
+                    listeners: self.listeners.clone(),
+                },
+                state.clone(),
+            );
+            let mut report = RunReport::default();
+            match (&opts.events_file, &self.client) {
+                (Some(path), _) => {
+                    ready();
+                    report.file = Some(
+                        run_file(path, &pipeline, &token)
+                            .await
+                            .map_err(AppError::File)?,
+                    );
+                }
+                (None, Some(client)) => {
+                    let mut settings = intake_settings(config, opts, &self.listeners);
+                    settings.release_queue = true;
+                    Intake::new(client.clone(), &pipeline, settings, state.clone())
+                        .run(token, ready)
+                        .await?;
+                }
+                (None, None) => {}
+            }
+            report.stored = pipeline.stored_total();
+            draining.abort();
+            return Ok(report);
+        };
+
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
+        let give_up = CancellationToken::new();
+        let recorder = tokio::spawn(
+            Recorder::new(
+                store.clone(),
+                instance.clone(),
+                progress.clone(),
+                rx,
+                state.clone(),
+            )
+            .run(give_up.clone()),
+        );
+        let dispatcher = Dispatcher::new(
+            self.listeners.clone(),
+            DispatcherSettings {
+                max_concurrent: config.performance.max_concurrent_handlers,
+                timeout: config.performance.handler_timeout,
+                org: Arc::from(instance.as_str()),
+                bot_user_id: self.bot_user_id,
+            },
+            tx,
+            progress,
+            state.clone(),
+        );
+
+        // Events committed before a crash whose runs were not all recorded.
+        let unfinished = store.unfinished(&instance).await?;
+        let recovered = unfinished.len();
+        if recovered > 0 {
+            tracing::info!(
+                events = recovered,
+                "Dispatching events whose runs were not all recorded before the last stop"
+            );
+        }
+        for u in unfinished {
+            dispatcher.dispatch(u.stored, &u.done).await;
+        }
+
         let pipeline = Pipeline::new(
             instance,
-            PipelineMode::DryRun {
-                listeners: listeners.clone(),
+            PipelineMode::Store {
+                store: store.clone(),
+                dispatcher,
             },
+            state.clone(),
         );
-        let mut report = RunReport::default();
-        match (&opts.events_file, client) {
+        let mut report = RunReport {
+            recovered,
+            location: Some(store.location()),
+            ..RunReport::default()
+        };
+        let outcome: Result<(), AppError> = match (&opts.events_file, &self.client) {
             (Some(path), _) => {
-                report.file = Some(
-                    run_file(path, &pipeline, &token)
-                        .await
-                        .map_err(AppError::File)?,
-                );
+                ready();
+                match run_file(path, &pipeline, &token).await {
+                    Ok(r) => {
+                        report.file = Some(r);
+                        Ok(())
+                    }
+                    Err(e) => Err(AppError::File(e)),
+                }
             }
             (None, Some(client)) => {
-                let mut settings = intake_settings(config, opts, &listeners);
-                settings.release_queue = true;
-                Intake::new(client, &pipeline, settings, status)
-                    .run(token)
-                    .await?;
+                let settings = intake_settings(config, opts, &self.listeners);
+                Intake::new(client.clone(), &pipeline, settings, state.clone())
+                    .run(token.clone(), ready)
+                    .await
+                    .map_err(AppError::from)
             }
-            (None, None) => {}
-        }
+            (None, None) => Ok(()),
+        };
         report.stored = pipeline.stored_total();
-        return Ok(report);
-    }
+        report.duplicates = pipeline.duplicates_total();
 
-    let store = open_store(config, false).await?;
-    let progress = Arc::new(Progress::default());
-    let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
-    let give_up = CancellationToken::new();
-    let recorder = tokio::spawn(
-        Recorder::new(store.clone(), instance.clone(), progress.clone(), rx).run(give_up.clone()),
-    );
-    let dispatcher = Dispatcher::new(
-        listeners.clone(),
-        DispatcherSettings {
-            max_concurrent: config.performance.max_concurrent_handlers,
-            timeout: config.performance.handler_timeout,
-            org: Arc::from(instance.as_str()),
-            bot_user_id,
-        },
-        tx,
-        progress,
-    );
-
-    // Events committed before a crash whose runs were not all recorded.
-    let unfinished = store.unfinished(&instance).await?;
-    let recovered = unfinished.len();
-    if recovered > 0 {
-        tracing::info!(
-            events = recovered,
-            "Dispatching events whose runs were not all recorded before the last stop"
-        );
-    }
-    for u in unfinished {
-        dispatcher.dispatch(u.stored, &u.done).await;
-    }
-
-    let pipeline = Pipeline::new(
-        instance,
-        PipelineMode::Store {
-            store: store.clone(),
-            dispatcher,
-        },
-    );
-    let mut report = RunReport {
-        recovered,
-        location: Some(store.location()),
-        ..RunReport::default()
-    };
-    let outcome: Result<(), AppError> = match (&opts.events_file, client) {
-        (Some(path), _) => match run_file(path, &pipeline, &token).await {
-            Ok(r) => {
-                report.file = Some(r);
-                Ok(())
+        // Drain: in-flight runs get up to one handler timeout to finish, then
+        // the recorder commits what they produced.
+        let deadline = config.performance.handler_timeout + Duration::from_millis(500);
+        if let Some(dispatcher) = pipeline.into_dispatcher() {
+            if dispatcher.drain(deadline).await > 0 {
+                give_up.cancel();
             }
-            Err(e) => Err(AppError::File(e)),
-        },
-        (None, Some(client)) => {
-            let settings = intake_settings(config, opts, &listeners);
-            Intake::new(client, &pipeline, settings, status)
-                .run(token.clone())
-                .await
-                .map_err(AppError::from)
         }
-        (None, None) => Ok(()),
-    };
-    report.stored = pipeline.stored_total();
-    report.duplicates = pipeline.duplicates_total();
-
-    // Drain: in-flight runs get up to one handler timeout to finish, then
-    // the recorder commits what they produced.
-    let deadline = config.performance.handler_timeout + Duration::from_millis(500);
-    if let Some(dispatcher) = pipeline.into_dispatcher() {
-        if dispatcher.drain(deadline).await > 0 {
-            give_up.cancel();
-        }
+        let grace = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(grace);
+        let mut recorder = recorder;
+        report.recorder = tokio::select! {
+            r = &mut recorder => r.unwrap_or_default(),
+            _ = &mut grace => {
+                give_up.cancel();
+                recorder.await.unwrap_or_default()
+            }
+        };
+        draining.abort();
+        outcome?;
+        report.summary = store.summary().await.ok();
+        Ok(report)
     }
-    let grace = tokio::time::sleep(Duration::from_secs(10));
-    tokio::pin!(grace);
-    let mut recorder = recorder;
-    report.recorder = tokio::select! {
-        r = &mut recorder => r.unwrap_or_default(),
-        _ = &mut grace => {
-            give_up.cancel();
-            recorder.await.unwrap_or_default()
-        }
-    };
-    outcome?;
-    report.summary = store.summary().await.ok();
-    Ok(report)
 }
 
 fn intake_settings(

@@ -13,6 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use super::progress::Progress;
 use crate::listeners::{interested, Context, Listener, ListenerError};
+use crate::metrics::Outcome;
+use crate::state::State;
 use crate::store::{RunRecord, StoredEvent};
 
 /// How runs are bounded.
@@ -37,6 +39,7 @@ pub struct Dispatcher {
     outcomes: mpsc::Sender<RunRecord>,
     progress: Arc<Progress>,
     tracker: TaskTracker,
+    state: Arc<State>,
 }
 
 impl Dispatcher {
@@ -46,6 +49,7 @@ impl Dispatcher {
         settings: DispatcherSettings,
         outcomes: mpsc::Sender<RunRecord>,
         progress: Arc<Progress>,
+        state: Arc<State>,
     ) -> Dispatcher {
         let names = listeners.iter().map(|l| Arc::from(l.name())).collect();
         Dispatcher {
@@ -56,6 +60,7 @@ impl Dispatcher {
             outcomes,
             progress,
             tracker: TaskTracker::new(),
+            state,
         }
     }
 
@@ -96,9 +101,16 @@ impl Dispatcher {
             let event_type = event_type.clone();
             let outcomes = self.outcomes.clone();
             let timeout = self.settings.timeout;
+            let state = self.state.clone();
+            state.metrics.runs_in_flight.inc();
             self.tracker.spawn(async move {
-                let record = run_once(listener, name, event_type, &stored, ctx, timeout).await;
+                let (record, outcome) =
+                    run_once(listener, name, event_type, &stored, ctx, timeout).await;
                 drop(permit);
+                state.metrics.runs_in_flight.dec();
+                state
+                    .metrics
+                    .record_run(&record.listener, outcome, record.duration.as_secs_f64());
                 // The recorder outlives every run; if it is gone the daemon
                 // is stopping and the event is re-dispatched at next start.
                 let _ = outcomes.send(record).await;
@@ -134,18 +146,18 @@ async fn run_once(
     stored: &StoredEvent,
     ctx: Context,
     timeout: Duration,
-) -> RunRecord {
+) -> (RunRecord, Outcome) {
     let started = Instant::now();
     let fut = AssertUnwindSafe(listener.handle(&stored.event, &ctx)).catch_unwind();
-    let (success, error, records) = match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(Ok(records))) => (true, None, records),
+    let (outcome, error, records) = match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(Ok(records))) => (Outcome::Success, None, records),
         Ok(Ok(Err(e))) => {
             let kind = match e {
                 ListenerError::Transient(_) => "transient",
                 ListenerError::Permanent(_) => "permanent",
             };
             tracing::warn!(listener = %name, inbox_id = stored.inbox_id, error = %e, kind, "Listener failed");
-            (false, Some(e.to_string()), Vec::new())
+            (Outcome::Failure, Some(e.to_string()), Vec::new())
         }
         Ok(Err(panic)) => {
             let msg = panic
@@ -154,26 +166,31 @@ async fn run_once(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
             tracing::error!(listener = %name, inbox_id = stored.inbox_id, error = %msg, "Listener panicked");
-            (false, Some(format!("panicked: {msg}")), Vec::new())
+            (
+                Outcome::Failure,
+                Some(format!("panicked: {msg}")),
+                Vec::new(),
+            )
         }
         Err(_) => {
             tracing::warn!(listener = %name, inbox_id = stored.inbox_id, timeout_s = timeout.as_secs_f64(), "Listener timed out");
             (
-                false,
+                Outcome::Timeout,
                 Some(format!("timed out after {:.3} s", timeout.as_secs_f64())),
                 Vec::new(),
             )
         }
     };
-    RunRecord {
+    let record = RunRecord {
         inbox_id: stored.inbox_id,
         listener: name,
         event_type,
-        success,
+        success: outcome == Outcome::Success,
         attempts: ctx.attempt,
         error,
         duration: started.elapsed(),
         finished_at: Utc::now(),
         records,
-    }
+    };
+    (record, outcome)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::progress::Progress;
+use crate::state::State;
 use crate::store::{RunRecord, Store};
 
 /// Runs per transaction at most.
@@ -31,6 +32,7 @@ pub struct Recorder {
     instance: String,
     progress: Arc<Progress>,
     rx: mpsc::Receiver<RunRecord>,
+    state: Arc<State>,
 }
 
 impl Recorder {
@@ -40,12 +42,14 @@ impl Recorder {
         instance: String,
         progress: Arc<Progress>,
         rx: mpsc::Receiver<RunRecord>,
+        state: Arc<State>,
     ) -> Recorder {
         Recorder {
             store,
             instance,
             progress,
             rx,
+            state,
         }
     }
 
@@ -94,13 +98,27 @@ impl Recorder {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self
+            let timer = self
+                .state
+                .metrics
+                .db_write_seconds
+                .with_label_values(&["record"])
+                .start_timer();
+            let result = self
                 .store
                 .record(&self.instance, batch, Some(watermark))
-                .await
-            {
+                .await;
+            timer.observe_duration();
+            match result {
                 Ok(()) => {
                     self.progress.commit(&counts);
+                    self.state
+                        .metrics
+                        .inbox_backlog
+                        .set(self.progress.outstanding() as i64);
+                    self.state
+                        .database_retrying
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
                     if attempt > 1 {
                         tracing::info!(
                             attempts = attempt,
@@ -117,6 +135,9 @@ impl Recorder {
                         return false;
                     }
                     tracing::warn!(error = %e, runs = batch.len(), retry_in_ms = delay.as_millis() as u64, "Recording listener runs failed; retrying");
+                    self.state
+                        .database_retrying
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             tokio::select! {

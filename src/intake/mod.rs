@@ -7,4 +7,4 @@ mod poller;
 
 pub use backoff::Backoff;
 pub use pipeline::{AcceptReport, Pipeline, PipelineError, PipelineMode};
-pub use poller::{Intake, IntakeError, IntakeSettings, IntakeStatus};
+pub use poller::{Intake, IntakeError, IntakeSettings};

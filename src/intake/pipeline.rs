@@ -14,6 +14,8 @@ use super::backoff::Backoff;
 use crate::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::listeners::{interested, Listener};
+use crate::metrics::type_label;
+use crate::state::State;
 use crate::store::{Cursor, Store, StoreError, StoredEvent};
 
 /// What the pipeline does with events.
@@ -60,18 +62,18 @@ pub struct Pipeline {
     instance: String,
     stored: AtomicU64,
     duplicates: AtomicU64,
-    database_retrying: std::sync::atomic::AtomicBool,
+    state: Arc<State>,
 }
 
 impl Pipeline {
     /// A pipeline for `instance` in `mode`.
-    pub fn new(instance: String, mode: PipelineMode) -> Pipeline {
+    pub fn new(instance: String, mode: PipelineMode, state: Arc<State>) -> Pipeline {
         Pipeline {
             mode,
             instance,
             stored: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
-            database_retrying: Default::default(),
+            state,
         }
     }
 
@@ -96,11 +98,6 @@ impl Pipeline {
     /// Duplicates skipped so far.
     pub fn duplicates_total(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
-    }
-
-    /// Whether a write is being retried because the database is unavailable.
-    pub fn database_retrying(&self) -> bool {
-        self.database_retrying.load(Ordering::Relaxed)
     }
 
     /// Gives back the dispatcher, to drain it at shutdown.
@@ -131,6 +128,7 @@ impl Pipeline {
         let (heartbeats, events): (Vec<Event>, Vec<Event>) =
             events.into_iter().partition(Event::is_heartbeat);
         report.heartbeats = heartbeats.len();
+        self.note_received(&events);
         match &self.mode {
             PipelineMode::DryRun { listeners } => {
                 describe(listeners, &events);
@@ -161,7 +159,32 @@ impl Pipeline {
             .fetch_add(report.stored as u64, Ordering::Relaxed);
         self.duplicates
             .fetch_add(report.duplicates as u64, Ordering::Relaxed);
+        self.state
+            .metrics
+            .duplicates
+            .inc_by(report.duplicates as u64);
         Ok(report)
+    }
+
+    /// Counts received events by type and measures their lag.
+    fn note_received(&self, events: &[Event]) {
+        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        for e in events {
+            self.state
+                .metrics
+                .events_received
+                .with_label_values(&[type_label(e.event_type())])
+                .inc();
+            if let Some(m) = e.message() {
+                if !e.is_backfilled() && m.timestamp > 0 {
+                    self.state
+                        .metrics
+                        .queue_lag
+                        .observe((now - m.timestamp as f64).max(0.0));
+                }
+            }
+            tracing::debug!(event_id = e.id(), event_type = e.event_type(), op = ?e.op(), "Received an event");
+        }
     }
 
     async fn append(
@@ -174,7 +197,15 @@ impl Pipeline {
     ) -> Result<Vec<Option<i64>>, PipelineError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            match store.append(&self.instance, source, events, cursor).await {
+            let timer = self
+                .state
+                .metrics
+                .db_write_seconds
+                .with_label_values(&["append"])
+                .start_timer();
+            let result = store.append(&self.instance, source, events, cursor).await;
+            timer.observe_duration();
+            match result {
                 Ok(ids) => {
                     if backoff.failures() > 0 {
                         tracing::info!(
@@ -182,11 +213,11 @@ impl Pipeline {
                             "Database is back; the held batch is committed"
                         );
                     }
-                    self.database_retrying.store(false, Ordering::Relaxed);
+                    self.state.database_retrying.store(false, Ordering::Relaxed);
                     return Ok(ids);
                 }
                 Err(e) if e.is_transient() => {
-                    self.database_retrying.store(true, Ordering::Relaxed);
+                    self.state.database_retrying.store(true, Ordering::Relaxed);
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, events = events.len(), retry_in_ms = delay.as_millis() as u64,
                         "Cannot store events; not acknowledging them to Zulip and retrying");

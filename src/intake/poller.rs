@@ -13,8 +13,8 @@
 //! polls back off with full jitter and keep the queue; 429s wait exactly
 //! the `Retry-After` Zulip gave; 401/403 stop the daemon.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::pipeline::{Pipeline, PipelineError};
 use crate::event::Event;
+use crate::state::{now_ms, State};
 use crate::store::{Cursor, StoreError};
 use crate::zulip::{Client, ErrorAction, RegisterParams, Registration, ZulipError};
 
@@ -61,37 +62,12 @@ pub enum IntakeError {
     Store(#[from] StoreError),
 }
 
-/// Live state of the poll loop, read by `/health` and `/metrics`.
-#[derive(Debug, Default)]
-pub struct IntakeStatus {
-    /// The current queue.
-    pub queue_id: Mutex<Option<String>>,
-    /// Unix milliseconds of the last successful poll (events or heartbeat).
-    pub last_activity_ms: AtomicI64,
-    /// Unix milliseconds of the last stored event.
-    pub last_event_ms: AtomicI64,
-    /// Failed polls in a row.
-    pub consecutive_failures: AtomicU32,
-    /// Set once failures reach `max_retries`.
-    pub degraded: AtomicBool,
-    /// Queues registered.
-    pub registrations: AtomicU64,
-    /// Messages fetched by backfills.
-    pub backfilled: AtomicU64,
-    /// Polls that returned.
-    pub polls: AtomicU64,
-}
-
 /// The Zulip poll loop.
 pub struct Intake<'a> {
     client: Client,
     pipeline: &'a Pipeline,
     settings: IntakeSettings,
-    status: Arc<IntakeStatus>,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    state: Arc<State>,
 }
 
 impl<'a> Intake<'a> {
@@ -100,23 +76,30 @@ impl<'a> Intake<'a> {
         client: Client,
         pipeline: &'a Pipeline,
         settings: IntakeSettings,
-        status: Arc<IntakeStatus>,
+        state: Arc<State>,
     ) -> Intake<'a> {
         Intake {
             client,
             pipeline,
             settings,
-            status,
+            state,
         }
     }
 
-    /// Polls until `token` is cancelled.
+    /// Polls until `token` is cancelled. `on_polling` is called once, when
+    /// the first poll of a registered or resumed queue is under way (the
+    /// moment systemd is told the daemon is ready).
     ///
     /// # Errors
     ///
     /// [`IntakeError`] when Zulip refuses the credentials or a request, or
     /// the database fails for good.
-    pub async fn run(self, token: CancellationToken) -> Result<(), IntakeError> {
+    pub async fn run(
+        self,
+        token: CancellationToken,
+        on_polling: impl FnOnce(),
+    ) -> Result<(), IntakeError> {
+        let mut on_polling = Some(on_polling);
         let site = self.client.base_url().to_owned();
         let mut cursor = match self.pipeline.store() {
             Some(store) => store.load_cursor(self.pipeline.instance()).await?,
@@ -129,8 +112,10 @@ impl<'a> Intake<'a> {
                 cursor = None;
             } else {
                 tracing::info!(queue_id = %c.queue_id, last_event_id = c.last_event_id, "Resuming the stored event queue");
+                self.state.intake.set_queue_id(Some(c.queue_id.clone()));
             }
         }
+        self.state.intake.polling.store(true, Ordering::Relaxed);
         let mut longpoll = crate::zulip::DEFAULT_LONGPOLL_TIMEOUT;
         let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
         let mut first_registration = true;
@@ -145,6 +130,9 @@ impl<'a> Intake<'a> {
                     Err(e) => break Err(e),
                 };
                 longpoll = reg.longpoll_timeout();
+                // After a lost queue, or on a first start asked to reach
+                // back, fetch the messages the new queue cannot deliver
+                // (including those folded into the registration's state).
                 let start_anchor = match (anchor, first_registration) {
                     (Some(a), _) => Some(a),
                     (None, true) => self.settings.backfill_since,
@@ -175,132 +163,186 @@ impl<'a> Intake<'a> {
                 cursor = Some(c);
                 continue;
             };
-            let poll = self.client.get_events(
-                &current.queue_id,
-                current.last_event_id,
-                longpoll + POLL_MARGIN,
-            );
+            if let Some(ready) = on_polling.take() {
+                ready();
+            }
             let polled = tokio::select! {
-                r = poll => r,
+                r = self.client.get_events(&current.queue_id, current.last_event_id, longpoll + POLL_MARGIN) => r,
+                _ = wall_clock_jump() => {
+                    tracing::warn!("The wall clock jumped (suspend/resume?); abandoning the poll and polling again");
+                    continue;
+                }
                 _ = token.cancelled() => break Ok(()),
             };
-            match polled {
-                Ok(items) => {
-                    self.status.polls.fetch_add(1, Ordering::Relaxed);
-                    self.status
-                        .last_activity_ms
-                        .store(now_ms(), Ordering::Relaxed);
-                    self.status.consecutive_failures.store(0, Ordering::Relaxed);
-                    self.status.degraded.store(false, Ordering::Relaxed);
-                    backoff.reset();
-                    let mut next = current.clone();
-                    let mut events = Vec::with_capacity(items.len());
-                    for item in items {
-                        match item {
-                            Ok(e) => {
-                                next.last_event_id = next.last_event_id.max(e.id());
-                                if let Some(m) = e.message_id() {
-                                    next.last_message_id = next.last_message_id.max(Some(m));
-                                }
-                                events.push(e);
-                            }
-                            Err(raw) => {
-                                tracing::error!(queue_id = %current.queue_id, event = %raw, "Zulip sent an event without an id; it cannot be stored")
-                            }
-                        }
-                    }
-                    if next == current {
-                        continue;
-                    }
-                    match self
-                        .pipeline
-                        .accept(&current.queue_id, events, Some(&next), &token)
-                        .await
-                    {
-                        Ok(r) => {
-                            if r.stored > 0 {
-                                self.status.last_event_ms.store(now_ms(), Ordering::Relaxed);
-                            }
-                        }
-                        Err(PipelineError::Cancelled) => break Ok(()),
-                        Err(PipelineError::Store(e)) => break Err(e.into()),
-                    }
-                    anchor = next.last_message_id;
-                    cursor = Some(next);
-                }
+            let items = match polled {
+                Ok(items) => items,
                 Err(e) => match e.action() {
                     ErrorAction::Reregister => {
-                        tracing::warn!(queue_id = %current.queue_id, error = %e, "The event queue is gone; registering a new one and backfilling missed messages");
-                        *self
-                            .status
-                            .queue_id
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = None;
+                        self.note_queue_lost(&current, &e);
                         cursor = None;
+                        continue;
                     }
                     ErrorAction::Wait(d) => {
-                        tracing::info!(
-                            wait_ms = d.as_millis() as u64,
-                            "Zulip rate limit hit; waiting as asked"
-                        );
+                        self.note_rate_limit(d);
                         if sleep_or_cancel(d, &token).await {
                             break Ok(());
                         }
+                        continue;
                     }
                     ErrorAction::Stop if e.is_auth() => break Err(IntakeError::Auth(e)),
                     ErrorAction::Stop => break Err(IntakeError::Rejected(e)),
                     ErrorAction::Retry => {
-                        let delay = if matches!(e, ZulipError::Timeout) {
-                            // The poll outlived the long-poll timeout: the
-                            // connection is wedged, not the server busy.
-                            Duration::ZERO
-                        } else {
-                            backoff.next_delay()
+                        // A poll that outlived the long-poll timeout means a
+                        // wedged connection, not a busy server: retry at once.
+                        let delay = match e {
+                            ZulipError::Timeout => Duration::ZERO,
+                            _ => backoff.next_delay(),
                         };
                         self.note_failure(&e, delay);
                         if sleep_or_cancel(delay, &token).await {
                             break Ok(());
                         }
+                        continue;
                     }
                 },
+            };
+            self.note_poll_success();
+            backoff.reset();
+            let mut next = current.clone();
+            let mut events = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Ok(e) => {
+                        next.last_event_id = next.last_event_id.max(e.id());
+                        if let Some(m) = e.message_id() {
+                            next.last_message_id = next.last_message_id.max(Some(m));
+                        }
+                        events.push(e);
+                    }
+                    Err(raw) => tracing::error!(queue_id = %current.queue_id, event = %raw,
+                        "Zulip sent an event without an id; it cannot be stored"),
+                }
             }
+            if next == current {
+                continue;
+            }
+            match self
+                .pipeline
+                .accept(&current.queue_id, events, Some(&next), &token)
+                .await
+            {
+                Ok(r) if r.stored > 0 => {
+                    self.state
+                        .intake
+                        .last_event_ms
+                        .store(now_ms(), Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(PipelineError::Cancelled) => break Ok(()),
+                Err(PipelineError::Store(e)) => break Err(e.into()),
+            }
+            anchor = next.last_message_id;
+            cursor = Some(next);
         };
+        self.state.intake.polling.store(false, Ordering::Relaxed);
         if self.settings.release_queue {
             if let Some(c) = &cursor {
-                match tokio::time::timeout(
-                    Duration::from_secs(5),
-                    self.client.delete_queue(&c.queue_id),
-                )
-                .await
-                {
-                    Ok(Ok(())) => {
-                        tracing::info!(queue_id = %c.queue_id, "Released the event queue")
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(queue_id = %c.queue_id, error = %e, "Could not release the event queue")
-                    }
-                    Err(_) => {
-                        tracing::warn!(queue_id = %c.queue_id, "Releasing the event queue timed out")
-                    }
-                }
+                self.release(&c.queue_id).await;
             }
         }
         result
     }
 
+    async fn release(&self, queue_id: &str) {
+        match tokio::time::timeout(Duration::from_secs(5), self.client.delete_queue(queue_id)).await
+        {
+            Ok(Ok(())) => tracing::info!(queue_id, "Released the event queue"),
+            Ok(Err(e)) => tracing::warn!(queue_id, error = %e, "Could not release the event queue"),
+            Err(_) => tracing::warn!(queue_id, "Releasing the event queue timed out"),
+        }
+    }
+
+    fn note_poll_success(&self) {
+        self.state.metrics.polls.inc();
+        self.state
+            .intake
+            .last_activity_ms
+            .store(now_ms(), Ordering::Relaxed);
+        self.state
+            .intake
+            .consecutive_failures
+            .store(0, Ordering::Relaxed);
+        if self.state.intake.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!("Polling Zulip works again");
+        }
+    }
+
+    fn note_queue_lost(&self, lost: &Cursor, e: &ZulipError) {
+        let gap = self.state.last_poll_age().unwrap_or(0.0);
+        self.state
+            .metrics
+            .poll_errors
+            .with_label_values(&[e.reason()])
+            .inc();
+        self.state.metrics.queue_gaps.inc();
+        self.state.metrics.last_gap_seconds.set(gap);
+        self.state.intake.set_queue_id(None);
+        tracing::warn!(queue_id = %lost.queue_id, last_event_id = lost.last_event_id, gap_seconds = gap, error = %e,
+            "The event queue is gone: events other than messages since the last poll are lost; registering a new queue and backfilling missed messages");
+    }
+
+    fn note_rate_limit(&self, d: Duration) {
+        self.state
+            .metrics
+            .poll_errors
+            .with_label_values(&["rate_limited"])
+            .inc();
+        self.state.metrics.rate_limit_waits.inc();
+        self.state
+            .metrics
+            .rate_limit_wait_seconds
+            .inc_by(d.as_secs_f64());
+        tracing::info!(
+            wait_ms = d.as_millis() as u64,
+            "Zulip rate limit hit; waiting exactly as asked"
+        );
+    }
+
     fn note_failure(&self, e: &ZulipError, delay: Duration) {
+        self.state
+            .metrics
+            .poll_errors
+            .with_label_values(&[e.reason()])
+            .inc();
         let n = self
-            .status
+            .state
+            .intake
             .consecutive_failures
             .fetch_add(1, Ordering::Relaxed)
             + 1;
         if n >= self.settings.max_retries {
-            if !self.status.degraded.swap(true, Ordering::Relaxed) {
-                tracing::error!(failures = n, error = %e, "Zulip polls keep failing; reporting degraded and still retrying");
+            if !self.state.intake.degraded.swap(true, Ordering::Relaxed) {
+                tracing::error!(failures = n, error = %e, "Zulip requests keep failing; reporting degraded and still retrying");
             }
         } else {
-            tracing::warn!(failures = n, error = %e, retry_in_ms = delay.as_millis() as u64, "Polling Zulip failed; retrying");
+            tracing::warn!(failures = n, error = %e, retry_in_ms = delay.as_millis() as u64, "A request to Zulip failed; retrying");
         }
+    }
+
+    fn note_registered(&self, reg: &Registration) {
+        self.state.metrics.registrations.inc();
+        self.state
+            .intake
+            .last_activity_ms
+            .store(now_ms(), Ordering::Relaxed);
+        self.state
+            .intake
+            .longpoll_secs
+            .store(reg.longpoll_timeout().as_secs(), Ordering::Relaxed);
+        self.state.intake.set_queue_id(Some(reg.queue_id.clone()));
+        tracing::info!(queue_id = %reg.queue_id, last_event_id = reg.last_event_id,
+            zulip_version = %reg.zulip_version, feature_level = reg.zulip_feature_level,
+            longpoll_timeout_s = reg.longpoll_timeout().as_secs(), "Registered an event queue");
     }
 
     /// Registers a queue, retrying transient failures. `None` on shutdown.
@@ -317,23 +359,15 @@ impl<'a> Intake<'a> {
             let delay = match attempt {
                 Ok(reg) => {
                     backoff.reset();
-                    self.status.registrations.fetch_add(1, Ordering::Relaxed);
-                    self.status
-                        .last_activity_ms
-                        .store(now_ms(), Ordering::Relaxed);
-                    *self
-                        .status
-                        .queue_id
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(reg.queue_id.clone());
-                    tracing::info!(queue_id = %reg.queue_id, last_event_id = reg.last_event_id,
-                        zulip_version = %reg.zulip_version, feature_level = reg.zulip_feature_level,
-                        longpoll_timeout_s = reg.longpoll_timeout().as_secs(), "Registered an event queue");
+                    self.note_registered(&reg);
                     return Ok(Some(reg));
                 }
                 Err(e) if e.is_auth() => return Err(IntakeError::Auth(e)),
                 Err(e) => match e.action() {
-                    ErrorAction::Wait(d) => d,
+                    ErrorAction::Wait(d) => {
+                        self.note_rate_limit(d);
+                        d
+                    }
                     ErrorAction::Retry | ErrorAction::Reregister => {
                         let d = backoff.next_delay();
                         self.note_failure(&e, d);
@@ -419,13 +453,38 @@ impl<'a> Intake<'a> {
                 }
             }
         }
-        self.status.backfilled.fetch_add(total, Ordering::Relaxed);
+        self.state.metrics.backfilled_messages.inc_by(total);
         tracing::info!(
             after_message_id = from,
             backfilled = total,
             "Backfilled missed messages; other event types in the gap cannot be recovered"
         );
         Ok(newest)
+    }
+}
+
+/// Resolves when the wall clock moves more than 10 s away from the
+/// monotonic clock, as after a suspend and resume: the monotonic clock (and
+/// with it every tokio timer) stood still while the machine slept, and the
+/// poll's TCP connection is most likely dead.
+async fn wall_clock_jump() {
+    let check = Duration::from_secs(5);
+    let mut wall = std::time::SystemTime::now();
+    let mut mono = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(check).await;
+        let wall_now = std::time::SystemTime::now();
+        let mono_now = tokio::time::Instant::now();
+        let wall_elapsed = wall_now
+            .duration_since(wall)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let mono_elapsed = mono_now.duration_since(mono).as_secs_f64();
+        if (wall_elapsed - mono_elapsed).abs() > 10.0 {
+            return;
+        }
+        wall = wall_now;
+        mono = mono_now;
     }
 }
 

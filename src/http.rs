@@ -1,0 +1,72 @@
+//! The HTTP server: `GET /health` (JSON; 200 when healthy or degraded, 503
+//! when unhealthy or draining) and `GET /metrics` (Prometheus text).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State as AxumState;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{Health, Status};
+
+/// The router over `health` (which also holds the metrics).
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/health", get(get_health))
+        .route("/metrics", get(get_metrics))
+        .with_state(health)
+}
+
+async fn get_health(AxumState(health): AxumState<Arc<Health>>) -> Response {
+    let report = health.report().await;
+    let code = match report.status {
+        Status::Healthy | Status::Degraded => StatusCode::OK,
+        Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(report)).into_response()
+}
+
+async fn get_metrics(AxumState(health): AxumState<Arc<Health>>) -> Response {
+    // Refresh the gauges that are computed rather than counted.
+    let _ = health.report().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        health.metrics_text(),
+    )
+        .into_response()
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves until `token` is
+/// cancelled. Returns the bound address.
+///
+/// # Errors
+///
+/// The I/O error when the address cannot be bound.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    token: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = router(health);
+    tokio::spawn(async move {
+        let shutdown = async move { token.cancelled().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "The HTTP server stopped");
+        }
+    });
+    tracing::info!(address = %local, "Serving /health and /metrics");
+    Ok(local)
+}

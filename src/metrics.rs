@@ -1,0 +1,373 @@
+//! [`Metrics`]: one non-global Prometheus registry with typed handles.
+//!
+//! Naming: every metric starts with `zulip_event_listeners_`, is
+//! snake_case, carries its unit (`_seconds`, `_bytes`), and counters end in
+//! `_total`. Labels are bounded: listener names (from the configuration),
+//! run outcomes, poll error reasons, a fixed list of Zulip event types
+//! (anything else is `other`), never ids or free text.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+const PREFIX: &str = "zulip_event_listeners";
+
+/// The event types Zulip 10 sends (API §9) plus those of newer servers; the
+/// label of any other type is `other`.
+const KNOWN_TYPES: &[&str] = &[
+    "message",
+    "update_message",
+    "delete_message",
+    "update_message_flags",
+    "reaction",
+    "submessage",
+    "typing",
+    "typing_edit_message",
+    "user_topic",
+    "muted_topics",
+    "stream",
+    "subscription",
+    "default_streams",
+    "default_stream_groups",
+    "realm_user",
+    "realm_bot",
+    "user_group",
+    "presence",
+    "user_status",
+    "muted_users",
+    "custom_profile_fields",
+    "invites_changed",
+    "realm",
+    "realm_emoji",
+    "realm_domains",
+    "realm_linkifiers",
+    "realm_filters",
+    "realm_playgrounds",
+    "realm_export",
+    "realm_export_consent",
+    "realm_user_settings_defaults",
+    "realm_billing",
+    "user_settings",
+    "update_display_settings",
+    "update_global_notifications",
+    "alert_words",
+    "attachment",
+    "drafts",
+    "saved_snippets",
+    "scheduled_messages",
+    "onboarding_steps",
+    "has_zoom_token",
+    "heartbeat",
+    "restart",
+    "web_reload_client",
+    "channel_folder",
+    "navigation_view",
+    "reminders",
+    "push_device",
+    "malformed",
+];
+
+/// A bounded label for an event type.
+pub fn type_label(event_type: &str) -> &str {
+    if KNOWN_TYPES.contains(&event_type) {
+        event_type
+    } else {
+        "other"
+    }
+}
+
+/// Outcome label of a listener run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The run succeeded.
+    Success,
+    /// The run returned an error or panicked.
+    Failure,
+    /// The run exceeded `handler_timeout`.
+    Timeout,
+    /// The run was not attempted (filter, open circuit, disabled listener).
+    Skipped,
+    /// The run failed and will be tried again.
+    Retried,
+    /// The run failed for the last time and was dead-lettered.
+    DeadLettered,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Timeout => "timeout",
+            Outcome::Skipped => "skipped",
+            Outcome::Retried => "retried",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// Every metric the daemon exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events received, by type.
+    pub events_received: IntCounterVec,
+    /// Listener runs, by listener and outcome.
+    pub events_processed: IntCounterVec,
+    /// Listener run durations.
+    pub run_duration: HistogramVec,
+    /// Now minus the event's own timestamp, at intake.
+    pub queue_lag: Histogram,
+    /// Listener runs in flight.
+    pub runs_in_flight: IntGauge,
+    /// Stored events whose runs are not all recorded.
+    pub inbox_backlog: IntGauge,
+    /// Completed polls.
+    pub polls: IntCounter,
+    /// Failed requests to Zulip, by reason.
+    pub poll_errors: IntCounterVec,
+    /// Waits imposed by 429 responses.
+    pub rate_limit_waits: IntCounter,
+    /// Seconds spent waiting on 429 responses.
+    pub rate_limit_wait_seconds: prometheus::Counter,
+    /// Queues registered.
+    pub registrations: IntCounter,
+    /// Messages recovered with `GET /messages`.
+    pub backfilled_messages: IntCounter,
+    /// Queues lost (gaps in the event stream).
+    pub queue_gaps: IntCounter,
+    /// Seconds between the last successful poll and the re-registration, for the last gap.
+    pub last_gap_seconds: Gauge,
+    /// Duplicate events skipped (already in the inbox).
+    pub duplicates: IntCounter,
+    /// Database transaction durations, by operation.
+    pub db_write_seconds: HistogramVec,
+    /// Seconds since the last successful poll (heartbeat or events).
+    pub last_poll_age_seconds: Gauge,
+    /// 1 when memory backpressure pauses polling.
+    pub memory_backpressure: IntGauge,
+    /// Build information.
+    pub build_info: IntGaugeVec,
+    /// (runs, failed runs), for the health endpoint's error rate.
+    run_counts: Arc<(AtomicU64, AtomicU64)>,
+}
+
+fn name(n: &str) -> String {
+    format!("{PREFIX}_{n}")
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: names are static and unique (a start-up invariant
+    /// covered by the tests).
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let latency_buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ];
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("valid metric definition");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric names are unique");
+                m
+            }};
+        }
+        let m = Metrics {
+            events_received: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("events_received_total"),
+                    "Events received from Zulip or a file, by type"
+                ),
+                &["type"]
+            )),
+            events_processed: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("events_processed_total"),
+                    "Listener runs by listener and outcome"
+                ),
+                &["listener", "outcome"]
+            )),
+            run_duration: reg!(HistogramVec::new(
+                HistogramOpts::new(
+                    name("listener_run_duration_seconds"),
+                    "Duration of listener runs"
+                )
+                .buckets(latency_buckets.clone()),
+                &["listener"]
+            )),
+            queue_lag: reg!(Histogram::with_opts(
+                HistogramOpts::new(
+                    name("queue_lag_seconds"),
+                    "Time from an event's own timestamp to its intake"
+                )
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0
+                ])
+            )),
+            runs_in_flight: reg!(IntGauge::new(
+                name("runs_in_flight"),
+                "Listener runs in flight"
+            )),
+            inbox_backlog: reg!(IntGauge::new(
+                name("inbox_backlog"),
+                "Stored events whose listener runs are not all recorded"
+            )),
+            polls: reg!(IntCounter::new(
+                name("polls_total"),
+                "Completed GET /events polls"
+            )),
+            poll_errors: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("poll_errors_total"),
+                    "Failed requests to Zulip, by reason"
+                ),
+                &["reason"]
+            )),
+            rate_limit_waits: reg!(IntCounter::new(
+                name("rate_limit_waits_total"),
+                "Waits imposed by 429 RATE_LIMIT_HIT responses"
+            )),
+            rate_limit_wait_seconds: reg!(prometheus::Counter::new(
+                name("rate_limit_wait_seconds_total"),
+                "Seconds spent waiting as 429 responses asked"
+            )),
+            registrations: reg!(IntCounter::new(
+                name("queue_registrations_total"),
+                "Event queues registered"
+            )),
+            backfilled_messages: reg!(IntCounter::new(
+                name("backfilled_messages_total"),
+                "Messages recovered with GET /messages after a registration"
+            )),
+            queue_gaps: reg!(IntCounter::new(
+                name("queue_gaps_total"),
+                "Event queues lost (gaps in the stream)"
+            )),
+            last_gap_seconds: reg!(Gauge::new(
+                name("last_gap_seconds"),
+                "Length of the last gap: last successful poll to re-registration"
+            )),
+            duplicates: reg!(IntCounter::new(
+                name("duplicate_events_total"),
+                "Events skipped because they were already stored"
+            )),
+            db_write_seconds: reg!(HistogramVec::new(
+                HistogramOpts::new(
+                    name("database_write_duration_seconds"),
+                    "Duration of database write transactions"
+                )
+                .buckets(latency_buckets),
+                &["operation"]
+            )),
+            last_poll_age_seconds: reg!(Gauge::new(
+                name("last_poll_age_seconds"),
+                "Seconds since the last successful poll (events or heartbeat)"
+            )),
+            memory_backpressure: reg!(IntGauge::new(
+                name("memory_backpressure"),
+                "1 while polling is paused because resident memory is above the threshold"
+            )),
+            build_info: reg!(IntGaugeVec::new(
+                Opts::new(name("build_info"), "Build information; always 1"),
+                &["version"]
+            )),
+            registry,
+            run_counts: Arc::default(),
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                PREFIX,
+            );
+            // Fails only if registered twice; then the first one serves.
+            let _ = m.registry.register(Box::new(pc));
+        }
+        m
+    }
+
+    /// Counts one listener run.
+    pub fn record_run(&self, listener: &str, outcome: Outcome, seconds: f64) {
+        self.events_processed
+            .with_label_values(&[listener, outcome.as_str()])
+            .inc();
+        if matches!(
+            outcome,
+            Outcome::Success | Outcome::Failure | Outcome::Timeout
+        ) {
+            self.run_counts.0.fetch_add(1, Ordering::Relaxed);
+        }
+        if matches!(outcome, Outcome::Failure | Outcome::Timeout) {
+            self.run_counts.1.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome != Outcome::Skipped {
+            self.run_duration
+                .with_label_values(&[listener])
+                .observe(seconds);
+        }
+    }
+
+    /// Total runs and failed runs (failure + timeout) so far.
+    pub fn run_totals(&self) -> (u64, u64) {
+        (
+            self.run_counts.0.load(Ordering::Relaxed),
+            self.run_counts.1.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_event_types_share_one_label() {
+        assert_eq!(type_label("message"), "message");
+        assert_eq!(type_label("never_seen_before"), "other");
+    }
+
+    #[test]
+    fn runs_are_counted_by_listener_and_outcome_and_rendered() {
+        let m = Metrics::new();
+        m.record_run("a", Outcome::Success, 0.01);
+        m.record_run("a", Outcome::Timeout, 1.0);
+        m.record_run("b", Outcome::Skipped, 0.0);
+        assert_eq!(m.run_totals(), (2, 1));
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"zulip_event_listeners_events_processed_total{listener="a",outcome="timeout"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("zulip_event_listeners_build_info"));
+    }
+}

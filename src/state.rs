@@ -1,0 +1,70 @@
+//! [`State`]: the daemon's live state shared by intake, dispatch, the
+//! recorder and the HTTP server — metrics plus the few facts `/health`
+//! needs. Everything is atomic; nothing here is locked across `.await`.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::metrics::Metrics;
+
+/// Live state of the poll loop.
+#[derive(Debug, Default)]
+pub struct IntakeStatus {
+    /// The current queue.
+    pub queue_id: Mutex<Option<String>>,
+    /// Unix milliseconds of the last successful poll (events or heartbeat).
+    pub last_activity_ms: AtomicI64,
+    /// Unix milliseconds of the last stored event.
+    pub last_event_ms: AtomicI64,
+    /// Failed polls in a row.
+    pub consecutive_failures: AtomicU32,
+    /// Set once failures reach `max_retries`.
+    pub degraded: AtomicBool,
+    /// The long-poll timeout of the current queue, in seconds.
+    pub longpoll_secs: AtomicU64,
+    /// Set while the poll loop runs against Zulip (not for a file source).
+    pub polling: AtomicBool,
+}
+
+impl IntakeStatus {
+    /// The current queue id.
+    pub fn queue_id(&self) -> Option<String> {
+        self.queue_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets the current queue id.
+    pub fn set_queue_id(&self, id: Option<String>) {
+        *self.queue_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+    }
+}
+
+/// Shared live state.
+#[derive(Default)]
+pub struct State {
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// The poll loop.
+    pub intake: IntakeStatus,
+    /// A database write is being retried.
+    pub database_retrying: AtomicBool,
+    /// Shutdown has begun.
+    pub draining: AtomicBool,
+    /// Polling is paused by memory backpressure.
+    pub backpressure: AtomicBool,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl State {
+    /// Seconds since the last successful poll, if there was one.
+    pub fn last_poll_age(&self) -> Option<f64> {
+        let last = self.intake.last_activity_ms.load(Ordering::Relaxed);
+        (last > 0).then(|| (now_ms() - last).max(0) as f64 / 1000.0)
+    }
+}

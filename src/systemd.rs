@@ -1,0 +1,68 @@
+//! systemd integration: `READY=1` once the daemon polls and serves HTTP,
+//! `STOPPING=1` at shutdown, and watchdog pings while the poll loop is
+//! healthy. Every call is a no-op when not started by systemd
+//! (`NOTIFY_SOCKET` / `WATCHDOG_USEC` unset).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::State;
+
+/// Tells systemd the daemon is ready.
+pub fn notify_ready() {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::debug!(error = %e, "Cannot notify systemd");
+    }
+}
+
+/// Tells systemd the daemon is stopping.
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+}
+
+/// Pings the systemd watchdog at half its interval, but only while the
+/// daemon is alive: a poll returned within twice the long-poll timeout (or
+/// intake is not polling Zulip, as with a file source). A wedged poll loop
+/// stops the pings and systemd restarts the service.
+pub fn spawn_watchdog(state: Arc<State>, token: CancellationToken) {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let period = Duration::from_micros(usec / 2);
+    tracing::info!(
+        period_ms = period.as_millis() as u64,
+        "systemd watchdog enabled"
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = token.cancelled() => return,
+            }
+            let longpoll = state
+                .intake
+                .longpoll_secs
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(90) as f64;
+            let polling = state
+                .intake
+                .polling
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let alive = !polling
+                || state
+                    .last_poll_age()
+                    .is_none_or(|a| a < 2.0 * longpoll + 10.0);
+            if alive {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!(
+                    "The poll loop looks wedged; withholding the systemd watchdog ping"
+                );
+            }
+        }
+    });
+}
