@@ -347,6 +347,7 @@ impl Application {
                 timeout: config.performance.handler_timeout,
                 org: Arc::from(instance.as_str()),
                 bot_user_id: self.bot_user_id,
+                stop: token.clone(),
             },
             tx,
             progress,

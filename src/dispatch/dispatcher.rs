@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::progress::Progress;
@@ -28,6 +29,9 @@ pub struct DispatcherSettings {
     pub org: Arc<str>,
     /// The bot's own user id.
     pub bot_user_id: Option<i64>,
+    /// Once cancelled (shutdown), no new run starts; events not fully
+    /// started are dispatched again at the next start.
+    pub stop: CancellationToken,
 }
 
 /// Starts listener runs and sends their outcomes to the recorder.
@@ -72,6 +76,9 @@ impl Dispatcher {
             .into_iter()
             .filter(|i| !already_done.iter().any(|d| **d == *self.names[*i]))
             .collect();
+        if self.settings.stop.is_cancelled() {
+            return;
+        }
         self.progress.begin(stored.inbox_id, targets.len());
         if targets.is_empty() {
             tracing::debug!(
@@ -86,7 +93,11 @@ impl Dispatcher {
         for i in targets {
             // Take the permit before spawning, so at most `max_concurrent`
             // tasks exist and a flood of events waits here, not in memory.
-            let Ok(permit) = self.limit.clone().acquire_owned().await else {
+            let permit = tokio::select! {
+                p = self.limit.clone().acquire_owned() => p,
+                _ = self.settings.stop.cancelled() => return,
+            };
+            let Ok(permit) = permit else {
                 return;
             };
             let listener = self.listeners[i].clone();

@@ -3,8 +3,10 @@
 //! real PostgreSQL database.
 
 mod cli;
+mod faults;
 mod file_source;
 mod live;
+mod operations;
 mod resilience;
 mod store_suite;
 mod support;

@@ -4,7 +4,9 @@
 
 pub mod fake_zulip;
 mod helpers;
+mod tcp_proxy;
 mod test_listeners;
 
 pub use helpers::*;
+pub use tcp_proxy::*;
 pub use test_listeners::*;

@@ -1,0 +1,717 @@
+//! The pipeline benchmark: `cargo bench --bench pipeline [-- --events N --soak N]`.
+//!
+//! In one run, against the fake Zulip server of the test support and the
+//! real daemon binary (a child process, so its memory and CPU are its own):
+//!
+//! 1. a backlog of N realistic ~1 KB message events, available at once, on
+//!    PostgreSQL, then SQLite, then in dry-run: events/s end to end (until
+//!    every listener run is committed), peak resident memory, CPU seconds
+//!    per 100,000 events;
+//! 2. a raw `COPY` of the same inbox rows into a scratch table: the
+//!    physical baseline the PostgreSQL figure is compared with;
+//! 3. a fixed offered load of 5,000 events/s for 10 s on PostgreSQL: p50/p99
+//!    from an event being pushed into the queue to the commit of its last
+//!    listener run (observed with LISTEN/NOTIFY from a bench-only trigger,
+//!    delivered at commit);
+//! 4. a soak of `--soak` events (default 1,000,000) at the daemon's own
+//!    pace with a bounded queue: resident memory after the first 100,000
+//!    and at the end;
+//! 5. events/s with 1, 4 and 16 listeners (the daemon in-process, extra
+//!    listeners doing no I/O but each logging its runs).
+//!
+//! Every figure is with `synchronous_commit` on and acknowledgement after commit.
+
+#[path = "../tests/it/support/fake_zulip.rs"]
+mod fake_zulip;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fake_zulip::{FakeOptions, FakeZulip};
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+use zulip_event_listeners::app::{Application, RunOptions};
+use zulip_event_listeners::config::Config;
+use zulip_event_listeners::event::Event;
+use zulip_event_listeners::listeners::{Context, Listener, ListenerError, Record, Registry};
+use zulip_event_listeners::store::{self, Cursor};
+
+struct Args {
+    events: usize,
+    soak: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        events: 100_000,
+        soak: 1_000_000,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    for w in argv.windows(2) {
+        match w[0].as_str() {
+            "--events" => a.events = w[1].parse().expect("--events N"),
+            "--soak" => a.soak = w[1].parse().expect("--soak N"),
+            _ => {}
+        }
+    }
+    a
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+async fn fresh_pg(name: &str) -> String {
+    let admin = admin_url();
+    let mut c = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("the benchmark needs PostgreSQL at {admin} (set TEST_DATABASE_URL): {e}")
+    });
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let base = &admin[..admin.rfind('/').unwrap()];
+    format!("{base}/{name}")
+}
+
+/// ~1 KB of realistic message text.
+fn content(i: usize) -> String {
+    let words = [
+        "deploy",
+        "the",
+        "release",
+        "branch",
+        "looks",
+        "good",
+        "but",
+        "staging",
+        "needs",
+        "a",
+        "migration",
+        "first",
+        "could",
+        "someone",
+        "review",
+        "PR",
+        "before",
+        "lunch",
+        "thanks",
+        "team",
+    ];
+    let mut s = format!("Message {i}: ");
+    let mut k = i;
+    while s.len() < 950 {
+        s.push_str(words[k % words.len()]);
+        s.push(' ');
+        k = k.wrapping_mul(31).wrapping_add(7);
+    }
+    s
+}
+
+fn push_messages(fake: &FakeZulip, from: usize, n: usize) {
+    for i in from..from + n {
+        let sender = 100 + (i % 50) as i64;
+        let email = format!("user{sender}@example.com");
+        if i % 5 == 0 {
+            fake.send_direct_message(sender, &email, &[200 + (i % 7) as i64], &content(i));
+        } else {
+            fake.send_channel_message(
+                sender,
+                &email,
+                ["general", "engineering", "support", "random"][i % 4],
+                &format!("topic {}", i % 40),
+                &content(i),
+            );
+        }
+    }
+}
+
+/// Registers a queue as the bot, the way the daemon would, and returns its id.
+async fn register_queue(fake: &FakeZulip) -> String {
+    let client = reqwest::Client::new();
+    let v: serde_json::Value = client
+        .post(format!("{}/api/v1/register", fake.site()))
+        .basic_auth(fake.email(), Some(fake.api_key()))
+        .form(&[
+            (
+                "event_types",
+                r#"["message","reaction","presence","typing"]"#,
+            ),
+            (
+                "client_capabilities",
+                r#"{"notification_settings_null":true}"#,
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["queue_id"].as_str().unwrap().to_owned()
+}
+
+struct Scenario {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    db_url: Option<String>,
+}
+
+fn write_config(fake: &FakeZulip, db_url: Option<&str>, port: u16) -> Scenario {
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("zuliprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[api]\nemail={}\nkey={}\nsite={}\n",
+            fake.email(),
+            fake.api_key(),
+            fake.site()
+        ),
+    )
+    .unwrap();
+    let db = db_url
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("unused.db").display()));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db}\"\n[http]\nbind = \"127.0.0.1:{port}\"\n[logging]\nlevel = \"warn\"\n[performance]\nmax_concurrent_handlers = 16\n",
+            rc.display()
+        ),
+    )
+    .unwrap();
+    Scenario {
+        dir,
+        config,
+        db_url: db_url.map(str::to_owned),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Resident memory (bytes) and CPU seconds of a process, from /proc.
+fn proc_usage(pid: u32) -> Option<(u64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((rss_kb * 1024, ticks / 100.0))
+}
+
+async fn scrape(port: u16, metric: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let mut sum = 0.0;
+    let mut found = false;
+    for line in text.lines() {
+        if line.starts_with(metric)
+            && (line.as_bytes().get(metric.len()) == Some(&b' ')
+                || line.as_bytes().get(metric.len()) == Some(&b'{'))
+        {
+            sum += line.rsplit(' ').next()?.parse::<f64>().ok()?;
+            found = true;
+        }
+    }
+    found.then_some(sum)
+}
+
+struct Measured {
+    events_per_s: f64,
+    peak_rss: u64,
+    cpu_per_100k: f64,
+}
+
+/// Runs the daemon binary on a backlog of `n` events and measures it.
+async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool) -> Measured {
+    let fake = FakeZulip::start(FakeOptions {
+        heartbeat: Duration::from_secs(1),
+        ..FakeOptions::default()
+    })
+    .await;
+    let port = free_port();
+    let sc = write_config(&fake, db_url, port);
+    let queue = register_queue(&fake).await;
+    eprintln!("[{label}] generating {n} events…");
+    push_messages(&fake, 0, n);
+    if let Some(url) = &sc.db_url {
+        // Resume the queue holding the backlog, as after an outage.
+        let s = store::open(url, &Default::default()).await.unwrap();
+        s.migrate().await.unwrap();
+        let cursor = Cursor {
+            site: format!("{}/api/v1/", fake.site()),
+            queue_id: queue.clone(),
+            last_event_id: -1,
+            last_message_id: None,
+        };
+        s.append("default", &queue, &[], Some(&cursor))
+            .await
+            .unwrap();
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zulip-event-listeners"));
+    cmd.args(["--config", &sc.config.display().to_string(), "run"]);
+    if dry_run {
+        cmd.arg("--dry-run");
+    }
+    let started = Instant::now();
+    let mut child: Child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak = 0u64;
+    let mut cpu = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some((rss, c)) = proc_usage(pid) {
+            peak = peak.max(rss);
+            cpu = c;
+        }
+        let done = if dry_run {
+            scrape(port, "zulip_event_listeners_events_received_total")
+                .await
+                .unwrap_or(0.0) as usize
+                >= n
+        } else {
+            let url = sc.db_url.as_deref().unwrap();
+            dispatched_all(url, n).await
+        };
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some((rss, c)) = proc_usage(pid) {
+        peak = peak.max(rss);
+        cpu = c;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    drop(sc.dir);
+    Measured {
+        events_per_s: n as f64 / elapsed,
+        peak_rss: peak,
+        cpu_per_100k: cpu / n as f64 * 100_000.0,
+    }
+}
+
+/// Whether all `n` inbox events have every run committed.
+async fn dispatched_all(url: &str, n: usize) -> bool {
+    let q = "SELECT (SELECT count(*) FROM event_listeners_inbox), \
+             COALESCE((SELECT dispatched_through FROM event_listeners_cursor WHERE instance = 'default'), 0), \
+             COALESCE((SELECT max(id) FROM event_listeners_inbox), -1)";
+    let row: Option<(i64, i64, i64)> = if url.starts_with("sqlite") {
+        match sqlx::SqliteConnection::connect(url).await {
+            Ok(mut c) => sqlx::query_as(q).fetch_one(&mut c).await.ok(),
+            Err(_) => None,
+        }
+    } else {
+        match PgConnection::connect(url).await {
+            Ok(mut c) => sqlx::query_as(q).fetch_one(&mut c).await.ok(),
+            Err(_) => None,
+        }
+    };
+    matches!(row, Some((count, through, max)) if count as usize >= n && through >= max)
+}
+
+/// Rows/s of a raw COPY of the inbox rows into an unindexed scratch table.
+async fn copy_baseline(url: &str) -> (usize, f64) {
+    let mut c = PgConnection::connect(url).await.unwrap();
+    sqlx::query("DROP TABLE IF EXISTS bench_copy_baseline")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE bench_copy_baseline (LIKE event_listeners_inbox)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    // The same rows, as COPY text, prepared before the clock starts.
+    let mut out = Vec::new();
+    {
+        let mut copy = c.copy_out_raw("COPY event_listeners_inbox (id, instance, queue_id, event_id, event_type, op, message_id, backfilled, raw, received_at) TO STDOUT").await.unwrap();
+        use futures::StreamExt;
+        while let Some(chunk) = copy.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+    }
+    let rows = out.iter().filter(|b| **b == b'\n').count();
+    let start = Instant::now();
+    let mut tx = c.begin().await.unwrap();
+    let mut copy = tx.copy_in_raw("COPY bench_copy_baseline (id, instance, queue_id, event_id, event_type, op, message_id, backfilled, raw, received_at) FROM STDIN").await.unwrap();
+    for chunk in out.chunks(1 << 20) {
+        copy.send(chunk.to_vec()).await.unwrap();
+    }
+    copy.finish().await.unwrap();
+    tx.commit().await.unwrap();
+    (rows, rows as f64 / start.elapsed().as_secs_f64())
+}
+
+/// p50/p99 latency (ms) at a fixed offered load on PostgreSQL.
+async fn offered_load(rate: usize, seconds: usize) -> (f64, f64, usize) {
+    let url = fresh_pg("zel_bench_latency").await;
+    let fake = FakeZulip::start(FakeOptions {
+        heartbeat: Duration::from_secs(1),
+        ..FakeOptions::default()
+    })
+    .await;
+    let port = free_port();
+    let sc = write_config(&fake, Some(&url), port);
+    {
+        let s = store::open(&url, &Default::default()).await.unwrap();
+        s.migrate().await.unwrap();
+    }
+    // Bench-only: a statement trigger that NOTIFYs the inbox ids whose runs a
+    // transaction commits. Notifications are delivered at commit.
+    let mut c = PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_notify('bench_commit', (SELECT string_agg(DISTINCT inbox_id::text, ',') FROM new_rows)); RETURN NULL; END $$;
+         CREATE TRIGGER bench_notify AFTER INSERT ON event_listeners_eventlog
+           REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bench_notify();",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+    listener.listen("bench_commit").await.unwrap();
+    let commits: Arc<std::sync::Mutex<HashMap<i64, Instant>>> = Arc::default();
+    let collector = {
+        let commits = commits.clone();
+        tokio::spawn(async move {
+            while let Ok(n) = listener.recv().await {
+                let now = Instant::now();
+                let mut m = commits.lock().unwrap();
+                for id in n.payload().split(',').filter_map(|s| s.parse::<i64>().ok()) {
+                    m.insert(id, now); // the last commit of an id wins
+                }
+            }
+        })
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zulip-event-listeners"))
+        .args(["--config", &sc.config.display().to_string(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    while fake.register_count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let total = rate * seconds;
+    let mut pushed: HashMap<i64, Instant> = HashMap::with_capacity(total);
+    let start = Instant::now();
+    let tick = Duration::from_millis(10);
+    let per_tick = rate / 100;
+    let mut sent = 0;
+    while sent < total {
+        let due = start + tick * (sent / per_tick) as u32;
+        tokio::time::sleep_until(due.into()).await;
+        for i in sent..sent + per_tick {
+            let id = fake.send_channel_message(
+                100 + (i % 50) as i64,
+                "u@example.com",
+                "general",
+                &format!("t{}", i % 40),
+                &content(i),
+            );
+            pushed.insert(id, Instant::now());
+        }
+        sent += per_tick;
+    }
+    // Wait until every message's runs are committed.
+    while !dispatched_all(&url, total).await {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let map: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, message_id FROM event_listeners_inbox WHERE message_id IS NOT NULL",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let commits = commits.lock().unwrap().clone();
+    let mut lat: Vec<f64> = map
+        .iter()
+        .filter_map(|(inbox, msg)| {
+            Some(
+                commits
+                    .get(inbox)?
+                    .duration_since(*pushed.get(msg)?)
+                    .as_secs_f64()
+                    * 1000.0,
+            )
+        })
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    collector.abort();
+    let q = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (q(0.50), q(0.99), lat.len())
+}
+
+/// Resident memory at 100,000 events and at the end of `n` events pushed in
+/// chunks that keep the Zulip queue bounded.
+async fn soak(n: usize) -> (u64, u64, u64, f64) {
+    let url = fresh_pg("zel_bench_soak").await;
+    let fake = FakeZulip::start(FakeOptions {
+        heartbeat: Duration::from_secs(1),
+        ..FakeOptions::default()
+    })
+    .await;
+    let port = free_port();
+    let sc = write_config(&fake, Some(&url), port);
+    {
+        let s = store::open(&url, &Default::default()).await.unwrap();
+        s.migrate().await.unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zulip-event-listeners"))
+        .args(["--config", &sc.config.display().to_string(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    while fake.register_count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let queue = fake.queue_ids().pop().unwrap();
+    let start = Instant::now();
+    let (mut at_100k, mut peak_after, mut sent) = (0u64, 0u64, 0usize);
+    let chunk = 5_000;
+    while sent < n {
+        while fake.pending(&queue).unwrap_or(0) > 20_000 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        push_messages(&fake, sent, chunk.min(n - sent));
+        sent += chunk.min(n - sent);
+        if let Some((rss, _)) = proc_usage(pid) {
+            if sent >= 100_000 && at_100k == 0 {
+                at_100k = rss;
+            }
+            if sent > 100_000 {
+                peak_after = peak_after.max(rss);
+            }
+        }
+        if sent % 100_000 == 0 {
+            eprintln!(
+                "[soak] {sent} events pushed, rss {:.1} MB",
+                proc_usage(pid).map(|u| u.0).unwrap_or(0) as f64 / 1e6
+            );
+        }
+    }
+    while !dispatched_all(&url, n).await {
+        if let Some((rss, _)) = proc_usage(pid) {
+            peak_after = peak_after.max(rss);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let end = proc_usage(pid).map(|u| u.0).unwrap_or(0);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    (
+        at_100k,
+        peak_after,
+        end,
+        n as f64 / start.elapsed().as_secs_f64(),
+    )
+}
+
+/// A listener that does no I/O; its runs are still logged.
+struct Light(String);
+
+#[async_trait]
+impl Listener for Light {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn description(&self) -> &str {
+        "benchmark listener"
+    }
+    fn event_types(&self) -> &[&str] {
+        &["message"]
+    }
+    async fn handle(&self, event: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+        std::hint::black_box(event.message());
+        Ok(Vec::new())
+    }
+}
+
+/// Events/s with `k` listeners (message_logger plus k-1 light ones), in-process.
+async fn listeners_run(k: usize, n: usize) -> f64 {
+    let url = fresh_pg("zel_bench_listeners").await;
+    let fake = FakeZulip::start(FakeOptions {
+        heartbeat: Duration::from_secs(1),
+        ..FakeOptions::default()
+    })
+    .await;
+    let queue = register_queue(&fake).await;
+    push_messages(&fake, 0, n);
+    let s = store::open(&url, &Default::default()).await.unwrap();
+    s.migrate().await.unwrap();
+    let cursor = Cursor {
+        site: format!("{}/api/v1/", fake.site()),
+        queue_id: queue.clone(),
+        last_event_id: -1,
+        last_message_id: None,
+    };
+    s.append("default", &queue, &[], Some(&cursor))
+        .await
+        .unwrap();
+    let mut registry = Registry::builtin();
+    let mut names = vec!["message_logger".to_owned()];
+    for i in 1..k {
+        let name = format!("light_{i}");
+        registry.register(Arc::new(Light(name.clone()))).unwrap();
+        names.push(name);
+    }
+    let known: Vec<&str> = registry.names();
+    let rc = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        rc.path(),
+        format!(
+            "[api]\nemail={}\nkey={}\nsite={}\n",
+            fake.email(),
+            fake.api_key(),
+            fake.site()
+        ),
+    )
+    .unwrap();
+    let config = Config::parse(
+        &format!(
+            "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"off\"\n[performance]\nmax_concurrent_handlers = 16\n[listeners]\nenabled = {:?}\n",
+            rc.path().display(),
+            names
+        ),
+        &known,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let app = Application::build(&config, &registry, RunOptions::default())
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(app.run_until_stopped(token.clone()));
+    while !dispatched_all(&url, n).await {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    token.cancel();
+    let _ = handle.await;
+    rate
+}
+
+fn mb(b: u64) -> f64 {
+    b as f64 / 1_048_576.0
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo test --all-targets` builds and runs this target too; only
+    // `cargo bench` (which passes --bench) runs the benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("The pipeline benchmark runs with: cargo bench --bench pipeline");
+        return;
+    }
+    let a = args();
+    let n = a.events;
+    eprintln!(
+        "Pipeline benchmark: {n} events per backlog run, soak {} events",
+        a.soak
+    );
+
+    let pg_url = fresh_pg("zel_bench_pg").await;
+    let pg = backlog_run("postgres", n, Some(&pg_url), false).await;
+    let (copy_rows, copy_rate) = copy_baseline(&pg_url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let sqlite = backlog_run("sqlite", n, Some(&sqlite_url), false).await;
+    let dry = backlog_run("dry-run", n, None, true).await;
+    let (p50, p99, samples) = offered_load(5_000, 10).await;
+    let ln = (n / 2).max(10_000);
+    let l1 = listeners_run(1, ln).await;
+    let l4 = listeners_run(4, ln).await;
+    let l16 = listeners_run(16, ln).await;
+    let soak = if a.soak > 0 {
+        Some(soak(a.soak).await)
+    } else {
+        None
+    };
+
+    println!();
+    println!("| scenario | events/s | vs COPY | peak RSS MB | CPU s / 100k events |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (label, m) in [
+        ("PostgreSQL, 2 listeners", &pg),
+        ("SQLite, 2 listeners", &sqlite),
+        ("dry-run (no database)", &dry),
+    ] {
+        println!(
+            "| {label} | {:.0} | {:.0}% | {:.1} | {:.2} |",
+            m.events_per_s,
+            m.events_per_s / copy_rate * 100.0,
+            mb(m.peak_rss),
+            m.cpu_per_100k
+        );
+    }
+    println!("| raw COPY of the same {copy_rows} inbox rows | {copy_rate:.0} | 100% | | |");
+    println!();
+    println!("| measure | value |");
+    println!("| --- | ---: |");
+    println!("| latency p50 at 5,000 events/s offered (push → last run committed), {samples} events | {p50:.1} ms |");
+    println!("| latency p99 at 5,000 events/s offered | {p99:.1} ms |");
+    println!("| events/s, 1 listener ({ln} events, PostgreSQL) | {l1:.0} |");
+    println!("| events/s, 4 listeners | {l4:.0} |");
+    println!(
+        "| events/s, 16 listeners | {l16:.0} ({:.2}× the cost of 1) |",
+        l1 / l16
+    );
+    if let Some((at100k, peak, end, rate)) = soak {
+        println!(
+            "| soak {} events: RSS at 100,000 | {:.1} MB |",
+            a.soak,
+            mb(at100k)
+        );
+        println!("| soak: peak RSS after 100,000 | {:.1} MB |", mb(peak));
+        println!("| soak: RSS at the end | {:.1} MB |", mb(end));
+        println!("| soak: events/s (pushed in chunks, queue ≤ 20,000) | {rate:.0} |");
+    }
+}

@@ -1,0 +1,109 @@
+//! A TCP forwarder on loopback that can be cut and restored, to simulate a
+//! database server that goes away (restart, failover, network partition)
+//! without touching the real server other tests share.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+/// A forwarder from `127.0.0.1:<port>` to a target address.
+///
+/// While cut, every connection that was open is closed and new ones are
+/// accepted and closed at once (the client sees the connection end before
+/// the server says anything, as behind a load balancer whose backend is
+/// down). Dropping the proxy stops it and closes every connection.
+pub struct TcpProxy {
+    addr: SocketAddr,
+    cut: watch::Sender<bool>,
+    accepted: Arc<AtomicU64>,
+    task: AbortHandle,
+}
+
+impl TcpProxy {
+    /// Binds `127.0.0.1:0` and forwards every connection to `target`.
+    pub async fn start(target: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("tcp_proxy: bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("tcp_proxy: local_addr");
+        let (cut, _) = watch::channel(false);
+        let accepted = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(accept_loop(listener, target, cut.clone(), accepted.clone()));
+        TcpProxy {
+            addr,
+            cut,
+            accepted,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// The address to connect to instead of the target.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes every open connection and refuses new ones until [`TcpProxy::restore`].
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Forwards new connections again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+
+    /// Whether the proxy is cut.
+    pub fn is_cut(&self) -> bool {
+        *self.cut.borrow()
+    }
+
+    /// Connections accepted so far, refused ones included.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        // Connection tasks watch the flag: cutting ends them all.
+        self.cut.send_replace(true);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    target: SocketAddr,
+    cut: watch::Sender<bool>,
+    accepted: Arc<AtomicU64>,
+) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        accepted.fetch_add(1, Ordering::SeqCst);
+        if *cut.borrow() {
+            drop(client);
+            continue;
+        }
+        tokio::spawn(forward(client, target, cut.subscribe()));
+    }
+}
+
+/// Copies bytes both ways until either side closes or the proxy is cut.
+async fn forward(mut client: TcpStream, target: SocketAddr, mut cut: watch::Receiver<bool>) {
+    let Ok(mut server) = TcpStream::connect(target).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = cut.wait_for(|c| *c) => {}
+    }
+    // Dropping both streams closes both connections.
+}
