@@ -102,11 +102,7 @@ pub struct RunReport {
 ///
 /// [`StoreError`] when it cannot be opened, or has pending migrations.
 pub async fn open_store(config: &Config, auto_migrate: bool) -> Result<Arc<dyn Store>, StoreError> {
-    let opts = StoreOptions {
-        max_connections: config.database.max_connections,
-        ..StoreOptions::default()
-    };
-    let store = store::open(&config.database.url, &opts).await?;
+    let store = store::open(&config.database.url, &store_options(config)).await?;
     if store.backend() == "sqlite" || auto_migrate {
         for m in store.migrate().await? {
             tracing::info!(migration = %m, "Applied a migration");
@@ -121,6 +117,15 @@ pub async fn open_store(config: &Config, auto_migrate: bool) -> Result<Arc<dyn S
         }
     }
     Ok(store)
+}
+
+/// The store options the configuration asks for (pool size, statistics).
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        max_connections: config.database.max_connections,
+        stats_interval: config.statistics.aggregation_interval,
+        stats_enabled: config.statistics.enabled,
+    }
 }
 
 /// Builds the Zulip client from the configured credentials.
@@ -327,6 +332,13 @@ impl Application {
             return Ok(report);
         };
 
+        if config.statistics.enabled {
+            crate::retention::spawn_retention(
+                store.clone(),
+                config.statistics.retention_days,
+                self.http_token.clone(),
+            );
+        }
         let progress = Arc::new(Progress::default());
         let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
         let give_up = CancellationToken::new();

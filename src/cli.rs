@@ -60,6 +60,21 @@ pub enum Command {
     },
     /// Validate the configuration file and print every problem at once.
     CheckConfig,
+    /// Recompute listener statistics buckets from the event log (idempotent; for cron).
+    Aggregate {
+        /// Only buckets from this long ago on, e.g. 24h or 7d (default: all).
+        #[arg(long, value_name = "AGE", value_parser = crate::stats_report::parse_age)]
+        since: Option<std::time::Duration>,
+    },
+    /// Per-listener statistics: runs, success rate, p50/p95 duration, errors, volume.
+    Stats {
+        /// Only this listener.
+        #[arg(long, value_name = "NAME")]
+        listener: Option<String>,
+        /// How far back, e.g. 30m, 24h or 7d.
+        #[arg(long, value_name = "AGE", default_value = "24h", value_parser = crate::stats_report::parse_age)]
+        since: std::time::Duration,
+    },
 }
 
 /// `run` options.
@@ -135,6 +150,8 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
         Command::Migrate => cmd_migrate(&config).await,
         Command::Cleanup { days } => cmd_cleanup(&config, days).await,
         Command::CheckConfig => cmd_check_config(&cli.config, &config),
+        Command::Aggregate { since } => cmd_aggregate(&config, since).await,
+        Command::Stats { listener, since } => cmd_stats(&config, listener.as_deref(), since).await,
     }
 }
 
@@ -238,7 +255,7 @@ fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failure> {
 async fn cmd_migrate(config: &Config) -> Result<(), Failure> {
     let opts = crate::store::StoreOptions {
         max_connections: 2,
-        ..Default::default()
+        ..app::store_options(config)
     };
     let store = crate::store::open(&config.database.url, &opts)
         .await
@@ -276,6 +293,73 @@ async fn cmd_cleanup(config: &Config, days: u32) -> Result<(), Failure> {
         counts.eventlog,
         counts.inbox,
         before.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    Ok(())
+}
+
+async fn cmd_aggregate(config: &Config, since: Option<std::time::Duration>) -> Result<(), Failure> {
+    let db = |e| Failure::new(EXIT_DATABASE, anyhow::Error::new(e));
+    let store = app::open_store(config, false).await.map_err(db)?;
+    let since = match since {
+        Some(age) => Some(
+            Utc::now()
+                - ChronoDuration::from_std(age).map_err(|e| Failure::new(EXIT_CONFIG, e.into()))?,
+        ),
+        None => None,
+    };
+    let interval = config.statistics.aggregation_interval;
+    let report = store.aggregate(interval, since).await.map_err(db)?;
+    println!(
+        "Wrote {} listener stats bucket(s) of {} s from {} logged run(s){}.",
+        report.written,
+        interval.as_secs(),
+        report.runs,
+        since.map_or_else(String::new, |s| format!(
+            " since {}",
+            s.format("%Y-%m-%d %H:%M:%S UTC")
+        ))
+    );
+    if report.kept() > 0 {
+        println!(
+            "Left {} existing bucket(s) unchanged: they hold the oldest event log rows, and older runs of theirs may have been deleted from the event log.",
+            report.kept()
+        );
+    }
+    Ok(())
+}
+
+async fn cmd_stats(
+    config: &Config,
+    listener: Option<&str>,
+    since: std::time::Duration,
+) -> Result<(), Failure> {
+    let db = |e| Failure::new(EXIT_DATABASE, anyhow::Error::new(e));
+    let store = app::open_store(config, false).await.map_err(db)?;
+    let now = Utc::now();
+    let from =
+        now - ChronoDuration::from_std(since).map_err(|e| Failure::new(EXIT_CONFIG, e.into()))?;
+    let summaries = store.listener_stats(listener, from).await.map_err(db)?;
+    if summaries.is_empty() {
+        match listener {
+            Some(name) => println!(
+                "No runs of listener `{name}` since {}.",
+                from.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => println!(
+                "No listener runs since {}.",
+                from.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+        }
+        return Ok(());
+    }
+    print!(
+        "{}",
+        crate::stats_report::render(
+            &summaries,
+            from,
+            now,
+            config.statistics.aggregation_interval
+        )
     );
     Ok(())
 }

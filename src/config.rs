@@ -41,6 +41,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[scaling]`: which instance this process is.
     pub scaling: ScalingConfig,
+    /// `[statistics]`: per-listener statistics buckets and their retention.
+    pub statistics: StatisticsConfig,
 }
 
 /// `[zulip]`.
@@ -136,6 +138,28 @@ pub struct ScalingConfig {
     pub instance_id: String,
 }
 
+/// `[statistics]`.
+#[derive(Debug, Clone)]
+pub struct StatisticsConfig {
+    /// Whether runs are counted in `event_listeners_listenerstats` and old
+    /// rows are deleted while the daemon runs.
+    pub enabled: bool,
+    /// Days of statistics, event log and dispatched inbox rows kept.
+    pub retention_days: u32,
+    /// Width of a statistics bucket.
+    pub aggregation_interval: Duration,
+}
+
+impl Default for StatisticsConfig {
+    fn default() -> Self {
+        StatisticsConfig {
+            enabled: true,
+            retention_days: 30,
+            aggregation_interval: Duration::from_secs(300),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -169,6 +193,7 @@ impl Default for Config {
             scaling: ScalingConfig {
                 instance_id: "default".to_owned(),
             },
+            statistics: StatisticsConfig::default(),
         }
     }
 }
@@ -242,8 +267,9 @@ impl Config {
                 "network" => read_network(&mut r, t, &mut cfg.network),
                 "http" => read_http(&mut r, t, &mut cfg.http),
                 "scaling" => read_scaling(&mut r, t, &mut cfg.scaling),
+                "statistics" => read_statistics(&mut r, t, &mut cfg.statistics),
                 other => r.problem(format!(
-                    "unknown section [{other}] (known: zulip, database, listeners, performance, logging, network, http, scaling)"
+                    "unknown section [{other}] (known: zulip, database, listeners, performance, logging, network, http, scaling, statistics)"
                 )),
             }
         }
@@ -626,6 +652,45 @@ fn read_scaling(r: &mut Reader, t: &Table, out: &mut ScalingConfig) {
     }
 }
 
+/// Longest kept history, in days (a century: a typo guard, not a policy).
+const MAX_RETENTION_DAYS: u64 = 36_500;
+/// Widest statistics bucket, in seconds (one day).
+const MAX_AGGREGATION_INTERVAL: u64 = 86_400;
+
+fn read_statistics(r: &mut Reader, t: &Table, out: &mut StatisticsConfig) {
+    for (k, v) in t {
+        let key = format!("statistics.{k}");
+        match k.as_str() {
+            "enabled" => {
+                if let Some(b) = r.bool(&key, v) {
+                    out.enabled = b;
+                }
+            }
+            "retention_days" => match r.positive_int(&key, v) {
+                Some(d) if d <= MAX_RETENTION_DAYS => out.retention_days = d as u32,
+                Some(d) => r.problem(format!(
+                    "`{key}` is at most {MAX_RETENTION_DAYS} days, got {d}"
+                )),
+                None => {}
+            },
+            "aggregation_interval" => match r.positive_int(&key, v) {
+                Some(s) if s <= MAX_AGGREGATION_INTERVAL => {
+                    out.aggregation_interval = Duration::from_secs(s);
+                }
+                Some(s) => r.problem(format!(
+                    "`{key}` is a number of seconds up to {MAX_AGGREGATION_INTERVAL} (one day), got {s}"
+                )),
+                None => {}
+            },
+            _ => r.unknown(
+                "statistics",
+                k,
+                &["enabled", "retention_days", "aggregation_interval"],
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,6 +774,63 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.problems.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn statistics_default_to_enabled_thirty_days_and_five_minute_buckets() {
+        let cfg = Config::parse("", KNOWN).unwrap();
+        assert!(cfg.statistics.enabled);
+        assert_eq!(cfg.statistics.retention_days, 30);
+        assert_eq!(
+            cfg.statistics.aggregation_interval,
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn the_guides_statistics_section_parses() {
+        let cfg = Config::parse(
+            "[statistics]\nenabled = false\nretention_days = 7\naggregation_interval = 600\n",
+            KNOWN,
+        )
+        .unwrap();
+        assert!(!cfg.statistics.enabled);
+        assert_eq!(cfg.statistics.retention_days, 7);
+        assert_eq!(
+            cfg.statistics.aggregation_interval,
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn every_statistics_mistake_is_reported_at_once() {
+        let err = Config::parse(
+            "[statistics]\nenabled = \"yes\"\nretention_days = 0\naggregation_interval = 2.5\nkeep = 1\n",
+            KNOWN,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 4, "{text}");
+        for key in [
+            "statistics.enabled",
+            "statistics.retention_days",
+            "statistics.aggregation_interval",
+            "statistics.keep",
+        ] {
+            assert!(text.contains(key), "missing {key}: {text}");
+        }
+    }
+
+    #[test]
+    fn an_aggregation_interval_over_a_day_is_refused() {
+        let err = Config::parse("[statistics]\naggregation_interval = 86401\n", KNOWN).unwrap_err();
+        assert!(err.problems[0].contains("one day"), "{err}");
+    }
+
+    #[test]
+    fn the_unknown_section_message_names_statistics() {
+        let err = Config::parse("[stats]\n", KNOWN).unwrap_err();
+        assert!(err.problems[0].contains("statistics"), "{err}");
     }
 
     #[test]

@@ -81,6 +81,42 @@ impl Event {
         })
     }
 
+    /// Builds an event as Zulip sent it in `GET /events`: one without a
+    /// string `type` is kept as `malformed` (nothing Zulip sent is lost);
+    /// one without an integer `id` cannot be acknowledged or stored and is
+    /// an error.
+    ///
+    /// # Errors
+    ///
+    /// A description with the raw text when the event has no `id`.
+    pub fn from_wire(raw: Box<RawValue>) -> Result<Event, String> {
+        let (id, event_type, op) = match serde_json::from_str::<Head<'_>>(raw.get()) {
+            Ok(h) => (
+                h.id,
+                h.event_type.map(|t| t.into_owned()),
+                h.op.map(|o| o.into_owned()),
+            ),
+            Err(e) => return Err(format!("{e}: {}", raw.get())),
+        };
+        let Some(id) = id else {
+            return Err(format!(
+                "the event has no integer \"id\" field: {}",
+                raw.get()
+            ));
+        };
+        Ok(match event_type {
+            Some(event_type) => Event {
+                id,
+                event_type,
+                op,
+                raw,
+                backfilled: false,
+                message: OnceLock::new(),
+            },
+            None => Event::malformed(raw, id),
+        })
+    }
+
     /// Keeps an event that has an `id` but no string `type` under the type
     /// `malformed`, so that nothing Zulip sent is lost.
     pub fn malformed(raw: Box<RawValue>, id: i64) -> Event {

@@ -16,6 +16,8 @@
 //!   built-in listeners.
 //! - [`store`]: the [`store::Store`] trait with PostgreSQL and SQLite backends.
 //! - [`config`], [`telemetry`], [`app`], [`cli`], [`shutdown`]: the daemon around them.
+//! - [`retention`], [`stats_report`]: deleting old statistics while the
+//!   daemon runs, and the `stats` command's tables.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -28,9 +30,11 @@ pub mod http;
 pub mod intake;
 pub mod listeners;
 pub mod metrics;
+pub mod retention;
 pub mod shutdown;
 pub mod source;
 pub mod state;
+pub mod stats_report;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

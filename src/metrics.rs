@@ -327,6 +327,21 @@ impl Metrics {
         }
     }
 
+    /// Pre-resolved counters of one listener, for the hot path.
+    pub fn run_handles(&self, listener: &str) -> RunHandles {
+        let c = |o: Outcome| {
+            self.events_processed
+                .with_label_values(&[listener, o.as_str()])
+        };
+        RunHandles {
+            success: c(Outcome::Success),
+            failure: c(Outcome::Failure),
+            timeout: c(Outcome::Timeout),
+            duration: self.run_duration.with_label_values(&[listener]),
+            counts: self.run_counts.clone(),
+        }
+    }
+
     /// Total runs and failed runs (failure + timeout) so far.
     pub fn run_totals(&self) -> (u64, u64) {
         (
@@ -341,6 +356,33 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// One listener's run counters, resolved once.
+#[derive(Clone)]
+pub struct RunHandles {
+    success: IntCounter,
+    failure: IntCounter,
+    timeout: IntCounter,
+    duration: Histogram,
+    counts: Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl RunHandles {
+    /// Counts one finished run (success, failure or timeout).
+    pub fn record(&self, outcome: Outcome, seconds: f64) {
+        let counter = match outcome {
+            Outcome::Success => &self.success,
+            Outcome::Timeout => &self.timeout,
+            _ => &self.failure,
+        };
+        counter.inc();
+        self.duration.observe(seconds);
+        self.counts.0.fetch_add(1, Ordering::Relaxed);
+        if outcome != Outcome::Success {
+            self.counts.1.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

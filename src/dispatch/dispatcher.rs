@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::progress::Progress;
 use crate::listeners::{interested, Context, Listener, ListenerError};
-use crate::metrics::Outcome;
+use crate::metrics::{Outcome, RunHandles};
 use crate::state::State;
 use crate::store::{RunRecord, StoredEvent};
 
@@ -38,6 +38,7 @@ pub struct DispatcherSettings {
 pub struct Dispatcher {
     listeners: Arc<[Arc<dyn Listener>]>,
     names: Arc<[Arc<str>]>,
+    handles: Vec<RunHandles>,
     limit: Arc<Semaphore>,
     settings: DispatcherSettings,
     outcomes: mpsc::Sender<RunRecord>,
@@ -56,7 +57,12 @@ impl Dispatcher {
         state: Arc<State>,
     ) -> Dispatcher {
         let names = listeners.iter().map(|l| Arc::from(l.name())).collect();
+        let handles = listeners
+            .iter()
+            .map(|l| state.metrics.run_handles(l.name()))
+            .collect();
         Dispatcher {
+            handles,
             limit: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
             listeners: listeners.into(),
             names,
@@ -113,15 +119,14 @@ impl Dispatcher {
             let outcomes = self.outcomes.clone();
             let timeout = self.settings.timeout;
             let state = self.state.clone();
+            let handles = self.handles[i].clone();
             state.metrics.runs_in_flight.inc();
             self.tracker.spawn(async move {
                 let (record, outcome) =
                     run_once(listener, name, event_type, &stored, ctx, timeout).await;
                 drop(permit);
                 state.metrics.runs_in_flight.dec();
-                state
-                    .metrics
-                    .record_run(&record.listener, outcome, record.duration.as_secs_f64());
+                handles.record(outcome, record.duration.as_secs_f64());
                 // The recorder outlives every run; if it is gone the daemon
                 // is stopping and the event is re-dispatched at next start.
                 let _ = outcomes.send(record).await;

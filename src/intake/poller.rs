@@ -28,6 +28,8 @@ use crate::zulip::{Client, ErrorAction, RegisterParams, Registration, ZulipError
 
 /// Margin added to the long-poll timeout before a poll is abandoned.
 const POLL_MARGIN: Duration = Duration::from_secs(5);
+/// Events per intake transaction when a poll returns a large page.
+const INTAKE_CHUNK: usize = 2000;
 /// Messages per `GET /messages` page when backfilling (Zulip recommends ≤ 1000).
 const BACKFILL_PAGE: u32 = 1000;
 
@@ -208,41 +210,61 @@ impl<'a> Intake<'a> {
             };
             self.note_poll_success();
             backoff.reset();
-            let mut next = current.clone();
-            let mut events = Vec::with_capacity(items.len());
-            for item in items {
-                match item {
-                    Ok(e) => {
-                        next.last_event_id = next.last_event_id.max(e.id());
-                        if let Some(m) = e.message_id() {
-                            next.last_message_id = next.last_message_id.max(Some(m));
+            // Commit a large page in chunks, acknowledging each as it is
+            // committed: memory stays bounded by the page's bytes plus one
+            // chunk, and listener runs start while later chunks are written.
+            let mut committed = current.clone();
+            let mut stop = None;
+            let mut start = 0;
+            while start < items.len() || (start == 0 && items.is_empty()) {
+                let end = (start + INTAKE_CHUNK).min(items.len());
+                let mut next = committed.clone();
+                let mut events = Vec::with_capacity(end - start);
+                for item in items.chunk(start..end) {
+                    match item {
+                        Ok(e) => {
+                            next.last_event_id = next.last_event_id.max(e.id());
+                            if let Some(m) = e.message_id() {
+                                next.last_message_id = next.last_message_id.max(Some(m));
+                            }
+                            events.push(e);
                         }
-                        events.push(e);
+                        Err(raw) => tracing::error!(queue_id = %current.queue_id, event = %raw,
+                            "Zulip sent an event without an id; it cannot be stored"),
                     }
-                    Err(raw) => tracing::error!(queue_id = %current.queue_id, event = %raw,
-                        "Zulip sent an event without an id; it cannot be stored"),
                 }
-            }
-            if next == current {
-                continue;
-            }
-            match self
-                .pipeline
-                .accept(&current.queue_id, events, Some(&next), &token)
-                .await
-            {
-                Ok(r) if r.stored > 0 => {
-                    self.state
-                        .intake
-                        .last_event_ms
-                        .store(now_ms(), Ordering::Relaxed);
+                start = end.max(1);
+                if next == committed {
+                    continue;
                 }
-                Ok(_) => {}
-                Err(PipelineError::Cancelled) => break Ok(()),
-                Err(PipelineError::Store(e)) => break Err(e.into()),
+                match self
+                    .pipeline
+                    .accept(&current.queue_id, events, Some(&next), &token)
+                    .await
+                {
+                    Ok(r) if r.stored > 0 => {
+                        self.state
+                            .intake
+                            .last_event_ms
+                            .store(now_ms(), Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(PipelineError::Cancelled) => {
+                        stop = Some(Ok(()));
+                        break;
+                    }
+                    Err(PipelineError::Store(e)) => {
+                        stop = Some(Err(e.into()));
+                        break;
+                    }
+                }
+                committed = next;
             }
-            anchor = next.last_message_id;
-            cursor = Some(next);
+            anchor = committed.last_message_id;
+            cursor = Some(committed);
+            if let Some(result) = stop {
+                break result;
+            }
         };
         self.state.intake.polling.store(false, Ordering::Relaxed);
         if self.settings.release_queue {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::statistics::StatsStore;
 use crate::event::Event;
 use crate::listeners::Record;
 
@@ -157,7 +158,7 @@ pub struct Summary {
 /// methods ([`Store::append`], [`Store::record`]) write whole batches with
 /// multi-row statements.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: StatsStore + Send + Sync {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// Where the data lives, without credentials.
@@ -205,6 +206,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// Width of a listener stats bucket.
     pub stats_interval: Duration,
+    /// Whether [`Store::record`] writes listener stats rows.
+    pub stats_enabled: bool,
 }
 
 impl Default for StoreOptions {
@@ -212,6 +215,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 8,
             stats_interval: Duration::from_secs(300),
+            stats_enabled: true,
         }
     }
 }

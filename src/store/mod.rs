@@ -4,7 +4,10 @@
 mod aggregate;
 mod backend;
 mod postgres;
+mod postgres_stats;
 mod sqlite;
+mod sqlite_stats;
+mod statistics;
 
 pub use aggregate::{ActivityTotals, StatsBucket};
 pub use backend::{
@@ -13,3 +16,4 @@ pub use backend::{
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use statistics::{AggregateReport, ErrorCount, ListenerSummary, RetentionReport, StatsStore};

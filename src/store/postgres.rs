@@ -205,7 +205,9 @@ impl Store for PgStore {
             insert_eventlog(&mut tx, runs).await?;
             insert_messagelog(&mut tx, runs).await?;
             upsert_activity(&mut tx, runs).await?;
-            upsert_stats(&mut tx, runs, &self.opts).await?;
+            if self.opts.stats_enabled {
+                upsert_stats(&mut tx, runs, &self.opts).await?;
+            }
         }
         if let Some(through) = dispatched_through {
             sqlx::query(
@@ -233,11 +235,11 @@ impl Store for PgStore {
         .bind(instance)
         .fetch_all(&self.pool)
         .await?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let from: i64 = rows.first().map(|r| r.get(0)).unwrap_or(i64::MAX);
         let done_rows = sqlx::query(
-            "SELECT inbox_id, listener_name FROM event_listeners_eventlog WHERE inbox_id = ANY($1)",
+            "SELECT inbox_id, listener_name FROM event_listeners_eventlog WHERE inbox_id >= $1",
         )
-        .bind(&ids)
+        .bind(from)
         .fetch_all(&self.pool)
         .await?;
         let mut done: HashMap<i64, Vec<String>> = HashMap::new();

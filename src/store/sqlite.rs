@@ -209,7 +209,9 @@ impl Store for SqliteStore {
             insert_eventlog(&mut tx, runs).await?;
             insert_messagelog(&mut tx, runs).await?;
             upsert_activity(&mut tx, runs).await?;
-            upsert_stats(&mut tx, runs, &self.opts).await?;
+            if self.opts.stats_enabled {
+                upsert_stats(&mut tx, runs, &self.opts).await?;
+            }
         }
         if let Some(through) = dispatched_through {
             sqlx::query(

@@ -121,6 +121,44 @@ struct ErrorBody {
     queue_id: Option<String>,
 }
 
+/// The body of one `GET /events` response. Events are materialized chunk
+/// by chunk ([`EventsPage::chunk`]), so a large backlog is held once, as
+/// the bytes Zulip sent, rather than once more as parsed events.
+#[derive(Debug)]
+pub struct EventsPage {
+    body: bytes::Bytes,
+    spans: Vec<(usize, usize)>,
+}
+
+impl EventsPage {
+    /// Number of events in the page.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether the page holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The events at `range`, in order. An element with an `id` but no
+    /// `type` is kept as a `malformed` event; one without even an `id` is
+    /// an `Err` with its raw text, for the caller to report.
+    pub fn chunk(&self, range: std::ops::Range<usize>) -> Vec<Result<Event, String>> {
+        self.spans[range]
+            .iter()
+            .map(|&(a, b)| {
+                let text = std::str::from_utf8(&self.body[a..b]).unwrap_or_default();
+                let raw = match RawValue::from_string(text.to_owned()) {
+                    Ok(raw) => raw,
+                    Err(e) => return Err(format!("{e}: {text}")),
+                };
+                Event::from_wire(raw)
+            })
+            .collect()
+    }
+}
+
 #[derive(Deserialize)]
 struct EventsBody<'a> {
     #[serde(borrow)]
@@ -232,7 +270,7 @@ impl Client {
         queue_id: &str,
         last_event_id: i64,
         timeout: Duration,
-    ) -> Result<Vec<Result<Event, String>>, ZulipError> {
+    ) -> Result<EventsPage, ZulipError> {
         let req = self.request(Method::GET, "events", timeout).query(&[
             ("queue_id", queue_id),
             ("last_event_id", &last_event_id.to_string()),
@@ -243,21 +281,22 @@ impl Client {
             return Err(error_from(resp).await);
         }
         let body = resp.bytes().await.map_err(transport)?;
-        let parsed: EventsBody<'_> =
-            serde_json::from_slice(&body).map_err(|_| ZulipError::NonJson {
-                status: status.as_u16(),
-            })?;
-        Ok(parsed
-            .events
-            .into_iter()
-            .map(|raw| match Event::from_raw(raw.to_owned()) {
-                Ok(event) => Ok(event),
-                Err(e) => match Event::peek_id(raw) {
-                    Some(id) => Ok(Event::malformed(raw.to_owned(), id)),
-                    None => Err(format!("{e}: {}", raw.get())),
-                },
-            })
-            .collect())
+        let spans = {
+            let parsed: EventsBody<'_> =
+                serde_json::from_slice(&body).map_err(|_| ZulipError::NonJson {
+                    status: status.as_u16(),
+                })?;
+            let base = body.as_ptr() as usize;
+            parsed
+                .events
+                .iter()
+                .map(|raw| {
+                    let start = raw.get().as_ptr() as usize - base;
+                    (start, start + raw.get().len())
+                })
+                .collect()
+        };
+        Ok(EventsPage { body, spans })
     }
 
     /// `DELETE /events`: releases a queue.

@@ -7,7 +7,8 @@ pub mod credentials;
 mod error;
 
 pub use client::{
-    Client, MessagesPage, RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT,
+    Client, EventsPage, MessagesPage, RegisterParams, Registration, UserMe,
+    DEFAULT_LONGPOLL_TIMEOUT,
 };
 pub use credentials::{load_credentials, CredentialSources, Credentials, CredentialsError};
 pub use error::{ErrorAction, ZulipError};

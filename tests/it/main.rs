@@ -8,5 +8,6 @@ mod file_source;
 mod live;
 mod operations;
 mod resilience;
+mod statistics;
 mod store_suite;
 mod support;
