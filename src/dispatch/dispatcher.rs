@@ -207,6 +207,7 @@ async fn run_once(
         duration: started.elapsed(),
         finished_at: Utc::now(),
         records,
+        dead_letter: false,
     };
     (record, outcome)
 }

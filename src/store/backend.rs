@@ -124,6 +124,9 @@ pub struct RunRecord {
     pub finished_at: DateTime<Utc>,
     /// Rows to commit with it.
     pub records: Vec<Record>,
+    /// The run failed for the last time: also write it to
+    /// `event_listeners_deadletter` for `replay`.
+    pub dead_letter: bool,
 }
 
 /// What `cleanup` deleted.

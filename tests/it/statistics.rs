@@ -78,6 +78,7 @@ fn run(
         duration: Duration::from_millis(millis),
         finished_at,
         records: vec![],
+        dead_letter: false,
     }
 }
 
