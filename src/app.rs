@@ -11,7 +11,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::dispatch::{Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport};
+use crate::dispatch::{
+    BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
+    RetryPolicy,
+};
 use crate::health::Health;
 use crate::intake::{Intake, IntakeError, IntakeSettings, Pipeline, PipelineMode};
 use crate::listeners::{wanted_event_types, Listener, Registry, RegistryError};
@@ -227,6 +230,10 @@ impl Application {
         } else {
             Some(open_store(config, false).await?)
         };
+        let listeners = match &store {
+            Some(store) => crate::admin::without_disabled(store.as_ref(), listeners).await?,
+            None => listeners,
+        };
         let state = Arc::new(State::default());
         let http_token = CancellationToken::new();
         let http_addr = match config.http.bind {
@@ -360,10 +367,36 @@ impl Application {
                 org: Arc::from(instance.as_str()),
                 bot_user_id: self.bot_user_id,
                 stop: token.clone(),
+                retry: RetryPolicy {
+                    max_retries: config.queue.max_retries,
+                    delay: config.queue.retry_delay,
+                },
+                breaker: BreakerSettings {
+                    failure_threshold: config.error_handling.circuit_breaker_threshold,
+                    cooldown: config.error_handling.circuit_breaker_cooldown,
+                    max_failures_per_hour: config.error_handling.max_failures_per_hour,
+                    auto_disable_threshold: config.error_handling.auto_disable_threshold,
+                },
             },
             tx,
             progress,
             state.clone(),
+        );
+        let (notice_tx, notice_rx) = mpsc::channel(crate::notify::NOTICE_QUEUE);
+        let dispatcher = dispatcher.with_notices(notice_tx);
+        crate::notify::spawn_notifier(
+            notice_rx,
+            config.error_handling.notification_webhook.clone(),
+            Some(store.clone()),
+            instance.clone(),
+            self.http_token.clone(),
+        );
+        let control = dispatcher.control();
+        let _ = state.listeners.set(control.clone());
+        crate::notify::spawn_state_sync(
+            store.clone(),
+            move |name, reason| control.set_disabled(name, reason),
+            self.http_token.clone(),
         );
 
         // Events committed before a crash whose runs were not all recorded.
@@ -458,5 +491,6 @@ fn intake_settings(
         max_retries: config.network.max_retries,
         release_queue: opts.release_queue,
         backfill_since: opts.backfill_since,
+        memory_threshold: config.performance.memory_threshold,
     }
 }

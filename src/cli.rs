@@ -48,7 +48,7 @@ pub struct Cli {
 pub enum Command {
     /// Register (or resume) the event queue and process events until stopped.
     Run(RunArgs),
-    /// List the listeners: name, description, event types, enabled or not.
+    /// List the listeners: name, enabled or disabled (and why), event types, failures in the last hour, last success, description.
     List,
     /// Apply pending database migrations and print what was applied.
     Migrate,
@@ -75,6 +75,21 @@ pub enum Command {
         #[arg(long, value_name = "AGE", default_value = "24h", value_parser = crate::stats_report::parse_age)]
         since: std::time::Duration,
     },
+    /// Switch a listener back on after `disable`.
+    Enable {
+        /// The listener.
+        name: String,
+    },
+    /// Switch a listener off in the database (who and why are recorded); the daemon skips it.
+    Disable {
+        /// The listener.
+        name: String,
+        /// Why, shown by `list`.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Run a listener's dead letters (or one logged event) again and record the outcomes.
+    Replay(crate::admin_cli::ReplayArgs),
 }
 
 /// `run` options.
@@ -146,12 +161,20 @@ pub fn load_config(cli: &Cli, registry: &Registry) -> Result<Config, Failure> {
 pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Failure> {
     match cli.command {
         Command::Run(args) => cmd_run(args, &config, &registry).await,
-        Command::List => cmd_list(&config, &registry),
+        Command::List => cmd_list(&config, &registry).await,
         Command::Migrate => cmd_migrate(&config).await,
         Command::Cleanup { days } => cmd_cleanup(&config, days).await,
         Command::CheckConfig => cmd_check_config(&cli.config, &config),
         Command::Aggregate { since } => cmd_aggregate(&config, since).await,
         Command::Stats { listener, since } => cmd_stats(&config, listener.as_deref(), since).await,
+        Command::Enable { name } => {
+            crate::admin_cli::cmd_set_enabled(&config, &registry, &name, true, None).await
+        }
+        Command::Disable { name, reason } => {
+            crate::admin_cli::cmd_set_enabled(&config, &registry, &name, false, reason.as_deref())
+                .await
+        }
+        Command::Replay(args) => crate::admin_cli::cmd_replay(&config, &registry, &args).await,
     }
 }
 
@@ -234,22 +257,8 @@ fn print_malformed(f: &crate::source::FileReport) {
     }
 }
 
-fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failure> {
-    println!(
-        "{:<24} {:<8} {:<36} DESCRIPTION",
-        "NAME", "ENABLED", "EVENT TYPES"
-    );
-    for l in registry.all() {
-        let enabled = config.listeners.enabled.iter().any(|n| n == l.name());
-        println!(
-            "{:<24} {:<8} {:<36} {}",
-            l.name(),
-            if enabled { "yes" } else { "no" },
-            l.event_types().join(","),
-            l.description()
-        );
-    }
-    Ok(())
+async fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failure> {
+    crate::admin_cli::cmd_list(config, registry).await
 }
 
 async fn cmd_migrate(config: &Config) -> Result<(), Failure> {
@@ -294,6 +303,7 @@ async fn cmd_cleanup(config: &Config, days: u32) -> Result<(), Failure> {
         counts.inbox,
         before.format("%Y-%m-%d %H:%M:%S UTC")
     );
+    crate::admin_cli::audit_cleanup(store.as_ref(), days, &counts).await;
     Ok(())
 }
 

@@ -8,13 +8,18 @@
 //! original Python plugin that mean nothing in this daemon are rejected with
 //! a sentence that says why.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::{Table, Value};
+
+mod selection;
+pub use selection::{
+    FiltersConfig, ListenerFilterConfig, PartitionStrategy, SecurityConfig, UserRef,
+};
 
 /// The database used when no configuration file names one.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://zulip-event-listeners.db";
@@ -43,6 +48,14 @@ pub struct Config {
     pub scaling: ScalingConfig,
     /// `[statistics]`: per-listener statistics buckets and their retention.
     pub statistics: StatisticsConfig,
+    /// `[filters]`: events no listener runs for.
+    pub filters: FiltersConfig,
+    /// `[security]`: blocked users and the per-user rate limit.
+    pub security: SecurityConfig,
+    /// `[queue]`: retries of failed listener runs.
+    pub queue: QueueConfig,
+    /// `[error_handling]`: circuit breaker, auto-disable, notifications.
+    pub error_handling: ErrorHandlingConfig,
 }
 
 /// `[zulip]`.
@@ -78,6 +91,8 @@ pub struct DatabaseConfig {
 pub struct ListenersConfig {
     /// Names of the enabled listeners, in configuration order.
     pub enabled: Vec<String>,
+    /// `[listeners.NAME]` tables: per-listener filters, by listener name.
+    pub filters: BTreeMap<String, ListenerFilterConfig>,
 }
 
 /// `[performance]`.
@@ -136,6 +151,13 @@ pub struct HttpConfig {
 pub struct ScalingConfig {
     /// Name of this instance; each instance keeps its own queue cursor and inbox.
     pub instance_id: String,
+    /// Instances splitting the events between them (1: no split).
+    pub total_instances: u32,
+    /// This instance's place among them, from 0: `instance_id` − 1 when
+    /// `total_instances` > 1, else 0.
+    pub instance_index: u32,
+    /// How the instances split the events.
+    pub partition_strategy: PartitionStrategy,
 }
 
 /// `[statistics]`.
@@ -170,6 +192,7 @@ impl Default for Config {
             },
             listeners: ListenersConfig {
                 enabled: DEFAULT_LISTENERS.iter().map(|s| (*s).to_owned()).collect(),
+                filters: BTreeMap::new(),
             },
             performance: PerformanceConfig {
                 max_concurrent_handlers: 5,
@@ -192,8 +215,15 @@ impl Default for Config {
             },
             scaling: ScalingConfig {
                 instance_id: "default".to_owned(),
+                total_instances: 1,
+                instance_index: 0,
+                partition_strategy: PartitionStrategy::Hash,
             },
+            filters: FiltersConfig::default(),
+            security: SecurityConfig::default(),
             statistics: StatisticsConfig::default(),
+            queue: QueueConfig::default(),
+            error_handling: ErrorHandlingConfig::default(),
         }
     }
 }
@@ -268,8 +298,12 @@ impl Config {
                 "http" => read_http(&mut r, t, &mut cfg.http),
                 "scaling" => read_scaling(&mut r, t, &mut cfg.scaling),
                 "statistics" => read_statistics(&mut r, t, &mut cfg.statistics),
+                "queue" => read_queue(&mut r, t, &mut cfg.queue),
+                "error_handling" => read_error_handling(&mut r, t, &mut cfg.error_handling),
+                "filters" => selection::read_filters(&mut r, t, &mut cfg.filters),
+                "security" => selection::read_security(&mut r, t, &mut cfg.security),
                 other => r.problem(format!(
-                    "unknown section [{other}] (known: zulip, database, listeners, performance, logging, network, http, scaling, statistics)"
+                    "unknown section [{other}] (known: zulip, database, listeners, performance, logging, network, http, scaling, statistics, queue, error_handling, filters, security)"
                 )),
             }
         }
@@ -469,9 +503,8 @@ fn read_listeners(r: &mut Reader, t: &Table, out: &mut ListenersConfig, known: &
                         known.join(", ")
                     ));
                 } else if let Some(t) = v.as_table() {
-                    for sub in t.keys() {
-                        r.unknown(&format!("listeners.{name}"), sub, &[]);
-                    }
+                    let filter = selection::read_listener_filter(r, name, t);
+                    out.filters.insert(name.to_owned(), filter);
                 }
             }
             _ => r.unknown("listeners", k, &["enabled", "[listeners.NAME]"]),
@@ -647,9 +680,17 @@ fn read_scaling(r: &mut Reader, t: &Table, out: &mut ScalingConfig) {
                     None => {}
                 }
             }
-            _ => r.unknown("scaling", k, &["instance_id"]),
+            "total_instances" | "partition_strategy" => {
+                selection::read_partition_key(r, &key, v, out)
+            }
+            _ => r.unknown(
+                "scaling",
+                k,
+                &["instance_id", "total_instances", "partition_strategy"],
+            ),
         }
     }
+    selection::check_instance(r, out);
 }
 
 /// Longest kept history, in days (a century: a typo guard, not a policy).
@@ -686,6 +727,133 @@ fn read_statistics(r: &mut Reader, t: &Table, out: &mut StatisticsConfig) {
                 "statistics",
                 k,
                 &["enabled", "retention_days", "aggregation_interval"],
+            ),
+        }
+    }
+}
+
+/// `[queue]`: retries of failed listener runs.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Retries after a failed or timed-out run (permanent errors are not retried).
+    pub max_retries: u32,
+    /// Delay between tries (jittered ±50%).
+    pub retry_delay: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_retries: 3,
+            retry_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[error_handling]`.
+#[derive(Debug, Clone)]
+pub struct ErrorHandlingConfig {
+    /// Failures of one listener within an hour that disable it (0: never).
+    pub max_failures_per_hour: u32,
+    /// Consecutive failures that disable a listener (0: never).
+    pub auto_disable_threshold: u32,
+    /// Consecutive failures that open a listener's circuit (0: no breaker).
+    pub circuit_breaker_threshold: u32,
+    /// How long an open circuit skips runs before a trial run.
+    pub circuit_breaker_cooldown: Duration,
+    /// Where JSON notifications are POSTed (circuit opened, listener disabled, dead letter).
+    pub notification_webhook: Option<String>,
+}
+
+impl Default for ErrorHandlingConfig {
+    fn default() -> Self {
+        ErrorHandlingConfig {
+            max_failures_per_hour: 0,
+            auto_disable_threshold: 0,
+            circuit_breaker_threshold: 5,
+            circuit_breaker_cooldown: Duration::from_secs(300),
+            notification_webhook: None,
+        }
+    }
+}
+
+fn read_queue(r: &mut Reader, t: &Table, out: &mut QueueConfig) {
+    for (k, v) in t {
+        let key = format!("queue.{k}");
+        match k.as_str() {
+            "max_retries" => match v {
+                Value::Integer(i) if (0..=100).contains(i) => out.max_retries = *i as u32,
+                _ => r.problem(format!("`{key}` must be an integer from 0 to 100, got `{v}`")),
+            },
+            "retry_delay" => {
+                if let Some(d) = r.seconds(&key, v) {
+                    out.retry_delay = d;
+                }
+            }
+            "batch_size" => r.problem(format!(
+                "`{key}` only made sense for the Python plugin's processing loop; this daemon sizes its group commits by time and count itself: remove the key"
+            )),
+            "timeout" => r.problem(format!(
+                "`{key}` duplicates `performance.handler_timeout`, which bounds every listener run here: remove the key"
+            )),
+            _ => r.unknown("queue", k, &["max_retries", "retry_delay"]),
+        }
+    }
+}
+
+fn read_error_handling(r: &mut Reader, t: &Table, out: &mut ErrorHandlingConfig) {
+    let count = |r: &mut Reader, key: &str, v: &Value| match v {
+        Value::Integer(i) if (0..=1_000_000).contains(i) => Some(*i as u32),
+        _ => {
+            r.problem(format!(
+                "`{key}` must be an integer from 0 (off) to 1000000, got `{v}`"
+            ));
+            None
+        }
+    };
+    for (k, v) in t {
+        let key = format!("error_handling.{k}");
+        match k.as_str() {
+            "max_failures_per_hour" => {
+                if let Some(n) = count(r, &key, v) {
+                    out.max_failures_per_hour = n;
+                }
+            }
+            "auto_disable_threshold" => {
+                if let Some(n) = count(r, &key, v) {
+                    out.auto_disable_threshold = n;
+                }
+            }
+            "circuit_breaker_threshold" => {
+                if let Some(n) = count(r, &key, v) {
+                    out.circuit_breaker_threshold = n;
+                }
+            }
+            "circuit_breaker_cooldown" => {
+                if let Some(d) = r.seconds(&key, v) {
+                    out.circuit_breaker_cooldown = d;
+                }
+            }
+            "notification_webhook" => match r.string(&key, v) {
+                Some(u) if u.is_empty() => out.notification_webhook = None,
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    out.notification_webhook = Some(u)
+                }
+                Some(u) => r.problem(format!(
+                    "`{key}` must be an http:// or https:// URL, got `{u}`"
+                )),
+                None => {}
+            },
+            _ => r.unknown(
+                "error_handling",
+                k,
+                &[
+                    "max_failures_per_hour",
+                    "auto_disable_threshold",
+                    "circuit_breaker_threshold",
+                    "circuit_breaker_cooldown",
+                    "notification_webhook",
+                ],
             ),
         }
     }

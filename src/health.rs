@@ -51,8 +51,10 @@ pub struct HealthReport {
     pub queue: QueueHealth,
     /// The database.
     pub database: DatabaseHealth,
-    /// Listeners that are enabled in the configuration but not running.
+    /// Listeners that are enabled in the configuration but disabled.
     pub disabled_listeners: Vec<String>,
+    /// Listeners whose circuit breaker is open.
+    pub open_circuits: Vec<String>,
     /// Polling is paused by memory backpressure.
     pub memory_backpressure: bool,
     /// Shutdown has begun.
@@ -208,6 +210,16 @@ impl Health {
         if backpressure {
             degraded.push("polling paused by memory backpressure".to_owned());
         }
+        let (disabled, open) = match s.listeners.get() {
+            Some(c) => (c.disabled(), c.open_circuits()),
+            None => (Vec::new(), Vec::new()),
+        };
+        for (name, why) in &disabled {
+            degraded.push(format!("listener {name} is disabled: {why}"));
+        }
+        for name in &open {
+            degraded.push(format!("listener {name}'s circuit is open"));
+        }
         let status = if !unhealthy.is_empty() {
             Status::Unhealthy
         } else if !degraded.is_empty() {
@@ -238,7 +250,8 @@ impl Health {
                 reachable,
                 retrying,
             },
-            disabled_listeners: Vec::new(),
+            disabled_listeners: disabled.into_iter().map(|(n, _)| n).collect(),
+            open_circuits: open,
             memory_backpressure: backpressure,
             draining,
         }

@@ -18,19 +18,32 @@
 //! - [`config`], [`telemetry`], [`app`], [`cli`], [`shutdown`]: the daemon around them.
 //! - [`retention`], [`stats_report`]: deleting old statistics while the
 //!   daemon runs, and the `stats` command's tables.
+//! - [`admin`], [`replay`], [`admin_cli`]: listeners disabled in the
+//!   database, dead letters run again, and the operator subcommands.
+//! - [`routing`], [`filters`]: ordering keys and the split of events
+//!   between instances; the filters that skip events (too old, blocked or
+//!   rate-limited users, per-listener filters).
+//! - [`memory`]: pausing polling while resident memory is above the threshold.
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod admin_cli;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod event;
+pub mod filters;
 pub mod health;
 pub mod http;
 pub mod intake;
 pub mod listeners;
+pub mod memory;
 pub mod metrics;
+pub mod notify;
+pub mod replay;
 pub mod retention;
+pub mod routing;
 pub mod shutdown;
 pub mod source;
 pub mod state;

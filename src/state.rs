@@ -54,6 +54,8 @@ pub struct State {
     pub draining: AtomicBool,
     /// Polling is paused by memory backpressure.
     pub backpressure: AtomicBool,
+    /// The dispatcher's listener controls, once it exists.
+    pub listeners: std::sync::OnceLock<crate::dispatch::Control>,
 }
 
 /// Unix milliseconds now.

@@ -29,7 +29,7 @@ CREATE TABLE event_listeners_cursor (
 CREATE TABLE event_listeners_eventlog (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     listener_name TEXT    NOT NULL,
-    inbox_id      INTEGER NOT NULL REFERENCES event_listeners_inbox (id) ON DELETE CASCADE,
+    inbox_id      INTEGER NOT NULL,
     event_type    TEXT    NOT NULL,
     success       BOOLEAN NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 1,

@@ -5,10 +5,16 @@
 //! finished runs in group commits; [`Progress`] tracks which inbox events
 //! still have runs outstanding so that a restart re-dispatches exactly those.
 
+mod breaker;
 mod dispatcher;
+mod lanes;
 mod progress;
 mod recorder;
 
-pub use dispatcher::{Dispatcher, DispatcherSettings};
+pub use breaker::{Admission, Breaker, BreakerSettings, Transition};
+pub use dispatcher::{
+    Control, Dispatcher, DispatcherSettings, Notice, RetryPolicy, ADMISSION_FACTOR,
+};
+pub use lanes::{Lanes, Turn};
 pub use progress::Progress;
 pub use recorder::{Recorder, RecorderReport};

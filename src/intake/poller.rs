@@ -48,6 +48,8 @@ pub struct IntakeSettings {
     pub release_queue: bool,
     /// On the very first start, backfill messages after this id.
     pub backfill_since: Option<i64>,
+    /// Resident memory, in bytes, above which polling pauses.
+    pub memory_threshold: Option<u64>,
 }
 
 /// Why intake stopped with an error.
@@ -167,6 +169,9 @@ impl<'a> Intake<'a> {
             };
             if let Some(ready) = on_polling.take() {
                 ready();
+            }
+            if let Some(threshold) = self.settings.memory_threshold {
+                crate::memory::wait_below(threshold, &self.state, &token).await;
             }
             let polled = tokio::select! {
                 r = self.client.get_events(&current.queue_id, current.last_event_id, longpoll + POLL_MARGIN) => r,

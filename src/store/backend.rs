@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::admin::AdminStore;
 use super::statistics::StatsStore;
 use crate::event::Event;
 use crate::listeners::Record;
@@ -161,7 +162,7 @@ pub struct Summary {
 /// methods ([`Store::append`], [`Store::record`]) write whole batches with
 /// multi-row statements.
 #[async_trait]
-pub trait Store: StatsStore + Send + Sync {
+pub trait Store: StatsStore + AdminStore + Send + Sync {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// Where the data lives, without credentials.
@@ -184,7 +185,8 @@ pub trait Store: StatsStore + Send + Sync {
         events: &[Event],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError>;
-    /// Writes finished runs (event log, stats, listener records) and, in the
+    /// Writes finished runs (event log, stats, listener records, a dead
+    /// letter for each run marked [`RunRecord::dead_letter`]) and, in the
     /// same transaction, records that every inbox id up to `dispatched_through`
     /// has all its runs recorded.
     async fn record(

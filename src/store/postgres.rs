@@ -203,6 +203,7 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         if !runs.is_empty() {
             insert_eventlog(&mut tx, runs).await?;
+            super::postgres_admin::insert_dead_letters(&mut tx, runs).await?;
             insert_messagelog(&mut tx, runs).await?;
             upsert_activity(&mut tx, runs).await?;
             if self.opts.stats_enabled {

@@ -2,11 +2,13 @@
 //! against the fake Zulip server in `support`, on a real SQLite file and a
 //! real PostgreSQL database.
 
+mod admin;
 mod cli;
 mod faults;
 mod file_source;
 mod live;
 mod operations;
+mod reliability;
 mod resilience;
 mod statistics;
 mod store_suite;

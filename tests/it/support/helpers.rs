@@ -233,8 +233,9 @@ pub fn setup_with_key(
     )
     .expect("write zuliprc");
     let text = format!(
-        "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db_url}\"\n[http]\nbind = \"off\"\n{extra}\n",
-        zuliprc.display()
+        "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db_url}\"\n[http]\nbind = \"off\"\n{}{extra}\n",
+        zuliprc.display(),
+        reliability_defaults(extra)
     );
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, &text).expect("write config");
@@ -246,6 +247,19 @@ pub fn setup_with_key(
     }
 }
 
+/// Tests see each failure as it happens: no retries and no circuit
+/// breaker, unless the test configures `[queue]` or `[error_handling]`.
+fn reliability_defaults(extra: &str) -> String {
+    let mut s = String::new();
+    if !extra.contains("[queue]") {
+        s.push_str("[queue]\nmax_retries = 0\n");
+    }
+    if !extra.contains("[error_handling]") {
+        s.push_str("[error_handling]\ncircuit_breaker_threshold = 0\n");
+    }
+    s
+}
+
 fn known_listener_names() -> Vec<&'static str> {
     vec![
         "message_logger",
@@ -254,6 +268,8 @@ fn known_listener_names() -> Vec<&'static str> {
         "panicking",
         "hanging",
         "counting",
+        "flaky",
+        "order_probe",
     ]
 }
 

@@ -84,6 +84,68 @@ impl Listener for Counting {
     }
 }
 
+/// Fails the first two tries of every event, then succeeds.
+pub struct Flaky;
+
+#[async_trait]
+impl Listener for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn description(&self) -> &str {
+        "fails twice per event"
+    }
+    fn event_types(&self) -> &[&str] {
+        &["message"]
+    }
+    async fn handle(&self, _: &Event, ctx: &Context) -> Result<Vec<Record>, ListenerError> {
+        if ctx.attempt <= 2 {
+            Err(ListenerError::transient(format!(
+                "try {} failed",
+                ctx.attempt
+            )))
+        } else {
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Logs the order in which it sees message ids (messages and their edits),
+/// sleeping a little at random to give reordering a chance.
+pub struct OrderProbe(pub Arc<std::sync::Mutex<Vec<(String, i64)>>>);
+
+#[async_trait]
+impl Listener for OrderProbe {
+    fn name(&self) -> &str {
+        "order_probe"
+    }
+    fn description(&self) -> &str {
+        "records the order of messages and edits"
+    }
+    fn event_types(&self) -> &[&str] {
+        &["message", "update_message"]
+    }
+    async fn handle(&self, event: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+        let id = match event.message_id() {
+            Some(id) => id,
+            None => serde_json::from_str::<serde_json::Value>(event.raw())
+                .ok()
+                .and_then(|v| v["message_id"].as_i64())
+                .unwrap_or(-1),
+        };
+        let ms = {
+            use rand::Rng;
+            rand::rng().random_range(0..4u64)
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        self.0
+            .lock()
+            .unwrap()
+            .push((event.event_type().to_owned(), id));
+        Ok(Vec::new())
+    }
+}
+
 /// The built-ins plus every test listener; returns the counting listener's counter.
 pub fn registry_with_test_listeners() -> (Registry, Counter) {
     let counter: Counter = Arc::default();
@@ -92,5 +154,6 @@ pub fn registry_with_test_listeners() -> (Registry, Counter) {
     r.register(Arc::new(Panicking)).unwrap();
     r.register(Arc::new(Hanging)).unwrap();
     r.register(Arc::new(Counting(counter.clone()))).unwrap();
+    r.register(Arc::new(Flaky)).unwrap();
     (r, counter)
 }

@@ -1,0 +1,134 @@
+//! [`Lanes`]: per-key ordering. Runs that share a key (a listener and a
+//! conversation) run one after another in dispatch order; runs with
+//! different keys run in parallel.
+//!
+//! Each run takes a [`Turn`]: it waits for the previous run of its key to
+//! finish, then runs, then lets the next one go. The map holds one entry
+//! per key with a run waiting or running, so it stays as small as the work
+//! in flight.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+/// The ordering of runs by key.
+#[derive(Debug)]
+pub struct Lanes<K> {
+    tails: Mutex<HashMap<K, (u64, oneshot::Receiver<()>)>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl<K> Default for Lanes<K> {
+    fn default() -> Self {
+        Lanes {
+            tails: Mutex::new(HashMap::new()),
+            next_id: Default::default(),
+        }
+    }
+}
+
+/// A place in a lane: wait for it, run, then drop it (or call `done`).
+#[derive(Debug)]
+pub struct Turn<K: Hash + Eq> {
+    key: K,
+    id: u64,
+    previous: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl<K: Hash + Eq + Clone> Lanes<K> {
+    /// Takes the next place in the lane of `key` (call in dispatch order).
+    pub fn enter(&self, key: K) -> Turn<K> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let previous = self
+            .tails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), (id, rx))
+            .map(|(_, rx)| rx);
+        Turn {
+            key,
+            id,
+            previous,
+            done: Some(tx),
+        }
+    }
+
+    /// Ends a turn: the next run of the key may start, and an idle lane is
+    /// forgotten.
+    pub fn leave(&self, mut turn: Turn<K>) {
+        if let Some(tx) = turn.done.take() {
+            let _ = tx.send(());
+        }
+        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        if tails.get(&turn.key).is_some_and(|(id, _)| *id == turn.id) {
+            tails.remove(&turn.key);
+        }
+    }
+
+    /// Keys with a run waiting or running.
+    pub fn active(&self) -> usize {
+        self.tails.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl<K: Hash + Eq> Turn<K> {
+    /// Waits until every earlier run of the key has finished.
+    pub async fn wait(&mut self) {
+        if let Some(rx) = self.previous.take() {
+            // An error means the previous turn was dropped without `leave`
+            // (its task panicked or was cancelled): it is over either way.
+            let _ = rx.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_of_one_key_keep_their_order_and_other_keys_overtake() {
+        let lanes: Arc<Lanes<&'static str>> = Arc::default();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut handles = Vec::new();
+        // "a" runs are slow and then fast; "b" is fast: b finishes before a's second.
+        for (key, n, ms) in [("a", 1, 50), ("a", 2, 1), ("b", 1, 1), ("a", 3, 1)] {
+            let mut turn = lanes.enter(key);
+            let lanes = lanes.clone();
+            let log = log.clone();
+            handles.push(tokio::spawn(async move {
+                turn.wait().await;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                log.lock().unwrap().push(format!("{key}{n}"));
+                lanes.leave(turn);
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log, vec!["b1", "a1", "a2", "a3"]);
+        assert_eq!(lanes.active(), 0, "idle lanes are forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_turn_does_not_block_its_successor() {
+        let lanes: Lanes<u8> = Lanes::default();
+        let first = lanes.enter(1);
+        let mut second = lanes.enter(1);
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), second.wait())
+            .await
+            .unwrap();
+        lanes.leave(second);
+    }
+}

@@ -1,0 +1,172 @@
+//! Listener runs operators can trust: order per conversation, retries,
+//! dead letters and the circuit breaker, on both stores.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use zulip_event_listeners::app::RunOptions;
+
+use crate::support::fake_zulip::{FakeOptions, FakeZulip};
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn edits_never_overtake_their_message(backend: Backend) {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(backend).await;
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
+    let s = setup(
+        Some(&fake),
+        &db.url,
+        "[listeners]\nenabled = [\"order_probe\"]\n[performance]\nmax_concurrent_handlers = 8\n",
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (mut registry, _) = registry_with_test_listeners();
+    registry
+        .register(Arc::new(OrderProbe(seen.clone())))
+        .unwrap();
+    let daemon = start(&s.config, registry, RunOptions::default());
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let topic = format!("t{}", i % 6);
+        let id = fake.send_channel_message(10, "a@example.com", "general", &topic, "v1");
+        let stream_id = fake
+            .messages()
+            .iter()
+            .find(|m| m["id"] == id)
+            .and_then(|m| m["stream_id"].as_i64())
+            .unwrap();
+        fake.push_event(json!({"type": "update_message", "message_id": id, "message_ids": [id],
+            "stream_id": stream_id, "orig_subject": topic, "subject": topic, "content": "v2", "flags": [], "edit_timestamp": 1, "user_id": 10, "rendering_only": false}));
+        ids.push(id);
+    }
+    assert!(
+        eventually(WAIT, || async { seen.lock().unwrap().len() == 120 }).await,
+        "every message and edit ran"
+    );
+    daemon.stop().await.expect("clean stop");
+    let seen = seen.lock().unwrap().clone();
+    for id in ids {
+        let msg = seen
+            .iter()
+            .position(|(t, m)| t == "message" && *m == id)
+            .unwrap();
+        let edit = seen
+            .iter()
+            .position(|(t, m)| t == "update_message" && *m == id)
+            .unwrap();
+        assert!(
+            msg < edit,
+            "the edit of {id} ran before its message: {seen:?}"
+        );
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn edits_never_overtake_their_message_on_sqlite() {
+    edits_never_overtake_their_message(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn edits_never_overtake_their_message_on_postgres() {
+    edits_never_overtake_their_message(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_failed_run_is_retried_and_its_final_outcome_logged_once() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(
+        Some(&fake),
+        &db.url,
+        "[listeners]\nenabled = [\"flaky\", \"failing\"]\n[queue]\nmax_retries = 2\nretry_delay = 0.05\n",
+    );
+    let (registry, _) = registry_with_test_listeners();
+    let daemon = start(&s.config, registry, RunOptions::default());
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    for i in 0..10 {
+        fake.send_channel_message(10, "a@example.com", "general", &format!("t{i}"), "hi");
+    }
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
+                .await
+                .unwrap_or(-1)
+                == 20
+        })
+        .await,
+        "one final row per (event, listener)"
+    );
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'flaky' AND success AND attempts = 3").await,
+        10,
+        "flaky succeeds on its third try"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'failing' AND NOT success AND attempts = 3").await,
+        10
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_deadletter WHERE listener_name = 'failing' AND attempts = 3").await,
+        10,
+        "the last failure is dead-lettered"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_deadletter WHERE listener_name = 'flaky'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_open_circuit_skips_runs_and_keeps_them_for_replay() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    db.migrate().await;
+    let s = setup(
+        Some(&fake),
+        &db.url,
+        "[listeners]\nenabled = [\"failing\", \"message_logger\"]\n[performance]\nmax_concurrent_handlers = 1\n[error_handling]\ncircuit_breaker_threshold = 3\ncircuit_breaker_cooldown = 3600\n",
+    );
+    let (registry, _) = registry_with_test_listeners();
+    let daemon = start(&s.config, registry, RunOptions::default());
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    for _ in 0..12 {
+        fake.send_channel_message(10, "a@example.com", "general", "same topic", "hi");
+    }
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
+                .await
+                .unwrap_or(-1)
+                == 24
+        })
+        .await
+    );
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'failing' AND error LIKE 'skipped%'").await,
+        9,
+        "after three failures in a row the other nine runs are skipped"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM event_listeners_deadletter WHERE listener_name = 'failing'"
+        )
+        .await,
+        12
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_messagelog")
+            .await,
+        12,
+        "other listeners are unaffected"
+    );
+    db.drop_db().await;
+}
