@@ -681,6 +681,28 @@ async fn main() {
         a.soak
     );
 
+    if let Ok(only) = std::env::var("ZEL_BENCH_ONLY") {
+        // For profiling one scenario: ZEL_BENCH_ONLY=postgres|sqlite|dry-run.
+        let url = match only.as_str() {
+            "postgres" => Some(fresh_pg("zel_bench_pg").await),
+            "sqlite" => Some(format!(
+                "sqlite://{}/bench-only.db",
+                std::env::temp_dir().display()
+            )),
+            _ => None,
+        };
+        if let Some(u) = url.as_deref().filter(|u| u.starts_with("sqlite")) {
+            let _ = std::fs::remove_file(u.trim_start_matches("sqlite://"));
+        }
+        let m = backlog_run(&only, n, url.as_deref(), url.is_none()).await;
+        println!(
+            "{only}: {:.0} events/s, peak RSS {:.1} MB, {:.2} CPU s / 100k events",
+            m.events_per_s,
+            mb(m.peak_rss),
+            m.cpu_per_100k
+        );
+        return;
+    }
     let pg_url = fresh_pg("zel_bench_pg").await;
     let pg = backlog_run("postgres", n, Some(&pg_url), false).await;
     let (copy_rows, copy_rate) = copy_baseline(&pg_url).await;

@@ -1,10 +1,7 @@
 //! Operator controls over listeners: who is acting (for the audit trail),
 //! and leaving out the listeners that `disable` switched off in the store.
 
-use std::sync::Arc;
-
-use crate::listeners::Listener;
-use crate::store::{ListenerState, Store, StoreError};
+use crate::store::ListenerState;
 
 /// Who runs this command, for `changed_by` and the audit trail:
 /// `$SUDO_USER` (the person behind `sudo -u service-user`), else `$USER`,
@@ -28,36 +25,6 @@ fn actor_from(sudo_user: Option<String>, user: Option<String>, host: Option<Stri
         Some(host) => format!("{who}@{host}"),
         None => who,
     }
-}
-
-/// `listeners` without those disabled in the store, logging each one left
-/// out and why. A disabled listener gets no runs: its events are recorded
-/// as dispatched without it, and `replay` is the way to run them later.
-///
-/// # Errors
-///
-/// [`StoreError`] when the listener states cannot be read.
-pub async fn without_disabled(
-    store: &dyn Store,
-    listeners: Vec<Arc<dyn Listener>>,
-) -> Result<Vec<Arc<dyn Listener>>, StoreError> {
-    let states = store.listener_states().await?;
-    Ok(listeners
-        .into_iter()
-        .filter(|l| match disabled(&states, l.name()) {
-            Some(s) => {
-                tracing::warn!(
-                    listener = l.name(),
-                    reason = s.reason.as_deref().unwrap_or(""),
-                    changed_by = %s.changed_by,
-                    changed_at = %s.changed_at.to_rfc3339(),
-                    "Skipping a listener disabled with `disable`; `enable` it to run it again"
-                );
-                false
-            }
-            None => true,
-        })
-        .collect())
 }
 
 /// The state of `name` when it is disabled.

@@ -134,8 +134,9 @@ pub async fn cmd_replay(
             return Err(Failure {
                 code: EXIT_FAILURE,
                 error: anyhow::anyhow!(
-                    "inbox event {id} has no pending dead letter and no logged run of `{}`{filters}; nothing to replay",
-                    args.listener
+                    "inbox event {id} has no pending dead letter and no logged run of `{}`{}; nothing to replay",
+                    args.listener,
+                    args.since.map_or_else(String::new, |t| format!(" since {}", time(t)))
                 ),
             });
         }

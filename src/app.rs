@@ -15,9 +15,11 @@ use crate::dispatch::{
     BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
     RetryPolicy,
 };
+use crate::filters::Filters;
 use crate::health::Health;
 use crate::intake::{Intake, IntakeError, IntakeSettings, Pipeline, PipelineMode};
 use crate::listeners::{wanted_event_types, Listener, Registry, RegistryError};
+use crate::routing::Partitioner;
 use crate::source::{run_file, FileError, FileReport};
 use crate::state::State;
 use crate::store::{self, Store, StoreError, StoreOptions, Summary};
@@ -230,10 +232,6 @@ impl Application {
         } else {
             Some(open_store(config, false).await?)
         };
-        let listeners = match &store {
-            Some(store) => crate::admin::without_disabled(store.as_ref(), listeners).await?,
-            None => listeners,
-        };
         let state = Arc::new(State::default());
         let http_token = CancellationToken::new();
         let http_addr = match config.http.bind {
@@ -377,6 +375,8 @@ impl Application {
                     max_failures_per_hour: config.error_handling.max_failures_per_hour,
                     auto_disable_threshold: config.error_handling.auto_disable_threshold,
                 },
+                partitioner: Partitioner::from_config(&config.scaling),
+                filters: Arc::new(Filters::new(config)),
             },
             tx,
             progress,
@@ -393,6 +393,20 @@ impl Application {
         );
         let control = dispatcher.control();
         let _ = state.listeners.set(control.clone());
+        // Listeners disabled by an operator (or automatically) before this
+        // start stay disabled: their runs are skipped and dead-lettered.
+        for s in store.listener_states().await? {
+            if !s.enabled {
+                control.set_disabled(
+                    &s.name,
+                    Some(
+                        s.reason
+                            .clone()
+                            .unwrap_or_else(|| "disabled by an operator".to_owned()),
+                    ),
+                );
+            }
+        }
         crate::notify::spawn_state_sync(
             store.clone(),
             move |name, reason| control.set_disabled(name, reason),
@@ -416,7 +430,7 @@ impl Application {
             instance,
             PipelineMode::Store {
                 store: store.clone(),
-                dispatcher,
+                dispatcher: Box::new(dispatcher),
             },
             state.clone(),
         );

@@ -277,26 +277,43 @@ pub fn event_seq(event: &Event) -> u64 {
         return id as u64;
     }
     let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(event.raw()) else {
-        return fnv1a(event.raw().as_bytes());
+        return fmix64(fnv1a(event.raw().as_bytes()));
     };
-    if let Some(id) = fields.get("message_id").and_then(Value::as_i64) {
+    let about = fields
+        .get("message_id")
+        .and_then(Value::as_i64)
+        .or_else(|| {
+            let ids = fields.get("message_ids")?.as_array()?;
+            ids.iter().filter_map(Value::as_i64).min()
+        });
+    if let Some(id) = about {
         return id as u64;
     }
     fields.remove("id");
     // serde_json's map is sorted by key, so this text is the same on every
     // instance whatever the order Zulip wrote the fields in.
-    fnv1a(Value::Object(fields).to_string().as_bytes())
+    fmix64(fnv1a(Value::Object(fields).to_string().as_bytes()))
 }
 
 /// A hash of the key that is the same in every process and every release:
-/// 64-bit FNV-1a of its text form (`Display`). Rust's `DefaultHasher` is
-/// seeded at random per process, so it cannot be used to agree across
-/// instances.
+/// 64-bit FNV-1a of its text form (`Display`), then MurmurHash3's 64-bit
+/// finalizer (`fmix64`), because FNV-1a alone spreads short keys that
+/// differ in their last bytes unevenly. Rust's `DefaultHasher` is seeded
+/// at random per process, so it cannot be used to agree across instances.
 pub fn stable_hash(key: &OrderingKey) -> u64 {
     let mut h = Fnv1a(FNV_OFFSET);
     // Writing into Fnv1a cannot fail.
     let _ = write!(h, "{key}");
-    h.0
+    fmix64(h.0)
+}
+
+/// MurmurHash3's 64-bit finalizer: every input bit affects every output bit.
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -379,8 +396,8 @@ impl Partitioner {
     pub fn owner(&self, key: &OrderingKey, seq: u64) -> u32 {
         let total = u64::from(self.total.max(1));
         let slot = match self.strategy {
-            // Multiply-high rather than `%`: it uses FNV's well-mixed high
-            // bits (the low bit of FNV-1a is only the parity of the bytes).
+            // Multiply-high (Lemire's reduction) rather than `%`: no
+            // division, and as even as `%` for a well-mixed hash.
             PartitionStrategy::Hash => {
                 ((u128::from(stable_hash(key)) * u128::from(total)) >> 64) as u64
             }
@@ -536,11 +553,14 @@ mod tests {
     }
 
     #[test]
-    fn the_stable_hash_matches_fnv1a_computed_by_hand() {
-        // FNV-1a 64 of the bytes "user:7": offset 0xcbf29ce484222325, for
-        // each byte xor then multiply by 0x100000001b3 (mod 2^64), worked
-        // out independently of this code.
-        assert_eq!(stable_hash(&OrderingKey::User(7)), 0xf7fd_a0aa_7508_271d);
+    fn the_stable_hash_matches_the_algorithm_worked_out_by_hand() {
+        // FNV-1a 64 of the bytes "user:7" (offset 0xcbf29ce484222325; per
+        // byte: xor, then multiply by 0x100000001b3 mod 2^64) is
+        // 0xf7fda0aa7508271d; fmix64 of that (k ^= k >> 33;
+        // k *= 0xff51afd7ed558ccd; k ^= k >> 33; k *= 0xc4ceb9fe1a85ec53;
+        // k ^= k >> 33) is 0xe1adaa0a6ddf082e, computed outside this code.
+        assert_eq!(fnv1a(b"user:7"), 0xf7fd_a0aa_7508_271d);
+        assert_eq!(stable_hash(&OrderingKey::User(7)), 0xe1ad_aa0a_6ddf_082e);
         // The empty text is the offset basis.
         assert_eq!(fnv1a(b""), FNV_OFFSET);
         // And "a" is FNV-1a's published test vector.
@@ -549,7 +569,7 @@ mod tests {
 
     #[test]
     fn hash_assignment_is_fixed_for_a_known_key() {
-        // (0xf7fda0aa7508271d * 3) >> 64 = 2.
+        // (0xe1adaa0a6ddf082e * 3) >> 64 = 2.
         let p = Partitioner::new(2, 3, PartitionStrategy::Hash).unwrap();
         assert_eq!(p.owner(&OrderingKey::User(7), 0), 2);
         assert!(p.owns(&OrderingKey::User(7), 0));
@@ -627,6 +647,9 @@ mod tests {
         assert_eq!(event_seq(&Event::parse(MSG).unwrap()), 1004);
         let edit = Event::parse(r#"{"type":"update_message","message_id":1004,"id":9}"#).unwrap();
         assert_eq!(event_seq(&edit), 1004);
+        let delete =
+            Event::parse(r#"{"type":"delete_message","message_ids":[1013],"id":23}"#).unwrap();
+        assert_eq!(event_seq(&delete), 1013);
     }
 
     #[test]

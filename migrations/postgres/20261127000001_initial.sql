@@ -28,6 +28,9 @@ CREATE TABLE event_listeners_cursor (
     last_event_id      BIGINT,
     last_message_id    BIGINT,
     dispatched_through BIGINT      NOT NULL DEFAULT 0,
+    -- Random id of the last recorder batch committed: tells a retry whether
+    -- a commit whose answer was lost went through.
+    record_batch       BIGINT      NOT NULL DEFAULT 0,
     updated_at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 

@@ -23,6 +23,7 @@ CREATE TABLE event_listeners_cursor (
     last_event_id      INTEGER,
     last_message_id    INTEGER,
     dispatched_through INTEGER NOT NULL DEFAULT 0,
+    record_batch       INTEGER NOT NULL DEFAULT 0,
     updated_at         TEXT    NOT NULL
 );
 

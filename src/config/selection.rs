@@ -127,7 +127,8 @@ pub(super) fn read_listener_filter(r: &mut Reader, name: &str, t: &Table) -> Lis
                             // The error's last line says what is wrong; the
                             // others repeat the pattern with a caret.
                             let text = e.to_string();
-                            let why = text.lines().last().unwrap_or_default().trim();
+                            let why = text.lines().last().unwrap_or_default();
+                            let why = why.trim().trim_start_matches("error: ");
                             r.problem(format!(
                                 "`{key}` is not a valid regular expression (`{pattern}`): {why}"
                             ));

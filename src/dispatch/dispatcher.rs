@@ -1,9 +1,12 @@
 //! [`Dispatcher`]: one run per (event, interested listener).
 //!
-//! - **Ordering**: runs of one listener that share an ordering key (channel
-//!   + topic, the direct-message group, the user, or the event type) run in
-//!   dispatch order, so an edit never overtakes its message; other keys run
-//!   in parallel.
+//! - **Ordering**: runs of one listener that share an ordering key (the
+//!   channel and topic, the direct-message group, the user, or the event
+//!   type) run in dispatch order, so an edit never overtakes its message;
+//!   other keys run in parallel.
+//! - **Selection**: an event another instance owns (`[scaling]`) gets no
+//!   run here; filters (`[filters]`, `[security]`, `[listeners.NAME]`)
+//!   skip runs, counted as `skipped` and logged at debug.
 //! - **Bounds**: at most `max_concurrent` runs execute at once; at most
 //!   [`ADMISSION_FACTOR`] × that many runs exist (waiting for their lane or
 //!   a slot), taken before spawning, so a flood of events waits in the
@@ -29,9 +32,10 @@ use super::breaker::{Admission, Breaker, BreakerSettings, Transition};
 use super::lanes::Lanes;
 use super::progress::Progress;
 use crate::event::Event;
+use crate::filters::Filters;
 use crate::listeners::{interested, Context, Listener, ListenerError, Record};
 use crate::metrics::{Outcome, RunHandles};
-use crate::routing::{ordering_key, OrderingKey};
+use crate::routing::{event_seq, ordering_key, OrderingKey, Partitioner};
 use crate::state::State;
 use crate::store::{RunRecord, StoredEvent};
 
@@ -74,6 +78,10 @@ pub struct DispatcherSettings {
     pub retry: RetryPolicy,
     /// Circuit breaker and auto-disable.
     pub breaker: BreakerSettings,
+    /// Which events this instance handles.
+    pub partitioner: Partitioner,
+    /// Event and listener filters.
+    pub filters: Arc<Filters>,
 }
 
 /// Something an operator should hear about (sent to the webhook, and the
@@ -176,12 +184,33 @@ impl Dispatcher {
     /// in `already_done` (runs recorded before a restart). Waits while the
     /// admission limit is reached, which slows intake down in turn.
     pub async fn dispatch(&self, stored: StoredEvent, already_done: &[String]) {
-        let targets: Vec<usize> = interested(&self.listeners, stored.event.event_type())
-            .into_iter()
-            .filter(|i| !already_done.iter().any(|d| **d == *self.slots[*i].name))
-            .collect();
         if self.settings.stop.is_cancelled() {
             return;
+        }
+        let event = &stored.event;
+        let key = ordering_key(event);
+        let owned = self.settings.partitioner.owns(&key, event_seq(event));
+        let mut targets: Vec<usize> = Vec::new();
+        if owned {
+            let event_skip = self.settings.filters.check_event(event, Utc::now());
+            for i in interested(&self.listeners, event.event_type()) {
+                let slot = &self.slots[i];
+                if already_done.iter().any(|d| **d == *slot.name) {
+                    continue;
+                }
+                match event_skip.or_else(|| self.settings.filters.check_listener(event, &slot.name))
+                {
+                    Some(reason) => {
+                        self.state
+                            .metrics
+                            .events_processed
+                            .with_label_values(&[&slot.name, Outcome::Skipped.as_str()])
+                            .inc();
+                        tracing::debug!(listener = %slot.name, inbox_id = stored.inbox_id, reason = reason.as_str(), "Skipping a run");
+                    }
+                    None => targets.push(i),
+                }
+            }
         }
         self.progress.begin(stored.inbox_id, targets.len());
         if targets.is_empty() {
@@ -192,7 +221,6 @@ impl Dispatcher {
             );
             return;
         }
-        let key = ordering_key(&stored.event);
         let event_type: Arc<str> = Arc::from(stored.event.event_type());
         let stored = Arc::new(stored);
         for i in targets {
@@ -556,6 +584,8 @@ mod tests {
                 failure_threshold: 0,
                 ..BreakerSettings::default()
             },
+            partitioner: Partitioner::single(),
+            filters: Arc::new(Filters::new(&crate::config::Config::default())),
         };
         let d = Dispatcher::new(vec![listener], settings, tx, Arc::default(), Arc::default());
         (d, rx)

@@ -96,8 +96,28 @@ impl Recorder {
         let (watermark, counts) = self.progress.preview(batch.iter().map(|r| r.inbox_id));
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0u32;
+        // Tags the transaction: if an attempt fails in a way that leaves the
+        // commit's fate unknown, the next one first asks whether it landed,
+        // so a batch is never written twice.
+        let tag = loop {
+            let t: i64 = rand::random::<i64>() & i64::MAX;
+            if t != 0 {
+                break t;
+            }
+        };
         loop {
             attempt += 1;
+            if attempt > 1 && self.store.last_record_batch(&self.instance).await.ok() == Some(tag) {
+                self.progress.commit(&counts);
+                tracing::info!(
+                    runs = batch.len(),
+                    "The batch had been committed before the connection failed"
+                );
+                self.state
+                    .database_retrying
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                return true;
+            }
             let timer = self
                 .state
                 .metrics
@@ -106,7 +126,7 @@ impl Recorder {
                 .start_timer();
             let result = self
                 .store
-                .record(&self.instance, batch, Some(watermark))
+                .record_batch(&self.instance, batch, Some(watermark), tag)
                 .await;
             timer.observe_duration();
             match result {
@@ -130,7 +150,10 @@ impl Recorder {
                 Err(e) => {
                     // Transient errors are retried without limit; others a few
                     // times, in case they are a connection error in disguise.
-                    if !e.is_transient() && attempt >= 5 {
+                    // A connection error can come back in other shapes: only
+                    // give up on a batch the database refuses while it
+                    // answers pings (a bug, not an outage).
+                    if !e.is_transient() && attempt >= 5 && self.store.ping().await.is_ok() {
                         tracing::error!(error = %e, runs = batch.len(), "Cannot record listener runs; their events are dispatched again at next start");
                         return false;
                     }

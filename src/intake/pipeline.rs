@@ -25,7 +25,7 @@ pub enum PipelineMode {
         /// The database.
         store: Arc<dyn Store>,
         /// The listeners' dispatcher.
-        dispatcher: Dispatcher,
+        dispatcher: Box<Dispatcher>,
     },
     /// Print which listeners would run; write nothing, run nothing.
     DryRun {
@@ -103,7 +103,7 @@ impl Pipeline {
     /// Gives back the dispatcher, to drain it at shutdown.
     pub fn into_dispatcher(self) -> Option<Dispatcher> {
         match self.mode {
-            PipelineMode::Store { dispatcher, .. } => Some(dispatcher),
+            PipelineMode::Store { dispatcher, .. } => Some(*dispatcher),
             PipelineMode::DryRun { .. } => None,
         }
     }
@@ -187,6 +187,41 @@ impl Pipeline {
         }
     }
 
+    async fn adopt_ambiguous(
+        &self,
+        store: &Arc<dyn Store>,
+        source: &str,
+        events: &[Event],
+        ids: &mut [Option<i64>],
+    ) {
+        let missing: Vec<i64> = events
+            .iter()
+            .zip(ids.iter())
+            .filter(|(_, id)| id.is_none())
+            .map(|(e, _)| e.id())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        match store.inbox_ids(&self.instance, source, &missing).await {
+            Ok(found) => {
+                let found: std::collections::HashMap<i64, i64> = found.into_iter().collect();
+                for (e, id) in events.iter().zip(ids.iter_mut()) {
+                    if id.is_none() {
+                        *id = found.get(&e.id()).copied();
+                    }
+                }
+                tracing::info!(
+                    events = found.len(),
+                    "An earlier attempt had stored these events; dispatching them"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot look up events an earlier attempt may have stored; they are dispatched at next start")
+            }
+        }
+    }
+
     async fn append(
         &self,
         store: &Arc<dyn Store>,
@@ -206,12 +241,20 @@ impl Pipeline {
             let result = store.append(&self.instance, source, events, cursor).await;
             timer.observe_duration();
             match result {
-                Ok(ids) => {
+                Ok(mut ids) => {
                     if backoff.failures() > 0 {
                         tracing::info!(
                             events = events.len(),
                             "Database is back; the held batch is committed"
                         );
+                        // An earlier attempt may have committed before its
+                        // connection broke: its events now look like
+                        // duplicates. Events of a live queue cannot be
+                        // stored by anything but this batch, so take their
+                        // rows as this batch's own.
+                        if cursor.is_some_and(|c| c.queue_id == source) {
+                            self.adopt_ambiguous(store, source, events, &mut ids).await;
+                        }
                     }
                     self.state.database_retrying.store(false, Ordering::Relaxed);
                     return Ok(ids);

@@ -51,6 +51,7 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
             sqlx::Error::Database(db) => {
                 // PostgreSQL class 08 (connection), 57P01-03 (shutdown), 53 (resources);
@@ -195,6 +196,26 @@ pub trait Store: StatsStore + AdminStore + Send + Sync {
         runs: &[RunRecord],
         dispatched_through: Option<i64>,
     ) -> Result<(), StoreError>;
+    /// [`Store::record`] tagged with a nonzero random `batch` id, written in
+    /// the same transaction, so that after an error whose cause is unknown
+    /// (the answer to COMMIT lost with the connection) [`Store::last_record_batch`]
+    /// tells whether it was committed.
+    async fn record_batch(
+        &self,
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+        batch: i64,
+    ) -> Result<(), StoreError>;
+    /// The id of the last tagged batch committed for `instance` (0 if none).
+    async fn last_record_batch(&self, instance: &str) -> Result<i64, StoreError>;
+    /// The inbox ids of events of `source` already stored, by event id.
+    async fn inbox_ids(
+        &self,
+        instance: &str,
+        source: &str,
+        event_ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Inbox events after the recorded `dispatched_through`, with the
     /// listeners that already ran them.
     async fn unfinished(&self, instance: &str) -> Result<Vec<Unfinished>, StoreError>;

@@ -200,6 +200,43 @@ impl Store for PgStore {
         runs: &[RunRecord],
         dispatched_through: Option<i64>,
     ) -> Result<(), StoreError> {
+        self.record_batch(instance, runs, dispatched_through, 0)
+            .await
+    }
+
+    async fn last_record_batch(&self, instance: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE((SELECT record_batch FROM event_listeners_cursor WHERE instance = $1), 0)",
+        )
+        .bind(instance)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn inbox_ids(
+        &self,
+        instance: &str,
+        source: &str,
+        event_ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT event_id, id FROM event_listeners_inbox
+             WHERE instance = $1 AND queue_id = $2 AND event_id = ANY($3)",
+        )
+        .bind(instance)
+        .bind(source)
+        .bind(event_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn record_batch(
+        &self,
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+        batch: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if !runs.is_empty() {
             insert_eventlog(&mut tx, runs).await?;
@@ -212,13 +249,16 @@ impl Store for PgStore {
         }
         if let Some(through) = dispatched_through {
             sqlx::query(
-                "INSERT INTO event_listeners_cursor (instance, dispatched_through, updated_at)
-                 VALUES ($1, $2, now())
+                "INSERT INTO event_listeners_cursor (instance, dispatched_through, record_batch, updated_at)
+                 VALUES ($1, $2, $3, now())
                  ON CONFLICT (instance) DO UPDATE SET dispatched_through =
-                   GREATEST(event_listeners_cursor.dispatched_through, excluded.dispatched_through)",
+                   GREATEST(event_listeners_cursor.dispatched_through, excluded.dispatched_through),
+                   record_batch = CASE WHEN excluded.record_batch = 0
+                     THEN event_listeners_cursor.record_batch ELSE excluded.record_batch END",
             )
             .bind(instance)
             .bind(through)
+            .bind(batch)
             .execute(&mut *tx)
             .await?;
         }

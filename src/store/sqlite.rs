@@ -204,6 +204,55 @@ impl Store for SqliteStore {
         runs: &[RunRecord],
         dispatched_through: Option<i64>,
     ) -> Result<(), StoreError> {
+        self.record_batch(instance, runs, dispatched_through, 0)
+            .await
+    }
+
+    async fn last_record_batch(&self, instance: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE((SELECT record_batch FROM event_listeners_cursor WHERE instance = ?), 0)",
+        )
+        .bind(instance)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn inbox_ids(
+        &self,
+        instance: &str,
+        source: &str,
+        event_ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut out = Vec::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT event_id, id FROM event_listeners_inbox WHERE instance = ",
+            );
+            q.push_bind(instance)
+                .push(" AND queue_id = ")
+                .push_bind(source)
+                .push(" AND event_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            out.extend(
+                q.build_query_as::<(i64, i64)>()
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn record_batch(
+        &self,
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+        batch: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if !runs.is_empty() {
             insert_eventlog(&mut tx, runs).await?;
@@ -216,13 +265,16 @@ impl Store for SqliteStore {
         }
         if let Some(through) = dispatched_through {
             sqlx::query(
-                "INSERT INTO event_listeners_cursor (instance, dispatched_through, updated_at)
-                 VALUES (?1, ?2, ?3)
+                "INSERT INTO event_listeners_cursor (instance, dispatched_through, record_batch, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (instance) DO UPDATE SET
-                   dispatched_through = MAX(dispatched_through, excluded.dispatched_through)",
+                   dispatched_through = MAX(dispatched_through, excluded.dispatched_through),
+                   record_batch = CASE WHEN excluded.record_batch = 0
+                     THEN record_batch ELSE excluded.record_batch END",
             )
             .bind(instance)
             .bind(through)
+            .bind(batch)
             .bind(Utc::now())
             .execute(&mut *tx)
             .await?;

@@ -188,7 +188,7 @@ async fn replays_settle_dead_letters_or_write_new_ones(backend: Backend) {
     assert_eq!(counter.load(Ordering::SeqCst), 1);
     assert_eq!(
         db.pairs(&format!(
-            "SELECT attempts, CASE WHEN success THEN 1 ELSE 0 END FROM event_listeners_eventlog
+            "SELECT CAST(attempts AS BIGINT), CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) FROM event_listeners_eventlog
              WHERE listener_name = 'counting' AND inbox_id = {} ORDER BY id",
             ids[0]
         ))
@@ -198,8 +198,8 @@ async fn replays_settle_dead_letters_or_write_new_ones(backend: Backend) {
     );
     assert_eq!(
         db.pairs(
-            "SELECT CASE WHEN replayed_at IS NULL THEN 0 ELSE 1 END,
-                    CASE WHEN replay_success THEN 1 ELSE 0 END
+            "SELECT CAST(CASE WHEN replayed_at IS NULL THEN 0 ELSE 1 END AS BIGINT),
+                    CAST(CASE WHEN replay_success THEN 1 ELSE 0 END AS BIGINT)
              FROM event_listeners_deadletter WHERE listener_name = 'counting'"
         )
         .await,
@@ -336,7 +336,7 @@ async fn listeners_are_disabled_and_enabled_with_an_audit_trail_on_postgres() {
 }
 
 #[tokio::test]
-async fn the_daemon_leaves_out_a_listener_disabled_in_the_store() {
+async fn a_listener_disabled_in_the_store_runs_nothing_and_its_events_wait_for_replay() {
     let db = TestDb::new(Backend::Sqlite).await;
     let s = store_for(&db).await;
     s.set_listener_enabled("counting", false, Some("too noisy"), "alice")
@@ -366,10 +366,21 @@ async fn the_daemon_leaves_out_a_listener_disabled_in_the_store() {
         0,
         "the disabled listener never ran"
     );
+    let skipped = db
+        .scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'counting' AND error LIKE 'skipped: the listener is disabled (too noisy)%' AND attempts = 0")
+        .await;
+    assert!(skipped > 0);
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'counting'")
             .await,
-        0
+        skipped,
+        "every run of the disabled listener is recorded as skipped"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_deadletter WHERE listener_name = 'counting' AND replayed_at IS NULL")
+            .await,
+        skipped,
+        "and kept for replay"
     );
     assert!(
         db.scalar(

@@ -170,3 +170,82 @@ async fn an_open_circuit_skips_runs_and_keeps_them_for_replay() {
     );
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn three_partitioned_instances_together_handle_each_event_exactly_once() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    db.migrate().await;
+    let mut daemons = Vec::new();
+    let mut setups = Vec::new();
+    for k in 1..=3 {
+        let s = setup(
+            Some(&fake),
+            &db.url,
+            &format!("[scaling]\ninstance_id = \"{k}\"\ntotal_instances = 3\npartition_strategy = \"hash\"\n"),
+        );
+        daemons.push(start(
+            &s.config,
+            zulip_event_listeners::listeners::Registry::builtin(),
+            RunOptions::default(),
+        ));
+        setups.push(s);
+    }
+    assert!(
+        eventually(WAIT, || async { fake.register_count() == 3 }).await,
+        "each instance has its own queue"
+    );
+    for i in 0..300 {
+        fake.send_channel_message(
+            10 + i % 7,
+            "a@example.com",
+            "general",
+            &format!("topic {}", i % 30),
+            "hi",
+        );
+    }
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'message_logger'").await.unwrap_or(-1) == 300
+        })
+        .await,
+        "every message is logged by exactly one instance"
+    );
+    for d in daemons {
+        d.stop().await.expect("clean stop");
+    }
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM (SELECT i.message_id, e.listener_name FROM event_listeners_eventlog e \
+             JOIN event_listeners_inbox i ON i.id = e.inbox_id GROUP BY 1, 2 HAVING count(*) <> 1) d"
+        )
+        .await,
+        0,
+        "no (message, listener) pair ran on two instances"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_messagelog")
+            .await,
+        300
+    );
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT instance) FROM event_listeners_inbox")
+            .await,
+        3
+    );
+    let per_instance = db
+        .pairs("SELECT CAST(i.instance AS BIGINT), count(*) FROM event_listeners_eventlog e JOIN event_listeners_inbox i ON i.id = e.inbox_id WHERE e.listener_name = 'message_logger' GROUP BY 1 ORDER BY 1")
+        .await;
+    assert_eq!(
+        per_instance.len(),
+        3,
+        "the hash spreads the 30 topics over all three: {per_instance:?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_cursor WHERE queue_id IS NOT NULL")
+            .await,
+        3,
+        "one cursor per instance"
+    );
+    db.drop_db().await;
+}
