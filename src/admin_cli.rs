@@ -261,7 +261,41 @@ pub async fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failur
         println!();
         println!("Note: run state (disabled listeners, failures, last success) not shown: {why}.");
     }
+    if let Some(open) = open_circuits_of_running_daemon(config).await {
+        for c in &open {
+            println!(
+                "Circuit of `{}` is open until {} (from the running daemon).",
+                c.listener, c.until
+            );
+        }
+    }
     Ok(())
+}
+
+/// Circuit breakers live in the running daemon: ask its `/health`, if it
+/// answers within a second.
+async fn open_circuits_of_running_daemon(
+    config: &Config,
+) -> Option<Vec<crate::health::OpenCircuit>> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        #[serde(default)]
+        open_circuits: Vec<crate::health::OpenCircuit>,
+    }
+    let addr = config.http.bind?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+        .ok()?;
+    let health: Partial = client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(health.open_circuits)
 }
 
 /// Reads the run state without creating or migrating anything; `Err` says

@@ -59,7 +59,7 @@ pub struct Config {
 }
 
 /// `[zulip]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ZulipConfig {
     /// Path of the bot's `zuliprc`; `ZULIP_CONFIG` and `~/.zuliprc` apply when absent.
     pub zuliprc: Option<PathBuf>,
@@ -75,6 +75,23 @@ pub struct ZulipConfig {
     pub apply_markdown: bool,
     /// Requested queue lifetime in seconds (Zulip caps it at 7 days).
     pub queue_lifespan_secs: u64,
+}
+
+/// The queue lifetime asked for by default: one day.
+pub const DEFAULT_QUEUE_LIFESPAN_SECS: u64 = 86_400;
+
+impl Default for ZulipConfig {
+    fn default() -> Self {
+        ZulipConfig {
+            zuliprc: None,
+            site: None,
+            email: None,
+            all_public_streams: false,
+            narrow: Vec::new(),
+            apply_markdown: false,
+            queue_lifespan_secs: DEFAULT_QUEUE_LIFESPAN_SECS,
+        }
+    }
 }
 
 /// `[database]`.

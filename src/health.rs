@@ -54,11 +54,20 @@ pub struct HealthReport {
     /// Listeners that are enabled in the configuration but disabled.
     pub disabled_listeners: Vec<String>,
     /// Listeners whose circuit breaker is open.
-    pub open_circuits: Vec<String>,
+    pub open_circuits: Vec<OpenCircuit>,
     /// Polling is paused by memory backpressure.
     pub memory_backpressure: bool,
     /// Shutdown has begun.
     pub draining: bool,
+}
+
+/// An open circuit in `/health`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct OpenCircuit {
+    /// The listener.
+    pub listener: String,
+    /// When one trial run will be allowed (RFC 3339).
+    pub until: String,
 }
 
 /// Queue state in `/health`.
@@ -217,8 +226,11 @@ impl Health {
         for (name, why) in &disabled {
             degraded.push(format!("listener {name} is disabled: {why}"));
         }
-        for name in &open {
-            degraded.push(format!("listener {name}'s circuit is open"));
+        for (name, until) in &open {
+            degraded.push(format!(
+                "listener {name}'s circuit is open until {}",
+                until.to_rfc3339()
+            ));
         }
         let status = if !unhealthy.is_empty() {
             Status::Unhealthy
@@ -251,7 +263,13 @@ impl Health {
                 retrying,
             },
             disabled_listeners: disabled.into_iter().map(|(n, _)| n).collect(),
-            open_circuits: open,
+            open_circuits: open
+                .into_iter()
+                .map(|(listener, until)| OpenCircuit {
+                    listener,
+                    until: until.to_rfc3339(),
+                })
+                .collect(),
             memory_backpressure: backpressure,
             draining,
         }

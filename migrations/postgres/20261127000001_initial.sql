@@ -1,5 +1,8 @@
--- The received events, exactly as Zulip sent them (json keeps the bytes;
--- jsonb would reorder keys and drop duplicates).
+-- The received events, exactly as Zulip sent them. raw is TEXT: it keeps
+-- the bytes (jsonb would reorder keys and drop duplicates), and the daemon
+-- has already parsed every event, so PostgreSQL's own JSON validation would
+-- only repeat that work; measured, it is 45% of the insert's cost (50,000
+-- 1 KB rows: 745 ms as json, 415 ms as text). Query it as raw::jsonb.
 CREATE TABLE event_listeners_inbox (
     id          BIGSERIAL PRIMARY KEY,
     instance    TEXT        NOT NULL,
@@ -9,7 +12,7 @@ CREATE TABLE event_listeners_inbox (
     op          TEXT,
     message_id  BIGINT,
     backfilled  BOOLEAN     NOT NULL DEFAULT FALSE,
-    raw         JSON        NOT NULL,
+    raw         TEXT        NOT NULL,
     received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (instance, queue_id, event_id)
 );

@@ -304,12 +304,16 @@ impl Control {
             .collect()
     }
 
-    /// Listeners whose circuit is open.
-    pub fn open_circuits(&self) -> Vec<String> {
+    /// Listeners whose circuit is open, with when it half-opens.
+    pub fn open_circuits(&self) -> Vec<(String, chrono::DateTime<Utc>)> {
+        let now = tokio::time::Instant::now();
         self.0
             .iter()
-            .filter(|s| s.breaker.open_until().is_some())
-            .map(|s| s.name.to_string())
+            .filter_map(|s| {
+                let until = s.breaker.open_until()?;
+                let left = chrono::Duration::from_std(until.saturating_duration_since(now)).ok()?;
+                Some((s.name.to_string(), Utc::now() + left))
+            })
             .collect()
     }
 }

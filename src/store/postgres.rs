@@ -163,7 +163,7 @@ impl Store for PgStore {
             let rows = sqlx::query(
                 "INSERT INTO event_listeners_inbox
                    (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw)
-                 SELECT $1, $2, t.event_id, t.event_type, t.op, t.message_id, t.backfilled, t.raw::json
+                 SELECT $1, $2, t.event_id, t.event_type, t.op, t.message_id, t.backfilled, t.raw
                  FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[])
                    AS t(event_id, event_type, op, message_id, backfilled, raw)
                  ON CONFLICT DO NOTHING

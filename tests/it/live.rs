@@ -168,9 +168,23 @@ async fn a_restart_resumes_the_stored_queue_without_a_gap() {
 }
 
 #[tokio::test]
-async fn failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the_daemon() {
+async fn failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the_daemon_on_sqlite()
+{
+    failing_panicking_and_hanging_listeners_are_recorded(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the_daemon_on_postgres(
+) {
+    failing_panicking_and_hanging_listeners_are_recorded(Backend::Postgres).await;
+}
+
+async fn failing_panicking_and_hanging_listeners_are_recorded(backend: Backend) {
     let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
+    let db = TestDb::new(backend).await;
+    if backend == Backend::Postgres {
+        db.migrate().await;
+    }
     let s = setup(
         Some(&fake),
         &db.url,
@@ -226,6 +240,7 @@ async fn failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the
         20
     );
     assert_eq!(counter.load(std::sync::atomic::Ordering::SeqCst), 24);
+    db.drop_db().await;
 }
 
 #[tokio::test]

@@ -249,3 +249,115 @@ async fn three_partitioned_instances_together_handle_each_event_exactly_once() {
     );
     db.drop_db().await;
 }
+
+/// A webhook receiver on loopback that keeps every JSON body it gets.
+async fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use axum::{routing::post, Json, Router};
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = got.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |Json(v): Json<serde_json::Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), got)
+}
+
+#[tokio::test]
+async fn an_opened_circuit_and_an_auto_disable_are_notified_and_shown_in_health() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (hook, got) = webhook().await;
+    let s = setup(
+        Some(&fake),
+        &db.url,
+        &format!(
+            "[listeners]\nenabled = [\"failing\"]\n[error_handling]\ncircuit_breaker_threshold = 2\ncircuit_breaker_cooldown = 0.2\nauto_disable_threshold = 4\nnotification_webhook = \"{hook}\"\n"
+        ),
+    );
+    let mut config = s.config.clone();
+    config.http.bind = Some("127.0.0.1:0".parse().unwrap());
+    let (registry, _) = registry_with_test_listeners();
+    let app =
+        zulip_event_listeners::app::Application::build(&config, &registry, RunOptions::default())
+            .await
+            .unwrap();
+    let health_url = format!("http://{}/health", app.http_addr().unwrap());
+    let token = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(app.run_until_stopped(token.clone()));
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+
+    // Two failures open the circuit; the next message is skipped.
+    for _ in 0..3 {
+        fake.send_channel_message(10, "a@example.com", "general", "t", "hi");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        eventually(WAIT, || async {
+            got.lock()
+                .unwrap()
+                .iter()
+                .any(|v| v["event"] == "circuit_opened")
+        })
+        .await,
+        "the webhook hears that the circuit opened"
+    );
+    let health: serde_json::Value = reqwest::get(&health_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(
+        health["open_circuits"][0]["listener"], "failing",
+        "{health}"
+    );
+
+    // After the cool-down, failed trials keep failing: the fourth failure in
+    // a row disables the listener, which is stored and notified.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        fake.send_channel_message(10, "a@example.com", "general", "t", "hi");
+    }
+    assert!(
+        eventually(WAIT, || async {
+            got.lock()
+                .unwrap()
+                .iter()
+                .any(|v| v["event"] == "listener_disabled")
+        })
+        .await,
+        "the webhook hears that the listener was disabled: {:?}",
+        got.lock().unwrap()
+    );
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_listenerstate WHERE listener_name = 'failing' AND NOT enabled").await == Some(1)
+        })
+        .await,
+        "the disable is stored, so it survives a restart"
+    );
+    let health: serde_json::Value = reqwest::get(&health_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["disabled_listeners"][0], "failing", "{health}");
+    assert!(got
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|v| v["event"] == "dead_lettered" && v["listener"] == "failing"));
+    token.cancel();
+    handle.await.unwrap().expect("clean stop");
+}
