@@ -221,6 +221,20 @@ fn proc_usage(pid: u32) -> Option<(u64, f64)> {
     Some((rss_kb * 1024, ticks / 100.0))
 }
 
+/// Anonymous resident memory (the heap and stacks, without the binary's
+/// code pages, which are file-backed and shared), in bytes.
+fn rss_anon(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 async fn scrape(port: u16, metric: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
@@ -290,21 +304,42 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
     let pid = child.id();
     let mut started = started;
     if dry_run {
-        // Dry-run keeps no cursor, so it registers its own queue: fill that
-        // queue as fast as the fake can and time from the first event.
+        // Dry-run keeps no cursor, so it registers its own queue. Hold its
+        // polls with a 429 while the queue is filled, so the backlog is
+        // there at once when it polls again.
         while fake.register_count() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        started = Instant::now();
+        fake.set_faults(fake_zulip::FaultPlan {
+            every: vec![(1, fake_zulip::Fault::RateLimit { retry_after: 3.0 })],
+            only_paths: Some(vec!["/events".to_owned()]),
+        });
+        while !fake.requests().iter().any(|r| r.status == 429) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         push_messages(&fake, 0, n);
+        fake.set_faults(fake_zulip::FaultPlan::default());
+        started = Instant::now();
     }
     let mut peak = 0u64;
     let mut cpu = 0.0;
     let deadline = Instant::now() + Duration::from_secs(600);
+    // The clock starts when the daemon has the backlog in hand: the fake
+    // server's time to serialize a response of N events (a Zulip server's
+    // work, on its own machine in real life) is not the daemon's.
+    let mut first_received: Option<Instant> = None;
     loop {
         if let Some((rss, c)) = proc_usage(pid) {
             peak = peak.max(rss);
             cpu = c;
+        }
+        if first_received.is_none()
+            && scrape(port, "zulip_event_listeners_events_received_total")
+                .await
+                .unwrap_or(0.0)
+                > 0.0
+        {
+            first_received = Some(Instant::now());
         }
         let done = if dry_run {
             scrape(port, "zulip_event_listeners_events_received_total")
@@ -320,7 +355,11 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = first_received.unwrap_or(started).elapsed().as_secs_f64();
+    eprintln!(
+        "[{label}] {:.2} s from spawn, {elapsed:.2} s from the first event received",
+        started.elapsed().as_secs_f64()
+    );
     // Where the time went, from the daemon's own histograms.
     if let Ok(text) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
         if let Ok(text) = text.text().await {
@@ -511,7 +550,7 @@ async fn offered_load(rate: usize, seconds: usize) -> (f64, f64, usize) {
 
 /// Resident memory at 100,000 events and at the end of `n` events pushed in
 /// chunks that keep the Zulip queue bounded.
-async fn soak(n: usize) -> (u64, u64, u64, f64) {
+async fn soak(n: usize) -> (u64, u64, u64, f64, u64) {
     let url = fresh_pg("zel_bench_soak").await;
     let fake = FakeZulip::start(FakeOptions {
         heartbeat: Duration::from_secs(1),
@@ -537,6 +576,7 @@ async fn soak(n: usize) -> (u64, u64, u64, f64) {
     let queue = fake.queue_ids().pop().unwrap();
     let start = Instant::now();
     let (mut at_100k, mut peak_after, mut sent) = (0u64, 0u64, 0usize);
+    let mut anon_peak = 0u64;
     let chunk = 1_000;
     while sent < n {
         while fake.pending(&queue).unwrap_or(0) > 2_000 {
@@ -550,6 +590,7 @@ async fn soak(n: usize) -> (u64, u64, u64, f64) {
             }
             if sent > 100_000 {
                 peak_after = peak_after.max(rss);
+                anon_peak = anon_peak.max(rss_anon(pid).unwrap_or(0));
             }
         }
         if sent % 100_000 == 0 {
@@ -575,6 +616,7 @@ async fn soak(n: usize) -> (u64, u64, u64, f64) {
         peak_after,
         end,
         n as f64 / start.elapsed().as_secs_f64(),
+        anon_peak,
     )
 }
 
@@ -681,6 +723,18 @@ async fn main() {
         a.soak
     );
 
+    if std::env::var("ZEL_BENCH_ONLY").as_deref() == Ok("soak") {
+        let (at100k, peak, end, rate, anon) = soak(a.soak).await;
+        println!(
+            "soak {}: RSS at 100,000 {:.1} MB, peak after {:.1} MB, end {:.1} MB (heap peak {:.1} MB), {rate:.0} events/s",
+            a.soak,
+            mb(at100k),
+            mb(peak),
+            mb(end),
+            mb(anon)
+        );
+        return;
+    }
     if let Ok(only) = std::env::var("ZEL_BENCH_ONLY") {
         // For profiling one scenario: ZEL_BENCH_ONLY=postgres|sqlite|dry-run.
         let url = match only.as_str() {
@@ -749,7 +803,7 @@ async fn main() {
         "| events/s, 16 listeners | {l16:.0} ({:.2}× the cost of 1) |",
         l1 / l16
     );
-    if let Some((at100k, peak, end, rate)) = soak {
+    if let Some((at100k, peak, end, rate, anon)) = soak {
         println!(
             "| soak {} events: RSS at 100,000 | {:.1} MB |",
             a.soak,
@@ -757,6 +811,7 @@ async fn main() {
         );
         println!("| soak: peak RSS after 100,000 | {:.1} MB |", mb(peak));
         println!("| soak: RSS at the end | {:.1} MB |", mb(end));
+        println!("| soak: peak anonymous RSS (heap, without the binary's code pages) after 100,000 | {:.1} MB |", mb(anon));
         println!("| soak: events/s (pushed in chunks, queue ≤ 2,000) | {rate:.0} |");
     }
 }
