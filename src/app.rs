@@ -28,7 +28,7 @@ use crate::zulip::{
 };
 
 /// Capacity of the channel from listener runs to the recorder.
-const OUTCOME_CHANNEL: usize = 8192;
+const OUTCOME_CHANNEL: usize = 4096;
 
 /// Run-time choices from the command line.
 #[derive(Debug, Clone, Default)]

@@ -29,7 +29,7 @@ use crate::zulip::{Client, ErrorAction, RegisterParams, Registration, ZulipError
 /// Margin added to the long-poll timeout before a poll is abandoned.
 const POLL_MARGIN: Duration = Duration::from_secs(5);
 /// Events per intake transaction when a poll returns a large page.
-const INTAKE_CHUNK: usize = 2000;
+const INTAKE_CHUNK: usize = 1000;
 /// Messages per `GET /messages` page when backfilling (Zulip recommends ≤ 1000).
 const BACKFILL_PAGE: u32 = 1000;
 

@@ -361,3 +361,43 @@ async fn an_opened_circuit_and_an_auto_disable_are_notified_and_shown_in_health(
     token.cancel();
     handle.await.unwrap().expect("clean stop");
 }
+
+#[tokio::test]
+async fn blocked_users_and_per_listener_filters_keep_runs_away_but_store_the_events() {
+    let fake = FakeZulip::start(FakeOptions::default()).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(
+        Some(&fake),
+        &db.url,
+        "[listeners]\nenabled = [\"message_logger\", \"counting\"]\n[listeners.message_logger]\nchannels = [\"support\"]\n[security]\nblocked_users = [66, \"spammer@example.com\"]\n",
+    );
+    let (registry, counter) = registry_with_test_listeners();
+    let daemon = start(&s.config, registry, RunOptions::default());
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    for i in 0..10 {
+        fake.send_channel_message(10, "a@example.com", "support", "t", &format!("s{i}"));
+        fake.send_channel_message(10, "a@example.com", "general", "t", &format!("g{i}"));
+        fake.send_channel_message(66, "spammer@example.com", "support", "t", "buy now");
+    }
+    assert!(
+        eventually(WAIT, || async {
+            db.try_scalar("SELECT count(*) FROM event_listeners_inbox")
+                .await
+                == Some(30)
+        })
+        .await,
+        "every event is stored, filtered or not"
+    );
+    assert!(
+        eventually(WAIT, || async { db.try_scalar("SELECT count(*) FROM event_listeners_eventlog").await == Some(30) }).await,
+        "10 message_logger runs (support only, not the blocked sender) and 20 counting runs (not the blocked sender)"
+    );
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(db.scalar("SELECT count(*) FROM event_listeners_messagelog WHERE channel = 'support' AND sender_id = 10").await, 10);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_messagelog")
+            .await,
+        10
+    );
+    assert_eq!(counter.load(std::sync::atomic::Ordering::SeqCst), 20);
+}
