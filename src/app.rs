@@ -203,7 +203,6 @@ impl Application {
             .clone()
             .unwrap_or_else(|| config.listeners.enabled.clone());
         let listeners = registry.select(&names)?;
-        tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
 
         // Zulip first: wrong credentials fail in a second, before any database work.
         let mut bot_user_id = None;
@@ -211,19 +210,17 @@ impl Application {
             Some(_) => None,
             None => {
                 let client = zulip_client(config)?;
-                let me = client.users_me().await.map_err(|e| {
-                    if e.is_auth() {
-                        AppError::Auth(e)
-                    } else {
-                        AppError::Zulip(e)
+                match check_identity(&client, config).await? {
+                    Some(me) => {
+                        if me.is_bot {
+                            tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
+                        } else {
+                            tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
+                        }
+                        bot_user_id = Some(me.user_id);
                     }
-                })?;
-                if me.is_bot {
-                    tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
-                } else {
-                    tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
+                    None => tracing::warn!("Cannot reach Zulip to check the account; going on (the poll loop keeps retrying), without the bot's own user id"),
                 }
-                bot_user_id = Some(me.user_id);
                 Some(client)
             }
         };
@@ -232,6 +229,9 @@ impl Application {
         } else {
             Some(open_store(config, false).await?)
         };
+        // Logged once the credentials and the database are known good, so a
+        // wrong key or a bad database URL is the only line printed.
+        tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
         let state = Arc::new(State::default());
         let http_token = CancellationToken::new();
         let http_addr = match config.http.bind {
@@ -484,6 +484,33 @@ impl Application {
         outcome?;
         report.summary = store.summary().await.ok();
         Ok(report)
+    }
+}
+
+/// `GET /users/me`: refused credentials fail at once (a wrong key exits in
+/// well under a second); a Zulip that does not answer is retried a few
+/// times with backoff, then left to the poll loop, so a daemon started
+/// while Zulip restarts does not exit (and hit systemd's start limit).
+async fn check_identity(
+    client: &Client,
+    config: &Config,
+) -> Result<Option<crate::zulip::UserMe>, AppError> {
+    let mut backoff =
+        crate::intake::Backoff::new(Duration::from_millis(100), config.network.backoff_cap);
+    loop {
+        let e = match client.users_me().await {
+            Ok(me) => return Ok(Some(me)),
+            Err(e) => e,
+        };
+        let delay = match e.action() {
+            _ if e.is_auth() => return Err(AppError::Auth(e)),
+            crate::zulip::ErrorAction::Stop => return Err(AppError::Zulip(e)),
+            crate::zulip::ErrorAction::Wait(d) => d,
+            _ if backoff.failures() >= 5 => return Ok(None),
+            _ => backoff.next_delay(),
+        };
+        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot check the account with Zulip; retrying");
+        tokio::time::sleep(delay).await;
     }
 }
 
