@@ -234,7 +234,10 @@ impl Application {
         tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
         let state = Arc::new(State::default());
         let http_token = CancellationToken::new();
-        let http_addr = match config.http.bind {
+        // A file run is a one-off: it serves no HTTP (and cannot fail on a
+        // port a running daemon holds).
+        let bind = config.http.bind.filter(|_| opts.events_file.is_none());
+        let http_addr = match bind {
             Some(addr) => {
                 let health = Health::new(
                     state.clone(),
