@@ -116,6 +116,16 @@ impl<'a> Intake<'a> {
                 cursor = None;
             } else {
                 tracing::info!(queue_id = %c.queue_id, last_event_id = c.last_event_id, "Resuming the stored event queue");
+                // The last committed poll of the previous run: what a gap
+                // is measured from if the queue turns out to be gone.
+                if let Some(store) = self.pipeline.store() {
+                    if let Ok(Some(t)) = store.cursor_updated_at(self.pipeline.instance()).await {
+                        self.state
+                            .intake
+                            .last_activity_ms
+                            .store(t.timestamp_millis(), Ordering::Relaxed);
+                    }
+                }
                 self.state.intake.set_queue_id(Some(c.queue_id.clone()));
             }
         }

@@ -207,6 +207,8 @@ pub trait Store: StatsStore + AdminStore + Send + Sync {
         dispatched_through: Option<i64>,
         batch: i64,
     ) -> Result<(), StoreError>;
+    /// When the cursor of `instance` last moved (the last committed poll).
+    async fn cursor_updated_at(&self, instance: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// The id of the last tagged batch committed for `instance` (0 if none).
     async fn last_record_batch(&self, instance: &str) -> Result<i64, StoreError>;
     /// The inbox ids of events of `source` already stored, by event id.

@@ -208,6 +208,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn cursor_updated_at(&self, instance: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT updated_at FROM event_listeners_cursor WHERE instance = ? AND queue_id IS NOT NULL",
+        )
+        .bind(instance)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn last_record_batch(&self, instance: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COALESCE((SELECT record_batch FROM event_listeners_cursor WHERE instance = ?), 0)",

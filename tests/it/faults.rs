@@ -557,6 +557,11 @@ async fn a_daemon_down_longer_than_the_queue_lifetime_backfills_and_counts_the_g
         gaps.is_some_and(|g| g >= 1.0),
         "queue_gaps_total counts the lost queue: {gaps:?}"
     );
+    let gap = value_of(&metrics, "zulip_event_listeners_last_gap_seconds");
+    assert!(
+        gap.is_some_and(|g| g > 0.0),
+        "the gap is measured from the previous run's last committed poll: {gap:?}"
+    );
     assert_eq!(
         value_of(&metrics, "zulip_event_listeners_backfilled_messages_total"),
         Some(backfilled as f64),
