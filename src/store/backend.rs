@@ -131,6 +131,16 @@ pub struct RunRecord {
     pub dead_letter: bool,
 }
 
+/// [`Summary`] counts; the same SQL on both backends.
+pub(super) const SUMMARY_COUNTS: &str = "SELECT (SELECT count(*) FROM event_listeners_inbox),
+                (SELECT count(*) FROM event_listeners_eventlog),
+                (SELECT count(*) FROM event_listeners_eventlog WHERE NOT success),
+                (SELECT count(*) FROM event_listeners_messagelog),
+                (SELECT count(*) FROM event_listeners_useractivity)";
+/// [`Summary::by_type`]; the same SQL on both backends.
+pub(super) const SUMMARY_BY_TYPE: &str =
+    "SELECT event_type, count(*) FROM event_listeners_inbox GROUP BY event_type ORDER BY 2 DESC, 1";
+
 /// What `cleanup` deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CleanupCounts {

@@ -515,20 +515,12 @@ async fn upsert_stats(
 }
 
 async fn summary_queries(pool: &PgPool) -> Result<Summary, StoreError> {
-    let counts = sqlx::query(
-        "SELECT (SELECT count(*) FROM event_listeners_inbox),
-                (SELECT count(*) FROM event_listeners_eventlog),
-                (SELECT count(*) FROM event_listeners_eventlog WHERE NOT success),
-                (SELECT count(*) FROM event_listeners_messagelog),
-                (SELECT count(*) FROM event_listeners_useractivity)",
-    )
-    .fetch_one(pool)
-    .await?;
-    let by_type = sqlx::query_as::<_, (String, i64)>(
-        "SELECT event_type, count(*) FROM event_listeners_inbox GROUP BY event_type ORDER BY 2 DESC, 1",
-    )
-    .fetch_all(pool)
-    .await?;
+    let counts = sqlx::query(super::backend::SUMMARY_COUNTS)
+        .fetch_one(pool)
+        .await?;
+    let by_type = sqlx::query_as::<_, (String, i64)>(super::backend::SUMMARY_BY_TYPE)
+        .fetch_all(pool)
+        .await?;
     Ok(Summary {
         inbox: counts.get(0),
         eventlog: counts.get(1),

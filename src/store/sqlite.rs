@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::aggregate::{activity_totals, stats_buckets};
+use super::aggregate::{activity_totals, stats_buckets, StatsBucket};
 use super::backend::{
     CleanupCounts, Cursor, RunRecord, Store, StoreError, StoreOptions, Summary, Unfinished,
 };
@@ -339,20 +339,12 @@ impl Store for SqliteStore {
     }
 
     async fn summary(&self) -> Result<Summary, StoreError> {
-        let counts = sqlx::query(
-            "SELECT (SELECT count(*) FROM event_listeners_inbox),
-                    (SELECT count(*) FROM event_listeners_eventlog),
-                    (SELECT count(*) FROM event_listeners_eventlog WHERE NOT success),
-                    (SELECT count(*) FROM event_listeners_messagelog),
-                    (SELECT count(*) FROM event_listeners_useractivity)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let by_type = sqlx::query_as::<_, (String, i64)>(
-            "SELECT event_type, count(*) FROM event_listeners_inbox GROUP BY event_type ORDER BY 2 DESC, 1",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let counts = sqlx::query(super::backend::SUMMARY_COUNTS)
+            .fetch_one(&self.pool)
+            .await?;
+        let by_type = sqlx::query_as::<_, (String, i64)>(super::backend::SUMMARY_BY_TYPE)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(Summary {
             inbox: counts.get(0),
             eventlog: counts.get(1),
@@ -458,6 +450,28 @@ async fn upsert_activity(
     Ok(())
 }
 
+/// `INSERT INTO event_listeners_listenerstats … VALUES` for `buckets`; the
+/// caller adds the `ON CONFLICT` clause (increments from the recorder,
+/// absolute values from `aggregate`).
+pub(super) fn stats_insert(buckets: &[StatsBucket]) -> QueryBuilder<'_, Sqlite> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO event_listeners_listenerstats
+           (listener_name, bucket_start, total_events, successful_events, failed_events,
+            total_duration, max_duration, last_success) ",
+    );
+    q.push_values(buckets, |mut b, s| {
+        b.push_bind(s.listener.as_str())
+            .push_bind(s.bucket_start)
+            .push_bind(s.total)
+            .push_bind(s.successes)
+            .push_bind(s.failures)
+            .push_bind(s.total_duration)
+            .push_bind(s.max_duration)
+            .push_bind(s.last_success);
+    });
+    q
+}
+
 async fn upsert_stats(
     tx: &mut Transaction<'_, Sqlite>,
     runs: &[RunRecord],
@@ -465,21 +479,7 @@ async fn upsert_stats(
 ) -> Result<(), sqlx::Error> {
     let buckets = stats_buckets(runs, opts.stats_interval);
     for chunk in buckets.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO event_listeners_listenerstats
-               (listener_name, bucket_start, total_events, successful_events, failed_events,
-                total_duration, max_duration, last_success) ",
-        );
-        q.push_values(chunk, |mut b, s| {
-            b.push_bind(s.listener.as_str())
-                .push_bind(s.bucket_start)
-                .push_bind(s.total)
-                .push_bind(s.successes)
-                .push_bind(s.failures)
-                .push_bind(s.total_duration)
-                .push_bind(s.max_duration)
-                .push_bind(s.last_success);
-        });
+        let mut q = stats_insert(chunk);
         q.push(
             " ON CONFLICT (listener_name, bucket_start) DO UPDATE SET
                total_events = total_events + excluded.total_events,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
 
 use super::aggregate::{bucket_start, StatsBucket};
 use super::backend::StoreError;
@@ -47,21 +47,7 @@ impl StatsStore for SqliteStore {
         let buckets = recompute(&mut tx, width_secs(interval), from).await?;
         let mut written = 0;
         for chunk in buckets.chunks(CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO event_listeners_listenerstats
-                   (listener_name, bucket_start, total_events, successful_events, failed_events,
-                    total_duration, max_duration, last_success) ",
-            );
-            q.push_values(chunk, |mut b, s| {
-                b.push_bind(s.listener.as_str())
-                    .push_bind(s.bucket_start)
-                    .push_bind(s.total)
-                    .push_bind(s.successes)
-                    .push_bind(s.failures)
-                    .push_bind(s.total_duration)
-                    .push_bind(s.max_duration)
-                    .push_bind(s.last_success);
-            });
+            let mut q = super::sqlite::stats_insert(chunk);
             q.push(
                 " ON CONFLICT (listener_name, bucket_start) DO UPDATE SET
                    total_events = excluded.total_events,
