@@ -323,6 +323,10 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
     }
     let mut peak = 0u64;
     let mut cpu = 0.0;
+    let mut probe = match &sc.db_url {
+        Some(url) => Some(Probe::connect(url).await),
+        None => None,
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
     // The clock starts when the daemon has the backlog in hand: the fake
     // server's time to serialize a response of N events (a Zulip server's
@@ -347,8 +351,10 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
                 .unwrap_or(0.0) as usize
                 >= n
         } else {
-            let url = sc.db_url.as_deref().unwrap();
-            dispatched_all(url, n).await
+            match probe.as_mut() {
+                Some(p) => p.done(n).await,
+                None => false,
+            }
         };
         if done || Instant::now() > deadline {
             break;
@@ -387,23 +393,53 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
     }
 }
 
-/// Whether all `n` inbox events have every run committed.
-async fn dispatched_all(url: &str, n: usize) -> bool {
-    let q = "SELECT (SELECT count(*) FROM event_listeners_inbox), \
-             COALESCE((SELECT dispatched_through FROM event_listeners_cursor WHERE instance = 'default'), 0), \
-             COALESCE((SELECT max(id) FROM event_listeners_inbox), -1)";
-    let row: Option<(i64, i64, i64)> = if url.starts_with("sqlite") {
-        match sqlx::SqliteConnection::connect(url).await {
-            Ok(mut c) => sqlx::query_as(q).fetch_one(&mut c).await.ok(),
-            Err(_) => None,
+/// Whether all `n` inbox events have every run committed, asked on one
+/// connection kept open for the whole wait.
+///
+/// The probe must not load the database it measures: a `count(*)` over the
+/// inbox every 20 ms is a full scan of a table growing to hundreds of MB, and
+/// a new connection each time is a new server process. So the cheap
+/// necessary condition comes first (ids start at 1, so `max(id) >= n` before
+/// `n` rows can exist; both read one index entry), and the exact count runs
+/// only once that holds.
+enum Probe {
+    Pg(PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+const PROBE_CHEAP: &str = "SELECT COALESCE((SELECT max(id) FROM event_listeners_inbox), 0), \
+     COALESCE((SELECT dispatched_through FROM event_listeners_cursor WHERE instance = 'default'), 0)";
+const PROBE_COUNT: &str = "SELECT count(*) FROM event_listeners_inbox";
+
+impl Probe {
+    async fn connect(url: &str) -> Probe {
+        if url.starts_with("sqlite") {
+            Probe::Sqlite(sqlx::SqliteConnection::connect(url).await.unwrap())
+        } else {
+            Probe::Pg(PgConnection::connect(url).await.unwrap())
         }
-    } else {
-        match PgConnection::connect(url).await {
-            Ok(mut c) => sqlx::query_as(q).fetch_one(&mut c).await.ok(),
-            Err(_) => None,
+    }
+
+    async fn one(&mut self, q: &str) -> Option<(i64, i64)> {
+        match self {
+            Probe::Pg(c) => sqlx::query_as(q).fetch_one(c).await.ok(),
+            Probe::Sqlite(c) => sqlx::query_as(q).fetch_one(c).await.ok(),
         }
-    };
-    matches!(row, Some((count, through, max)) if count as usize >= n && through >= max)
+    }
+
+    async fn done(&mut self, n: usize) -> bool {
+        let Some((max, through)) = self.one(PROBE_CHEAP).await else {
+            return false;
+        };
+        if (max as usize) < n || through < max {
+            return false;
+        }
+        let count: Option<i64> = match self {
+            Probe::Pg(c) => sqlx::query_scalar(PROBE_COUNT).fetch_one(c).await.ok(),
+            Probe::Sqlite(c) => sqlx::query_scalar(PROBE_COUNT).fetch_one(c).await.ok(),
+        };
+        count.is_some_and(|c| c as usize >= n)
+    }
 }
 
 /// Rows/s of a raw COPY of the inbox rows into an unindexed scratch table.
@@ -511,7 +547,8 @@ async fn offered_load(rate: usize, seconds: usize) -> (f64, f64, usize) {
         sent += per_tick;
     }
     // Wait until every message's runs are committed.
-    while !dispatched_all(&url, total).await {
+    let mut probe = Probe::connect(&url).await;
+    while !probe.done(total).await {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -600,7 +637,8 @@ async fn soak(n: usize) -> (u64, u64, u64, f64, u64) {
             );
         }
     }
-    while !dispatched_all(&url, n).await {
+    let mut probe = Probe::connect(&url).await;
+    while !probe.done(n).await {
         if let Some((rss, _)) = proc_usage(pid) {
             peak_after = peak_after.max(rss);
         }
@@ -695,7 +733,8 @@ async fn listeners_run(k: usize, n: usize) -> f64 {
         .unwrap();
     let token = CancellationToken::new();
     let handle = tokio::spawn(app.run_until_stopped(token.clone()));
-    while !dispatched_all(&url, n).await {
+    let mut probe = Probe::connect(&url).await;
+    while !probe.done(n).await {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
