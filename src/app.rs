@@ -468,7 +468,7 @@ impl Application {
         // Drain: in-flight runs get up to one handler timeout to finish, then
         // the recorder commits what they produced.
         let deadline = config.performance.handler_timeout + Duration::from_millis(500);
-        if let Some(dispatcher) = pipeline.into_dispatcher() {
+        if let Some(dispatcher) = pipeline.into_dispatcher().await {
             if dispatcher.drain(deadline).await > 0 {
                 give_up.cancel();
             }

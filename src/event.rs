@@ -16,7 +16,10 @@ pub struct Event {
     id: i64,
     event_type: String,
     op: Option<String>,
-    raw: Box<RawValue>,
+    /// Valid JSON: every constructor parses it before keeping it.
+    raw: Box<str>,
+    /// `message.id` of a `message` event, read with the head.
+    message_id: Option<i64>,
     backfilled: bool,
     message: OnceLock<Option<Message>>,
 }
@@ -35,6 +38,8 @@ pub enum EventError {
     MissingId,
 }
 
+/// The fields read from every event on arrival, in one pass that also
+/// checks that the whole text is JSON.
 #[derive(Deserialize)]
 struct Head<'a> {
     #[serde(default)]
@@ -43,6 +48,68 @@ struct Head<'a> {
     event_type: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, default)]
     op: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    message: IdOf,
+}
+
+impl Head<'_> {
+    fn message_id(&self) -> Option<i64> {
+        match self.event_type.as_deref() {
+            Some("message") => self.message.0,
+            _ => None,
+        }
+    }
+}
+
+/// The integer `id` of a JSON object; `None` for anything else. Never an
+/// error, so an odd `message` field cannot make an event unreadable.
+#[derive(Default)]
+struct IdOf(Option<i64>);
+
+impl<'de> Deserialize<'de> for IdOf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<IdOf, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = IdOf;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<IdOf, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "id" {
+                        id = map.next_value::<serde_json::Value>()?.as_i64();
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(IdOf(id))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<IdOf, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(IdOf(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_unit<E>(self) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Event {
@@ -67,8 +134,10 @@ impl Event {
         fallback_id: Option<i64>,
         backfilled: bool,
     ) -> Result<Event, EventError> {
-        let head: Head<'_> = serde_json::from_str(raw.get())?;
+        let raw: Box<str> = raw.into();
+        let head: Head<'_> = serde_json::from_str(&raw)?;
         let id = head.id.or(fallback_id).ok_or(EventError::MissingId)?;
+        let message_id = head.message_id();
         let event_type = head.event_type.ok_or(EventError::MissingType)?.into_owned();
         let op = head.op.map(|o| o.into_owned());
         Ok(Event {
@@ -76,6 +145,7 @@ impl Event {
             event_type,
             op,
             raw,
+            message_id,
             backfilled,
             message: OnceLock::new(),
         })
@@ -89,42 +159,44 @@ impl Event {
     /// # Errors
     ///
     /// A description with the raw text when the event has no `id`.
-    pub fn from_wire(raw: Box<RawValue>) -> Result<Event, String> {
-        let (id, event_type, op) = match serde_json::from_str::<Head<'_>>(raw.get()) {
-            Ok(h) => (
-                h.id,
-                h.event_type.map(|t| t.into_owned()),
-                h.op.map(|o| o.into_owned()),
-            ),
-            Err(e) => return Err(format!("{e}: {}", raw.get())),
+    pub fn from_wire(text: &str) -> Result<Event, String> {
+        // Parsing the head checks the whole text: it is JSON once this
+        // succeeds, so it is kept as it is, without a second pass.
+        let head = match serde_json::from_str::<Head<'_>>(text) {
+            Ok(h) => h,
+            Err(e) => return Err(format!("{e}: {text}")),
         };
-        let Some(id) = id else {
-            return Err(format!(
-                "the event has no integer \"id\" field: {}",
-                raw.get()
-            ));
+        let Some(id) = head.id else {
+            return Err(format!("the event has no integer \"id\" field: {text}"));
         };
-        Ok(match event_type {
+        let message_id = head.message_id();
+        Ok(match head.event_type {
             Some(event_type) => Event {
                 id,
-                event_type,
-                op,
-                raw,
+                event_type: event_type.into_owned(),
+                op: head.op.map(|o| o.into_owned()),
+                raw: text.into(),
+                message_id,
                 backfilled: false,
                 message: OnceLock::new(),
             },
-            None => Event::malformed(raw, id),
+            None => Event::malformed_text(text.into(), id),
         })
     }
 
     /// Keeps an event that has an `id` but no string `type` under the type
     /// `malformed`, so that nothing Zulip sent is lost.
     pub fn malformed(raw: Box<RawValue>, id: i64) -> Event {
+        Event::malformed_text(raw.into(), id)
+    }
+
+    fn malformed_text(raw: Box<str>, id: i64) -> Event {
         Event {
             id,
             event_type: "malformed".to_owned(),
             op: None,
             raw,
+            message_id: None,
             backfilled: false,
             message: OnceLock::new(),
         }
@@ -205,7 +277,7 @@ impl Event {
 
     /// The JSON exactly as Zulip sent it.
     pub fn raw(&self) -> &str {
-        self.raw.get()
+        &self.raw
     }
 
     /// Whether the event was rebuilt from `GET /messages` after a gap.
@@ -230,7 +302,7 @@ impl Event {
                 struct Wrapper {
                     message: WireMessage,
                 }
-                serde_json::from_str::<Wrapper>(self.raw.get())
+                serde_json::from_str::<Wrapper>(&self.raw)
                     .ok()
                     .map(|w| w.message.into())
             })
@@ -239,7 +311,7 @@ impl Event {
 
     /// The id of the message a `message` event carries.
     pub fn message_id(&self) -> Option<i64> {
-        self.message().map(|m| m.id)
+        self.message_id
     }
 
     /// The user id an event is about or from, when it names one
@@ -258,7 +330,7 @@ impl Event {
             user_id: Option<i64>,
             sender: Option<Sender>,
         }
-        let actor: Actor = serde_json::from_str(self.raw.get()).ok()?;
+        let actor: Actor = serde_json::from_str(&self.raw).ok()?;
         actor.user_id.or(actor.sender.and_then(|s| s.user_id))
     }
 }
@@ -309,11 +381,41 @@ pub struct Message {
     pub content: String,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `display_recipient`: a channel name, or the direct-message recipients.
+/// Read straight from the parser (`#[serde(untagged)]` would buffer the
+/// value first and try each form in turn).
 enum WireRecipient {
     Channel(String),
     Direct(Vec<DirectRecipient>),
+}
+
+impl<'de> Deserialize<'de> for WireRecipient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<WireRecipient, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = WireRecipient;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a channel name or a list of recipients")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<WireRecipient, E> {
+                Ok(WireRecipient::Channel(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<WireRecipient, E> {
+                Ok(WireRecipient::Channel(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<WireRecipient, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(r) = seq.next_element::<DirectRecipient>()? {
+                    out.push(r);
+                }
+                Ok(WireRecipient::Direct(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -359,6 +461,57 @@ impl From<WireMessage> for Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_head_reads_the_message_id_and_tolerates_an_odd_message_field() {
+        let e = Event::from_wire(CHANNEL).unwrap();
+        assert_eq!((e.id(), e.message_id()), (5, Some(42)));
+        assert_eq!(e.raw(), CHANNEL);
+        // Only message events have a message id.
+        let r = Event::from_wire(r#"{"type":"reaction","id":1,"message":{"id":9}}"#).unwrap();
+        assert_eq!(r.message_id(), None);
+        // A `message` that is not an object, or has no integer id, is no
+        // reason to lose the event.
+        for odd in [
+            r#"{"type":"message","id":2,"message":"text"}"#,
+            r#"{"type":"message","id":2,"message":[1,{"id":3}]}"#,
+            r#"{"type":"message","id":2,"message":{"id":"x","nested":{"id":4}}}"#,
+            r#"{"type":"message","id":2,"message":null}"#,
+        ] {
+            let e = Event::from_wire(odd).unwrap();
+            assert_eq!((e.id(), e.message_id()), (2, None), "{odd}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_refused_on_the_wire() {
+        assert!(Event::from_wire(r#"{"type":"message","id":2"#).is_err());
+        assert!(Event::from_wire(r#"{"type":"message","id":2} x"#).is_err());
+        assert!(Event::from_wire(r#"{"type":"x","id":2,"s":"\q"}"#).is_err());
+    }
+
+    #[test]
+    fn a_direct_message_gets_its_recipients() {
+        let e = Event::from_wire(r#"{"type":"message","id":1,"message":{"id":8,"sender_id":7,"display_recipient":[{"id":7,"email":"a@x"},{"id":9,"email":"b@x"}],"content":"hi"}}"#).unwrap();
+        let m = e.message().unwrap();
+        match &m.recipient {
+            Recipient::Direct { recipients } => {
+                assert_eq!(
+                    recipients.iter().map(|r| r.id).collect::<Vec<_>>(),
+                    vec![7, 9]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = Event::from_wire(
+            r#"{"type":"message","id":1,"message":{"id":8,"sender_id":7,"display_recipient":5}}"#,
+        )
+        .unwrap();
+        assert!(
+            bad.message().is_none(),
+            "a recipient that is neither form gives no view"
+        );
+    }
 
     const CHANNEL: &str = r#"{"type":"message","message":{"id":42,"sender_id":7,"sender_email":"a@x.org","display_recipient":"general","stream_id":3,"subject":"lunch","timestamp":1790000000,"content":"hi  there"},"flags":[],"id":5}"#;
 

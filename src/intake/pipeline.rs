@@ -2,12 +2,22 @@
 //! hands its events. In the normal mode a batch is committed to the inbox
 //! (with the queue cursor, in one transaction) and then dispatched; in
 //! dry-run mode it is only described.
+//!
+//! Dispatch runs in a task of its own, fed committed batches through a
+//! channel of [`HANDOFF_BATCHES`] batches: the source commits batch k+1
+//! while batch k's runs are being started, instead of the two taking turns.
+//! The channel is the only buffer between them, so memory stays bounded,
+//! and a batch is handed over only after its commit, so nothing is
+//! dispatched that a crash could lose (committed events not yet dispatched
+//! are found again at the next start).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
@@ -56,9 +66,44 @@ pub enum PipelineError {
     Store(StoreError),
 }
 
+/// Committed batches that may wait for dispatch at once.
+pub const HANDOFF_BATCHES: usize = 2;
+
+/// The dispatch task and the channel that feeds it.
+struct Handoff {
+    tx: mpsc::Sender<Vec<StoredEvent>>,
+    task: JoinHandle<Dispatcher>,
+}
+
+impl Handoff {
+    fn start(dispatcher: Dispatcher) -> Handoff {
+        let (tx, mut rx) = mpsc::channel::<Vec<StoredEvent>>(HANDOFF_BATCHES);
+        let task = tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                for stored in batch {
+                    dispatcher.dispatch(stored, &[]).await;
+                }
+            }
+            dispatcher
+        });
+        Handoff { tx, task }
+    }
+}
+
+/// Where accepted events go.
+enum Sink {
+    Store {
+        store: Arc<dyn Store>,
+        handoff: Handoff,
+    },
+    DryRun {
+        listeners: Vec<Arc<dyn Listener>>,
+    },
+}
+
 /// The shared entry point of all sources.
 pub struct Pipeline {
-    mode: PipelineMode,
+    sink: Sink,
     instance: String,
     stored: AtomicU64,
     duplicates: AtomicU64,
@@ -66,10 +111,18 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline for `instance` in `mode`.
+    /// A pipeline for `instance` in `mode`. Starts the dispatch task, so
+    /// it must be called within the runtime.
     pub fn new(instance: String, mode: PipelineMode, state: Arc<State>) -> Pipeline {
+        let sink = match mode {
+            PipelineMode::Store { store, dispatcher } => Sink::Store {
+                store,
+                handoff: Handoff::start(*dispatcher),
+            },
+            PipelineMode::DryRun { listeners } => Sink::DryRun { listeners },
+        };
         Pipeline {
-            mode,
+            sink,
             instance,
             stored: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
@@ -84,9 +137,9 @@ impl Pipeline {
 
     /// The store, unless in dry-run mode.
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
-        match &self.mode {
-            PipelineMode::Store { store, .. } => Some(store),
-            PipelineMode::DryRun { .. } => None,
+        match &self.sink {
+            Sink::Store { store, .. } => Some(store),
+            Sink::DryRun { .. } => None,
         }
     }
 
@@ -100,11 +153,21 @@ impl Pipeline {
         self.duplicates.load(Ordering::Relaxed)
     }
 
-    /// Gives back the dispatcher, to drain it at shutdown.
-    pub fn into_dispatcher(self) -> Option<Dispatcher> {
-        match self.mode {
-            PipelineMode::Store { dispatcher, .. } => Some(*dispatcher),
-            PipelineMode::DryRun { .. } => None,
+    /// Gives back the dispatcher, to drain it at shutdown, once every
+    /// batch handed over has been dispatched (at once, after a stop).
+    pub async fn into_dispatcher(self) -> Option<Dispatcher> {
+        match self.sink {
+            Sink::Store { handoff, .. } => {
+                drop(handoff.tx);
+                match handoff.task.await {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        tracing::error!(error = %e, "The dispatch task failed; undispatched events are dispatched at next start");
+                        None
+                    }
+                }
+            }
+            Sink::DryRun { .. } => None,
         }
     }
 
@@ -129,29 +192,35 @@ impl Pipeline {
             events.into_iter().partition(Event::is_heartbeat);
         report.heartbeats = heartbeats.len();
         self.note_received(&events);
-        match &self.mode {
-            PipelineMode::DryRun { listeners } => {
+        match &self.sink {
+            Sink::DryRun { listeners } => {
                 describe(listeners, &events);
                 report.stored = events.len();
             }
-            PipelineMode::Store { store, dispatcher } => {
+            Sink::Store { store, handoff } => {
                 if events.is_empty() && cursor.is_none() {
                     return Ok(report);
                 }
                 let ids = self.append(store, source, &events, cursor, token).await?;
+                let mut batch = Vec::with_capacity(events.len());
                 for (event, id) in events.into_iter().zip(ids) {
                     match id {
-                        Some(inbox_id) => {
-                            report.stored += 1;
-                            dispatcher
-                                .dispatch(StoredEvent { inbox_id, event }, &[])
-                                .await;
-                        }
+                        Some(inbox_id) => batch.push(StoredEvent { inbox_id, event }),
                         None => {
                             report.duplicates += 1;
                             tracing::debug!(event_id = event.id(), message_id = ?event.message_id(), "Skipping an event already in the inbox");
                         }
                     }
+                }
+                report.stored = batch.len();
+                // Waits while the dispatch task is HANDOFF_BATCHES behind,
+                // which in turn holds back the next poll. Closed only if
+                // the task died: the batch is committed, so it is dispatched
+                // at the next start.
+                if !batch.is_empty() && handoff.tx.send(batch).await.is_err() {
+                    tracing::error!(
+                        "The dispatch task is gone; committed events wait for the next start"
+                    );
                 }
             }
         }

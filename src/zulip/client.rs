@@ -149,11 +149,7 @@ impl EventsPage {
             .iter()
             .map(|&(a, b)| {
                 let text = std::str::from_utf8(&self.body[a..b]).unwrap_or_default();
-                let raw = match RawValue::from_string(text.to_owned()) {
-                    Ok(raw) => raw,
-                    Err(e) => return Err(format!("{e}: {text}")),
-                };
-                Event::from_wire(raw)
+                Event::from_wire(text)
             })
             .collect()
     }

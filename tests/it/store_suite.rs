@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::listeners::{ActivityKind, ActivityRecord, Record};
+use zulip_event_listeners::listeners::{ActivityKind, ActivityRecord, MessageLogRecord, Record};
 use zulip_event_listeners::store::{self, Cursor, RunRecord, Store};
 
 use crate::support::*;
@@ -144,6 +144,59 @@ async fn suite(backend: Backend) {
 
     let summary = s.summary().await.unwrap();
     assert_eq!((summary.inbox, summary.eventlog, summary.users), (2, 3, 1));
+
+    // A batch mixing a stored event with new ones (the fast path's unique
+    // violation, then the careful retry on PostgreSQL): the new ones are
+    // stored once, the stored one is a duplicate, and the cursor moves.
+    let later = Cursor {
+        last_event_id: 3,
+        last_message_id: Some(13),
+        ..cursor.clone()
+    };
+    let mixed = s
+        .append(
+            "i",
+            "q1",
+            &[message(1, 11), message(2, 12), message(3, 13)],
+            Some(&later),
+        )
+        .await
+        .unwrap();
+    assert_eq!(mixed[0], None, "{mixed:?}");
+    assert!(mixed[1].is_some() && mixed[2].is_some(), "{mixed:?}");
+    assert_eq!(s.load_cursor("i").await.unwrap(), Some(later));
+    assert_eq!(s.summary().await.unwrap().inbox, 4);
+
+    // A message logged twice (a replay) keeps one row; the second run is
+    // still recorded.
+    let log = |inbox_id| {
+        run(
+            inbox_id,
+            "message_logger",
+            vec![Record::MessageLog(MessageLogRecord {
+                message_id: 12,
+                sender_id: 3,
+                sender_email: "s@x".into(),
+                recipient_type: "channel",
+                channel: Some("general".into()),
+                topic: Some("t".into()),
+                dm_recipients: None,
+                content_length: 2,
+                sent_at: chrono::Utc::now(),
+            })],
+        )
+    };
+    let c = mixed[1].unwrap();
+    s.record("i", &[log(c)], None).await.unwrap();
+    s.record("i", &[log(c), run(c, "z", vec![])], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_messagelog")
+            .await,
+        1
+    );
+    assert_eq!(s.summary().await.unwrap().eventlog, 6);
     db.drop_db().await;
 }
 
