@@ -235,15 +235,17 @@ impl Pipeline {
         Ok(report)
     }
 
-    /// Counts received events by type and measures their lag.
+    /// Counts received events by type and measures their lag. Counts are
+    /// summed per batch first: a labelled counter is a locked map lookup.
     fn note_received(&self, events: &[Event]) {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        let mut by_type: Vec<(&str, u64)> = Vec::new();
         for e in events {
-            self.state
-                .metrics
-                .events_received
-                .with_label_values(&[type_label(e.event_type())])
-                .inc();
+            let label = type_label(e.event_type());
+            match by_type.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, n)) => *n += 1,
+                None => by_type.push((label, 1)),
+            }
             if let Some(m) = e.message() {
                 if !e.is_backfilled() && m.timestamp > 0 {
                     self.state
@@ -253,6 +255,13 @@ impl Pipeline {
                 }
             }
             tracing::debug!(event_id = e.id(), event_type = e.event_type(), op = ?e.op(), "Received an event");
+        }
+        for (label, n) in by_type {
+            self.state
+                .metrics
+                .events_received
+                .with_label_values(&[label])
+                .inc_by(n);
         }
     }
 
@@ -344,25 +353,33 @@ impl Pipeline {
     }
 }
 
-/// Dry-run output: one line per event with the listeners that would run.
+/// Dry-run output: one line per event with the listeners that would run,
+/// written through one buffer per batch (a line-buffered stdout would make
+/// a system call per event).
 fn describe(listeners: &[Arc<dyn Listener>], events: &[Event]) {
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut kind = String::new();
+    let mut runs = String::new();
     for e in events {
-        let names: Vec<&str> = interested(listeners, e.event_type())
-            .into_iter()
-            .map(|i| listeners[i].name())
-            .collect();
-        let kind = match e.op() {
-            Some(op) => format!("{}/{op}", e.event_type()),
-            None => e.event_type().to_owned(),
-        };
-        let runs = if names.is_empty() {
-            "no listener".to_owned()
-        } else {
-            names.join(", ")
-        };
+        kind.clear();
+        kind.push_str(e.event_type());
+        if let Some(op) = e.op() {
+            kind.push('/');
+            kind.push_str(op);
+        }
+        runs.clear();
+        for i in interested(listeners, e.event_type()) {
+            if !runs.is_empty() {
+                runs.push_str(", ");
+            }
+            runs.push_str(listeners[i].name());
+        }
+        if runs.is_empty() {
+            runs.push_str("no listener");
+        }
         // A closed stdout (a pipe to `head`) is not worth failing over.
         let _ = writeln!(out, "event {:>6}  {kind:<28} would run: {runs}", e.id());
     }
+    let _ = out.flush();
 }
