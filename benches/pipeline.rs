@@ -344,6 +344,7 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
                 > 0.0
         {
             first_received = Some(Instant::now());
+            eprintln!("[{label}] first event received");
         }
         let done = if dry_run {
             scrape(port, "zulip_event_listeners_events_received_total")
