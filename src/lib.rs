@@ -38,6 +38,7 @@ pub mod health;
 pub mod http;
 pub mod intake;
 pub mod listeners;
+pub mod malloc_tuning;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
