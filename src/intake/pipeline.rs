@@ -191,9 +191,9 @@ impl Pipeline {
         let (heartbeats, events): (Vec<Event>, Vec<Event>) =
             events.into_iter().partition(Event::is_heartbeat);
         report.heartbeats = heartbeats.len();
-        self.note_received(&events);
         match &self.sink {
             Sink::DryRun { listeners } => {
+                self.note_received(&events);
                 describe(listeners, &events);
                 report.stored = events.len();
             }
@@ -201,7 +201,14 @@ impl Pipeline {
                 if events.is_empty() && cursor.is_none() {
                     return Ok(report);
                 }
-                let ids = self.append(store, source, &events, cursor, token).await?;
+                // Counting and parsing the messages' views (for the lag
+                // metric, and kept for the listeners) runs while the
+                // database commits.
+                let (ids, ()) =
+                    tokio::join!(self.append(store, source, &events, cursor, token), async {
+                        self.note_received(&events)
+                    });
+                let ids = ids?;
                 let mut batch = Vec::with_capacity(events.len());
                 for (event, id) in events.into_iter().zip(ids) {
                     match id {

@@ -226,37 +226,39 @@ impl<'a> Intake<'a> {
             self.note_poll_success();
             backoff.reset();
             // Commit a large page in chunks, acknowledging each as it is
-            // committed: memory stays bounded by the page's bytes plus one
-            // chunk, and listener runs start while later chunks are written.
+            // committed: memory stays bounded by the page's bytes plus two
+            // chunks, and listener runs start while later chunks are
+            // written. The next chunk is parsed while this one commits.
+            // An empty page is one empty chunk: its cursor may still move.
+            let mut ranges: Vec<std::ops::Range<usize>> = (0..items.len())
+                .step_by(INTAKE_CHUNK)
+                .map(|s| s..(s + INTAKE_CHUNK).min(items.len()))
+                .collect();
+            if ranges.is_empty() {
+                ranges.push(0..0);
+            }
             let mut committed = current.clone();
             let mut stop = None;
-            let mut start = 0;
-            while start < items.len() || (start == 0 && items.is_empty()) {
-                let end = (start + INTAKE_CHUNK).min(items.len());
-                let mut next = committed.clone();
-                let mut events = Vec::with_capacity(end - start);
-                for item in items.chunk(start..end) {
-                    match item {
-                        Ok(e) => {
-                            next.last_event_id = next.last_event_id.max(e.id());
-                            if let Some(m) = e.message_id() {
-                                next.last_message_id = next.last_message_id.max(Some(m));
-                            }
-                            events.push(e);
-                        }
-                        Err(raw) => tracing::error!(queue_id = %current.queue_id, event = %raw,
-                            "Zulip sent an event without an id; it cannot be stored"),
-                    }
-                }
-                start = end.max(1);
+            let mut following = ranges.iter().skip(1).cloned();
+            let mut prepared = Some(prepare(
+                &items,
+                ranges[0].clone(),
+                &committed,
+                &current.queue_id,
+            ));
+            while let Some((events, next)) = prepared.take() {
+                let range = following.next();
                 if next == committed {
+                    prepared = range.map(|r| prepare(&items, r, &committed, &current.queue_id));
                     continue;
                 }
-                match self
-                    .pipeline
-                    .accept(&current.queue_id, events, Some(&next), &token)
-                    .await
-                {
+                let (result, after) = tokio::join!(
+                    self.pipeline
+                        .accept(&current.queue_id, events, Some(&next), &token),
+                    async { range.map(|r| prepare(&items, r, &next, &current.queue_id)) }
+                );
+                prepared = after;
+                match result {
                     Ok(r) if r.stored > 0 => {
                         self.state
                             .intake
@@ -498,6 +500,33 @@ impl<'a> Intake<'a> {
         );
         Ok(newest)
     }
+}
+
+/// Parses the events of `range` of a page and the cursor that committing
+/// them moves to (from `base`). Events without an id are reported and left
+/// out: they cannot be acknowledged or stored.
+fn prepare(
+    items: &crate::zulip::EventsPage,
+    range: std::ops::Range<usize>,
+    base: &Cursor,
+    queue_id: &str,
+) -> (Vec<Event>, Cursor) {
+    let mut next = base.clone();
+    let mut events = Vec::with_capacity(range.len());
+    for item in items.chunk(range) {
+        match item {
+            Ok(e) => {
+                next.last_event_id = next.last_event_id.max(e.id());
+                if let Some(m) = e.message_id() {
+                    next.last_message_id = next.last_message_id.max(Some(m));
+                }
+                events.push(e);
+            }
+            Err(raw) => tracing::error!(queue_id, event = %raw,
+                "Zulip sent an event without an id; it cannot be stored"),
+        }
+    }
+    (events, next)
 }
 
 /// Resolves when the wall clock moves more than 10 s away from the

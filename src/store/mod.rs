@@ -6,6 +6,7 @@ mod aggregate;
 mod backend;
 mod postgres;
 mod postgres_admin;
+mod postgres_record;
 mod postgres_stats;
 mod sqlite;
 mod sqlite_admin;

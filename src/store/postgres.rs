@@ -13,15 +13,14 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 
-use super::aggregate::{activity_totals, stats_buckets};
 use super::backend::{
     CleanupCounts, Cursor, RunRecord, Store, StoreError, StoreOptions, StoredEvent, Summary,
     Unfinished,
 };
+use super::postgres_record::{MessageLogMode, RecordStatement};
 use crate::event::Event;
-use crate::listeners::Record;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -68,7 +67,11 @@ impl PgStore {
         &self.pool
     }
 
-    /// One try at storing `events` and the cursor: one transaction.
+    /// One try at storing `events` and the cursor: one statement, so one
+    /// round trip and its own transaction (data-modifying `WITH` parts all
+    /// run, atomically). A `BEGIN`, `INSERT`, cursor `INSERT`, `COMMIT`
+    /// sequence costs four round trips, and the server sits idle in the
+    /// transaction between them.
     async fn append_once(
         &self,
         instance: &str,
@@ -77,46 +80,54 @@ impl PgStore {
         cursor: Option<&Cursor>,
         mode: Insert,
     ) -> Result<Vec<Option<i64>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut ids = vec![None; events.len()];
-        if !events.is_empty() {
-            let event_ids: Vec<i64> = events.iter().map(Event::id).collect();
-            let types: Vec<&str> = events.iter().map(Event::event_type).collect();
-            let ops: Vec<Option<&str>> = events.iter().map(Event::op).collect();
-            let message_ids: Vec<Option<i64>> = events.iter().map(Event::message_id).collect();
-            let backfilled: Vec<bool> = events.iter().map(Event::is_backfilled).collect();
-            let raws: Vec<&str> = events.iter().map(Event::raw).collect();
-            let sql = match mode {
-                Insert::Plain => INBOX_INSERT,
-                Insert::SkipExisting => INBOX_INSERT_SKIP_EXISTING,
-            };
-            let rows = sqlx::query(sql)
-                .bind(instance)
-                .bind(source)
-                .bind(&event_ids)
-                .bind(&types)
-                .bind(&ops)
-                .bind(&message_ids)
-                .bind(&backfilled)
-                .bind(&raws)
-                .fetch_all(&mut *tx)
-                .await?;
-            let by_event: HashMap<i64, i64> = rows
-                .iter()
-                .map(|r| (r.get::<i64, _>(1), r.get::<i64, _>(0)))
-                .collect();
-            for (slot, id) in ids.iter_mut().zip(&event_ids) {
-                *slot = by_event.get(id).copied();
+        if events.is_empty() {
+            if let Some(c) = cursor {
+                let mut conn = self.pool.acquire().await?;
+                write_cursor(&mut conn, instance, c).await?;
             }
+            return Ok(Vec::new());
         }
+        let event_ids: Vec<i64> = events.iter().map(Event::id).collect();
+        let types: Vec<&str> = events.iter().map(Event::event_type).collect();
+        let ops: Vec<Option<&str>> = events.iter().map(Event::op).collect();
+        let message_ids: Vec<Option<i64>> = events.iter().map(Event::message_id).collect();
+        let backfilled: Vec<bool> = events.iter().map(Event::is_backfilled).collect();
+        let raws: Vec<&str> = events.iter().map(Event::raw).collect();
+        let sql = match (mode, cursor.is_some()) {
+            (Insert::Plain, false) => APPEND_PLAIN,
+            (Insert::Plain, true) => APPEND_PLAIN_CURSOR,
+            (Insert::SkipExisting, false) => APPEND_SKIP,
+            (Insert::SkipExisting, true) => APPEND_SKIP_CURSOR,
+        };
+        let mut query = sqlx::query(sql)
+            .bind(instance)
+            .bind(source)
+            .bind(&event_ids)
+            .bind(&types)
+            .bind(&ops)
+            .bind(&message_ids)
+            .bind(&backfilled)
+            .bind(&raws);
         if let Some(c) = cursor {
-            write_cursor(&mut tx, instance, c).await?;
+            query = query
+                .bind(&c.site)
+                .bind(&c.queue_id)
+                .bind(c.last_event_id)
+                .bind(c.last_message_id);
         }
-        tx.commit().await?;
-        Ok(ids)
+        let rows = query.fetch_all(&self.pool).await?;
+        let by_event: HashMap<i64, i64> = rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(1), r.get::<i64, _>(0)))
+            .collect();
+        Ok(event_ids
+            .iter()
+            .map(|id| by_event.get(id).copied())
+            .collect())
     }
 
-    /// One try at recording `runs`: all in one transaction.
+    /// One try at recording `runs`: one statement (see
+    /// [`super::postgres_record`]).
     async fn record_once(
         &self,
         instance: &str,
@@ -125,32 +136,16 @@ impl PgStore {
         batch: i64,
         mode: Insert,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if !runs.is_empty() {
-            insert_eventlog(&mut tx, runs).await?;
-            super::postgres_admin::insert_dead_letters(&mut tx, runs).await?;
-            insert_messagelog(&mut tx, runs, mode).await?;
-            upsert_activity(&mut tx, runs).await?;
-            if self.opts.stats_enabled {
-                upsert_stats(&mut tx, runs, &self.opts).await?;
-            }
+        let mode = match mode {
+            Insert::Plain => MessageLogMode::Plain,
+            Insert::SkipExisting => MessageLogMode::SkipExisting,
+        };
+        let statement =
+            RecordStatement::build(instance, runs, dispatched_through, batch, &self.opts, mode)
+                .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
+        if let Some((sql, args)) = statement.into_parts() {
+            sqlx::query_with(&sql, args).execute(&self.pool).await?;
         }
-        if let Some(through) = dispatched_through {
-            sqlx::query(
-                "INSERT INTO event_listeners_cursor (instance, dispatched_through, record_batch, updated_at)
-                 VALUES ($1, $2, $3, now())
-                 ON CONFLICT (instance) DO UPDATE SET dispatched_through =
-                   GREATEST(event_listeners_cursor.dispatched_through, excluded.dispatched_through),
-                   record_batch = CASE WHEN excluded.record_batch = 0
-                     THEN event_listeners_cursor.record_batch ELSE excluded.record_batch END",
-            )
-            .bind(instance)
-            .bind(through)
-            .bind(batch)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 }
@@ -174,54 +169,66 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
 }
 
-const INBOX_INSERT: &str = "INSERT INTO event_listeners_inbox
-       (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw)
-     SELECT $1, $2, t.event_id, t.event_type, t.op, t.message_id, t.backfilled, t.raw
-     FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[])
-       AS t(event_id, event_type, op, message_id, backfilled, raw)
-     RETURNING id, event_id";
+/// `$1` instance, `$2` queue (source), `$3`-`$8` the events' columns.
+macro_rules! inbox_insert {
+    ($conflict:literal) => {
+        concat!(
+            "INSERT INTO event_listeners_inbox
+               (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw)
+             SELECT $1, $2, t.event_id, t.event_type, t.op, t.message_id, t.backfilled, t.raw
+             FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[])
+               AS t(event_id, event_type, op, message_id, backfilled, raw) ",
+            $conflict,
+            " RETURNING id, event_id"
+        )
+    };
+}
 
-const INBOX_INSERT_SKIP_EXISTING: &str = "INSERT INTO event_listeners_inbox
-       (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw)
-     SELECT $1, $2, t.event_id, t.event_type, t.op, t.message_id, t.backfilled, t.raw
-     FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[])
-       AS t(event_id, event_type, op, message_id, backfilled, raw)
-     ON CONFLICT DO NOTHING
-     RETURNING id, event_id";
+/// The cursor's upsert: `$1` instance, then the placeholders of site,
+/// queue id, last event id and last message id.
+macro_rules! cursor_upsert {
+    ($site:literal, $queue:literal, $event:literal, $message:literal) => {
+        concat!(
+            "INSERT INTO event_listeners_cursor (instance, site, queue_id, last_event_id, last_message_id, updated_at)
+             VALUES ($1, ", $site, ", ", $queue, ", ", $event, ", ", $message, ", now())
+             ON CONFLICT (instance) DO UPDATE SET
+               site = excluded.site, queue_id = excluded.queue_id, last_event_id = excluded.last_event_id,
+               last_message_id = GREATEST(event_listeners_cursor.last_message_id, excluded.last_message_id),
+               updated_at = now()"
+        )
+    };
+}
 
-const MESSAGELOG_INSERT: &str = "INSERT INTO event_listeners_messagelog
-       (message_id, inbox_id, sender_id, sender_email, recipient_type, channel, topic,
-        dm_recipients, content_length, sent_at)
-     SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[],
-                          $6::text[], $7::text[], $8::text[], $9::int4[], $10::timestamptz[])";
-
-const MESSAGELOG_INSERT_SKIP_EXISTING: &str = "INSERT INTO event_listeners_messagelog
-       (message_id, inbox_id, sender_id, sender_email, recipient_type, channel, topic,
-        dm_recipients, content_length, sent_at)
-     SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[],
-                          $6::text[], $7::text[], $8::text[], $9::int4[], $10::timestamptz[])
-     ON CONFLICT (message_id) DO NOTHING";
+const APPEND_PLAIN: &str = inbox_insert!("");
+const APPEND_SKIP: &str = inbox_insert!("ON CONFLICT DO NOTHING");
+const APPEND_PLAIN_CURSOR: &str = concat!(
+    "WITH ins AS (",
+    inbox_insert!(""),
+    "), cur AS (",
+    cursor_upsert!("$9", "$10", "$11", "$12"),
+    ") SELECT id, event_id FROM ins"
+);
+const APPEND_SKIP_CURSOR: &str = concat!(
+    "WITH ins AS (",
+    inbox_insert!("ON CONFLICT DO NOTHING"),
+    "), cur AS (",
+    cursor_upsert!("$9", "$10", "$11", "$12"),
+    ") SELECT id, event_id FROM ins"
+);
 
 async fn write_cursor(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut sqlx::PgConnection,
     instance: &str,
     c: &Cursor,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO event_listeners_cursor (instance, site, queue_id, last_event_id, last_message_id, updated_at)
-         VALUES ($1, $2, $3, $4, $5, now())
-         ON CONFLICT (instance) DO UPDATE SET
-           site = excluded.site, queue_id = excluded.queue_id, last_event_id = excluded.last_event_id,
-           last_message_id = GREATEST(event_listeners_cursor.last_message_id, excluded.last_message_id),
-           updated_at = now()",
-    )
-    .bind(instance)
-    .bind(&c.site)
-    .bind(&c.queue_id)
-    .bind(c.last_event_id)
-    .bind(c.last_message_id)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(cursor_upsert!("$2", "$3", "$4", "$5"))
+        .bind(instance)
+        .bind(&c.site)
+        .bind(&c.queue_id)
+        .bind(c.last_event_id)
+        .bind(c.last_message_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -441,173 +448,6 @@ pub(super) fn rows_to_unfinished(
         }
     }
     Ok(out)
-}
-
-async fn insert_eventlog(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[RunRecord],
-) -> Result<(), sqlx::Error> {
-    let names: Vec<&str> = runs.iter().map(|r| &*r.listener).collect();
-    let inbox: Vec<i64> = runs.iter().map(|r| r.inbox_id).collect();
-    let types: Vec<&str> = runs.iter().map(|r| &*r.event_type).collect();
-    let success: Vec<bool> = runs.iter().map(|r| r.success).collect();
-    let attempts: Vec<i32> = runs.iter().map(|r| r.attempts as i32).collect();
-    let errors: Vec<Option<&str>> = runs.iter().map(|r| r.error.as_deref()).collect();
-    let durations: Vec<f64> = runs.iter().map(|r| r.duration.as_secs_f64()).collect();
-    let times: Vec<DateTime<Utc>> = runs.iter().map(|r| r.finished_at).collect();
-    sqlx::query(
-        "INSERT INTO event_listeners_eventlog
-           (listener_name, inbox_id, event_type, success, attempts, error, duration, timestamp)
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::bool[], $5::int4[],
-                              $6::text[], $7::float8[], $8::timestamptz[])",
-    )
-    .bind(&names)
-    .bind(&inbox)
-    .bind(&types)
-    .bind(&success)
-    .bind(&attempts)
-    .bind(&errors)
-    .bind(&durations)
-    .bind(&times)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn insert_messagelog(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[RunRecord],
-    mode: Insert,
-) -> Result<(), sqlx::Error> {
-    let logs: Vec<(i64, &crate::listeners::MessageLogRecord)> = runs
-        .iter()
-        .flat_map(|r| {
-            r.records.iter().filter_map(move |rec| match rec {
-                Record::MessageLog(m) => Some((r.inbox_id, m)),
-                Record::Activity(_) => None,
-            })
-        })
-        .collect();
-    if logs.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(match mode {
-        Insert::Plain => MESSAGELOG_INSERT,
-        Insert::SkipExisting => MESSAGELOG_INSERT_SKIP_EXISTING,
-    })
-    .bind(logs.iter().map(|(_, m)| m.message_id).collect::<Vec<_>>())
-    .bind(logs.iter().map(|(i, _)| *i).collect::<Vec<_>>())
-    .bind(logs.iter().map(|(_, m)| m.sender_id).collect::<Vec<_>>())
-    .bind(
-        logs.iter()
-            .map(|(_, m)| m.sender_email.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        logs.iter()
-            .map(|(_, m)| m.recipient_type)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        logs.iter()
-            .map(|(_, m)| m.channel.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        logs.iter()
-            .map(|(_, m)| m.topic.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        logs.iter()
-            .map(|(_, m)| m.dm_recipients.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        logs.iter()
-            .map(|(_, m)| m.content_length as i32)
-            .collect::<Vec<_>>(),
-    )
-    .bind(logs.iter().map(|(_, m)| m.sent_at).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn upsert_activity(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[RunRecord],
-) -> Result<(), sqlx::Error> {
-    let totals = activity_totals(runs);
-    if totals.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO event_listeners_useractivity AS a
-           (user_id, email, last_seen, message_count, reaction_count, presence_count, typing_count)
-         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::timestamptz[], $4::int8[], $5::int8[],
-                              $6::int8[], $7::int8[])
-         ON CONFLICT (user_id) DO UPDATE SET
-           email = COALESCE(excluded.email, a.email),
-           last_seen = GREATEST(a.last_seen, excluded.last_seen),
-           message_count = a.message_count + excluded.message_count,
-           reaction_count = a.reaction_count + excluded.reaction_count,
-           presence_count = a.presence_count + excluded.presence_count,
-           typing_count = a.typing_count + excluded.typing_count",
-    )
-    .bind(totals.iter().map(|t| t.user_id).collect::<Vec<_>>())
-    .bind(
-        totals
-            .iter()
-            .map(|t| t.email.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(totals.iter().map(|t| t.last_seen).collect::<Vec<_>>())
-    .bind(totals.iter().map(|t| t.messages).collect::<Vec<_>>())
-    .bind(totals.iter().map(|t| t.reactions).collect::<Vec<_>>())
-    .bind(totals.iter().map(|t| t.presence).collect::<Vec<_>>())
-    .bind(totals.iter().map(|t| t.typing).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn upsert_stats(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[RunRecord],
-    opts: &StoreOptions,
-) -> Result<(), sqlx::Error> {
-    let buckets = stats_buckets(runs, opts.stats_interval);
-    sqlx::query(
-        "INSERT INTO event_listeners_listenerstats AS s
-           (listener_name, bucket_start, total_events, successful_events, failed_events,
-            total_duration, max_duration, last_success)
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[],
-                              $6::float8[], $7::float8[], $8::timestamptz[])
-         ON CONFLICT (listener_name, bucket_start) DO UPDATE SET
-           total_events = s.total_events + excluded.total_events,
-           successful_events = s.successful_events + excluded.successful_events,
-           failed_events = s.failed_events + excluded.failed_events,
-           total_duration = s.total_duration + excluded.total_duration,
-           max_duration = GREATEST(s.max_duration, excluded.max_duration),
-           last_success = GREATEST(s.last_success, excluded.last_success)",
-    )
-    .bind(
-        buckets
-            .iter()
-            .map(|b| b.listener.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(buckets.iter().map(|b| b.bucket_start).collect::<Vec<_>>())
-    .bind(buckets.iter().map(|b| b.total).collect::<Vec<_>>())
-    .bind(buckets.iter().map(|b| b.successes).collect::<Vec<_>>())
-    .bind(buckets.iter().map(|b| b.failures).collect::<Vec<_>>())
-    .bind(buckets.iter().map(|b| b.total_duration).collect::<Vec<_>>())
-    .bind(buckets.iter().map(|b| b.max_duration).collect::<Vec<_>>())
-    .bind(buckets.iter().map(|b| b.last_success).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 async fn summary_queries(pool: &PgPool) -> Result<Summary, StoreError> {

@@ -1,47 +1,15 @@
-//! [`AdminStore`] for [`PgStore`], and the dead-letter insert that
-//! [`super::Store::record`] runs in its transaction.
+//! [`AdminStore`] for [`PgStore`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 
 use super::admin::{
     attempts, inbox_event, merge_overview, AdminStore, AuditAction, DeadLetter, ListenerOverview,
     ListenerState, LoggedEvent,
 };
-use super::backend::{RunRecord, StoreError};
+use super::backend::StoreError;
 use super::postgres::PgStore;
-
-/// Inserts one `event_listeners_deadletter` row per run of `runs` marked
-/// [`RunRecord::dead_letter`], in one statement.
-pub(super) async fn insert_dead_letters(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[RunRecord],
-) -> Result<(), sqlx::Error> {
-    let dead: Vec<&RunRecord> = runs.iter().filter(|r| r.dead_letter).collect();
-    if dead.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO event_listeners_deadletter
-           (listener_name, inbox_id, event_type, error, attempts, created_at)
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[],
-                              $6::timestamptz[])",
-    )
-    .bind(dead.iter().map(|r| &*r.listener).collect::<Vec<_>>())
-    .bind(dead.iter().map(|r| r.inbox_id).collect::<Vec<_>>())
-    .bind(dead.iter().map(|r| &*r.event_type).collect::<Vec<_>>())
-    .bind(dead.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
-    .bind(
-        dead.iter()
-            .map(|r| i32::try_from(r.attempts).unwrap_or(i32::MAX))
-            .collect::<Vec<_>>(),
-    )
-    .bind(dead.iter().map(|r| r.finished_at).collect::<Vec<_>>())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 async fn insert_audit(
     conn: &mut sqlx::PgConnection,

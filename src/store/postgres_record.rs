@@ -1,0 +1,309 @@
+//! The recorder's write on PostgreSQL: one statement per batch.
+//!
+//! A batch of runs touches up to six tables (event log, dead letters,
+//! message log, user activity, listener stats, the dispatch watermark).
+//! Sent as six statements inside `BEGIN`/`COMMIT`, that is eight round
+//! trips, and the server waits idle in the transaction between them while
+//! the daemon's threads are busy elsewhere. Here each table's write is one
+//! data-modifying `WITH` part of a single statement: one round trip, one
+//! implicit transaction, all or nothing. Every part is executed whether or
+//! not the final `SELECT` reads it.
+//!
+//! The statement's text depends only on which parts a batch needs, so there
+//! are a handful of texts and each is prepared once per connection.
+
+use sqlx::encode::Encode;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, Postgres, Type};
+
+use super::aggregate::{activity_totals, stats_buckets};
+use super::backend::{RunRecord, StoreOptions};
+use crate::listeners::{MessageLogRecord, Record};
+
+/// How the message log treats a message logged already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MessageLogMode {
+    /// Plain insert: a message logged already fails the statement (and the
+    /// caller retries with [`MessageLogMode::SkipExisting`]).
+    Plain,
+    /// `ON CONFLICT (message_id) DO NOTHING`.
+    SkipExisting,
+}
+
+/// The statement and its arguments, built part by part.
+pub(super) struct RecordStatement {
+    parts: Vec<String>,
+    args: PgArguments,
+    next: usize,
+}
+
+impl RecordStatement {
+    /// The statement for `runs`, the watermark and the batch tag.
+    pub(super) fn build(
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+        batch: i64,
+        opts: &StoreOptions,
+        mode: MessageLogMode,
+    ) -> Result<RecordStatement, sqlx::error::BoxDynError> {
+        let mut s = RecordStatement {
+            parts: Vec::new(),
+            args: PgArguments::default(),
+            next: 1,
+        };
+        if !runs.is_empty() {
+            s.eventlog(runs)?;
+            s.dead_letters(runs)?;
+            s.messagelog(runs, mode)?;
+            s.activity(runs)?;
+            if opts.stats_enabled {
+                s.stats(runs, opts)?;
+            }
+        }
+        if let Some(through) = dispatched_through {
+            s.watermark(instance, through, batch)?;
+        }
+        Ok(s)
+    }
+
+    /// The SQL text and its arguments; `None` when there is nothing to write.
+    pub(super) fn into_parts(self) -> Option<(String, PgArguments)> {
+        if self.parts.is_empty() {
+            return None;
+        }
+        let withs: Vec<String> = self
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("w{i} AS ({p})"))
+            .collect();
+        Some((format!("WITH {} SELECT 1", withs.join(", ")), self.args))
+    }
+
+    /// Binds `value` and returns its placeholder, such as `$3`.
+    fn bind<'q, T>(&mut self, value: T) -> Result<String, sqlx::error::BoxDynError>
+    where
+        T: Encode<'q, Postgres> + Type<Postgres> + Send + 'q,
+    {
+        self.args.add(value)?;
+        let p = format!("${}", self.next);
+        self.next += 1;
+        Ok(p)
+    }
+
+    fn eventlog(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
+        let names = self.bind(runs.iter().map(|r| &*r.listener).collect::<Vec<_>>())?;
+        let inbox = self.bind(runs.iter().map(|r| r.inbox_id).collect::<Vec<_>>())?;
+        let types = self.bind(runs.iter().map(|r| &*r.event_type).collect::<Vec<_>>())?;
+        let success = self.bind(runs.iter().map(|r| r.success).collect::<Vec<_>>())?;
+        let attempts = self.bind(
+            runs.iter()
+                .map(|r| attempts(r.attempts))
+                .collect::<Vec<_>>(),
+        )?;
+        let errors = self.bind(runs.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())?;
+        let durations = self.bind(
+            runs.iter()
+                .map(|r| r.duration.as_secs_f64())
+                .collect::<Vec<_>>(),
+        )?;
+        let times = self.bind(runs.iter().map(|r| r.finished_at).collect::<Vec<_>>())?;
+        self.parts.push(format!(
+            "INSERT INTO event_listeners_eventlog
+               (listener_name, inbox_id, event_type, success, attempts, error, duration, timestamp)
+             SELECT * FROM UNNEST({names}::text[], {inbox}::int8[], {types}::text[],
+               {success}::bool[], {attempts}::int4[], {errors}::text[], {durations}::float8[],
+               {times}::timestamptz[])"
+        ));
+        Ok(())
+    }
+
+    fn dead_letters(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
+        let dead: Vec<&RunRecord> = runs.iter().filter(|r| r.dead_letter).collect();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let names = self.bind(dead.iter().map(|r| &*r.listener).collect::<Vec<_>>())?;
+        let inbox = self.bind(dead.iter().map(|r| r.inbox_id).collect::<Vec<_>>())?;
+        let types = self.bind(dead.iter().map(|r| &*r.event_type).collect::<Vec<_>>())?;
+        let errors = self.bind(dead.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())?;
+        let tries = self.bind(
+            dead.iter()
+                .map(|r| attempts(r.attempts))
+                .collect::<Vec<_>>(),
+        )?;
+        let times = self.bind(dead.iter().map(|r| r.finished_at).collect::<Vec<_>>())?;
+        self.parts.push(format!(
+            "INSERT INTO event_listeners_deadletter
+               (listener_name, inbox_id, event_type, error, attempts, created_at)
+             SELECT * FROM UNNEST({names}::text[], {inbox}::int8[], {types}::text[],
+               {errors}::text[], {tries}::int4[], {times}::timestamptz[])"
+        ));
+        Ok(())
+    }
+
+    fn messagelog(
+        &mut self,
+        runs: &[RunRecord],
+        mode: MessageLogMode,
+    ) -> Result<(), sqlx::error::BoxDynError> {
+        let logs: Vec<(i64, &MessageLogRecord)> = runs
+            .iter()
+            .flat_map(|r| {
+                r.records.iter().filter_map(move |rec| match rec {
+                    Record::MessageLog(m) => Some((r.inbox_id, m)),
+                    Record::Activity(_) => None,
+                })
+            })
+            .collect();
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let ids = self.bind(logs.iter().map(|(_, m)| m.message_id).collect::<Vec<_>>())?;
+        let inbox = self.bind(logs.iter().map(|(i, _)| *i).collect::<Vec<_>>())?;
+        let senders = self.bind(logs.iter().map(|(_, m)| m.sender_id).collect::<Vec<_>>())?;
+        let emails = self.bind(
+            logs.iter()
+                .map(|(_, m)| m.sender_email.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        let kinds = self.bind(
+            logs.iter()
+                .map(|(_, m)| m.recipient_type)
+                .collect::<Vec<_>>(),
+        )?;
+        let channels = self.bind(
+            logs.iter()
+                .map(|(_, m)| m.channel.as_deref())
+                .collect::<Vec<_>>(),
+        )?;
+        let topics = self.bind(
+            logs.iter()
+                .map(|(_, m)| m.topic.as_deref())
+                .collect::<Vec<_>>(),
+        )?;
+        let dms = self.bind(
+            logs.iter()
+                .map(|(_, m)| m.dm_recipients.as_deref())
+                .collect::<Vec<_>>(),
+        )?;
+        let lengths = self.bind(
+            logs.iter()
+                .map(|(_, m)| i32::try_from(m.content_length).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )?;
+        let sent = self.bind(logs.iter().map(|(_, m)| m.sent_at).collect::<Vec<_>>())?;
+        let conflict = match mode {
+            MessageLogMode::Plain => "",
+            MessageLogMode::SkipExisting => "ON CONFLICT (message_id) DO NOTHING",
+        };
+        self.parts.push(format!(
+            "INSERT INTO event_listeners_messagelog
+               (message_id, inbox_id, sender_id, sender_email, recipient_type, channel, topic,
+                dm_recipients, content_length, sent_at)
+             SELECT * FROM UNNEST({ids}::int8[], {inbox}::int8[], {senders}::int8[],
+               {emails}::text[], {kinds}::text[], {channels}::text[], {topics}::text[],
+               {dms}::text[], {lengths}::int4[], {sent}::timestamptz[]) {conflict}"
+        ));
+        Ok(())
+    }
+
+    fn activity(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
+        let totals = activity_totals(runs);
+        if totals.is_empty() {
+            return Ok(());
+        }
+        let users = self.bind(totals.iter().map(|t| t.user_id).collect::<Vec<_>>())?;
+        let emails = self.bind(
+            totals
+                .iter()
+                .map(|t| t.email.as_deref())
+                .collect::<Vec<_>>(),
+        )?;
+        let seen = self.bind(totals.iter().map(|t| t.last_seen).collect::<Vec<_>>())?;
+        let messages = self.bind(totals.iter().map(|t| t.messages).collect::<Vec<_>>())?;
+        let reactions = self.bind(totals.iter().map(|t| t.reactions).collect::<Vec<_>>())?;
+        let presence = self.bind(totals.iter().map(|t| t.presence).collect::<Vec<_>>())?;
+        let typing = self.bind(totals.iter().map(|t| t.typing).collect::<Vec<_>>())?;
+        self.parts.push(format!(
+            "INSERT INTO event_listeners_useractivity AS a
+               (user_id, email, last_seen, message_count, reaction_count, presence_count, typing_count)
+             SELECT * FROM UNNEST({users}::int8[], {emails}::text[], {seen}::timestamptz[],
+               {messages}::int8[], {reactions}::int8[], {presence}::int8[], {typing}::int8[])
+             ON CONFLICT (user_id) DO UPDATE SET
+               email = COALESCE(excluded.email, a.email),
+               last_seen = GREATEST(a.last_seen, excluded.last_seen),
+               message_count = a.message_count + excluded.message_count,
+               reaction_count = a.reaction_count + excluded.reaction_count,
+               presence_count = a.presence_count + excluded.presence_count,
+               typing_count = a.typing_count + excluded.typing_count"
+        ));
+        Ok(())
+    }
+
+    fn stats(
+        &mut self,
+        runs: &[RunRecord],
+        opts: &StoreOptions,
+    ) -> Result<(), sqlx::error::BoxDynError> {
+        let buckets = stats_buckets(runs, opts.stats_interval);
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let names = self.bind(
+            buckets
+                .iter()
+                .map(|b| b.listener.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        let starts = self.bind(buckets.iter().map(|b| b.bucket_start).collect::<Vec<_>>())?;
+        let totals = self.bind(buckets.iter().map(|b| b.total).collect::<Vec<_>>())?;
+        let successes = self.bind(buckets.iter().map(|b| b.successes).collect::<Vec<_>>())?;
+        let failures = self.bind(buckets.iter().map(|b| b.failures).collect::<Vec<_>>())?;
+        let durations = self.bind(buckets.iter().map(|b| b.total_duration).collect::<Vec<_>>())?;
+        let maxima = self.bind(buckets.iter().map(|b| b.max_duration).collect::<Vec<_>>())?;
+        let last = self.bind(buckets.iter().map(|b| b.last_success).collect::<Vec<_>>())?;
+        self.parts.push(format!(
+            "INSERT INTO event_listeners_listenerstats AS s
+               (listener_name, bucket_start, total_events, successful_events, failed_events,
+                total_duration, max_duration, last_success)
+             SELECT * FROM UNNEST({names}::text[], {starts}::timestamptz[], {totals}::int8[],
+               {successes}::int8[], {failures}::int8[], {durations}::float8[], {maxima}::float8[],
+               {last}::timestamptz[])
+             ON CONFLICT (listener_name, bucket_start) DO UPDATE SET
+               total_events = s.total_events + excluded.total_events,
+               successful_events = s.successful_events + excluded.successful_events,
+               failed_events = s.failed_events + excluded.failed_events,
+               total_duration = s.total_duration + excluded.total_duration,
+               max_duration = GREATEST(s.max_duration, excluded.max_duration),
+               last_success = GREATEST(s.last_success, excluded.last_success)"
+        ));
+        Ok(())
+    }
+
+    fn watermark(
+        &mut self,
+        instance: &str,
+        through: i64,
+        batch: i64,
+    ) -> Result<(), sqlx::error::BoxDynError> {
+        let instance = self.bind(instance.to_owned())?;
+        let through = self.bind(through)?;
+        let batch = self.bind(batch)?;
+        self.parts.push(format!(
+            "INSERT INTO event_listeners_cursor (instance, dispatched_through, record_batch, updated_at)
+             VALUES ({instance}, {through}, {batch}, now())
+             ON CONFLICT (instance) DO UPDATE SET dispatched_through =
+               GREATEST(event_listeners_cursor.dispatched_through, excluded.dispatched_through),
+               record_batch = CASE WHEN excluded.record_batch = 0
+                 THEN event_listeners_cursor.record_batch ELSE excluded.record_batch END"
+        ));
+        Ok(())
+    }
+}
+
+/// A run's attempts as the `int4` column (saturating).
+fn attempts(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
