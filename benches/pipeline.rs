@@ -185,7 +185,7 @@ fn write_config(fake: &FakeZulip, db_url: Option<&str>, port: u16) -> Scenario {
     std::fs::write(
         &config,
         format!(
-            "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db}\"\n[http]\nbind = \"127.0.0.1:{port}\"\n[logging]\nlevel = \"warn\"\n[performance]\nmax_concurrent_handlers = 16\n",
+            "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db}\"\n[http]\nbind = \"127.0.0.1:{port}\"\n[logging]\nlevel = \"warn\"\n",
             rc.display()
         ),
     )

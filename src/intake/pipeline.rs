@@ -67,7 +67,7 @@ pub enum PipelineError {
 }
 
 /// Committed batches that may wait for dispatch at once.
-pub const HANDOFF_BATCHES: usize = 2;
+pub const HANDOFF_BATCHES: usize = 1;
 
 /// The dispatch task and the channel that feeds it.
 struct Handoff {

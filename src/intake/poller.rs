@@ -226,9 +226,10 @@ impl<'a> Intake<'a> {
             self.note_poll_success();
             backoff.reset();
             // Commit a large page in chunks, acknowledging each as it is
-            // committed: memory stays bounded by the page's bytes plus two
-            // chunks, and listener runs start while later chunks are
-            // written. The next chunk is parsed while this one commits.
+            // committed: memory stays bounded by the page's bytes plus a few
+            // chunks (the one committing, the next one, parsed meanwhile, and
+            // the pipeline's hand-off to dispatch), and listener runs start
+            // while later chunks are written.
             // An empty page is one empty chunk: its cursor may still move.
             let mut ranges: Vec<std::ops::Range<usize>> = (0..items.len())
                 .step_by(INTAKE_CHUNK)
