@@ -17,7 +17,7 @@ use crate::dispatch::{
 };
 use crate::filters::Filters;
 use crate::health::Health;
-use crate::intake::{Intake, IntakeError, IntakeSettings, Pipeline, PipelineMode};
+use crate::intake::{Intake, IntakeError, IntakeSettings, Pipeline, PipelineError, PipelineMode};
 use crate::listeners::{wanted_event_types, Listener, Registry, RegistryError};
 use crate::routing::Partitioner;
 use crate::source::{run_file, FileError, FileReport};
@@ -69,6 +69,9 @@ pub enum AppError {
     /// The HTTP server cannot listen.
     #[error("cannot serve /health and /metrics on {0}: {1}")]
     Http(SocketAddr, #[source] std::io::Error),
+    /// Events can no longer be dispatched.
+    #[error(transparent)]
+    Pipeline(PipelineError),
 }
 
 impl From<IntakeError> for AppError {
@@ -77,6 +80,7 @@ impl From<IntakeError> for AppError {
             IntakeError::Auth(z) => AppError::Auth(z),
             IntakeError::Rejected(z) => AppError::Zulip(z),
             IntakeError::Store(s) => AppError::Store(s),
+            IntakeError::Dispatch(p) => AppError::Pipeline(p),
         }
     }
 }

@@ -134,7 +134,9 @@ impl From<AppError> for Failure {
             AppError::Auth(_) | AppError::Credentials(_) => EXIT_AUTH,
             AppError::Store(_) => EXIT_DATABASE,
             AppError::Listeners(_) => EXIT_CONFIG,
-            AppError::Zulip(_) | AppError::File(_) | AppError::Http(..) => EXIT_FAILURE,
+            AppError::Zulip(_) | AppError::File(_) | AppError::Http(..) | AppError::Pipeline(_) => {
+                EXIT_FAILURE
+            }
         };
         Failure::new(code, anyhow::Error::new(e))
     }

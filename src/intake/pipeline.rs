@@ -64,6 +64,13 @@ pub enum PipelineError {
     /// A database error that retrying cannot fix.
     #[error(transparent)]
     Store(StoreError),
+    /// The dispatch task ended (it never should): committed events would
+    /// wait unprocessed, so the daemon stops, and the next start dispatches
+    /// them.
+    #[error(
+        "the dispatch task stopped unexpectedly; committed events are dispatched at the next start"
+    )]
+    DispatchStopped,
 }
 
 /// Committed batches that may wait for dispatch at once.
@@ -223,11 +230,9 @@ impl Pipeline {
                 // Waits while the dispatch task is HANDOFF_BATCHES behind,
                 // which in turn holds back the next poll. Closed only if
                 // the task died: the batch is committed, so it is dispatched
-                // at the next start.
+                // at the next start, and the daemon stops to get there.
                 if !batch.is_empty() && handoff.tx.send(batch).await.is_err() {
-                    tracing::error!(
-                        "The dispatch task is gone; committed events wait for the next start"
-                    );
+                    return Err(PipelineError::DispatchStopped);
                 }
             }
         }

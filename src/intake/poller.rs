@@ -64,6 +64,10 @@ pub enum IntakeError {
     /// The database failed in a way retrying cannot fix.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The pipeline cannot dispatch any more (see
+    /// [`PipelineError::DispatchStopped`]).
+    #[error("{0}")]
+    Dispatch(PipelineError),
 }
 
 /// The Zulip poll loop.
@@ -167,6 +171,7 @@ impl<'a> Intake<'a> {
                     Ok(_) => {}
                     Err(PipelineError::Cancelled) => break Ok(()),
                     Err(PipelineError::Store(e)) => break Err(e.into()),
+                    Err(e @ PipelineError::DispatchStopped) => break Err(IntakeError::Dispatch(e)),
                 }
                 if let Some(from) = start_anchor {
                     match self.backfill(from, &c, &token).await {
@@ -273,6 +278,10 @@ impl<'a> Intake<'a> {
                     }
                     Err(PipelineError::Store(e)) => {
                         stop = Some(Err(e.into()));
+                        break;
+                    }
+                    Err(e @ PipelineError::DispatchStopped) => {
+                        stop = Some(Err(IntakeError::Dispatch(e)));
                         break;
                     }
                 }
@@ -485,6 +494,9 @@ impl<'a> Intake<'a> {
                     Ok(r) => total += r.stored as u64,
                     Err(PipelineError::Cancelled) => return Ok(newest),
                     Err(PipelineError::Store(e)) => return Err(e.into()),
+                    Err(e @ PipelineError::DispatchStopped) => {
+                        return Err(IntakeError::Dispatch(e))
+                    }
                 }
                 newest = newest.max(last);
                 match last {
