@@ -443,6 +443,39 @@ impl Probe {
     }
 }
 
+/// Waits until PostgreSQL has settled after a scenario: a checkpoint, and
+/// no autovacuum worker busy (up to a minute), so that one scenario's
+/// after-work (writing out hundreds of MB of dirty pages, vacuuming the
+/// tables it filled) is not measured as part of the next one.
+async fn quiesce() {
+    let Ok(mut c) = PgConnection::connect(&admin_url()).await else {
+        return;
+    };
+    let _ = sqlx::query("CHECKPOINT").execute(&mut c).await;
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or(0);
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Drops a scenario's database once its figures are taken.
+async fn drop_pg(name: &str) {
+    if let Ok(mut c) = PgConnection::connect(&admin_url()).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
+    }
+}
+
 /// Rows/s of a raw COPY of the inbox rows into an unindexed scratch table.
 async fn copy_baseline(url: &str) -> (usize, f64) {
     let mut c = PgConnection::connect(url).await.unwrap();
@@ -799,16 +832,27 @@ async fn main() {
     }
     let pg_url = fresh_pg("zel_bench_pg").await;
     let pg = backlog_run("postgres", n, Some(&pg_url), false).await;
+    quiesce().await;
     let (copy_rows, copy_rate) = copy_baseline(&pg_url).await;
+    drop_pg("zel_bench_pg").await;
+    quiesce().await;
     let dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let sqlite = backlog_run("sqlite", n, Some(&sqlite_url), false).await;
+    drop(dir);
+    quiesce().await;
     let dry = backlog_run("dry-run", n, None, true).await;
     let (p50, p99, samples) = offered_load(5_000, 10).await;
+    drop_pg("zel_bench_latency").await;
+    quiesce().await;
     let ln = (n / 2).max(10_000);
     let l1 = listeners_run(1, ln).await;
+    quiesce().await;
     let l4 = listeners_run(4, ln).await;
+    quiesce().await;
     let l16 = listeners_run(16, ln).await;
+    drop_pg("zel_bench_listeners").await;
+    quiesce().await;
     let soak = if a.soak > 0 {
         Some(soak(a.soak).await)
     } else {
