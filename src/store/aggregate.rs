@@ -1,5 +1,6 @@
 //! Folding a batch of runs into the few rows the store writes: one stats
-//! row per listener and bucket, one activity row per user.
+//! row per listener and bucket, one activity row per user, and the message
+//! log rows with their inbox ids.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::backend::RunRecord;
-use crate::listeners::{ActivityKind, Record};
+use crate::listeners::{ActivityKind, MessageLogRecord, Record};
 
 /// Runs of one listener in one aggregation bucket.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +116,18 @@ pub fn activity_totals(runs: &[RunRecord]) -> Vec<ActivityTotals> {
         }
     }
     map.into_values().collect()
+}
+
+/// The message-log records of a batch, each with its run's inbox id.
+pub fn message_logs(runs: &[RunRecord]) -> Vec<(i64, &MessageLogRecord)> {
+    runs.iter()
+        .flat_map(|r| {
+            r.records.iter().filter_map(move |rec| match rec {
+                Record::MessageLog(m) => Some((r.inbox_id, m)),
+                Record::Activity(_) => None,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -201,20 +201,21 @@ macro_rules! cursor_upsert {
 
 const APPEND_PLAIN: &str = inbox_insert!("");
 const APPEND_SKIP: &str = inbox_insert!("ON CONFLICT DO NOTHING");
-const APPEND_PLAIN_CURSOR: &str = concat!(
-    "WITH ins AS (",
-    inbox_insert!(""),
-    "), cur AS (",
-    cursor_upsert!("$9", "$10", "$11", "$12"),
-    ") SELECT id, event_id FROM ins"
-);
-const APPEND_SKIP_CURSOR: &str = concat!(
-    "WITH ins AS (",
-    inbox_insert!("ON CONFLICT DO NOTHING"),
-    "), cur AS (",
-    cursor_upsert!("$9", "$10", "$11", "$12"),
-    ") SELECT id, event_id FROM ins"
-);
+/// The inbox insert and the cursor upsert as one statement.
+macro_rules! append_with_cursor {
+    ($conflict:literal) => {
+        concat!(
+            "WITH ins AS (",
+            inbox_insert!($conflict),
+            "), cur AS (",
+            cursor_upsert!("$9", "$10", "$11", "$12"),
+            ") SELECT id, event_id FROM ins"
+        )
+    };
+}
+
+const APPEND_PLAIN_CURSOR: &str = append_with_cursor!("");
+const APPEND_SKIP_CURSOR: &str = append_with_cursor!("ON CONFLICT DO NOTHING");
 
 async fn write_cursor(
     conn: &mut sqlx::PgConnection,

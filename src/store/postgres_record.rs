@@ -16,9 +16,8 @@ use sqlx::encode::Encode;
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Postgres, Type};
 
-use super::aggregate::{activity_totals, stats_buckets};
+use super::aggregate::{activity_totals, message_logs, stats_buckets};
 use super::backend::{RunRecord, StoreOptions};
-use crate::listeners::{MessageLogRecord, Record};
 
 /// How the message log treats a message logged already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,15 +147,7 @@ impl RecordStatement {
         runs: &[RunRecord],
         mode: MessageLogMode,
     ) -> Result<(), sqlx::error::BoxDynError> {
-        let logs: Vec<(i64, &MessageLogRecord)> = runs
-            .iter()
-            .flat_map(|r| {
-                r.records.iter().filter_map(move |rec| match rec {
-                    Record::MessageLog(m) => Some((r.inbox_id, m)),
-                    Record::Activity(_) => None,
-                })
-            })
-            .collect();
+        let logs = message_logs(runs);
         if logs.is_empty() {
             return Ok(());
         }

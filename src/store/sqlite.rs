@@ -24,7 +24,6 @@ use super::backend::{
 };
 use super::postgres::rows_to_unfinished;
 use crate::event::Event;
-use crate::listeners::{MessageLogRecord, Record};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -384,15 +383,7 @@ async fn insert_messagelog(
     tx: &mut Transaction<'_, Sqlite>,
     runs: &[RunRecord],
 ) -> Result<(), sqlx::Error> {
-    let logs: Vec<(i64, &MessageLogRecord)> = runs
-        .iter()
-        .flat_map(|r| {
-            r.records.iter().filter_map(move |rec| match rec {
-                Record::MessageLog(m) => Some((r.inbox_id, m)),
-                Record::Activity(_) => None,
-            })
-        })
-        .collect();
+    let logs = super::aggregate::message_logs(runs);
     for chunk in logs.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_listeners_messagelog
