@@ -781,8 +781,16 @@ fn mb(b: u64) -> f64 {
     b as f64 / 1_048_576.0
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The listener-count runs host the daemon in this process: give it the
+    // allocator settings the daemon binary's `main` applies.
+    zulip_event_listeners::malloc_tuning::tune();
+    tokio::runtime::Runtime::new()
+        .expect("a Tokio runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     // `cargo test --all-targets` builds and runs this target too; only
     // `cargo bench` (which passes --bench) runs the benchmark.
     if !std::env::args().any(|a| a == "--bench") {
@@ -806,6 +814,18 @@ async fn main() {
             mb(end),
             mb(anon)
         );
+        return;
+    }
+    if let Ok(k) = std::env::var("ZEL_BENCH_ONLY")
+        .unwrap_or_default()
+        .strip_prefix("listeners")
+        .unwrap_or("x")
+        .parse::<usize>()
+    {
+        // For profiling: ZEL_BENCH_ONLY=listeners16 (in-process, so perf
+        // the benchmark itself).
+        let rate = listeners_run(k, (n / 2).max(10_000)).await;
+        println!("{k} listener(s): {rate:.0} events/s");
         return;
     }
     if let Ok(only) = std::env::var("ZEL_BENCH_ONLY") {
