@@ -1,9 +1,11 @@
 //! [`PgStore`]: the PostgreSQL backend.
 //!
-//! Every hot-path write is one statement per table per batch: the rows
-//! travel as parallel arrays and `UNNEST` turns them back into rows, so the
-//! SQL text never changes with the batch size and is prepared once per
-//! connection.
+//! Every hot-path write is one statement per batch, its own transaction:
+//! each table's rows travel as parallel arrays that `UNNEST` turns back
+//! into rows, and the tables a batch touches are the data-modifying parts
+//! of one `WITH`. The SQL text never changes with the batch size, so it is
+//! prepared once per connection. Inserts assume the rows are new; a unique
+//! violation retries the batch in the `ON CONFLICT` form ([`Insert`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
