@@ -443,11 +443,14 @@ impl Probe {
     }
 }
 
-/// Waits until PostgreSQL has settled after a scenario: a checkpoint, and
-/// no autovacuum worker busy (up to a minute), so that one scenario's
+/// Waits until the machine has settled after a scenario: dirty pages written
+/// out, a PostgreSQL checkpoint, and no autovacuum worker busy (up to a
+/// minute), so that one scenario's
 /// after-work (writing out hundreds of MB of dirty pages, vacuuming the
 /// tables it filled) is not measured as part of the next one.
 async fn quiesce() {
+    // The kernel's write-back of what the last scenario wrote, too.
+    let _ = Command::new("sync").status();
     let Ok(mut c) = PgConnection::connect(&admin_url()).await else {
         return;
     };
