@@ -21,7 +21,7 @@ use super::backend::{
     CleanupCounts, Cursor, RunRecord, Store, StoreError, StoreOptions, StoredEvent, Summary,
     Unfinished,
 };
-use super::postgres_record::{MessageLogMode, RecordStatement};
+use super::postgres_record::RecordStatement;
 use crate::event::Event;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -138,10 +138,6 @@ impl PgStore {
         batch: i64,
         mode: Insert,
     ) -> Result<(), StoreError> {
-        let mode = match mode {
-            Insert::Plain => MessageLogMode::Plain,
-            Insert::SkipExisting => MessageLogMode::SkipExisting,
-        };
         let statement =
             RecordStatement::build(instance, runs, dispatched_through, batch, &self.opts, mode)
                 .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
@@ -152,9 +148,9 @@ impl PgStore {
     }
 }
 
-/// How a batch insert treats rows stored already.
-#[derive(Clone, Copy)]
-enum Insert {
+/// How a batch insert (inbox, message log) treats rows stored already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Insert {
     /// Assumes there are none: the fast path. A row stored already fails the
     /// whole statement with a unique violation, and the batch is retried
     /// with [`Insert::SkipExisting`]. `ON CONFLICT` is not free: measured,

@@ -18,16 +18,7 @@ use sqlx::{Arguments, Postgres, Type};
 
 use super::aggregate::{activity_totals, message_logs, stats_buckets};
 use super::backend::{RunRecord, StoreOptions};
-
-/// How the message log treats a message logged already.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum MessageLogMode {
-    /// Plain insert: a message logged already fails the statement (and the
-    /// caller retries with [`MessageLogMode::SkipExisting`]).
-    Plain,
-    /// `ON CONFLICT (message_id) DO NOTHING`.
-    SkipExisting,
-}
+use super::postgres::Insert;
 
 /// The statement and its arguments, built part by part.
 pub(super) struct RecordStatement {
@@ -44,7 +35,7 @@ impl RecordStatement {
         dispatched_through: Option<i64>,
         batch: i64,
         opts: &StoreOptions,
-        mode: MessageLogMode,
+        mode: Insert,
     ) -> Result<RecordStatement, sqlx::error::BoxDynError> {
         let mut s = RecordStatement {
             parts: Vec::new(),
@@ -145,7 +136,7 @@ impl RecordStatement {
     fn messagelog(
         &mut self,
         runs: &[RunRecord],
-        mode: MessageLogMode,
+        mode: Insert,
     ) -> Result<(), sqlx::error::BoxDynError> {
         let logs = message_logs(runs);
         if logs.is_empty() {
@@ -186,8 +177,8 @@ impl RecordStatement {
         )?;
         let sent = self.bind(logs.iter().map(|(_, m)| m.sent_at).collect::<Vec<_>>())?;
         let conflict = match mode {
-            MessageLogMode::Plain => "",
-            MessageLogMode::SkipExisting => "ON CONFLICT (message_id) DO NOTHING",
+            Insert::Plain => "",
+            Insert::SkipExisting => "ON CONFLICT (message_id) DO NOTHING",
         };
         self.parts.push(format!(
             "INSERT INTO event_listeners_messagelog
