@@ -270,7 +270,7 @@ impl RecordStatement {
         through: i64,
         batch: i64,
     ) -> Result<(), sqlx::error::BoxDynError> {
-        let instance = self.bind(instance.to_owned())?;
+        let instance = self.bind(instance)?;
         let through = self.bind(through)?;
         let batch = self.bind(batch)?;
         self.parts.push(format!(
