@@ -797,7 +797,7 @@ fn mb(b: u64) -> f64 {
 fn main() {
     // The listener-count runs host the daemon in this process: give it the
     // allocator settings the daemon binary's `main` applies.
-    zulip_event_listeners::malloc_tuning::tune();
+    zulip_event_listeners::app::malloc_tuning::tune();
     tokio::runtime::Runtime::new()
         .expect("a Tokio runtime")
         .block_on(bench());

@@ -8,7 +8,7 @@ use zulip_event_listeners::cli::{self, Cli, EXIT_FAILURE};
 use zulip_event_listeners::{listeners::Registry, telemetry};
 
 fn main() -> ExitCode {
-    zulip_event_listeners::malloc_tuning::tune();
+    zulip_event_listeners::app::malloc_tuning::tune();
     let cli = Cli::parse();
     let registry = Registry::builtin();
     let outcome = cli::load_config(&cli, &registry).and_then(|config| {

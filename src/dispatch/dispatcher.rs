@@ -31,11 +31,11 @@ use tokio_util::task::TaskTracker;
 use super::breaker::{Admission, Breaker, BreakerSettings, Transition};
 use super::lanes::Lanes;
 use super::progress::Progress;
+use crate::dispatch::filters::Filters;
+use crate::dispatch::routing::{event_seq, ordering_key, OrderingKey, Partitioner};
 use crate::event::Event;
-use crate::filters::Filters;
 use crate::listeners::{interested, Context, Listener, ListenerError, Record};
 use crate::metrics::{Outcome, RunHandles};
-use crate::routing::{event_seq, ordering_key, OrderingKey, Partitioner};
 use crate::state::State;
 use crate::store::{RunRecord, StoredEvent};
 

@@ -7,9 +7,12 @@
 
 mod breaker;
 mod dispatcher;
+pub mod filters;
 mod lanes;
 mod progress;
 mod recorder;
+pub mod replay;
+pub mod routing;
 
 pub use breaker::{Admission, Breaker, BreakerSettings, Transition};
 pub use dispatcher::{

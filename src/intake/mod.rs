@@ -2,9 +2,12 @@
 //! between failed polls, and the [`Pipeline`] every source feeds.
 
 mod backoff;
-mod pipeline;
+pub mod backpressure;
+mod file;
+mod inbox;
 mod poller;
 
 pub use backoff::Backoff;
-pub use pipeline::{AcceptReport, Pipeline, PipelineError, PipelineMode};
+pub use file::{run_file, FileError, FileReport};
+pub use inbox::{AcceptReport, Pipeline, PipelineError, PipelineMode};
 pub use poller::{Intake, IntakeError, IntakeSettings};

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::pipeline::{Pipeline, PipelineError};
+use super::inbox::{Pipeline, PipelineError};
 use crate::event::Event;
 use crate::state::{now_ms, State};
 use crate::store::{Cursor, StoreError};
@@ -186,7 +186,7 @@ impl<'a> Intake<'a> {
                 ready();
             }
             if let Some(threshold) = self.settings.memory_threshold {
-                crate::memory::wait_below(threshold, &self.state, &token).await;
+                crate::intake::backpressure::wait_below(threshold, &self.state, &token).await;
             }
             let polled = tokio::select! {
                 r = self.client.get_events(&current.queue_id, current.last_event_id, longpoll + POLL_MARGIN) => r,

@@ -8,6 +8,7 @@ mod postgres;
 mod postgres_admin;
 mod postgres_record;
 mod postgres_stats;
+pub mod retention;
 mod sqlite;
 mod sqlite_admin;
 mod sqlite_stats;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use zulip_event_listeners::app::{self, RunOptions};
+use zulip_event_listeners::dispatch::replay::{self, ReplaySettings};
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::replay::{self, ReplaySettings};
 use zulip_event_listeners::store::{self, AuditAction, RunRecord, Store};
 
 use crate::support::*;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::retention::run_retention;
+use zulip_event_listeners::store::retention::run_retention;
 use zulip_event_listeners::store::{self, RunRecord, Store, StoreOptions};
 
 use crate::support::*;

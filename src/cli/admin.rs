@@ -9,12 +9,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use clap::Args;
 
-use crate::admin::{actor, disabled};
 use crate::app;
+use crate::cli::actor::{actor, disabled};
 use crate::cli::{Failure, EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE};
 use crate::config::Config;
+use crate::dispatch::replay::{self, ReplayOutcome, ReplaySettings};
 use crate::listeners::{Listener, Registry, RegistryError};
-use crate::replay::{self, ReplayOutcome, ReplaySettings};
 use crate::store::{
     AuditAction, CleanupCounts, ListenerOverview, ListenerState, Store, StoreError, StoreOptions,
 };
@@ -54,7 +54,7 @@ pub fn parse_since(text: &str) -> Result<DateTime<Utc>, SinceError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
         return Ok(t.with_timezone(&Utc));
     }
-    crate::stats_report::parse_age(text)
+    crate::cli::stats::parse_age(text)
         .ok()
         .and_then(|age| ChronoDuration::from_std(age).ok())
         .map(|age| Utc::now() - age)
@@ -276,11 +276,11 @@ pub async fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failur
 /// answers within a second.
 async fn open_circuits_of_running_daemon(
     config: &Config,
-) -> Option<Vec<crate::health::OpenCircuit>> {
+) -> Option<Vec<crate::http::health::OpenCircuit>> {
     #[derive(serde::Deserialize)]
     struct Partial {
         #[serde(default)]
-        open_circuits: Vec<crate::health::OpenCircuit>,
+        open_circuits: Vec<crate::http::health::OpenCircuit>,
     }
     let addr = config.http.bind?;
     let client = reqwest::Client::builder()

@@ -12,7 +12,9 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{Health, Status};
+pub mod health;
+
+use health::{Health, Status};
 
 /// The router over `health` (which also holds the metrics).
 pub fn router(health: Arc<Health>) -> Router {

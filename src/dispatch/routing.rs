@@ -541,8 +541,8 @@ mod tests {
     #[test]
     fn every_fixture_event_gets_a_key_without_panicking() {
         for file in [
-            include_str!("../tests/fixtures/zulip-example-events.jsonl"),
-            include_str!("../examples/sample-events.jsonl"),
+            include_str!("../../tests/fixtures/zulip-example-events.jsonl"),
+            include_str!("../../examples/sample-events.jsonl"),
         ] {
             for line in file.lines().filter(|l| !l.trim().is_empty()) {
                 let e = Event::parse_line(line, 1).unwrap();

@@ -2,6 +2,8 @@
 //! unfinished events, then a source (the Zulip queue or a file) until it
 //! ends or shutdown is asked for, then an orderly drain.
 
+pub mod malloc_tuning;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,16 +13,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::dispatch::filters::Filters;
+use crate::dispatch::routing::Partitioner;
 use crate::dispatch::{
     BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
     RetryPolicy,
 };
-use crate::filters::Filters;
-use crate::health::Health;
+use crate::http::health::Health;
+use crate::intake::{run_file, FileError, FileReport};
 use crate::intake::{Intake, IntakeError, IntakeSettings, Pipeline, PipelineError, PipelineMode};
 use crate::listeners::{wanted_event_types, Listener, Registry, RegistryError};
-use crate::routing::Partitioner;
-use crate::source::{run_file, FileError, FileReport};
 use crate::state::State;
 use crate::store::{self, Store, StoreError, StoreOptions, Summary};
 use crate::zulip::{
@@ -345,7 +347,7 @@ impl Application {
         };
 
         if config.statistics.enabled {
-            crate::retention::spawn_retention(
+            crate::store::retention::spawn_retention(
                 store.clone(),
                 config.statistics.retention_days,
                 self.http_token.clone(),

@@ -8,6 +8,10 @@
 //! | 3 | Zulip refused the credentials (401/403), or they are missing |
 //! | 4 | the database is unreachable, failed, or needs `migrate` |
 
+mod actor;
+mod admin;
+pub mod stats;
+
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context as _};
@@ -63,7 +67,7 @@ pub enum Command {
     /// Recompute listener statistics buckets from the event log (idempotent; for cron).
     Aggregate {
         /// Only buckets from this long ago on, e.g. 24h or 7d (default: all).
-        #[arg(long, value_name = "AGE", value_parser = crate::stats_report::parse_age)]
+        #[arg(long, value_name = "AGE", value_parser = crate::cli::stats::parse_age)]
         since: Option<std::time::Duration>,
     },
     /// Per-listener statistics: runs, success rate, p50/p95 duration, errors, volume.
@@ -72,7 +76,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         listener: Option<String>,
         /// How far back, e.g. 30m, 24h or 7d.
-        #[arg(long, value_name = "AGE", default_value = "24h", value_parser = crate::stats_report::parse_age)]
+        #[arg(long, value_name = "AGE", default_value = "24h", value_parser = crate::cli::stats::parse_age)]
         since: std::time::Duration,
     },
     /// Switch a listener back on after `disable`.
@@ -89,7 +93,7 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Run a listener's dead letters (or one logged event) again and record the outcomes.
-    Replay(crate::admin_cli::ReplayArgs),
+    Replay(crate::cli::admin::ReplayArgs),
 }
 
 /// `run` options.
@@ -170,13 +174,13 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
         Command::Aggregate { since } => cmd_aggregate(&config, since).await,
         Command::Stats { listener, since } => cmd_stats(&config, listener.as_deref(), since).await,
         Command::Enable { name } => {
-            crate::admin_cli::cmd_set_enabled(&config, &registry, &name, true, None).await
+            crate::cli::admin::cmd_set_enabled(&config, &registry, &name, true, None).await
         }
         Command::Disable { name, reason } => {
-            crate::admin_cli::cmd_set_enabled(&config, &registry, &name, false, reason.as_deref())
+            crate::cli::admin::cmd_set_enabled(&config, &registry, &name, false, reason.as_deref())
                 .await
         }
-        Command::Replay(args) => crate::admin_cli::cmd_replay(&config, &registry, &args).await,
+        Command::Replay(args) => crate::cli::admin::cmd_replay(&config, &registry, &args).await,
     }
 }
 
@@ -253,14 +257,14 @@ fn print_report(report: &RunReport, opts: &RunOptions) {
     }
 }
 
-fn print_malformed(f: &crate::source::FileReport) {
+fn print_malformed(f: &crate::intake::FileReport) {
     for (line, problem) in &f.malformed {
         println!("  line {line}: {problem}");
     }
 }
 
 async fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failure> {
-    crate::admin_cli::cmd_list(config, registry).await
+    crate::cli::admin::cmd_list(config, registry).await
 }
 
 async fn cmd_migrate(config: &Config) -> Result<(), Failure> {
@@ -305,7 +309,7 @@ async fn cmd_cleanup(config: &Config, days: u32) -> Result<(), Failure> {
         counts.inbox,
         before.format("%Y-%m-%d %H:%M:%S UTC")
     );
-    crate::admin_cli::audit_cleanup(store.as_ref(), days, &counts).await;
+    crate::cli::admin::audit_cleanup(store.as_ref(), days, &counts).await;
     Ok(())
 }
 
@@ -366,7 +370,7 @@ async fn cmd_stats(
     }
     print!(
         "{}",
-        crate::stats_report::render(
+        crate::cli::stats::render(
             &summaries,
             from,
             now,
