@@ -25,18 +25,22 @@ pub fn notify_stopping() {
 /// Pings the systemd watchdog at half its interval, but only while the
 /// daemon is alive: a poll returned within twice the long-poll timeout (or
 /// intake is not polling Zulip, as with a file source). A wedged poll loop
-/// stops the pings and systemd restarts the service.
-pub fn spawn_watchdog(state: Arc<State>, token: CancellationToken) {
+/// stops the pings and systemd restarts the service. `None` when systemd
+/// asked for no watchdog; else the task to spawn, which ends with `token`.
+pub fn watchdog(
+    state: Arc<State>,
+    token: CancellationToken,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
-        return;
+        return None;
     }
     let period = Duration::from_micros(usec / 2);
     tracing::info!(
         period_ms = period.as_millis() as u64,
         "systemd watchdog enabled"
     );
-    tokio::spawn(async move {
+    Some(async move {
         let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
@@ -64,5 +68,5 @@ pub fn spawn_watchdog(state: Arc<State>, token: CancellationToken) {
                 );
             }
         }
-    });
+    })
 }

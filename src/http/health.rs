@@ -120,18 +120,31 @@ impl Health {
         })
     }
 
-    /// Samples run totals every few seconds for the error-rate window.
-    pub fn spawn_sampler(self: &Arc<Self>, token: tokio_util::sync::CancellationToken) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SAMPLE_EVERY);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => me.sample(),
-                    _ = token.cancelled() => return,
+    /// Samples run totals every few seconds for the error-rate window and
+    /// refreshes the computed gauges, until `token` is cancelled.
+    pub async fn sample_until(self: Arc<Self>, token: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.sample();
+                    self.refresh_gauges();
                 }
+                _ = token.cancelled() => return,
             }
-        });
+        }
+    }
+
+    /// Sets the gauges computed from the live state rather than counted
+    /// (the age of the last poll). Cheap and never touches the database, so
+    /// a `/metrics` scrape calls it and never waits on the store.
+    pub fn refresh_gauges(&self) -> Option<f64> {
+        let age = self.state.last_poll_age();
+        self.state
+            .metrics
+            .last_poll_age_seconds
+            .set(age.unwrap_or(0.0));
+        age
     }
 
     fn sample(&self) {
@@ -178,12 +191,11 @@ impl Health {
         let i = &s.intake;
         let polling = i.polling.load(Ordering::Relaxed);
         let longpoll = i.longpoll_secs.load(Ordering::Relaxed).max(1);
-        let age = s.last_poll_age();
+        let age = self.refresh_gauges();
         let error_rate = self.error_rate();
         let draining = s.draining.load(Ordering::Relaxed);
         let retrying = s.database_retrying.load(Ordering::Relaxed);
         let backpressure = s.backpressure.load(Ordering::Relaxed);
-        s.metrics.last_poll_age_seconds.set(age.unwrap_or(0.0));
 
         let mut unhealthy = Vec::new();
         let mut degraded = Vec::new();

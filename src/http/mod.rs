@@ -1,7 +1,6 @@
 //! The HTTP server: `GET /health` (JSON; 200 when healthy or degraded, 503
 //! when unhealthy or draining) and `GET /metrics` (Prometheus text).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State as AxumState;
@@ -34,8 +33,9 @@ async fn get_health(AxumState(health): AxumState<Arc<Health>>) -> Response {
 }
 
 async fn get_metrics(AxumState(health): AxumState<Arc<Health>>) -> Response {
-    // Refresh the gauges that are computed rather than counted.
-    let _ = health.report().await;
+    // Only what is computed from live state: a scrape never waits on the
+    // database (the health report's ping does, for up to 2 s).
+    health.refresh_gauges();
     (
         [(
             header::CONTENT_TYPE,
@@ -46,29 +46,15 @@ async fn get_metrics(AxumState(health): AxumState<Arc<Health>>) -> Response {
         .into_response()
 }
 
-/// Binds `addr` (port 0 picks a free one) and serves until `token` is
-/// cancelled. Returns the bound address.
-///
-/// # Errors
-///
-/// The I/O error when the address cannot be bound.
-pub async fn serve(
-    addr: SocketAddr,
-    health: Arc<Health>,
-    token: CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
+/// Serves `listener` until `token` is cancelled, then finishes the requests
+/// in progress.
+pub async fn serve(listener: TcpListener, health: Arc<Health>, token: CancellationToken) {
     let app = router(health);
-    tokio::spawn(async move {
-        let shutdown = async move { token.cancelled().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "The HTTP server stopped");
-        }
-    });
-    tracing::info!(address = %local, "Serving /health and /metrics");
-    Ok(local)
+    let shutdown = async move { token.cancelled().await };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "The HTTP server stopped");
+    }
 }

@@ -1,0 +1,420 @@
+//! [`Application`]: the daemon built ([`Application::build`]: credentials
+//! checked, store opened, HTTP served) and then run
+//! ([`Application::run_until_stopped`]: recorder and dispatcher started,
+//! unfinished events re-dispatched, the source fed through the inbox
+//! pipeline, then the drain).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::connect::{check_identity, open_store, zulip_client};
+use super::drain::drain;
+use super::services::Services;
+use super::source::{intake_settings, Source};
+use super::AppError;
+use crate::config::Config;
+use crate::dispatch::filters::Filters;
+use crate::dispatch::routing::Partitioner;
+use crate::dispatch::{
+    BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
+    RetryPolicy,
+};
+use crate::http::health::Health;
+use crate::intake::{FileReport, Pipeline, PipelineMode};
+use crate::listeners::{Listener, Registry};
+use crate::state::State;
+use crate::store::{Store, Summary};
+
+/// Capacity of the channel from listener runs to the recorder.
+const OUTCOME_CHANNEL: usize = 4096;
+
+/// Run-time choices from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Describe instead of storing and running.
+    pub dry_run: bool,
+    /// Run only these listeners instead of `[listeners] enabled`.
+    pub listeners: Option<Vec<String>>,
+    /// Read events from this JSON-lines file instead of Zulip.
+    pub events_file: Option<PathBuf>,
+    /// Delete the Zulip queue on exit.
+    pub release_queue: bool,
+    /// On the first start, backfill messages after this id.
+    pub backfill_since: Option<i64>,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// The file source's counts, for `--events`.
+    pub file: Option<FileReport>,
+    /// Events stored by this run.
+    pub stored: u64,
+    /// Events that were already stored.
+    pub duplicates: u64,
+    /// Runs re-dispatched from before a restart.
+    pub recovered: usize,
+    /// The recorder's counts.
+    pub recorder: RecorderReport,
+    /// Row counts at the end (not in dry-run).
+    pub summary: Option<Summary>,
+    /// Where the data went.
+    pub location: Option<String>,
+}
+
+/// Runs the daemon until its source ends or `token` is cancelled.
+///
+/// # Errors
+///
+/// [`AppError`] for whatever stopped it.
+pub async fn run(
+    config: &Config,
+    registry: &Registry,
+    opts: &RunOptions,
+    token: CancellationToken,
+) -> Result<RunReport, AppError> {
+    Application::build(config, registry, opts.clone())
+        .await?
+        .run_until_stopped(token)
+        .await
+}
+
+/// The daemon, built and listening, not yet consuming events.
+pub struct Application {
+    config: Config,
+    opts: RunOptions,
+    listeners: Vec<Arc<dyn Listener>>,
+    source: Source,
+    bot_user_id: Option<i64>,
+    store: Option<Arc<dyn Store>>,
+    state: Arc<State>,
+    http_addr: Option<SocketAddr>,
+    services: Services,
+}
+
+impl Application {
+    /// Checks the credentials with Zulip (failing fast on a wrong key),
+    /// opens the database, and starts the HTTP server.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError`] for whatever is wrong.
+    pub async fn build(
+        config: &Config,
+        registry: &Registry,
+        opts: RunOptions,
+    ) -> Result<Application, AppError> {
+        let names = opts
+            .listeners
+            .clone()
+            .unwrap_or_else(|| config.listeners.enabled.clone());
+        let listeners = registry.select(&names)?;
+
+        // Zulip first: wrong credentials fail in a second, before any database work.
+        let (source, bot_user_id) = match &opts.events_file {
+            Some(path) => (Source::File(path.clone()), None),
+            None => {
+                let client = zulip_client(config)?;
+                let bot_user_id = identify(&client, config).await?;
+                (Source::Zulip(client), bot_user_id)
+            }
+        };
+        let store = if opts.dry_run {
+            None
+        } else {
+            Some(open_store(config, false).await?)
+        };
+        // Logged once the credentials and the database are known good, so a
+        // wrong key or a bad database URL is the only line printed.
+        tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
+        let state = Arc::new(State::default());
+        let services = Services::default();
+        // A file run is a one-off: it serves no HTTP (and cannot fail on a
+        // port a running daemon holds).
+        let bind = config.http.bind.filter(|_| opts.events_file.is_none());
+        let http_addr = match bind {
+            Some(addr) => {
+                let health = Health::new(
+                    state.clone(),
+                    store.clone(),
+                    config.scaling.instance_id.clone(),
+                    names.clone(),
+                );
+                Some(serve_http(addr, health, &services).await?)
+            }
+            None => None,
+        };
+        Ok(Application {
+            config: config.clone(),
+            opts,
+            listeners,
+            source,
+            bot_user_id,
+            store,
+            state,
+            http_addr,
+            services,
+        })
+    }
+
+    /// Where `/health` and `/metrics` are served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The live state (metrics, health facts).
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
+    }
+
+    /// Consumes events until the source ends or `token` is cancelled, then
+    /// drains in-flight runs and records them.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError`] for whatever stopped it.
+    pub async fn run_until_stopped(self, token: CancellationToken) -> Result<RunReport, AppError> {
+        self.spawn_watchers(&token);
+        let result = match self.store.clone() {
+            Some(store) => self.consume(store, token).await,
+            None => self.describe(token).await,
+        };
+        crate::systemd::notify_stopping();
+        self.services.stop().await;
+        result
+    }
+
+    /// The systemd watchdog, and the drain flag `/health` reports once
+    /// shutdown is asked for.
+    fn spawn_watchers(&self, shutdown: &CancellationToken) {
+        if let Some(watchdog) = crate::systemd::watchdog(self.state.clone(), self.services.token())
+        {
+            self.services.spawn(watchdog);
+        }
+        let (state, shutdown, done) = (self.state.clone(), shutdown.clone(), self.services.token());
+        self.services.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => state.draining.store(true, Ordering::Relaxed),
+                _ = done.cancelled() => {}
+            }
+        });
+    }
+
+    /// `--dry-run`: every event described, nothing stored or run.
+    async fn describe(&self, token: CancellationToken) -> Result<RunReport, AppError> {
+        let pipeline = Pipeline::new(
+            self.config.scaling.instance_id.clone(),
+            PipelineMode::DryRun {
+                listeners: self.listeners.clone(),
+            },
+            self.state.clone(),
+        );
+        let mut settings = intake_settings(&self.config, &self.opts, &self.listeners);
+        settings.release_queue = true;
+        let file = self
+            .source
+            .feed(&pipeline, settings, self.state.clone(), token)
+            .await?;
+        Ok(RunReport {
+            file,
+            stored: pipeline.stored_total(),
+            ..RunReport::default()
+        })
+    }
+
+    /// Events stored, dispatched and recorded.
+    async fn consume(
+        &self,
+        store: Arc<dyn Store>,
+        token: CancellationToken,
+    ) -> Result<RunReport, AppError> {
+        let config = &self.config;
+        let instance = config.scaling.instance_id.clone();
+        if config.statistics.enabled {
+            crate::store::retention::spawn_retention(
+                store.clone(),
+                config.statistics.retention_days,
+                self.services.token(),
+            );
+        }
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
+        let give_up = CancellationToken::new();
+        let recorder: JoinHandle<RecorderReport> = tokio::spawn(
+            Recorder::new(
+                store.clone(),
+                instance.clone(),
+                progress.clone(),
+                rx,
+                self.state.clone(),
+            )
+            .run(give_up.clone()),
+        );
+        let dispatcher = Dispatcher::new(
+            self.listeners.clone(),
+            self.dispatcher_settings(&token),
+            tx,
+            progress,
+            self.state.clone(),
+        );
+        let dispatcher = self.attach_controls(dispatcher, &store).await?;
+        let recovered = recover(&store, &instance, &dispatcher).await?;
+
+        let pipeline = Pipeline::new(
+            instance,
+            PipelineMode::Store {
+                store: store.clone(),
+                dispatcher: Box::new(dispatcher),
+            },
+            self.state.clone(),
+        );
+        let settings = intake_settings(config, &self.opts, &self.listeners);
+        let outcome = self
+            .source
+            .feed(&pipeline, settings, self.state.clone(), token)
+            .await;
+        let mut report = RunReport {
+            recovered,
+            location: Some(store.location()),
+            stored: pipeline.stored_total(),
+            duplicates: pipeline.duplicates_total(),
+            ..RunReport::default()
+        };
+        report.recorder = drain(
+            pipeline,
+            recorder,
+            give_up,
+            config.performance.handler_timeout,
+        )
+        .await;
+        report.file = outcome?;
+        report.summary = store.summary().await.ok();
+        Ok(report)
+    }
+
+    fn dispatcher_settings(&self, stop: &CancellationToken) -> DispatcherSettings {
+        let config = &self.config;
+        DispatcherSettings {
+            max_concurrent: config.performance.max_concurrent_handlers,
+            timeout: config.performance.handler_timeout,
+            org: Arc::from(config.scaling.instance_id.as_str()),
+            bot_user_id: self.bot_user_id,
+            stop: stop.clone(),
+            retry: RetryPolicy {
+                max_retries: config.queue.max_retries,
+                delay: config.queue.retry_delay,
+            },
+            breaker: BreakerSettings {
+                failure_threshold: config.error_handling.circuit_breaker_threshold,
+                cooldown: config.error_handling.circuit_breaker_cooldown,
+                max_failures_per_hour: config.error_handling.max_failures_per_hour,
+                auto_disable_threshold: config.error_handling.auto_disable_threshold,
+            },
+            partitioner: Partitioner::from_config(&config.scaling),
+            filters: Arc::new(Filters::new(config)),
+        }
+    }
+
+    /// Wires the dispatcher's listener controls: notices to the webhook
+    /// notifier, the controls to `/health`, the listeners an operator (or an
+    /// auto-disable) switched off before this start, and the sync that
+    /// applies `enable`/`disable` while running.
+    async fn attach_controls(
+        &self,
+        dispatcher: Dispatcher,
+        store: &Arc<dyn Store>,
+    ) -> Result<Dispatcher, AppError> {
+        let instance = self.config.scaling.instance_id.clone();
+        let (notice_tx, notice_rx) = mpsc::channel(crate::notify::NOTICE_QUEUE);
+        let dispatcher = dispatcher.with_notices(notice_tx);
+        crate::notify::spawn_notifier(
+            notice_rx,
+            self.config.error_handling.notification_webhook.clone(),
+            Some(store.clone()),
+            instance,
+            self.services.token(),
+        );
+        let control = dispatcher.control();
+        let _ = self.state.listeners.set(control.clone());
+        // Listeners disabled before this start stay disabled: their runs are
+        // skipped and dead-lettered.
+        for s in store.listener_states().await? {
+            if !s.enabled {
+                let reason = s
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "disabled by an operator".to_owned());
+                control.set_disabled(&s.name, Some(reason));
+            }
+        }
+        crate::notify::spawn_state_sync(
+            store.clone(),
+            move |name, reason| control.set_disabled(name, reason),
+            self.services.token(),
+        );
+        Ok(dispatcher)
+    }
+}
+
+/// `GET /users/me` at start; returns the bot's user id when Zulip answered
+/// (and warns loudly when the key is a person's, not a bot's).
+async fn identify(client: &crate::zulip::Client, config: &Config) -> Result<Option<i64>, AppError> {
+    match check_identity(client, config).await? {
+        Some(me) => {
+            if me.is_bot {
+                tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
+            } else {
+                tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
+            }
+            Ok(Some(me.user_id))
+        }
+        None => {
+            tracing::warn!("Cannot reach Zulip to check the account; going on (the poll loop keeps retrying), without the bot's own user id");
+            Ok(None)
+        }
+    }
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves `/health` and
+/// `/metrics` as a service. Returns the bound address.
+async fn serve_http(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    services: &Services,
+) -> Result<SocketAddr, AppError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError::Http(addr, e))?;
+    let local = listener.local_addr().map_err(|e| AppError::Http(addr, e))?;
+    services.spawn(health.clone().sample_until(services.token()));
+    services.spawn(crate::http::serve(listener, health, services.token()));
+    tracing::info!(address = %local, "Serving /health and /metrics");
+    Ok(local)
+}
+
+/// Re-dispatches the events committed before a crash whose runs were not
+/// all recorded; returns how many.
+async fn recover(
+    store: &Arc<dyn Store>,
+    instance: &str,
+    dispatcher: &Dispatcher,
+) -> Result<usize, AppError> {
+    let unfinished = store.unfinished(instance).await?;
+    let recovered = unfinished.len();
+    if recovered > 0 {
+        tracing::info!(
+            events = recovered,
+            "Dispatching events whose runs were not all recorded before the last stop"
+        );
+    }
+    for u in unfinished {
+        dispatcher.dispatch(u.stored, &u.done).await;
+    }
+    Ok(recovered)
+}

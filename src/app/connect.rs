@@ -1,0 +1,95 @@
+//! Connections to the outside world made at start: the Zulip client and
+//! the identity check that fails fast on a wrong key, and the store, opened
+//! and checked for pending migrations.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::AppError;
+use crate::config::Config;
+use crate::intake::Backoff;
+use crate::store::{self, Store, StoreError, StoreOptions};
+use crate::zulip::{load_credentials, Client, CredentialSources, ErrorAction, UserMe};
+
+/// Opens the configured database; a SQLite file is created and migrated,
+/// a PostgreSQL database must have been migrated with `migrate`.
+///
+/// # Errors
+///
+/// [`StoreError`] when it cannot be opened, or has pending migrations.
+pub async fn open_store(config: &Config, auto_migrate: bool) -> Result<Arc<dyn Store>, StoreError> {
+    let store = store::open(&config.database.url, &store_options(config)).await?;
+    if store.backend() == "sqlite" || auto_migrate {
+        for m in store.migrate().await? {
+            tracing::info!(migration = %m, "Applied a migration");
+        }
+    } else {
+        let pending = store.pending_migrations().await?;
+        if !pending.is_empty() {
+            return Err(StoreError::PendingMigrations {
+                count: pending.len(),
+                names: pending.join(", "),
+            });
+        }
+    }
+    Ok(store)
+}
+
+/// The store options the configuration asks for (pool size, statistics).
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        max_connections: config.database.max_connections,
+        stats_interval: config.statistics.aggregation_interval,
+        stats_enabled: config.statistics.enabled,
+    }
+}
+
+/// Builds the Zulip client from the configured credentials.
+///
+/// # Errors
+///
+/// [`AppError::Credentials`] or [`AppError::Zulip`].
+pub fn zulip_client(config: &Config) -> Result<Client, AppError> {
+    let z = &config.zulip;
+    let sources = CredentialSources {
+        zuliprc: z.zuliprc.as_deref(),
+        email: z.email.as_deref(),
+        api_key: None,
+        site: z.site.as_deref(),
+    };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let creds = load_credentials(&sources, &|k| std::env::var(k).ok(), home.as_deref())?;
+    Client::new(
+        &creds,
+        config.network.connection_timeout,
+        config.network.read_timeout,
+    )
+    .map_err(AppError::Zulip)
+}
+
+/// `GET /users/me`: refused credentials fail at once (a wrong key exits in
+/// well under a second); a Zulip that does not answer is retried a few
+/// times with backoff, then left to the poll loop, so a daemon started
+/// while Zulip restarts does not exit (and hit systemd's start limit).
+pub(super) async fn check_identity(
+    client: &Client,
+    config: &Config,
+) -> Result<Option<UserMe>, AppError> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), config.network.backoff_cap);
+    loop {
+        let e = match client.users_me().await {
+            Ok(me) => return Ok(Some(me)),
+            Err(e) => e,
+        };
+        let delay = match e.action() {
+            _ if e.is_auth() => return Err(AppError::Auth(e)),
+            ErrorAction::Stop => return Err(AppError::Zulip(e)),
+            ErrorAction::Wait(d) => d,
+            _ if backoff.failures() >= 5 => return Ok(None),
+            _ => backoff.next_delay(),
+        };
+        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot check the account with Zulip; retrying");
+        tokio::time::sleep(delay).await;
+    }
+}

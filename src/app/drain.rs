@@ -1,0 +1,43 @@
+//! The shutdown drain: in-flight listener runs get up to one handler
+//! timeout (and a little) to finish, then the recorder gets a grace period
+//! to commit what they produced. Runs still going when the deadline expires
+//! are abandoned and named in the log; their events have no recorded
+//! outcome, so the next start dispatches them again.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::RecorderReport;
+use crate::intake::Pipeline;
+
+/// Extra time past the handler timeout for runs to hand in their outcome.
+const RUN_GRACE: Duration = Duration::from_millis(500);
+/// How long the recorder may take to commit the last outcomes.
+const RECORDER_GRACE: Duration = Duration::from_secs(10);
+
+/// Drains `pipeline`'s dispatcher and waits for `recorder`; `give_up` tells
+/// the recorder to stop retrying once runs were abandoned or its grace ran out.
+pub(super) async fn drain(
+    pipeline: Pipeline,
+    recorder: JoinHandle<RecorderReport>,
+    give_up: CancellationToken,
+    handler_timeout: Duration,
+) -> RecorderReport {
+    if let Some(dispatcher) = pipeline.into_dispatcher().await {
+        if dispatcher.drain(handler_timeout + RUN_GRACE).await > 0 {
+            give_up.cancel();
+        }
+    }
+    let grace = tokio::time::sleep(RECORDER_GRACE);
+    tokio::pin!(grace);
+    let mut recorder = recorder;
+    tokio::select! {
+        r = &mut recorder => r.unwrap_or_default(),
+        _ = &mut grace => {
+            give_up.cancel();
+            recorder.await.unwrap_or_default()
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! [`Services`]: the daemon's background tasks — the HTTP server, the
+//! health sampler, the systemd watchdog, the drain flag, retention, the
+//! notifier and the listener-state sync — under one [`TaskTracker`] and one
+//! token, so that shutdown stops them all in one place and waits for them,
+//! after the listener runs have drained (the HTTP server answers 503 during
+//! the drain, so it must outlive it).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long [`Services::stop`] waits for the tasks to end.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The background tasks of one run.
+#[derive(Default)]
+pub(crate) struct Services {
+    tracker: TaskTracker,
+    /// Cancelled by [`Services::stop`], once the run is over: every task
+    /// selects on it. (Not the shutdown request: that one starts the drain.)
+    stop_services: CancellationToken,
+}
+
+impl Services {
+    /// The token every service selects on.
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.stop_services.clone()
+    }
+
+    /// Runs `task` as a service.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(task);
+    }
+
+    /// Stops every service and waits (a few seconds at most) for them to end.
+    pub(crate) async fn stop(&self) {
+        self.tracker.close();
+        self.stop_services.cancel();
+        if tokio::time::timeout(STOP_DEADLINE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                still_running = self.tracker.len(),
+                "Background services did not stop in time; leaving them"
+            );
+        }
+    }
+}

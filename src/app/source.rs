@@ -1,0 +1,76 @@
+//! [`Source`]: where a run's events come from — the Zulip event queue,
+//! polled by intake, or a JSON-lines file of recorded events — and the one
+//! place that feeds either into the inbox pipeline.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{AppError, RunOptions};
+use crate::config::Config;
+use crate::intake::{run_file, FileReport, Intake, IntakeSettings, Pipeline};
+use crate::listeners::{wanted_event_types, Listener};
+use crate::state::State;
+use crate::zulip::{Client, RegisterParams};
+
+/// Where events come from.
+pub enum Source {
+    /// The organization's Zulip event queue, through this client.
+    Zulip(Client),
+    /// A JSON-lines file (`run --events`).
+    File(PathBuf),
+}
+
+impl Source {
+    /// Feeds events into `pipeline` until the source ends (a file) or
+    /// `token` is cancelled or intake fails for good (Zulip). Tells systemd
+    /// the daemon is ready once events flow.
+    pub(super) async fn feed(
+        &self,
+        pipeline: &Pipeline,
+        settings: IntakeSettings,
+        state: Arc<State>,
+        token: CancellationToken,
+    ) -> Result<Option<FileReport>, AppError> {
+        match self {
+            Source::File(path) => {
+                crate::systemd::notify_ready();
+                let report = run_file(path, pipeline, &token)
+                    .await
+                    .map_err(AppError::File)?;
+                Ok(Some(report))
+            }
+            Source::Zulip(client) => {
+                Intake::new(client.clone(), pipeline, settings, state)
+                    .run(token, crate::systemd::notify_ready)
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// What intake asks Zulip for and how it retries, from the configuration.
+pub(super) fn intake_settings(
+    config: &Config,
+    opts: &RunOptions,
+    listeners: &[Arc<dyn Listener>],
+) -> IntakeSettings {
+    IntakeSettings {
+        register: RegisterParams {
+            event_types: wanted_event_types(listeners),
+            narrow: config.zulip.narrow.clone(),
+            all_public_streams: config.zulip.all_public_streams,
+            apply_markdown: config.zulip.apply_markdown,
+            queue_lifespan_secs: config.zulip.queue_lifespan_secs,
+        },
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: config.network.backoff_cap,
+        max_retries: config.network.max_retries,
+        release_queue: opts.release_queue,
+        backfill_since: opts.backfill_since,
+        memory_threshold: config.performance.memory_threshold,
+    }
+}
