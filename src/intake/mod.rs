@@ -1,11 +1,20 @@
-//! Intake: the Zulip poll loop and its queue state machine, the backoff
-//! between failed polls, and the [`Pipeline`] every source feeds.
+//! Intake: how events get in. The Zulip poll loop (`poller`) and its queue
+//! state machine (`queue`: resume, register, release), the commit of a
+//! polled page in chunks (`page`), the backfill after a lost queue
+//! (`backfill`), what each happening logs and counts (`notes`), the backoff
+//! between failed requests, memory backpressure, the JSON-lines file
+//! source (`file`), and the inbox [`Pipeline`] every source feeds
+//! (`inbox`).
 
+mod backfill;
 mod backoff;
 pub mod backpressure;
 mod file;
 mod inbox;
+mod notes;
+mod page;
 mod poller;
+mod queue;
 
 pub use backoff::Backoff;
 pub use file::{run_file, FileError, FileReport};

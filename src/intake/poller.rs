@@ -21,17 +21,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::inbox::{Pipeline, PipelineError};
-use crate::event::Event;
-use crate::state::{now_ms, State};
+use crate::state::State;
 use crate::store::{Cursor, StoreError};
-use crate::zulip::{Client, ErrorAction, RegisterParams, Registration, ZulipError};
+use crate::zulip::{Client, ErrorAction, EventsPage, RegisterParams, ZulipError};
 
 /// Margin added to the long-poll timeout before a poll is abandoned.
 const POLL_MARGIN: Duration = Duration::from_secs(5);
-/// Events per intake transaction when a poll returns a large page.
-const INTAKE_CHUNK: usize = 1000;
-/// Messages per `GET /messages` page when backfilling (Zulip recommends ≤ 1000).
-const BACKFILL_PAGE: u32 = 1000;
 
 /// How the poll loop behaves.
 #[derive(Debug, Clone)]
@@ -72,10 +67,10 @@ pub enum IntakeError {
 
 /// The Zulip poll loop.
 pub struct Intake<'a> {
-    client: Client,
-    pipeline: &'a Pipeline,
-    settings: IntakeSettings,
-    state: Arc<State>,
+    pub(super) client: Client,
+    pub(super) pipeline: &'a Pipeline,
+    pub(super) settings: IntakeSettings,
+    pub(super) state: Arc<State>,
 }
 
 impl<'a> Intake<'a> {
@@ -109,30 +104,8 @@ impl<'a> Intake<'a> {
     ) -> Result<(), IntakeError> {
         let mut on_polling = Some(on_polling);
         let site = self.client.base_url().to_owned();
-        let mut cursor = match self.pipeline.store() {
-            Some(store) => store.load_cursor(self.pipeline.instance()).await?,
-            None => None,
-        };
+        let mut cursor = self.resume(&site).await?;
         let mut anchor = cursor.as_ref().and_then(|c| c.last_message_id);
-        if let Some(c) = &cursor {
-            if c.site != site {
-                tracing::warn!(stored_site = %c.site, site = %site, "The stored queue belongs to another Zulip site; registering a new one");
-                cursor = None;
-            } else {
-                tracing::info!(queue_id = %c.queue_id, last_event_id = c.last_event_id, "Resuming the stored event queue");
-                // The last committed poll of the previous run: what a gap
-                // is measured from if the queue turns out to be gone.
-                if let Some(store) = self.pipeline.store() {
-                    if let Ok(Some(t)) = store.cursor_updated_at(self.pipeline.instance()).await {
-                        self.state
-                            .intake
-                            .last_activity_ms
-                            .store(t.timestamp_millis(), Ordering::Relaxed);
-                    }
-                }
-                self.state.intake.set_queue_id(Some(c.queue_id.clone()));
-            }
-        }
         self.state.intake.polling.store(true, Ordering::Relaxed);
         let mut longpoll = crate::zulip::DEFAULT_LONGPOLL_TIMEOUT;
         let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
@@ -142,45 +115,20 @@ impl<'a> Intake<'a> {
                 break Ok(());
             }
             let Some(current) = cursor.clone() else {
-                let reg = match self.register(&token, &mut backoff).await {
-                    Ok(Some(reg)) => reg,
+                let started = self
+                    .start_queue(&site, anchor, first_registration, &token, &mut backoff)
+                    .await;
+                match started {
+                    Ok(Some(started)) => {
+                        first_registration = false;
+                        longpoll = started.longpoll;
+                        anchor = started.anchor;
+                        cursor = Some(started.cursor);
+                        continue;
+                    }
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(e),
-                };
-                longpoll = reg.longpoll_timeout();
-                // After a lost queue, or on a first start asked to reach
-                // back, fetch the messages the new queue cannot deliver
-                // (including those folded into the registration's state).
-                let start_anchor = match (anchor, first_registration) {
-                    (Some(a), _) => Some(a),
-                    (None, true) => self.settings.backfill_since,
-                    (None, false) => None,
-                };
-                first_registration = false;
-                let c = Cursor {
-                    site: site.clone(),
-                    queue_id: reg.queue_id.clone(),
-                    last_event_id: reg.last_event_id,
-                    last_message_id: start_anchor.or(reg.max_message_id),
-                };
-                match self
-                    .pipeline
-                    .accept(&c.queue_id, Vec::new(), Some(&c), &token)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(PipelineError::Cancelled) => break Ok(()),
-                    Err(PipelineError::Store(e)) => break Err(e.into()),
-                    Err(e @ PipelineError::DispatchStopped) => break Err(IntakeError::Dispatch(e)),
                 }
-                if let Some(from) = start_anchor {
-                    match self.backfill(from, &c, &token).await {
-                        Ok(newest) => anchor = newest.max(Some(from)),
-                        Err(e) => break Err(e),
-                    }
-                }
-                cursor = Some(c);
-                continue;
             };
             if let Some(ready) = on_polling.take() {
                 ready();
@@ -188,105 +136,16 @@ impl<'a> Intake<'a> {
             if let Some(threshold) = self.settings.memory_threshold {
                 crate::intake::backpressure::wait_below(threshold, &self.state, &token).await;
             }
-            let polled = tokio::select! {
-                r = self.client.get_events(&current.queue_id, current.last_event_id, longpoll + POLL_MARGIN) => r,
-                _ = wall_clock_jump() => {
-                    tracing::warn!("The wall clock jumped (suspend/resume?); abandoning the poll and polling again");
+            let items = match self.poll(&current, longpoll, &mut backoff, &token).await {
+                Polled::Page(items) => items,
+                Polled::Again => continue,
+                Polled::QueueGone => {
+                    cursor = None;
                     continue;
                 }
-                _ = token.cancelled() => break Ok(()),
+                Polled::Stop(result) => break result,
             };
-            let items = match polled {
-                Ok(items) => items,
-                Err(e) => match e.action() {
-                    ErrorAction::Reregister => {
-                        self.note_queue_lost(&current, &e);
-                        cursor = None;
-                        continue;
-                    }
-                    ErrorAction::Wait(d) => {
-                        self.note_rate_limit(d);
-                        if sleep_or_cancel(d, &token).await {
-                            break Ok(());
-                        }
-                        continue;
-                    }
-                    ErrorAction::Stop if e.is_auth() => break Err(IntakeError::Auth(e)),
-                    ErrorAction::Stop => break Err(IntakeError::Rejected(e)),
-                    ErrorAction::Retry => {
-                        // A poll that outlived the long-poll timeout means a
-                        // wedged connection, not a busy server: retry at once.
-                        let delay = match e {
-                            ZulipError::Timeout => Duration::ZERO,
-                            _ => backoff.next_delay(),
-                        };
-                        self.note_failure(&e, delay);
-                        if sleep_or_cancel(delay, &token).await {
-                            break Ok(());
-                        }
-                        continue;
-                    }
-                },
-            };
-            self.note_poll_success();
-            backoff.reset();
-            // Commit a large page in chunks, acknowledging each as it is
-            // committed: memory stays bounded by the page's bytes plus a few
-            // chunks (the one committing, the next one, parsed meanwhile, and
-            // the pipeline's hand-off to dispatch), and listener runs start
-            // while later chunks are written.
-            // An empty page is one empty chunk: its cursor may still move.
-            let mut ranges: Vec<std::ops::Range<usize>> = (0..items.len())
-                .step_by(INTAKE_CHUNK)
-                .map(|s| s..(s + INTAKE_CHUNK).min(items.len()))
-                .collect();
-            if ranges.is_empty() {
-                ranges.push(0..0);
-            }
-            let mut committed = current.clone();
-            let mut stop = None;
-            let mut following = ranges.iter().skip(1).cloned();
-            let mut prepared = Some(prepare(
-                &items,
-                ranges[0].clone(),
-                &committed,
-                &current.queue_id,
-            ));
-            while let Some((events, next)) = prepared.take() {
-                let range = following.next();
-                if next == committed {
-                    prepared = range.map(|r| prepare(&items, r, &committed, &current.queue_id));
-                    continue;
-                }
-                let (result, after) = tokio::join!(
-                    self.pipeline
-                        .accept(&current.queue_id, events, Some(&next), &token),
-                    async { range.map(|r| prepare(&items, r, &next, &current.queue_id)) }
-                );
-                prepared = after;
-                match result {
-                    Ok(r) if r.stored > 0 => {
-                        self.state
-                            .intake
-                            .last_event_ms
-                            .store(now_ms(), Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(PipelineError::Cancelled) => {
-                        stop = Some(Ok(()));
-                        break;
-                    }
-                    Err(PipelineError::Store(e)) => {
-                        stop = Some(Err(e.into()));
-                        break;
-                    }
-                    Err(e @ PipelineError::DispatchStopped) => {
-                        stop = Some(Err(IntakeError::Dispatch(e)));
-                        break;
-                    }
-                }
-                committed = next;
-            }
+            let (committed, stop) = self.commit_page(&items, &current, &token).await;
             anchor = committed.last_message_id;
             cursor = Some(committed);
             if let Some(result) = stop {
@@ -302,244 +161,79 @@ impl<'a> Intake<'a> {
         result
     }
 
-    async fn release(&self, queue_id: &str) {
-        match tokio::time::timeout(Duration::from_secs(5), self.client.delete_queue(queue_id)).await
-        {
-            Ok(Ok(())) => tracing::info!(queue_id, "Released the event queue"),
-            Ok(Err(e)) => tracing::warn!(queue_id, error = %e, "Could not release the event queue"),
-            Err(_) => tracing::warn!(queue_id, "Releasing the event queue timed out"),
-        }
-    }
-
-    fn note_poll_success(&self) {
-        self.state.metrics.polls.inc();
-        self.state
-            .intake
-            .last_activity_ms
-            .store(now_ms(), Ordering::Relaxed);
-        self.state
-            .intake
-            .consecutive_failures
-            .store(0, Ordering::Relaxed);
-        if self.state.intake.degraded.swap(false, Ordering::Relaxed) {
-            tracing::info!("Polling Zulip works again");
-        }
-    }
-
-    fn note_queue_lost(&self, lost: &Cursor, e: &ZulipError) {
-        let gap = self.state.last_poll_age().unwrap_or(0.0);
-        self.state
-            .metrics
-            .poll_errors
-            .with_label_values(&[e.reason()])
-            .inc();
-        self.state.metrics.queue_gaps.inc();
-        self.state.metrics.last_gap_seconds.set(gap);
-        self.state.intake.set_queue_id(None);
-        tracing::warn!(queue_id = %lost.queue_id, last_event_id = lost.last_event_id, gap_seconds = gap, error = %e,
-            "The event queue is gone: events other than messages since the last poll are lost; registering a new queue and backfilling missed messages");
-    }
-
-    fn note_rate_limit(&self, d: Duration) {
-        self.state
-            .metrics
-            .poll_errors
-            .with_label_values(&["rate_limited"])
-            .inc();
-        self.state.metrics.rate_limit_waits.inc();
-        self.state
-            .metrics
-            .rate_limit_wait_seconds
-            .inc_by(d.as_secs_f64());
-        tracing::info!(
-            wait_ms = d.as_millis() as u64,
-            "Zulip rate limit hit; waiting exactly as asked"
-        );
-    }
-
-    fn note_failure(&self, e: &ZulipError, delay: Duration) {
-        self.state
-            .metrics
-            .poll_errors
-            .with_label_values(&[e.reason()])
-            .inc();
-        let n = self
-            .state
-            .intake
-            .consecutive_failures
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        if n >= self.settings.max_retries {
-            if !self.state.intake.degraded.swap(true, Ordering::Relaxed) {
-                tracing::error!(failures = n, error = %e, "Zulip requests keep failing; reporting degraded and still retrying");
-            }
-        } else {
-            tracing::warn!(failures = n, error = %e, retry_in_ms = delay.as_millis() as u64, "A request to Zulip failed; retrying");
-        }
-    }
-
-    fn note_registered(&self, reg: &Registration) {
-        self.state.metrics.registrations.inc();
-        self.state
-            .intake
-            .last_activity_ms
-            .store(now_ms(), Ordering::Relaxed);
-        self.state
-            .intake
-            .longpoll_secs
-            .store(reg.longpoll_timeout().as_secs(), Ordering::Relaxed);
-        self.state.intake.set_queue_id(Some(reg.queue_id.clone()));
-        tracing::info!(queue_id = %reg.queue_id, last_event_id = reg.last_event_id,
-            zulip_version = %reg.zulip_version, feature_level = reg.zulip_feature_level,
-            longpoll_timeout_s = reg.longpoll_timeout().as_secs(), "Registered an event queue");
-    }
-
-    /// Registers a queue, retrying transient failures. `None` on shutdown.
-    async fn register(
+    /// One long poll of `current`, with what its failure means for the loop.
+    async fn poll(
         &self,
-        token: &CancellationToken,
+        current: &Cursor,
+        longpoll: Duration,
         backoff: &mut Backoff,
-    ) -> Result<Option<Registration>, IntakeError> {
-        loop {
-            let attempt = tokio::select! {
-                r = self.client.register(&self.settings.register) => r,
-                _ = token.cancelled() => return Ok(None),
-            };
-            let delay = match attempt {
-                Ok(reg) => {
-                    backoff.reset();
-                    self.note_registered(&reg);
-                    return Ok(Some(reg));
-                }
-                Err(e) if e.is_auth() => return Err(IntakeError::Auth(e)),
-                Err(e) => match e.action() {
-                    ErrorAction::Wait(d) => {
-                        self.note_rate_limit(d);
-                        d
-                    }
-                    ErrorAction::Retry | ErrorAction::Reregister => {
-                        let d = backoff.next_delay();
-                        self.note_failure(&e, d);
-                        d
-                    }
-                    ErrorAction::Stop => return Err(IntakeError::Rejected(e)),
-                },
-            };
-            if sleep_or_cancel(delay, token).await {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// Fetches the messages after `from` with `GET /messages` and feeds them
-    /// through the pipeline as backfilled message events. Returns the newest
-    /// message id seen.
-    async fn backfill(
-        &self,
-        from: i64,
-        cursor: &Cursor,
         token: &CancellationToken,
-    ) -> Result<Option<i64>, IntakeError> {
-        let reg = &self.settings.register;
-        let mut narrows = vec![reg.narrow.clone()];
-        if reg.all_public_streams && reg.narrow.is_empty() {
-            narrows.push(vec![("channels".to_owned(), "public".to_owned())]);
-        }
-        let mut newest = None;
-        let mut total = 0u64;
-        for narrow in &narrows {
-            let mut anchor = from;
-            let mut backoff = Backoff::new(self.settings.backoff_base, self.settings.backoff_cap);
-            loop {
-                let page = tokio::select! {
-                    r = self.client.messages_after(anchor, BACKFILL_PAGE, narrow, reg.apply_markdown) => r,
-                    _ = token.cancelled() => return Ok(newest),
-                };
-                let page = match page {
-                    Ok(p) => p,
-                    Err(e) if e.is_auth() => return Err(IntakeError::Auth(e)),
-                    Err(e) => {
-                        let d = match e.action() {
-                            ErrorAction::Wait(d) => d,
-                            ErrorAction::Stop => {
-                                tracing::error!(error = %e, "Backfill refused by Zulip; messages in the gap are not recovered");
-                                break;
-                            }
-                            _ => backoff.next_delay(),
-                        };
-                        if sleep_or_cancel(d, token).await {
-                            return Ok(newest);
-                        }
-                        continue;
-                    }
-                };
-                let mut events = Vec::with_capacity(page.messages.len());
-                for m in &page.messages {
-                    match Event::backfilled_message(m) {
-                        Ok(e) => events.push(e),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "Skipping a malformed backfilled message")
-                        }
-                    }
-                }
-                let last = events.iter().filter_map(Event::message_id).max();
-                let mut c = cursor.clone();
-                c.last_message_id = c.last_message_id.max(last);
-                let n = events.len() as u64;
-                match self
-                    .pipeline
-                    .accept("backfill", events, Some(&c), token)
-                    .await
-                {
-                    Ok(r) => total += r.stored as u64,
-                    Err(PipelineError::Cancelled) => return Ok(newest),
-                    Err(PipelineError::Store(e)) => return Err(e.into()),
-                    Err(e @ PipelineError::DispatchStopped) => {
-                        return Err(IntakeError::Dispatch(e))
-                    }
-                }
-                newest = newest.max(last);
-                match last {
-                    Some(l) if !page.found_newest && n > 0 => anchor = l,
-                    _ => break,
-                }
+    ) -> Polled {
+        let polled = tokio::select! {
+            r = self.client.get_events(&current.queue_id, current.last_event_id, longpoll + POLL_MARGIN) => r,
+            _ = wall_clock_jump() => {
+                tracing::warn!("The wall clock jumped (suspend/resume?); abandoning the poll and polling again");
+                return Polled::Again;
             }
+            _ = token.cancelled() => return Polled::Stop(Ok(())),
+        };
+        let e = match polled {
+            Ok(items) => {
+                self.note_poll_success();
+                backoff.reset();
+                return Polled::Page(items);
+            }
+            Err(e) => e,
+        };
+        let delay = match e.action() {
+            ErrorAction::Reregister => {
+                self.note_queue_lost(current, &e);
+                return Polled::QueueGone;
+            }
+            ErrorAction::Wait(d) => {
+                self.note_rate_limit(d);
+                d
+            }
+            ErrorAction::Stop if e.is_auth() => return Polled::Stop(Err(IntakeError::Auth(e))),
+            ErrorAction::Stop => return Polled::Stop(Err(IntakeError::Rejected(e))),
+            ErrorAction::Retry => {
+                // A poll that outlived the long-poll timeout means a wedged
+                // connection, not a busy server: retry at once.
+                let delay = match e {
+                    ZulipError::Timeout => Duration::ZERO,
+                    _ => backoff.next_delay(),
+                };
+                self.note_failure(&e, delay);
+                delay
+            }
+        };
+        if sleep_or_cancel(delay, token).await {
+            Polled::Stop(Ok(()))
+        } else {
+            Polled::Again
         }
-        self.state.metrics.backfilled_messages.inc_by(total);
-        tracing::info!(
-            after_message_id = from,
-            backfilled = total,
-            "Backfilled missed messages; other event types in the gap cannot be recovered"
-        );
-        Ok(newest)
     }
 }
 
-/// Parses the events of `range` of a page and the cursor that committing
-/// them moves to (from `base`). Events without an id are reported and left
-/// out: they cannot be acknowledged or stored.
-fn prepare(
-    items: &crate::zulip::EventsPage,
-    range: std::ops::Range<usize>,
-    base: &Cursor,
-    queue_id: &str,
-) -> (Vec<Event>, Cursor) {
-    let mut next = base.clone();
-    let mut events = Vec::with_capacity(range.len());
-    for item in items.chunk(range) {
-        match item {
-            Ok(e) => {
-                next.last_event_id = next.last_event_id.max(e.id());
-                if let Some(m) = e.message_id() {
-                    next.last_message_id = next.last_message_id.max(Some(m));
-                }
-                events.push(e);
-            }
-            Err(raw) => tracing::error!(queue_id, event = %raw,
-                "Zulip sent an event without an id; it cannot be stored"),
-        }
+/// What one poll tells the loop to do.
+enum Polled {
+    /// Events (or a heartbeat) to commit.
+    Page(EventsPage),
+    /// Poll again (after a wait already taken).
+    Again,
+    /// The queue is gone: register a new one.
+    QueueGone,
+    /// Stop, with this result.
+    Stop(Result<(), IntakeError>),
+}
+
+/// What a pipeline error means for the poll loop: `None` on shutdown.
+pub(super) fn stopped_by(e: PipelineError) -> Option<IntakeError> {
+    match e {
+        PipelineError::Cancelled => None,
+        PipelineError::Store(e) => Some(e.into()),
+        e @ PipelineError::DispatchStopped => Some(IntakeError::Dispatch(e)),
     }
-    (events, next)
 }
 
 /// Resolves when the wall clock moves more than 10 s away from the
@@ -568,7 +262,7 @@ async fn wall_clock_jump() {
 }
 
 /// Sleeps for `d`; true when `token` was cancelled first.
-async fn sleep_or_cancel(d: Duration, token: &CancellationToken) -> bool {
+pub(super) async fn sleep_or_cancel(d: Duration, token: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = token.cancelled() => true,

@@ -1,0 +1,96 @@
+//! One function per notable happening of the poll loop, each writing its
+//! log line and its metric together (a poll that worked, a lost queue, a
+//! rate limit, a failed request, a registered queue).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::poller::Intake;
+use crate::state::now_ms;
+use crate::store::Cursor;
+use crate::zulip::{Registration, ZulipError};
+
+impl Intake<'_> {
+    pub(super) fn note_poll_success(&self) {
+        self.state.metrics.polls.inc();
+        self.state
+            .intake
+            .last_activity_ms
+            .store(now_ms(), Ordering::Relaxed);
+        self.state
+            .intake
+            .consecutive_failures
+            .store(0, Ordering::Relaxed);
+        if self.state.intake.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!("Polling Zulip works again");
+        }
+    }
+
+    pub(super) fn note_queue_lost(&self, lost: &Cursor, e: &ZulipError) {
+        let gap = self.state.last_poll_age().unwrap_or(0.0);
+        self.state
+            .metrics
+            .poll_errors
+            .with_label_values(&[e.reason()])
+            .inc();
+        self.state.metrics.queue_gaps.inc();
+        self.state.metrics.last_gap_seconds.set(gap);
+        self.state.intake.set_queue_id(None);
+        tracing::warn!(queue_id = %lost.queue_id, last_event_id = lost.last_event_id, gap_seconds = gap, error = %e,
+            "The event queue is gone: events other than messages since the last poll are lost; registering a new queue and backfilling missed messages");
+    }
+
+    pub(super) fn note_rate_limit(&self, d: Duration) {
+        self.state
+            .metrics
+            .poll_errors
+            .with_label_values(&["rate_limited"])
+            .inc();
+        self.state.metrics.rate_limit_waits.inc();
+        self.state
+            .metrics
+            .rate_limit_wait_seconds
+            .inc_by(d.as_secs_f64());
+        tracing::info!(
+            wait_ms = d.as_millis() as u64,
+            "Zulip rate limit hit; waiting exactly as asked"
+        );
+    }
+
+    pub(super) fn note_failure(&self, e: &ZulipError, delay: Duration) {
+        self.state
+            .metrics
+            .poll_errors
+            .with_label_values(&[e.reason()])
+            .inc();
+        let n = self
+            .state
+            .intake
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if n >= self.settings.max_retries {
+            if !self.state.intake.degraded.swap(true, Ordering::Relaxed) {
+                tracing::error!(failures = n, error = %e, "Zulip requests keep failing; reporting degraded and still retrying");
+            }
+        } else {
+            tracing::warn!(failures = n, error = %e, retry_in_ms = delay.as_millis() as u64, "A request to Zulip failed; retrying");
+        }
+    }
+
+    pub(super) fn note_registered(&self, reg: &Registration) {
+        self.state.metrics.registrations.inc();
+        self.state
+            .intake
+            .last_activity_ms
+            .store(now_ms(), Ordering::Relaxed);
+        self.state
+            .intake
+            .longpoll_secs
+            .store(reg.longpoll_timeout().as_secs(), Ordering::Relaxed);
+        self.state.intake.set_queue_id(Some(reg.queue_id.clone()));
+        tracing::info!(queue_id = %reg.queue_id, last_event_id = reg.last_event_id,
+            zulip_version = %reg.zulip_version, feature_level = reg.zulip_feature_level,
+            longpoll_timeout_s = reg.longpoll_timeout().as_secs(), "Registered an event queue");
+    }
+}

@@ -1,0 +1,141 @@
+//! The queue's life: resuming the stored cursor at start, registering a
+//! new queue (after a loss, backfilling the messages it cannot deliver),
+//! and releasing it at exit when asked.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::poller::{sleep_or_cancel, stopped_by, Intake, IntakeError};
+use crate::store::Cursor;
+use crate::zulip::{ErrorAction, Registration};
+
+/// A queue registered and ready to poll.
+pub(super) struct Started {
+    /// Its cursor, committed.
+    pub(super) cursor: Cursor,
+    /// The newest message id known (the next backfill's anchor).
+    pub(super) anchor: Option<i64>,
+    /// Its long-poll timeout.
+    pub(super) longpoll: Duration,
+}
+
+impl Intake<'_> {
+    /// The stored cursor to resume, unless it belongs to another site.
+    pub(super) async fn resume(&self, site: &str) -> Result<Option<Cursor>, IntakeError> {
+        let Some(store) = self.pipeline.store() else {
+            return Ok(None);
+        };
+        let Some(c) = store.load_cursor(self.pipeline.instance()).await? else {
+            return Ok(None);
+        };
+        if c.site != site {
+            tracing::warn!(stored_site = %c.site, site = %site, "The stored queue belongs to another Zulip site; registering a new one");
+            return Ok(None);
+        }
+        tracing::info!(queue_id = %c.queue_id, last_event_id = c.last_event_id, "Resuming the stored event queue");
+        // The last committed poll of the previous run: what a gap is
+        // measured from if the queue turns out to be gone.
+        if let Ok(Some(t)) = store.cursor_updated_at(self.pipeline.instance()).await {
+            self.state
+                .intake
+                .last_activity_ms
+                .store(t.timestamp_millis(), Ordering::Relaxed);
+        }
+        self.state.intake.set_queue_id(Some(c.queue_id.clone()));
+        Ok(Some(c))
+    }
+
+    /// Registers a queue and commits its cursor; after a lost queue, or on a
+    /// first start asked to reach back, fetches the messages the new queue
+    /// cannot deliver (including those folded into the registration's
+    /// state). `None` on shutdown.
+    pub(super) async fn start_queue(
+        &self,
+        site: &str,
+        anchor: Option<i64>,
+        first_registration: bool,
+        token: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<Option<Started>, IntakeError> {
+        let Some(reg) = self.register(token, backoff).await? else {
+            return Ok(None);
+        };
+        let start_anchor = match (anchor, first_registration) {
+            (Some(a), _) => Some(a),
+            (None, true) => self.settings.backfill_since,
+            (None, false) => None,
+        };
+        let cursor = Cursor {
+            site: site.to_owned(),
+            queue_id: reg.queue_id.clone(),
+            last_event_id: reg.last_event_id,
+            last_message_id: start_anchor.or(reg.max_message_id),
+        };
+        if let Err(e) = self
+            .pipeline
+            .accept(&cursor.queue_id, Vec::new(), Some(&cursor), token)
+            .await
+        {
+            return stopped_by(e).map_or(Ok(None), Err);
+        }
+        let mut anchor = anchor;
+        if let Some(from) = start_anchor {
+            let newest = self.backfill(from, &cursor, token).await?;
+            anchor = newest.max(Some(from));
+        }
+        Ok(Some(Started {
+            cursor,
+            anchor,
+            longpoll: reg.longpoll_timeout(),
+        }))
+    }
+
+    /// Registers a queue, retrying transient failures. `None` on shutdown.
+    async fn register(
+        &self,
+        token: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<Option<Registration>, IntakeError> {
+        loop {
+            let attempt = tokio::select! {
+                r = self.client.register(&self.settings.register) => r,
+                _ = token.cancelled() => return Ok(None),
+            };
+            let delay = match attempt {
+                Ok(reg) => {
+                    backoff.reset();
+                    self.note_registered(&reg);
+                    return Ok(Some(reg));
+                }
+                Err(e) if e.is_auth() => return Err(IntakeError::Auth(e)),
+                Err(e) => match e.action() {
+                    ErrorAction::Wait(d) => {
+                        self.note_rate_limit(d);
+                        d
+                    }
+                    ErrorAction::Retry | ErrorAction::Reregister => {
+                        let d = backoff.next_delay();
+                        self.note_failure(&e, d);
+                        d
+                    }
+                    ErrorAction::Stop => return Err(IntakeError::Rejected(e)),
+                },
+            };
+            if sleep_or_cancel(delay, token).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    pub(super) async fn release(&self, queue_id: &str) {
+        match tokio::time::timeout(Duration::from_secs(5), self.client.delete_queue(queue_id)).await
+        {
+            Ok(Ok(())) => tracing::info!(queue_id, "Released the event queue"),
+            Ok(Err(e)) => tracing::warn!(queue_id, error = %e, "Could not release the event queue"),
+            Err(_) => tracing::warn!(queue_id, "Releasing the event queue timed out"),
+        }
+    }
+}
