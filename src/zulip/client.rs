@@ -5,18 +5,14 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::credentials::{api_base_url, Credentials};
 use super::error::ZulipError;
-use crate::event::Event;
-
-/// The long-poll timeout when Zulip does not say (its documented default).
-pub const DEFAULT_LONGPOLL_TIMEOUT: Duration = Duration::from_secs(90);
+use super::page::EventsPage;
+use super::payloads::{MessagesPage, RegisterParams, Registration, UserMe};
+use super::response::{decode, error_from, json, send, transport};
 
 /// An authenticated Zulip API client.
 #[derive(Clone)]
@@ -36,129 +32,6 @@ impl std::fmt::Debug for Client {
             .field("key", &"[redacted]")
             .finish()
     }
-}
-
-/// Parameters of `POST /register`.
-#[derive(Debug, Clone, Default)]
-pub struct RegisterParams {
-    /// Event types to queue; `None` for every type.
-    pub event_types: Option<Vec<String>>,
-    /// `[[operator, operand]]` pairs.
-    pub narrow: Vec<(String, String)>,
-    /// Messages of every public channel.
-    pub all_public_streams: bool,
-    /// Rendered HTML instead of Markdown.
-    pub apply_markdown: bool,
-    /// Requested idle lifetime of the queue; 0 for Zulip's default (10 minutes).
-    pub queue_lifespan_secs: u64,
-}
-
-/// What `POST /register` returned that the daemon uses.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Registration {
-    /// The new queue.
-    pub queue_id: String,
-    /// The id to acknowledge first (`-1`, or the last event folded into the state).
-    pub last_event_id: i64,
-    /// The server's API feature level.
-    #[serde(default)]
-    pub zulip_feature_level: i64,
-    /// The server version.
-    #[serde(default)]
-    pub zulip_version: String,
-    /// The newest message id at registration.
-    #[serde(default)]
-    pub max_message_id: Option<i64>,
-    /// How long a long poll may take, in seconds.
-    #[serde(default)]
-    pub event_queue_longpoll_timeout_seconds: Option<u64>,
-}
-
-impl Registration {
-    /// The HTTP timeout for `GET /events` on this queue.
-    pub fn longpoll_timeout(&self) -> Duration {
-        self.event_queue_longpoll_timeout_seconds
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_LONGPOLL_TIMEOUT)
-    }
-}
-
-/// `GET /users/me`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct UserMe {
-    /// The account's user id.
-    pub user_id: i64,
-    /// The account's email.
-    #[serde(default)]
-    pub email: String,
-    /// Whether it is a bot.
-    #[serde(default)]
-    pub is_bot: bool,
-    /// Display name.
-    #[serde(default)]
-    pub full_name: String,
-}
-
-/// One page of `GET /messages`.
-#[derive(Debug, Deserialize)]
-pub struct MessagesPage {
-    /// The messages, oldest first, exactly as sent.
-    pub messages: Vec<Box<RawValue>>,
-    /// Whether the page reaches the newest message.
-    #[serde(default)]
-    pub found_newest: bool,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    msg: String,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default, rename = "retry-after")]
-    retry_after: Option<f64>,
-    #[serde(default)]
-    queue_id: Option<String>,
-}
-
-/// The body of one `GET /events` response. Events are materialized chunk
-/// by chunk ([`EventsPage::chunk`]), so a large backlog is held once, as
-/// the bytes Zulip sent, rather than once more as parsed events.
-#[derive(Debug)]
-pub struct EventsPage {
-    body: bytes::Bytes,
-    spans: Vec<(usize, usize)>,
-}
-
-impl EventsPage {
-    /// Number of events in the page.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// Whether the page holds no event.
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
-    /// The events at `range`, in order. An element with an `id` but no
-    /// `type` is kept as a `malformed` event; one without even an `id` is
-    /// an `Err` with its raw text, for the caller to report.
-    pub fn chunk(&self, range: std::ops::Range<usize>) -> Vec<Result<Event, String>> {
-        self.spans[range]
-            .iter()
-            .map(|&(a, b)| {
-                let text = std::str::from_utf8(&self.body[a..b]).unwrap_or_default();
-                Event::from_wire(text)
-            })
-            .collect()
-    }
-}
-
-#[derive(Deserialize)]
-struct EventsBody<'a> {
-    #[serde(borrow)]
-    events: Vec<&'a RawValue>,
 }
 
 impl Client {
@@ -277,22 +150,7 @@ impl Client {
             return Err(error_from(resp).await);
         }
         let body = resp.bytes().await.map_err(transport)?;
-        let spans = {
-            let parsed: EventsBody<'_> =
-                serde_json::from_slice(&body).map_err(|_| ZulipError::NonJson {
-                    status: status.as_u16(),
-                })?;
-            let base = body.as_ptr() as usize;
-            parsed
-                .events
-                .iter()
-                .map(|raw| {
-                    let start = raw.get().as_ptr() as usize - base;
-                    (start, start + raw.get().len())
-                })
-                .collect()
-        };
-        Ok(EventsPage { body, spans })
+        EventsPage::parse(body, status.as_u16())
     }
 
     /// `DELETE /events`: releases a queue.
@@ -345,95 +203,5 @@ impl Client {
                 ("client_gravatar", "false".to_owned()),
             ]);
         decode(send(req).await?).await
-    }
-}
-
-fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-fn transport(e: reqwest::Error) -> ZulipError {
-    if e.is_timeout() {
-        ZulipError::Timeout
-    } else {
-        // Without the URL: it is noise in a log line, and never secret, but
-        // keeps messages short.
-        let e = e.without_url();
-        let mut msg = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            source = s.source();
-        }
-        ZulipError::Transport(msg)
-    }
-}
-
-async fn send(req: RequestBuilder) -> Result<Response, ZulipError> {
-    req.send().await.map_err(transport)
-}
-
-async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, ZulipError> {
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(error_from(resp).await);
-    }
-    let body = resp.bytes().await.map_err(transport)?;
-    serde_json::from_slice(&body).map_err(|_| ZulipError::NonJson {
-        status: status.as_u16(),
-    })
-}
-
-async fn error_from(resp: Response) -> ZulipError {
-    let status = resp.status();
-    let header_retry = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    let body = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => return transport(e),
-    };
-    let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-    let Some(err) = parsed else {
-        return match status {
-            StatusCode::TOO_MANY_REQUESTS => ZulipError::RateLimited {
-                retry_after: seconds(header_retry.unwrap_or(1.0)),
-            },
-            _ => ZulipError::NonJson {
-                status: status.as_u16(),
-            },
-        };
-    };
-    let code = err.code.unwrap_or_else(|| "BAD_REQUEST".to_owned());
-    match (status.as_u16(), code.as_str()) {
-        (429, _) | (_, "RATE_LIMIT_HIT") => ZulipError::RateLimited {
-            retry_after: seconds(header_retry.or(err.retry_after).unwrap_or(1.0)),
-        },
-        (_, "BAD_EVENT_QUEUE_ID") => ZulipError::QueueGone {
-            queue_id: err.queue_id.unwrap_or_default(),
-        },
-        (401, _) => ZulipError::Unauthorized { code, msg: err.msg },
-        (403, _) => ZulipError::Forbidden { code, msg: err.msg },
-        (s, _) if s >= 500 => ZulipError::Server {
-            status: s,
-            msg: err.msg,
-        },
-        (s, _) => ZulipError::Client {
-            status: s,
-            code,
-            msg: err.msg,
-        },
-    }
-}
-
-/// A `Retry-After` value as a duration; negative or absurd values are clamped.
-fn seconds(v: f64) -> Duration {
-    if v.is_finite() {
-        Duration::from_secs_f64(v.clamp(0.0, 3600.0))
-    } else {
-        Duration::from_secs(1)
     }
 }

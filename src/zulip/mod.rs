@@ -1,16 +1,20 @@
-//! Talking to Zulip: credentials as the official bindings read them (and
-//! the zuliprc INI syntax they use), the
-//! HTTP client for the event-queue endpoints, and [`ZulipError`], typed by
-//! the response's `code`, never by its translated `msg`.
+//! Talking to Zulip: credentials as the official bindings read them
+//! (`credentials`, and the zuliprc INI syntax in `zuliprc`), the HTTP
+//! [`Client`] for the event-queue endpoints (`client`, with the payloads it
+//! sends and reads in `payloads` and the `GET /events` body in `page`), and
+//! [`ZulipError`], typed by the response's `code`, never by its translated
+//! `msg` (`error`, decoded in `response`).
 
 mod client;
 pub mod credentials;
 mod error;
+mod page;
+mod payloads;
+mod response;
 mod zuliprc;
 
-pub use client::{
-    Client, EventsPage, MessagesPage, RegisterParams, Registration, UserMe,
-    DEFAULT_LONGPOLL_TIMEOUT,
-};
+pub use client::Client;
 pub use credentials::{load_credentials, CredentialSources, Credentials, CredentialsError};
 pub use error::{ErrorAction, ZulipError};
+pub use page::EventsPage;
+pub use payloads::{MessagesPage, RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};

@@ -1,0 +1,113 @@
+//! Turning HTTP responses into values or a typed [`ZulipError`]: by the
+//! body's `code`, never its translated `msg`, with `Retry-After` from the
+//! header or the body, and transport failures summarized without the URL.
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::error::ZulipError;
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    msg: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default, rename = "retry-after")]
+    retry_after: Option<f64>,
+    #[serde(default)]
+    queue_id: Option<String>,
+}
+
+pub(super) fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+pub(super) fn transport(e: reqwest::Error) -> ZulipError {
+    if e.is_timeout() {
+        ZulipError::Timeout
+    } else {
+        // Without the URL: it is noise in a log line, and never secret, but
+        // keeps messages short.
+        let e = e.without_url();
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            source = s.source();
+        }
+        ZulipError::Transport(msg)
+    }
+}
+
+pub(super) async fn send(req: RequestBuilder) -> Result<Response, ZulipError> {
+    req.send().await.map_err(transport)
+}
+
+pub(super) async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, ZulipError> {
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(error_from(resp).await);
+    }
+    let body = resp.bytes().await.map_err(transport)?;
+    serde_json::from_slice(&body).map_err(|_| ZulipError::NonJson {
+        status: status.as_u16(),
+    })
+}
+
+pub(super) async fn error_from(resp: Response) -> ZulipError {
+    let status = resp.status();
+    let header_retry = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    let body = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return transport(e),
+    };
+    let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+    let Some(err) = parsed else {
+        return match status {
+            StatusCode::TOO_MANY_REQUESTS => ZulipError::RateLimited {
+                retry_after: seconds(header_retry.unwrap_or(1.0)),
+            },
+            _ => ZulipError::NonJson {
+                status: status.as_u16(),
+            },
+        };
+    };
+    let code = err.code.unwrap_or_else(|| "BAD_REQUEST".to_owned());
+    match (status.as_u16(), code.as_str()) {
+        (429, _) | (_, "RATE_LIMIT_HIT") => ZulipError::RateLimited {
+            retry_after: seconds(header_retry.or(err.retry_after).unwrap_or(1.0)),
+        },
+        (_, "BAD_EVENT_QUEUE_ID") => ZulipError::QueueGone {
+            queue_id: err.queue_id.unwrap_or_default(),
+        },
+        (401, _) => ZulipError::Unauthorized { code, msg: err.msg },
+        (403, _) => ZulipError::Forbidden { code, msg: err.msg },
+        (s, _) if s >= 500 => ZulipError::Server {
+            status: s,
+            msg: err.msg,
+        },
+        (s, _) => ZulipError::Client {
+            status: s,
+            code,
+            msg: err.msg,
+        },
+    }
+}
+
+/// A `Retry-After` value as a duration; negative or absurd values are clamped.
+fn seconds(v: f64) -> Duration {
+    if v.is_finite() {
+        Duration::from_secs_f64(v.clamp(0.0, 3600.0))
+    } else {
+        Duration::from_secs(1)
+    }
+}
