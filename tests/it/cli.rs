@@ -1,21 +1,7 @@
 //! The binary's subcommands and exit codes.
 
-use std::process::Command;
-
 use crate::support::fake_zulip::{FakeOptions, FakeZulip};
 use crate::support::*;
-
-fn zel(args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(args)
-        .env("RUST_LOG", "error")
-        .env_remove("ZULIP_API_KEY")
-        .env_remove("ZULIP_EMAIL")
-        .env_remove("ZULIP_SITE")
-        .env_remove("ZULIP_CONFIG")
-        .output()
-        .expect("run the binary")
-}
 
 #[tokio::test]
 async fn a_wrong_api_key_exits_with_code_3_and_one_clear_line() {

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use zulip_event_listeners::event::Event;
 use zulip_event_listeners::listeners::{Context, Listener, ListenerError, Record, Registry};
 
-use super::Counter;
+/// Shared handle used by test listeners to count calls.
+pub type Counter = Arc<std::sync::atomic::AtomicU64>;
 
 /// Always fails with a transient error.
 pub struct Failing;
