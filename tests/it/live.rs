@@ -54,9 +54,7 @@ async fn every_event_is_stored_once_and_logged_per_listener(backend: Backend) {
     let total = messages + others;
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-                .await
-                .unwrap_or(-1)
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await
                 == messages * 2 + others
         })
         .await,
@@ -123,10 +121,7 @@ async fn a_restart_resumes_the_stored_queue_without_a_gap() {
     send_traffic(&fake, 30);
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_inbox")
-                .await
-                .unwrap_or(-1)
-                >= 30
+            count(&db, "SELECT count(*) FROM event_listeners_inbox").await >= 30
         })
         .await
     );
@@ -137,10 +132,7 @@ async fn a_restart_resumes_the_stored_queue_without_a_gap() {
     app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
-                .await
-                .unwrap_or(-1)
-                == 60
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 60
         })
         .await,
         "all messages from both runs are logged"
@@ -174,10 +166,7 @@ async fn failing_panicking_and_hanging_listeners_are_recorded(backend: Backend) 
     send_traffic(&fake, 20);
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-                .await
-                .unwrap_or(-1)
-                == 20 * 5 + 4
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await == 20 * 5 + 4
         })
         .await,
         "every run is logged, failed ones included"

@@ -83,10 +83,7 @@ async fn a_failed_run_is_retried_and_its_final_outcome_logged_once() {
     }
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-                .await
-                .unwrap_or(-1)
-                == 20
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await == 20
         })
         .await,
         "one final row per (event, listener)"
@@ -126,10 +123,7 @@ async fn an_open_circuit_skips_runs_and_keeps_them_for_replay() {
     }
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-                .await
-                .unwrap_or(-1)
-                == 24
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await == 24
         })
         .await
     );
@@ -182,7 +176,7 @@ async fn three_partitioned_instances_together_handle_each_event_exactly_once() {
     }
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'message_logger'").await.unwrap_or(-1) == 300
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'message_logger'").await == 300
         })
         .await,
         "every message is logged by exactly one instance"

@@ -21,10 +21,7 @@ async fn a_lost_queue_is_replaced_and_the_missed_messages_backfilled_once() {
     send(&fake, 0..20);
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
-                .await
-                .unwrap_or(-1)
-                == 20
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 20
         })
         .await
     );
@@ -37,10 +34,7 @@ async fn a_lost_queue_is_replaced_and_the_missed_messages_backfilled_once() {
     send(&fake, 50..60);
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
-                .await
-                .unwrap_or(-1)
-                == 60
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 60
         })
         .await,
         "every message is logged once, live or backfilled"
@@ -92,10 +86,7 @@ async fn rate_limits_server_errors_and_dropped_connections_lose_nothing() {
     }
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
-                .await
-                .unwrap_or(-1)
-                == 200
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 200
         })
         .await,
         "all 200 messages arrive despite the faults"
@@ -150,10 +141,7 @@ async fn sigkill_mid_stream_twice_loses_and_duplicates_nothing_on_postgres() {
         }
         // Kill while events are in flight: some stored, some not, runs pending.
         let _ = eventually(Duration::from_secs(20), || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_inbox")
-                .await
-                .unwrap_or(-1)
-                > 0
+            count(&db, "SELECT count(*) FROM event_listeners_inbox").await > 0
         })
         .await;
         child.kill().expect("SIGKILL");
@@ -165,10 +153,7 @@ async fn sigkill_mid_stream_twice_loses_and_duplicates_nothing_on_postgres() {
         sent += 50;
     }
     let done = eventually(WAIT, || async {
-        db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-            .await
-            .unwrap_or(-1)
-            >= (2 * TOTAL) as i64
+        count(&db, "SELECT count(*) FROM event_listeners_eventlog").await >= (2 * TOTAL) as i64
     })
     .await;
     child.kill().ok();

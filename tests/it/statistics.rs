@@ -471,15 +471,14 @@ both_backends!(the_retention_task_runs_soon_after_start =>
 async fn the_stats_command_shows_both_listeners_with_a_sparkline() {
     let db = TestDb::new(Backend::Sqlite).await;
     let s = setup(None, &db.url, "");
-    let config = s.config_path.clone();
+    let cfg = s.config_path.display().to_string();
     let sample = repo().join("examples/sample-events.jsonl");
-    let c = config.clone();
-    let (run_out, stats_out) = tokio::task::spawn_blocking(move || {
-        let run = zel_with(&c, &["run", "--events", &sample.display().to_string()]);
-        (run, zel_with(&c, &["stats", "--since", "24h"]))
-    })
-    .await
-    .unwrap();
+    let run_out = zel_async(args(
+        &cfg,
+        &["run", "--events", &sample.display().to_string()],
+    ))
+    .await;
+    let stats_out = zel_async(args(&cfg, &["stats", "--since", "24h"])).await;
     assert!(
         run_out.status.success(),
         "{}",
@@ -503,11 +502,8 @@ async fn the_stats_command_shows_both_listeners_with_a_sparkline() {
     // `aggregate`, twice: the table the recorder wrote, unchanged.
     let recorded = stats_rows(&db).await;
     assert!(!recorded.is_empty());
-    for args in [&["aggregate"][..], &["aggregate", "--since", "7d"][..]] {
-        let c = config.clone();
-        let out = tokio::task::spawn_blocking(move || zel_with(&c, args))
-            .await
-            .unwrap();
+    for rest in [&["aggregate"][..], &["aggregate", "--since", "7d"][..]] {
+        let out = zel_async(args(&cfg, rest)).await;
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -519,10 +515,7 @@ async fn the_stats_command_shows_both_listeners_with_a_sparkline() {
     }
 
     // A bad age is a command-line error.
-    let c = config.clone();
-    let bad = tokio::task::spawn_blocking(move || zel_with(&c, &["stats", "--since", "24"]))
-        .await
-        .unwrap();
+    let bad = zel_async(args(&cfg, &["stats", "--since", "24"])).await;
     assert_eq!(bad.status.code(), Some(2));
     db.drop_db().await;
 }

@@ -31,18 +31,9 @@ pub fn zel(args: &[&str]) -> Output {
         .expect("run the binary")
 }
 
-/// [`zel`] with `--config CONFIG` first.
-pub fn zel_with(config: &Path, args: &[&str]) -> Output {
-    let config = config.display().to_string();
-    let all: Vec<&str> = ["--config", config.as_str()]
-        .into_iter()
-        .chain(args.iter().copied())
-        .collect();
-    zel(&all)
-}
-
 /// [`zel`] off the async runtime, so that the test's servers keep running.
-pub async fn zel_async(args: Vec<String>) -> Output {
+pub async fn zel_async<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Output {
+    let args: Vec<String> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     tokio::task::spawn_blocking(move || zel(&args.iter().map(String::as_str).collect::<Vec<_>>()))
         .await
         .unwrap()
