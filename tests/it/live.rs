@@ -250,9 +250,8 @@ async fn dry_run_stores_nothing_runs_nothing_and_releases_its_queue() {
 #[tokio::test]
 async fn run_refuses_a_postgres_database_with_pending_migrations() {
     let mut app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
-    app.start(Registry::builtin(), RunOptions::default()).await;
     let err = app
-        .stop()
+        .try_start(Registry::builtin(), RunOptions::default())
         .await
         .expect_err("pending migrations refuse to run");
     assert!(

@@ -32,7 +32,7 @@ pub struct TestApp {
 
 /// The application running in a task.
 struct Daemon {
-    /// `None` when the application failed to build.
+    /// `None` when it reads an events file (which serves no HTTP).
     addr: Option<SocketAddr>,
     token: CancellationToken,
     handle: JoinHandle<Result<RunReport, AppError>>,
@@ -76,18 +76,27 @@ impl TestApp {
     }
 
     /// Starts the daemon on the config with `registry` and `opts`, HTTP on
-    /// a free port; returns once it is built (or failed to build: then
-    /// [`TestApp::stop`] returns the error).
+    /// a free port; returns once it is built. Panics if it fails to build.
     pub async fn start(&mut self, registry: Registry, opts: RunOptions) {
+        if let Err(e) = self.try_start(registry, opts).await {
+            panic!("the daemon starts: {e}");
+        }
+    }
+
+    /// [`TestApp::start`], returning why the daemon could not be built.
+    pub async fn try_start(
+        &mut self,
+        registry: Registry,
+        opts: RunOptions,
+    ) -> Result<(), AppError> {
         assert!(self.daemon.is_none(), "the daemon is already running");
-        self.daemon = Some(Daemon::spawn(&self.setup.config, registry, opts).await);
+        self.daemon = Some(Daemon::spawn(&self.setup.config, registry, opts).await?);
+        Ok(())
     }
 
     /// The daemon's HTTP address.
     pub fn address(&self) -> SocketAddr {
-        self.daemon()
-            .addr
-            .expect("the daemon was built and listens")
+        self.daemon().addr.expect("the daemon serves HTTP")
     }
 
     /// `GET /health`.
@@ -144,8 +153,13 @@ impl TestApp {
 }
 
 impl Daemon {
-    /// Builds and runs the application in a task, HTTP on a free port.
-    async fn spawn(config: &Config, registry: Registry, opts: RunOptions) -> Daemon {
+    /// Builds and runs the application in a task, HTTP on a free port;
+    /// returns once it is built, or the error it was not built with.
+    async fn spawn(
+        config: &Config,
+        registry: Registry,
+        opts: RunOptions,
+    ) -> Result<Daemon, AppError> {
         let mut config = config.clone();
         config.http.bind = Some("127.0.0.1:0".parse().expect("a socket address"));
         let token = CancellationToken::new();
@@ -156,12 +170,17 @@ impl Daemon {
             let _ = built.send(app.http_addr());
             app.run_until_stopped(stop).await
         });
-        // A failed build drops the sender: no address, the error in `handle`.
-        let addr = addr.await.ok().flatten();
-        Daemon {
-            addr,
-            token,
-            handle,
+        match addr.await {
+            Ok(addr) => Ok(Daemon {
+                addr,
+                token,
+                handle,
+            }),
+            // A failed build drops the sender before sending.
+            Err(_) => match handle.await.expect("the daemon task does not panic") {
+                Err(e) => Err(e),
+                Ok(_) => panic!("the daemon ended without being built"),
+            },
         }
     }
 }

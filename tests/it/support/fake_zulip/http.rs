@@ -16,6 +16,7 @@ use super::faults::{fault_response, Fault};
 use super::queues::{Completion, Poll, RequestRecord, Shared};
 
 impl Shared {
+    /// Basic auth with the bot's email (in any case) and API key.
     fn authorized(&self, headers: &HeaderMap, path: &str) -> bool {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             // Like Zulip, /server_settings may be fetched anonymously.
@@ -33,6 +34,7 @@ impl Shared {
     }
 }
 
+/// Every request: recorded on arrival, then faulted, refused or routed.
 pub(super) async fn handle(
     AxState(shared): AxState<Arc<Shared>>,
     method: Method,
@@ -75,6 +77,7 @@ pub(super) async fn handle(
     response
 }
 
+/// The endpoints; a known path with another method is 405, others 404.
 pub(super) async fn route(
     s: &Arc<Shared>,
     m: &Method,

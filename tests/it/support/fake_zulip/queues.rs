@@ -40,12 +40,14 @@ pub struct RequestRecord {
     pub fault: Option<Fault>,
 }
 
+/// What the server, its GC task and every [`super::FakeZulip`] clone share.
 pub(super) struct Shared {
     pub(super) opts: FakeOptions,
     pub(super) addr: SocketAddr,
     pub(super) state: Mutex<State>,
 }
 
+/// Everything behind the one lock: queues, history, faults and requests.
 #[derive(Default)]
 pub(super) struct State {
     pub(super) queues: HashMap<String, Queue>,
@@ -62,11 +64,13 @@ pub(super) struct State {
     pub(super) heartbeats_paused: bool,
 }
 
+/// How a parked `GET /events` ends.
 pub(super) enum Completion {
     Events(Vec<Value>),
     Gone,
 }
 
+/// One event queue, as Zulip's `ClientDescriptor` and `EventQueue`.
 pub(super) struct Queue {
     pub(super) event_types: Option<Vec<String>>,
     pub(super) narrow: Vec<Term>,
@@ -188,6 +192,7 @@ impl State {
 }
 
 impl Shared {
+    /// The state, also after a panic while it was held (poison is ignored).
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -288,6 +293,7 @@ impl Shared {
     }
 }
 
+/// A `GET /events` answered at once, or parked until events arrive.
 pub(super) enum Poll {
     Ready(Value),
     Parked(oneshot::Receiver<Completion>, String),
