@@ -7,7 +7,7 @@ use std::time::Duration;
 use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::listeners::Registry;
 
-use crate::support::fake_zulip::{FakeOptions, FakeZulip};
+use crate::support::fake_zulip::FakeOptions;
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -188,10 +188,9 @@ async fn postgres_going_away_mid_stream_loses_nothing_and_the_daemon_keeps_runni
 #[tokio::test]
 async fn twenty_thousand_messages_survive_ten_sigkills() {
     const TOTAL: usize = 20_000;
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
+    let (fake, db, s) = (app.fake.clone(), app.db.clone(), &app.setup);
     db.migrate().await;
-    let s = setup(Some(&fake), &db.url, "");
     let stderr_log = s.dir.path().join("stderr.log");
 
     let mut child = spawn_daemon(&s.config_path, &stderr_log);
@@ -271,22 +270,21 @@ async fn twenty_thousand_messages_survive_ten_sigkills() {
         1,
         "every restart resumed the same queue"
     );
-    db.drop_db().await;
 }
 
 #[tokio::test]
 async fn sigterm_during_a_burst_exits_zero_and_a_restart_resumes_the_same_queue() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
     let handler_timeout = Duration::from_secs(2);
-    let s = setup(
-        Some(&fake),
-        &db.url,
+    let app = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
         &format!(
             "[performance]\nhandler_timeout = {}\nmax_concurrent_handlers = 4\n",
             handler_timeout.as_secs()
         ),
-    );
+    )
+    .await;
+    let (fake, db, s) = (app.fake.clone(), app.db.clone(), &app.setup);
     let stderr_log = s.dir.path().join("stderr.log");
     // Drain: one handler timeout plus 0.5 s, then up to 10 s for the recorder.
     let shutdown_limit = handler_timeout + Duration::from_secs(10) + Duration::from_secs(15);

@@ -308,19 +308,19 @@ fn timestamp(line: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 
 #[tokio::test]
 async fn the_log_file_is_reopened_on_sighup_and_no_line_is_lost() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
     let logs = tempfile::tempdir().expect("temp dir");
     let log = logs.path().join("zel.log");
     let rotated = logs.path().join("zel.log.1");
-    let s = setup(
-        Some(&fake),
-        &db.url,
+    let app = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
         &format!(
             "[logging]\nfile = \"{}\"\nlevel = \"warn,zulip_event_listeners=debug\"\n",
             log.display()
         ),
-    );
+    )
+    .await;
+    let (fake, db, s) = (app.fake.clone(), app.db.clone(), &app.setup);
     let stderr_log = s.dir.path().join("stderr.log");
     let mut child = spawn_logging_daemon(&s.config_path, &stderr_log);
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);

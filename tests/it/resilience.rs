@@ -6,7 +6,7 @@ use std::time::Duration;
 use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::listeners::Registry;
 
-use crate::support::fake_zulip::{FakeOptions, FakeZulip, Fault, FaultPlan};
+use crate::support::fake_zulip::{FakeOptions, Fault, FaultPlan};
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -123,10 +123,9 @@ async fn rate_limits_server_errors_and_dropped_connections_lose_nothing() {
 
 #[tokio::test]
 async fn sigkill_mid_stream_twice_loses_and_duplicates_nothing_on_postgres() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
+    let (fake, db, s) = (app.fake.clone(), app.db.clone(), &app.setup);
     db.migrate().await;
-    let s = setup(Some(&fake), &db.url, "");
     const TOTAL: usize = 3000;
 
     let stderr_log = s.dir.path().join("stderr.log");
@@ -194,5 +193,4 @@ async fn sigkill_mid_stream_twice_loses_and_duplicates_nothing_on_postgres() {
         1,
         "every restart resumed the same queue"
     );
-    db.drop_db().await;
 }

@@ -20,6 +20,7 @@ pub fn setup(fake: Option<&FakeZulip>, db_url: &str, extra: &str) -> Setup {
     setup_with_key(fake, db_url, extra, fake.map(|f| f.api_key().to_owned()))
 }
 
+/// [`setup`] with `key` as the zuliprc's API key (`x` when `None`).
 pub fn setup_with_key(
     fake: Option<&FakeZulip>,
     db_url: &str,

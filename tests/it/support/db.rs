@@ -104,11 +104,6 @@ impl TestDb {
         }
     }
 
-    /// Runs `migrate` (PostgreSQL databases are not migrated by `run`).
-    pub async fn migrate(&self) {
-        super::store::open_migrated(&self.url, &Default::default()).await;
-    }
-
     /// One integer from a query such as `SELECT count(*) FROM …`.
     pub async fn scalar(&self, sql: &str) -> i64 {
         with_connection!(self, |c| sqlx::query_scalar::<_, i64>(sql)

@@ -16,6 +16,11 @@ pub async fn open_migrated(url: &str, opts: &StoreOptions) -> Arc<dyn Store> {
 }
 
 impl TestDb {
+    /// Runs `migrate` (PostgreSQL databases are not migrated by `run`).
+    pub async fn migrate(&self) {
+        self.store().await;
+    }
+
     /// The migrated store of this database, with default options.
     pub async fn store(&self) -> Arc<dyn Store> {
         open_migrated(&self.url, &StoreOptions::default()).await
