@@ -19,10 +19,9 @@ use super::config::{setup, Setup};
 use super::db::{Backend, TestDb};
 use super::fake_zulip::{FakeOptions, FakeZulip};
 
-/// A fake Zulip, a fresh database (dropped with the last `TestApp` that
-/// shares it, also when the test panics), a config for both, and the
-/// daemon once [`TestApp::start`]ed (again after each [`TestApp::stop`],
-/// for restarts).
+/// A fake Zulip, a fresh database (dropped with its last handle, also when
+/// the test panics), a config for both, and the daemon once
+/// [`TestApp::start`]ed (again after each [`TestApp::stop`], for restarts).
 pub struct TestApp {
     pub fake: FakeZulip,
     pub db: Arc<TestDb>,
