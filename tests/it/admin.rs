@@ -3,44 +3,16 @@
 //! audit trail, the daemon leaving disabled listeners out; and the
 //! `enable`, `disable`, `replay` and `list` commands of the binary.
 
-use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use zulip_event_listeners::app::{self, RunOptions};
+use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::dispatch::replay::{self, ReplaySettings};
-use zulip_event_listeners::event::Event;
-use zulip_event_listeners::store::{self, AuditAction, RunRecord, Store};
+use zulip_event_listeners::store::{AuditAction, RunRecord};
 
+use crate::support::fake_zulip::FakeOptions;
 use crate::support::*;
-
-async fn store_for(db: &TestDb) -> Arc<dyn Store> {
-    let s = store::open(&db.url, &Default::default())
-        .await
-        .expect("open");
-    s.migrate().await.expect("migrate");
-    s
-}
-
-fn message(event_id: i64) -> Event {
-    Event::parse(&format!(
-        r#"{{"type":"message","id":{event_id},"message":{{"id":{},"sender_id":3,"sender_email":"s@x","display_recipient":"general","subject":"t","timestamp":1790000000,"content":"hello {event_id}"}},"flags":[]}}"#,
-        event_id + 1000
-    ))
-    .unwrap()
-}
-
-async fn append(s: &Arc<dyn Store>, first_event_id: i64, n: i64) -> Vec<i64> {
-    let events: Vec<Event> = (first_event_id..first_event_id + n).map(message).collect();
-    s.append("default", "q", &events, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect()
-}
 
 /// A run of `listener` on `inbox_id`: failed and dead-lettered after
 /// `attempts` tries when `dead` is set, otherwise successful.
@@ -68,8 +40,8 @@ fn settings() -> ReplaySettings {
 
 async fn dead_letters_are_written_with_their_run_and_read_back_with_their_event(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = store_for(&db).await;
-    let ids = append(&s, 1, 3).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "default", 1, 3).await;
     let now = Utc::now();
     let hour_ago = now - chrono::Duration::hours(1);
     s.record(
@@ -148,20 +120,14 @@ async fn dead_letters_are_written_with_their_run_and_read_back_with_their_event(
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn dead_letters_are_written_with_their_run_on_sqlite() {
-    dead_letters_are_written_with_their_run_and_read_back_with_their_event(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn dead_letters_are_written_with_their_run_on_postgres() {
-    dead_letters_are_written_with_their_run_and_read_back_with_their_event(Backend::Postgres).await;
-}
+both_backends!(dead_letters_are_written_with_their_run_and_read_back_with_their_event =>
+    dead_letters_are_written_with_their_run_on_sqlite,
+    dead_letters_are_written_with_their_run_on_postgres);
 
 async fn replays_settle_dead_letters_or_write_new_ones(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = store_for(&db).await;
-    let ids = append(&s, 1, 2).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "default", 1, 2).await;
     s.record(
         "default",
         &[
@@ -267,19 +233,13 @@ async fn replays_settle_dead_letters_or_write_new_ones(backend: Backend) {
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn replays_settle_dead_letters_or_write_new_ones_on_sqlite() {
-    replays_settle_dead_letters_or_write_new_ones(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn replays_settle_dead_letters_or_write_new_ones_on_postgres() {
-    replays_settle_dead_letters_or_write_new_ones(Backend::Postgres).await;
-}
+both_backends!(replays_settle_dead_letters_or_write_new_ones =>
+    replays_settle_dead_letters_or_write_new_ones_on_sqlite,
+    replays_settle_dead_letters_or_write_new_ones_on_postgres);
 
 async fn listeners_are_disabled_and_enabled_with_an_audit_trail(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = store_for(&db).await;
+    let s = db.store().await;
     assert!(s.listener_states().await.unwrap().is_empty());
 
     s.set_listener_enabled("message_logger", false, Some("disk full"), "alice@box")
@@ -325,41 +285,30 @@ async fn listeners_are_disabled_and_enabled_with_an_audit_trail(backend: Backend
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn listeners_are_disabled_and_enabled_with_an_audit_trail_on_sqlite() {
-    listeners_are_disabled_and_enabled_with_an_audit_trail(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn listeners_are_disabled_and_enabled_with_an_audit_trail_on_postgres() {
-    listeners_are_disabled_and_enabled_with_an_audit_trail(Backend::Postgres).await;
-}
+both_backends!(listeners_are_disabled_and_enabled_with_an_audit_trail =>
+    listeners_are_disabled_and_enabled_with_an_audit_trail_on_sqlite,
+    listeners_are_disabled_and_enabled_with_an_audit_trail_on_postgres);
 
 #[tokio::test]
 async fn a_listener_disabled_in_the_store_runs_nothing_and_its_events_wait_for_replay() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = store_for(&db).await;
+    let mut app = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
+        "[listeners]\nenabled = [\"message_logger\", \"counting\"]",
+    )
+    .await;
+    let db = app.db.clone();
+    let s = db.store().await;
     s.set_listener_enabled("counting", false, Some("too noisy"), "alice")
         .await
         .unwrap();
-    let setup = setup(
-        None,
-        &db.url,
-        "[listeners]\nenabled = [\"message_logger\", \"counting\"]",
-    );
     let (registry, counter) = registry_with_test_listeners();
     let opts = RunOptions {
         events_file: Some(repo().join("examples/sample-events.jsonl")),
         ..RunOptions::default()
     };
-    let report = app::run(
-        &setup.config,
-        &registry,
-        &opts,
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .expect("run");
+    app.start(registry, opts).await;
+    let report = app.wait().await.expect("run");
     assert!(report.recorder.recorded > 0);
     assert_eq!(
         counter.load(Ordering::SeqCst),
@@ -389,29 +338,6 @@ async fn a_listener_disabled_in_the_store_runs_nothing_and_its_events_wait_for_r
         .await
             > 0
     );
-}
-
-fn zel(args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(args)
-        .env("RUST_LOG", "error")
-        .env("SUDO_USER", "alice")
-        .output()
-        .expect("run the binary")
-}
-
-async fn zel_async(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || zel(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .unwrap()
-}
-
-fn args(cfg: &str, rest: &[&str]) -> Vec<String> {
-    ["--config", cfg]
-        .iter()
-        .chain(rest)
-        .map(|s| (*s).to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -499,8 +425,8 @@ async fn unknown_listeners_exit_2_naming_the_available_ones_without_a_database()
 
 async fn replay_command_reruns_dead_letters(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = store_for(&db).await;
-    let ids = append(&s, 1, 1).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "default", 1, 1).await;
     s.record(
         "default",
         &[run(ids[0], "message_logger", 2, true, Utc::now())],
@@ -564,12 +490,6 @@ async fn replay_command_reruns_dead_letters(backend: Backend) {
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn replay_command_reruns_dead_letters_on_sqlite() {
-    replay_command_reruns_dead_letters(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn replay_command_reruns_dead_letters_on_postgres() {
-    replay_command_reruns_dead_letters(Backend::Postgres).await;
-}
+both_backends!(replay_command_reruns_dead_letters =>
+    replay_command_reruns_dead_letters_on_sqlite,
+    replay_command_reruns_dead_letters_on_postgres);

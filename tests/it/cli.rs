@@ -1,21 +1,7 @@
 //! The binary's subcommands and exit codes.
 
-use std::process::Command;
-
 use crate::support::fake_zulip::{FakeOptions, FakeZulip};
 use crate::support::*;
-
-fn zel(args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(args)
-        .env("RUST_LOG", "error")
-        .env_remove("ZULIP_API_KEY")
-        .env_remove("ZULIP_EMAIL")
-        .env_remove("ZULIP_SITE")
-        .env_remove("ZULIP_CONFIG")
-        .output()
-        .expect("run the binary")
-}
 
 #[tokio::test]
 async fn a_wrong_api_key_exits_with_code_3_and_one_clear_line() {
@@ -23,9 +9,7 @@ async fn a_wrong_api_key_exits_with_code_3_and_one_clear_line() {
     let db = TestDb::new(Backend::Sqlite).await;
     let s = setup_with_key(Some(&fake), &db.url, "", Some("wrong-key".into()));
     let cfg = s.config_path.display().to_string();
-    let out = tokio::task::spawn_blocking(move || zel(&["--config", &cfg, "run"]))
-        .await
-        .unwrap();
+    let out = zel_async(["--config", &cfg, "run"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
@@ -111,10 +95,7 @@ async fn migrate_applies_once_then_reports_up_to_date_and_cleanup_counts_rows() 
     let db = TestDb::new(Backend::Postgres).await;
     let s = setup(None, &db.url, "");
     let cfg = s.config_path.display().to_string();
-    let c = cfg.clone();
-    let first = tokio::task::spawn_blocking(move || zel(&["--config", &c, "migrate"]))
-        .await
-        .unwrap();
+    let first = zel_async(["--config", &cfg, "migrate"]).await;
     let out = String::from_utf8_lossy(&first.stdout);
     assert!(
         first.status.success(),
@@ -122,10 +103,7 @@ async fn migrate_applies_once_then_reports_up_to_date_and_cleanup_counts_rows() 
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(out.contains("Applied 20261127000001 initial"), "{out}");
-    let c = cfg.clone();
-    let second = tokio::task::spawn_blocking(move || zel(&["--config", &c, "migrate"]))
-        .await
-        .unwrap();
+    let second = zel_async(["--config", &cfg, "migrate"]).await;
     assert!(String::from_utf8_lossy(&second.stdout).contains("up to date"));
 
     // Old rows go, new rows stay.
@@ -133,11 +111,7 @@ async fn migrate_applies_once_then_reports_up_to_date_and_cleanup_counts_rows() 
         .join("examples/sample-events.jsonl")
         .display()
         .to_string();
-    let c = cfg.clone();
-    let run =
-        tokio::task::spawn_blocking(move || zel(&["--config", &c, "run", "--events", &sample]))
-            .await
-            .unwrap();
+    let run = zel_async(["--config", &cfg, "run", "--events", &sample]).await;
     assert!(run.status.success());
     let inbox = db
         .scalar("SELECT count(*) FROM event_listeners_inbox")
@@ -158,11 +132,7 @@ async fn migrate_applies_once_then_reports_up_to_date_and_cleanup_counts_rows() 
     let old_log = db
         .scalar("SELECT count(*) FROM event_listeners_eventlog WHERE id % 3 = 0")
         .await;
-    let c = cfg.clone();
-    let cleanup =
-        tokio::task::spawn_blocking(move || zel(&["--config", &c, "cleanup", "--days", "7"]))
-            .await
-            .unwrap();
+    let cleanup = zel_async(["--config", &cfg, "cleanup", "--days", "7"]).await;
     let out = String::from_utf8_lossy(&cleanup.stdout);
     assert!(
         cleanup.status.success(),

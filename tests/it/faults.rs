@@ -2,45 +2,15 @@
 //! SIGTERM during a burst, and a daemon down longer than its queue lives.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use zulip_event_listeners::app::{Application, RunOptions};
+use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::listeners::Registry;
 
-use crate::support::fake_zulip::{FakeOptions, FakeZulip};
+use crate::support::fake_zulip::FakeOptions;
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(45);
-
-/// Sends channel messages number `range` (content `m<i>`), three senders.
-fn send(fake: &FakeZulip, range: std::ops::Range<usize>) {
-    for i in range {
-        let sender = 10 + (i % 3) as i64;
-        fake.send_channel_message(
-            sender,
-            &format!("user{sender}@example.com"),
-            "general",
-            &format!("topic {}", i % 5),
-            &format!("m{i}"),
-        );
-    }
-}
-
-/// A reaction event (not recoverable by a backfill).
-fn react(fake: &FakeZulip, user_id: i64) {
-    fake.push_event(json!({
-        "type": "reaction", "op": "add", "user_id": user_id, "message_id": 1,
-        "emoji_name": "tada", "emoji_code": "1f389", "reaction_type": "unicode_emoji",
-    }));
-}
-
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.try_scalar(sql).await.unwrap_or(-1)
-}
 
 /// The checks every "lost nothing, duplicated nothing" test ends with:
 /// `messages` messages, each stored and logged once, and `runs` runs logged
@@ -114,8 +84,8 @@ fn redirect_pg_url(url: &str, to: SocketAddr) -> (String, String) {
 
 #[tokio::test]
 async fn postgres_going_away_mid_stream_loses_nothing_and_the_daemon_keeps_running() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let mut app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     db.migrate().await;
     let (target, _) = redirect_pg_url(&db.url, "127.0.0.1:1".parse().unwrap());
     let target = tokio::net::lookup_host(&target)
@@ -125,8 +95,8 @@ async fn postgres_going_away_mid_stream_loses_nothing_and_the_daemon_keeps_runni
         .expect("an address for the PostgreSQL host");
     let proxy = TcpProxy::start(target).await;
     let (_, proxied_url) = redirect_pg_url(&db.url, proxy.addr());
-    let s = setup(Some(&fake), &proxied_url, "");
-    let daemon = start(&s.config, Registry::builtin(), RunOptions::default());
+    app.setup = setup(Some(&fake), &proxied_url, "");
+    app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(
         eventually(WAIT, || async { fake.register_count() == 1 }).await,
         "the daemon registers a queue through the proxy"
@@ -159,7 +129,7 @@ async fn postgres_going_away_mid_stream_loses_nothing_and_the_daemon_keeps_runni
     }
     let last_during_outage = sent;
     assert!(
-        !daemon.handle.is_finished(),
+        !app.is_finished(),
         "the daemon keeps running while the database is down"
     );
     let held: Vec<i64> = fake
@@ -206,65 +176,21 @@ async fn postgres_going_away_mid_stream_loses_nothing_and_the_daemon_keeps_runni
         "every event is acknowledged once stored"
     );
     assert!(
-        !daemon.handle.is_finished(),
+        !app.is_finished(),
         "the daemon is still running until it is stopped"
     );
-    let report = daemon.stop().await.expect("a clean stop after the outage");
+    let report = app.stop().await.expect("a clean stop after the outage");
     assert_eq!(report.stored as i64, total);
     assert_each_message_once(&db, total, 2 * total).await;
     assert_eq!(fake.register_count(), 1, "the queue survived the outage");
-    db.drop_db().await;
-}
-
-/// The daemon binary on `config`; its stderr goes to `stderr_log` (appended).
-fn spawn_daemon(config: &Path, stderr_log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(stderr_log)
-        .expect("open the stderr log");
-    Command::new(bin())
-        .args(["--config", &config.display().to_string(), "run"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn the daemon")
-}
-
-/// Waits up to `limit` for `child` to exit.
-async fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM {}", child.id());
-}
-
-fn stderr_of(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 #[tokio::test]
 async fn twenty_thousand_messages_survive_ten_sigkills() {
     const TOTAL: usize = 20_000;
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
+    let (fake, db, s) = (app.fake.clone(), app.db.clone(), &app.setup);
     db.migrate().await;
-    let s = setup(Some(&fake), &db.url, "");
     let stderr_log = s.dir.path().join("stderr.log");
 
     let mut child = spawn_daemon(&s.config_path, &stderr_log);
@@ -344,22 +270,21 @@ async fn twenty_thousand_messages_survive_ten_sigkills() {
         1,
         "every restart resumed the same queue"
     );
-    db.drop_db().await;
 }
 
 #[tokio::test]
 async fn sigterm_during_a_burst_exits_zero_and_a_restart_resumes_the_same_queue() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
     let handler_timeout = Duration::from_secs(2);
-    let s = setup(
-        Some(&fake),
-        &db.url,
+    let app = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
         &format!(
             "[performance]\nhandler_timeout = {}\nmax_concurrent_handlers = 4\n",
             handler_timeout.as_secs()
         ),
-    );
+    )
+    .await;
+    let (fake, db, s) = (app.fake.clone(), app.db.clone(), &app.setup);
     let stderr_log = s.dir.path().join("stderr.log");
     // Drain: one handler timeout plus 0.5 s, then up to 10 s for the recorder.
     let shutdown_limit = handler_timeout + Duration::from_secs(10) + Duration::from_secs(15);
@@ -384,12 +309,8 @@ async fn sigterm_during_a_burst_exits_zero_and_a_restart_resumes_the_same_queue(
         .await,
         "the burst is being processed"
     );
-    sigterm(&child);
+    signal(&child, "-TERM");
     let status = wait_exit(&mut child, shutdown_limit).await;
-    if status.is_none() {
-        child.kill().ok();
-        child.wait().ok();
-    }
     let status = status.unwrap_or_else(|| {
         panic!(
             "no exit within {shutdown_limit:?} of SIGTERM; stderr:\n{}",
@@ -417,12 +338,8 @@ async fn sigterm_during_a_burst_exits_zero_and_a_restart_resumes_the_same_queue(
     })
     .await;
     let acked = eventually(WAIT, || async { fake.pending(&queue) == Some(0) }).await;
-    sigterm(&child);
+    signal(&child, "-TERM");
     let status = wait_exit(&mut child, shutdown_limit).await;
-    if status.is_none() {
-        child.kill().ok();
-        child.wait().ok();
-    }
     assert!(
         done,
         "every message of both runs is handled: {} runs logged; stderr:\n{}",
@@ -442,38 +359,12 @@ async fn sigterm_during_a_burst_exits_zero_and_a_restart_resumes_the_same_queue(
     assert!(acked, "everything was acknowledged once stored");
 }
 
-/// `GET /metrics` parsed.
-async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parse")
-}
-
-/// The value of an unlabelled counter or gauge.
-fn value_of(scrape: &prometheus_parse::Scrape, metric: &str) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == metric)
-        .and_then(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        })
-}
-
 #[tokio::test]
 async fn a_daemon_down_longer_than_the_queue_lifetime_backfills_and_counts_the_gap() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let mut s = setup(Some(&fake), &db.url, "");
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
 
-    let first = start(&s.config, Registry::builtin(), RunOptions::default());
+    app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     send(&fake, 0..20);
     (0..3).for_each(|i| react(&fake, 10 + i));
@@ -483,7 +374,7 @@ async fn a_daemon_down_longer_than_the_queue_lifetime_backfills_and_counts_the_g
         })
         .await
     );
-    first.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
 
     // Down longer than the queue lives: Zulip garbage-collects it, and
     // what happens meanwhile is only in its message history.
@@ -491,13 +382,7 @@ async fn a_daemon_down_longer_than_the_queue_lifetime_backfills_and_counts_the_g
     send(&fake, 20..50);
     (0..5).for_each(|i| react(&fake, 10 + i));
 
-    s.config.http.bind = Some("127.0.0.1:0".parse().unwrap());
-    let app = Application::build(&s.config, &Registry::builtin(), RunOptions::default())
-        .await
-        .expect("the daemon starts");
-    let addr = app.http_addr().expect("the HTTP server listens");
-    let token = CancellationToken::new();
-    let handle = tokio::spawn(app.run_until_stopped(token.clone()));
+    app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(
         eventually(WAIT, || async {
             count(
@@ -520,13 +405,8 @@ async fn a_daemon_down_longer_than_the_queue_lifetime_backfills_and_counts_the_g
         .await,
         "every message is handled, and the reactions that reached a queue"
     );
-    let metrics = scrape(addr).await;
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(30), handle)
-        .await
-        .expect("the daemon stops")
-        .expect("no panic")
-        .expect("a clean stop");
+    let metrics = app.metrics().await;
+    app.stop().await.expect("a clean stop");
 
     assert_eq!(
         fake.register_count(),
@@ -552,23 +432,23 @@ async fn a_daemon_down_longer_than_the_queue_lifetime_backfills_and_counts_the_g
         5,
         "reactions in the gap cannot be recovered (and are not invented)"
     );
-    let gaps = value_of(&metrics, "zulip_event_listeners_queue_gaps_total");
+    let gaps = metrics.first("zulip_event_listeners_queue_gaps_total");
     assert!(
         gaps.is_some_and(|g| g >= 1.0),
         "queue_gaps_total counts the lost queue: {gaps:?}"
     );
-    let gap = value_of(&metrics, "zulip_event_listeners_last_gap_seconds");
+    let gap = metrics.first("zulip_event_listeners_last_gap_seconds");
     assert!(
         gap.is_some_and(|g| g > 0.0),
         "the gap is measured from the previous run's last committed poll: {gap:?}"
     );
     assert_eq!(
-        value_of(&metrics, "zulip_event_listeners_backfilled_messages_total"),
+        metrics.first("zulip_event_listeners_backfilled_messages_total"),
         Some(backfilled as f64),
         "backfilled_messages_total is the number of backfilled messages"
     );
     assert_eq!(
-        value_of(&metrics, "zulip_event_listeners_queue_registrations_total"),
+        metrics.first("zulip_event_listeners_queue_registrations_total"),
         Some(1.0),
         "this run registered one queue"
     );

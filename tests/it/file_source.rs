@@ -112,15 +112,9 @@ async fn sample_file_is_stored_and_dispatched(backend: Backend) {
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn the_sample_file_is_stored_and_dispatched_on_sqlite() {
-    sample_file_is_stored_and_dispatched(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn the_sample_file_is_stored_and_dispatched_on_postgres() {
-    sample_file_is_stored_and_dispatched(Backend::Postgres).await;
-}
+both_backends!(sample_file_is_stored_and_dispatched =>
+    the_sample_file_is_stored_and_dispatched_on_sqlite,
+    the_sample_file_is_stored_and_dispatched_on_postgres);
 
 #[tokio::test]
 async fn zulip_example_events_are_each_stored_with_their_type_and_op() {

@@ -39,13 +39,12 @@ fn send_traffic(fake: &FakeZulip, messages: usize) -> (i64, i64) {
 }
 
 async fn every_event_is_stored_once_and_logged_per_listener(backend: Backend) {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(backend).await;
+    let mut app = TestApp::new(backend, FakeOptions::default(), "").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     if backend == Backend::Postgres {
         db.migrate().await;
     }
-    let s = setup(Some(&fake), &db.url, "");
-    let daemon = start(&s.config, Registry::builtin(), RunOptions::default());
+    app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(
         eventually(WAIT, || async { fake.register_count() == 1 }).await,
         "the daemon registers a queue"
@@ -55,9 +54,7 @@ async fn every_event_is_stored_once_and_logged_per_listener(backend: Backend) {
     let total = messages + others;
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-                .await
-                .unwrap_or(-1)
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await
                 == messages * 2 + others
         })
         .await,
@@ -68,7 +65,7 @@ async fn every_event_is_stored_once_and_logged_per_listener(backend: Backend) {
         eventually(WAIT, || async { fake.pending(&queue) == Some(0) }).await,
         "every event is acknowledged to Zulip after it is stored"
     );
-    let report = daemon.stop().await.expect("clean stop");
+    let report = app.stop().await.expect("clean stop");
 
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_inbox")
@@ -108,53 +105,39 @@ async fn every_event_is_stored_once_and_logged_per_listener(backend: Backend) {
         vec![queue],
         "the queue is kept at shutdown"
     );
-    db.drop_db().await;
 }
 
-#[tokio::test]
-async fn every_event_is_stored_once_and_logged_per_listener_on_sqlite() {
-    every_event_is_stored_once_and_logged_per_listener(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn every_event_is_stored_once_and_logged_per_listener_on_postgres() {
-    every_event_is_stored_once_and_logged_per_listener(Backend::Postgres).await;
-}
+both_backends!(every_event_is_stored_once_and_logged_per_listener =>
+    every_event_is_stored_once_and_logged_per_listener_on_sqlite,
+    every_event_is_stored_once_and_logged_per_listener_on_postgres);
 
 #[tokio::test]
 async fn a_restart_resumes_the_stored_queue_without_a_gap() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = setup(Some(&fake), &db.url, "");
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
 
-    let first = start(&s.config, Registry::builtin(), RunOptions::default());
+    app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     send_traffic(&fake, 30);
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_inbox")
-                .await
-                .unwrap_or(-1)
-                >= 30
+            count(&db, "SELECT count(*) FROM event_listeners_inbox").await >= 30
         })
         .await
     );
-    first.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
 
     // Messages that arrive while the daemon is down wait in Zulip's queue.
     send_traffic(&fake, 30);
-    let second = start(&s.config, Registry::builtin(), RunOptions::default());
+    app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
-                .await
-                .unwrap_or(-1)
-                == 60
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 60
         })
         .await,
         "all messages from both runs are logged"
     );
-    second.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
     assert_eq!(
         fake.register_count(),
         1,
@@ -167,47 +150,28 @@ async fn a_restart_resumes_the_stored_queue_without_a_gap() {
     );
 }
 
-#[tokio::test]
-async fn failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the_daemon_on_sqlite()
-{
-    failing_panicking_and_hanging_listeners_are_recorded(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the_daemon_on_postgres(
-) {
-    failing_panicking_and_hanging_listeners_are_recorded(Backend::Postgres).await;
-}
+both_backends!(failing_panicking_and_hanging_listeners_are_recorded =>
+    failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the_daemon_on_sqlite,
+    failing_panicking_and_hanging_listeners_are_recorded_and_never_stop_the_daemon_on_postgres);
 
 async fn failing_panicking_and_hanging_listeners_are_recorded(backend: Backend) {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(backend).await;
+    let mut app = TestApp::new(backend, FakeOptions::default(), "[listeners]\nenabled = [\"failing\", \"panicking\", \"hanging\", \"counting\", \"message_logger\"]\n[performance]\nhandler_timeout = 0.3\nmax_concurrent_handlers = 8\n").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     if backend == Backend::Postgres {
         db.migrate().await;
     }
-    let s = setup(
-        Some(&fake),
-        &db.url,
-        "[listeners]\nenabled = [\"failing\", \"panicking\", \"hanging\", \"counting\", \"message_logger\"]\n[performance]\nhandler_timeout = 0.3\nmax_concurrent_handlers = 8\n",
-    );
     let (registry, counter) = registry_with_test_listeners();
-    let daemon = start(&s.config, registry, RunOptions::default());
+    app.start(registry, RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     send_traffic(&fake, 20);
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-                .await
-                .unwrap_or(-1)
-                == 20 * 5 + 4
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await == 20 * 5 + 4
         })
         .await,
         "every run is logged, failed ones included"
     );
-    let report = daemon
-        .stop()
-        .await
-        .expect("the daemon survives its listeners");
+    let report = app.stop().await.expect("the daemon survives its listeners");
     assert!(report.recorder.failures >= 60);
 
     let errors = db
@@ -240,27 +204,26 @@ async fn failing_panicking_and_hanging_listeners_are_recorded(backend: Backend) 
         20
     );
     assert_eq!(counter.load(std::sync::atomic::Ordering::SeqCst), 24);
-    db.drop_db().await;
 }
 
 #[tokio::test]
 async fn dry_run_stores_nothing_runs_nothing_and_releases_its_queue() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = setup(
-        Some(&fake),
-        &db.url,
+    let mut app = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
         "[listeners]\nenabled = [\"counting\"]\n",
-    );
+    )
+    .await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     let (registry, counter) = registry_with_test_listeners();
-    let daemon = start(
-        &s.config,
+    app.start(
         registry,
         RunOptions {
             dry_run: true,
             ..Default::default()
         },
-    );
+    )
+    .await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     send_traffic(&fake, 10);
     assert!(
@@ -270,7 +233,7 @@ async fn dry_run_stores_nothing_runs_nothing_and_releases_its_queue() {
         .await,
         "dry-run acknowledges what it received"
     );
-    let report = daemon.stop().await.expect("clean stop");
+    let report = app.stop().await.expect("clean stop");
     assert_eq!(report.stored, 12);
     assert_eq!(
         counter.load(std::sync::atomic::Ordering::SeqCst),
@@ -286,17 +249,13 @@ async fn dry_run_stores_nothing_runs_nothing_and_releases_its_queue() {
 
 #[tokio::test]
 async fn run_refuses_a_postgres_database_with_pending_migrations() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
-    let s = setup(Some(&fake), &db.url, "");
-    let err = start(&s.config, Registry::builtin(), RunOptions::default())
-        .handle
+    let mut app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
+    let err = app
+        .try_start(Registry::builtin(), RunOptions::default())
         .await
-        .unwrap()
         .expect_err("pending migrations refuse to run");
     assert!(
         err.to_string().contains("zulip-event-listeners migrate"),
         "{err}"
     );
-    db.drop_db().await;
 }

@@ -1,79 +1,18 @@
 //! Operating the daemon: `/metrics` counts exactly, `/health` reports
 //! heartbeats, listener errors and draining, and SIGHUP reopens the log file.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
-use zulip_event_listeners::app::{AppError, Application, RunOptions, RunReport};
-use zulip_event_listeners::config::Config;
+use serde_json::Value;
+use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::listeners::Registry;
 
 use crate::support::fake_zulip::{FakeOptions, FakeZulip};
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(45);
-
-/// The daemon in-process with `/health` and `/metrics` on a free port.
-struct Served {
-    addr: SocketAddr,
-    token: CancellationToken,
-    handle: tokio::task::JoinHandle<Result<RunReport, AppError>>,
-}
-
-impl Served {
-    async fn start(config: &Config, registry: Registry) -> Served {
-        let mut config = config.clone();
-        config.http.bind = Some("127.0.0.1:0".parse().unwrap());
-        let app = Application::build(&config, &registry, RunOptions::default())
-            .await
-            .expect("the daemon starts");
-        let addr = app.http_addr().expect("the HTTP server listens");
-        let token = CancellationToken::new();
-        let handle = tokio::spawn(app.run_until_stopped(token.clone()));
-        Served {
-            addr,
-            token,
-            handle,
-        }
-    }
-
-    /// `GET /health`: status code and body.
-    async fn health(&self) -> (u16, Value) {
-        let response = reqwest::get(format!("http://{}/health", self.addr))
-            .await
-            .expect("GET /health");
-        let code = response.status().as_u16();
-        (code, response.json().await.expect("a JSON health report"))
-    }
-
-    /// `GET /metrics`, parsed.
-    async fn metrics(&self) -> prometheus_parse::Scrape {
-        let text = reqwest::get(format!("http://{}/metrics", self.addr))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("a metrics body");
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-            .expect("Prometheus text format")
-    }
-
-    async fn stop(self) -> Result<RunReport, AppError> {
-        self.token.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .expect("the daemon stops")
-            .expect("the daemon task does not panic")
-    }
-}
-
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.try_scalar(sql).await.unwrap_or(-1)
-}
 
 fn send_message(fake: &FakeZulip, i: usize) {
     let sender = 10 + (i % 4) as i64;
@@ -83,35 +22,6 @@ fn send_message(fake: &FakeZulip, i: usize) {
     } else {
         fake.send_channel_message(sender, &email, "general", "t", &format!("m{i}"));
     }
-}
-
-fn react(fake: &FakeZulip, i: usize) {
-    fake.push_event(json!({
-        "type": "reaction", "op": "add", "user_id": 10 + (i % 4) as i64, "message_id": 1,
-        "emoji_name": "tada", "emoji_code": "1f389", "reaction_type": "unicode_emoji",
-    }));
-}
-
-/// The single value of `metric` whose labels include every pair of `labels`.
-fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let matching: Vec<f64> = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .filter_map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => Some(v),
-            _ => None,
-        })
-        .collect();
-    assert!(
-        matching.len() <= 1,
-        "{metric}{labels:?} matches {} samples",
-        matching.len()
-    );
-    matching.first().copied()
 }
 
 fn looks_like_an_id(value: &str) -> bool {
@@ -127,17 +37,18 @@ fn looks_like_an_id(value: &str) -> bool {
 async fn metrics_count_exactly_what_was_sent() {
     const N: usize = 40;
     const M: usize = 15;
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = setup(Some(&fake), &db.url, "");
-    let daemon = Served::start(&s.config, Registry::builtin()).await;
+    let mut daemon = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
+    let (fake, db) = (daemon.fake.clone(), daemon.db.clone());
+    daemon
+        .start(Registry::builtin(), RunOptions::default())
+        .await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     for i in 0..N.max(M) {
         if i < N {
             send_message(&fake, i);
         }
         if i < M {
-            react(&fake, i);
+            react(&fake, 10 + (i % 4) as i64);
         }
         if i % 10 == 9 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -155,11 +66,8 @@ async fn metrics_count_exactly_what_was_sent() {
     daemon.stop().await.expect("clean stop");
 
     let received = "zulip_event_listeners_events_received_total";
-    assert_eq!(sample(&m, received, &[("type", "message")]), Some(N as f64));
-    assert_eq!(
-        sample(&m, received, &[("type", "reaction")]),
-        Some(M as f64)
-    );
+    assert_eq!(m.sample(received, &[("type", "message")]), Some(N as f64));
+    assert_eq!(m.sample(received, &[("type", "reaction")]), Some(M as f64));
     let all_received: f64 = m
         .samples
         .iter()
@@ -176,16 +84,14 @@ async fn metrics_count_exactly_what_was_sent() {
     );
     let processed = "zulip_event_listeners_events_processed_total";
     assert_eq!(
-        sample(
-            &m,
+        m.sample(
             processed,
             &[("listener", "message_logger"), ("outcome", "success")]
         ),
         Some(N as f64)
     );
     assert_eq!(
-        sample(
-            &m,
+        m.sample(
             processed,
             &[
                 ("listener", "user_activity_tracker"),
@@ -195,13 +101,12 @@ async fn metrics_count_exactly_what_was_sent() {
         Some((N + M) as f64)
     );
     assert_eq!(
-        sample(&m, "zulip_event_listeners_queue_registrations_total", &[]),
+        m.sample("zulip_event_listeners_queue_registrations_total", &[]),
         Some(1.0)
     );
     let duration = "zulip_event_listeners_listener_run_duration_seconds";
     assert_eq!(
-        sample(
-            &m,
+        m.sample(
             &format!("{duration}_count"),
             &[("listener", "message_logger")]
         ),
@@ -223,7 +128,7 @@ async fn metrics_count_exactly_what_was_sent() {
         .expect("a +Inf bucket");
     assert_eq!(inf.count, (N + M) as f64);
     assert_eq!(
-        sample(&m, "zulip_event_listeners_build_info", &[]),
+        m.sample("zulip_event_listeners_build_info", &[]),
         Some(1.0),
         "build_info is exported"
     );
@@ -244,26 +149,25 @@ async fn health_turns_degraded_when_heartbeats_stop_and_503_while_draining() {
     // Heartbeats every 0.3 s and a 1 s long-poll timeout: healthy means a
     // successful poll in the last 2 s. A poll without a heartbeat is
     // abandoned after 1 + 5 s and retried, which is no successful poll.
-    let fake = FakeZulip::start(FakeOptions {
-        heartbeat: Duration::from_millis(300),
-        longpoll_timeout_seconds: 1,
-        ..FakeOptions::default()
-    })
-    .await;
-    let db = TestDb::new(Backend::Sqlite).await;
     let handler_timeout = 4;
-    let s = setup(
-        Some(&fake),
-        &db.url,
+    let mut daemon = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions {
+            heartbeat: Duration::from_millis(300),
+            longpoll_timeout_seconds: 1,
+            ..FakeOptions::default()
+        },
         &format!(
             "[listeners]\nenabled = [\"hanging\", \"message_logger\"]\n[performance]\nhandler_timeout = {handler_timeout}\n"
         ),
-    );
+    )
+    .await;
+    let (fake, db) = (daemon.fake.clone(), daemon.db.clone());
     let (registry, _) = registry_with_test_listeners();
-    let daemon = Served::start(&s.config, registry).await;
+    daemon.start(registry, RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
 
-    let healthy = |(code, body): &(u16, Value)| {
+    let healthy = |Health { code, body }: &Health| {
         *code == 200
             && body["status"] == "healthy"
             && body["seconds_since_last_poll"].as_f64().is_some()
@@ -273,14 +177,14 @@ async fn health_turns_degraded_when_heartbeats_stop_and_503_while_draining() {
         "healthy while heartbeats arrive: {:?}",
         daemon.health().await
     );
-    let (_, body) = daemon.health().await;
+    let body = daemon.health().await.body;
     assert_eq!(body["queue"]["longpoll_timeout_seconds"], 1);
     assert_eq!(body["draining"], false);
 
     fake.pause_heartbeats(true);
     let last = std::sync::Mutex::new((0, Value::Null));
     let degraded = eventually(Duration::from_secs(15), || async {
-        let (code, body) = daemon.health().await;
+        let Health { code, body } = daemon.health().await;
         let hit = code == 200
             && body["status"] == "degraded"
             && body["reasons"].to_string().contains("heartbeat");
@@ -306,18 +210,18 @@ async fn health_turns_degraded_when_heartbeats_stop_and_503_while_draining() {
     send_message(&fake, 1);
     assert!(
         eventually(WAIT, || async {
-            daemon.health().await.1["runs_in_flight"].as_i64() >= Some(1)
+            daemon.health().await.body["runs_in_flight"].as_i64() >= Some(1)
         })
         .await,
         "the hanging run is in flight"
     );
-    daemon.token.cancel();
+    daemon.cancel();
     let seen = std::sync::Mutex::new(None);
     let draining = eventually(Duration::from_secs(handler_timeout), || async {
-        if daemon.handle.is_finished() {
+        if daemon.is_finished() {
             return false;
         }
-        let (code, body) = daemon.health().await;
+        let Health { code, body } = daemon.health().await;
         let hit = code == 503 && body["draining"] == true;
         *seen.lock().unwrap() = Some(body);
         hit
@@ -334,7 +238,7 @@ async fn health_turns_degraded_when_heartbeats_stop_and_503_while_draining() {
         "{body}"
     );
     assert!(
-        !daemon.handle.is_finished(),
+        !daemon.is_finished(),
         "the daemon was still draining when /health said so"
     );
     let report = daemon.stop().await.expect("a clean stop");
@@ -353,17 +257,17 @@ async fn health_turns_degraded_when_heartbeats_stop_and_503_while_draining() {
 
 #[tokio::test]
 async fn a_failing_listener_raises_the_error_rate_and_degrades_health() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = setup(
-        Some(&fake),
-        &db.url,
+    let mut daemon = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
         "[listeners]\nenabled = [\"failing\"]\n",
-    );
+    )
+    .await;
+    let (fake, db) = (daemon.fake.clone(), daemon.db.clone());
     let (registry, _) = registry_with_test_listeners();
-    let daemon = Served::start(&s.config, registry).await;
+    daemon.start(registry, RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
-    let (code, body) = daemon.health().await;
+    let Health { code, body } = daemon.health().await;
     assert_eq!(code, 200);
     assert_eq!(body["error_rate"], 0.0, "{body}");
     for i in 0..10 {
@@ -376,7 +280,7 @@ async fn a_failing_listener_raises_the_error_rate_and_degrades_health() {
         .await,
         "every failed run is logged"
     );
-    let (code, body) = daemon.health().await;
+    let Health { code, body } = daemon.health().await;
     assert_eq!(code, 200, "degraded still answers 200: {body}");
     assert_eq!(body["status"], "degraded", "{body}");
     assert!(body["error_rate"].as_f64().unwrap() > 0.5, "{body}");
@@ -390,36 +294,11 @@ async fn a_failing_listener_raises_the_error_rate_and_degrades_health() {
 /// The binary on `config`, logging as its configuration says (no RUST_LOG).
 fn spawn_logging_daemon(config: &Path, stderr_log: &Path) -> Child {
     let log = std::fs::File::create(stderr_log).expect("create the stderr log");
-    Command::new(bin())
-        .args(["--config", &config.display().to_string(), "run"])
+    daemon_command(config)
         .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("spawn the daemon")
-}
-
-fn kill(signal: &str, child: &Child) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {}", child.id());
-}
-
-async fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            child.kill().ok();
-            child.wait().ok();
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The timestamp at the start of a text log line.
@@ -429,19 +308,19 @@ fn timestamp(line: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 
 #[tokio::test]
 async fn the_log_file_is_reopened_on_sighup_and_no_line_is_lost() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
     let logs = tempfile::tempdir().expect("temp dir");
     let log = logs.path().join("zel.log");
     let rotated = logs.path().join("zel.log.1");
-    let s = setup(
-        Some(&fake),
-        &db.url,
+    let app = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
         &format!(
             "[logging]\nfile = \"{}\"\nlevel = \"warn,zulip_event_listeners=debug\"\n",
             log.display()
         ),
-    );
+    )
+    .await;
+    let (fake, db, s) = (app.fake.clone(), app.db.clone(), &app.setup);
     let stderr_log = s.dir.path().join("stderr.log");
     let mut child = spawn_logging_daemon(&s.config_path, &stderr_log);
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
@@ -453,7 +332,7 @@ async fn the_log_file_is_reopened_on_sighup_and_no_line_is_lost() {
             send_message(fake, sent);
             events += 1;
             if sent % 7 == 0 {
-                react(fake, sent);
+                react(fake, 10 + (sent % 4) as i64);
                 events += 1;
             }
             sent += 1;
@@ -466,7 +345,7 @@ async fn the_log_file_is_reopened_on_sighup_and_no_line_is_lost() {
     // logrotate without copytruncate: move the file, then signal.
     std::fs::rename(&log, &rotated).expect("rotate the log");
     burst(&fake, 10);
-    kill("-HUP", &child);
+    signal(&child, "-HUP");
     let reopened = std::sync::atomic::AtomicBool::new(false);
     for _ in 0..30 {
         burst(&fake, 5);
@@ -497,7 +376,7 @@ async fn the_log_file_is_reopened_on_sighup_and_no_line_is_lost() {
         .await,
         "every event is stored"
     );
-    kill("-TERM", &child);
+    signal(&child, "-TERM");
     let status = wait_exit(&mut child, Duration::from_secs(30)).await;
     assert!(
         status.is_some_and(|s| s.success()),

@@ -6,29 +6,30 @@ use std::time::Duration;
 
 use serde_json::json;
 use zulip_event_listeners::app::RunOptions;
+use zulip_event_listeners::listeners::Registry;
 
-use crate::support::fake_zulip::{FakeOptions, FakeZulip};
+use crate::support::fake_zulip::FakeOptions;
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn edits_never_overtake_their_message(backend: Backend) {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(backend).await;
+    let mut app = TestApp::new(
+        backend,
+        FakeOptions::default(),
+        "[listeners]\nenabled = [\"order_probe\"]\n[performance]\nmax_concurrent_handlers = 8\n",
+    )
+    .await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     if backend == Backend::Postgres {
         db.migrate().await;
     }
-    let s = setup(
-        Some(&fake),
-        &db.url,
-        "[listeners]\nenabled = [\"order_probe\"]\n[performance]\nmax_concurrent_handlers = 8\n",
-    );
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (mut registry, _) = registry_with_test_listeners();
     registry
         .register(Arc::new(OrderProbe(seen.clone())))
         .unwrap();
-    let daemon = start(&s.config, registry, RunOptions::default());
+    app.start(registry, RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     let mut ids = Vec::new();
     for i in 0..60 {
@@ -48,7 +49,7 @@ async fn edits_never_overtake_their_message(backend: Backend) {
         eventually(WAIT, || async { seen.lock().unwrap().len() == 120 }).await,
         "every message and edit ran"
     );
-    daemon.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
     let seen = seen.lock().unwrap().clone();
     for id in ids {
         let msg = seen
@@ -64,45 +65,30 @@ async fn edits_never_overtake_their_message(backend: Backend) {
             "the edit of {id} ran before its message: {seen:?}"
         );
     }
-    db.drop_db().await;
 }
 
-#[tokio::test]
-async fn edits_never_overtake_their_message_on_sqlite() {
-    edits_never_overtake_their_message(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn edits_never_overtake_their_message_on_postgres() {
-    edits_never_overtake_their_message(Backend::Postgres).await;
-}
+both_backends!(edits_never_overtake_their_message =>
+    edits_never_overtake_their_message_on_sqlite,
+    edits_never_overtake_their_message_on_postgres);
 
 #[tokio::test]
 async fn a_failed_run_is_retried_and_its_final_outcome_logged_once() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = setup(
-        Some(&fake),
-        &db.url,
-        "[listeners]\nenabled = [\"flaky\", \"failing\"]\n[queue]\nmax_retries = 2\nretry_delay = 0.05\n",
-    );
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "[listeners]\nenabled = [\"flaky\", \"failing\"]\n[queue]\nmax_retries = 2\nretry_delay = 0.05\n").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     let (registry, _) = registry_with_test_listeners();
-    let daemon = start(&s.config, registry, RunOptions::default());
+    app.start(registry, RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     for i in 0..10 {
         fake.send_channel_message(10, "a@example.com", "general", &format!("t{i}"), "hi");
     }
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-                .await
-                .unwrap_or(-1)
-                == 20
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await == 20
         })
         .await,
         "one final row per (event, listener)"
     );
-    daemon.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'flaky' AND success AND attempts = 3").await,
         10,
@@ -126,30 +112,22 @@ async fn a_failed_run_is_retried_and_its_final_outcome_logged_once() {
 
 #[tokio::test]
 async fn an_open_circuit_skips_runs_and_keeps_them_for_replay() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let mut app = TestApp::new(Backend::Postgres, FakeOptions::default(), "[listeners]\nenabled = [\"failing\", \"message_logger\"]\n[performance]\nmax_concurrent_handlers = 1\n[error_handling]\ncircuit_breaker_threshold = 3\ncircuit_breaker_cooldown = 3600\n").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     db.migrate().await;
-    let s = setup(
-        Some(&fake),
-        &db.url,
-        "[listeners]\nenabled = [\"failing\", \"message_logger\"]\n[performance]\nmax_concurrent_handlers = 1\n[error_handling]\ncircuit_breaker_threshold = 3\ncircuit_breaker_cooldown = 3600\n",
-    );
     let (registry, _) = registry_with_test_listeners();
-    let daemon = start(&s.config, registry, RunOptions::default());
+    app.start(registry, RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     for _ in 0..12 {
         fake.send_channel_message(10, "a@example.com", "general", "same topic", "hi");
     }
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-                .await
-                .unwrap_or(-1)
-                == 24
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await == 24
         })
         .await
     );
-    daemon.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'failing' AND error LIKE 'skipped%'").await,
         9,
@@ -168,28 +146,20 @@ async fn an_open_circuit_skips_runs_and_keeps_them_for_replay() {
         12,
         "other listeners are unaffected"
     );
-    db.drop_db().await;
 }
 
 #[tokio::test]
 async fn three_partitioned_instances_together_handle_each_event_exactly_once() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let world = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
+    let (fake, db) = (world.fake.clone(), world.db.clone());
     db.migrate().await;
     let mut daemons = Vec::new();
-    let mut setups = Vec::new();
     for k in 1..=3 {
-        let s = setup(
-            Some(&fake),
-            &db.url,
-            &format!("[scaling]\ninstance_id = \"{k}\"\ntotal_instances = 3\npartition_strategy = \"hash\"\n"),
-        );
-        daemons.push(start(
-            &s.config,
-            zulip_event_listeners::listeners::Registry::builtin(),
-            RunOptions::default(),
+        let mut app = world.beside(&format!(
+            "[scaling]\ninstance_id = \"{k}\"\ntotal_instances = 3\npartition_strategy = \"hash\"\n"
         ));
-        setups.push(s);
+        app.start(Registry::builtin(), RunOptions::default()).await;
+        daemons.push(app);
     }
     assert!(
         eventually(WAIT, || async { fake.register_count() == 3 }).await,
@@ -206,12 +176,12 @@ async fn three_partitioned_instances_together_handle_each_event_exactly_once() {
     }
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'message_logger'").await.unwrap_or(-1) == 300
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'message_logger'").await == 300
         })
         .await,
         "every message is logged by exactly one instance"
     );
-    for d in daemons {
+    for mut d in daemons {
         d.stop().await.expect("clean stop");
     }
     assert_eq!(
@@ -247,7 +217,6 @@ async fn three_partitioned_instances_together_handle_each_event_exactly_once() {
         3,
         "one cursor per instance"
     );
-    db.drop_db().await;
 }
 
 /// A webhook receiver on loopback that keeps every JSON body it gets.
@@ -273,26 +242,18 @@ async fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
 
 #[tokio::test]
 async fn an_opened_circuit_and_an_auto_disable_are_notified_and_shown_in_health() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
     let (hook, got) = webhook().await;
-    let s = setup(
-        Some(&fake),
-        &db.url,
+    let mut app = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
         &format!(
             "[listeners]\nenabled = [\"failing\"]\n[error_handling]\ncircuit_breaker_threshold = 2\ncircuit_breaker_cooldown = 0.2\nauto_disable_threshold = 4\nnotification_webhook = \"{hook}\"\n"
         ),
-    );
-    let mut config = s.config.clone();
-    config.http.bind = Some("127.0.0.1:0".parse().unwrap());
+    )
+    .await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     let (registry, _) = registry_with_test_listeners();
-    let app =
-        zulip_event_listeners::app::Application::build(&config, &registry, RunOptions::default())
-            .await
-            .unwrap();
-    let health_url = format!("http://{}/health", app.http_addr().unwrap());
-    let token = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(app.run_until_stopped(token.clone()));
+    app.start(registry, RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
 
     // Two failures open the circuit; the next message is skipped.
@@ -310,12 +271,7 @@ async fn an_opened_circuit_and_an_auto_disable_are_notified_and_shown_in_health(
         .await,
         "the webhook hears that the circuit opened"
     );
-    let health: serde_json::Value = reqwest::get(&health_url)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.health().await.body;
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(
         health["open_circuits"][0]["listener"], "failing",
@@ -346,33 +302,22 @@ async fn an_opened_circuit_and_an_auto_disable_are_notified_and_shown_in_health(
         .await,
         "the disable is stored, so it survives a restart"
     );
-    let health: serde_json::Value = reqwest::get(&health_url)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.health().await.body;
     assert_eq!(health["disabled_listeners"][0], "failing", "{health}");
     assert!(got
         .lock()
         .unwrap()
         .iter()
         .any(|v| v["event"] == "dead_lettered" && v["listener"] == "failing"));
-    token.cancel();
-    handle.await.unwrap().expect("clean stop");
+    app.stop().await.expect("clean stop");
 }
 
 #[tokio::test]
 async fn blocked_users_and_per_listener_filters_keep_runs_away_but_store_the_events() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = setup(
-        Some(&fake),
-        &db.url,
-        "[listeners]\nenabled = [\"message_logger\", \"counting\"]\n[listeners.message_logger]\nchannels = [\"support\"]\n[security]\nblocked_users = [66, \"spammer@example.com\"]\n",
-    );
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "[listeners]\nenabled = [\"message_logger\", \"counting\"]\n[listeners.message_logger]\nchannels = [\"support\"]\n[security]\nblocked_users = [66, \"spammer@example.com\"]\n").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     let (registry, counter) = registry_with_test_listeners();
-    let daemon = start(&s.config, registry, RunOptions::default());
+    app.start(registry, RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     for i in 0..10 {
         fake.send_channel_message(10, "a@example.com", "support", "t", &format!("s{i}"));
@@ -392,7 +337,7 @@ async fn blocked_users_and_per_listener_filters_keep_runs_away_but_store_the_eve
         eventually(WAIT, || async { db.try_scalar("SELECT count(*) FROM event_listeners_eventlog").await == Some(30) }).await,
         "10 message_logger runs (support only, not the blocked sender) and 20 counting runs (not the blocked sender)"
     );
-    daemon.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
     assert_eq!(db.scalar("SELECT count(*) FROM event_listeners_messagelog WHERE channel = 'support' AND sender_id = 10").await, 10);
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_messagelog")

@@ -1,65 +1,45 @@
 //! Losing nothing: queue loss with backfill, 429/5xx/dropped connections,
 //! and a daemon killed with SIGKILL mid-stream.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::listeners::Registry;
 
-use crate::support::fake_zulip::{FakeOptions, FakeZulip, Fault, FaultPlan};
+use crate::support::fake_zulip::{FakeOptions, Fault, FaultPlan};
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn send(fake: &FakeZulip, range: std::ops::Range<usize>) {
-    for i in range {
-        fake.send_channel_message(
-            10 + (i % 3) as i64,
-            "u@example.com",
-            "general",
-            "t",
-            &format!("m{i}"),
-        );
-    }
-}
-
 #[tokio::test]
 async fn a_lost_queue_is_replaced_and_the_missed_messages_backfilled_once() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = setup(Some(&fake), &db.url, "");
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
 
-    let first = start(&s.config, Registry::builtin(), RunOptions::default());
+    app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     send(&fake, 0..20);
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
-                .await
-                .unwrap_or(-1)
-                == 20
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 20
         })
         .await
     );
-    first.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
 
     // Down longer than the queue's lifetime: Zulip garbage-collects it.
     fake.expire_all_queues();
     send(&fake, 20..50);
-    let second = start(&s.config, Registry::builtin(), RunOptions::default());
+    app.start(Registry::builtin(), RunOptions::default()).await;
     send(&fake, 50..60);
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
-                .await
-                .unwrap_or(-1)
-                == 60
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 60
         })
         .await,
         "every message is logged once, live or backfilled"
     );
-    second.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
     assert_eq!(fake.register_count(), 2);
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_inbox WHERE event_type = 'message'")
@@ -83,9 +63,13 @@ async fn a_lost_queue_is_replaced_and_the_missed_messages_backfilled_once() {
 
 #[tokio::test]
 async fn rate_limits_server_errors_and_dropped_connections_lose_nothing() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Sqlite).await;
-    let s = setup(Some(&fake), &db.url, "[network]\nbackoff_cap = 0.5\n");
+    let mut app = TestApp::new(
+        Backend::Sqlite,
+        FakeOptions::default(),
+        "[network]\nbackoff_cap = 0.5\n",
+    )
+    .await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     fake.set_faults(FaultPlan {
         every: vec![
             (5, Fault::RateLimit { retry_after: 0.3 }),
@@ -94,7 +78,7 @@ async fn rate_limits_server_errors_and_dropped_connections_lose_nothing() {
         ],
         only_paths: None,
     });
-    let daemon = start(&s.config, Registry::builtin(), RunOptions::default());
+    app.start(Registry::builtin(), RunOptions::default()).await;
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     for chunk in 0..20 {
         send(&fake, chunk * 10..chunk * 10 + 10);
@@ -102,15 +86,12 @@ async fn rate_limits_server_errors_and_dropped_connections_lose_nothing() {
     }
     assert!(
         eventually(WAIT, || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_messagelog")
-                .await
-                .unwrap_or(-1)
-                == 200
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 200
         })
         .await,
         "all 200 messages arrive despite the faults"
     );
-    daemon.stop().await.expect("clean stop");
+    app.stop().await.expect("clean stop");
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_inbox")
             .await,
@@ -140,25 +121,15 @@ async fn rate_limits_server_errors_and_dropped_connections_lose_nothing() {
     assert_eq!(fake.register_count(), 1, "transient faults keep the queue");
 }
 
-fn spawn_daemon(config: &std::path::Path) -> Child {
-    Command::new(bin())
-        .args(["--config", &config.display().to_string(), "run"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the daemon")
-}
-
 #[tokio::test]
 async fn sigkill_mid_stream_twice_loses_and_duplicates_nothing_on_postgres() {
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
+    let app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
+    let (fake, db, s) = (app.fake.clone(), app.db.clone(), &app.setup);
     db.migrate().await;
-    let s = setup(Some(&fake), &db.url, "");
     const TOTAL: usize = 3000;
 
-    let mut child = spawn_daemon(&s.config_path);
+    let stderr_log = s.dir.path().join("stderr.log");
+    let mut child = spawn_daemon(&s.config_path, &stderr_log);
     assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
     let mut sent = 0;
     for kill_at in [TOTAL / 3, 2 * TOTAL / 3] {
@@ -169,25 +140,19 @@ async fn sigkill_mid_stream_twice_loses_and_duplicates_nothing_on_postgres() {
         }
         // Kill while events are in flight: some stored, some not, runs pending.
         let _ = eventually(Duration::from_secs(20), || async {
-            db.try_scalar("SELECT count(*) FROM event_listeners_inbox")
-                .await
-                .unwrap_or(-1)
-                > 0
+            count(&db, "SELECT count(*) FROM event_listeners_inbox").await > 0
         })
         .await;
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
-        child = spawn_daemon(&s.config_path);
+        child = spawn_daemon(&s.config_path, &stderr_log);
     }
     while sent < TOTAL {
         send(&fake, sent..sent + 50);
         sent += 50;
     }
     let done = eventually(WAIT, || async {
-        db.try_scalar("SELECT count(*) FROM event_listeners_eventlog")
-            .await
-            .unwrap_or(-1)
-            >= (2 * TOTAL) as i64
+        count(&db, "SELECT count(*) FROM event_listeners_eventlog").await >= (2 * TOTAL) as i64
     })
     .await;
     child.kill().ok();
@@ -228,5 +193,4 @@ async fn sigkill_mid_stream_twice_loses_and_duplicates_nothing_on_postgres() {
         1,
         "every restart resumed the same queue"
     );
-    db.drop_db().await;
 }

@@ -3,16 +3,12 @@
 //! only old and fully dispatched rows, `listener_stats` summarises runs;
 //! and the `stats` and `aggregate` commands of the binary.
 
-use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
-use zulip_event_listeners::event::Event;
 use zulip_event_listeners::store::retention::run_retention;
-use zulip_event_listeners::store::{self, RunRecord, Store, StoreOptions};
+use zulip_event_listeners::store::{RunRecord, StoreOptions};
 
 use crate::support::*;
 
@@ -21,12 +17,6 @@ const FIVE_MINUTES: Duration = Duration::from_secs(300);
 /// One stats row: listener, bucket start (epoch s), runs, successes,
 /// failures, total and max duration (µs), last success (epoch s).
 type StatsRow = (String, i64, i64, i64, i64, i64, i64, Option<i64>);
-
-async fn open_store(db: &TestDb, opts: &StoreOptions) -> Arc<dyn Store> {
-    let s = store::open(&db.url, opts).await.expect("open");
-    s.migrate().await.expect("migrate");
-    s
-}
 
 fn at(secs: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(secs, 0).unwrap()
@@ -40,25 +30,6 @@ fn now_s() -> DateTime<Utc> {
 /// The start of a five-minute bucket `hours` hours ago.
 fn bucket_hours_ago(hours: i64) -> DateTime<Utc> {
     at((Utc::now().timestamp() - hours * 3600) / 300 * 300)
-}
-
-fn message(event_id: i64) -> Event {
-    Event::parse(&format!(
-        r#"{{"type":"message","id":{event_id},"message":{{"id":{},"sender_id":3,"sender_email":"s@x","display_recipient":"general","subject":"t","timestamp":1790000000,"content":"hi"}},"flags":[]}}"#,
-        event_id + 1000
-    ))
-    .unwrap()
-}
-
-/// Appends `n` events to `instance`'s inbox and returns their ids.
-async fn append(s: &Arc<dyn Store>, instance: &str, first_event_id: i64, n: i64) -> Vec<i64> {
-    let events: Vec<Event> = (first_event_id..first_event_id + n).map(message).collect();
-    s.append(instance, "q", &events, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect()
 }
 
 fn run(
@@ -96,16 +67,7 @@ async fn stats_rows(db: &TestDb) -> Vec<StatsRow> {
         f64,
         Option<DateTime<Utc>>,
     );
-    let raw: Vec<Raw> = match db.backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query_as(SQL).fetch_all(&mut c).await.unwrap()
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query_as(SQL).fetch_all(&mut c).await.unwrap()
-        }
-    };
+    let raw: Vec<Raw> = db.rows(SQL).await;
     let micros = |s: f64| (s * 1e6).round() as i64;
     raw.into_iter()
         .map(|(l, b, t, ok, f, d, m, last)| {
@@ -123,41 +85,10 @@ async fn stats_rows(db: &TestDb) -> Vec<StatsRow> {
         .collect()
 }
 
-/// Runs `sql` with one timestamp parameter (`$1` on PostgreSQL, `?1` on SQLite).
-async fn exec_at(db: &TestDb, sql: &str, t: DateTime<Utc>) {
-    match db.backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query(&sql.replace("$1", "?1"))
-                .bind(t)
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query(sql).bind(t).execute(&mut c).await.unwrap();
-        }
-    }
-}
-
-async fn exec(db: &TestDb, sql: &str) {
-    match db.backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-    }
-}
-
 async fn aggregate_rebuilds_the_recorded_buckets(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = open_store(&db, &StoreOptions::default()).await;
-    let ids = append(&s, "i", 1, 6).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "i", 1, 6).await;
     let t0 = bucket_hours_ago(3);
     let t = |secs| t0 + chrono::Duration::seconds(secs);
     s.record(
@@ -200,7 +131,8 @@ async fn aggregate_rebuilds_the_recorded_buckets(backend: Backend) {
     );
 
     // From an empty table, twice: the same rows as the recorder's.
-    exec(&db, "DELETE FROM event_listeners_listenerstats").await;
+    db.execute("DELETE FROM event_listeners_listenerstats")
+        .await;
     let first = s.aggregate(FIVE_MINUTES, None).await.unwrap();
     assert_eq!((first.runs, first.buckets, first.written), (6, 5, 5));
     assert_eq!(stats_rows(&db).await, recorded);
@@ -214,7 +146,8 @@ async fn aggregate_rebuilds_the_recorded_buckets(backend: Backend) {
     assert_eq!(stats_rows(&db).await, recorded, "aggregate is idempotent");
 
     // --since: the bucket holding it and later ones only.
-    exec(&db, "DELETE FROM event_listeners_listenerstats").await;
+    db.execute("DELETE FROM event_listeners_listenerstats")
+        .await;
     let since = s.aggregate(FIVE_MINUTES, Some(t(400))).await.unwrap();
     assert_eq!((since.buckets, since.written, since.runs), (3, 3, 3));
     let later: Vec<StatsRow> = recorded
@@ -227,8 +160,7 @@ async fn aggregate_rebuilds_the_recorded_buckets(backend: Backend) {
     // The event log cut in the middle of its oldest bucket (as `cleanup`
     // does): that bucket keeps the counts it had.
     s.aggregate(FIVE_MINUTES, None).await.unwrap();
-    exec_at(
-        &db,
+    db.execute_at(
         "DELETE FROM event_listeners_eventlog WHERE timestamp < $1",
         t(15),
     )
@@ -238,15 +170,15 @@ async fn aggregate_rebuilds_the_recorded_buckets(backend: Backend) {
 
     // With statistics disabled the recorder writes no stats rows; aggregate
     // still counts the runs from the event log.
-    let quiet = open_store(
-        &db,
+    let quiet = open_migrated(
+        &db.url,
         &StoreOptions {
             stats_enabled: false,
             ..StoreOptions::default()
         },
     )
     .await;
-    let more = append(&s, "i", 100, 1).await;
+    let more = append_messages(&s, "i", 100, 1).await;
     quiet
         .record("i", &[run(more[0], "a", None, 7, t(320))], Some(more[0]))
         .await
@@ -266,8 +198,8 @@ async fn aggregate_rebuilds_the_recorded_buckets(backend: Backend) {
 /// table a quiet recomputation gives: no batch is lost or counted twice.
 async fn aggregate_converges_while_the_recorder_writes(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = open_store(&db, &StoreOptions::default()).await;
-    let ids = append(&s, "i", 1, 40).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "i", 1, 40).await;
     let base = now_s() - chrono::Duration::minutes(20);
     let writer = {
         let s = s.clone();
@@ -302,7 +234,8 @@ async fn aggregate_converges_while_the_recorder_writes(backend: Backend) {
     let live = stats_rows(&db).await;
     let total: i64 = live.iter().map(|r| r.2).sum();
     assert_eq!(total, 200, "every run is counted once");
-    exec(&db, "DELETE FROM event_listeners_listenerstats").await;
+    db.execute("DELETE FROM event_listeners_listenerstats")
+        .await;
     s.aggregate(FIVE_MINUTES, None).await.unwrap();
     assert_eq!(stats_rows(&db).await, live);
     db.drop_db().await;
@@ -310,14 +243,13 @@ async fn aggregate_converges_while_the_recorder_writes(backend: Backend) {
 
 async fn retention_deletes_only_old_and_dispatched_rows(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = open_store(&db, &StoreOptions::default()).await;
-    let ids = append(&s, "i", 1, 5).await;
-    let other = append(&s, "j", 50, 1).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "i", 1, 5).await;
+    let other = append_messages(&s, "j", 50, 1).await;
     let old = now_s() - chrono::Duration::days(40);
     let now = now_s();
     // Events 0-2 and j's one were received 40 days ago.
-    exec_at(
-        &db,
+    db.execute_at(
         &format!(
             "UPDATE event_listeners_inbox SET received_at = $1 WHERE id IN ({}, {}, {}, {})",
             ids[0], ids[1], ids[2], other[0]
@@ -386,8 +318,8 @@ async fn retention_deletes_only_old_and_dispatched_rows(backend: Backend) {
 
 async fn listener_stats_summarise_each_listener(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = open_store(&db, &StoreOptions::default()).await;
-    let id = append(&s, "i", 1, 1).await[0];
+    let s = db.store().await;
+    let id = append_messages(&s, "i", 1, 1).await[0];
     let now = now_s();
     // a: 20 runs of 1 to 20 ms in the last 20 minutes; 9 failed with 6
     // different errors. b: 5 runs of 10 ms. And one old failure of a.
@@ -471,11 +403,10 @@ async fn listener_stats_summarise_each_listener(backend: Backend) {
 
 async fn the_retention_task_runs_soon_after_start(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let s = open_store(&db, &StoreOptions::default()).await;
-    let ids = append(&s, "i", 1, 2).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "i", 1, 2).await;
     let old = now_s() - chrono::Duration::days(10);
-    exec_at(
-        &db,
+    db.execute_at(
         &format!(
             "UPDATE event_listeners_inbox SET received_at = $1 WHERE id = {}",
             ids[0]
@@ -515,79 +446,39 @@ async fn the_retention_task_runs_soon_after_start(backend: Backend) {
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn sqlite_aggregate_rebuilds_the_recorded_buckets() {
-    aggregate_rebuilds_the_recorded_buckets(Backend::Sqlite).await;
-}
+both_backends!(aggregate_rebuilds_the_recorded_buckets =>
+    sqlite_aggregate_rebuilds_the_recorded_buckets,
+    postgres_aggregate_rebuilds_the_recorded_buckets);
 
-#[tokio::test]
-async fn postgres_aggregate_rebuilds_the_recorded_buckets() {
-    aggregate_rebuilds_the_recorded_buckets(Backend::Postgres).await;
-}
+both_backends!(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    aggregate_converges_while_the_recorder_writes =>
+    sqlite_aggregate_converges_while_the_recorder_writes,
+    postgres_aggregate_converges_while_the_recorder_writes);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_aggregate_converges_while_the_recorder_writes() {
-    aggregate_converges_while_the_recorder_writes(Backend::Sqlite).await;
-}
+both_backends!(retention_deletes_only_old_and_dispatched_rows =>
+    sqlite_retention_deletes_only_old_and_dispatched_rows,
+    postgres_retention_deletes_only_old_and_dispatched_rows);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_aggregate_converges_while_the_recorder_writes() {
-    aggregate_converges_while_the_recorder_writes(Backend::Postgres).await;
-}
+both_backends!(listener_stats_summarise_each_listener =>
+    sqlite_listener_stats_summarise_each_listener,
+    postgres_listener_stats_summarise_each_listener);
 
-#[tokio::test]
-async fn sqlite_retention_deletes_only_old_and_dispatched_rows() {
-    retention_deletes_only_old_and_dispatched_rows(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_retention_deletes_only_old_and_dispatched_rows() {
-    retention_deletes_only_old_and_dispatched_rows(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn sqlite_listener_stats_summarise_each_listener() {
-    listener_stats_summarise_each_listener(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_listener_stats_summarise_each_listener() {
-    listener_stats_summarise_each_listener(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn sqlite_the_retention_task_runs_soon_after_start() {
-    the_retention_task_runs_soon_after_start(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_the_retention_task_runs_soon_after_start() {
-    the_retention_task_runs_soon_after_start(Backend::Postgres).await;
-}
-
-fn zel(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run the binary")
-}
+both_backends!(the_retention_task_runs_soon_after_start =>
+    sqlite_the_retention_task_runs_soon_after_start,
+    postgres_the_retention_task_runs_soon_after_start);
 
 #[tokio::test]
 async fn the_stats_command_shows_both_listeners_with_a_sparkline() {
     let db = TestDb::new(Backend::Sqlite).await;
     let s = setup(None, &db.url, "");
-    let config = s.config_path.clone();
+    let cfg = s.config_path.display().to_string();
     let sample = repo().join("examples/sample-events.jsonl");
-    let c = config.clone();
-    let (run_out, stats_out) = tokio::task::spawn_blocking(move || {
-        let run = zel(&c, &["run", "--events", &sample.display().to_string()]);
-        (run, zel(&c, &["stats", "--since", "24h"]))
-    })
-    .await
-    .unwrap();
+    let run_out = zel_async(args(
+        &cfg,
+        &["run", "--events", &sample.display().to_string()],
+    ))
+    .await;
+    let stats_out = zel_async(args(&cfg, &["stats", "--since", "24h"])).await;
     assert!(
         run_out.status.success(),
         "{}",
@@ -611,11 +502,8 @@ async fn the_stats_command_shows_both_listeners_with_a_sparkline() {
     // `aggregate`, twice: the table the recorder wrote, unchanged.
     let recorded = stats_rows(&db).await;
     assert!(!recorded.is_empty());
-    for args in [&["aggregate"][..], &["aggregate", "--since", "7d"][..]] {
-        let c = config.clone();
-        let out = tokio::task::spawn_blocking(move || zel(&c, args))
-            .await
-            .unwrap();
+    for rest in [&["aggregate"][..], &["aggregate", "--since", "7d"][..]] {
+        let out = zel_async(args(&cfg, rest)).await;
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -627,10 +515,7 @@ async fn the_stats_command_shows_both_listeners_with_a_sparkline() {
     }
 
     // A bad age is a command-line error.
-    let c = config.clone();
-    let bad = tokio::task::spawn_blocking(move || zel(&c, &["stats", "--since", "24"]))
-        .await
-        .unwrap();
+    let bad = zel_async(args(&cfg, &["stats", "--since", "24"])).await;
     assert_eq!(bad.status.code(), Some(2));
     db.drop_db().await;
 }

@@ -1,12 +1,27 @@
-//! Test support: the fake Zulip server, fresh databases, config files,
-//! and helpers to run the daemon in-process or as a process.
+//! Test support: the in-process [`TestApp`], the fake Zulip server, fresh
+//! databases, config files, the daemon as a process, test listeners, and
+//! [`both_backends!`].
 #![allow(dead_code)]
 
+mod app;
+mod backends;
+mod config;
+mod db;
+mod eventually;
 pub mod fake_zulip;
-mod helpers;
+mod process;
+mod store;
 mod tcp_proxy;
 mod test_listeners;
+mod traffic;
 
-pub use helpers::*;
+pub use app::*;
+pub(crate) use backends::both_backends;
+pub use config::*;
+pub use db::*;
+pub use eventually::*;
+pub use process::*;
+pub use store::*;
 pub use tcp_proxy::*;
 pub use test_listeners::*;
+pub use traffic::*;

@@ -7,7 +7,23 @@ use async_trait::async_trait;
 use zulip_event_listeners::event::Event;
 use zulip_event_listeners::listeners::{Context, Listener, ListenerError, Record, Registry};
 
-use super::Counter;
+/// The `name`, `description` and `event_types` of a test listener.
+macro_rules! identity {
+    ($name:literal, $description:literal, [$($event_type:literal),*]) => {
+        fn name(&self) -> &str {
+            $name
+        }
+        fn description(&self) -> &str {
+            $description
+        }
+        fn event_types(&self) -> &[&str] {
+            &[$($event_type),*]
+        }
+    };
+}
+
+/// Shared handle used by test listeners to count calls.
+pub type Counter = Arc<std::sync::atomic::AtomicU64>;
 
 /// Always fails with a transient error.
 pub struct Failing;
@@ -20,15 +36,7 @@ pub struct Counting(pub Counter);
 
 #[async_trait]
 impl Listener for Failing {
-    fn name(&self) -> &str {
-        "failing"
-    }
-    fn description(&self) -> &str {
-        "fails"
-    }
-    fn event_types(&self) -> &[&str] {
-        &["message"]
-    }
+    identity!("failing", "fails", ["message"]);
     async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
         Err(ListenerError::transient("the downstream service is down"))
     }
@@ -36,15 +44,7 @@ impl Listener for Failing {
 
 #[async_trait]
 impl Listener for Panicking {
-    fn name(&self) -> &str {
-        "panicking"
-    }
-    fn description(&self) -> &str {
-        "panics"
-    }
-    fn event_types(&self) -> &[&str] {
-        &["message"]
-    }
+    identity!("panicking", "panics", ["message"]);
     async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
         panic!("listener bug")
     }
@@ -52,15 +52,7 @@ impl Listener for Panicking {
 
 #[async_trait]
 impl Listener for Hanging {
-    fn name(&self) -> &str {
-        "hanging"
-    }
-    fn description(&self) -> &str {
-        "hangs"
-    }
-    fn event_types(&self) -> &[&str] {
-        &["message"]
-    }
+    identity!("hanging", "hangs", ["message"]);
     async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
         std::future::pending::<()>().await;
         Ok(Vec::new())
@@ -69,15 +61,7 @@ impl Listener for Hanging {
 
 #[async_trait]
 impl Listener for Counting {
-    fn name(&self) -> &str {
-        "counting"
-    }
-    fn description(&self) -> &str {
-        "counts"
-    }
-    fn event_types(&self) -> &[&str] {
-        &["*"]
-    }
+    identity!("counting", "counts", ["*"]);
     async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(Vec::new())
@@ -89,15 +73,7 @@ pub struct Flaky;
 
 #[async_trait]
 impl Listener for Flaky {
-    fn name(&self) -> &str {
-        "flaky"
-    }
-    fn description(&self) -> &str {
-        "fails twice per event"
-    }
-    fn event_types(&self) -> &[&str] {
-        &["message"]
-    }
+    identity!("flaky", "fails twice per event", ["message"]);
     async fn handle(&self, _: &Event, ctx: &Context) -> Result<Vec<Record>, ListenerError> {
         if ctx.attempt <= 2 {
             Err(ListenerError::transient(format!(
@@ -116,15 +92,11 @@ pub struct OrderProbe(pub Arc<std::sync::Mutex<Vec<(String, i64)>>>);
 
 #[async_trait]
 impl Listener for OrderProbe {
-    fn name(&self) -> &str {
-        "order_probe"
-    }
-    fn description(&self) -> &str {
-        "records the order of messages and edits"
-    }
-    fn event_types(&self) -> &[&str] {
-        &["message", "update_message"]
-    }
+    identity!(
+        "order_probe",
+        "records the order of messages and edits",
+        ["message", "update_message"]
+    );
     async fn handle(&self, event: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
         let id = match event.message_id() {
             Some(id) => id,

@@ -1,0 +1,86 @@
+//! Config files for a test daemon: a zuliprc for the fake Zulip (or a
+//! bogus one), and a config on a given database with test defaults.
+
+use std::path::PathBuf;
+
+use zulip_event_listeners::config::Config;
+
+use super::fake_zulip::FakeZulip;
+
+/// A directory with a zuliprc for `fake` and a config file.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub config: Config,
+}
+
+/// Writes a zuliprc for `fake` (or a bogus one) and a config using `db_url`,
+/// with `extra` TOML appended to the `[performance]`-less base.
+pub fn setup(fake: Option<&FakeZulip>, db_url: &str, extra: &str) -> Setup {
+    setup_with_key(fake, db_url, extra, fake.map(|f| f.api_key().to_owned()))
+}
+
+/// [`setup`] with `key` as the zuliprc's API key (`x` when `None`).
+pub fn setup_with_key(
+    fake: Option<&FakeZulip>,
+    db_url: &str,
+    extra: &str,
+    key: Option<String>,
+) -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let zuliprc = dir.path().join("zuliprc");
+    let (email, site) = match fake {
+        Some(f) => (f.email().to_owned(), f.site()),
+        None => (
+            "nobody@example.com".to_owned(),
+            "http://127.0.0.1:9".to_owned(),
+        ),
+    };
+    std::fs::write(
+        &zuliprc,
+        format!(
+            "[api]\nemail={email}\nkey={}\nsite={site}\n",
+            key.unwrap_or_else(|| "x".into())
+        ),
+    )
+    .expect("write zuliprc");
+    let text = format!(
+        "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db_url}\"\n[http]\nbind = \"off\"\n{}{extra}\n",
+        zuliprc.display(),
+        reliability_defaults(extra)
+    );
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, &text).expect("write config");
+    let config = Config::parse(&text, &known_listener_names()).expect("valid test config");
+    Setup {
+        dir,
+        config_path,
+        config,
+    }
+}
+
+/// Tests see each failure as it happens: no retries and no circuit
+/// breaker, unless the test configures `[queue]` or `[error_handling]`.
+fn reliability_defaults(extra: &str) -> String {
+    let mut s = String::new();
+    if !extra.contains("[queue]") {
+        s.push_str("[queue]\nmax_retries = 0\n");
+    }
+    if !extra.contains("[error_handling]") {
+        s.push_str("[error_handling]\ncircuit_breaker_threshold = 0\n");
+    }
+    s
+}
+
+fn known_listener_names() -> Vec<&'static str> {
+    vec![
+        "message_logger",
+        "user_activity_tracker",
+        "failing",
+        "panicking",
+        "hanging",
+        "counting",
+        "flaky",
+        "order_probe",
+    ]
+}

@@ -1,0 +1,328 @@
+//! The server's state: event queues (register, events, acknowledgement,
+//! pruning, supersede, heartbeats and idle expiry), the message history
+//! and the record of every request.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::api::{bad_queue, bad_request, events_body, missing, string_list, ApiError, Params};
+use super::faults::{Fault, FaultPlan};
+use super::narrow::{self, narrow_matches, parse_narrow, render, Term};
+use super::options::FakeOptions;
+
+/// Zulip's `MAX_QUEUE_TIMEOUT_SECS`: the cap on `queue_lifespan_secs`.
+pub(super) const MAX_QUEUE_TIMEOUT_SECS: u64 = 604_800;
+/// How often the background task garbage-collects expired queues.
+pub(super) const GC_TICK: Duration = Duration::from_millis(100);
+
+/// One request received by the fake, recorded on arrival.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    /// HTTP method, e.g. `"GET"`.
+    pub method: String,
+    /// Path without the `/api/v1` prefix, e.g. `"/events"`.
+    pub path: String,
+    /// When the request arrived.
+    pub at: Instant,
+    /// Response status; 0 while a poll is parked and when no response was
+    /// sent (a dropped connection, or a client that gave up on a parked poll).
+    pub status: u16,
+    /// The `queue_id` parameter, if any.
+    pub queue_id: Option<String>,
+    /// The `last_event_id` parameter, if present and an integer.
+    pub last_event_id: Option<i64>,
+    /// The injected fault, if any.
+    pub fault: Option<Fault>,
+}
+
+/// What the server, its GC task and every [`super::FakeZulip`] clone share.
+pub(super) struct Shared {
+    pub(super) opts: FakeOptions,
+    pub(super) addr: SocketAddr,
+    pub(super) state: Mutex<State>,
+}
+
+/// Everything behind the one lock: queues, history, faults and requests.
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) queues: HashMap<String, Queue>,
+    /// Message history in id order (id = index + 1), content as raw Markdown.
+    pub(super) messages: Vec<Value>,
+    /// user id -> email, learnt from senders.
+    pub(super) users: HashMap<i64, String>,
+    /// Stable ids for channels (`stream:<name>`) and recipients (`rcpt:...`).
+    pub(super) ids: HashMap<String, i64>,
+    pub(super) faults: FaultPlan,
+    pub(super) request_seq: u64,
+    pub(super) requests: Vec<RequestRecord>,
+    pub(super) register_count: usize,
+    pub(super) heartbeats_paused: bool,
+}
+
+/// How a parked `GET /events` ends.
+pub(super) enum Completion {
+    Events(Vec<Value>),
+    Gone,
+}
+
+/// One event queue, as Zulip's `ClientDescriptor` and `EventQueue`.
+pub(super) struct Queue {
+    pub(super) event_types: Option<Vec<String>>,
+    pub(super) narrow: Vec<Term>,
+    pub(super) apply_markdown: bool,
+    pub(super) timeout: Duration,
+    pub(super) events: VecDeque<Value>,
+    pub(super) next_event_id: i64,
+    pub(super) newest_pruned_id: i64,
+    pub(super) last_connection: Instant,
+    /// The parked poll: its generation and the channel that completes it.
+    pub(super) parked: Option<(u64, oneshot::Sender<Completion>)>,
+    pub(super) generation: u64,
+}
+
+impl Queue {
+    /// Zulip's `ClientDescriptor.expired`.
+    pub(super) fn expired(&self, now: Instant) -> bool {
+        self.parked.is_none() && now.duration_since(self.last_connection) >= self.timeout
+    }
+
+    /// Zulip's `accepts_event`; heartbeats bypass `event_types`.
+    pub(super) fn accepts(&self, event: &Value) -> bool {
+        let ty = event.get("type").and_then(Value::as_str).unwrap_or("");
+        if let (Some(types), false) = (&self.event_types, ty == "heartbeat") {
+            let has = |t: &str| types.iter().any(|x| x == t);
+            if !has(ty) || (ty == "muted_topics" && has("user_topic")) {
+                return false;
+            }
+        }
+        match (ty, event.get("message")) {
+            ("message", Some(m)) => narrow_matches(&self.narrow, m),
+            _ => true,
+        }
+    }
+
+    /// Appends an event with the next id and completes a parked poll.
+    pub(super) fn push(&mut self, mut event: Value) {
+        event["id"] = json!(self.next_event_id);
+        self.next_event_id += 1;
+        self.events.push_back(event);
+        self.complete();
+    }
+
+    pub(super) fn contents(&self) -> Vec<Value> {
+        self.events.iter().cloned().collect()
+    }
+
+    /// Finishes the parked poll, if any, with the current contents.
+    pub(super) fn complete(&mut self) {
+        if let Some((_, tx)) = self.parked.take() {
+            let _ = tx.send(Completion::Events(self.contents()));
+        }
+    }
+
+    /// Zulip's `EventQueue.prune`: drop every event with `id <= through`.
+    pub(super) fn prune(&mut self, through: i64) {
+        while let Some(id) = self.events.front().and_then(|e| e["id"].as_i64()) {
+            if id > through {
+                break;
+            }
+            self.events.pop_front();
+            self.newest_pruned_id = id;
+        }
+    }
+}
+
+impl State {
+    pub(super) fn gc(&mut self) -> &mut HashMap<String, Queue> {
+        let now = Instant::now();
+        self.queues.retain(|_, q| !q.expired(now));
+        &mut self.queues
+    }
+
+    pub(super) fn push_all(&mut self, event: &Value) {
+        for q in self.gc().values_mut().filter(|q| q.accepts(event)) {
+            let mut ev = event.clone();
+            if let (true, Some(m)) = (q.apply_markdown, ev.get_mut("message")) {
+                *m = render(m, true);
+            }
+            q.push(ev);
+        }
+    }
+
+    pub(super) fn id_for(&mut self, key: String) -> i64 {
+        let next = self.ids.len() as i64 + 10;
+        *self.ids.entry(key).or_insert(next)
+    }
+
+    pub(super) fn user(&self, id: i64) -> Value {
+        let email = self.users.get(&id).cloned();
+        let email = email.unwrap_or_else(|| format!("user{id}@example.com"));
+        let name = email.split('@').next().unwrap_or_default().to_owned();
+        json!({"id": id, "email": email, "full_name": name})
+    }
+
+    /// A message without id and recipient fields.
+    pub(super) fn message(&mut self, sender_id: i64, sender_email: &str, content: &str) -> Value {
+        self.users.insert(sender_id, sender_email.to_owned());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH);
+        json!({
+            "sender_id": sender_id, "sender_email": sender_email,
+            "sender_full_name": self.user(sender_id)["full_name"],
+            "sender_realm_str": "zulip", "topic_links": [], "content": content,
+            "content_type": "text/x-markdown", "client": "test",
+            "timestamp": now.map_or(0, |d| d.as_secs()),
+            "is_me_message": content.starts_with("/me "), "reactions": [],
+            "submessages": [], "flags": [], "avatar_url": null,
+        })
+    }
+
+    /// Stores a message (assigning its id) and pushes the `message` event.
+    pub(super) fn deliver(&mut self, mut msg: Value) -> i64 {
+        let id = self.messages.len() as i64 + 1;
+        msg["id"] = json!(id);
+        self.messages.push(msg.clone());
+        self.push_all(&json!({"type": "message", "message": msg, "flags": []}));
+        id
+    }
+}
+
+impl Shared {
+    /// The state, also after a panic while it was held (poison is ignored).
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn register(&self, p: &Params) -> Result<Value, ApiError> {
+        let event_types = match p.json("event_types")? {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(string_list(v, "event_types")?),
+        };
+        if let Some(v) = p.json("fetch_event_types")?.filter(|v| !v.is_null()) {
+            string_list(v, "fetch_event_types")?;
+        }
+        let narrow = parse_narrow(p.json("narrow")?)?;
+        let apply_markdown = p.bool("apply_markdown")?.unwrap_or(false);
+        p.bool("all_public_streams")?;
+        p.bool("client_gravatar")?;
+        match p.json("client_capabilities")? {
+            None => {}
+            Some(Value::Object(m)) if m.contains_key("notification_settings_null") => {}
+            Some(Value::Object(_)) => {
+                let msg = "client_capabilities[\"notification_settings_null\"] field is missing";
+                return Err(bad_request(msg));
+            }
+            Some(_) => return Err(bad_request("client_capabilities is not a dict")),
+        }
+        let timeout = match p.int("queue_lifespan_secs")?.unwrap_or(0) {
+            secs if secs > 0 => Duration::from_secs((secs as u64).min(MAX_QUEUE_TIMEOUT_SECS)),
+            _ => self.opts.queue_timeout,
+        };
+        let queue_id = new_queue_id();
+        let queue = Queue {
+            event_types,
+            narrow,
+            apply_markdown,
+            timeout,
+            events: VecDeque::new(),
+            next_event_id: 0,
+            newest_pruned_id: -1,
+            last_connection: Instant::now(),
+            parked: None,
+            generation: 0,
+        };
+        let mut st = self.lock();
+        st.gc().insert(queue_id.clone(), queue);
+        st.register_count += 1;
+        let max_message_id = match st.messages.len() {
+            0 => -1,
+            n => n as i64,
+        };
+        Ok(json!({
+            "result": "success", "msg": "", "queue_id": queue_id, "last_event_id": -1,
+            "zulip_version": "10.2", "zulip_feature_level": self.opts.feature_level,
+            "zulip_merge_base": "10.2", "max_message_id": max_message_id,
+            "event_queue_longpoll_timeout_seconds": self.opts.longpoll_timeout_seconds,
+        }))
+    }
+
+    /// Zulip's `fetch_events`: validate, prune, supersede, then answer or park.
+    pub(super) fn get_events(self: &Arc<Self>, p: &Params) -> Result<Poll, ApiError> {
+        let dont_block = p.bool("dont_block")?.unwrap_or(false);
+        let last = p.int("last_event_id")?;
+        let qid = p.get("queue_id").ok_or_else(|| missing("queue_id"))?;
+        let mut st = self.lock();
+        let q = st.gc().get_mut(qid).ok_or_else(|| bad_queue(qid))?;
+        let last = last.ok_or_else(|| missing("last_event_id"))?;
+        let newest_pruned = q.newest_pruned_id;
+        if last < newest_pruned {
+            let msg = format!("An event newer than {newest_pruned} has already been pruned!");
+            return Err(bad_request(msg));
+        }
+        q.prune(last);
+        if q.newest_pruned_id != last {
+            return Err(bad_request(format!("Event {last} was not in this queue")));
+        }
+        q.complete();
+        if !q.events.is_empty() || dont_block {
+            return Ok(Poll::Ready(events_body(q.contents(), qid)));
+        }
+        q.generation += 1;
+        q.last_connection = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        q.parked = Some((q.generation, tx));
+        let (weak, period) = (Arc::downgrade(self), self.opts.heartbeat);
+        tokio::spawn(heartbeat(weak, qid.to_owned(), q.generation, period));
+        Ok(Poll::Parked(rx, qid.to_owned()))
+    }
+
+    pub(super) fn delete_queue(&self, p: &Params) -> Result<Value, ApiError> {
+        let qid = p.get("queue_id").ok_or_else(|| missing("queue_id"))?;
+        let mut q = self.lock().gc().remove(qid).ok_or_else(|| bad_queue(qid))?;
+        q.complete();
+        Ok(json!({"result": "success", "msg": ""}))
+    }
+
+    /// Zulip's `GET /messages` over the message history.
+    pub(super) fn get_messages(&self, p: &Params) -> Result<Value, ApiError> {
+        narrow::get_messages(&self.lock().messages, p)
+    }
+}
+
+/// A `GET /events` answered at once, or parked until events arrive.
+pub(super) enum Poll {
+    Ready(Value),
+    Parked(oneshot::Receiver<Completion>, String),
+}
+
+/// The heartbeat timer of one parked poll (Zulip's `connect_handler` timeout).
+pub(super) async fn heartbeat(weak: Weak<Shared>, qid: String, generation: u64, period: Duration) {
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shared) = weak.upgrade() else { return };
+        let mut st = shared.lock();
+        let paused = st.heartbeats_paused;
+        let Some(q) = st.queues.get_mut(&qid) else {
+            return;
+        };
+        if q.parked.as_ref().map(|p| p.0) != Some(generation) {
+            return;
+        }
+        if !paused {
+            q.push(json!({"type": "heartbeat"}));
+            return;
+        }
+    }
+}
+
+/// A random UUID4-style queue id.
+pub(super) fn new_queue_id() -> String {
+    let r = rand::random::<u128>() & !(0xF000 << 64 | 0xC << 60) | 0x4000 << 64 | 0x8 << 60;
+    let h = format!("{r:032x}");
+    let (a, b, c, d, e) = (&h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]);
+    format!("{a}-{b}-{c}-{d}-{e}")
+}

@@ -1,0 +1,57 @@
+//! The store as tests open it (the one place that calls the library's
+//! `store::open`), and inbox fixtures: message events and appending them.
+
+use std::sync::Arc;
+
+use zulip_event_listeners::event::Event;
+use zulip_event_listeners::store::{self, Store, StoreOptions};
+
+use super::db::TestDb;
+
+/// Opens the store at `url` with `opts` and runs its migrations.
+pub async fn open_migrated(url: &str, opts: &StoreOptions) -> Arc<dyn Store> {
+    let s = store::open(url, opts).await.expect("open the store");
+    s.migrate().await.expect("migrate");
+    s
+}
+
+impl TestDb {
+    /// Runs `migrate` (PostgreSQL databases are not migrated by `run`).
+    pub async fn migrate(&self) {
+        self.store().await;
+    }
+
+    /// The migrated store of this database, with default options.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        open_migrated(&self.url, &StoreOptions::default()).await
+    }
+}
+
+/// A channel message event with id `event_id`, message id `event_id + 1000`
+/// and the content `hello <event_id>`.
+pub fn message_event(event_id: i64) -> Event {
+    Event::parse(&format!(
+        r#"{{"type":"message","id":{event_id},"message":{{"id":{},"sender_id":3,"sender_email":"s@x","display_recipient":"general","subject":"t","timestamp":1790000000,"content":"hello {event_id}"}},"flags":[]}}"#,
+        event_id + 1000
+    ))
+    .unwrap()
+}
+
+/// Appends `n` message events from `first_event_id` on to `instance`'s
+/// inbox and returns their inbox ids.
+pub async fn append_messages(
+    s: &Arc<dyn Store>,
+    instance: &str,
+    first_event_id: i64,
+    n: i64,
+) -> Vec<i64> {
+    let events: Vec<Event> = (first_event_id..first_event_id + n)
+        .map(message_event)
+        .collect();
+    s.append(instance, "q", &events, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect()
+}
