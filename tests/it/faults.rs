@@ -82,25 +82,67 @@ fn redirect_pg_url(url: &str, to: SocketAddr) -> (String, String) {
     (target, redirected)
 }
 
-#[tokio::test]
-async fn postgres_going_away_mid_stream_loses_nothing_and_the_daemon_keeps_running() {
+/// A daemon on PostgreSQL through a proxy, registered and polling.
+async fn app_behind_proxy() -> (TestApp, TcpProxy) {
     let mut app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
-    let (fake, db) = (app.fake.clone(), app.db.clone());
-    db.migrate().await;
-    let (target, _) = redirect_pg_url(&db.url, "127.0.0.1:1".parse().unwrap());
+    app.db.migrate().await;
+    let (target, _) = redirect_pg_url(&app.db.url, "127.0.0.1:1".parse().unwrap());
     let target = tokio::net::lookup_host(&target)
         .await
         .expect("resolve the PostgreSQL host")
         .next()
         .expect("an address for the PostgreSQL host");
     let proxy = TcpProxy::start(target).await;
-    let (_, proxied_url) = redirect_pg_url(&db.url, proxy.addr());
-    app.setup = setup(Some(&fake), &proxied_url, "");
+    let (_, proxied_url) = redirect_pg_url(&app.db.url, proxy.addr());
+    app.setup = setup(Some(&app.fake), &proxied_url, "");
     app.start(Registry::builtin(), RunOptions::default()).await;
+    let fake = app.fake.clone();
     assert!(
         eventually(WAIT, || async { fake.register_count() == 1 }).await,
         "the daemon registers a queue through the proxy"
     );
+    (app, proxy)
+}
+
+#[tokio::test]
+async fn a_metrics_scrape_never_waits_on_a_database_that_does_not_answer() {
+    let (mut app, proxy) = app_behind_proxy().await;
+    send(&app.fake, 0..10);
+    let db = app.db.clone();
+    assert!(
+        eventually(WAIT, || async {
+            count(&db, "SELECT count(*) FROM event_listeners_eventlog").await == 20
+        })
+        .await,
+        "the messages are stored and run before the database stops answering"
+    );
+
+    // The database stops answering: connections stay open, nothing comes back.
+    proxy.stall();
+    let health = app.health().await;
+    assert_eq!(
+        health.body["database"]["reachable"],
+        serde_json::json!(false),
+        "the health report's ping finds the database silent (the proxy really is stalled): {health:?}"
+    );
+
+    // The report's ping waits up to 2 s for that answer; a scrape must not wait at all.
+    let scrape = tokio::time::timeout(Duration::from_secs(1), app.metrics())
+        .await
+        .expect("/metrics answers while the database does not (well under the ping's 2 s)");
+    assert_eq!(
+        scrape.first("zulip_event_listeners_queue_registrations_total"),
+        Some(1.0),
+        "the scrape carries the daemon's metrics"
+    );
+    proxy.cut();
+    let _ = app.stop().await;
+}
+
+#[tokio::test]
+async fn postgres_going_away_mid_stream_loses_nothing_and_the_daemon_keeps_running() {
+    let (mut app, proxy) = app_behind_proxy().await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
     let queue = fake.queue_ids().pop().expect("one queue");
 
     // Before the outage: a stream that is being stored.

@@ -1,6 +1,7 @@
-//! A TCP forwarder on loopback that can be cut and restored, to simulate a
-//! database server that goes away (restart, failover, network partition)
-//! without touching the real server other tests share.
+//! A TCP forwarder on loopback that can be cut, stalled and restored, to
+//! simulate a database server that goes away (restart, failover, network
+//! partition) or stops answering (a black hole) without touching the real
+//! server other tests share.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use tokio::task::AbortHandle;
 pub struct TcpProxy {
     addr: SocketAddr,
     cut: watch::Sender<bool>,
+    stalled: watch::Sender<bool>,
     accepted: Arc<AtomicU64>,
     task: AbortHandle,
 }
@@ -31,11 +33,19 @@ impl TcpProxy {
             .expect("tcp_proxy: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("tcp_proxy: local_addr");
         let (cut, _) = watch::channel(false);
+        let (stalled, _) = watch::channel(false);
         let accepted = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(accept_loop(listener, target, cut.clone(), accepted.clone()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            target,
+            cut.clone(),
+            stalled.clone(),
+            accepted.clone(),
+        ));
         TcpProxy {
             addr,
             cut,
+            stalled,
             accepted,
             task: task.abort_handle(),
         }
@@ -51,9 +61,17 @@ impl TcpProxy {
         self.cut.send_replace(true);
     }
 
+    /// Stops forwarding without closing anything: open connections and new
+    /// ones stay open and silent, as behind a network that drops packets.
+    /// Ends with [`TcpProxy::cut`] (which closes them) or dropping the proxy.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
     /// Forwards new connections again.
     pub fn restore(&self) {
         self.cut.send_replace(false);
+        self.stalled.send_replace(false);
     }
 
     /// Whether the proxy is cut.
@@ -79,6 +97,7 @@ async fn accept_loop(
     listener: TcpListener,
     target: SocketAddr,
     cut: watch::Sender<bool>,
+    stalled: watch::Sender<bool>,
     accepted: Arc<AtomicU64>,
 ) {
     loop {
@@ -90,20 +109,39 @@ async fn accept_loop(
             drop(client);
             continue;
         }
-        tokio::spawn(forward(client, target, cut.subscribe()));
+        let mut cut = cut.subscribe();
+        if *stalled.borrow() {
+            // Held open and silent until the proxy is cut or dropped.
+            tokio::spawn(async move {
+                let _ = cut.wait_for(|c| *c).await;
+                drop(client);
+            });
+            continue;
+        }
+        tokio::spawn(forward(client, target, cut, stalled.subscribe()));
     }
 }
 
-/// Copies bytes both ways until either side closes or the proxy is cut.
-async fn forward(mut client: TcpStream, target: SocketAddr, mut cut: watch::Receiver<bool>) {
+/// Copies bytes both ways until either side closes or the proxy is cut;
+/// while stalled, holds both connections open without copying.
+async fn forward(
+    mut client: TcpStream,
+    target: SocketAddr,
+    mut cut: watch::Receiver<bool>,
+    mut stalled: watch::Receiver<bool>,
+) {
     let Ok(mut server) = TcpStream::connect(target).await else {
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = cut.wait_for(|c| *c) => {}
+    let stall = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+        _ = cut.wait_for(|c| *c) => false,
+        _ = stalled.wait_for(|s| *s) => true,
+    };
+    if stall {
+        let _ = cut.wait_for(|c| *c).await;
     }
     // Dropping both streams closes both connections.
 }
