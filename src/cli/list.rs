@@ -117,6 +117,21 @@ async fn read_run_state(config: &Config) -> Result<RunState, String> {
     })
 }
 
+/// The `FAILURES` and `LAST SUCCESS` cells of `name`: dashes without a
+/// database, `0` and `never` without runs.
+fn run_columns(state: Option<&RunState>, name: &str) -> (String, String) {
+    let overview = state.map(|s| s.overview.iter().find(|o| o.listener == name));
+    match overview {
+        None => ("-".to_owned(), "-".to_owned()),
+        Some(None) => ("0".to_owned(), "never".to_owned()),
+        Some(Some(o)) => (
+            o.failures.to_string(),
+            o.last_success
+                .map_or_else(|| "never".to_owned(), format_time),
+        ),
+    }
+}
+
 /// The `list` table. `ENABLED` is `yes` when the configuration enables the
 /// listener and `disable` has not switched it off, `disabled` when it has
 /// (with who, when and why on the next line), `no` otherwise.
@@ -139,16 +154,7 @@ pub fn render_list(config: &Config, registry: &Registry, state: Option<&RunState
             (None, true) => "yes",
             (None, false) => "no",
         };
-        let overview = state.map(|s| s.overview.iter().find(|o| o.listener == l.name()));
-        let (failures, last_success) = match overview {
-            None => ("-".to_owned(), "-".to_owned()),
-            Some(None) => ("0".to_owned(), "never".to_owned()),
-            Some(Some(o)) => (
-                o.failures.to_string(),
-                o.last_success
-                    .map_or_else(|| "never".to_owned(), format_time),
-            ),
-        };
+        let (failures, last_success) = run_columns(state, l.name());
         let _ = writeln!(
             out,
             "{:<24} {:<8} {:<36} {:<12} {:<23} {}",

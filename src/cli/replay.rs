@@ -14,6 +14,23 @@ use crate::dispatch::replay::{self, ReplayOutcome, ReplaySettings};
 use crate::listeners::Registry;
 use crate::store::AuditAction;
 
+/// `replay --event ID` that finds nothing fails; a plain `replay` with no
+/// dead letters says so and succeeds.
+fn nothing_to_replay(args: &ReplayArgs, filters: &str) -> Result<(), Failure> {
+    if let Some(id) = args.event {
+        return Err(Failure::new(
+            EXIT_FAILURE,
+            anyhow::anyhow!(
+                "inbox event {id} has no pending dead letter and no logged run of `{}`{}; nothing to replay",
+                args.listener,
+                args.since.map_or_else(String::new, |t| format!(" since {}", format_time(t)))
+            ),
+        ));
+    }
+    println!("No pending dead letters of `{}`{filters}.", args.listener);
+    Ok(())
+}
+
 /// `replay --listener NAME [--since TIME] [--event INBOX_ID]`.
 ///
 /// # Errors
@@ -30,18 +47,7 @@ pub(crate) async fn cmd_replay(
     let items = replay::select(store.as_ref(), &args.listener, args.since, args.event).await?;
     let filters = describe_filters(args);
     if items.is_empty() {
-        if let Some(id) = args.event {
-            return Err(Failure::new(
-                EXIT_FAILURE,
-                anyhow::anyhow!(
-                    "inbox event {id} has no pending dead letter and no logged run of `{}`{}; nothing to replay",
-                    args.listener,
-                    args.since.map_or_else(String::new, |t| format!(" since {}", format_time(t)))
-                ),
-            ));
-        }
-        println!("No pending dead letters of `{}`{filters}.", args.listener);
-        return Ok(());
+        return nothing_to_replay(args, &filters);
     }
     let settings = ReplaySettings {
         instance: config.scaling.instance_id.clone(),

@@ -9,6 +9,7 @@ use crate::cli::exit::Failure;
 use crate::config::Config;
 use crate::intake::FileReport;
 use crate::listeners::Registry;
+use crate::store::Summary;
 
 /// `run [--dry-run] [--listeners a,b] [--events FILE] …`.
 ///
@@ -75,21 +76,26 @@ fn print_report(report: &RunReport, opts: &RunOptions) {
         }
     );
     if let (Some(s), Some(location)) = (&report.summary, &report.location) {
-        println!("Database {location} now holds:");
-        println!("  event_listeners_inbox          {:>8} event(s)", s.inbox);
-        for (t, n) in &s.by_type {
-            println!("    {t:<28} {n:>8}");
-        }
-        println!(
-            "  event_listeners_eventlog       {:>8} run(s), {} failed",
-            s.eventlog, s.failures
-        );
-        println!(
-            "  event_listeners_messagelog     {:>8} message(s)",
-            s.messages
-        );
-        println!("  event_listeners_useractivity   {:>8} user(s)", s.users);
+        print_summary(s, location);
     }
+}
+
+/// What the database holds after an events file was read.
+fn print_summary(s: &Summary, location: &str) {
+    println!("Database {location} now holds:");
+    println!("  event_listeners_inbox          {:>8} event(s)", s.inbox);
+    for (t, n) in &s.by_type {
+        println!("    {t:<28} {n:>8}");
+    }
+    println!(
+        "  event_listeners_eventlog       {:>8} run(s), {} failed",
+        s.eventlog, s.failures
+    );
+    println!(
+        "  event_listeners_messagelog     {:>8} message(s)",
+        s.messages
+    );
+    println!("  event_listeners_useractivity   {:>8} user(s)", s.users);
 }
 
 fn print_malformed(f: &FileReport) {

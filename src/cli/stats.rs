@@ -125,45 +125,56 @@ pub fn render(
         time(Some(since))
     );
     for s in summaries {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "{}", s.listener);
-        let rate = s
-            .success_rate
-            .map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0));
-        let _ = writeln!(
-            out,
-            "  {:<14}{} ({} succeeded, {} failed)",
-            "processed", s.processed, s.successes, s.failures
-        );
-        let _ = writeln!(out, "  {:<14}{rate}", "success rate");
-        let _ = writeln!(
-            out,
-            "  {:<14}p50 {}, p95 {}",
-            "duration",
-            millis(s.p50),
-            millis(s.p95)
-        );
-        let _ = writeln!(out, "  {:<14}{}", "last success", time(s.last_success));
-        let (slots, slot) = volume_slots(&s.volume, since, now, interval);
-        let _ = writeln!(
-            out,
-            "  {:<14}{} (max {} per {}, oldest first)",
-            "volume",
-            sparkline(&slots),
-            slots.iter().max().copied().unwrap_or(0),
-            format_age(slot)
-        );
-        if s.errors.is_empty() {
-            let _ = writeln!(out, "  {:<14}none", "failures");
-        } else {
-            let _ = writeln!(out, "  {:<14}count  error", "failures");
-            for e in &s.errors {
-                let text = e.error.as_deref().unwrap_or("(no error message)");
-                let _ = writeln!(out, "  {:<14}{:>5}  {}", "", e.count, one_line(text));
-            }
-        }
+        render_listener(&mut out, s, since, now, interval);
     }
     out
+}
+
+/// One listener's table in the `stats` report.
+fn render_listener(
+    out: &mut String,
+    s: &ListenerSummary,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    interval: Duration,
+) {
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", s.listener);
+    let rate = s
+        .success_rate
+        .map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0));
+    let _ = writeln!(
+        out,
+        "  {:<14}{} ({} succeeded, {} failed)",
+        "processed", s.processed, s.successes, s.failures
+    );
+    let _ = writeln!(out, "  {:<14}{rate}", "success rate");
+    let _ = writeln!(
+        out,
+        "  {:<14}p50 {}, p95 {}",
+        "duration",
+        millis(s.p50),
+        millis(s.p95)
+    );
+    let _ = writeln!(out, "  {:<14}{}", "last success", time(s.last_success));
+    let (slots, slot) = volume_slots(&s.volume, since, now, interval);
+    let _ = writeln!(
+        out,
+        "  {:<14}{} (max {} per {}, oldest first)",
+        "volume",
+        sparkline(&slots),
+        slots.iter().max().copied().unwrap_or(0),
+        format_age(slot)
+    );
+    if s.errors.is_empty() {
+        let _ = writeln!(out, "  {:<14}none", "failures");
+    } else {
+        let _ = writeln!(out, "  {:<14}count  error", "failures");
+        for e in &s.errors {
+            let text = e.error.as_deref().unwrap_or("(no error message)");
+            let _ = writeln!(out, "  {:<14}{:>5}  {}", "", e.count, one_line(text));
+        }
+    }
 }
 
 /// The first line of an error, at most 100 characters.
