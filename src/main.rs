@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zulip_event_listeners::cli::{self, Cli, EXIT_FAILURE};
+use zulip_event_listeners::cli::{self, Cli, Failure, EXIT_CONFIG, EXIT_FAILURE};
 use zulip_event_listeners::{listeners::Registry, telemetry};
 
 fn main() -> ExitCode {
@@ -12,14 +12,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let registry = Registry::builtin();
     let outcome = cli::load_config(&cli, &registry).and_then(|config| {
-        let log_file = telemetry::init(&config.logging).map_err(|e| cli::Failure {
-            code: cli::EXIT_CONFIG,
-            error: anyhow::anyhow!("cannot open the log file: {e}"),
+        let log_file = telemetry::init(&config.logging).map_err(|e| {
+            Failure::new(
+                EXIT_CONFIG,
+                anyhow::anyhow!("cannot open the log file: {e}"),
+            )
         })?;
-        let runtime = tokio::runtime::Runtime::new().map_err(|e| cli::Failure {
-            code: EXIT_FAILURE,
-            error: e.into(),
-        })?;
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::new(EXIT_FAILURE, e))?;
         runtime.block_on(async {
             telemetry::reopen_on_sighup(log_file);
             cli::run(cli, config, registry).await

@@ -1,6 +1,10 @@
 //! Operator controls over listeners: who is acting (for the audit trail),
-//! and leaving out the listeners that `disable` switched off in the store.
+//! the registered listener a command names, and leaving out the listeners
+//! that `disable` switched off in the store.
 
+use std::sync::Arc;
+
+use crate::listeners::{Listener, Registry, RegistryError};
 use crate::store::ListenerState;
 
 /// Who runs this command, for `changed_by` and the audit trail:
@@ -25,6 +29,21 @@ fn actor_from(sudo_user: Option<String>, user: Option<String>, host: Option<Stri
         Some(host) => format!("{who}@{host}"),
         None => who,
     }
+}
+
+/// The registered listener `name`.
+///
+/// # Errors
+///
+/// [`RegistryError::Unknown`], naming the listeners available.
+pub fn registered<'a>(
+    registry: &'a Registry,
+    name: &str,
+) -> Result<&'a Arc<dyn Listener>, RegistryError> {
+    registry.get(name).ok_or_else(|| RegistryError::Unknown {
+        name: name.to_owned(),
+        available: registry.names().join(", "),
+    })
 }
 
 /// The state of `name` when it is disabled.

@@ -1,11 +1,16 @@
-//! The text of the `stats` command: ages such as `24h` on the command line,
-//! sparklines of per-bucket volume, and one table per listener.
+//! `stats [--listener NAME] [--since AGE]`: per-listener statistics read
+//! from the store, and their text: sparklines of per-bucket volume and one
+//! table per listener.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::app;
+use crate::cli::age::{ago, format_age, format_time};
+use crate::cli::exit::Failure;
+use crate::config::Config;
 use crate::store::ListenerSummary;
 
 /// Sparkline levels, lowest first; a slot without runs shows the lowest.
@@ -14,37 +19,30 @@ pub const SPARK_LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '
 /// Most characters in a sparkline; longer windows merge buckets per character.
 pub const SPARK_WIDTH: u64 = 48;
 
-/// Longest accepted age (ten years).
-const MAX_AGE_SECS: u64 = 10 * 366 * 86_400;
-
-/// An age that [`parse_age`] does not accept.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("`{0}` is not an age such as 90s, 30m, 24h, 7d or 2w (a positive whole number and a unit)")]
-pub struct AgeError(String);
-
-/// Parses an age such as `90s`, `30m`, `24h`, `7d` or `2w`.
+/// `stats [--listener NAME] [--since AGE]`.
 ///
 /// # Errors
 ///
-/// [`AgeError`] for a missing or unknown unit, a zero or a number above ten years.
-pub fn parse_age(text: &str) -> Result<Duration, AgeError> {
-    let bad = || AgeError(text.to_owned());
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(unit_secs)
-        .filter(|s| (1..=MAX_AGE_SECS).contains(s))
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
+/// A [`Failure`] with exit code 4 when the database fails.
+pub(crate) async fn cmd_stats(
+    config: &Config,
+    listener: Option<&str>,
+    since: Duration,
+) -> Result<(), Failure> {
+    let store = app::open_store(config, false).await?;
+    let now = Utc::now();
+    let from = ago(now, since)?;
+    let summaries = store.listener_stats(listener, from).await?;
+    if summaries.is_empty() {
+        match listener {
+            Some(name) => println!("No runs of listener `{name}` since {}.", format_time(from)),
+            None => println!("No listener runs since {}.", format_time(from)),
+        }
+        return Ok(());
+    }
+    let interval = config.statistics.aggregation_interval;
+    print!("{}", render(&summaries, from, now, interval));
+    Ok(())
 }
 
 /// One character per value, scaled to the largest: zero is `▁`, any
@@ -91,17 +89,6 @@ pub fn volume_slots(
     (slots, Duration::from_secs(slot_secs))
 }
 
-/// `90s`, `5m`, `2h`, `1d`: the largest unit that divides `d`.
-pub fn format_age(d: Duration) -> String {
-    let s = d.as_secs();
-    for (unit, secs) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if s >= secs && s % secs == 0 {
-            return format!("{}{unit}", s / secs);
-        }
-    }
-    format!("{s}s")
-}
-
 /// Milliseconds with three significant digits or more: `0.0123 ms`, `4.56 ms`, `1234 ms`.
 fn millis(d: Option<Duration>) -> String {
     let Some(d) = d else {
@@ -119,10 +106,7 @@ fn millis(d: Option<Duration>) -> String {
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(
-        || "never".to_owned(),
-        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
+    t.map_or_else(|| "never".to_owned(), format_time)
 }
 
 /// The `stats` report: a header, then a table per listener.
@@ -141,45 +125,56 @@ pub fn render(
         time(Some(since))
     );
     for s in summaries {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "{}", s.listener);
-        let rate = s
-            .success_rate
-            .map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0));
-        let _ = writeln!(
-            out,
-            "  {:<14}{} ({} succeeded, {} failed)",
-            "processed", s.processed, s.successes, s.failures
-        );
-        let _ = writeln!(out, "  {:<14}{rate}", "success rate");
-        let _ = writeln!(
-            out,
-            "  {:<14}p50 {}, p95 {}",
-            "duration",
-            millis(s.p50),
-            millis(s.p95)
-        );
-        let _ = writeln!(out, "  {:<14}{}", "last success", time(s.last_success));
-        let (slots, slot) = volume_slots(&s.volume, since, now, interval);
-        let _ = writeln!(
-            out,
-            "  {:<14}{} (max {} per {}, oldest first)",
-            "volume",
-            sparkline(&slots),
-            slots.iter().max().copied().unwrap_or(0),
-            format_age(slot)
-        );
-        if s.errors.is_empty() {
-            let _ = writeln!(out, "  {:<14}none", "failures");
-        } else {
-            let _ = writeln!(out, "  {:<14}count  error", "failures");
-            for e in &s.errors {
-                let text = e.error.as_deref().unwrap_or("(no error message)");
-                let _ = writeln!(out, "  {:<14}{:>5}  {}", "", e.count, one_line(text));
-            }
-        }
+        render_listener(&mut out, s, since, now, interval);
     }
     out
+}
+
+/// One listener's table in the `stats` report.
+fn render_listener(
+    out: &mut String,
+    s: &ListenerSummary,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    interval: Duration,
+) {
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", s.listener);
+    let rate = s
+        .success_rate
+        .map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0));
+    let _ = writeln!(
+        out,
+        "  {:<14}{} ({} succeeded, {} failed)",
+        "processed", s.processed, s.successes, s.failures
+    );
+    let _ = writeln!(out, "  {:<14}{rate}", "success rate");
+    let _ = writeln!(
+        out,
+        "  {:<14}p50 {}, p95 {}",
+        "duration",
+        millis(s.p50),
+        millis(s.p95)
+    );
+    let _ = writeln!(out, "  {:<14}{}", "last success", time(s.last_success));
+    let (slots, slot) = volume_slots(&s.volume, since, now, interval);
+    let _ = writeln!(
+        out,
+        "  {:<14}{} (max {} per {}, oldest first)",
+        "volume",
+        sparkline(&slots),
+        slots.iter().max().copied().unwrap_or(0),
+        format_age(slot)
+    );
+    if s.errors.is_empty() {
+        let _ = writeln!(out, "  {:<14}none", "failures");
+    } else {
+        let _ = writeln!(out, "  {:<14}count  error", "failures");
+        for e in &s.errors {
+            let text = e.error.as_deref().unwrap_or("(no error message)");
+            let _ = writeln!(out, "  {:<14}{:>5}  {}", "", e.count, one_line(text));
+        }
+    }
 }
 
 /// The first line of an error, at most 100 characters.
@@ -196,23 +191,6 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ages_in_each_unit_parse() {
-        assert_eq!(parse_age("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_age("30m").unwrap(), Duration::from_secs(1_800));
-        assert_eq!(parse_age("24h").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_age("7d").unwrap(), Duration::from_secs(604_800));
-        assert_eq!(parse_age("2w").unwrap(), Duration::from_secs(1_209_600));
-    }
-
-    #[test]
-    fn ages_without_a_known_unit_or_above_zero_are_refused() {
-        for bad in ["", "24", "h", "0h", "-1d", "1.5h", "3y", "999999999999w"] {
-            assert!(parse_age(bad).is_err(), "{bad:?} was accepted");
-        }
-        assert!(parse_age("3y").unwrap_err().to_string().contains("`3y`"));
-    }
 
     #[test]
     fn a_sparkline_scales_to_its_largest_value() {
@@ -241,12 +219,5 @@ mod tests {
         assert_eq!(millis(Some(Duration::from_micros(4_560))), "4.56 ms");
         assert_eq!(millis(Some(Duration::from_millis(1_234))), "1234 ms");
         assert_eq!(millis(None), "-");
-    }
-
-    #[test]
-    fn ages_are_written_in_their_largest_whole_unit() {
-        assert_eq!(format_age(Duration::from_secs(86_400)), "1d");
-        assert_eq!(format_age(Duration::from_secs(1_800)), "30m");
-        assert_eq!(format_age(Duration::from_secs(90)), "90s");
     }
 }

@@ -1,0 +1,108 @@
+//! The command line as clap reads it: [`Cli`], its [`Command`]s and their
+//! arguments. Ages and times are parsed here, once, by `age.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::cli::age::{parse_age, parse_since};
+
+/// Turns a Zulip organization's event stream into reliable work.
+#[derive(Debug, Parser)]
+#[command(name = "zulip-event-listeners", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it, defaults apply: a SQLite file
+    /// in the current directory and the two default listeners.
+    #[arg(long, short, global = true, env = "ZULIP_EVENT_LISTENERS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register (or resume) the event queue and process events until stopped.
+    Run(RunArgs),
+    /// List the listeners: name, enabled or disabled (and why), event types, failures in the last hour, last success, description.
+    List,
+    /// Apply pending database migrations and print what was applied.
+    Migrate,
+    /// Delete event log and inbox rows older than N days.
+    Cleanup {
+        /// Age in days.
+        #[arg(long)]
+        days: u32,
+    },
+    /// Validate the configuration file and print every problem at once.
+    CheckConfig,
+    /// Recompute listener statistics buckets from the event log (idempotent; for cron).
+    Aggregate {
+        /// Only buckets from this long ago on, e.g. 24h, 7d or 1h 30m (default: all).
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        since: Option<Duration>,
+    },
+    /// Per-listener statistics: runs, success rate, p50/p95 duration, errors, volume.
+    Stats {
+        /// Only this listener.
+        #[arg(long, value_name = "NAME")]
+        listener: Option<String>,
+        /// How far back, e.g. 30m, 24h, 7d or 1h 30m.
+        #[arg(long, value_name = "AGE", default_value = "24h", value_parser = parse_age)]
+        since: Duration,
+    },
+    /// Switch a listener back on after `disable`.
+    Enable {
+        /// The listener.
+        name: String,
+    },
+    /// Switch a listener off in the database (who and why are recorded); the daemon skips it.
+    Disable {
+        /// The listener.
+        name: String,
+        /// Why, shown by `list`.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Run a listener's dead letters (or one logged event) again and record the outcomes.
+    Replay(ReplayArgs),
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Receive events and print which listeners would run; store nothing,
+    /// run nothing, and delete the queue on exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run only these listeners (comma-separated), e.g. to split them across instances.
+    #[arg(long, value_delimiter = ',')]
+    pub listeners: Option<Vec<String>>,
+    /// Read events from a JSON-lines file (one event per line, as GET /events returns them) instead of Zulip.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Delete the Zulip event queue on exit (by default it is kept, so a restart resumes it).
+    #[arg(long)]
+    pub release_queue: bool,
+    /// On the very first start, also fetch messages newer than this message id.
+    #[arg(long, value_name = "MESSAGE_ID")]
+    pub backfill_since: Option<i64>,
+}
+
+/// `replay` options.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The listener whose dead letters to run again.
+    #[arg(long, value_name = "NAME")]
+    pub listener: String,
+    /// Only dead letters from this long ago (e.g. 24h, 7d) or this RFC 3339 time on.
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only this inbox event; without a dead letter, any event the listener
+    /// has a logged run of.
+    #[arg(long = "event", value_name = "INBOX_ID")]
+    pub event: Option<i64>,
+}

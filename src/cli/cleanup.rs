@@ -1,0 +1,45 @@
+//! `cleanup --days N`: delete old event log and inbox rows, and leave an
+//! audit row saying so.
+
+use chrono::{Duration as ChronoDuration, Utc};
+
+use crate::app;
+use crate::cli::actor::actor;
+use crate::cli::age::format_time;
+use crate::cli::exit::Failure;
+use crate::config::Config;
+use crate::store::{AuditAction, CleanupCounts, Store};
+
+/// `cleanup --days N`.
+///
+/// # Errors
+///
+/// A [`Failure`] with exit code 4 when the database fails.
+pub(crate) async fn cmd_cleanup(config: &Config, days: u32) -> Result<(), Failure> {
+    let store = app::open_store(config, false).await?;
+    let before = Utc::now() - ChronoDuration::days(i64::from(days));
+    let counts = store.cleanup(before).await?;
+    println!(
+        "Deleted {} event log row(s) and {} inbox row(s) older than {days} day(s) (before {}).",
+        counts.eventlog,
+        counts.inbox,
+        format_time(before)
+    );
+    audit_cleanup(store.as_ref(), days, &counts).await;
+    Ok(())
+}
+
+/// Writes the audit row of a `cleanup`; a failure is only logged, since
+/// the cleanup itself is done.
+async fn audit_cleanup(store: &dyn Store, days: u32, counts: &CleanupCounts) {
+    let detail = format!(
+        "older than {days} day(s): {} event log row(s), {} inbox row(s)",
+        counts.eventlog, counts.inbox
+    );
+    if let Err(e) = store
+        .audit(&actor(), AuditAction::Cleanup, None, &detail)
+        .await
+    {
+        tracing::warn!(error = %e, "Cannot write the audit row of the cleanup");
+    }
+}

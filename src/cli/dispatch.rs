@@ -1,0 +1,50 @@
+//! Loading the configuration the command line names, and [`run`]: each
+//! [`Command`] handed to the file of its subcommand.
+
+use crate::cli::aggregate::cmd_aggregate;
+use crate::cli::args::{Cli, Command};
+use crate::cli::check_config::cmd_check_config;
+use crate::cli::cleanup::cmd_cleanup;
+use crate::cli::exit::Failure;
+use crate::cli::list::cmd_list;
+use crate::cli::migrate::cmd_migrate;
+use crate::cli::replay::cmd_replay;
+use crate::cli::run::cmd_run;
+use crate::cli::set_enabled::cmd_set_enabled;
+use crate::cli::stats::cmd_stats;
+use crate::config::Config;
+use crate::listeners::Registry;
+
+/// Loads the configuration named on the command line, or the defaults.
+///
+/// # Errors
+///
+/// A [`Failure`] with [`EXIT_CONFIG`](crate::cli::EXIT_CONFIG) listing every problem.
+pub fn load_config(cli: &Cli, registry: &Registry) -> Result<Config, Failure> {
+    match &cli.config {
+        Some(path) => Ok(Config::load(path, &registry.names())?),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Runs one subcommand.
+///
+/// # Errors
+///
+/// A [`Failure`] carrying the exit code.
+pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Failure> {
+    match cli.command {
+        Command::Run(args) => cmd_run(args, &config, &registry).await,
+        Command::List => cmd_list(&config, &registry).await,
+        Command::Migrate => cmd_migrate(&config).await,
+        Command::Cleanup { days } => cmd_cleanup(&config, days).await,
+        Command::CheckConfig => cmd_check_config(cli.config.as_deref(), &config),
+        Command::Aggregate { since } => cmd_aggregate(&config, since).await,
+        Command::Stats { listener, since } => cmd_stats(&config, listener.as_deref(), since).await,
+        Command::Enable { name } => cmd_set_enabled(&config, &registry, &name, true, None).await,
+        Command::Disable { name, reason } => {
+            cmd_set_enabled(&config, &registry, &name, false, reason.as_deref()).await
+        }
+        Command::Replay(args) => cmd_replay(&config, &registry, &args).await,
+    }
+}

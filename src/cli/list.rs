@@ -1,0 +1,240 @@
+//! `list`: every registered listener with its configuration and, when the
+//! database exists, its run state (disabled by whom, failures in the last
+//! hour, last success), plus the open circuits of a running daemon.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use chrono::{Duration as ChronoDuration, Utc};
+
+use crate::app;
+use crate::cli::actor::disabled;
+use crate::cli::age::format_time;
+use crate::cli::exit::Failure;
+use crate::config::Config;
+use crate::listeners::Registry;
+use crate::store::{ListenerOverview, ListenerState, StoreOptions};
+
+/// The window of `list`'s failure count.
+const LIST_WINDOW_HOURS: i64 = 1;
+
+/// What `list` knows from the database.
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// Listener states set with `enable` / `disable`.
+    pub states: Vec<ListenerState>,
+    /// Failures in the window and last success, per listener.
+    pub overview: Vec<ListenerOverview>,
+}
+
+/// `list`: every registered listener with its configuration and, when the
+/// database exists, its run state. Never creates a database.
+///
+/// # Errors
+///
+/// None in practice: database problems become a note under the table.
+pub(crate) async fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failure> {
+    let state = read_run_state(config).await;
+    print!("{}", render_list(config, registry, state.as_ref().ok()));
+    if let Err(why) = &state {
+        println!();
+        println!("Note: run state (disabled listeners, failures, last success) not shown: {why}.");
+    }
+    if let Some(open) = open_circuits_of_running_daemon(config).await {
+        for c in &open {
+            println!(
+                "Circuit of `{}` is open until {} (from the running daemon).",
+                c.listener, c.until
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Circuit breakers live in the running daemon: ask its `/health`, if it
+/// answers within a second.
+async fn open_circuits_of_running_daemon(
+    config: &Config,
+) -> Option<Vec<crate::http::health::OpenCircuit>> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        #[serde(default)]
+        open_circuits: Vec<crate::http::health::OpenCircuit>,
+    }
+    let addr = config.http.bind?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+        .ok()?;
+    let health: Partial = client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(health.open_circuits)
+}
+
+/// Reads the run state without creating or migrating anything; `Err` says
+/// why it is not available.
+async fn read_run_state(config: &Config) -> Result<RunState, String> {
+    let url = &config.database.url;
+    if url.starts_with("sqlite:") {
+        let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(|e| format!("bad database URL: {e}"))?
+            .get_filename()
+            .to_owned();
+        if !path.exists() {
+            return Err(format!("there is no database at {} yet", path.display()));
+        }
+    }
+    let opts = StoreOptions {
+        max_connections: 1,
+        ..app::store_options(config)
+    };
+    let store = crate::store::open(url, &opts)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    let pending = store
+        .pending_migrations()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !pending.is_empty() {
+        return Err(format!(
+            "the database has {} pending migration(s); `migrate` (or, with SQLite, `run`) applies them",
+            pending.len()
+        ));
+    }
+    let since = Utc::now() - ChronoDuration::hours(LIST_WINDOW_HOURS);
+    Ok(RunState {
+        states: store.listener_states().await.map_err(|e| e.to_string())?,
+        overview: store
+            .listener_overview(since)
+            .await
+            .map_err(|e| e.to_string())?,
+    })
+}
+
+/// The `FAILURES` and `LAST SUCCESS` cells of `name`: dashes without a
+/// database, `0` and `never` without runs.
+fn run_columns(state: Option<&RunState>, name: &str) -> (String, String) {
+    let overview = state.map(|s| s.overview.iter().find(|o| o.listener == name));
+    match overview {
+        None => ("-".to_owned(), "-".to_owned()),
+        Some(None) => ("0".to_owned(), "never".to_owned()),
+        Some(Some(o)) => (
+            o.failures.to_string(),
+            o.last_success
+                .map_or_else(|| "never".to_owned(), format_time),
+        ),
+    }
+}
+
+/// The `list` table. `ENABLED` is `yes` when the configuration enables the
+/// listener and `disable` has not switched it off, `disabled` when it has
+/// (with who, when and why on the next line), `no` otherwise.
+pub fn render_list(config: &Config, registry: &Registry, state: Option<&RunState>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<8} {:<36} {:<12} {:<23} DESCRIPTION",
+        "NAME",
+        "ENABLED",
+        "EVENT TYPES",
+        format!("FAILURES {LIST_WINDOW_HOURS}H"),
+        "LAST SUCCESS"
+    );
+    for l in registry.all() {
+        let configured = config.listeners.enabled.iter().any(|n| n == l.name());
+        let off = state.and_then(|s| disabled(&s.states, l.name()));
+        let enabled = match (off, configured) {
+            (Some(_), _) => "disabled",
+            (None, true) => "yes",
+            (None, false) => "no",
+        };
+        let (failures, last_success) = run_columns(state, l.name());
+        let _ = writeln!(
+            out,
+            "{:<24} {:<8} {:<36} {:<12} {:<23} {}",
+            l.name(),
+            enabled,
+            l.event_types().join(","),
+            failures,
+            last_success,
+            l.description()
+        );
+        if let Some(s) = off {
+            let reason = s
+                .reason
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .map_or_else(String::new, |r| format!(": {r}"));
+            let _ = writeln!(
+                out,
+                "    disabled by {} at {}{reason}",
+                s.changed_by,
+                format_time(s.changed_at)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn list_shows_a_disabled_listener_with_who_and_why_and_its_run_state() {
+        let config = Config::default();
+        let registry = Registry::builtin();
+        let state = RunState {
+            states: vec![ListenerState {
+                name: "message_logger".into(),
+                enabled: false,
+                reason: Some("floods the disk".into()),
+                changed_by: "alice@box".into(),
+                changed_at: at(1_790_000_000),
+            }],
+            overview: vec![ListenerOverview {
+                listener: "user_activity_tracker".into(),
+                failures: 3,
+                last_success: Some(at(1_790_000_600)),
+            }],
+        };
+        let text = render_list(&config, &registry, Some(&state));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("FAILURES 1H") && lines[0].contains("LAST SUCCESS"));
+        assert!(lines[1].starts_with("message_logger") && lines[1].contains(" disabled "));
+        assert!(lines[1].contains(" never "), "{}", lines[1]);
+        assert_eq!(
+            lines[2],
+            "    disabled by alice@box at 2026-09-21 14:13:20 UTC: floods the disk"
+        );
+        assert!(lines[3].starts_with("user_activity_tracker"));
+        assert!(
+            lines[3].contains(" yes ") && lines[3].contains(" 3 "),
+            "{}",
+            lines[3]
+        );
+        assert!(lines[3].contains("2026-09-21 14:23:20 UTC"), "{}", lines[3]);
+    }
+
+    #[test]
+    fn list_without_a_database_shows_dashes_for_the_run_state() {
+        let text = render_list(&Config::default(), &Registry::builtin(), None);
+        let logger = text.lines().nth(1).unwrap();
+        assert!(
+            logger.contains(" yes ") && logger.contains(" - "),
+            "{logger}"
+        );
+    }
+}

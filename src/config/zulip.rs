@@ -1,0 +1,107 @@
+//! `[zulip]`: where the bot's credentials are and how the event queue is
+//! registered. The API key itself is refused here: it lives in the zuliprc
+//! or in `ZULIP_API_KEY`, never in this file.
+
+use std::path::PathBuf;
+
+use toml::{Table, Value};
+
+use super::reader::Reader;
+
+/// The section's name.
+pub(super) const SECTION: &str = "zulip";
+
+/// The keys of `[zulip]`.
+pub(super) const KNOWN: &[&str] = &[
+    "zuliprc",
+    "site",
+    "email",
+    "all_public_streams",
+    "narrow",
+    "apply_markdown",
+    "queue_lifespan_secs",
+];
+
+/// The queue lifetime asked for by default: one day.
+pub const DEFAULT_QUEUE_LIFESPAN_SECS: u64 = 86_400;
+
+/// Longest queue lifetime Zulip grants: 7 days.
+const MAX_QUEUE_LIFESPAN_SECS: u64 = 604_800;
+
+/// `[zulip]`.
+#[derive(Debug, Clone)]
+pub struct ZulipConfig {
+    /// Path of the bot's `zuliprc`; `ZULIP_CONFIG` and `~/.zuliprc` apply when absent.
+    pub zuliprc: Option<PathBuf>,
+    /// The site, overriding the one in the zuliprc.
+    pub site: Option<String>,
+    /// The bot's email, overriding the one in the zuliprc.
+    pub email: Option<String>,
+    /// Receive messages of every public channel, not only subscribed ones.
+    pub all_public_streams: bool,
+    /// A Zulip narrow (`[["channel", "general"]]`) applied at registration.
+    pub narrow: Vec<(String, String)>,
+    /// Ask for rendered HTML (`true`) or raw Markdown (`false`, the default).
+    pub apply_markdown: bool,
+    /// Requested queue lifetime in seconds (Zulip caps it at 7 days).
+    pub queue_lifespan_secs: u64,
+}
+
+impl Default for ZulipConfig {
+    fn default() -> Self {
+        ZulipConfig {
+            zuliprc: None,
+            site: None,
+            email: None,
+            all_public_streams: false,
+            narrow: Vec::new(),
+            apply_markdown: false,
+            queue_lifespan_secs: DEFAULT_QUEUE_LIFESPAN_SECS,
+        }
+    }
+}
+
+/// Reads `[zulip]` into `out`.
+pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ZulipConfig) {
+    for (k, v) in t {
+        let key = r.key(k);
+        match k.as_str() {
+            "zuliprc" => out.zuliprc = r.string(&key, v).map(PathBuf::from),
+            "site" => out.site = r.string(&key, v),
+            "email" => out.email = r.string(&key, v),
+            "api_key" | "key" => r.problem(format!(
+                "`{key}` is not read from this file, so that the key never sits in a world-readable config: put it in the zuliprc (`[zulip] zuliprc`) or in ZULIP_API_KEY"
+            )),
+            "all_public_streams" => out.all_public_streams = r.bool(&key, v).unwrap_or_default(),
+            "apply_markdown" => out.apply_markdown = r.bool(&key, v).unwrap_or_default(),
+            "queue_lifespan_secs" => {
+                if let Some(s) = r.whole_seconds(&key, v) {
+                    if s > MAX_QUEUE_LIFESPAN_SECS {
+                        r.problem(format!("`{key}` is at most 604800 (7 days, Zulip's cap), got {s}"));
+                    } else {
+                        out.queue_lifespan_secs = s;
+                    }
+                }
+            }
+            "narrow" => out.narrow = read_narrow(r, &key, v),
+            _ => r.unknown_key(k),
+        }
+    }
+}
+
+fn read_narrow(r: &mut Reader, key: &str, v: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(items) = v.as_array() else {
+        r.wrong::<()>(key, v, "a list of [operator, operand] pairs");
+        return out;
+    };
+    for item in items {
+        match item.as_array().map(|a| a.as_slice()) {
+            Some([Value::String(op), Value::String(arg)]) => out.push((op.clone(), arg.clone())),
+            _ => r.problem(format!(
+                "`{key}` entries must be [\"operator\", \"operand\"] pairs such as [\"channel\", \"general\"], got `{item}`"
+            )),
+        }
+    }
+    out
+}
