@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::connect::{check_identity, open_store, zulip_client};
+use super::connect::{identify, open_store, zulip_client};
 use super::drain::drain;
-use super::services::Services;
+use super::services::{serve_http, Services};
 use super::source::{intake_settings, Source};
 use super::AppError;
 use crate::config::Config;
@@ -360,42 +360,6 @@ impl Application {
         );
         Ok(dispatcher)
     }
-}
-
-/// `GET /users/me` at start; returns the bot's user id when Zulip answered
-/// (and warns loudly when the key is a person's, not a bot's).
-async fn identify(client: &crate::zulip::Client, config: &Config) -> Result<Option<i64>, AppError> {
-    match check_identity(client, config).await? {
-        Some(me) => {
-            if me.is_bot {
-                tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
-            } else {
-                tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
-            }
-            Ok(Some(me.user_id))
-        }
-        None => {
-            tracing::warn!("Cannot reach Zulip to check the account; going on (the poll loop keeps retrying), without the bot's own user id");
-            Ok(None)
-        }
-    }
-}
-
-/// Binds `addr` (port 0 picks a free one) and serves `/health` and
-/// `/metrics` as a service. Returns the bound address.
-async fn serve_http(
-    addr: SocketAddr,
-    health: Arc<Health>,
-    services: &Services,
-) -> Result<SocketAddr, AppError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| AppError::Http(addr, e))?;
-    let local = listener.local_addr().map_err(|e| AppError::Http(addr, e))?;
-    services.spawn(health.clone().sample_until(services.token()));
-    services.spawn(crate::http::serve(listener, health, services.token()));
-    tracing::info!(address = %local, "Serving /health and /metrics");
-    Ok(local)
 }
 
 /// Re-dispatches the events committed before a crash whose runs were not

@@ -72,10 +72,7 @@ pub fn zulip_client(config: &Config) -> Result<Client, AppError> {
 /// well under a second); a Zulip that does not answer is retried a few
 /// times with backoff, then left to the poll loop, so a daemon started
 /// while Zulip restarts does not exit (and hit systemd's start limit).
-pub(super) async fn check_identity(
-    client: &Client,
-    config: &Config,
-) -> Result<Option<UserMe>, AppError> {
+async fn check_identity(client: &Client, config: &Config) -> Result<Option<UserMe>, AppError> {
     let mut backoff = Backoff::new(Duration::from_millis(100), config.network.backoff_cap);
     loop {
         let e = match client.users_me().await {
@@ -91,5 +88,24 @@ pub(super) async fn check_identity(
         };
         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot check the account with Zulip; retrying");
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// `GET /users/me` at start; returns the bot's user id when Zulip answered
+/// (and warns loudly when the key is a person's, not a bot's).
+pub(super) async fn identify(client: &Client, config: &Config) -> Result<Option<i64>, AppError> {
+    match check_identity(client, config).await? {
+        Some(me) => {
+            if me.is_bot {
+                tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
+            } else {
+                tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
+            }
+            Ok(Some(me.user_id))
+        }
+        None => {
+            tracing::warn!("Cannot reach Zulip to check the account; going on (the poll loop keeps retrying), without the bot's own user id");
+            Ok(None)
+        }
     }
 }

@@ -6,10 +6,15 @@
 //! the drain, so it must outlive it).
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use super::AppError;
+use crate::http::health::Health;
 
 /// How long [`Services::stop`] waits for the tasks to end.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -51,4 +56,21 @@ impl Services {
             );
         }
     }
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves `/health` and
+/// `/metrics` as a service. Returns the bound address.
+pub(super) async fn serve_http(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    services: &Services,
+) -> Result<SocketAddr, AppError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError::Http(addr, e))?;
+    let local = listener.local_addr().map_err(|e| AppError::Http(addr, e))?;
+    services.spawn(health.clone().sample_until(services.token()));
+    services.spawn(crate::http::serve(listener, health, services.token()));
+    tracing::info!(address = %local, "Serving /health and /metrics");
+    Ok(local)
 }
