@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dispatch::filters::Filters;
-use crate::dispatch::routing::Partitioner;
+use crate::dispatch::partition::Partitioner;
 use crate::dispatch::{
     BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
     RetryPolicy,
@@ -396,12 +396,11 @@ impl Application {
         crate::notify::spawn_notifier(
             notice_rx,
             config.error_handling.notification_webhook.clone(),
-            Some(store.clone()),
             instance.clone(),
             self.http_token.clone(),
         );
         let control = dispatcher.control();
-        let _ = state.listeners.set(control.clone());
+        let _ = state.listeners.set(Arc::new(control.clone()));
         // Listeners disabled by an operator (or automatically) before this
         // start stay disabled: their runs are skipped and dead-lettered.
         for s in store.listener_states().await? {
