@@ -362,4 +362,67 @@ mod tests {
         d.control().set_disabled("flaky", None);
         assert!(d.control().disabled().is_empty());
     }
+
+    /// Counts how many of its runs execute at once.
+    #[derive(Default)]
+    struct Concurrency {
+        now: std::sync::atomic::AtomicUsize,
+        max: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Listener for Concurrency {
+        fn name(&self) -> &str {
+            "concurrency"
+        }
+        fn description(&self) -> &str {
+            "counts concurrent runs"
+        }
+        fn event_types(&self) -> &[&str] {
+            &["message"]
+        }
+        async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.now.fetch_add(1, SeqCst) + 1;
+            self.max.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.now.fetch_sub(1, SeqCst);
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_run_starts_without_a_slot_once_stop_is_cancelled() {
+        // Arrange: two slots, and twenty runs in their own lanes, two
+        // running and eighteen waiting for a slot.
+        let listener = Arc::new(Concurrency::default());
+        let (d, mut rx) = dispatcher(listener.clone(), 0);
+        let recorded = tokio::spawn(async move {
+            let mut n = 0;
+            while let Some(r) = rx.recv().await {
+                n += usize::from(matches!(r, Recording::Run(_)));
+            }
+            n
+        });
+        for id in 0..20 {
+            let mut stored = message(id);
+            stored.event = Event::parse(&format!(
+                r#"{{"type":"message","id":{id},"message":{{"id":{id},"sender_id":1,"display_recipient":"g","subject":"t{id}","timestamp":1,"content":"x"}}}}"#
+            ))
+            .unwrap();
+            d.dispatch(stored, &[]).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        // Act: shutdown begins while runs wait for a slot.
+        d.settings.stop.cancel();
+        let left = d.drain(Duration::from_secs(5)).await;
+
+        // Assert: the waiting runs never started; only the two running
+        // ones finished and were recorded.
+        let max = listener.max.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(left, 0);
+        assert!(max <= 2, "{max} runs at once with max_concurrent = 2");
+        assert_eq!(recorded.await.unwrap(), 2);
+    }
 }
