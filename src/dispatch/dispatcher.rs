@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use super::breaker::Breaker;
@@ -111,34 +111,8 @@ impl Dispatcher {
         if self.settings.stop.is_cancelled() {
             return;
         }
-        let event = &stored.event;
-        let key = ordering_key(event);
-        let owned = self
-            .settings
-            .partitioner
-            .owns_with(&key, || event_seq(event));
-        let mut targets: Vec<usize> = Vec::new();
-        if owned {
-            let event_skip = self.settings.filters.check_event(event, Utc::now());
-            for i in interested(&self.listeners, event.event_type()) {
-                let slot = &self.slots[i];
-                if already_done.iter().any(|d| **d == *slot.name) {
-                    continue;
-                }
-                match event_skip.or_else(|| self.settings.filters.check_listener(event, &slot.name))
-                {
-                    Some(reason) => {
-                        self.state
-                            .metrics
-                            .events_processed
-                            .with_label_values(&[&slot.name, Outcome::Skipped.as_str()])
-                            .inc();
-                        tracing::debug!(listener = %slot.name, inbox_id = stored.inbox_id, reason = reason.as_str(), "Skipping a run");
-                    }
-                    None => targets.push(i),
-                }
-            }
-        }
+        let key = ordering_key(&stored.event);
+        let targets = self.targets(&stored, &key, already_done);
         self.progress.begin(stored.inbox_id, targets.len());
         if targets.is_empty() {
             tracing::debug!(
@@ -158,36 +132,89 @@ impl Dispatcher {
             let Ok(permit) = permit else {
                 return;
             };
-            // Taken here, in dispatch order, so the lane keeps event order.
-            let mut turn = self.lanes.enter((i, key.clone()));
-            let run = Run {
-                slots: self.slots.clone(),
-                index: i,
-                stored: stored.clone(),
-                event_type: event_type.clone(),
-                settings: self.settings.clone(),
-                running: self.running.clone(),
-                notices: self.notices.clone(),
-                outcomes: self.outcomes.clone(),
-                state: self.state.clone(),
-            };
-            let outcomes = self.outcomes.clone();
-            let lanes = self.lanes.clone();
-            self.state.metrics.runs_in_flight.inc();
-            self.tracker.spawn(async move {
-                turn.wait().await;
-                let record = run.execute().await;
-                lanes.leave(turn);
-                drop(permit);
-                run.state.metrics.runs_in_flight.dec();
-                // The recorder outlives every run; if it is gone the daemon
-                // is stopping and the event is re-dispatched at next start,
-                // as it is when shutdown came before the run could start.
-                if let Some(record) = record {
-                    let _ = outcomes.send(Recording::Run(record)).await;
-                }
-            });
+            self.spawn_run(i, key.clone(), &stored, &event_type, permit);
         }
+    }
+
+    /// The listeners that run `stored` here: none when another instance
+    /// owns it; else the interested ones not in `already_done` that no
+    /// filter skips (skipped runs are counted and logged).
+    fn targets(
+        &self,
+        stored: &StoredEvent,
+        key: &OrderingKey,
+        already_done: &[String],
+    ) -> Vec<usize> {
+        let event = &stored.event;
+        let filters = &self.settings.filters;
+        if !self
+            .settings
+            .partitioner
+            .owns_with(key, || event_seq(event))
+        {
+            return Vec::new();
+        }
+        let event_skip = filters.check_event(event, Utc::now());
+        let mut targets = Vec::new();
+        for i in interested(&self.listeners, event.event_type()) {
+            let slot = &self.slots[i];
+            if already_done.iter().any(|d| **d == *slot.name) {
+                continue;
+            }
+            match event_skip.or_else(|| filters.check_listener(event, &slot.name)) {
+                Some(reason) => {
+                    self.state
+                        .metrics
+                        .events_processed
+                        .with_label_values(&[&slot.name, Outcome::Skipped.as_str()])
+                        .inc();
+                    tracing::debug!(listener = %slot.name, inbox_id = stored.inbox_id, reason = reason.as_str(), "Skipping a run");
+                }
+                None => targets.push(i),
+            }
+        }
+        targets
+    }
+
+    /// Spawns listener `index`'s run of `stored`, holding its admission
+    /// `permit` until the run is over.
+    fn spawn_run(
+        &self,
+        index: usize,
+        key: OrderingKey,
+        stored: &Arc<StoredEvent>,
+        event_type: &Arc<str>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        // Taken here, in dispatch order, so the lane keeps event order.
+        let mut turn = self.lanes.enter((index, key));
+        let run = Run {
+            slots: self.slots.clone(),
+            index,
+            stored: stored.clone(),
+            event_type: event_type.clone(),
+            settings: self.settings.clone(),
+            running: self.running.clone(),
+            notices: self.notices.clone(),
+            outcomes: self.outcomes.clone(),
+            state: self.state.clone(),
+        };
+        let outcomes = self.outcomes.clone();
+        let lanes = self.lanes.clone();
+        self.state.metrics.runs_in_flight.inc();
+        self.tracker.spawn(async move {
+            turn.wait().await;
+            let record = run.execute().await;
+            lanes.leave(turn);
+            drop(permit);
+            run.state.metrics.runs_in_flight.dec();
+            // The recorder outlives every run; if it is gone the daemon is
+            // stopping and the event is re-dispatched at next start, as it
+            // is when shutdown came before the run could start.
+            if let Some(record) = record {
+                let _ = outcomes.send(Recording::Run(record)).await;
+            }
+        });
     }
 
     /// Stops accepting runs and waits up to `deadline` for those in flight.

@@ -127,21 +127,23 @@ fn channel_key(channel: ChannelRef, topic: &str) -> OrderingKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn key(json: &str) -> OrderingKey {
         ordering_key(&Event::parse(json).unwrap())
     }
 
-    fn channel(id: i64, topic: &str) -> OrderingKey {
+    /// The key of channel `id`'s `topic` (already lower-cased).
+    pub(crate) fn channel(id: i64, topic: &str) -> OrderingKey {
         OrderingKey::Channel {
             channel: ChannelRef::Id(id),
             topic: topic.to_owned(),
         }
     }
 
-    const MSG: &str = r#"{"type":"message","message":{"id":1004,"sender_id":13,"display_recipient":"engineering","stream_id":3,"subject":"Deploy 2026-11-27","timestamp":1,"content":"x"},"id":8}"#;
+    /// A channel message, with message id 1004.
+    pub(crate) const MSG: &str = r#"{"type":"message","message":{"id":1004,"sender_id":13,"display_recipient":"engineering","stream_id":3,"subject":"Deploy 2026-11-27","timestamp":1,"content":"x"},"id":8}"#;
     #[test]
     fn a_channel_message_is_keyed_by_channel_id_and_lower_cased_topic() {
         assert_eq!(key(MSG), channel(3, "deploy 2026-11-27"));

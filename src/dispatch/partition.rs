@@ -184,17 +184,10 @@ impl Partitioner {
 mod tests {
     use std::collections::HashMap;
 
-    use super::super::ordering::{ordering_key, ChannelRef};
+    use super::super::ordering::ordering_key;
+    use super::super::ordering::tests::{channel, MSG};
     use super::*;
 
-    fn channel(id: i64, topic: &str) -> OrderingKey {
-        OrderingKey::Channel {
-            channel: ChannelRef::Id(id),
-            topic: topic.to_owned(),
-        }
-    }
-
-    const MSG: &str = r#"{"type":"message","message":{"id":1004,"sender_id":13,"display_recipient":"engineering","stream_id":3,"subject":"Deploy 2026-11-27","timestamp":1,"content":"x"},"id":8}"#;
     #[test]
     fn the_stable_hash_matches_the_algorithm_worked_out_by_hand() {
         // FNV-1a 64 of the bytes "user:7" (offset 0xcbf29ce484222325; per

@@ -126,37 +126,12 @@ impl Run {
         let started = Instant::now();
         let admission = slot.breaker.admit();
         if let Admission::SkipOpen | Admission::SkipDisabled = admission {
-            let why = if admission == Admission::SkipOpen {
-                "skipped: the listener's circuit is open".to_owned()
-            } else {
-                format!(
-                    "skipped: the listener is disabled ({})",
-                    slot.breaker.disabled().unwrap_or_default()
-                )
-            };
-            self.count(Outcome::Skipped);
-            return Some(self.record(false, 0, Some(why), Vec::new(), started, true));
+            return Some(self.skipped(admission, started));
         }
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let (outcome, error, records) = {
-                // A slot is held only while the listener runs, not while
-                // waiting to retry. Once `stop` is cancelled no try starts,
-                // with or without a slot: the drain waits only for runs
-                // already running.
-                let permit = if self.settings.stop.is_cancelled() {
-                    None
-                } else {
-                    tokio::select! {
-                        biased;
-                        _ = self.settings.stop.cancelled() => None,
-                        p = self.running.acquire() => p.ok(),
-                    }
-                };
-                let _permit = permit?;
-                self.try_once(attempt).await
-            };
+            let (outcome, error, records) = self.try_with_slot(attempt).await?;
             slot.handles
                 .record(outcome, started.elapsed().as_secs_f64());
             let Some(error) = error else {
@@ -170,13 +145,7 @@ impl Run {
                 && !self.settings.stop.is_cancelled()
                 && admission != Admission::Trial;
             if retryable {
-                self.count(Outcome::Retried);
-                let delay = jittered(self.settings.retry.delay);
-                tracing::info!(listener = %slot.name, inbox_id = self.stored.inbox_id, attempt, retry_in_ms = delay.as_millis() as u64, "Retrying a failed listener run");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = self.settings.stop.cancelled() => {}
-                }
+                self.wait_to_retry(attempt).await;
                 continue;
             }
             let message = error.to_string();
@@ -188,6 +157,47 @@ impl Run {
                 error: message.clone(),
             });
             return Some(self.record(false, attempt, Some(message), Vec::new(), started, true));
+        }
+    }
+
+    /// The record of a run the breaker skips (open circuit, disabled).
+    fn skipped(&self, admission: Admission, started: Instant) -> RunRecord {
+        let why = if admission == Admission::SkipOpen {
+            "skipped: the listener's circuit is open".to_owned()
+        } else {
+            format!(
+                "skipped: the listener is disabled ({})",
+                self.slot().breaker.disabled().unwrap_or_default()
+            )
+        };
+        self.count(Outcome::Skipped);
+        self.record(false, 0, Some(why), Vec::new(), started, true)
+    }
+
+    /// One try under a concurrency slot; `None`, without trying, once
+    /// `stop` is cancelled. A slot is held only while the listener runs,
+    /// not while waiting to retry; and no try starts during the drain, with
+    /// or without a slot: the drain waits only for runs already running.
+    async fn try_with_slot(&self, attempt: u32) -> Option<(Outcome, Option<Failure>, Vec<Record>)> {
+        if self.settings.stop.is_cancelled() {
+            return None;
+        }
+        let _permit = tokio::select! {
+            biased;
+            _ = self.settings.stop.cancelled() => None,
+            p = self.running.acquire() => p.ok(),
+        }?;
+        Some(self.try_once(attempt).await)
+    }
+
+    /// Waits the jittered retry delay, or until `stop` is cancelled.
+    async fn wait_to_retry(&self, attempt: u32) {
+        self.count(Outcome::Retried);
+        let delay = jittered(self.settings.retry.delay);
+        tracing::info!(listener = %self.slot().name, inbox_id = self.stored.inbox_id, attempt, retry_in_ms = delay.as_millis() as u64, "Retrying a failed listener run");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.settings.stop.cancelled() => {}
         }
     }
 
