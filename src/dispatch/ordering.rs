@@ -100,11 +100,12 @@ pub fn ordering_key(event: &Event) -> OrderingKey {
                 channel_id: Some(id),
                 topic,
                 ..
-            } => channel_key(ChannelRef::Id(*id), topic),
-            Conversation::Channel { channel, topic, .. } => {
-                channel_key(ChannelRef::Name(channel.clone().unwrap_or_default()), topic)
-            }
-            Conversation::Direct(ids) => OrderingKey::Direct(ids.clone()),
+            } => channel_key(ChannelRef::Id(id), topic),
+            Conversation::Channel { channel, topic, .. } => channel_key(
+                ChannelRef::Name(channel.unwrap_or_default().to_owned()),
+                topic,
+            ),
+            Conversation::Direct(ids) => OrderingKey::Direct(ids.to_vec()),
         };
     }
     let about_one_message = matches!(

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::message::{self, Message};
-use super::views::{Actor, Conversation, EventTime, MessageRef, Views};
+use super::views::{self, Actor, Conversation, EventTime, MessageRef, Views};
 
 /// An event as Zulip sent it.
 #[derive(Debug)]
@@ -312,8 +312,8 @@ impl Event {
     }
 
     /// Who acted (`views.rs` says which fields are read, in which order).
-    pub fn actor(&self) -> &Actor {
-        &self.views().actor
+    pub fn actor(&self) -> Actor<'_> {
+        views::actor(self.message(), || self.views())
     }
 
     /// The acting user's id, when the event names one.
@@ -322,21 +322,21 @@ impl Event {
     }
 
     /// Where the event happens, for the events that say.
-    pub fn conversation(&self) -> Option<&Conversation> {
-        self.views().conversation.as_ref()
+    pub fn conversation(&self) -> Option<Conversation<'_>> {
+        views::conversation(self.message(), || self.views())
     }
 
     /// The event's own time: a message's `timestamp`, else a top-level
     /// `server_timestamp` (presence), `timestamp` or `edit_timestamp`
     /// (seconds, integer or fractional).
     pub fn time(&self) -> Option<EventTime> {
-        self.views().time
+        views::time(self.message(), || self.views())
     }
 
     /// The message the event is about: a message's id, else `message_id`,
     /// else the smallest of `message_ids`.
     pub fn about_message(&self) -> Option<MessageRef> {
-        self.views().message
+        views::about(self.message(), || self.views())
     }
 }
 

@@ -35,15 +35,15 @@ use serde_json::Value;
 use super::message::{Message, Recipient};
 
 /// Who an event is from, as far as it says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Actor {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
     /// The acting user's id.
     pub id: Option<i64>,
     /// Every email the event gives for the acting user (first the best).
-    pub emails: Vec<String>,
+    pub emails: &'a [String],
 }
 
-impl Actor {
+impl Actor<'_> {
     /// Whether the event names its actor at all.
     pub fn is_known(&self) -> bool {
         self.id.is_some() || !self.emails.is_empty()
@@ -56,19 +56,19 @@ impl Actor {
 }
 
 /// Where an event happens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Conversation {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversation<'a> {
     /// A channel topic.
     Channel {
         /// The channel's id, when the event carries it.
         channel_id: Option<i64>,
         /// The channel's name (only a message carries it).
-        channel: Option<String>,
+        channel: Option<&'a str>,
         /// The topic, as written.
-        topic: String,
+        topic: &'a str,
     },
     /// A direct-message conversation: participant ids, sorted, no repeats.
-    Direct(Vec<i64>),
+    Direct(&'a [i64]),
 }
 
 /// When an event happened, by its own account.
@@ -80,74 +80,142 @@ pub struct EventTime(pub DateTime<Utc>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageRef(pub i64);
 
-/// The views of one event, read together.
+/// What the views of an event need kept: for a message event, only a
+/// direct message's sorted participants (the rest is read from its
+/// [`Message`] in place); for any other event, what its fields say.
 #[derive(Debug, Default)]
 pub(super) struct Views {
-    pub(super) actor: Actor,
-    pub(super) conversation: Option<Conversation>,
-    pub(super) time: Option<EventTime>,
-    pub(super) message: Option<MessageRef>,
+    user_id: Option<i64>,
+    emails: Vec<String>,
+    place: Option<Place>,
+    time: Option<EventTime>,
+    message: Option<MessageRef>,
+}
+
+/// A conversation as [`Views`] keep it.
+#[derive(Debug)]
+enum Place {
+    Channel { channel_id: i64, topic: String },
+    Direct(Vec<i64>),
+}
+
+impl Place {
+    fn view(&self) -> Conversation<'_> {
+        match self {
+            Place::Channel { channel_id, topic } => Conversation::Channel {
+                channel_id: Some(*channel_id),
+                channel: None,
+                topic,
+            },
+            Place::Direct(ids) => Conversation::Direct(ids),
+        }
+    }
 }
 
 impl Views {
-    /// The views of an event of type `event_type` with this `raw` JSON and,
-    /// for a message event, its typed `message`.
+    /// What to keep of an event of type `event_type` with this `raw` JSON
+    /// and, for a message event, its typed `message`.
     pub(super) fn read(message: Option<&Message>, event_type: &str, raw: &str) -> Views {
         match message {
-            Some(m) => Views::of_message(m),
+            Some(m) => Views {
+                place: match &m.recipient {
+                    Recipient::Direct { recipients } => Some(direct(
+                        recipients
+                            .iter()
+                            .map(|r| r.id)
+                            .chain(std::iter::once(m.sender_id)),
+                    )),
+                    Recipient::Channel { .. } => None,
+                },
+                ..Views::default()
+            },
             None => Views::of_fields(event_type, &Fields::of(raw)),
         }
     }
 
-    fn of_message(m: &Message) -> Views {
-        let conversation = match &m.recipient {
-            Recipient::Channel {
-                channel_id,
-                channel,
-                topic,
-            } => Conversation::Channel {
-                channel_id: *channel_id,
-                channel: Some(channel.clone()),
-                topic: topic.clone(),
-            },
-            Recipient::Direct { recipients } => direct(
-                recipients
-                    .iter()
-                    .map(|r| r.id)
-                    .chain(std::iter::once(m.sender_id)),
-            ),
-        };
-        Views {
-            actor: Actor {
-                id: Some(m.sender_id),
-                emails: (!m.sender_email.is_empty())
-                    .then(|| m.sender_email.clone())
-                    .into_iter()
-                    .collect(),
-            },
-            conversation: Some(conversation),
-            time: (m.timestamp > 0)
-                .then(|| DateTime::from_timestamp(m.timestamp, 0))
-                .flatten()
-                .map(EventTime),
-            message: Some(MessageRef(m.id)),
-        }
-    }
-
     fn of_fields(event_type: &str, f: &Fields) -> Views {
-        let actor = f.actor();
-        let conversation = match event_type {
+        let user_id = f.user_id();
+        let place = match event_type {
             "update_message" | "delete_message" => f.channel(),
-            "typing" => f.channel().or_else(|| f.typing_group(actor.id)),
+            "typing" => f.channel().or_else(|| f.typing_group(user_id)),
             "typing_edit_message" => f.edit_typing(),
             _ => None,
         };
         Views {
-            conversation,
+            user_id,
+            emails: f.emails(),
+            place,
             time: f.time(),
             message: f.message(),
-            actor,
         }
+    }
+}
+
+/// Who acted in `message`'s event, or in another event with these `views`.
+pub(super) fn actor<'a>(
+    message: Option<&'a Message>,
+    views: impl FnOnce() -> &'a Views,
+) -> Actor<'a> {
+    match message {
+        Some(m) => Actor {
+            id: Some(m.sender_id),
+            emails: match m.sender_email.is_empty() {
+                true => &[],
+                false => std::slice::from_ref(&m.sender_email),
+            },
+        },
+        None => {
+            let v = views();
+            Actor {
+                id: v.user_id,
+                emails: &v.emails,
+            }
+        }
+    }
+}
+
+/// Where `message`'s event happens, or another event with these `views`.
+pub(super) fn conversation<'a>(
+    message: Option<&'a Message>,
+    views: impl FnOnce() -> &'a Views,
+) -> Option<Conversation<'a>> {
+    match message.map(|m| &m.recipient) {
+        Some(Recipient::Channel {
+            channel_id,
+            channel,
+            topic,
+        }) => Some(Conversation::Channel {
+            channel_id: *channel_id,
+            channel: Some(channel),
+            topic,
+        }),
+        Some(Recipient::Direct { .. }) | None => views().place.as_ref().map(Place::view),
+    }
+}
+
+/// When `message`'s event happened, or another event with these `views`.
+pub(super) fn time<'a>(
+    message: Option<&'a Message>,
+    views: impl FnOnce() -> &'a Views,
+) -> Option<EventTime> {
+    match message {
+        Some(m) => (m.timestamp > 0)
+            .then(|| DateTime::from_timestamp(m.timestamp, 0))
+            .flatten()
+            .map(EventTime),
+        None => views().time,
+    }
+}
+
+/// The message `message`'s event is (itself), or another event with these
+/// `views` is about.
+pub(super) fn about<'a>(
+    message: Option<&'a Message>,
+    views: impl FnOnce() -> &'a Views,
+) -> Option<MessageRef> {
+    match message {
+        Some(m) => Some(MessageRef(m.id)),
+        None => views().message,
     }
 }
 
@@ -201,17 +269,16 @@ fn nested<'a>(v: &'a Option<Value>, field: &str) -> Option<&'a Value> {
     v.as_ref()?.get(field)
 }
 
-fn direct(ids: impl Iterator<Item = i64>) -> Conversation {
+fn direct(ids: impl Iterator<Item = i64>) -> Place {
     let mut ids: Vec<i64> = ids.collect();
     ids.sort_unstable();
     ids.dedup();
-    Conversation::Direct(ids)
+    Place::Direct(ids)
 }
 
-fn channel(id: i64, topic: &str) -> Conversation {
-    Conversation::Channel {
-        channel_id: Some(id),
-        channel: None,
+fn channel(id: i64, topic: &str) -> Place {
+    Place::Channel {
+        channel_id: id,
         topic: topic.to_owned(),
     }
 }
@@ -221,13 +288,16 @@ impl Fields {
         serde_json::from_str(raw).unwrap_or_default()
     }
 
-    fn actor(&self) -> Actor {
-        let id = nested(&self.sender, "user_id")
+    fn user_id(&self) -> Option<i64> {
+        nested(&self.sender, "user_id")
             .and_then(Value::as_i64)
             .or_else(|| int(&self.sender_id))
             .or_else(|| int(&self.user_id))
-            .or_else(|| nested(&self.user, "user_id").and_then(Value::as_i64));
-        let emails = [
+            .or_else(|| nested(&self.user, "user_id").and_then(Value::as_i64))
+    }
+
+    fn emails(&self) -> Vec<String> {
+        [
             nested(&self.sender, "email"),
             self.email.as_ref(),
             nested(&self.user, "email"),
@@ -235,8 +305,7 @@ impl Fields {
         .into_iter()
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
-        Actor { id, emails }
+        .collect()
     }
 
     /// `message_id`, else the smallest of `message_ids`.
@@ -269,7 +338,7 @@ impl Fields {
 
     /// The channel topic named by `stream_id` and a topic field
     /// (`orig_subject` first: the topic an edited message was in).
-    fn channel(&self) -> Option<Conversation> {
+    fn channel(&self) -> Option<Place> {
         let id = int(&self.stream_id)?;
         let topic = text(&self.orig_subject)
             .or_else(|| text(&self.subject))
@@ -278,7 +347,7 @@ impl Fields {
     }
 
     /// A direct typing event's participants: `recipients` and the sender.
-    fn typing_group(&self, sender: Option<i64>) -> Option<Conversation> {
+    fn typing_group(&self, sender: Option<i64>) -> Option<Place> {
         let ids = self
             .recipients
             .as_ref()?
@@ -289,7 +358,7 @@ impl Fields {
     }
 
     /// A `typing_edit_message` event's conversation (`recipient` object).
-    fn edit_typing(&self) -> Option<Conversation> {
+    fn edit_typing(&self) -> Option<Place> {
         let r = self.recipient.as_ref()?;
         match r.get("type")?.as_str()? {
             "channel" | "stream" => {
@@ -352,7 +421,7 @@ mod tests {
         );
         assert_eq!(e.actor().id, Some(7));
         assert_eq!(e.actor().email(), Some("a@x.org"));
-        assert_eq!(e.conversation(), Some(&Conversation::Direct(vec![7, 9])));
+        assert_eq!(e.conversation(), Some(Conversation::Direct(&[7, 9])));
         assert_eq!(e.time().map(|t| t.0.timestamp()), Some(1_790_000_000));
         assert_eq!(e.about_message(), Some(MessageRef(42)));
     }
@@ -364,10 +433,10 @@ mod tests {
         );
         assert_eq!(
             edit.conversation(),
-            Some(&Conversation::Channel {
+            Some(Conversation::Channel {
                 channel_id: Some(5),
                 channel: None,
-                topic: "Test".into()
+                topic: "Test"
             })
         );
         assert_eq!(edit.time().map(|t| t.0.timestamp()), Some(1_594_825_451));

@@ -83,9 +83,7 @@ impl ListenerFilter {
         }
         if let Some(m) = event.message() {
             let (channel, topic) = match event.conversation() {
-                Some(Conversation::Channel { channel, topic, .. }) => {
-                    (channel.as_deref(), Some(topic.as_str()))
-                }
+                Some(Conversation::Channel { channel, topic, .. }) => (channel, Some(topic)),
                 _ => (None, None),
             };
             let listed = |set: &Option<HashSet<String>>, value: Option<&str>| match set {
@@ -105,7 +103,7 @@ impl ListenerFilter {
         }
         if let Some(senders) = &self.senders {
             let actor = event.actor();
-            if actor.is_known() && !senders.contains(actor) {
+            if actor.is_known() && !senders.contains(&actor) {
                 return false;
             }
         }

@@ -146,7 +146,7 @@ impl Filters {
             }
         }
         let actor = event.actor();
-        if !self.blocked.is_empty() && self.blocked.contains(actor) {
+        if !self.blocked.is_empty() && self.blocked.contains(&actor) {
             return Some(SkipReason::BlockedUser);
         }
         if let (Some(limiter), Some(user)) = (&self.limiter, actor.id) {
