@@ -2,10 +2,12 @@
 //! ([`Actor`]), where ([`Conversation`]), when ([`EventTime`]) and which
 //! message it is about ([`MessageRef`]).
 //!
-//! They are read once per event, on first use, and cached in the event:
-//! from the [`Message`](super::Message) view for a `message` event, else in
-//! one pass over the raw JSON that reads only the fields below, each as a
-//! loose value so that an unexpected type in one never hides the others.
+//! They are read once per event: a `message` event's are borrowed from its
+//! [`Message`](super::Message) view (only a direct message's sorted
+//! participants are computed, once, and kept); any other event's come from
+//! one pass over the raw JSON, on first use, kept in the event, that reads
+//! only the fields below, each as a loose value so that an unexpected type
+//! in one never hides the others.
 //!
 //! # Who acted
 //!
@@ -13,10 +15,10 @@
 //! `sender.user_id` (typing), `sender_id` (submessages, edit typing),
 //! `user_id` (reactions, presence, `user_status`, edits) and `user.user_id`
 //! (the older form of a reaction's user). `sender` comes first because in
-//! Zulip's events it always names who produced the event, while `user_id`
-//! names the acting user in some events and the user an event is about in
-//! others. The emails are `sender.email`, `email` and `user.email`, in that
-//! order.
+//! Zulip's events it names who produced the event and nothing else, while
+//! `user_id` is a general field whose meaning depends on the event type (no
+//! event in the API or the recorded fixtures carries both). The emails are
+//! `sender.email`, `email` and `user.email`, in that order.
 //!
 //! # Where
 //!
