@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::progress::Progress;
 use crate::state::State;
-use crate::store::{RunRecord, Store};
+use crate::store::{RunRecord, Store, StoreError};
 
 /// Runs per transaction at most.
 const MAX_BATCH: usize = 2048;
@@ -161,12 +161,7 @@ impl Recorder {
         // Tags the transaction: if an attempt fails in a way that leaves the
         // commit's fate unknown, the next one first asks whether it landed,
         // so a batch is never written twice.
-        let tag = loop {
-            let t: i64 = rand::random::<i64>() & i64::MAX;
-            if t != 0 {
-                break t;
-            }
-        };
+        let tag = batch_tag();
         loop {
             attempt += 1;
             if attempt > 1 && self.store.last_record_batch(&self.instance).await.ok() == Some(tag) {
@@ -175,32 +170,17 @@ impl Recorder {
                     runs = batch.len(),
                     "The batch had been committed before the connection failed"
                 );
-                self.state
-                    .database_retrying
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                self.set_retrying(false);
                 return true;
             }
-            let timer = self
-                .state
-                .metrics
-                .db_write_seconds
-                .with_label_values(&["record"])
-                .start_timer();
-            let result = self
-                .store
-                .record_batch(&self.instance, batch, Some(watermark), tag)
-                .await;
-            timer.observe_duration();
-            match result {
+            match self.write_batch(batch, watermark, tag).await {
                 Ok(()) => {
                     self.progress.commit(&counts);
                     self.state
                         .metrics
                         .inbox_backlog
                         .set(self.progress.outstanding() as i64);
-                    self.state
-                        .database_retrying
-                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    self.set_retrying(false);
                     if attempt > 1 {
                         tracing::info!(
                             attempts = attempt,
@@ -220,9 +200,7 @@ impl Recorder {
                         return false;
                     }
                     tracing::warn!(error = %e, runs = batch.len(), retry_in_ms = delay.as_millis() as u64, "Recording listener runs failed; retrying");
-                    self.state
-                        .database_retrying
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.set_retrying(true);
                 }
             }
             tokio::select! {
@@ -233,6 +211,44 @@ impl Recorder {
                 }
             }
             delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One attempt at committing `batch` with the watermark, timed.
+    async fn write_batch(
+        &self,
+        batch: &[RunRecord],
+        watermark: i64,
+        tag: i64,
+    ) -> Result<(), StoreError> {
+        let timer = self
+            .state
+            .metrics
+            .db_write_seconds
+            .with_label_values(&["record"])
+            .start_timer();
+        let result = self
+            .store
+            .record_batch(&self.instance, batch, Some(watermark), tag)
+            .await;
+        timer.observe_duration();
+        result
+    }
+
+    /// Tells `/health` whether a database write is being retried.
+    fn set_retrying(&self, retrying: bool) {
+        self.state
+            .database_retrying
+            .store(retrying, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A random non-zero tag for one batch's transaction.
+fn batch_tag() -> i64 {
+    loop {
+        let t: i64 = rand::random::<i64>() & i64::MAX;
+        if t != 0 {
+            return t;
         }
     }
 }
