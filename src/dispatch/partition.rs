@@ -282,6 +282,20 @@ mod tests {
     }
 
     #[test]
+    fn every_fixture_event_gets_a_key_without_panicking() {
+        for file in [
+            include_str!("../../tests/fixtures/zulip-example-events.jsonl"),
+            include_str!("../../examples/sample-events.jsonl"),
+        ] {
+            for line in file.lines().filter(|l| !l.trim().is_empty()) {
+                let e = Event::parse_line(line, 1).unwrap();
+                let _ = ordering_key(&e);
+                let _ = event_seq(&e);
+            }
+        }
+    }
+
+    #[test]
     fn the_seq_is_computed_only_for_round_robin_over_several_instances() {
         let e = Event::parse(MSG).unwrap();
         let key = ordering_key(&e);
