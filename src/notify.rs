@@ -1,8 +1,9 @@
 //! Operator notifications and listener state: [`Notice`]s from the
 //! dispatcher are POSTed as JSON to `error_handling.notification_webhook`
-//! (bounded retries, never blocking dispatch), automatic disables are
-//! written to the store, and `enable` / `disable` run by an operator while
-//! the daemon runs reach the dispatcher within a few seconds.
+//! (bounded retries, never blocking dispatch), and `enable` / `disable` run
+//! by an operator while the daemon runs reach the dispatcher within a few
+//! seconds. (Automatic disables are written to the store by the recorder,
+//! not here: a notice may be dropped when the queue is full.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +29,6 @@ const STATE_SYNC_EVERY: Duration = Duration::from_secs(5);
 pub fn spawn_notifier(
     mut rx: mpsc::Receiver<Notice>,
     webhook: Option<String>,
-    store: Option<Arc<dyn Store>>,
     instance: String,
     token: CancellationToken,
 ) {
@@ -43,14 +43,6 @@ pub fn spawn_notifier(
                 n = rx.recv() => match n { Some(n) => n, None => return },
                 _ = token.cancelled() => return,
             };
-            if let (Notice::Disabled { listener, reason }, Some(store)) = (&notice, &store) {
-                if let Err(e) = store
-                    .set_listener_enabled(listener, false, Some(reason), "auto-disable")
-                    .await
-                {
-                    tracing::error!(listener = %listener, error = %e, "Cannot record that the listener was disabled");
-                }
-            }
             let suppressed = match &notice {
                 Notice::DeadLettered { listener, .. } => {
                     let now = Instant::now();

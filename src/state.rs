@@ -1,9 +1,12 @@
 //! [`State`]: the daemon's live state shared by intake, dispatch, the
 //! recorder and the HTTP server — metrics plus the few facts `/health`
 //! needs. Everything is atomic; nothing here is locked across `.await`.
+//!
+//! It sits below every component that writes to it: the listener controls
+//! the dispatcher registers are seen here only through [`ListenerHealth`].
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::metrics::Metrics;
 
@@ -54,8 +57,17 @@ pub struct State {
     pub draining: AtomicBool,
     /// Polling is paused by memory backpressure.
     pub backpressure: AtomicBool,
-    /// The dispatcher's listener controls, once it exists.
-    pub listeners: std::sync::OnceLock<crate::dispatch::Control>,
+    /// The dispatcher's listener states, once it exists.
+    pub listeners: OnceLock<Arc<dyn ListenerHealth>>,
+}
+
+/// What `/health` reads of the listeners' run-time state (the dispatcher's
+/// `Control` provides it), so that this module needs nothing above it.
+pub trait ListenerHealth: Send + Sync {
+    /// Listeners currently disabled, with the reason.
+    fn disabled(&self) -> Vec<(String, String)>;
+    /// Listeners whose circuit is open, with when it half-opens.
+    fn open_circuits(&self) -> Vec<(String, chrono::DateTime<chrono::Utc>)>;
 }
 
 /// Unix milliseconds now.

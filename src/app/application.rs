@@ -20,7 +20,7 @@ use super::source::{intake_settings, Source};
 use super::AppError;
 use crate::config::Config;
 use crate::dispatch::filters::Filters;
-use crate::dispatch::routing::Partitioner;
+use crate::dispatch::partition::Partitioner;
 use crate::dispatch::{
     BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
     RetryPolicy,
@@ -336,12 +336,11 @@ impl Application {
         crate::notify::spawn_notifier(
             notice_rx,
             self.config.error_handling.notification_webhook.clone(),
-            Some(store.clone()),
             instance,
             self.services.token(),
         );
         let control = dispatcher.control();
-        let _ = self.state.listeners.set(control.clone());
+        let _ = self.state.listeners.set(Arc::new(control.clone()));
         // Listeners disabled before this start stay disabled: their runs are
         // skipped and dead-lettered.
         for s in store.listener_states().await? {

@@ -17,108 +17,30 @@
 //!   dead-lettered. A listener's [`Breaker`] skips runs while its circuit is
 //!   open or it is disabled; skipped runs are dead-lettered for `replay`.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use futures::FutureExt;
-use rand::Rng;
-use tokio::sync::{mpsc, Semaphore};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use super::breaker::{Admission, Breaker, BreakerSettings, Transition};
+use super::breaker::Breaker;
+use super::control::{Control, Slot};
 use super::lanes::Lanes;
+use super::notice::Notice;
+use super::ordering::{ordering_key, OrderingKey};
+use super::partition::event_seq;
 use super::progress::Progress;
-use crate::dispatch::filters::Filters;
-use crate::dispatch::routing::{event_seq, ordering_key, OrderingKey, Partitioner};
-use crate::event::Event;
-use crate::listeners::{interested, Context, Listener, ListenerError, Record};
-use crate::metrics::{Outcome, RunHandles};
+use super::recorder::Recording;
+use super::run::Run;
+use super::settings::DispatcherSettings;
+use crate::listeners::{interested, Listener};
+use crate::metrics::Outcome;
 use crate::state::State;
-use crate::store::{RunRecord, StoredEvent};
+use crate::store::StoredEvent;
 
 /// Runs that may exist (waiting or running) per allowed concurrent run.
 pub const ADMISSION_FACTOR: usize = 16;
-
-/// Retry policy of failed runs.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Retries after the first try.
-    pub max_retries: u32,
-    /// Delay between tries (jittered ±50%).
-    pub delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            delay: Duration::from_secs(5),
-        }
-    }
-}
-
-/// How runs are bounded.
-#[derive(Debug, Clone)]
-pub struct DispatcherSettings {
-    /// Runs in flight at once, over all listeners.
-    pub max_concurrent: usize,
-    /// Upper bound of one run.
-    pub timeout: Duration,
-    /// The organization, for idempotency keys.
-    pub org: Arc<str>,
-    /// The bot's own user id.
-    pub bot_user_id: Option<i64>,
-    /// Once cancelled (shutdown), no new run starts; events not fully
-    /// started are dispatched again at the next start.
-    pub stop: CancellationToken,
-    /// Retries of failed runs.
-    pub retry: RetryPolicy,
-    /// Circuit breaker and auto-disable.
-    pub breaker: BreakerSettings,
-    /// Which events this instance handles.
-    pub partitioner: Partitioner,
-    /// Event and listener filters.
-    pub filters: Arc<Filters>,
-}
-
-/// Something an operator should hear about (sent to the webhook, and the
-/// disabled state is written to the store).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// A listener's circuit opened.
-    CircuitOpened {
-        /// Listener.
-        listener: String,
-        /// Consecutive failures.
-        failures: u32,
-    },
-    /// A listener was disabled automatically.
-    Disabled {
-        /// Listener.
-        listener: String,
-        /// Why.
-        reason: String,
-    },
-    /// A run failed for the last time.
-    DeadLettered {
-        /// Listener.
-        listener: String,
-        /// Inbox id of the event.
-        inbox_id: i64,
-        /// The last error.
-        error: String,
-    },
-}
-
-struct Slot {
-    listener: Arc<dyn Listener>,
-    name: Arc<str>,
-    handles: RunHandles,
-    breaker: Breaker,
-}
 
 /// Starts listener runs and sends their outcomes to the recorder.
 pub struct Dispatcher {
@@ -128,7 +50,7 @@ pub struct Dispatcher {
     running: Arc<Semaphore>,
     lanes: Arc<Lanes<(usize, OrderingKey)>>,
     settings: Arc<DispatcherSettings>,
-    outcomes: mpsc::Sender<RunRecord>,
+    outcomes: mpsc::Sender<Recording>,
     notices: Option<mpsc::Sender<Notice>>,
     progress: Arc<Progress>,
     tracker: TaskTracker,
@@ -136,11 +58,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher over `listeners` whose outcomes go to `outcomes`.
+    /// A dispatcher over `listeners` whose outcomes (finished runs, and
+    /// automatic disables) go to `outcomes`, read by the
+    /// [`Recorder`](super::Recorder).
     pub fn new(
         listeners: Vec<Arc<dyn Listener>>,
         settings: DispatcherSettings,
-        outcomes: mpsc::Sender<RunRecord>,
+        outcomes: mpsc::Sender<Recording>,
         progress: Arc<Progress>,
         state: Arc<State>,
     ) -> Dispatcher {
@@ -187,31 +111,8 @@ impl Dispatcher {
         if self.settings.stop.is_cancelled() {
             return;
         }
-        let event = &stored.event;
-        let key = ordering_key(event);
-        let owned = self.settings.partitioner.owns(&key, event_seq(event));
-        let mut targets: Vec<usize> = Vec::new();
-        if owned {
-            let event_skip = self.settings.filters.check_event(event, Utc::now());
-            for i in interested(&self.listeners, event.event_type()) {
-                let slot = &self.slots[i];
-                if already_done.iter().any(|d| **d == *slot.name) {
-                    continue;
-                }
-                match event_skip.or_else(|| self.settings.filters.check_listener(event, &slot.name))
-                {
-                    Some(reason) => {
-                        self.state
-                            .metrics
-                            .events_processed
-                            .with_label_values(&[&slot.name, Outcome::Skipped.as_str()])
-                            .inc();
-                        tracing::debug!(listener = %slot.name, inbox_id = stored.inbox_id, reason = reason.as_str(), "Skipping a run");
-                    }
-                    None => targets.push(i),
-                }
-            }
-        }
+        let key = ordering_key(&stored.event);
+        let targets = self.targets(&stored, &key, already_done);
         self.progress.begin(stored.inbox_id, targets.len());
         if targets.is_empty() {
             tracing::debug!(
@@ -231,32 +132,89 @@ impl Dispatcher {
             let Ok(permit) = permit else {
                 return;
             };
-            // Taken here, in dispatch order, so the lane keeps event order.
-            let mut turn = self.lanes.enter((i, key.clone()));
-            let run = Run {
-                slots: self.slots.clone(),
-                index: i,
-                stored: stored.clone(),
-                event_type: event_type.clone(),
-                settings: self.settings.clone(),
-                running: self.running.clone(),
-                notices: self.notices.clone(),
-                state: self.state.clone(),
-            };
-            let outcomes = self.outcomes.clone();
-            let lanes = self.lanes.clone();
-            self.state.metrics.runs_in_flight.inc();
-            self.tracker.spawn(async move {
-                turn.wait().await;
-                let record = run.execute().await;
-                lanes.leave(turn);
-                drop(permit);
-                run.state.metrics.runs_in_flight.dec();
-                // The recorder outlives every run; if it is gone the daemon
-                // is stopping and the event is re-dispatched at next start.
-                let _ = outcomes.send(record).await;
-            });
+            self.spawn_run(i, key.clone(), &stored, &event_type, permit);
         }
+    }
+
+    /// The listeners that run `stored` here: none when another instance
+    /// owns it; else the interested ones not in `already_done` that no
+    /// filter skips (skipped runs are counted and logged).
+    fn targets(
+        &self,
+        stored: &StoredEvent,
+        key: &OrderingKey,
+        already_done: &[String],
+    ) -> Vec<usize> {
+        let event = &stored.event;
+        let filters = &self.settings.filters;
+        if !self
+            .settings
+            .partitioner
+            .owns_with(key, || event_seq(event))
+        {
+            return Vec::new();
+        }
+        let event_skip = filters.check_event(event, Utc::now());
+        let mut targets = Vec::new();
+        for i in interested(&self.listeners, event.event_type()) {
+            let slot = &self.slots[i];
+            if already_done.iter().any(|d| **d == *slot.name) {
+                continue;
+            }
+            match event_skip.or_else(|| filters.check_listener(event, &slot.name)) {
+                Some(reason) => {
+                    self.state
+                        .metrics
+                        .events_processed
+                        .with_label_values(&[&slot.name, Outcome::Skipped.as_str()])
+                        .inc();
+                    tracing::debug!(listener = %slot.name, inbox_id = stored.inbox_id, reason = reason.as_str(), "Skipping a run");
+                }
+                None => targets.push(i),
+            }
+        }
+        targets
+    }
+
+    /// Spawns listener `index`'s run of `stored`, holding its admission
+    /// `permit` until the run is over.
+    fn spawn_run(
+        &self,
+        index: usize,
+        key: OrderingKey,
+        stored: &Arc<StoredEvent>,
+        event_type: &Arc<str>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        // Taken here, in dispatch order, so the lane keeps event order.
+        let mut turn = self.lanes.enter((index, key));
+        let run = Run {
+            slots: self.slots.clone(),
+            index,
+            stored: stored.clone(),
+            event_type: event_type.clone(),
+            settings: self.settings.clone(),
+            running: self.running.clone(),
+            notices: self.notices.clone(),
+            outcomes: self.outcomes.clone(),
+            state: self.state.clone(),
+        };
+        let outcomes = self.outcomes.clone();
+        let lanes = self.lanes.clone();
+        self.state.metrics.runs_in_flight.inc();
+        self.tracker.spawn(async move {
+            turn.wait().await;
+            let record = run.execute().await;
+            lanes.leave(turn);
+            drop(permit);
+            run.state.metrics.runs_in_flight.dec();
+            // The recorder outlives every run; if it is gone the daemon is
+            // stopping and the event is re-dispatched at next start, as it
+            // is when shutdown came before the run could start.
+            if let Some(record) = record {
+                let _ = outcomes.send(Recording::Run(record)).await;
+            }
+        });
     }
 
     /// Stops accepting runs and waits up to `deadline` for those in flight.
@@ -278,254 +236,28 @@ impl Dispatcher {
     }
 }
 
-/// Disables, enables and inspects the dispatcher's listeners at run time.
-#[derive(Clone)]
-pub struct Control(Arc<[Slot]>);
-
-impl Control {
-    /// Disables (with a reason) or re-enables a listener.
-    pub fn set_disabled(&self, listener: &str, reason: Option<String>) {
-        if let Some(slot) = self.0.iter().find(|s| &*s.name == listener) {
-            if slot.breaker.disabled() != reason {
-                match &reason {
-                    Some(r) => tracing::warn!(listener, reason = %r, "Listener disabled"),
-                    None => tracing::info!(listener, "Listener enabled"),
-                }
-            }
-            slot.breaker.set_disabled(reason);
-        }
-    }
-
-    /// Listeners currently disabled, with the reason.
-    pub fn disabled(&self) -> Vec<(String, String)> {
-        self.0
-            .iter()
-            .filter_map(|s| s.breaker.disabled().map(|r| (s.name.to_string(), r)))
-            .collect()
-    }
-
-    /// Listeners whose circuit is open, with when it half-opens.
-    pub fn open_circuits(&self) -> Vec<(String, chrono::DateTime<Utc>)> {
-        let now = tokio::time::Instant::now();
-        self.0
-            .iter()
-            .filter_map(|s| {
-                let until = s.breaker.open_until()?;
-                let left = chrono::Duration::from_std(until.saturating_duration_since(now)).ok()?;
-                Some((s.name.to_string(), Utc::now() + left))
-            })
-            .collect()
-    }
-}
-
-/// One (event, listener) run with its retries.
-struct Run {
-    slots: Arc<[Slot]>,
-    index: usize,
-    stored: Arc<StoredEvent>,
-    event_type: Arc<str>,
-    settings: Arc<DispatcherSettings>,
-    running: Arc<Semaphore>,
-    notices: Option<mpsc::Sender<Notice>>,
-    state: Arc<State>,
-}
-
-impl Run {
-    fn slot(&self) -> &Slot {
-        &self.slots[self.index]
-    }
-
-    fn notify(&self, notice: Notice) {
-        if let Some(tx) = &self.notices {
-            if tx.try_send(notice).is_err() {
-                tracing::warn!("The notification queue is full; dropping a notification");
-            }
-        }
-    }
-
-    async fn execute(&self) -> RunRecord {
-        let slot = self.slot();
-        let started = Instant::now();
-        let admission = slot.breaker.admit();
-        if let Admission::SkipOpen | Admission::SkipDisabled = admission {
-            let why = if admission == Admission::SkipOpen {
-                "skipped: the listener's circuit is open".to_owned()
-            } else {
-                format!(
-                    "skipped: the listener is disabled ({})",
-                    slot.breaker.disabled().unwrap_or_default()
-                )
-            };
-            self.state
-                .metrics
-                .events_processed
-                .with_label_values(&[&slot.name, Outcome::Skipped.as_str()])
-                .inc();
-            return self.record(false, 0, Some(why), Vec::new(), started, true);
-        }
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let (outcome, error, records) = {
-                // A slot is held only while the listener runs, not while
-                // waiting to retry.
-                let _slot = tokio::select! {
-                    p = self.running.acquire() => p.ok(),
-                    _ = self.settings.stop.cancelled() => None,
-                };
-                self.try_once(attempt).await
-            };
-            slot.handles
-                .record(outcome, started.elapsed().as_secs_f64());
-            let Some(error) = error else {
-                if slot.breaker.record(true) == Transition::Closed {
-                    tracing::info!(listener = %slot.name, "The listener's trial run succeeded; circuit closed");
-                }
-                return self.record(true, attempt, None, records, started, false);
-            };
-            let retryable = !matches!(error, RunError::Permanent(_))
-                && attempt <= self.settings.retry.max_retries
-                && !self.settings.stop.is_cancelled()
-                && admission != Admission::Trial;
-            if retryable {
-                self.state
-                    .metrics
-                    .events_processed
-                    .with_label_values(&[&slot.name, Outcome::Retried.as_str()])
-                    .inc();
-                let delay = jittered(self.settings.retry.delay);
-                tracing::info!(listener = %slot.name, inbox_id = self.stored.inbox_id, attempt, retry_in_ms = delay.as_millis() as u64, "Retrying a failed listener run");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = self.settings.stop.cancelled() => {}
-                }
-                continue;
-            }
-            let message = error.to_string();
-            match slot.breaker.record(false) {
-                Transition::Opened { failures } => {
-                    tracing::error!(listener = %slot.name, failures, cooldown_s = self.settings.breaker.cooldown.as_secs(), "Circuit opened: skipping this listener's runs for the cool-down");
-                    self.notify(Notice::CircuitOpened {
-                        listener: slot.name.to_string(),
-                        failures,
-                    });
-                }
-                Transition::Disabled(reason) => {
-                    tracing::error!(listener = %slot.name, reason = %reason, "Listener disabled until `enable` is run");
-                    self.notify(Notice::Disabled {
-                        listener: slot.name.to_string(),
-                        reason,
-                    });
-                }
-                Transition::Closed | Transition::None => {}
-            }
-            self.state
-                .metrics
-                .events_processed
-                .with_label_values(&[&slot.name, Outcome::DeadLettered.as_str()])
-                .inc();
-            self.notify(Notice::DeadLettered {
-                listener: slot.name.to_string(),
-                inbox_id: self.stored.inbox_id,
-                error: message.clone(),
-            });
-            return self.record(false, attempt, Some(message), Vec::new(), started, true);
-        }
-    }
-
-    async fn try_once(&self, attempt: u32) -> (Outcome, Option<RunError>, Vec<Record>) {
-        let slot = self.slot();
-        let ctx = Context {
-            org: self.settings.org.clone(),
-            inbox_id: self.stored.inbox_id,
-            bot_user_id: self.settings.bot_user_id,
-            attempt,
-        };
-        let event: &Event = &self.stored.event;
-        let fut = AssertUnwindSafe(slot.listener.handle(event, &ctx)).catch_unwind();
-        match tokio::time::timeout(self.settings.timeout, fut).await {
-            Ok(Ok(Ok(records))) => (Outcome::Success, None, records),
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(listener = %slot.name, inbox_id = ctx.inbox_id, attempt, error = %e, "Listener failed");
-                let err = match e {
-                    ListenerError::Permanent(m) => RunError::Permanent(m),
-                    ListenerError::Transient(m) => RunError::Transient(m),
-                };
-                (Outcome::Failure, Some(err), Vec::new())
-            }
-            Ok(Err(panic)) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                tracing::error!(listener = %slot.name, inbox_id = ctx.inbox_id, error = %msg, "Listener panicked");
-                (
-                    Outcome::Failure,
-                    Some(RunError::Transient(format!("panicked: {msg}"))),
-                    Vec::new(),
-                )
-            }
-            Err(_) => {
-                let t = self.settings.timeout.as_secs_f64();
-                tracing::warn!(listener = %slot.name, inbox_id = ctx.inbox_id, timeout_s = t, "Listener timed out");
-                (
-                    Outcome::Timeout,
-                    Some(RunError::Transient(format!("timed out after {t:.3} s"))),
-                    Vec::new(),
-                )
-            }
-        }
-    }
-
-    fn record(
-        &self,
-        success: bool,
-        attempts: u32,
-        error: Option<String>,
-        records: Vec<Record>,
-        started: Instant,
-        dead_letter: bool,
-    ) -> RunRecord {
-        RunRecord {
-            inbox_id: self.stored.inbox_id,
-            listener: self.slot().name.clone(),
-            event_type: self.event_type.clone(),
-            success,
-            attempts,
-            error,
-            duration: started.elapsed(),
-            finished_at: Utc::now(),
-            records,
-            dead_letter,
-        }
-    }
-}
-
-#[derive(Debug)]
-enum RunError {
-    Transient(String),
-    Permanent(String),
-}
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Transient(m) | RunError::Permanent(m) => f.write_str(m),
-        }
-    }
-}
-
-/// `d` scaled by a random factor in [0.5, 1.5).
-fn jittered(d: Duration) -> Duration {
-    d.mul_f64(rand::rng().random_range(0.5..1.5))
-}
-
 #[cfg(test)]
 mod tests {
     use async_trait::async_trait;
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
+    use crate::dispatch::filters::Filters;
+    use crate::dispatch::partition::Partitioner;
+    use crate::dispatch::{BreakerSettings, RetryPolicy};
+    use crate::event::Event;
+    use crate::listeners::{Context, ListenerError, Record};
+    use crate::store::RunRecord;
+
+    /// The next finished run the dispatcher sends the recorder.
+    async fn next_run(rx: &mut mpsc::Receiver<Recording>) -> RunRecord {
+        loop {
+            match rx.recv().await.unwrap() {
+                Recording::Run(r) => return r,
+                Recording::Disabled { .. } => {}
+            }
+        }
+    }
 
     /// Fails its first two tries.
     struct FlakyTwice;
@@ -572,7 +304,7 @@ mod tests {
     fn dispatcher(
         listener: Arc<dyn Listener>,
         retries: u32,
-    ) -> (Dispatcher, mpsc::Receiver<RunRecord>) {
+    ) -> (Dispatcher, mpsc::Receiver<Recording>) {
         let (tx, rx) = mpsc::channel(16);
         let settings = DispatcherSettings {
             max_concurrent: 2,
@@ -611,7 +343,7 @@ mod tests {
         let (d, mut rx) = dispatcher(Arc::new(FlakyTwice), 3);
         let start = tokio::time::Instant::now();
         d.dispatch(message(1), &[]).await;
-        let record = rx.recv().await.unwrap();
+        let record = next_run(&mut rx).await;
         let waited = start.elapsed();
         assert!(record.success);
         assert_eq!(record.attempts, 3);
@@ -627,7 +359,7 @@ mod tests {
     async fn the_last_failure_is_dead_lettered_with_its_attempt_count() {
         let (d, mut rx) = dispatcher(Arc::new(FlakyTwice), 1);
         d.dispatch(message(1), &[]).await;
-        let record = rx.recv().await.unwrap();
+        let record = next_run(&mut rx).await;
         assert!(!record.success);
         assert_eq!(record.attempts, 2);
         assert!(record.dead_letter);
@@ -639,7 +371,7 @@ mod tests {
         let (d, mut rx) = dispatcher(Arc::new(Broken), 5);
         let start = tokio::time::Instant::now();
         d.dispatch(message(1), &[]).await;
-        let record = rx.recv().await.unwrap();
+        let record = next_run(&mut rx).await;
         assert_eq!(record.attempts, 1);
         assert!(record.dead_letter);
         assert!(start.elapsed() < Duration::from_secs(1));
@@ -650,11 +382,74 @@ mod tests {
         let (d, mut rx) = dispatcher(Arc::new(FlakyTwice), 0);
         d.control().set_disabled("flaky", Some("by test".into()));
         d.dispatch(message(1), &[]).await;
-        let record = rx.recv().await.unwrap();
+        let record = next_run(&mut rx).await;
         assert_eq!(record.attempts, 0);
         assert!(record.dead_letter);
         assert!(record.error.unwrap().contains("disabled (by test)"));
         d.control().set_disabled("flaky", None);
         assert!(d.control().disabled().is_empty());
+    }
+
+    /// Counts how many of its runs execute at once.
+    #[derive(Default)]
+    struct Concurrency {
+        now: std::sync::atomic::AtomicUsize,
+        max: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Listener for Concurrency {
+        fn name(&self) -> &str {
+            "concurrency"
+        }
+        fn description(&self) -> &str {
+            "counts concurrent runs"
+        }
+        fn event_types(&self) -> &[&str] {
+            &["message"]
+        }
+        async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.now.fetch_add(1, SeqCst) + 1;
+            self.max.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.now.fetch_sub(1, SeqCst);
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_run_starts_without_a_slot_once_stop_is_cancelled() {
+        // Arrange: two slots, and twenty runs in their own lanes, two
+        // running and eighteen waiting for a slot.
+        let listener = Arc::new(Concurrency::default());
+        let (d, mut rx) = dispatcher(listener.clone(), 0);
+        let recorded = tokio::spawn(async move {
+            let mut n = 0;
+            while let Some(r) = rx.recv().await {
+                n += usize::from(matches!(r, Recording::Run(_)));
+            }
+            n
+        });
+        for id in 0..20 {
+            let mut stored = message(id);
+            stored.event = Event::parse(&format!(
+                r#"{{"type":"message","id":{id},"message":{{"id":{id},"sender_id":1,"display_recipient":"g","subject":"t{id}","timestamp":1,"content":"x"}}}}"#
+            ))
+            .unwrap();
+            d.dispatch(stored, &[]).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        // Act: shutdown begins while runs wait for a slot.
+        d.settings.stop.cancel();
+        let left = d.drain(Duration::from_secs(5)).await;
+
+        // Assert: the waiting runs never started; only the two running
+        // ones finished and were recorded.
+        let max = listener.max.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(left, 0);
+        assert!(max <= 2, "{max} runs at once with max_concurrent = 2");
+        assert_eq!(recorded.await.unwrap(), 2);
     }
 }

@@ -1,5 +1,7 @@
 //! [`Recorder`]: writes finished runs to the store in group commits, sized
-//! by count and by time, together with the dispatch watermark.
+//! by count and by time, together with the dispatch watermark; and writes
+//! the listeners the dispatcher disabled automatically, so that a disable
+//! lasts over a restart whatever becomes of the operator's notification.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,12 +10,30 @@ use tokio::sync::mpsc;
 
 use super::progress::Progress;
 use crate::state::State;
-use crate::store::{RunRecord, Store};
+use crate::store::{RunRecord, Store, StoreError};
 
 /// Runs per transaction at most.
 const MAX_BATCH: usize = 2048;
 /// How long a batch waits for more runs after its first one.
 const LINGER: Duration = Duration::from_millis(5);
+
+/// What the dispatcher hands the recorder.
+#[derive(Debug)]
+pub enum Recording {
+    /// A finished run.
+    Run(RunRecord),
+    /// A listener the breaker disabled (`auto_disable_threshold`,
+    /// `max_failures_per_hour`): written to the listener state table.
+    Disabled {
+        /// The listener.
+        listener: Arc<str>,
+        /// Why it was disabled.
+        reason: String,
+    },
+}
+
+/// The operator name an automatic disable is recorded under.
+const AUTO_DISABLE_ACTOR: &str = "auto-disable";
 
 /// What the recorder did before it stopped.
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,7 +51,7 @@ pub struct Recorder {
     store: Arc<dyn Store>,
     instance: String,
     progress: Arc<Progress>,
-    rx: mpsc::Receiver<RunRecord>,
+    rx: mpsc::Receiver<Recording>,
     state: Arc<State>,
 }
 
@@ -41,7 +61,7 @@ impl Recorder {
         store: Arc<dyn Store>,
         instance: String,
         progress: Arc<Progress>,
-        rx: mpsc::Receiver<RunRecord>,
+        rx: mpsc::Receiver<Recording>,
         state: Arc<State>,
     ) -> Recorder {
         Recorder {
@@ -60,22 +80,29 @@ impl Recorder {
     pub async fn run(mut self, give_up: tokio_util::sync::CancellationToken) -> RecorderReport {
         let mut report = RecorderReport::default();
         let mut batch: Vec<RunRecord> = Vec::with_capacity(MAX_BATCH);
+        let mut disabled: Vec<(Arc<str>, String)> = Vec::new();
         loop {
             let Some(first) = self.rx.recv().await else {
                 break;
             };
-            batch.push(first);
+            sort(first, &mut batch, &mut disabled);
             let linger = tokio::time::sleep(LINGER);
             tokio::pin!(linger);
             while batch.len() < MAX_BATCH {
                 tokio::select! {
                     biased;
                     r = self.rx.recv() => match r {
-                        Some(r) => batch.push(r),
+                        Some(r) => sort(r, &mut batch, &mut disabled),
                         None => break,
                     },
                     _ = &mut linger => break,
                 }
+            }
+            for (listener, reason) in disabled.drain(..) {
+                self.persist_disabled(&listener, &reason, &give_up).await;
+            }
+            if batch.is_empty() {
+                continue;
             }
             if self.commit(&batch, &give_up).await {
                 report.recorded += batch.len() as u64;
@@ -86,6 +113,41 @@ impl Recorder {
             batch.clear();
         }
         report
+    }
+
+    /// Writes that `listener` is disabled, retrying while the database is
+    /// unavailable (until `give_up`); a disable that cannot be written is
+    /// logged, and the breaker trips again after a restart.
+    async fn persist_disabled(
+        &self,
+        listener: &str,
+        reason: &str,
+        give_up: &tokio_util::sync::CancellationToken,
+    ) {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1u32.. {
+            let result = self
+                .store
+                .set_listener_enabled(listener, false, Some(reason), AUTO_DISABLE_ACTOR)
+                .await;
+            let e = match result {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            if !e.is_transient() && attempt >= 5 {
+                tracing::error!(listener, error = %e, "Cannot record that the listener was disabled");
+                return;
+            }
+            tracing::warn!(listener, error = %e, retry_in_ms = delay.as_millis() as u64, "Recording that the listener was disabled failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = give_up.cancelled() => {
+                    tracing::error!(listener, "Gave up recording that the listener was disabled at shutdown");
+                    return;
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 
     async fn commit(
@@ -99,12 +161,7 @@ impl Recorder {
         // Tags the transaction: if an attempt fails in a way that leaves the
         // commit's fate unknown, the next one first asks whether it landed,
         // so a batch is never written twice.
-        let tag = loop {
-            let t: i64 = rand::random::<i64>() & i64::MAX;
-            if t != 0 {
-                break t;
-            }
-        };
+        let tag = batch_tag();
         loop {
             attempt += 1;
             if attempt > 1 && self.store.last_record_batch(&self.instance).await.ok() == Some(tag) {
@@ -113,32 +170,17 @@ impl Recorder {
                     runs = batch.len(),
                     "The batch had been committed before the connection failed"
                 );
-                self.state
-                    .database_retrying
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                self.set_retrying(false);
                 return true;
             }
-            let timer = self
-                .state
-                .metrics
-                .db_write_seconds
-                .with_label_values(&["record"])
-                .start_timer();
-            let result = self
-                .store
-                .record_batch(&self.instance, batch, Some(watermark), tag)
-                .await;
-            timer.observe_duration();
-            match result {
+            match self.write_batch(batch, watermark, tag).await {
                 Ok(()) => {
                     self.progress.commit(&counts);
                     self.state
                         .metrics
                         .inbox_backlog
                         .set(self.progress.outstanding() as i64);
-                    self.state
-                        .database_retrying
-                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    self.set_retrying(false);
                     if attempt > 1 {
                         tracing::info!(
                             attempts = attempt,
@@ -158,9 +200,7 @@ impl Recorder {
                         return false;
                     }
                     tracing::warn!(error = %e, runs = batch.len(), retry_in_ms = delay.as_millis() as u64, "Recording listener runs failed; retrying");
-                    self.state
-                        .database_retrying
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.set_retrying(true);
                 }
             }
             tokio::select! {
@@ -172,5 +212,51 @@ impl Recorder {
             }
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// One attempt at committing `batch` with the watermark, timed.
+    async fn write_batch(
+        &self,
+        batch: &[RunRecord],
+        watermark: i64,
+        tag: i64,
+    ) -> Result<(), StoreError> {
+        let timer = self
+            .state
+            .metrics
+            .db_write_seconds
+            .with_label_values(&["record"])
+            .start_timer();
+        let result = self
+            .store
+            .record_batch(&self.instance, batch, Some(watermark), tag)
+            .await;
+        timer.observe_duration();
+        result
+    }
+
+    /// Tells `/health` whether a database write is being retried.
+    fn set_retrying(&self, retrying: bool) {
+        self.state
+            .database_retrying
+            .store(retrying, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A random non-zero tag for one batch's transaction.
+fn batch_tag() -> i64 {
+    loop {
+        let t: i64 = rand::random::<i64>() & i64::MAX;
+        if t != 0 {
+            return t;
+        }
+    }
+}
+
+/// Puts what the dispatcher sent where the recorder writes it from.
+fn sort(r: Recording, batch: &mut Vec<RunRecord>, disabled: &mut Vec<(Arc<str>, String)>) {
+    match r {
+        Recording::Run(run) => batch.push(run),
+        Recording::Disabled { listener, reason } => disabled.push((listener, reason)),
     }
 }

@@ -1,6 +1,7 @@
 //! Replay: re-running one listener's dead letters (or any event it has a
-//! logged run of) in this process, under the configured timeout and with
-//! panics caught, and recording each outcome like a dispatched run.
+//! logged run of) in this process, through the dispatcher's run guard
+//! (the configured timeout, panics caught), and recording each outcome like
+//! a dispatched run.
 //!
 //! A replay is a new run: it gets its own event log row (with the attempts
 //! of the run it repeats plus one) and, when it fails, a new dead letter;
@@ -9,15 +10,14 @@
 //! successful one none.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 
+use super::run::guard;
 use crate::event::Event;
-use crate::listeners::{Context, Listener, Record};
+use crate::listeners::{Context, Listener};
 use crate::store::{RunRecord, Store, StoreError};
 
 /// One event to run again.
@@ -141,11 +141,11 @@ pub async fn replay_one(
         attempt,
     };
     let started = Instant::now();
-    let result = run_listener(listener.as_ref(), &item.event, &ctx, settings.timeout).await;
+    let result = guard(listener.as_ref(), &item.event, &ctx, settings.timeout).await;
     let duration = started.elapsed();
     let (success, error, records) = match result {
         Ok(records) => (true, None, records),
-        Err(e) => (false, Some(e), Vec::new()),
+        Err(e) => (false, Some(e.to_string()), Vec::new()),
     };
     let run = RunRecord {
         inbox_id: item.inbox_id,
@@ -172,34 +172,10 @@ pub async fn replay_one(
     })
 }
 
-/// One listener run with the dispatcher's guards: a timeout, and a panic
-/// turned into an error. Returns the records or the error text.
-async fn run_listener(
-    listener: &dyn Listener,
-    event: &Event,
-    ctx: &Context,
-    timeout: Duration,
-) -> Result<Vec<Record>, String> {
-    let fut = AssertUnwindSafe(listener.handle(event, ctx)).catch_unwind();
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(Ok(records))) => Ok(records),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(panic)) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(format!("panicked: {msg}"))
-        }
-        Err(_) => Err(format!("timed out after {:.3} s", timeout.as_secs_f64())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listeners::ListenerError;
+    use crate::listeners::{ListenerError, Record};
     use async_trait::async_trait;
 
     struct Slow;
@@ -250,18 +226,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_replay_that_hangs_times_out_as_an_error() {
         let event = Event::parse(r#"{"type":"typing","id":1}"#).unwrap();
-        let err = run_listener(&Slow, &event, &ctx(), Duration::from_secs(30))
+        let err = guard(&Slow, &event, &ctx(), Duration::from_secs(30))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "timed out after 30.000 s");
     }
 
     #[tokio::test]
     async fn a_replay_that_panics_is_an_error_with_the_panic_message() {
         let event = Event::parse(r#"{"type":"typing","id":1}"#).unwrap();
-        let err = run_listener(&Panics, &event, &ctx(), Duration::from_secs(30))
+        let err = guard(&Panics, &event, &ctx(), Duration::from_secs(30))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "panicked: listener bug");
     }
 }

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::listener::{ActivityKind, ActivityRecord, Context, Listener, ListenerError, Record};
 use crate::event::Event;
@@ -11,20 +10,6 @@ use crate::event::Event;
 /// reactions, presence updates and typing notifications they produced, in
 /// `event_listeners_useractivity`.
 pub struct UserActivityTracker;
-
-#[derive(Deserialize, Default)]
-struct Actor {
-    user_id: Option<i64>,
-    email: Option<String>,
-    server_timestamp: Option<f64>,
-    sender: Option<Sender>,
-}
-
-#[derive(Deserialize)]
-struct Sender {
-    user_id: Option<i64>,
-    email: Option<String>,
-}
 
 #[async_trait]
 impl Listener for UserActivityTracker {
@@ -55,20 +40,14 @@ impl Listener for UserActivityTracker {
                 }
             }
             kind @ ("reaction" | "presence" | "typing") => {
-                let actor: Actor = serde_json::from_str(event.raw()).map_err(|e| {
-                    ListenerError::permanent(format!("malformed {kind} event: {e}"))
-                })?;
-                let (user_id, email) = match actor.sender {
-                    Some(s) if kind == "typing" => (s.user_id, s.email),
-                    _ => (actor.user_id, actor.email),
-                };
-                let user_id = user_id.ok_or_else(|| {
+                // Who acted, as routing and filters read it: the typing
+                // sender, else the reacting or present user.
+                let actor = event.actor();
+                let user_id = actor.id.ok_or_else(|| {
                     ListenerError::permanent(format!("{kind} event without a user id"))
                 })?;
-                let seen_at = actor
-                    .server_timestamp
-                    .and_then(|t| DateTime::<Utc>::from_timestamp_millis((t * 1000.0) as i64))
-                    .unwrap_or_else(Utc::now);
+                let email = actor.email().map(str::to_owned);
+                let seen_at = event.time().map(|t| t.0).unwrap_or_else(Utc::now);
                 ActivityRecord {
                     user_id,
                     email,

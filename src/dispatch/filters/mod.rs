@@ -1,6 +1,7 @@
 //! [`Filters`]: the configured reasons an event runs no listener, or not a
 //! given one — `[filters] max_event_age`, `[security] blocked_users` and
-//! `rate_limit_per_user`, and the per-listener filters of `[listeners.NAME]`.
+//! `rate_limit_per_user` (`rate_limit.rs`), and the per-listener filters of
+//! `[listeners.NAME]` (`listener.rs`).
 //!
 //! # For the dispatcher
 //!
@@ -8,32 +9,38 @@
 //! starting (and before counting) its runs:
 //!
 //! ```text
-//! if let Some(reason) = filters.check_event(&event, now) { skip every run; }  // once per event
+//! let event_skip = filters.check_event(&event, now);           // once per event
 //! for listener in targets {
-//!     if let Some(reason) = filters.check_listener(&event, listener) { skip this run; }
+//!     if let Some(reason) = event_skip.or_else(|| filters.check_listener(&event, listener)) {
+//!         skip this run;
+//!     }
 //! }
 //! ```
 //!
-//! [`Filters::check`] does both for one listener; calling it for each
-//! listener of an event in a row counts the event once towards the rate
-//! limit (the last event's verdict is remembered). A skipped run is not a
-//! failure: record or count it as `skipped`, with [`SkipReason::as_str`] as
-//! the reason. [`Filters::skipped`] tells how many were skipped per reason.
+//! [`Filters::check_event`] counts the event towards its user's rate limit
+//! each time it is called, so it is called once per event, whatever the
+//! number of listeners. A skipped run is not a failure: record or count it
+//! as `skipped`, with [`SkipReason::as_str`] as the reason.
+//! [`Filters::skipped`] tells how many were skipped per reason.
 //!
-//! Only the rate limit has state (one small window per active user, behind
-//! a `std::sync::Mutex` that is never held across an `.await`); every other
-//! rule is a pure function of the event.
+//! Every rule reads the event's views (its actor, conversation and time,
+//! parsed once per event). Only the rate limit has state (one small window
+//! per active user, behind a `std::sync::Mutex` that is never held across
+//! an `.await`); every other rule is a pure function of the event.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod listener;
+mod rate_limit;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Deserialize;
-use serde_json::Value;
 
-use crate::config::{Config, FiltersConfig, ListenerFilterConfig, SecurityConfig, UserRef};
-use crate::event::{Event, Recipient};
+use self::listener::{ListenerFilter, Users};
+use self::rate_limit::RateLimiter;
+use crate::config::{Config, FiltersConfig, ListenerFilterConfig, SecurityConfig};
+use crate::event::Event;
 
 /// Why a run is skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,240 +79,6 @@ impl SkipReason {
     }
 }
 
-/// The per-listener filters, ready to match (names lower-cased).
-#[derive(Debug)]
-struct ListenerFilter {
-    event_types: Option<HashSet<String>>,
-    channels: Option<HashSet<String>>,
-    topics: Option<HashSet<String>>,
-    senders: Option<Users>,
-    content: Option<regex::Regex>,
-}
-
-/// A set of users by id and by email.
-#[derive(Debug, Default)]
-struct Users {
-    ids: HashSet<i64>,
-    emails: HashSet<String>,
-}
-
-impl Users {
-    fn new(list: &[UserRef]) -> Users {
-        let mut users = Users::default();
-        for u in list {
-            match u {
-                UserRef::Id(id) => {
-                    users.ids.insert(*id);
-                }
-                UserRef::Email(e) => {
-                    users.emails.insert(e.to_lowercase());
-                }
-            }
-        }
-        users
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.emails.is_empty()
-    }
-
-    fn contains(&self, actor: &Actor) -> bool {
-        actor.id.is_some_and(|id| self.ids.contains(&id))
-            || actor
-                .emails
-                .iter()
-                .any(|e| self.emails.contains(&e.to_lowercase()))
-    }
-}
-
-/// Who an event is from, as far as it says.
-#[derive(Debug, Default)]
-struct Actor {
-    id: Option<i64>,
-    emails: Vec<String>,
-}
-
-impl Actor {
-    fn is_known(&self) -> bool {
-        self.id.is_some() || !self.emails.is_empty()
-    }
-}
-
-/// The fields outside `message` that filters read, each loose so that an
-/// unexpected type in one never hides the others.
-#[derive(Deserialize, Default)]
-struct Fields {
-    #[serde(default)]
-    user_id: Option<Value>,
-    #[serde(default)]
-    sender_id: Option<Value>,
-    #[serde(default)]
-    sender: Option<Value>,
-    #[serde(default)]
-    user: Option<Value>,
-    #[serde(default)]
-    email: Option<Value>,
-    #[serde(default)]
-    timestamp: Option<Value>,
-    #[serde(default)]
-    server_timestamp: Option<Value>,
-    #[serde(default)]
-    edit_timestamp: Option<Value>,
-}
-
-impl Fields {
-    fn of(event: &Event) -> Fields {
-        serde_json::from_str(event.raw()).unwrap_or_default()
-    }
-}
-
-fn actor_of(event: &Event, fields: Option<&Fields>) -> Actor {
-    if let Some(m) = event.message() {
-        let emails = (!m.sender_email.is_empty())
-            .then(|| m.sender_email.clone())
-            .into_iter()
-            .collect();
-        return Actor {
-            id: Some(m.sender_id),
-            emails,
-        };
-    }
-    let owned;
-    let f = match fields {
-        Some(f) => f,
-        None => {
-            owned = Fields::of(event);
-            &owned
-        }
-    };
-    let nested =
-        |v: &Option<Value>, field: &str| -> Option<Value> { v.as_ref()?.get(field).cloned() };
-    let id = [
-        f.user_id.clone(),
-        nested(&f.sender, "user_id"),
-        f.sender_id.clone(),
-        nested(&f.user, "user_id"),
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|v| v.as_i64());
-    let emails = [
-        f.email.clone(),
-        nested(&f.sender, "email"),
-        nested(&f.user, "email"),
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|v| v.as_str().map(str::to_owned))
-    .collect();
-    Actor { id, emails }
-}
-
-/// The event's own time: a message's `timestamp`, else a top-level
-/// `server_timestamp` (presence), `timestamp` or `edit_timestamp`
-/// (seconds, integer or fractional).
-fn timestamp_of(event: &Event, fields: &Fields) -> Option<DateTime<Utc>> {
-    if let Some(m) = event.message() {
-        return (m.timestamp > 0)
-            .then(|| DateTime::from_timestamp(m.timestamp, 0))
-            .flatten();
-    }
-    let secs = [
-        &fields.server_timestamp,
-        &fields.timestamp,
-        &fields.edit_timestamp,
-    ]
-    .into_iter()
-    .find_map(|v| v.as_ref()?.as_f64())?;
-    (secs.is_finite() && secs > 0.0)
-        .then(|| DateTime::from_timestamp_millis((secs * 1000.0) as i64))
-        .flatten()
-}
-
-/// A fixed one-minute window of one user's events.
-#[derive(Debug)]
-struct Window {
-    started: DateTime<Utc>,
-    counted: u32,
-    dropped: u64,
-}
-
-/// Per-user fixed windows; users idle for a window are forgotten.
-#[derive(Debug)]
-struct RateLimiter {
-    limit: u32,
-    windows: HashMap<i64, Window>,
-    last_sweep: Option<DateTime<Utc>>,
-}
-
-/// The rate limit's window.
-const RATE_WINDOW: TimeDelta = TimeDelta::seconds(60);
-
-impl RateLimiter {
-    /// Counts one event of `user` at `now`; false when it is over the limit.
-    fn admit(&mut self, user: i64, now: DateTime<Utc>) -> bool {
-        self.sweep(now);
-        let w = self.windows.entry(user).or_insert(Window {
-            started: now,
-            counted: 0,
-            dropped: 0,
-        });
-        if now - w.started >= RATE_WINDOW || now < w.started {
-            report_dropped(user, w);
-            *w = Window {
-                started: now,
-                counted: 0,
-                dropped: 0,
-            };
-        }
-        if w.counted < self.limit {
-            w.counted += 1;
-            return true;
-        }
-        if w.dropped == 0 {
-            tracing::warn!(
-                user_id = user,
-                limit_per_minute = self.limit,
-                "A user exceeded security.rate_limit_per_user; skipping their events until the minute is over"
-            );
-        }
-        w.dropped += 1;
-        false
-    }
-
-    /// Forgets, at most once a minute, the windows that are over.
-    fn sweep(&mut self, now: DateTime<Utc>) {
-        if self
-            .last_sweep
-            .is_some_and(|t| now - t < RATE_WINDOW && now >= t)
-        {
-            return;
-        }
-        self.last_sweep = Some(now);
-        self.windows.retain(|user, w| {
-            let live = now - w.started < RATE_WINDOW && now >= w.started;
-            if !live {
-                report_dropped(*user, w);
-            }
-            live
-        });
-    }
-}
-
-fn report_dropped(user: i64, w: &Window) {
-    if w.dropped > 0 {
-        tracing::info!(
-            user_id = user,
-            skipped = w.dropped,
-            "Rate limit window over; events from this user skipped in it"
-        );
-    }
-}
-
-/// The identity of the last event [`Filters::check`] judged: its id and
-/// address, which stay the same while one event goes to its listeners.
-type Verdict = ((i64, usize), Option<SkipReason>);
-
 /// The configured filters (see the module documentation).
 #[derive(Debug)]
 pub struct Filters {
@@ -313,7 +86,6 @@ pub struct Filters {
     blocked: Users,
     limiter: Option<Mutex<RateLimiter>>,
     listeners: HashMap<String, ListenerFilter>,
-    last: Mutex<Option<Verdict>>,
     skipped: [AtomicU64; 4],
 }
 
@@ -329,36 +101,18 @@ impl Filters {
         security: &SecurityConfig,
         listeners: &BTreeMap<String, ListenerFilterConfig>,
     ) -> Filters {
-        let lower = |list: &Option<Vec<String>>| {
-            list.as_ref()
-                .map(|l| l.iter().map(|s| s.to_lowercase()).collect::<HashSet<_>>())
-        };
         Filters {
             max_age: filters
                 .max_event_age
                 .and_then(|d| TimeDelta::from_std(d).ok()),
             blocked: Users::new(&security.blocked_users),
-            limiter: security.rate_limit_per_user.map(|limit| {
-                Mutex::new(RateLimiter {
-                    limit,
-                    windows: HashMap::new(),
-                    last_sweep: None,
-                })
-            }),
+            limiter: security
+                .rate_limit_per_user
+                .map(|limit| Mutex::new(RateLimiter::new(limit))),
             listeners: listeners
                 .iter()
-                .map(|(name, f)| {
-                    let filter = ListenerFilter {
-                        event_types: f.event_types.as_ref().map(|l| l.iter().cloned().collect()),
-                        channels: lower(&f.channels),
-                        topics: lower(&f.topics),
-                        senders: f.senders.as_deref().map(Users::new),
-                        content: f.content_regex.clone(),
-                    };
-                    (name.clone(), filter)
-                })
+                .map(|(name, f)| (name.clone(), ListenerFilter::new(f)))
                 .collect(),
-            last: Mutex::new(None),
             skipped: Default::default(),
         }
     }
@@ -386,13 +140,12 @@ impl Filters {
         if self.max_age.is_none() && self.blocked.is_empty() && self.limiter.is_none() {
             return None;
         }
-        let fields = Fields::of(event);
         if let Some(max) = self.max_age {
-            if timestamp_of(event, &fields).is_some_and(|t| now - t > max) {
+            if event.time().is_some_and(|t| now - t.0 > max) {
                 return Some(SkipReason::TooOld);
             }
         }
-        let actor = actor_of(event, Some(&fields));
+        let actor = event.actor();
         if !self.blocked.is_empty() && self.blocked.contains(&actor) {
             return Some(SkipReason::BlockedUser);
         }
@@ -412,68 +165,12 @@ impl Filters {
     /// filters exclude it. Pure: call it for each listener.
     pub fn check_listener(&self, event: &Event, listener: &str) -> Option<SkipReason> {
         let f = self.listeners.get(listener)?;
-        let pass = Filters::passes(f, event);
-        if pass {
+        if f.passes(event) {
             None
         } else {
             self.skipped[SkipReason::ListenerFilter.index()].fetch_add(1, Ordering::Relaxed);
             Some(SkipReason::ListenerFilter)
         }
-    }
-
-    fn passes(f: &ListenerFilter, event: &Event) -> bool {
-        if f.event_types
-            .as_ref()
-            .is_some_and(|t| !t.contains(event.event_type()))
-        {
-            return false;
-        }
-        if let Some(m) = event.message() {
-            let (channel, topic) = match &m.recipient {
-                Recipient::Channel { channel, topic, .. } => (Some(channel), Some(topic)),
-                Recipient::Direct { .. } => (None, None),
-            };
-            let listed = |set: &Option<HashSet<String>>, value: Option<&String>| match set {
-                None => true,
-                Some(set) => value.is_some_and(|v| set.contains(&v.to_lowercase())),
-            };
-            if !listed(&f.channels, channel) || !listed(&f.topics, topic) {
-                return false;
-            }
-            if f.content
-                .as_ref()
-                .is_some_and(|re| !re.is_match(&m.content))
-            {
-                return false;
-            }
-        }
-        if let Some(senders) = &f.senders {
-            let actor = actor_of(event, None);
-            if actor.is_known() && !senders.contains(&actor) {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// [`Filters::check_event`] then [`Filters::check_listener`]. The event
-    /// verdict of the last event checked is remembered, so calling this for
-    /// each listener of one event in a row counts it once towards the rate
-    /// limit (and in [`Filters::skipped`]).
-    pub fn check(&self, event: &Event, listener: &str, now: DateTime<Utc>) -> Option<SkipReason> {
-        let identity = (event.id(), std::ptr::from_ref(event) as usize);
-        let verdict = {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            match *last {
-                Some((id, verdict)) if id == identity => verdict,
-                _ => {
-                    let verdict = self.check_event(event, now);
-                    *last = Some((identity, verdict));
-                    verdict
-                }
-            }
-        };
-        verdict.or_else(|| self.check_listener(event, listener))
     }
 
     /// How many events (for event-wide reasons) or runs (for
@@ -493,6 +190,35 @@ mod tests {
 
     fn filters(toml: &str) -> Filters {
         Filters::new(&Config::parse(toml, KNOWN).unwrap())
+    }
+
+    /// The dispatcher's protocol for one listener at a time: the event
+    /// verdict of the last event checked is remembered, so checking each
+    /// listener of one event in a row counts it once.
+    struct Checker<'a> {
+        filters: &'a Filters,
+        last: Option<(i64, Option<SkipReason>)>,
+    }
+
+    impl Checker<'_> {
+        fn check(&mut self, e: &Event, listener: &str, now: DateTime<Utc>) -> Option<SkipReason> {
+            let verdict = match self.last {
+                Some((id, verdict)) if id == e.id() => verdict,
+                _ => {
+                    let verdict = self.filters.check_event(e, now);
+                    self.last = Some((e.id(), verdict));
+                    verdict
+                }
+            };
+            verdict.or_else(|| self.filters.check_listener(e, listener))
+        }
+    }
+
+    fn checker(filters: &Filters) -> Checker<'_> {
+        Checker {
+            filters,
+            last: None,
+        }
     }
 
     fn at(secs: i64) -> DateTime<Utc> {
@@ -518,7 +244,7 @@ mod tests {
         let f = filters("");
         assert!(f.is_empty());
         let e = message(1, 7, "general", "lunch", 1, "x");
-        assert_eq!(f.check(&e, "message_logger", at(1_000_000)), None);
+        assert_eq!(checker(&f).check(&e, "message_logger", at(1_000_000)), None);
     }
 
     #[test]
@@ -625,16 +351,17 @@ mod tests {
     fn check_counts_an_event_once_whatever_the_number_of_listeners() {
         let f = filters("[security]\nrate_limit_per_user = 1\n");
         let now = at(1000);
+        let mut c = checker(&f);
         let first = message(1, 7, "g", "t", 1000, "x");
-        assert_eq!(f.check(&first, "message_logger", now), None);
-        assert_eq!(f.check(&first, "user_activity_tracker", now), None);
+        assert_eq!(c.check(&first, "message_logger", now), None);
+        assert_eq!(c.check(&first, "user_activity_tracker", now), None);
         let second = message(2, 7, "g", "t", 1000, "x");
         assert_eq!(
-            f.check(&second, "message_logger", now),
+            c.check(&second, "message_logger", now),
             Some(SkipReason::RateLimited)
         );
         assert_eq!(
-            f.check(&second, "user_activity_tracker", now),
+            c.check(&second, "user_activity_tracker", now),
             Some(SkipReason::RateLimited)
         );
         assert_eq!(f.skipped(SkipReason::RateLimited), 1);

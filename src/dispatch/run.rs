@@ -1,0 +1,292 @@
+//! One listener run: [`guard`], the single guard every run goes through (a
+//! timeout, and a panic caught and turned into an error), shared by the
+//! dispatcher and by replay; and [`Run`], one dispatched (event, listener)
+//! pair with its concurrency permit, retries and breaker bookkeeping.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::FutureExt;
+use rand::Rng;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::breaker::{Admission, Transition};
+use super::control::Slot;
+use super::notice::Notice;
+use super::recorder::Recording;
+use super::settings::DispatcherSettings;
+use crate::event::Event;
+use crate::listeners::{Context, Listener, ListenerError, Record};
+use crate::metrics::Outcome;
+use crate::state::State;
+use crate::store::{RunRecord, StoredEvent};
+
+/// Why one guarded try of a listener did not succeed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The listener returned an error.
+    Listener(ListenerError),
+    /// The listener panicked, with the panic's message.
+    Panicked(String),
+    /// The listener ran past the timeout.
+    TimedOut(Duration),
+}
+
+impl Failure {
+    /// Whether retrying cannot help.
+    fn is_permanent(&self) -> bool {
+        matches!(self, Failure::Listener(ListenerError::Permanent(_)))
+    }
+
+    /// The outcome label of the try.
+    fn outcome(&self) -> Outcome {
+        match self {
+            Failure::TimedOut(_) => Outcome::Timeout,
+            Failure::Listener(_) | Failure::Panicked(_) => Outcome::Failure,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Listener(e) => write!(f, "{e}"),
+            Failure::Panicked(msg) => write!(f, "panicked: {msg}"),
+            Failure::TimedOut(t) => write!(f, "timed out after {:.3} s", t.as_secs_f64()),
+        }
+    }
+}
+
+/// Runs `listener` on `event` once, bounded by `timeout`, with a panic
+/// caught and returned as [`Failure::Panicked`].
+pub(crate) async fn guard(
+    listener: &dyn Listener,
+    event: &Event,
+    ctx: &Context,
+    timeout: Duration,
+) -> Result<Vec<Record>, Failure> {
+    let fut = AssertUnwindSafe(listener.handle(event, ctx)).catch_unwind();
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(Ok(records))) => Ok(records),
+        Ok(Ok(Err(e))) => Err(Failure::Listener(e)),
+        Ok(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(Failure::Panicked(msg))
+        }
+        Err(_) => Err(Failure::TimedOut(timeout)),
+    }
+}
+
+/// One (event, listener) run with its retries.
+pub(super) struct Run {
+    pub(super) slots: Arc<[Slot]>,
+    pub(super) index: usize,
+    pub(super) stored: Arc<StoredEvent>,
+    pub(super) event_type: Arc<str>,
+    pub(super) settings: Arc<DispatcherSettings>,
+    pub(super) running: Arc<Semaphore>,
+    pub(super) notices: Option<mpsc::Sender<Notice>>,
+    pub(super) outcomes: mpsc::Sender<Recording>,
+    pub(super) state: Arc<State>,
+}
+
+impl Run {
+    fn slot(&self) -> &Slot {
+        &self.slots[self.index]
+    }
+
+    fn notify(&self, notice: Notice) {
+        if let Some(tx) = &self.notices {
+            if tx.try_send(notice).is_err() {
+                tracing::warn!("The notification queue is full; dropping a notification");
+            }
+        }
+    }
+
+    fn count(&self, outcome: Outcome) {
+        self.state
+            .metrics
+            .events_processed
+            .with_label_values(&[&self.slot().name, outcome.as_str()])
+            .inc();
+    }
+
+    /// Runs the listener, retrying as the policy allows, and returns the
+    /// run to record; `None` when shutdown came before a try could take a
+    /// concurrency slot (nothing started: the event is dispatched again at
+    /// the next start).
+    pub(super) async fn execute(&self) -> Option<RunRecord> {
+        let slot = self.slot();
+        let started = Instant::now();
+        let admission = slot.breaker.admit();
+        if let Admission::SkipOpen | Admission::SkipDisabled = admission {
+            return Some(self.skipped(admission, started));
+        }
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (outcome, error, records) = self.try_with_slot(attempt).await?;
+            slot.handles
+                .record(outcome, started.elapsed().as_secs_f64());
+            let Some(error) = error else {
+                if slot.breaker.record(true) == Transition::Closed {
+                    tracing::info!(listener = %slot.name, "The listener's trial run succeeded; circuit closed");
+                }
+                return Some(self.record(true, attempt, None, records, started, false));
+            };
+            let retryable = !error.is_permanent()
+                && attempt <= self.settings.retry.max_retries
+                && !self.settings.stop.is_cancelled()
+                && admission != Admission::Trial;
+            if retryable {
+                self.wait_to_retry(attempt).await;
+                continue;
+            }
+            let message = error.to_string();
+            self.trip_breaker().await;
+            self.count(Outcome::DeadLettered);
+            self.notify(Notice::DeadLettered {
+                listener: slot.name.to_string(),
+                inbox_id: self.stored.inbox_id,
+                error: message.clone(),
+            });
+            return Some(self.record(false, attempt, Some(message), Vec::new(), started, true));
+        }
+    }
+
+    /// The record of a run the breaker skips (open circuit, disabled).
+    fn skipped(&self, admission: Admission, started: Instant) -> RunRecord {
+        let why = if admission == Admission::SkipOpen {
+            "skipped: the listener's circuit is open".to_owned()
+        } else {
+            format!(
+                "skipped: the listener is disabled ({})",
+                self.slot().breaker.disabled().unwrap_or_default()
+            )
+        };
+        self.count(Outcome::Skipped);
+        self.record(false, 0, Some(why), Vec::new(), started, true)
+    }
+
+    /// One try under a concurrency slot; `None`, without trying, once
+    /// `stop` is cancelled. A slot is held only while the listener runs,
+    /// not while waiting to retry; and no try starts during the drain, with
+    /// or without a slot: the drain waits only for runs already running.
+    async fn try_with_slot(&self, attempt: u32) -> Option<(Outcome, Option<Failure>, Vec<Record>)> {
+        if self.settings.stop.is_cancelled() {
+            return None;
+        }
+        let _permit = tokio::select! {
+            biased;
+            _ = self.settings.stop.cancelled() => None,
+            p = self.running.acquire() => p.ok(),
+        }?;
+        Some(self.try_once(attempt).await)
+    }
+
+    /// Waits the jittered retry delay, or until `stop` is cancelled.
+    async fn wait_to_retry(&self, attempt: u32) {
+        self.count(Outcome::Retried);
+        let delay = jittered(self.settings.retry.delay);
+        tracing::info!(listener = %self.slot().name, inbox_id = self.stored.inbox_id, attempt, retry_in_ms = delay.as_millis() as u64, "Retrying a failed listener run");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.settings.stop.cancelled() => {}
+        }
+    }
+
+    /// Counts a final failure in the breaker and acts on what it changed.
+    /// An automatic disable goes to the recorder, which writes it to the
+    /// store, so it lasts over a restart whatever becomes of the notice.
+    async fn trip_breaker(&self) {
+        let slot = self.slot();
+        match slot.breaker.record(false) {
+            Transition::Opened { failures } => {
+                tracing::error!(listener = %slot.name, failures, cooldown_s = self.settings.breaker.cooldown.as_secs(), "Circuit opened: skipping this listener's runs for the cool-down");
+                self.notify(Notice::CircuitOpened {
+                    listener: slot.name.to_string(),
+                    failures,
+                });
+            }
+            Transition::Disabled(reason) => {
+                tracing::error!(listener = %slot.name, reason = %reason, "Listener disabled until `enable` is run");
+                // The recorder outlives every run; if it is gone the daemon
+                // is stopping, and the breaker trips again after a restart.
+                let _ = self
+                    .outcomes
+                    .send(Recording::Disabled {
+                        listener: slot.name.clone(),
+                        reason: reason.clone(),
+                    })
+                    .await;
+                self.notify(Notice::Disabled {
+                    listener: slot.name.to_string(),
+                    reason,
+                });
+            }
+            Transition::Closed | Transition::None => {}
+        }
+    }
+
+    async fn try_once(&self, attempt: u32) -> (Outcome, Option<Failure>, Vec<Record>) {
+        let slot = self.slot();
+        let ctx = Context {
+            org: self.settings.org.clone(),
+            inbox_id: self.stored.inbox_id,
+            bot_user_id: self.settings.bot_user_id,
+            attempt,
+        };
+        let event: &Event = &self.stored.event;
+        let failure = match guard(slot.listener.as_ref(), event, &ctx, self.settings.timeout).await
+        {
+            Ok(records) => return (Outcome::Success, None, records),
+            Err(f) => f,
+        };
+        match &failure {
+            Failure::Listener(e) => {
+                tracing::warn!(listener = %slot.name, inbox_id = ctx.inbox_id, attempt, error = %e, "Listener failed");
+            }
+            Failure::Panicked(msg) => {
+                tracing::error!(listener = %slot.name, inbox_id = ctx.inbox_id, error = %msg, "Listener panicked");
+            }
+            Failure::TimedOut(t) => {
+                tracing::warn!(listener = %slot.name, inbox_id = ctx.inbox_id, timeout_s = t.as_secs_f64(), "Listener timed out");
+            }
+        }
+        (failure.outcome(), Some(failure), Vec::new())
+    }
+
+    fn record(
+        &self,
+        success: bool,
+        attempts: u32,
+        error: Option<String>,
+        records: Vec<Record>,
+        started: Instant,
+        dead_letter: bool,
+    ) -> RunRecord {
+        RunRecord {
+            inbox_id: self.stored.inbox_id,
+            listener: self.slot().name.clone(),
+            event_type: self.event_type.clone(),
+            success,
+            attempts,
+            error,
+            duration: started.elapsed(),
+            finished_at: Utc::now(),
+            records,
+            dead_letter,
+        }
+    }
+}
+
+/// `d` scaled by a random factor in [0.5, 1.5).
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.5..1.5))
+}

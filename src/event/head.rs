@@ -1,0 +1,406 @@
+//! [`Event`]: one Zulip event — the head read on arrival (`id`, `type`,
+//! `op`, a message event's message id) and the raw JSON kept byte for byte —
+//! and the constructors for each place events come from (the wire, stored
+//! rows, recorded files, backfilled messages).
+//!
+//! Only the head is parsed on arrival; the typed views ([`Message`], and
+//! those of `views.rs`) are parsed once, on first use, and cached in the
+//! event. Unknown event types are normal events: they are stored and
+//! dispatched like any other, never an error.
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::message::{self, Message};
+use super::views::{self, Actor, Conversation, EventTime, MessageRef, Views};
+
+/// An event as Zulip sent it.
+#[derive(Debug)]
+pub struct Event {
+    id: i64,
+    event_type: String,
+    op: Option<String>,
+    /// Valid JSON: every constructor parses it before keeping it.
+    raw: Box<str>,
+    /// `message.id` of a `message` event, read with the head.
+    message_id: Option<i64>,
+    backfilled: bool,
+    /// The typed message view, parsed on first use.
+    message: OnceLock<Option<Message>>,
+    /// The actor, conversation, time and message reference, read on first use.
+    views: OnceLock<Box<Views>>,
+}
+
+/// Why a piece of JSON is not an event.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON at all, or not an object.
+    #[error("not a JSON object: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// A JSON object without a string `type`.
+    #[error("the event has no string \"type\" field")]
+    MissingType,
+    /// A JSON object without an integer `id` where one is required.
+    #[error("the event has no integer \"id\" field")]
+    MissingId,
+}
+
+/// The fields read from every event on arrival, in one pass that also
+/// checks that the whole text is JSON.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(rename = "type", borrow, default)]
+    event_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    op: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    message: IdOf,
+}
+
+impl Head<'_> {
+    fn message_id(&self) -> Option<i64> {
+        match self.event_type.as_deref() {
+            Some("message") => self.message.0,
+            _ => None,
+        }
+    }
+}
+
+/// The integer `id` of a JSON object; `None` for anything else. Never an
+/// error, so an odd `message` field cannot make an event unreadable.
+#[derive(Default)]
+struct IdOf(Option<i64>);
+
+impl<'de> Deserialize<'de> for IdOf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<IdOf, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = IdOf;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<IdOf, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "id" {
+                        id = map.next_value::<serde_json::Value>()?.as_i64();
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(IdOf(id))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<IdOf, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(IdOf(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+            fn visit_unit<E>(self) -> Result<IdOf, E> {
+                Ok(IdOf(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Event {
+    /// Builds an event from its raw JSON, which must carry an integer `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] when the JSON is not an object with `type` and `id`.
+    pub fn from_raw(raw: Box<RawValue>) -> Result<Event, EventError> {
+        Event::from_raw_parts(raw, None, false)
+    }
+
+    /// Builds an event from its raw JSON, using `fallback_id` when the JSON
+    /// has no `id` (a stored row keeps its id in a column).
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] when the JSON is not an object with a `type`, or has
+    /// no id at all.
+    pub fn from_raw_parts(
+        raw: Box<RawValue>,
+        fallback_id: Option<i64>,
+        backfilled: bool,
+    ) -> Result<Event, EventError> {
+        let raw: Box<str> = raw.into();
+        let head: Head<'_> = serde_json::from_str(&raw)?;
+        let id = head.id.or(fallback_id).ok_or(EventError::MissingId)?;
+        let message_id = head.message_id();
+        let event_type = head.event_type.ok_or(EventError::MissingType)?.into_owned();
+        let op = head.op.map(|o| o.into_owned());
+        Ok(Event {
+            id,
+            event_type,
+            op,
+            raw,
+            message_id,
+            backfilled,
+            message: OnceLock::new(),
+            views: OnceLock::new(),
+        })
+    }
+
+    /// Builds an event as Zulip sent it in `GET /events`: one without a
+    /// string `type` is kept as `malformed` (nothing Zulip sent is lost);
+    /// one without an integer `id` cannot be acknowledged or stored and is
+    /// an error.
+    ///
+    /// # Errors
+    ///
+    /// A description with the raw text when the event has no `id`.
+    pub fn from_wire(text: &str) -> Result<Event, String> {
+        // Parsing the head checks the whole text: it is JSON once this
+        // succeeds, so it is kept as it is, without a second pass.
+        let head = match serde_json::from_str::<Head<'_>>(text) {
+            Ok(h) => h,
+            Err(e) => return Err(format!("{e}: {text}")),
+        };
+        let Some(id) = head.id else {
+            return Err(format!("the event has no integer \"id\" field: {text}"));
+        };
+        let message_id = head.message_id();
+        Ok(match head.event_type {
+            Some(event_type) => Event {
+                id,
+                event_type: event_type.into_owned(),
+                op: head.op.map(|o| o.into_owned()),
+                raw: text.into(),
+                message_id,
+                backfilled: false,
+                message: OnceLock::new(),
+                views: OnceLock::new(),
+            },
+            None => Event::malformed_text(text.into(), id),
+        })
+    }
+
+    /// Keeps an event that has an `id` but no string `type` under the type
+    /// `malformed`, so that nothing Zulip sent is lost.
+    fn malformed_text(raw: Box<str>, id: i64) -> Event {
+        Event {
+            id,
+            event_type: "malformed".to_owned(),
+            op: None,
+            raw,
+            message_id: None,
+            backfilled: false,
+            message: OnceLock::new(),
+            views: OnceLock::new(),
+        }
+    }
+
+    /// Parses one line of JSON text into an event.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] when the text is not an event object.
+    pub fn parse(text: &str) -> Result<Event, EventError> {
+        let raw: Box<RawValue> = serde_json::from_str(text.trim())?;
+        if !raw.get().starts_with('{') {
+            return Err(EventError::MissingType);
+        }
+        Event::from_raw(raw)
+    }
+
+    /// Parses line `line` of a recorded-events file. The event's id for
+    /// storage is its line number (recorded files may repeat or omit ids);
+    /// its own `id` stays in the raw JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] when the line is not an event object with a `type`.
+    pub fn parse_line(text: &str, line: i64) -> Result<Event, EventError> {
+        let raw: Box<RawValue> = serde_json::from_str(text.trim())?;
+        if !raw.get().starts_with('{') {
+            return Err(EventError::MissingType);
+        }
+        let mut event = Event::from_raw_parts(raw, Some(line), false)?;
+        event.id = line;
+        Ok(event)
+    }
+
+    /// Wraps a message fetched with `GET /messages` as a `message` event
+    /// marked `backfilled`; its event id is the message id.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] when the message has no integer `id`.
+    pub fn backfilled_message(message: &RawValue) -> Result<Event, EventError> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: i64,
+        }
+        let Id { id } = serde_json::from_str(message.get())?;
+        let text = format!(
+            r#"{{"type":"message","message":{},"flags":[],"id":{id},"backfilled":true}}"#,
+            message.get()
+        );
+        Event::from_raw_parts(RawValue::from_string(text)?, None, true)
+    }
+
+    /// The event's id in its queue (its line's `id` for a file source).
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The `type` field, such as `message` or `reaction`.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The `op` field, when the event has one.
+    pub fn op(&self) -> Option<&str> {
+        self.op.as_deref()
+    }
+
+    /// The JSON exactly as Zulip sent it.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// Whether the event was rebuilt from `GET /messages` after a gap.
+    pub fn is_backfilled(&self) -> bool {
+        self.backfilled
+    }
+
+    /// Whether the event is a heartbeat, which is acknowledged but never stored.
+    pub fn is_heartbeat(&self) -> bool {
+        self.event_type == "heartbeat"
+    }
+
+    /// The id of the message a `message` event carries.
+    pub fn message_id(&self) -> Option<i64> {
+        self.message_id
+    }
+
+    /// The typed view of a `message` event, parsed on first use; `None` for
+    /// other events and for message events whose message is malformed.
+    pub fn message(&self) -> Option<&Message> {
+        self.message
+            .get_or_init(|| {
+                (self.event_type == "message")
+                    .then(|| message::parse(&self.raw))
+                    .flatten()
+            })
+            .as_ref()
+    }
+
+    fn views(&self) -> &Views {
+        self.views
+            .get_or_init(|| Box::new(Views::read(self.message(), &self.event_type, &self.raw)))
+    }
+
+    /// Who acted (`views.rs` says which fields are read, in which order).
+    pub fn actor(&self) -> Actor<'_> {
+        views::actor(self.message(), || self.views())
+    }
+
+    /// The acting user's id, when the event names one.
+    pub fn user_id(&self) -> Option<i64> {
+        self.actor().id
+    }
+
+    /// Where the event happens, for the events that say.
+    pub fn conversation(&self) -> Option<Conversation<'_>> {
+        views::conversation(self.message(), || self.views())
+    }
+
+    /// The event's own time: a message's `timestamp`, else a top-level
+    /// `server_timestamp` (presence), `timestamp` or `edit_timestamp`
+    /// (seconds, integer or fractional).
+    pub fn time(&self) -> Option<EventTime> {
+        views::time(self.message(), || self.views())
+    }
+
+    /// The message the event is about: a message's id, else `message_id`,
+    /// else the smallest of `message_ids`.
+    pub fn about_message(&self) -> Option<MessageRef> {
+        views::about(self.message(), || self.views())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHANNEL: &str = r#"{"type":"message","message":{"id":42,"sender_id":7,"sender_email":"a@x.org","display_recipient":"general","stream_id":3,"subject":"lunch","timestamp":1790000000,"content":"hi  there"},"flags":[],"id":5}"#;
+    #[test]
+    fn the_head_reads_the_message_id_and_tolerates_an_odd_message_field() {
+        let e = Event::from_wire(CHANNEL).unwrap();
+        assert_eq!((e.id(), e.message_id()), (5, Some(42)));
+        assert_eq!(e.raw(), CHANNEL);
+        // Only message events have a message id.
+        let r = Event::from_wire(r#"{"type":"reaction","id":1,"message":{"id":9}}"#).unwrap();
+        assert_eq!(r.message_id(), None);
+        // A `message` that is not an object, or has no integer id, is no
+        // reason to lose the event.
+        for odd in [
+            r#"{"type":"message","id":2,"message":"text"}"#,
+            r#"{"type":"message","id":2,"message":[1,{"id":3}]}"#,
+            r#"{"type":"message","id":2,"message":{"id":"x","nested":{"id":4}}}"#,
+            r#"{"type":"message","id":2,"message":null}"#,
+        ] {
+            let e = Event::from_wire(odd).unwrap();
+            assert_eq!((e.id(), e.message_id()), (2, None), "{odd}");
+        }
+    }
+    #[test]
+    fn text_that_is_not_json_is_refused_on_the_wire() {
+        assert!(Event::from_wire(r#"{"type":"message","id":2"#).is_err());
+        assert!(Event::from_wire(r#"{"type":"message","id":2} x"#).is_err());
+        assert!(Event::from_wire(r#"{"type":"x","id":2,"s":"\q"}"#).is_err());
+    }
+    #[test]
+    fn the_raw_json_is_kept_byte_for_byte() {
+        let e = Event::parse(CHANNEL).unwrap();
+        assert_eq!(e.raw(), CHANNEL);
+        assert_eq!((e.id(), e.event_type(), e.op()), (5, "message", None));
+    }
+    #[test]
+    fn an_unknown_type_and_its_op_are_kept() {
+        let e = Event::parse(r#"{"type":"channel_folder","op":"add","id":3}"#).unwrap();
+        assert_eq!((e.event_type(), e.op()), ("channel_folder", Some("add")));
+        assert!(e.message().is_none());
+    }
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        assert!(matches!(Event::parse("{"), Err(EventError::NotJson(_))));
+        assert!(matches!(
+            Event::parse(r#"{"id":1}"#),
+            Err(EventError::MissingType)
+        ));
+        assert!(matches!(
+            Event::parse(r#"{"type":"x"}"#),
+            Err(EventError::MissingId)
+        ));
+        assert!(Event::parse("[1,2]").is_err());
+    }
+    #[test]
+    fn a_backfilled_message_becomes_a_marked_message_event() {
+        let raw = RawValue::from_string(r#"{"id":77,"sender_id":1,"display_recipient":"g","subject":"t","timestamp":1,"content":"c"}"#.into()).unwrap();
+        let e = Event::backfilled_message(&raw).unwrap();
+        assert!(e.is_backfilled());
+        assert_eq!((e.id(), e.message_id()), (77, Some(77)));
+    }
+}
