@@ -2,6 +2,7 @@
 //! listeners while it runs, over the per-listener [`Slot`]s that the
 //! dispatcher and its runs share.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -18,6 +19,9 @@ pub(super) struct Slot {
     pub(super) name: Arc<str>,
     pub(super) handles: RunHandles,
     pub(super) breaker: Breaker,
+    /// Runs spawned and not yet ended (waiting for their lane or a slot,
+    /// or running), for the drain to name what it abandons.
+    pub(super) in_flight: AtomicUsize,
 }
 
 /// Disables, enables and inspects the dispatcher's listeners at run time.

@@ -17,6 +17,7 @@
 //!   dead-lettered. A listener's [`Breaker`] skips runs while its circuit is
 //!   open or it is disabled; skipped runs are dead-lettered for `replay`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ use crate::listeners::{interested, Listener};
 use crate::metrics::Outcome;
 use crate::state::State;
 use crate::store::StoredEvent;
+
+/// How many inbox ids a drain that runs out of time names in its log.
+const DRAIN_NAMED_EVENTS: usize = 20;
 
 /// Runs that may exist (waiting or running) per allowed concurrent run.
 pub const ADMISSION_FACTOR: usize = 16;
@@ -75,6 +79,7 @@ impl Dispatcher {
                 name: Arc::from(l.name()),
                 handles: state.metrics.run_handles(l.name()),
                 breaker: Breaker::new(settings.breaker),
+                in_flight: AtomicUsize::new(0),
             })
             .collect();
         let max = settings.max_concurrent.max(1);
@@ -202,12 +207,16 @@ impl Dispatcher {
         let outcomes = self.outcomes.clone();
         let lanes = self.lanes.clone();
         self.state.metrics.runs_in_flight.inc();
+        self.slots[index].in_flight.fetch_add(1, Ordering::Relaxed);
         self.tracker.spawn(async move {
             turn.wait().await;
             let record = run.execute().await;
             lanes.leave(turn);
             drop(permit);
             run.state.metrics.runs_in_flight.dec();
+            run.slots[run.index]
+                .in_flight
+                .fetch_sub(1, Ordering::Relaxed);
             // The recorder outlives every run; if it is gone the daemon is
             // stopping and the event is re-dispatched at next start, as it
             // is when shutdown came before the run could start.
@@ -218,21 +227,39 @@ impl Dispatcher {
     }
 
     /// Stops accepting runs and waits up to `deadline` for those in flight.
-    /// Returns how many were still running when the deadline passed.
+    /// Returns how many were still running when the deadline passed, and
+    /// names them in the log: by listener, and by the inbox ids of the
+    /// events left without a recorded outcome.
     pub async fn drain(self, deadline: Duration) -> usize {
         self.tracker.close();
         if tokio::time::timeout(deadline, self.tracker.wait())
             .await
-            .is_err()
+            .is_ok()
         {
-            let left = self.tracker.len();
-            tracing::warn!(
-                still_running = left,
-                "Listener runs did not finish before the shutdown deadline; their events are dispatched again at next start"
-            );
-            return left;
+            return 0;
         }
-        0
+        let left = self.tracker.len();
+        let listeners = self.in_flight_by_listener();
+        let events = self.progress.unrecorded(DRAIN_NAMED_EVENTS);
+        tracing::warn!(
+            still_running = left,
+            listeners = %listeners,
+            inbox_ids = %events,
+            "Listener runs did not finish before the shutdown deadline; their events are dispatched again at next start"
+        );
+        left
+    }
+
+    /// `name (count), …` of the listeners with runs in flight.
+    pub(super) fn in_flight_by_listener(&self) -> String {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let n = s.in_flight.load(Ordering::Relaxed);
+                (n > 0).then(|| format!("{} ({n})", s.name))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -451,5 +478,45 @@ mod tests {
         assert_eq!(left, 0);
         assert!(max <= 2, "{max} runs at once with max_concurrent = 2");
         assert_eq!(recorded.await.unwrap(), 2);
+    }
+
+    /// Never finishes.
+    struct Hangs;
+
+    #[async_trait]
+    impl Listener for Hangs {
+        fn name(&self) -> &str {
+            "hangs"
+        }
+        fn description(&self) -> &str {
+            "never answers"
+        }
+        fn event_types(&self) -> &[&str] {
+            &["message"]
+        }
+        async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_that_runs_out_of_time_can_name_the_runs_it_abandons() {
+        // Arrange: two events whose runs hang.
+        let (d, _rx) = dispatcher(Arc::new(Hangs), 0);
+        for id in [7, 8] {
+            let mut stored = message(id);
+            stored.event = Event::parse(&format!(
+                r#"{{"type":"message","id":{id},"message":{{"id":{id},"sender_id":1,"display_recipient":"g","subject":"t{id}","timestamp":1,"content":"x"}}}}"#
+            ))
+            .unwrap();
+            d.dispatch(stored, &[]).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        // Act / Assert: what the drain's warning names.
+        assert_eq!(d.in_flight_by_listener(), "hangs (2)");
+        assert_eq!(d.progress.unrecorded(DRAIN_NAMED_EVENTS), "7, 8");
+        assert_eq!(d.progress.unrecorded(1), "7, … (2 in all)");
+        assert_eq!(d.drain(Duration::from_secs(1)).await, 2);
     }
 }

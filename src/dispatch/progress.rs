@@ -70,6 +70,17 @@ impl Progress {
         self.lock().remaining.len()
     }
 
+    /// The oldest `limit` inbox ids with runs outstanding, as `1, 2, 3`
+    /// (`, … (N in all)` when there are more).
+    pub fn unrecorded(&self, limit: usize) -> String {
+        let s = self.lock();
+        let mut ids: Vec<String> = s.remaining.keys().take(limit).map(i64::to_string).collect();
+        if s.remaining.len() > limit {
+            ids.push(format!("… ({} in all)", s.remaining.len()));
+        }
+        ids.join(", ")
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this short lock cannot leave the map half
         // updated in a way that matters more than stopping would.
