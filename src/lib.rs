@@ -21,11 +21,12 @@
 //! - [`http`]: `/health` and `/metrics`.
 //! - [`app`]: the daemon assembled, run until stopped, drained.
 //! - [`cli`]: the subcommands and their exit codes.
-//! - [`state`], [`metrics`], [`telemetry`], [`notify`], [`systemd`],
-//!   [`shutdown`]: what every component shares.
+//! - [`state`], [`metrics`], [`backoff`], [`telemetry`], [`notify`],
+//!   [`systemd`], [`shutdown`]: what every component shares.
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod dispatch;

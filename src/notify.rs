@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::dispatch::Notice;
 use crate::store::Store;
 
@@ -88,8 +89,10 @@ fn body(notice: &Notice, instance: &str, suppressed: u64) -> serde_json::Value {
     }
 }
 
-/// POSTs with up to three tries, 1 s and 2 s apart; failures are logged.
+/// POSTs with up to three tries, the waits between them full-jitter
+/// backoff under 1 s and 2 s; failures are logged.
 async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(2));
     for attempt in 1..=3u32 {
         match http.post(url).json(body).send().await {
             Ok(r) if r.status().is_success() => return,
@@ -102,7 +105,9 @@ async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) {
                 tracing::warn!(error = %e.without_url(), attempt, "Cannot reach the notification webhook")
             }
         }
-        tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        if attempt < 3 {
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
     }
     tracing::error!("Gave up sending a notification to the webhook after 3 tries");
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::AppError;
+use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::intake::Backoff;
 use crate::store::{self, Store, StoreError, StoreOptions};
 use crate::zulip::{load_credentials, Client, CredentialSources, ErrorAction, UserMe};
 

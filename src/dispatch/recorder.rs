@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::progress::Progress;
+use crate::backoff::Backoff;
 use crate::state::State;
 use crate::store::{RunRecord, Store, StoreError};
 
@@ -34,6 +35,9 @@ pub enum Recording {
 
 /// The operator name an automatic disable is recorded under.
 const AUTO_DISABLE_ACTOR: &str = "auto-disable";
+/// First and largest delay between tries of a database write.
+const RETRY_BASE: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(5);
 
 /// What the recorder did before it stopped.
 #[derive(Debug, Default, Clone, Copy)]
@@ -124,7 +128,7 @@ impl Recorder {
         reason: &str,
         give_up: &tokio_util::sync::CancellationToken,
     ) {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
         for attempt in 1u32.. {
             let result = self
                 .store
@@ -138,6 +142,7 @@ impl Recorder {
                 tracing::error!(listener, error = %e, "Cannot record that the listener was disabled");
                 return;
             }
+            let delay = backoff.next_delay();
             tracing::warn!(listener, error = %e, retry_in_ms = delay.as_millis() as u64, "Recording that the listener was disabled failed; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -146,7 +151,6 @@ impl Recorder {
                     return;
                 }
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -156,7 +160,7 @@ impl Recorder {
         give_up: &tokio_util::sync::CancellationToken,
     ) -> bool {
         let (watermark, counts) = self.progress.preview(batch.iter().map(|r| r.inbox_id));
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
         let mut attempt = 0u32;
         // Tags the transaction: if an attempt fails in a way that leaves the
         // commit's fate unknown, the next one first asks whether it landed,
@@ -173,7 +177,7 @@ impl Recorder {
                 self.set_retrying(false);
                 return true;
             }
-            match self.write_batch(batch, watermark, tag).await {
+            let delay = match self.write_batch(batch, watermark, tag).await {
                 Ok(()) => {
                     self.progress.commit(&counts);
                     self.state
@@ -199,10 +203,12 @@ impl Recorder {
                         tracing::error!(error = %e, runs = batch.len(), "Cannot record listener runs; their events are dispatched again at next start");
                         return false;
                     }
+                    let delay = backoff.next_delay();
                     tracing::warn!(error = %e, runs = batch.len(), retry_in_ms = delay.as_millis() as u64, "Recording listener runs failed; retrying");
                     self.set_retrying(true);
+                    delay
                 }
-            }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = give_up.cancelled() => {
@@ -210,7 +216,6 @@ impl Recorder {
                     return false;
                 }
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 

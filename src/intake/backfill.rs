@@ -5,8 +5,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
 use super::poller::{sleep_or_cancel, stopped_by, Intake, IntakeError};
+use crate::backoff::Backoff;
 use crate::event::Event;
 use crate::store::Cursor;
 use crate::zulip::ErrorAction;

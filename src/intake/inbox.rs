@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::dispatch::Dispatcher;
 use crate::event::Event;
 use crate::listeners::{interested, Listener};

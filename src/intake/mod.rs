@@ -1,13 +1,11 @@
 //! Intake: how events get in. The Zulip poll loop (`poller`) and its queue
 //! state machine (`queue`: resume, register, release), the commit of a
 //! polled page in chunks (`page`), the backfill after a lost queue
-//! (`backfill`), what each happening logs and counts (`notes`), the backoff
-//! between failed requests, memory backpressure, the JSON-lines file
+//! (`backfill`), what each happening logs and counts (`notes`), memory backpressure, the JSON-lines file
 //! source (`file`), and the inbox [`Pipeline`] every source feeds
 //! (`inbox`).
 
 mod backfill;
-mod backoff;
 pub mod backpressure;
 mod file;
 mod inbox;
@@ -16,7 +14,6 @@ mod page;
 mod poller;
 mod queue;
 
-pub use backoff::Backoff;
 pub use file::{run_file, FileError, FileReport};
 pub use inbox::{AcceptReport, Pipeline, PipelineError, PipelineMode};
 pub use poller::{Intake, IntakeError, IntakeSettings};

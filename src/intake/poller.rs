@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
 use super::inbox::{Pipeline, PipelineError};
+use crate::backoff::Backoff;
 use crate::state::State;
 use crate::store::{Cursor, StoreError};
 use crate::zulip::{Client, ErrorAction, EventsPage, RegisterParams, ZulipError};

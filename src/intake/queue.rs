@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
 use super::poller::{sleep_or_cancel, stopped_by, Intake, IntakeError};
+use crate::backoff::Backoff;
 use crate::store::Cursor;
 use crate::zulip::{ErrorAction, Registration};
 

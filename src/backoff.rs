@@ -1,6 +1,10 @@
 //! [`Backoff`]: full-jitter exponential backoff ("Exponential Backoff And
 //! Jitter", AWS Architecture Blog): each delay is uniform in
-//! `[0, min(cap, base · 2^n)]`, so many clients never retry in step.
+//! `[0, min(cap, base · 2^n)]`, so many clients never retry in step. The
+//! one retry schedule of the daemon: the poll loop and backfill, the
+//! start-up identity check, the inbox writer, the recorder and the
+//! notification webhook all wait with it (listener runs have their own
+//! retry policy, a configured delay with ±50% jitter).
 
 use std::time::Duration;
 
