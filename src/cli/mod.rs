@@ -1,6 +1,7 @@
-//! The command line: clap's definitions (`args.rs`), the exit codes and the
-//! mapping of each boundary's error to one (`exit.rs`), [`run`] handing each
-//! subcommand to its own file (`dispatch.rs`), and one file per subcommand.
+//! The command line: [`main`], the whole binary (`entry.rs`); clap's
+//! definitions (`args.rs`); the exit codes and the mapping of each
+//! boundary's error to one (`exit.rs`); [`run`] handing each subcommand to
+//! its own file (`dispatch.rs`); and one file per subcommand.
 
 mod actor;
 mod age;
@@ -9,6 +10,7 @@ mod args;
 mod check_config;
 mod cleanup;
 mod dispatch;
+mod entry;
 mod exit;
 mod list;
 mod migrate;
@@ -21,4 +23,5 @@ pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
 pub use args::{Cli, Command, ReplayArgs, RunArgs};
 pub use check_config::redact_url;
 pub use dispatch::{load_config, run};
+pub use entry::main;
 pub use exit::{Failure, EXIT_AUTH, EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_OK};
