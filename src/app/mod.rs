@@ -113,7 +113,8 @@ pub struct RunReport {
 ///
 /// [`StoreError`] when it cannot be opened, or has pending migrations.
 pub async fn open_store(config: &Config, auto_migrate: bool) -> Result<Arc<dyn Store>, StoreError> {
-    let store = store::open(&config.database.url, &store_options(config)).await?;
+    let url = store::DatabaseUrl::parse(&config.database.url)?;
+    let store = store::open(&url, &store_options(config)).await?;
     if store.backend() == "sqlite" || auto_migrate {
         for m in store.migrate().await? {
             tracing::info!(migration = %m, "Applied a migration");

@@ -3,7 +3,6 @@
 //! process), and `list` with each listener's run state; plus their text.
 
 use std::fmt::Write as _;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -16,7 +15,8 @@ use crate::config::Config;
 use crate::dispatch::replay::{self, ReplayOutcome, ReplaySettings};
 use crate::listeners::{Listener, Registry, RegistryError};
 use crate::store::{
-    AuditAction, CleanupCounts, ListenerOverview, ListenerState, Store, StoreError, StoreOptions,
+    AuditAction, CleanupCounts, DatabaseUrl, ListenerOverview, ListenerState, Store, StoreError,
+    StoreOptions,
 };
 
 /// The window of `list`'s failure count.
@@ -301,12 +301,9 @@ async fn open_circuits_of_running_daemon(
 /// Reads the run state without creating or migrating anything; `Err` says
 /// why it is not available.
 async fn read_run_state(config: &Config) -> Result<RunState, String> {
-    let url = &config.database.url;
-    if url.starts_with("sqlite:") {
-        let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map_err(|e| format!("bad database URL: {e}"))?
-            .get_filename()
-            .to_owned();
+    let url =
+        DatabaseUrl::parse(&config.database.url).map_err(|e| format!("bad database URL: {e}"))?;
+    if let Some(path) = url.sqlite_path() {
         if !path.exists() {
             return Err(format!("there is no database at {} yet", path.display()));
         }
@@ -315,7 +312,7 @@ async fn read_run_state(config: &Config) -> Result<RunState, String> {
         max_connections: 1,
         ..app::store_options(config)
     };
-    let store = crate::store::open(url, &opts)
+    let store = crate::store::open(&url, &opts)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
     let pending = store

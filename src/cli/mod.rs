@@ -272,7 +272,13 @@ async fn cmd_migrate(config: &Config) -> Result<(), Failure> {
         max_connections: 2,
         ..app::store_options(config)
     };
-    let store = crate::store::open(&config.database.url, &opts)
+    let url = crate::store::DatabaseUrl::parse(&config.database.url).map_err(|e| {
+        Failure::new(
+            EXIT_DATABASE,
+            anyhow::Error::new(crate::store::StoreError::from(e)),
+        )
+    })?;
+    let store = crate::store::open(&url, &opts)
         .await
         .map_err(|e| Failure::new(EXIT_DATABASE, anyhow::Error::new(e)))?;
     let applied = store

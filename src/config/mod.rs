@@ -463,15 +463,9 @@ fn read_database(r: &mut Reader, t: &Table, out: &mut DatabaseConfig) {
         match k.as_str() {
             "url" => {
                 if let Some(url) = r.string(&key, v) {
-                    if url.starts_with("sqlite:")
-                        || url.starts_with("postgres://")
-                        || url.starts_with("postgresql://")
-                    {
-                        out.url = url;
-                    } else {
-                        r.problem(format!(
-                            "`{key}` must start with sqlite:, postgres:// or postgresql://, got `{url}`"
-                        ));
+                    match crate::store::DatabaseUrl::parse(&url) {
+                        Ok(_) => out.url = url,
+                        Err(e) => r.problem(format!("`{key}` {e}")),
                     }
                 }
             }

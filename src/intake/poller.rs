@@ -23,7 +23,7 @@ use super::backoff::Backoff;
 use super::inbox::{Pipeline, PipelineError};
 use crate::event::Event;
 use crate::state::{now_ms, State};
-use crate::store::{Cursor, StoreError};
+use crate::store::{Cursor, Origin, StoreError};
 use crate::zulip::{Client, ErrorAction, RegisterParams, Registration, ZulipError};
 
 /// Margin added to the long-poll timeout before a poll is abandoned.
@@ -165,7 +165,12 @@ impl<'a> Intake<'a> {
                 };
                 match self
                     .pipeline
-                    .accept(&c.queue_id, Vec::new(), Some(&c), &token)
+                    .accept(
+                        &Origin::Queue(c.queue_id.clone()),
+                        Vec::new(),
+                        Some(&c),
+                        &token,
+                    )
                     .await
                 {
                     Ok(_) => {}
@@ -246,6 +251,7 @@ impl<'a> Intake<'a> {
             let mut committed = current.clone();
             let mut stop = None;
             let mut following = ranges.iter().skip(1).cloned();
+            let origin = Origin::Queue(current.queue_id.clone());
             let mut prepared = Some(prepare(
                 &items,
                 ranges[0].clone(),
@@ -259,8 +265,7 @@ impl<'a> Intake<'a> {
                     continue;
                 }
                 let (result, after) = tokio::join!(
-                    self.pipeline
-                        .accept(&current.queue_id, events, Some(&next), &token),
+                    self.pipeline.accept(&origin, events, Some(&next), &token),
                     async { range.map(|r| prepare(&items, r, &next, &current.queue_id)) }
                 );
                 prepared = after;
@@ -488,7 +493,7 @@ impl<'a> Intake<'a> {
                 let n = events.len() as u64;
                 match self
                     .pipeline
-                    .accept("backfill", events, Some(&c), token)
+                    .accept(&Origin::Backfill, events, Some(&c), token)
                     .await
                 {
                     Ok(r) => total += r.stored as u64,

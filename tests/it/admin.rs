@@ -12,12 +12,12 @@ use chrono::{DateTime, Utc};
 use zulip_event_listeners::app::{self, RunOptions};
 use zulip_event_listeners::dispatch::replay::{self, ReplaySettings};
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::store::{self, AuditAction, RunRecord, Store};
+use zulip_event_listeners::store::{self, AuditAction, Origin, RunRecord, Store};
 
 use crate::support::*;
 
 async fn store_for(db: &TestDb) -> Arc<dyn Store> {
-    let s = store::open(&db.url, &Default::default())
+    let s = store::open(&db.url.parse().expect("database URL"), &Default::default())
         .await
         .expect("open");
     s.migrate().await.expect("migrate");
@@ -34,7 +34,7 @@ fn message(event_id: i64) -> Event {
 
 async fn append(s: &Arc<dyn Store>, first_event_id: i64, n: i64) -> Vec<i64> {
     let events: Vec<Event> = (first_event_id..first_event_id + n).map(message).collect();
-    s.append("default", "q", &events, None)
+    s.append("default", &Origin::Queue("q".into()), &events, None)
         .await
         .unwrap()
         .into_iter()

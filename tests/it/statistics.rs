@@ -12,7 +12,7 @@ use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 use zulip_event_listeners::event::Event;
 use zulip_event_listeners::store::retention::run_retention;
-use zulip_event_listeners::store::{self, RunRecord, Store, StoreOptions};
+use zulip_event_listeners::store::{self, Origin, RunRecord, Store, StoreOptions};
 
 use crate::support::*;
 
@@ -23,7 +23,8 @@ const FIVE_MINUTES: Duration = Duration::from_secs(300);
 type StatsRow = (String, i64, i64, i64, i64, i64, i64, Option<i64>);
 
 async fn open_store(db: &TestDb, opts: &StoreOptions) -> Arc<dyn Store> {
-    let s = store::open(&db.url, opts).await.expect("open");
+    let url = db.url.parse().expect("database URL");
+    let s = store::open(&url, opts).await.expect("open");
     s.migrate().await.expect("migrate");
     s
 }
@@ -53,7 +54,7 @@ fn message(event_id: i64) -> Event {
 /// Appends `n` events to `instance`'s inbox and returns their ids.
 async fn append(s: &Arc<dyn Store>, instance: &str, first_event_id: i64, n: i64) -> Vec<i64> {
     let events: Vec<Event> = (first_event_id..first_event_id + n).map(message).collect();
-    s.append(instance, "q", &events, None)
+    s.append(instance, &Origin::Queue("q".into()), &events, None)
         .await
         .unwrap()
         .into_iter()

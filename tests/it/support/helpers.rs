@@ -90,7 +90,8 @@ impl TestDb {
 
     /// Runs `migrate` (PostgreSQL databases are not migrated by `run`).
     pub async fn migrate(&self) {
-        let store = zulip_event_listeners::store::open(&self.url, &Default::default())
+        let url = self.url.parse().expect("database URL");
+        let store = zulip_event_listeners::store::open(&url, &Default::default())
             .await
             .expect("open store");
         store.migrate().await.expect("migrate");
