@@ -1,8 +1,9 @@
 //! `Store` and `AdminStore`, written once for every backend (see
 //! [`Dialect`]): each
 //! method is either the same SQL on both backends (from `sql`, run with
-//! [`on_pool!`]) or the backend's own operation. Also the retention
-//! statements both backends' `StatsStore` run.
+//! [`on_pool!`]) or the backend's own operation. Also the parts of
+//! `StatsStore` that both backends run the same way: retention, the range
+//! `aggregate` rebuilds, and the rows a listener summary adds to the counts.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::admin::AdminStore;
+use super::aggregate::bucket_start;
 use super::api::Store;
 use super::dialect::{AdminDialect, Dialect, InboxDialect, RecordDialect};
 use super::error::StoreError;
@@ -19,9 +21,12 @@ use super::model::{
     DeadLetterRow, ListenerOverview, ListenerState, LoggedEvent, LoggedEventRow, Origin, RunRecord,
     Summary, Unfinished,
 };
-use super::sql::{self, on_pool, Pool};
-use super::statistics::{RetentionReport, StatsStore};
+use super::sql::{self, on_conn, on_pool, Conn, Pool};
+use super::statistics::{
+    assemble, ListenerSummary, RetentionReport, RunCounts, StatsStore, SummaryRows, TOP_ERRORS,
+};
 use crate::event::Event;
+use std::time::Duration;
 
 #[async_trait]
 impl<T> Store for T
@@ -337,4 +342,54 @@ pub(crate) async fn retention(
             inbox,
         }
     }))
+}
+
+/// The buckets `aggregate` rebuilds: `(first, from)`, the bucket of the
+/// oldest event log row (kept, never overwritten) and the one to start
+/// from (that of `since`, never before `first`); `None` when the event log
+/// is empty.
+pub(crate) async fn aggregate_range(
+    conn: Conn<'_>,
+    interval: Duration,
+    since: Option<DateTime<Utc>>,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+    let oldest: Option<DateTime<Utc>> = on_conn!(conn, c => sqlx::query_scalar(sql::OLDEST_RUN)
+        .fetch_one(c)
+        .await?);
+    Ok(oldest.map(|oldest| {
+        let first = bucket_start(oldest, interval);
+        (
+            first,
+            since.map_or(first, |s| bucket_start(s, interval).max(first)),
+        )
+    }))
+}
+
+/// `StatsStore::listener_stats` from the backend's event log `counts`: reads
+/// the top errors, the volume and the stats buckets' last successes of
+/// `listener` (all when `None`) since `since` on `conn`, and assembles them.
+pub(crate) async fn listener_summaries(
+    conn: Conn<'_>,
+    listener: Option<&str>,
+    since: DateTime<Utc>,
+    counts: Vec<RunCounts>,
+) -> Result<Vec<ListenerSummary>, StoreError> {
+    Ok(on_conn!(conn, c => assemble(SummaryRows {
+        counts,
+        errors: sqlx::query_as(sql::TOP_ERRORS)
+            .bind(since)
+            .bind(listener)
+            .bind(TOP_ERRORS)
+            .fetch_all(&mut *c)
+            .await?,
+        volume: sqlx::query_as(sql::VOLUME)
+            .bind(since)
+            .bind(listener)
+            .fetch_all(&mut *c)
+            .await?,
+        last_success: sqlx::query_as(sql::STATS_LAST_SUCCESS)
+            .bind(listener)
+            .fetch_all(&mut *c)
+            .await?,
+    })))
 }

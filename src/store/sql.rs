@@ -1,12 +1,13 @@
 //! SQL written once for both backends: the statements that are the same
 //! text on PostgreSQL and SQLite (sqlx's SQLite driver reads `$N`
-//! placeholders as PostgreSQL does), and [`on_pool!`], which runs one piece
-//! of Rust against whichever backend's pool a [`Pool`] holds. The
+//! placeholders as PostgreSQL does), and [`on_pool!`] and [`on_conn!`],
+//! which run one piece of Rust against whichever backend's pool a [`Pool`]
+//! (or connection a [`Conn`]) holds. The
 //! statements that really differ (`now()`, `GREATEST`/`MAX`, arrays,
 //! casts) stay in `postgres/` and `sqlite/`.
 
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
 /// A borrowed connection pool of either backend.
 #[derive(Clone, Copy)]
@@ -29,6 +30,25 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// A borrowed connection (or transaction) of either backend.
+pub(crate) enum Conn<'a> {
+    /// PostgreSQL.
+    Postgres(&'a mut PgConnection),
+    /// SQLite.
+    Sqlite(&'a mut SqliteConnection),
+}
+
+/// [`on_pool!`] for a [`Conn`]: `expr` with `c` bound to the connection.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::sql::Conn::Postgres($c) => $body,
+            $crate::store::sql::Conn::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
 
 /// A cheap round trip.
 pub(crate) const PING: &str = "SELECT 1";

@@ -8,14 +8,12 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::connect::PgStore;
-use crate::store::aggregate::bucket_start;
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
 use crate::store::shared;
-use crate::store::sql;
+use crate::store::sql::Conn;
 use crate::store::statistics::{
-    assemble, width_secs, AggregateReport, ListenerSummary, RetentionReport, RunCounts, StatsStore,
-    SummaryRows, TOP_ERRORS,
+    width_secs, AggregateReport, ListenerSummary, RetentionReport, RunCounts, StatsStore,
 };
 
 /// Recomputes the buckets from `$2` on and upserts them, except that the
@@ -66,15 +64,12 @@ impl StatsStore for PgStore {
         sqlx::query("LOCK TABLE event_listeners_listenerstats IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
-        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(sql::OLDEST_RUN)
-            .fetch_one(&mut *tx)
-            .await?;
-        let Some(oldest) = oldest else {
+        let Some((first, from)) =
+            shared::aggregate_range(Conn::Postgres(&mut tx), interval, since).await?
+        else {
             tx.commit().await?;
             return Ok(AggregateReport::default());
         };
-        let first = bucket_start(oldest, interval);
-        let from = since.map_or(first, |s| bucket_start(s, interval).max(first));
         let row = sqlx::query(AGGREGATE_SQL)
             .bind(width_secs(interval))
             .bind(from)
@@ -98,7 +93,7 @@ impl StatsStore for PgStore {
         listener: Option<&str>,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListenerSummary>, StoreError> {
-        let pool = self.pool();
+        let mut conn = self.pool().acquire().await?;
         let counts = sqlx::query(
             "SELECT listener_name, count(*), count(*) FILTER (WHERE success),
                     count(*) FILTER (WHERE NOT success),
@@ -111,7 +106,7 @@ impl StatsStore for PgStore {
         )
         .bind(since)
         .bind(listener)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| RunCounts {
@@ -124,26 +119,6 @@ impl StatsStore for PgStore {
             last_success: r.get(6),
         })
         .collect();
-        let errors = sqlx::query_as(sql::TOP_ERRORS)
-            .bind(since)
-            .bind(listener)
-            .bind(TOP_ERRORS)
-            .fetch_all(pool)
-            .await?;
-        let volume = sqlx::query_as(sql::VOLUME)
-            .bind(since)
-            .bind(listener)
-            .fetch_all(pool)
-            .await?;
-        let last_success = sqlx::query_as(sql::STATS_LAST_SUCCESS)
-            .bind(listener)
-            .fetch_all(pool)
-            .await?;
-        Ok(assemble(SummaryRows {
-            counts,
-            errors,
-            volume,
-            last_success,
-        }))
+        shared::listener_summaries(Conn::Postgres(&mut conn), listener, since, counts).await
     }
 }

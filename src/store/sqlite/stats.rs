@@ -10,14 +10,14 @@ use sqlx::{Row, SqliteConnection};
 
 use super::connect::{SqliteStore, CHUNK};
 use super::record::stats_insert;
-use crate::store::aggregate::{bucket_start, StatsBucket};
+use crate::store::aggregate::StatsBucket;
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
 use crate::store::shared;
-use crate::store::sql;
+use crate::store::sql::Conn;
 use crate::store::statistics::{
-    assemble, bucket_time, interpolate, percentile_position, width_secs, AggregateReport,
-    ListenerSummary, RetentionReport, RunCounts, StatsStore, SummaryRows, TOP_ERRORS,
+    bucket_time, interpolate, percentile_position, width_secs, AggregateReport, ListenerSummary,
+    RetentionReport, RunCounts, StatsStore,
 };
 
 #[async_trait]
@@ -30,15 +30,12 @@ impl StatsStore for SqliteStore {
         // IMMEDIATE takes the write lock before the read, so no recorder
         // batch commits between them (see `statistics`).
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(sql::OLDEST_RUN)
-            .fetch_one(&mut *tx)
-            .await?;
-        let Some(oldest) = oldest else {
+        let Some((first, from)) =
+            shared::aggregate_range(Conn::Sqlite(&mut tx), interval, since).await?
+        else {
             tx.commit().await?;
             return Ok(AggregateReport::default());
         };
-        let first = bucket_start(oldest, interval);
-        let from = since.map_or(first, |s| bucket_start(s, interval).max(first));
         let buckets = recompute(&mut tx, width_secs(interval), from).await?;
         let mut written = 0;
         for chunk in buckets.chunks(CHUNK) {
@@ -105,28 +102,10 @@ impl StatsStore for SqliteStore {
             c.p50 = percentile(&mut tx, &c.listener, since, 0.5, n).await?;
             c.p95 = percentile(&mut tx, &c.listener, since, 0.95, n).await?;
         }
-        let errors = sqlx::query_as(sql::TOP_ERRORS)
-            .bind(since)
-            .bind(listener)
-            .bind(TOP_ERRORS)
-            .fetch_all(&mut *tx)
-            .await?;
-        let volume = sqlx::query_as(sql::VOLUME)
-            .bind(since)
-            .bind(listener)
-            .fetch_all(&mut *tx)
-            .await?;
-        let last_success = sqlx::query_as(sql::STATS_LAST_SUCCESS)
-            .bind(listener)
-            .fetch_all(&mut *tx)
-            .await?;
+        let summaries =
+            shared::listener_summaries(Conn::Sqlite(&mut tx), listener, since, counts).await?;
         tx.commit().await?;
-        Ok(assemble(SummaryRows {
-            counts,
-            errors,
-            volume,
-            last_success,
-        }))
+        Ok(summaries)
     }
 }
 
