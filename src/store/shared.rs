@@ -1,11 +1,11 @@
 //! `Store` and `AdminStore`, written once for every backend (see
-//! [`Dialect`]): each
-//! method is either the same SQL on both backends (from `sql`, run with
-//! [`on_pool!`]) or the backend's own operation. Also the parts of
+//! [`Dialect`]): each method is either the same SQL on both backends (from
+//! `sql`, run with [`on_pool!`]) or the backend's own operation. Also the parts of
 //! `StatsStore` that both backends run the same way: retention, the range
 //! `aggregate` rebuilds, and the rows a listener summary adds to the counts.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,7 +26,6 @@ use super::statistics::{
     assemble, ListenerSummary, RetentionReport, RunCounts, StatsStore, SummaryRows, TOP_ERRORS,
 };
 use crate::event::Event;
-use std::time::Duration;
 
 #[async_trait]
 impl<T> Store for T
@@ -104,21 +103,19 @@ where
     }
 
     async fn cursor_updated_at(&self, instance: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query_scalar(sql::CURSOR_UPDATED_AT)
+        let at = on_pool!(self.pool(), p => sqlx::query_scalar(sql::CURSOR_UPDATED_AT)
             .bind(instance)
             .fetch_optional(p)
-            .await?),
-        )
+            .await?);
+        Ok(at)
     }
 
     async fn last_record_batch(&self, instance: &str) -> Result<i64, StoreError> {
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query_scalar(sql::LAST_RECORD_BATCH)
+        let batch = on_pool!(self.pool(), p => sqlx::query_scalar(sql::LAST_RECORD_BATCH)
             .bind(instance)
             .fetch_one(p)
-            .await?),
-        )
+            .await?);
+        Ok(batch)
     }
 
     async fn inbox_ids(
@@ -196,11 +193,10 @@ macro_rules! stamped {
 #[async_trait]
 impl<T: AdminDialect> AdminStore for T {
     async fn listener_states(&self) -> Result<Vec<ListenerState>, StoreError> {
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query_as(sql::LISTENER_STATES)
+        let states = on_pool!(self.pool(), p => sqlx::query_as(sql::LISTENER_STATES)
             .fetch_all(p)
-            .await?),
-        )
+            .await?);
+        Ok(states)
     }
 
     async fn set_listener_enabled(
