@@ -37,7 +37,7 @@ use zulip_event_listeners::app::{Application, RunOptions};
 use zulip_event_listeners::config::Config;
 use zulip_event_listeners::event::Event;
 use zulip_event_listeners::listeners::{Context, Listener, ListenerError, Record, Registry};
-use zulip_event_listeners::store::{self, Cursor};
+use zulip_event_listeners::store::{self, Cursor, Origin};
 
 struct Args {
     events: usize,
@@ -278,7 +278,9 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
     }
     if let Some(url) = &sc.db_url {
         // Resume the queue holding the backlog, as after an outage.
-        let s = store::open(url, &Default::default()).await.unwrap();
+        let s = store::open(&url.parse().unwrap(), &Default::default())
+            .await
+            .unwrap();
         s.migrate().await.unwrap();
         let cursor = Cursor {
             site: format!("{}/api/v1/", fake.site()),
@@ -286,7 +288,7 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
             last_event_id: -1,
             last_message_id: None,
         };
-        s.append("default", &queue, &[], Some(&cursor))
+        s.append("default", &Origin::Queue(queue.clone()), &[], Some(&cursor))
             .await
             .unwrap();
     }
@@ -522,7 +524,9 @@ async fn offered_load(rate: usize, seconds: usize) -> (f64, f64, usize) {
     let port = free_port();
     let sc = write_config(&fake, Some(&url), port);
     {
-        let s = store::open(&url, &Default::default()).await.unwrap();
+        let s = store::open(&url.parse().unwrap(), &Default::default())
+            .await
+            .unwrap();
         s.migrate().await.unwrap();
     }
     // Bench-only: a statement trigger that NOTIFYs the inbox ids whose runs a
@@ -634,7 +638,9 @@ async fn soak(n: usize) -> (u64, u64, u64, f64, u64) {
     let port = free_port();
     let sc = write_config(&fake, Some(&url), port);
     {
-        let s = store::open(&url, &Default::default()).await.unwrap();
+        let s = store::open(&url.parse().unwrap(), &Default::default())
+            .await
+            .unwrap();
         s.migrate().await.unwrap();
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_zulip-event-listeners"))
@@ -725,7 +731,9 @@ async fn listeners_run(k: usize, n: usize) -> f64 {
     .await;
     let queue = register_queue(&fake).await;
     push_messages(&fake, 0, n);
-    let s = store::open(&url, &Default::default()).await.unwrap();
+    let s = store::open(&url.parse().unwrap(), &Default::default())
+        .await
+        .unwrap();
     s.migrate().await.unwrap();
     let cursor = Cursor {
         site: format!("{}/api/v1/", fake.site()),
@@ -733,7 +741,7 @@ async fn listeners_run(k: usize, n: usize) -> f64 {
         last_event_id: -1,
         last_message_id: None,
     };
-    s.append("default", &queue, &[], Some(&cursor))
+    s.append("default", &Origin::Queue(queue.clone()), &[], Some(&cursor))
         .await
         .unwrap();
     let mut registry = Registry::builtin();

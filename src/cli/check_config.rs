@@ -25,41 +25,8 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, config: &Config) -> Result<(
     println!(
         "{} is valid: database {}, listeners {}.",
         path.display(),
-        redact_url(&config.database.url),
+        config.database.url.redacted(),
         config.listeners.enabled.join(", ")
     );
     Ok(())
-}
-
-/// A database URL without its password.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_hidden_in_database_urls() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
-    }
 }

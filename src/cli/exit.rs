@@ -94,7 +94,10 @@ mod tests {
 
     #[test]
     fn each_boundary_error_exits_with_its_code() {
-        let store = Failure::from(StoreError::UnsupportedUrl("mysql://x".into()));
+        let store = Failure::from(StoreError::PendingMigrations {
+            count: 1,
+            names: "initial".into(),
+        });
         assert_eq!(store.code, EXIT_DATABASE);
         let config = Failure::from(ConfigError {
             path: None,

@@ -3,7 +3,6 @@
 //! hour, last success), plus the open circuits of a running daemon.
 
 use std::fmt::Write as _;
-use std::str::FromStr;
 
 use chrono::{Duration as ChronoDuration, Utc};
 
@@ -81,11 +80,7 @@ async fn open_circuits_of_running_daemon(
 /// why it is not available.
 async fn read_run_state(config: &Config) -> Result<RunState, String> {
     let url = &config.database.url;
-    if url.starts_with("sqlite:") {
-        let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map_err(|e| format!("bad database URL: {e}"))?
-            .get_filename()
-            .to_owned();
+    if let Some(path) = url.sqlite_path() {
         if !path.exists() {
             return Err(format!("there is no database at {} yet", path.display()));
         }

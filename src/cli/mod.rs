@@ -21,7 +21,6 @@ pub mod stats;
 
 pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
 pub use args::{Cli, Command, ReplayArgs, RunArgs};
-pub use check_config::redact_url;
 pub use dispatch::{load_config, run};
 pub use entry::main;
 pub use exit::{Failure, EXIT_AUTH, EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_OK};

@@ -3,6 +3,7 @@
 
 use toml::Table;
 
+use super::database_url::DatabaseUrl;
 use super::reader::Reader;
 
 /// The section's name.
@@ -20,8 +21,8 @@ const MAX_CONNECTIONS: u64 = 1000;
 /// `[database]`.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH` or `postgres://…`.
-    pub url: String,
+    /// `sqlite://PATH` or `postgres://…`, parsed.
+    pub url: DatabaseUrl,
     /// Connection pool size.
     pub max_connections: u32,
 }
@@ -29,7 +30,8 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
-            url: DEFAULT_DATABASE_URL.to_owned(),
+            // A constant that parses (a unit test reads it).
+            url: DatabaseUrl::parse(DEFAULT_DATABASE_URL).expect("the default database URL parses"),
             max_connections: 8,
         }
     }
@@ -42,15 +44,9 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut DatabaseConfig) {
         match k.as_str() {
             "url" => {
                 if let Some(url) = r.string(&key, v) {
-                    if url.starts_with("sqlite:")
-                        || url.starts_with("postgres://")
-                        || url.starts_with("postgresql://")
-                    {
-                        out.url = url;
-                    } else {
-                        r.problem(format!(
-                            "`{key}` must start with sqlite:, postgres:// or postgresql://, got `{url}`"
-                        ));
+                    match DatabaseUrl::parse(&url) {
+                        Ok(url) => out.url = url,
+                        Err(e) => r.problem(format!("`{key}` {e}")),
                     }
                 }
             }

@@ -4,6 +4,7 @@
 //! own file (struct, defaults, known keys, reader).
 
 mod database;
+mod database_url;
 mod error;
 mod error_handling;
 mod filters;
@@ -23,6 +24,7 @@ mod users;
 mod zulip;
 
 pub use database::{DatabaseConfig, DEFAULT_DATABASE_URL};
+pub use database_url::{Backend, DatabaseUrl, UrlError};
 pub use error::ConfigError;
 pub use error_handling::ErrorHandlingConfig;
 pub use filters::FiltersConfig;

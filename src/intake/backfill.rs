@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::poller::{sleep_or_cancel, stopped_by, Intake, IntakeError};
 use crate::backoff::Backoff;
 use crate::event::Event;
-use crate::store::Cursor;
+use crate::store::{Cursor, Origin};
 use crate::zulip::ErrorAction;
 
 /// Messages per `GET /messages` page when backfilling (Zulip recommends ≤ 1000).
@@ -72,7 +72,7 @@ impl Intake<'_> {
                 let n = events.len() as u64;
                 match self
                     .pipeline
-                    .accept("backfill", events, Some(&c), token)
+                    .accept(&Origin::Backfill, events, Some(&c), token)
                     .await
                 {
                     Ok(r) => total += r.stored as u64,

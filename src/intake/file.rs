@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
 use crate::intake::{Pipeline, PipelineError};
+use crate::store::Origin;
 
 /// Lines per committed batch.
 const BATCH: usize = 500;
@@ -60,12 +61,7 @@ pub async fn run_file(
         source,
     };
     let file = tokio::fs::File::open(path).await.map_err(io)?;
-    let source = format!(
-        "file:{}",
-        std::path::absolute(path)
-            .unwrap_or_else(|_| path.to_owned())
-            .display()
-    );
+    let origin = Origin::File(path.to_owned());
     let mut lines = BufReader::new(file).lines();
     let mut report = FileReport::default();
     let mut batch = Vec::with_capacity(BATCH);
@@ -88,7 +84,7 @@ pub async fn run_file(
         }
         if batch.len() >= BATCH || (done && !batch.is_empty()) {
             let r = pipeline
-                .accept(&source, std::mem::take(&mut batch), None, token)
+                .accept(&origin, std::mem::take(&mut batch), None, token)
                 .await?;
             report.stored += r.stored as u64;
             report.duplicates += r.duplicates as u64;

@@ -26,7 +26,7 @@ use crate::event::Event;
 use crate::listeners::{interested, Listener};
 use crate::metrics::type_label;
 use crate::state::State;
-use crate::store::{Cursor, Store, StoreError, StoredEvent};
+use crate::store::{Cursor, Origin, Store, StoreError, StoredEvent};
 
 /// What the pipeline does with events.
 pub enum PipelineMode {
@@ -178,7 +178,7 @@ impl Pipeline {
         }
     }
 
-    /// Commits `events` from `source` with `cursor`, then dispatches them.
+    /// Commits `events` from `origin` with `cursor`, then dispatches them.
     ///
     /// While the database is unavailable the write is retried with backoff
     /// and nothing is acknowledged; it returns only once the batch is
@@ -189,7 +189,7 @@ impl Pipeline {
     /// [`PipelineError`] on shutdown or on a database error retrying cannot fix.
     pub async fn accept(
         &self,
-        source: &str,
+        origin: &Origin,
         events: Vec<Event>,
         cursor: Option<&Cursor>,
         token: &CancellationToken,
@@ -212,7 +212,7 @@ impl Pipeline {
                 // metric, and kept for the listeners) runs while the
                 // database commits.
                 let (ids, ()) =
-                    tokio::join!(self.append(store, source, &events, cursor, token), async {
+                    tokio::join!(self.append(store, origin, &events, cursor, token), async {
                         self.note_received(&events)
                     });
                 let ids = ids?;
@@ -280,7 +280,7 @@ impl Pipeline {
     async fn adopt_ambiguous(
         &self,
         store: &Arc<dyn Store>,
-        source: &str,
+        origin: &Origin,
         events: &[Event],
         ids: &mut [Option<i64>],
     ) {
@@ -293,7 +293,7 @@ impl Pipeline {
         if missing.is_empty() {
             return;
         }
-        match store.inbox_ids(&self.instance, source, &missing).await {
+        match store.inbox_ids(&self.instance, origin, &missing).await {
             Ok(found) => {
                 let found: std::collections::HashMap<i64, i64> = found.into_iter().collect();
                 for (e, id) in events.iter().zip(ids.iter_mut()) {
@@ -315,7 +315,7 @@ impl Pipeline {
     async fn append(
         &self,
         store: &Arc<dyn Store>,
-        source: &str,
+        origin: &Origin,
         events: &[Event],
         cursor: Option<&Cursor>,
         token: &CancellationToken,
@@ -328,7 +328,7 @@ impl Pipeline {
                 .db_write_seconds
                 .with_label_values(&["append"])
                 .start_timer();
-            let result = store.append(&self.instance, source, events, cursor).await;
+            let result = store.append(&self.instance, origin, events, cursor).await;
             timer.observe_duration();
             match result {
                 Ok(mut ids) => {
@@ -342,8 +342,8 @@ impl Pipeline {
                         // duplicates. Events of a live queue cannot be
                         // stored by anything but this batch, so take their
                         // rows as this batch's own.
-                        if cursor.is_some_and(|c| c.queue_id == source) {
-                            self.adopt_ambiguous(store, source, events, &mut ids).await;
+                        if cursor.is_some_and(|c| origin.is_queue(&c.queue_id)) {
+                            self.adopt_ambiguous(store, origin, events, &mut ids).await;
                         }
                     }
                     self.state.database_retrying.store(false, Ordering::Relaxed);

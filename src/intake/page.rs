@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::poller::{stopped_by, Intake, IntakeError};
 use crate::event::Event;
 use crate::state::now_ms;
-use crate::store::Cursor;
+use crate::store::{Cursor, Origin};
 use crate::zulip::EventsPage;
 
 /// Events per intake transaction when a poll returns a large page.
@@ -37,6 +37,7 @@ impl Intake<'_> {
             ranges.push(0..0);
         }
         let queue_id = &current.queue_id;
+        let origin = Origin::Queue(queue_id.clone());
         let mut committed = current.clone();
         let mut following = ranges.iter().skip(1).cloned();
         let mut prepared = Some(prepare(items, ranges[0].clone(), &committed, queue_id));
@@ -47,7 +48,7 @@ impl Intake<'_> {
                 continue;
             }
             let (result, after) = tokio::join!(
-                self.pipeline.accept(queue_id, events, Some(&next), token),
+                self.pipeline.accept(&origin, events, Some(&next), token),
                 async { range.map(|r| prepare(items, r, &next, queue_id)) }
             );
             prepared = after;

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::poller::{sleep_or_cancel, stopped_by, Intake, IntakeError};
 use crate::backoff::Backoff;
-use crate::store::Cursor;
+use crate::store::{Cursor, Origin};
 use crate::zulip::{ErrorAction, Registration};
 
 /// A queue registered and ready to poll.
@@ -76,7 +76,12 @@ impl Intake<'_> {
         };
         if let Err(e) = self
             .pipeline
-            .accept(&cursor.queue_id, Vec::new(), Some(&cursor), token)
+            .accept(
+                &Origin::Queue(cursor.queue_id.clone()),
+                Vec::new(),
+                Some(&cursor),
+                token,
+            )
             .await
         {
             return stopped_by(e).map_or(Ok(None), Err);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::backend::RunRecord;
+use super::model::RunRecord;
 use crate::listeners::{ActivityKind, MessageLogRecord, Record};
 
 /// Runs of one listener in one aggregation bucket.

@@ -1,27 +1,34 @@
-//! Persistence: the [`Store`] trait and its PostgreSQL and SQLite
-//! implementations, with one migrations folder per backend.
+//! Persistence: the [`Store`], [`AdminStore`] and [`StatsStore`] traits,
+//! the rows they move, and their PostgreSQL and SQLite implementations side
+//! by side, with one migrations folder per backend. What both backends
+//! share is written once: the rows and their decoding (`model`), the
+//! statements that are the same text (`sql`), and the trait methods built
+//! on them (`shared`); each backend supplies the rest (`dialect`).
 
 mod admin;
 mod aggregate;
-mod backend;
+mod api;
+mod dialect;
+mod error;
+mod model;
+mod open;
 mod postgres;
-mod postgres_admin;
-mod postgres_record;
-mod postgres_stats;
 pub mod retention;
+mod shared;
+mod sql;
 mod sqlite;
-mod sqlite_admin;
-mod sqlite_stats;
 mod statistics;
 
-pub use admin::{
-    AdminStore, AuditAction, DeadLetter, ListenerOverview, ListenerState, LoggedEvent,
-};
+pub use crate::config::{DatabaseUrl, UrlError};
+pub use admin::AdminStore;
 pub use aggregate::{ActivityTotals, StatsBucket};
-pub use backend::{
-    open, CleanupCounts, Cursor, RunRecord, Store, StoreError, StoreOptions, StoredEvent, Summary,
-    Unfinished,
+pub use api::Store;
+pub use error::StoreError;
+pub use model::{
+    AuditAction, CleanupCounts, Cursor, DeadLetter, ListenerOverview, ListenerState, LoggedEvent,
+    Origin, RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
 };
+pub use open::open;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use statistics::{AggregateReport, ErrorCount, ListenerSummary, RetentionReport, StatsStore};

@@ -4,7 +4,7 @@
 //!
 //! # Why `aggregate` converges with the recorder running
 //!
-//! The recorder ([`super::Store::record`]) inserts a batch's event log rows
+//! The recorder (`Store::record`) inserts a batch's event log rows
 //! and adds the same runs to their stats buckets in *one* transaction, so
 //! every committed event log row is counted in `event_listeners_listenerstats`
 //! exactly once, and an uncommitted one not at all. `aggregate` overwrites
@@ -43,7 +43,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::backend::StoreError;
+use super::error::StoreError;
 
 /// Failure groups kept per listener in a [`ListenerSummary`].
 pub const TOP_ERRORS: i64 = 5;
@@ -124,7 +124,7 @@ pub struct ListenerSummary {
     pub volume: Vec<(DateTime<Utc>, i64)>,
 }
 
-/// Statistics maintenance and reports; every [`super::Store`] implements it.
+/// Statistics maintenance and reports; every `Store` implements it.
 #[async_trait]
 pub trait StatsStore: Send + Sync {
     /// Recomputes `event_listeners_listenerstats` from the event log, in

@@ -1,22 +1,25 @@
 //! One suite both stores must pass: de-duplication, cursor, recording,
-//! and the recovery of events whose runs were not all recorded.
+//! and the recovery of events whose runs were not all recorded. Each test
+//! runs once per backend (`sqlite::…` and `postgres::…`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use zulip_event_listeners::event::Event;
 use zulip_event_listeners::listeners::{ActivityKind, ActivityRecord, MessageLogRecord, Record};
-use zulip_event_listeners::store::{self, Cursor, RunRecord, Store};
+use zulip_event_listeners::store::{Cursor, Origin, RunRecord, Store};
 
 use crate::support::*;
 
-async fn store_for(db: &TestDb) -> Arc<dyn Store> {
-    let s = store::open(&db.url, &Default::default())
-        .await
-        .expect("open");
-    s.migrate().await.expect("migrate");
-    s
-}
+both_backends!(mod:
+    append_stores_each_event_once_and_moves_the_cursor,
+    the_raw_json_comes_back_byte_for_byte,
+    nothing_recorded_leaves_every_event_unfinished,
+    a_run_below_the_watermark_leaves_its_event_unfinished_with_the_listener_done,
+    recording_through_the_last_event_finishes_everything_and_counts_it,
+    a_batch_mixing_a_stored_event_with_new_ones_stores_the_new_ones_once,
+    a_message_logged_twice_keeps_one_row_and_both_runs,
+);
 
 fn message(event_id: i64, message_id: i64) -> Event {
     Event::parse(&format!(
@@ -40,23 +43,85 @@ fn run(inbox_id: i64, listener: &str, records: Vec<Record>) -> RunRecord {
     }
 }
 
-async fn suite(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let s = store_for(&db).await;
-    let cursor = Cursor {
+fn queue() -> Origin {
+    Origin::Queue("q1".into())
+}
+
+fn first_cursor() -> Cursor {
+    Cursor {
         site: "https://z/api/v1/".into(),
         queue_id: "q1".into(),
         last_event_id: 1,
         last_message_id: Some(11),
-    };
+    }
+}
 
-    // Append stores each event once and moves the cursor with it.
+/// Stores messages 10 and 11 (events 0 and 1) of queue `q1` with
+/// [`first_cursor`]; returns their inbox ids.
+async fn store_two(s: &Arc<dyn Store>) -> (i64, i64) {
     let ids = s
-        .append("i", "q1", &[message(0, 10), message(1, 11)], Some(&cursor))
+        .append(
+            "i",
+            &queue(),
+            &[message(0, 10), message(1, 11)],
+            Some(&first_cursor()),
+        )
         .await
         .unwrap();
     assert!(ids.iter().all(Option::is_some));
-    assert_eq!(s.load_cursor("i").await.unwrap(), Some(cursor.clone()));
+    (ids[0].unwrap(), ids[1].unwrap())
+}
+
+/// Records listener `x` on `a` with the watermark below it.
+async fn record_x_below(s: &Arc<dyn Store>, a: i64) {
+    s.record("i", &[run(a, "x", vec![])], Some(a - 1))
+        .await
+        .unwrap();
+}
+
+/// Records listener `y`, with one message activity each, on `a` and `b`,
+/// and the watermark through `b`.
+async fn record_y_through(s: &Arc<dyn Store>, a: i64, b: i64) {
+    let act = Record::Activity(ActivityRecord {
+        user_id: 3,
+        email: Some("s@x".into()),
+        seen_at: chrono::Utc::now(),
+        kind: ActivityKind::Message,
+    });
+    s.record(
+        "i",
+        &[run(a, "y", vec![act.clone()]), run(b, "y", vec![act])],
+        Some(b),
+    )
+    .await
+    .unwrap();
+}
+
+/// Appends events 1 to 3 (event 1 stored already) with the cursor at 3.
+async fn append_mixed(s: &Arc<dyn Store>) -> (Vec<Option<i64>>, Cursor) {
+    let later = Cursor {
+        last_event_id: 3,
+        last_message_id: Some(13),
+        ..first_cursor()
+    };
+    let mixed = s
+        .append(
+            "i",
+            &queue(),
+            &[message(1, 11), message(2, 12), message(3, 13)],
+            Some(&later),
+        )
+        .await
+        .unwrap();
+    (mixed, later)
+}
+
+async fn append_stores_each_event_once_and_moves_the_cursor(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+
+    store_two(&s).await;
+    assert_eq!(s.load_cursor("i").await.unwrap(), Some(first_cursor()));
     assert_eq!(
         s.load_cursor("other").await.unwrap(),
         None,
@@ -64,20 +129,29 @@ async fn suite(backend: Backend) {
     );
 
     // The same events again, and message 11 arriving by backfill: duplicates.
-    let again = s.append("i", "q1", &[message(1, 11)], None).await.unwrap();
+    let again = s
+        .append("i", &queue(), &[message(1, 11)], None)
+        .await
+        .unwrap();
     assert_eq!(again, vec![None]);
     let backfilled = Event::backfilled_message(
         &serde_json::value::RawValue::from_string(r#"{"id":11,"sender_id":3,"display_recipient":"g","subject":"t","timestamp":1,"content":"c"}"#.into()).unwrap(),
     )
     .unwrap();
     assert_eq!(
-        s.append("i", "backfill", &[backfilled], None)
+        s.append("i", &Origin::Backfill, &[backfilled], None)
             .await
             .unwrap(),
         vec![None]
     );
+    db.drop_db().await;
+}
 
-    // The raw JSON comes back byte for byte.
+async fn the_raw_json_comes_back_byte_for_byte(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    store_two(&s).await;
+
     let raw = message(0, 10).raw().to_owned();
     let stored: String = match backend {
         Backend::Sqlite => db
@@ -92,9 +166,14 @@ async fn suite(backend: Backend) {
             .clone(),
     };
     assert_eq!(stored, raw);
+    db.drop_db().await;
+}
 
-    // Nothing recorded yet: both events are unfinished.
-    let (a, b) = (ids[0].unwrap(), ids[1].unwrap());
+async fn nothing_recorded_leaves_every_event_unfinished(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    let (a, b) = store_two(&s).await;
+
     let unfinished = s.unfinished("i").await.unwrap();
     assert_eq!(
         unfinished
@@ -103,29 +182,30 @@ async fn suite(backend: Backend) {
             .collect::<Vec<_>>(),
         vec![a, b]
     );
+    db.drop_db().await;
+}
 
-    // One listener finished event a; the watermark stays below a.
-    s.record("i", &[run(a, "x", vec![])], Some(a - 1))
-        .await
-        .unwrap();
+async fn a_run_below_the_watermark_leaves_its_event_unfinished_with_the_listener_done(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    let (a, _) = store_two(&s).await;
+
+    record_x_below(&s, a).await;
     let unfinished = s.unfinished("i").await.unwrap();
     assert_eq!(unfinished[0].done, vec!["x".to_owned()]);
     assert_eq!(unfinished[0].stored.event.message_id(), Some(10));
+    db.drop_db().await;
+}
 
-    // Everything recorded through b: nothing is unfinished.
-    let act = Record::Activity(ActivityRecord {
-        user_id: 3,
-        email: Some("s@x".into()),
-        seen_at: chrono::Utc::now(),
-        kind: ActivityKind::Message,
-    });
-    s.record(
-        "i",
-        &[run(a, "y", vec![act.clone()]), run(b, "y", vec![act])],
-        Some(b),
-    )
-    .await
-    .unwrap();
+async fn recording_through_the_last_event_finishes_everything_and_counts_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    let (a, b) = store_two(&s).await;
+    record_x_below(&s, a).await;
+
+    record_y_through(&s, a, b).await;
     assert!(s.unfinished("i").await.unwrap().is_empty());
     assert_eq!(
         db.scalar("SELECT message_count FROM event_listeners_useractivity WHERE user_id = 3")
@@ -144,31 +224,32 @@ async fn suite(backend: Backend) {
 
     let summary = s.summary().await.unwrap();
     assert_eq!((summary.inbox, summary.eventlog, summary.users), (2, 3, 1));
+    db.drop_db().await;
+}
 
-    // A batch mixing a stored event with new ones (the fast path's unique
-    // violation, then the careful retry on PostgreSQL): the new ones are
-    // stored once, the stored one is a duplicate, and the cursor moves.
-    let later = Cursor {
-        last_event_id: 3,
-        last_message_id: Some(13),
-        ..cursor.clone()
-    };
-    let mixed = s
-        .append(
-            "i",
-            "q1",
-            &[message(1, 11), message(2, 12), message(3, 13)],
-            Some(&later),
-        )
-        .await
-        .unwrap();
+/// The fast path's unique violation, then the careful retry on PostgreSQL.
+async fn a_batch_mixing_a_stored_event_with_new_ones_stores_the_new_ones_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    store_two(&s).await;
+
+    let (mixed, later) = append_mixed(&s).await;
     assert_eq!(mixed[0], None, "{mixed:?}");
     assert!(mixed[1].is_some() && mixed[2].is_some(), "{mixed:?}");
     assert_eq!(s.load_cursor("i").await.unwrap(), Some(later));
     assert_eq!(s.summary().await.unwrap().inbox, 4);
+    db.drop_db().await;
+}
 
-    // A message logged twice (a replay) keeps one row; the second run is
-    // still recorded.
+/// A replay logs a message again: one message log row, both runs recorded.
+async fn a_message_logged_twice_keeps_one_row_and_both_runs(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    let (a, b) = store_two(&s).await;
+    record_x_below(&s, a).await;
+    record_y_through(&s, a, b).await;
+    let (mixed, _) = append_mixed(&s).await;
+
     let log = |inbox_id| {
         run(
             inbox_id,
@@ -198,14 +279,4 @@ async fn suite(backend: Backend) {
     );
     assert_eq!(s.summary().await.unwrap().eventlog, 6);
     db.drop_db().await;
-}
-
-#[tokio::test]
-async fn the_sqlite_store_passes_the_store_suite() {
-    suite(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn the_postgres_store_passes_the_store_suite() {
-    suite(Backend::Postgres).await;
 }

@@ -11,7 +11,33 @@
 ///     replay_command_reruns_dead_letters_on_sqlite,
 ///     replay_command_reruns_dead_letters_on_postgres);
 /// ```
+///
+/// The `mod` form takes a list of bodies of the calling module and
+/// generates `sqlite::NAME` and `postgres::NAME` for each (a suite whose
+/// every test runs on both):
+///
+/// ```ignore
+/// both_backends!(mod: append_stores_each_event_once, the_raw_json_comes_back);
+/// ```
 macro_rules! both_backends {
+    (mod: $($body:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $body() {
+                    super::$body($crate::support::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $body() {
+                    super::$body($crate::support::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
     (#[$test:meta] $body:path => $sqlite:ident, $postgres:ident $(,)?) => {
         #[$test]
         async fn $sqlite() {

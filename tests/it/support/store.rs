@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::store::{self, Store, StoreOptions};
+use zulip_event_listeners::store::{self, Origin, Store, StoreOptions};
 
 use super::db::TestDb;
 
 /// Opens the store at `url` with `opts` and runs its migrations.
 pub async fn open_migrated(url: &str, opts: &StoreOptions) -> Arc<dyn Store> {
-    let s = store::open(url, opts).await.expect("open the store");
+    let url = url.parse().expect("a database URL");
+    let s = store::open(&url, opts).await.expect("open the store");
     s.migrate().await.expect("migrate");
     s
 }
@@ -48,7 +49,7 @@ pub async fn append_messages(
     let events: Vec<Event> = (first_event_id..first_event_id + n)
         .map(message_event)
         .collect();
-    s.append(instance, "q", &events, None)
+    s.append(instance, &Origin::Queue("q".into()), &events, None)
         .await
         .unwrap()
         .into_iter()

@@ -1,4 +1,4 @@
-//! [`StatsStore`] for [`PgStore`]: statistics rebuilt, pruned and
+//! `StatsStore` for [`PgStore`]: statistics rebuilt, pruned and
 //! summarised with set-based SQL (`percentile_cont` for the percentiles).
 
 use std::time::Duration;
@@ -7,12 +7,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::aggregate::bucket_start;
-use super::backend::StoreError;
-use super::postgres::PgStore;
-use super::statistics::{
-    assemble, width_secs, AggregateReport, ListenerSummary, RetentionReport, RunCounts, StatsStore,
-    SummaryRows, TOP_ERRORS,
+use super::connect::PgStore;
+use crate::store::dialect::Dialect;
+use crate::store::error::StoreError;
+use crate::store::shared;
+use crate::store::sql::Conn;
+use crate::store::statistics::{
+    width_secs, AggregateReport, ListenerSummary, RetentionReport, RunCounts, StatsStore,
 };
 
 /// Recomputes the buckets from `$2` on and upserts them, except that the
@@ -50,11 +51,6 @@ SELECT (SELECT count(*) FROM runs),
        (SELECT count(*) FROM written),
        (SELECT COALESCE(sum(total), 0)::bigint FROM runs)";
 
-/// Inbox rows at or below their instance's `dispatched_through` have all
-/// their runs recorded; the others are still waiting for some.
-const UNDISPATCHED: &str = "i.id > COALESCE(
-    (SELECT c.dispatched_through FROM event_listeners_cursor c WHERE c.instance = i.instance), 0)";
-
 #[async_trait]
 impl StatsStore for PgStore {
     async fn aggregate(
@@ -68,16 +64,12 @@ impl StatsStore for PgStore {
         sqlx::query("LOCK TABLE event_listeners_listenerstats IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
-        let oldest: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT min(timestamp) FROM event_listeners_eventlog")
-                .fetch_one(&mut *tx)
-                .await?;
-        let Some(oldest) = oldest else {
+        let Some((first, from)) =
+            shared::aggregate_range(Conn::Postgres(&mut tx), interval, since).await?
+        else {
             tx.commit().await?;
             return Ok(AggregateReport::default());
         };
-        let first = bucket_start(oldest, interval);
-        let from = since.map_or(first, |s| bucket_start(s, interval).max(first));
         let row = sqlx::query(AGGREGATE_SQL)
             .bind(width_secs(interval))
             .bind(from)
@@ -93,34 +85,7 @@ impl StatsStore for PgStore {
     }
 
     async fn retention(&self, before: DateTime<Utc>) -> Result<RetentionReport, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let listenerstats =
-            sqlx::query("DELETE FROM event_listeners_listenerstats WHERE bucket_start < $1")
-                .bind(before)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        let eventlog = sqlx::query(&format!(
-            "DELETE FROM event_listeners_eventlog e WHERE e.timestamp < $1 AND NOT EXISTS (
-               SELECT 1 FROM event_listeners_inbox i WHERE i.id = e.inbox_id AND {UNDISPATCHED})"
-        ))
-        .bind(before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let inbox = sqlx::query(&format!(
-            "DELETE FROM event_listeners_inbox i WHERE i.received_at < $1 AND NOT ({UNDISPATCHED})"
-        ))
-        .bind(before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(RetentionReport {
-            listenerstats,
-            eventlog,
-            inbox,
-        })
+        shared::retention(Dialect::pool(self), before).await
     }
 
     async fn listener_stats(
@@ -128,7 +93,7 @@ impl StatsStore for PgStore {
         listener: Option<&str>,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListenerSummary>, StoreError> {
-        let pool = self.pool();
+        let mut conn = self.pool().acquire().await?;
         let counts = sqlx::query(
             "SELECT listener_name, count(*), count(*) FILTER (WHERE success),
                     count(*) FILTER (WHERE NOT success),
@@ -141,7 +106,7 @@ impl StatsStore for PgStore {
         )
         .bind(since)
         .bind(listener)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| RunCounts {
@@ -154,43 +119,6 @@ impl StatsStore for PgStore {
             last_success: r.get(6),
         })
         .collect();
-        let errors = sqlx::query_as(
-            "SELECT listener_name, error, n FROM (
-               SELECT listener_name, error, count(*) AS n,
-                      row_number() OVER (PARTITION BY listener_name
-                                         ORDER BY count(*) DESC, COALESCE(error, '')) AS rank
-               FROM event_listeners_eventlog
-               WHERE timestamp >= $1 AND NOT success AND ($2::text IS NULL OR listener_name = $2)
-               GROUP BY listener_name, error) g
-             WHERE rank <= $3",
-        )
-        .bind(since)
-        .bind(listener)
-        .bind(TOP_ERRORS)
-        .fetch_all(pool)
-        .await?;
-        let volume = sqlx::query_as(
-            "SELECT listener_name, bucket_start, total_events FROM event_listeners_listenerstats
-             WHERE bucket_start >= $1 AND ($2::text IS NULL OR listener_name = $2)
-             ORDER BY listener_name, bucket_start",
-        )
-        .bind(since)
-        .bind(listener)
-        .fetch_all(pool)
-        .await?;
-        let last_success = sqlx::query_as(
-            "SELECT listener_name, max(last_success) FROM event_listeners_listenerstats
-             WHERE $1::text IS NULL OR listener_name = $1
-             GROUP BY listener_name",
-        )
-        .bind(listener)
-        .fetch_all(pool)
-        .await?;
-        Ok(assemble(SummaryRows {
-            counts,
-            errors,
-            volume,
-            last_success,
-        }))
+        shared::listener_summaries(Conn::Postgres(&mut conn), listener, since, counts).await
     }
 }

@@ -1,4 +1,4 @@
-//! [`StatsStore`] for [`SqliteStore`]: buckets grouped in SQL and written
+//! `StatsStore` for [`SqliteStore`]: buckets grouped in SQL and written
 //! back with the recorder's own timestamp encoding; percentiles read with
 //! `ORDER BY duration LIMIT 2 OFFSET k` in one read transaction.
 
@@ -8,21 +8,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 
-use super::aggregate::{bucket_start, StatsBucket};
-use super::backend::StoreError;
-use super::sqlite::SqliteStore;
-use super::statistics::{
-    assemble, bucket_time, interpolate, percentile_position, width_secs, AggregateReport,
-    ListenerSummary, RetentionReport, RunCounts, StatsStore, SummaryRows, TOP_ERRORS,
+use super::connect::{SqliteStore, CHUNK};
+use super::record::stats_insert;
+use crate::store::aggregate::StatsBucket;
+use crate::store::dialect::Dialect;
+use crate::store::error::StoreError;
+use crate::store::shared;
+use crate::store::sql::Conn;
+use crate::store::statistics::{
+    bucket_time, interpolate, percentile_position, width_secs, AggregateReport, ListenerSummary,
+    RetentionReport, RunCounts, StatsStore,
 };
-
-/// Rows per multi-row upsert (8 parameters each, far below SQLite's limit).
-const CHUNK: usize = 200;
-
-/// Inbox rows at or below their instance's `dispatched_through` have all
-/// their runs recorded; the others are still waiting for some.
-const UNDISPATCHED: &str = "i.id > COALESCE(
-    (SELECT c.dispatched_through FROM event_listeners_cursor c WHERE c.instance = i.instance), 0)";
 
 #[async_trait]
 impl StatsStore for SqliteStore {
@@ -34,20 +30,16 @@ impl StatsStore for SqliteStore {
         // IMMEDIATE takes the write lock before the read, so no recorder
         // batch commits between them (see `statistics`).
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let oldest: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT min(timestamp) FROM event_listeners_eventlog")
-                .fetch_one(&mut *tx)
-                .await?;
-        let Some(oldest) = oldest else {
+        let Some((first, from)) =
+            shared::aggregate_range(Conn::Sqlite(&mut tx), interval, since).await?
+        else {
             tx.commit().await?;
             return Ok(AggregateReport::default());
         };
-        let first = bucket_start(oldest, interval);
-        let from = since.map_or(first, |s| bucket_start(s, interval).max(first));
         let buckets = recompute(&mut tx, width_secs(interval), from).await?;
         let mut written = 0;
         for chunk in buckets.chunks(CHUNK) {
-            let mut q = super::sqlite::stats_insert(chunk);
+            let mut q = stats_insert(chunk);
             q.push(
                 " ON CONFLICT (listener_name, bucket_start) DO UPDATE SET
                    total_events = excluded.total_events,
@@ -70,35 +62,7 @@ impl StatsStore for SqliteStore {
     }
 
     async fn retention(&self, before: DateTime<Utc>) -> Result<RetentionReport, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let listenerstats =
-            sqlx::query("DELETE FROM event_listeners_listenerstats WHERE bucket_start < ?1")
-                .bind(before)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        let eventlog = sqlx::query(&format!(
-            "DELETE FROM event_listeners_eventlog WHERE timestamp < ?1 AND NOT EXISTS (
-               SELECT 1 FROM event_listeners_inbox i
-               WHERE i.id = event_listeners_eventlog.inbox_id AND {UNDISPATCHED})"
-        ))
-        .bind(before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let inbox = sqlx::query(&format!(
-            "DELETE FROM event_listeners_inbox AS i WHERE i.received_at < ?1 AND NOT ({UNDISPATCHED})"
-        ))
-        .bind(before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(RetentionReport {
-            listenerstats,
-            eventlog,
-            inbox,
-        })
+        shared::retention(Dialect::pool(self), before).await
     }
 
     async fn listener_stats(
@@ -138,45 +102,10 @@ impl StatsStore for SqliteStore {
             c.p50 = percentile(&mut tx, &c.listener, since, 0.5, n).await?;
             c.p95 = percentile(&mut tx, &c.listener, since, 0.95, n).await?;
         }
-        let errors = sqlx::query_as(
-            "SELECT listener_name, error, n FROM (
-               SELECT listener_name, error, count(*) AS n,
-                      row_number() OVER (PARTITION BY listener_name
-                                         ORDER BY count(*) DESC, COALESCE(error, '')) AS rank
-               FROM event_listeners_eventlog
-               WHERE timestamp >= ?1 AND NOT success AND (?2 IS NULL OR listener_name = ?2)
-               GROUP BY listener_name, error)
-             WHERE rank <= ?3",
-        )
-        .bind(since)
-        .bind(listener)
-        .bind(TOP_ERRORS)
-        .fetch_all(&mut *tx)
-        .await?;
-        let volume = sqlx::query_as(
-            "SELECT listener_name, bucket_start, total_events FROM event_listeners_listenerstats
-             WHERE bucket_start >= ?1 AND (?2 IS NULL OR listener_name = ?2)
-             ORDER BY listener_name, bucket_start",
-        )
-        .bind(since)
-        .bind(listener)
-        .fetch_all(&mut *tx)
-        .await?;
-        let last_success = sqlx::query_as(
-            "SELECT listener_name, max(last_success) FROM event_listeners_listenerstats
-             WHERE ?1 IS NULL OR listener_name = ?1
-             GROUP BY listener_name",
-        )
-        .bind(listener)
-        .fetch_all(&mut *tx)
-        .await?;
+        let summaries =
+            shared::listener_summaries(Conn::Sqlite(&mut tx), listener, since, counts).await?;
         tx.commit().await?;
-        Ok(assemble(SummaryRows {
-            counts,
-            errors,
-            volume,
-            last_success,
-        }))
+        Ok(summaries)
     }
 }
 

@@ -12,16 +12,49 @@
 //! The statement's text depends only on which parts a batch needs, so there
 //! are a handful of texts and each is prepared once per connection.
 
+use async_trait::async_trait;
 use sqlx::encode::Encode;
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Postgres, Type};
 
-use super::aggregate::{activity_totals, message_logs, stats_buckets};
-use super::backend::{RunRecord, StoreOptions};
-use super::postgres::Insert;
+use super::connect::{Insert, PgStore};
+use crate::store::aggregate::{activity_totals, message_logs, stats_buckets};
+use crate::store::dialect::RecordDialect;
+use crate::store::error::StoreError;
+use crate::store::model::{RunRecord, StoreOptions};
+
+#[async_trait]
+impl RecordDialect for PgStore {
+    async fn insert_runs(
+        &self,
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+        batch: i64,
+    ) -> Result<(), StoreError> {
+        // A unique violation is a message logged already (a replay): the
+        // careful form skips it.
+        Insert::plain_then_skipping(|mode| async move {
+            let statement = RecordStatement::build(
+                instance,
+                runs,
+                dispatched_through,
+                batch,
+                self.opts(),
+                mode,
+            )
+            .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
+            if let Some((sql, args)) = statement.into_parts() {
+                sqlx::query_with(&sql, args).execute(self.pool()).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
 
 /// The statement and its arguments, built part by part.
-pub(super) struct RecordStatement {
+struct RecordStatement {
     parts: Vec<String>,
     args: PgArguments,
     next: usize,
@@ -29,7 +62,7 @@ pub(super) struct RecordStatement {
 
 impl RecordStatement {
     /// The statement for `runs`, the watermark and the batch tag.
-    pub(super) fn build(
+    fn build(
         instance: &str,
         runs: &[RunRecord],
         dispatched_through: Option<i64>,
@@ -58,7 +91,7 @@ impl RecordStatement {
     }
 
     /// The SQL text and its arguments; `None` when there is nothing to write.
-    pub(super) fn into_parts(self) -> Option<(String, PgArguments)> {
+    fn into_parts(self) -> Option<(String, PgArguments)> {
         if self.parts.is_empty() {
             return None;
         }

@@ -1,0 +1,85 @@
+//! The [`Store`] trait: the database behind the daemon, as intake, the
+//! recorder and the subcommands use it.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::admin::AdminStore;
+use super::error::StoreError;
+use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
+use super::statistics::StatsStore;
+use crate::event::Event;
+
+/// The database behind the daemon.
+///
+/// Every method that writes does so in one transaction; the hot-path
+/// methods ([`Store::append`], [`Store::record`]) write whole batches with
+/// multi-row statements.
+#[async_trait]
+pub trait Store: StatsStore + AdminStore + Send + Sync {
+    /// `"postgres"` or `"sqlite"`.
+    fn backend(&self) -> &'static str;
+    /// Where the data lives, without credentials.
+    fn location(&self) -> String;
+    /// Descriptions of migrations not yet applied.
+    async fn pending_migrations(&self) -> Result<Vec<String>, StoreError>;
+    /// Applies pending migrations and returns their descriptions.
+    async fn migrate(&self) -> Result<Vec<String>, StoreError>;
+    /// A cheap round trip.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// The stored queue position of `instance`.
+    async fn load_cursor(&self, instance: &str) -> Result<Option<Cursor>, StoreError>;
+    /// Stores `events` from `origin` and, in the same transaction, moves
+    /// the cursor to `cursor`. Returns the inbox id of each event, `None`
+    /// for one already stored.
+    async fn append(
+        &self,
+        instance: &str,
+        origin: &Origin,
+        events: &[Event],
+        cursor: Option<&Cursor>,
+    ) -> Result<Vec<Option<i64>>, StoreError>;
+    /// Writes finished runs (event log, stats, listener records, a dead
+    /// letter for each run marked [`RunRecord::dead_letter`]) and, in the
+    /// same transaction, records that every inbox id up to `dispatched_through`
+    /// has all its runs recorded: [`Store::record_batch`] untagged.
+    async fn record(
+        &self,
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.record_batch(instance, runs, dispatched_through, 0)
+            .await
+    }
+    /// [`Store::record`] tagged with a nonzero random `batch` id, written in
+    /// the same transaction, so that after an error whose cause is unknown
+    /// (the answer to COMMIT lost with the connection) [`Store::last_record_batch`]
+    /// tells whether it was committed. A `batch` of 0 leaves the last tag as
+    /// it was.
+    async fn record_batch(
+        &self,
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+        batch: i64,
+    ) -> Result<(), StoreError>;
+    /// When the cursor of `instance` last moved (the last committed poll).
+    async fn cursor_updated_at(&self, instance: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// The id of the last tagged batch committed for `instance` (0 if none).
+    async fn last_record_batch(&self, instance: &str) -> Result<i64, StoreError>;
+    /// The inbox ids of events of `origin` already stored, by event id.
+    async fn inbox_ids(
+        &self,
+        instance: &str,
+        origin: &Origin,
+        event_ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError>;
+    /// Inbox events after the recorded `dispatched_through`, with the
+    /// listeners that already ran them.
+    async fn unfinished(&self, instance: &str) -> Result<Vec<Unfinished>, StoreError>;
+    /// Deletes event log and inbox rows older than `before`.
+    async fn cleanup(&self, before: DateTime<Utc>) -> Result<CleanupCounts, StoreError>;
+    /// Row counts.
+    async fn summary(&self) -> Result<Summary, StoreError>;
+}

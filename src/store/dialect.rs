@@ -1,0 +1,93 @@
+//! What a backend supplies so that `Store` and `AdminStore` are
+//! implemented once for both (in `shared`): [`Dialect`] (its pool and
+//! migrations), and by concern, the few statements whose text differs and
+//! the operations whose SQL and Rust really differ: [`InboxDialect`] (the
+//! hot-path append, set-based lookups), [`RecordDialect`] (the recorder's
+//! write) and [`AdminDialect`] (casts, `now()`, id lists). `StatsStore` is
+//! implemented per backend, as its statistics differ most.
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+
+use super::error::StoreError;
+use super::model::{Cursor, RunRecord};
+use super::sql::Pool;
+use crate::event::Event;
+
+/// A backend's connection and migrations.
+pub(crate) trait Dialect: Send + Sync {
+    /// `"postgres"` or `"sqlite"`.
+    const NAME: &'static str;
+    /// One row whose text column is non-NULL when `_sqlx_migrations` exists.
+    const MIGRATIONS_TABLE: &'static str;
+
+    /// The backend's migrations.
+    fn migrator(&self) -> &'static Migrator;
+    /// The connection pool.
+    fn pool(&self) -> Pool<'_>;
+    /// Where the data lives, without credentials.
+    fn location(&self) -> &str;
+}
+
+/// A backend's inbox: its hot-path append and its lookups.
+#[async_trait]
+pub(crate) trait InboxDialect: Dialect {
+    /// `(id, event id, backfilled, raw)` of instance `$1`'s inbox rows after
+    /// its `dispatched_through`, by id.
+    const UNFINISHED: &'static str;
+
+    /// `Store::append` with the origin as stored.
+    async fn insert_events(
+        &self,
+        instance: &str,
+        origin: &str,
+        events: &[Event],
+        cursor: Option<&Cursor>,
+    ) -> Result<Vec<Option<i64>>, StoreError>;
+
+    /// `Store::inbox_ids` with the origin as stored.
+    async fn find_inbox_ids(
+        &self,
+        instance: &str,
+        origin: &str,
+        event_ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError>;
+}
+
+/// A backend's recorder write.
+#[async_trait]
+pub(crate) trait RecordDialect: Dialect {
+    /// `Store::record_batch`.
+    async fn insert_runs(
+        &self,
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+        batch: i64,
+    ) -> Result<(), StoreError>;
+}
+
+/// A backend's operator writes and the reads whose casts differ.
+#[async_trait]
+pub(crate) trait AdminDialect: Dialect {
+    /// A `DeadLetterRow` per dead letter of listener `$1`, created at or
+    /// after `$2` and of inbox row `$3` unless NULL, replayed ones only if `$4`.
+    const DEAD_LETTERS: &'static str;
+    /// A `LoggedEventRow` per inbox row with a run of listener `$1` logged
+    /// at or after `$2` and of inbox row `$3` unless NULL.
+    const LOGGED_EVENTS: &'static str;
+    /// Whether [`AdminDialect::UPSERT_LISTENER_STATE`] and
+    /// [`AdminDialect::INSERT_AUDIT`] take the current time as one more
+    /// parameter, after the others (SQLite, whose times are bound from Rust
+    /// so that they compare as text with the recorder's), rather than
+    /// reading the server's `now()` (PostgreSQL).
+    const BINDS_NOW: bool;
+    /// Upserts listener `$1`'s state: enabled `$2`, reason `$3`, changed by
+    /// `$4`, now.
+    const UPSERT_LISTENER_STATE: &'static str;
+    /// An audit row of actor `$1`, action `$2`, listener `$3`, detail `$4`, now.
+    const INSERT_AUDIT: &'static str;
+
+    /// `AdminStore::mark_replayed` for a non-empty `ids`.
+    async fn set_replayed(&self, ids: &[i64], success: bool) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,183 @@
+//! The PostgreSQL inbox: the hot-path append, one statement per batch,
+//! its own transaction. The events' columns travel as parallel arrays that
+//! `UNNEST` turns back into rows, and the cursor upsert is a data-modifying
+//! part of the same `WITH`. The SQL text never changes with the batch size,
+//! so it is prepared once per connection. Inserts assume the rows are new;
+//! a unique violation retries the batch in the `ON CONFLICT` form
+//! ([`Insert`]).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::connect::{Insert, PgStore};
+use crate::event::Event;
+use crate::store::dialect::InboxDialect;
+use crate::store::error::StoreError;
+use crate::store::model::Cursor;
+
+#[async_trait]
+impl InboxDialect for PgStore {
+    const UNFINISHED: &'static str =
+        "SELECT i.id, i.event_id, i.backfilled, i.raw::text FROM event_listeners_inbox i
+         WHERE i.instance = $1 AND i.id > COALESCE(
+           (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
+         ORDER BY i.id";
+
+    async fn insert_events(
+        &self,
+        instance: &str,
+        origin: &str,
+        events: &[Event],
+        cursor: Option<&Cursor>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        // A unique violation means some of these events are stored already
+        // (a backfilled message arriving live, or a retried batch whose
+        // first COMMIT answer was lost): the careful form skips them.
+        Insert::plain_then_skipping(|mode| {
+            append_once(self, instance, origin, events, cursor, mode)
+        })
+        .await
+    }
+
+    async fn find_inbox_ids(
+        &self,
+        instance: &str,
+        origin: &str,
+        event_ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT event_id, id FROM event_listeners_inbox
+             WHERE instance = $1 AND queue_id = $2 AND event_id = ANY($3)",
+        )
+        .bind(instance)
+        .bind(origin)
+        .bind(event_ids)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+/// One try at storing `events` and the cursor: one statement, so one
+/// round trip and its own transaction (data-modifying `WITH` parts all
+/// run, atomically). A `BEGIN`, `INSERT`, cursor `INSERT`, `COMMIT`
+/// sequence costs four round trips, and the server sits idle in the
+/// transaction between them.
+async fn append_once(
+    store: &PgStore,
+    instance: &str,
+    origin: &str,
+    events: &[Event],
+    cursor: Option<&Cursor>,
+    mode: Insert,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    if events.is_empty() {
+        if let Some(c) = cursor {
+            let mut conn = store.pool().acquire().await?;
+            write_cursor(&mut conn, instance, c).await?;
+        }
+        return Ok(Vec::new());
+    }
+    let event_ids: Vec<i64> = events.iter().map(Event::id).collect();
+    let types: Vec<&str> = events.iter().map(Event::event_type).collect();
+    let ops: Vec<Option<&str>> = events.iter().map(Event::op).collect();
+    let message_ids: Vec<Option<i64>> = events.iter().map(Event::message_id).collect();
+    let backfilled: Vec<bool> = events.iter().map(Event::is_backfilled).collect();
+    let raws: Vec<&str> = events.iter().map(Event::raw).collect();
+    let sql = match (mode, cursor.is_some()) {
+        (Insert::Plain, false) => APPEND_PLAIN,
+        (Insert::Plain, true) => APPEND_PLAIN_CURSOR,
+        (Insert::SkipExisting, false) => APPEND_SKIP,
+        (Insert::SkipExisting, true) => APPEND_SKIP_CURSOR,
+    };
+    let mut query = sqlx::query(sql)
+        .bind(instance)
+        .bind(origin)
+        .bind(&event_ids)
+        .bind(&types)
+        .bind(&ops)
+        .bind(&message_ids)
+        .bind(&backfilled)
+        .bind(&raws);
+    if let Some(c) = cursor {
+        query = query
+            .bind(&c.site)
+            .bind(&c.queue_id)
+            .bind(c.last_event_id)
+            .bind(c.last_message_id);
+    }
+    let rows = query.fetch_all(store.pool()).await?;
+    let by_event: HashMap<i64, i64> = rows
+        .iter()
+        .map(|r| (r.get::<i64, _>(1), r.get::<i64, _>(0)))
+        .collect();
+    Ok(event_ids
+        .iter()
+        .map(|id| by_event.get(id).copied())
+        .collect())
+}
+
+/// `$1` instance, `$2` queue (the origin as stored), `$3`-`$8` the events' columns.
+macro_rules! inbox_insert {
+    ($conflict:literal) => {
+        concat!(
+            "INSERT INTO event_listeners_inbox
+               (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw)
+             SELECT $1, $2, t.event_id, t.event_type, t.op, t.message_id, t.backfilled, t.raw
+             FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[])
+               AS t(event_id, event_type, op, message_id, backfilled, raw) ",
+            $conflict,
+            " RETURNING id, event_id"
+        )
+    };
+}
+
+/// The cursor's upsert: `$1` instance, then the placeholders of site,
+/// queue id, last event id and last message id.
+macro_rules! cursor_upsert {
+    ($site:literal, $queue:literal, $event:literal, $message:literal) => {
+        concat!(
+            "INSERT INTO event_listeners_cursor (instance, site, queue_id, last_event_id, last_message_id, updated_at)
+             VALUES ($1, ", $site, ", ", $queue, ", ", $event, ", ", $message, ", now())
+             ON CONFLICT (instance) DO UPDATE SET
+               site = excluded.site, queue_id = excluded.queue_id, last_event_id = excluded.last_event_id,
+               last_message_id = GREATEST(event_listeners_cursor.last_message_id, excluded.last_message_id),
+               updated_at = now()"
+        )
+    };
+}
+
+const APPEND_PLAIN: &str = inbox_insert!("");
+const APPEND_SKIP: &str = inbox_insert!("ON CONFLICT DO NOTHING");
+/// The inbox insert and the cursor upsert as one statement.
+macro_rules! append_with_cursor {
+    ($conflict:literal) => {
+        concat!(
+            "WITH ins AS (",
+            inbox_insert!($conflict),
+            "), cur AS (",
+            cursor_upsert!("$9", "$10", "$11", "$12"),
+            ") SELECT id, event_id FROM ins"
+        )
+    };
+}
+
+const APPEND_PLAIN_CURSOR: &str = append_with_cursor!("");
+const APPEND_SKIP_CURSOR: &str = append_with_cursor!("ON CONFLICT DO NOTHING");
+
+async fn write_cursor(
+    conn: &mut sqlx::PgConnection,
+    instance: &str,
+    c: &Cursor,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(cursor_upsert!("$2", "$3", "$4", "$5"))
+        .bind(instance)
+        .bind(&c.site)
+        .bind(&c.queue_id)
+        .bind(c.last_event_id)
+        .bind(c.last_message_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

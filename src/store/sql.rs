@@ -1,0 +1,171 @@
+//! SQL written once for both backends: the statements that are the same
+//! text on PostgreSQL and SQLite (sqlx's SQLite driver reads `$N`
+//! placeholders as PostgreSQL does), and [`on_pool!`] and [`on_conn!`],
+//! which run one piece of Rust against whichever backend's pool a [`Pool`]
+//! (or connection a [`Conn`]) holds. The
+//! statements that really differ (`now()`, `GREATEST`/`MAX`, arrays,
+//! casts) stay in `postgres/` and `sqlite/`.
+
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+
+/// A borrowed connection pool of either backend.
+#[derive(Clone, Copy)]
+pub(crate) enum Pool<'a> {
+    /// PostgreSQL.
+    Postgres(&'a PgPool),
+    /// SQLite.
+    Sqlite(&'a SqlitePool),
+}
+
+/// `on_pool!(pool, p => expr)`: `expr` with `p` bound to the pool inside
+/// `pool`, compiled once per backend, so sqlx sees each backend's concrete
+/// types (sqlx's traits make code generic over the database impractical).
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            $crate::store::sql::Pool::Postgres($p) => $body,
+            $crate::store::sql::Pool::Sqlite($p) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// A borrowed connection (or transaction) of either backend.
+pub(crate) enum Conn<'a> {
+    /// PostgreSQL.
+    Postgres(&'a mut PgConnection),
+    /// SQLite.
+    Sqlite(&'a mut SqliteConnection),
+}
+
+/// [`on_pool!`] for a [`Conn`]: `expr` with `c` bound to the connection.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::store::sql::Conn::Postgres($c) => $body,
+            $crate::store::sql::Conn::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
+/// A cheap round trip.
+pub(crate) const PING: &str = "SELECT 1";
+
+/// Versions of the migrations applied.
+pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
+/// The queue position of instance `$1`, as a `CursorRow`.
+pub(crate) const LOAD_CURSOR: &str =
+    "SELECT site, queue_id, last_event_id, last_message_id FROM event_listeners_cursor
+     WHERE instance = $1 AND queue_id IS NOT NULL";
+
+/// When the cursor of instance `$1` last moved.
+pub(crate) const CURSOR_UPDATED_AT: &str =
+    "SELECT updated_at FROM event_listeners_cursor WHERE instance = $1 AND queue_id IS NOT NULL";
+
+/// The last tagged record batch of instance `$1`, 0 if none.
+pub(crate) const LAST_RECORD_BATCH: &str =
+    "SELECT COALESCE((SELECT record_batch FROM event_listeners_cursor WHERE instance = $1), 0)";
+
+/// `(inbox id, listener)` of the runs logged for inbox ids from `$1` on.
+pub(crate) const DONE_RUNS: &str =
+    "SELECT inbox_id, listener_name FROM event_listeners_eventlog WHERE inbox_id >= $1";
+
+/// `cleanup`: event log rows older than `$1`.
+pub(crate) const CLEANUP_EVENTLOG: &str =
+    "DELETE FROM event_listeners_eventlog WHERE timestamp < $1";
+
+/// `cleanup`: inbox rows received before `$1`.
+pub(crate) const CLEANUP_INBOX: &str = "DELETE FROM event_listeners_inbox WHERE received_at < $1";
+
+/// The `Summary` counts.
+pub(crate) const SUMMARY_COUNTS: &str = "SELECT (SELECT count(*) FROM event_listeners_inbox),
+                (SELECT count(*) FROM event_listeners_eventlog),
+                (SELECT count(*) FROM event_listeners_eventlog WHERE NOT success),
+                (SELECT count(*) FROM event_listeners_messagelog),
+                (SELECT count(*) FROM event_listeners_useractivity)";
+
+/// `Summary::by_type`.
+pub(crate) const SUMMARY_BY_TYPE: &str =
+    "SELECT event_type, count(*) FROM event_listeners_inbox GROUP BY event_type ORDER BY 2 DESC, 1";
+
+/// Every row of `event_listeners_listenerstate`, as `ListenerState`s.
+pub(crate) const LISTENER_STATES: &str =
+    "SELECT listener_name, enabled, reason, changed_by, changed_at
+     FROM event_listeners_listenerstate ORDER BY listener_name";
+
+/// `(listener, failed runs, newest success)` in the event log since `$1`.
+pub(crate) const OVERVIEW_WINDOW: &str =
+    "SELECT listener_name, sum(CASE WHEN success THEN 0 ELSE 1 END),
+            max(CASE WHEN success THEN timestamp END)
+     FROM event_listeners_eventlog WHERE timestamp >= $1
+     GROUP BY listener_name";
+
+/// `(listener, last success)` over all stats buckets.
+pub(crate) const OVERVIEW_STATS: &str =
+    "SELECT listener_name, max(last_success) FROM event_listeners_listenerstats
+     GROUP BY listener_name";
+
+/// `(listener, last success)` over the whole event log.
+pub(crate) const OVERVIEW_EVENTLOG: &str =
+    "SELECT listener_name, max(timestamp) FROM event_listeners_eventlog
+     WHERE success GROUP BY listener_name";
+
+/// The oldest event log row's time.
+pub(crate) const OLDEST_RUN: &str = "SELECT min(timestamp) FROM event_listeners_eventlog";
+
+/// Inbox rows at or below their instance's `dispatched_through` have all
+/// their runs recorded; the others are still waiting for some.
+macro_rules! undispatched {
+    () => {
+        "i.id > COALESCE(
+    (SELECT c.dispatched_through FROM event_listeners_cursor c WHERE c.instance = i.instance), 0)"
+    };
+}
+
+/// Retention: stats buckets starting before `$1`.
+pub(crate) const RETAIN_STATS: &str =
+    "DELETE FROM event_listeners_listenerstats WHERE bucket_start < $1";
+
+/// Retention: event log rows older than `$1` whose inbox row is dispatched.
+pub(crate) const RETAIN_EVENTLOG: &str = concat!(
+    "DELETE FROM event_listeners_eventlog WHERE timestamp < $1 AND NOT EXISTS (
+       SELECT 1 FROM event_listeners_inbox i
+       WHERE i.id = event_listeners_eventlog.inbox_id AND ",
+    undispatched!(),
+    ")"
+);
+
+/// Retention: dispatched inbox rows received before `$1`.
+pub(crate) const RETAIN_INBOX: &str = concat!(
+    "DELETE FROM event_listeners_inbox AS i WHERE i.received_at < $1 AND NOT (",
+    undispatched!(),
+    ")"
+);
+
+/// `(listener, error, failed runs)` since `$1` (of listener `$2` unless
+/// NULL), the `$3` most frequent per listener.
+pub(crate) const TOP_ERRORS: &str = "SELECT listener_name, error, n FROM (
+       SELECT listener_name, error, count(*) AS n,
+              row_number() OVER (PARTITION BY listener_name
+                                 ORDER BY count(*) DESC, COALESCE(error, '')) AS rank
+       FROM event_listeners_eventlog
+       WHERE timestamp >= $1 AND NOT success AND (CAST($2 AS TEXT) IS NULL OR listener_name = $2)
+       GROUP BY listener_name, error) g
+     WHERE rank <= $3";
+
+/// `(listener, bucket start, runs)` of buckets from `$1` on (of listener
+/// `$2` unless NULL).
+pub(crate) const VOLUME: &str =
+    "SELECT listener_name, bucket_start, total_events FROM event_listeners_listenerstats
+     WHERE bucket_start >= $1 AND (CAST($2 AS TEXT) IS NULL OR listener_name = $2)
+     ORDER BY listener_name, bucket_start";
+
+/// `(listener, last success)` over the stats buckets (of listener `$1`
+/// unless NULL).
+pub(crate) const STATS_LAST_SUCCESS: &str =
+    "SELECT listener_name, max(last_success) FROM event_listeners_listenerstats
+     WHERE CAST($1 AS TEXT) IS NULL OR listener_name = $1
+     GROUP BY listener_name";

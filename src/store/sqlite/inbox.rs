@@ -1,0 +1,110 @@
+//! The SQLite inbox: events written as multi-row `INSERT … VALUES (…), (…)`
+//! statements in chunks of [`CHUNK`] rows, so the common statement shapes
+//! are prepared once and reused, with the cursor in the same transaction.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::connect::{SqliteStore, CHUNK};
+use crate::event::Event;
+use crate::store::dialect::InboxDialect;
+use crate::store::error::StoreError;
+use crate::store::model::Cursor;
+
+#[async_trait]
+impl InboxDialect for SqliteStore {
+    const UNFINISHED: &'static str =
+        "SELECT i.id, i.event_id, i.backfilled, i.raw FROM event_listeners_inbox i
+         WHERE i.instance = $1 AND i.id > COALESCE(
+           (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
+         ORDER BY i.id";
+
+    async fn insert_events(
+        &self,
+        instance: &str,
+        origin: &str,
+        events: &[Event],
+        cursor: Option<&Cursor>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let now = Utc::now();
+        let mut by_event: HashMap<i64, i64> = HashMap::with_capacity(events.len());
+        for chunk in events.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO event_listeners_inbox
+                   (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw, received_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(instance)
+                    .push_bind(origin)
+                    .push_bind(e.id())
+                    .push_bind(e.event_type())
+                    .push_bind(e.op())
+                    .push_bind(e.message_id())
+                    .push_bind(e.is_backfilled())
+                    .push_bind(e.raw())
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT DO NOTHING RETURNING id, event_id");
+            for r in q.build().fetch_all(&mut *tx).await? {
+                by_event.insert(r.get(1), r.get(0));
+            }
+        }
+        if let Some(c) = cursor {
+            sqlx::query(
+                "INSERT INTO event_listeners_cursor (instance, site, queue_id, last_event_id, last_message_id, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (instance) DO UPDATE SET
+                   site = excluded.site, queue_id = excluded.queue_id, last_event_id = excluded.last_event_id,
+                   last_message_id = COALESCE(MAX(last_message_id, excluded.last_message_id),
+                                              excluded.last_message_id, last_message_id),
+                   updated_at = excluded.updated_at",
+            )
+            .bind(instance)
+            .bind(&c.site)
+            .bind(&c.queue_id)
+            .bind(c.last_event_id)
+            .bind(c.last_message_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(events
+            .iter()
+            .map(|e| by_event.get(&e.id()).copied())
+            .collect())
+    }
+
+    async fn find_inbox_ids(
+        &self,
+        instance: &str,
+        origin: &str,
+        event_ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut out = Vec::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT event_id, id FROM event_listeners_inbox WHERE instance = ",
+            );
+            q.push_bind(instance)
+                .push(" AND queue_id = ")
+                .push_bind(origin)
+                .push(" AND event_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            out.extend(
+                q.build_query_as::<(i64, i64)>()
+                    .fetch_all(self.pool())
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+}

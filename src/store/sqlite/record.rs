@@ -1,0 +1,209 @@
+//! The recorder's write on SQLite: one transaction per batch, each table's
+//! rows as multi-row statements in chunks of [`CHUNK`] rows. Times are
+//! bound from Rust, so they compare as text with each other.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+
+use super::connect::{SqliteStore, CHUNK};
+use crate::store::aggregate::{activity_totals, message_logs, stats_buckets, StatsBucket};
+use crate::store::dialect::RecordDialect;
+use crate::store::error::StoreError;
+use crate::store::model::{RunRecord, StoreOptions};
+
+#[async_trait]
+impl RecordDialect for SqliteStore {
+    async fn insert_runs(
+        &self,
+        instance: &str,
+        runs: &[RunRecord],
+        dispatched_through: Option<i64>,
+        batch: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if !runs.is_empty() {
+            insert_eventlog(&mut tx, runs).await?;
+            insert_dead_letters(&mut tx, runs).await?;
+            insert_messagelog(&mut tx, runs).await?;
+            upsert_activity(&mut tx, runs).await?;
+            if self.opts().stats_enabled {
+                upsert_stats(&mut tx, runs, self.opts()).await?;
+            }
+        }
+        if let Some(through) = dispatched_through {
+            sqlx::query(
+                "INSERT INTO event_listeners_cursor (instance, dispatched_through, record_batch, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (instance) DO UPDATE SET
+                   dispatched_through = MAX(dispatched_through, excluded.dispatched_through),
+                   record_batch = CASE WHEN excluded.record_batch = 0
+                     THEN record_batch ELSE excluded.record_batch END",
+            )
+            .bind(instance)
+            .bind(through)
+            .bind(batch)
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_eventlog(
+    tx: &mut Transaction<'_, Sqlite>,
+    runs: &[RunRecord],
+) -> Result<(), sqlx::Error> {
+    for chunk in runs.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO event_listeners_eventlog
+               (listener_name, inbox_id, event_type, success, attempts, error, duration, timestamp) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(&*r.listener)
+                .push_bind(r.inbox_id)
+                .push_bind(&*r.event_type)
+                .push_bind(r.success)
+                .push_bind(r.attempts as i64)
+                .push_bind(r.error.as_deref())
+                .push_bind(r.duration.as_secs_f64())
+                .push_bind(r.finished_at);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_messagelog(
+    tx: &mut Transaction<'_, Sqlite>,
+    runs: &[RunRecord],
+) -> Result<(), sqlx::Error> {
+    let logs = message_logs(runs);
+    for chunk in logs.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO event_listeners_messagelog
+               (message_id, inbox_id, sender_id, sender_email, recipient_type, channel, topic,
+                dm_recipients, content_length, sent_at) ",
+        );
+        q.push_values(chunk, |mut b, (inbox_id, m)| {
+            b.push_bind(m.message_id)
+                .push_bind(*inbox_id)
+                .push_bind(m.sender_id)
+                .push_bind(m.sender_email.as_str())
+                .push_bind(m.recipient_type)
+                .push_bind(m.channel.as_deref())
+                .push_bind(m.topic.as_deref())
+                .push_bind(m.dm_recipients.as_deref())
+                .push_bind(m.content_length)
+                .push_bind(m.sent_at);
+        });
+        q.push(" ON CONFLICT (message_id) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_activity(
+    tx: &mut Transaction<'_, Sqlite>,
+    runs: &[RunRecord],
+) -> Result<(), sqlx::Error> {
+    let totals = activity_totals(runs);
+    for chunk in totals.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO event_listeners_useractivity
+               (user_id, email, last_seen, message_count, reaction_count, presence_count, typing_count) ",
+        );
+        q.push_values(chunk, |mut b, t| {
+            b.push_bind(t.user_id)
+                .push_bind(t.email.as_deref())
+                .push_bind(t.last_seen)
+                .push_bind(t.messages)
+                .push_bind(t.reactions)
+                .push_bind(t.presence)
+                .push_bind(t.typing);
+        });
+        q.push(
+            " ON CONFLICT (user_id) DO UPDATE SET
+               email = COALESCE(excluded.email, email),
+               last_seen = MAX(last_seen, excluded.last_seen),
+               message_count = message_count + excluded.message_count,
+               reaction_count = reaction_count + excluded.reaction_count,
+               presence_count = presence_count + excluded.presence_count,
+               typing_count = typing_count + excluded.typing_count",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `INSERT INTO event_listeners_listenerstats … VALUES` for `buckets`; the
+/// caller adds the `ON CONFLICT` clause (increments from the recorder,
+/// absolute values from `aggregate`).
+pub(super) fn stats_insert(buckets: &[StatsBucket]) -> QueryBuilder<'_, Sqlite> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO event_listeners_listenerstats
+           (listener_name, bucket_start, total_events, successful_events, failed_events,
+            total_duration, max_duration, last_success) ",
+    );
+    q.push_values(buckets, |mut b, s| {
+        b.push_bind(s.listener.as_str())
+            .push_bind(s.bucket_start)
+            .push_bind(s.total)
+            .push_bind(s.successes)
+            .push_bind(s.failures)
+            .push_bind(s.total_duration)
+            .push_bind(s.max_duration)
+            .push_bind(s.last_success);
+    });
+    q
+}
+
+async fn upsert_stats(
+    tx: &mut Transaction<'_, Sqlite>,
+    runs: &[RunRecord],
+    opts: &StoreOptions,
+) -> Result<(), sqlx::Error> {
+    let buckets = stats_buckets(runs, opts.stats_interval);
+    for chunk in buckets.chunks(CHUNK) {
+        let mut q = stats_insert(chunk);
+        q.push(
+            " ON CONFLICT (listener_name, bucket_start) DO UPDATE SET
+               total_events = total_events + excluded.total_events,
+               successful_events = successful_events + excluded.successful_events,
+               failed_events = failed_events + excluded.failed_events,
+               total_duration = total_duration + excluded.total_duration,
+               max_duration = MAX(max_duration, excluded.max_duration),
+               last_success = COALESCE(MAX(last_success, excluded.last_success),
+                                       excluded.last_success, last_success)",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Inserts one `event_listeners_deadletter` row per run of `runs` marked
+/// [`RunRecord::dead_letter`], in multi-row statements.
+async fn insert_dead_letters(
+    tx: &mut Transaction<'_, Sqlite>,
+    runs: &[RunRecord],
+) -> Result<(), sqlx::Error> {
+    let dead: Vec<&RunRecord> = runs.iter().filter(|r| r.dead_letter).collect();
+    for chunk in dead.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO event_listeners_deadletter
+               (listener_name, inbox_id, event_type, error, attempts, created_at) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(&*r.listener)
+                .push_bind(r.inbox_id)
+                .push_bind(&*r.event_type)
+                .push_bind(r.error.as_deref())
+                .push_bind(i64::from(r.attempts))
+                .push_bind(r.finished_at);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
