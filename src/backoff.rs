@@ -12,7 +12,7 @@ use rand::Rng;
 
 /// Delays between consecutive failures; reset on success.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     cap: Duration,
     failures: u32,
@@ -20,7 +20,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Delays from `base` growing to at most `cap`.
-    pub fn new(base: Duration, cap: Duration) -> Backoff {
+    pub(crate) fn new(base: Duration, cap: Duration) -> Backoff {
         Backoff {
             base,
             cap: cap.max(base),
@@ -29,7 +29,7 @@ impl Backoff {
     }
 
     /// The delay before the next try, and counts one more failure.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
         let ms = ceiling.as_millis().max(1) as u64;
@@ -37,18 +37,18 @@ impl Backoff {
     }
 
     /// The upper bound of the next delay.
-    pub fn ceiling(&self) -> Duration {
+    pub(crate) fn ceiling(&self) -> Duration {
         let factor = 2u32.saturating_pow(self.failures.min(30));
         self.base.saturating_mul(factor).min(self.cap)
     }
 
     /// Consecutive failures so far.
-    pub fn failures(&self) -> u32 {
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 
     /// Forgets the failures after a success.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }

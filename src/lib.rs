@@ -5,9 +5,9 @@
 //! (`ARCHITECTURE.md` is the full map):
 //!
 //! - [`config`]: the TOML file read into a validated [`config::Config`].
-//! - [`zulip`]: credentials (`zuliprc`, `ZULIP_*`), the HTTP client and its
+//! - `zulip`: credentials (`zuliprc`, `ZULIP_*`), the HTTP client and its
 //!   typed errors.
-//! - [`intake`]: the poll loop and queue state machine, the backfill, the
+//! - `intake`: the poll loop and queue state machine, the backfill, the
 //!   inbox writer every source feeds (events are committed to the inbox with
 //!   the cursor before Zulip is told, by the next poll, that they arrived),
 //!   the file source and memory backpressure.
@@ -18,27 +18,34 @@
 //!   built-in listeners.
 //! - [`store`]: the [`store::Store`] trait with PostgreSQL and SQLite
 //!   backends, and statistics retention.
-//! - [`http`]: `/health` and `/metrics`.
+//! - `http`: `/health` and `/metrics`.
 //! - [`app`]: the daemon assembled, run until stopped, drained.
-//! - [`cli`]: the subcommands and their exit codes.
-//! - [`state`], [`metrics`], [`backoff`], [`telemetry`], [`notify`],
-//!   [`systemd`], [`shutdown`]: what every component shares.
+//! - [`cli`]: the subcommands and their exit codes; [`cli::main`] is the
+//!   whole binary.
+//! - `state`, `metrics`, `backoff`, `telemetry`, `notify`, `systemd`,
+//!   `shutdown`: what every component shares.
+//!
+//! The public API is what a custom listener and an embedding binary need:
+//! [`listeners`], [`event`], [`config`], [`app`], [`cli`], the [`store`]
+//! (for tools and tests) and [`dispatch::replay`]; everything else is
+//! internal to the crate.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod app;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod event;
-pub mod http;
-pub mod intake;
+pub(crate) mod http;
+pub(crate) mod intake;
 pub mod listeners;
-pub mod metrics;
-pub mod notify;
-pub mod shutdown;
-pub mod state;
+pub(crate) mod metrics;
+pub(crate) mod notify;
+pub(crate) mod shutdown;
+pub(crate) mod state;
 pub mod store;
-pub mod systemd;
-pub mod telemetry;
-pub mod zulip;
+pub(crate) mod systemd;
+pub(crate) mod telemetry;
+pub(crate) mod zulip;

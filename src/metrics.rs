@@ -72,7 +72,7 @@ const KNOWN_TYPES: &[&str] = &[
 ];
 
 /// A bounded label for an event type.
-pub fn type_label(event_type: &str) -> &str {
+pub(crate) fn type_label(event_type: &str) -> &str {
     if KNOWN_TYPES.contains(&event_type) {
         event_type
     } else {

@@ -27,7 +27,7 @@ const DEAD_LETTER_EVERY: Duration = Duration::from_secs(60);
 const STATE_SYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the notifier until `token` is cancelled and the channel is drained.
-pub fn spawn_notifier(
+pub(crate) fn spawn_notifier(
     mut rx: mpsc::Receiver<Notice>,
     webhook: Option<String>,
     instance: String,
@@ -114,7 +114,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) {
 
 /// Applies the store's listener states (operators' `enable` / `disable`) to
 /// the dispatcher every few seconds.
-pub fn spawn_state_sync(
+pub(crate) fn spawn_state_sync(
     store: Arc<dyn Store>,
     apply: impl Fn(&str, Option<String>) + Send + Sync + 'static,
     token: CancellationToken,

@@ -71,7 +71,7 @@ pub trait ListenerHealth: Send + Sync {
 }
 
 /// Unix milliseconds now.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

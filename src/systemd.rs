@@ -11,14 +11,14 @@ use tokio_util::sync::CancellationToken;
 use crate::state::State;
 
 /// Tells systemd the daemon is ready.
-pub fn notify_ready() {
+pub(crate) fn notify_ready() {
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::debug!(error = %e, "Cannot notify systemd");
     }
 }
 
 /// Tells systemd the daemon is stopping.
-pub fn notify_stopping() {
+pub(crate) fn notify_stopping() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
@@ -27,7 +27,7 @@ pub fn notify_stopping() {
 /// intake is not polling Zulip, as with a file source). A wedged poll loop
 /// stops the pings and systemd restarts the service. `None` when systemd
 /// asked for no watchdog; else the task to spawn, which ends with `token`.
-pub fn watchdog(
+pub(crate) fn watchdog(
     state: Arc<State>,
     token: CancellationToken,
 ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {

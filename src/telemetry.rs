@@ -14,7 +14,7 @@ use crate::config::{LogFormat, LoggingConfig};
 
 /// A log file opened in append mode that can be reopened in place.
 #[derive(Clone, Debug)]
-pub struct LogFile {
+pub(crate) struct LogFile {
     path: PathBuf,
     file: Arc<RwLock<File>>,
 }
@@ -34,7 +34,7 @@ impl LogFile {
     /// # Errors
     ///
     /// The I/O error when the file cannot be opened.
-    pub fn open(path: &Path) -> io::Result<LogFile> {
+    pub(crate) fn open(path: &Path) -> io::Result<LogFile> {
         Ok(LogFile {
             path: path.to_owned(),
             file: Arc::new(RwLock::new(open_append(path)?)),
@@ -46,20 +46,20 @@ impl LogFile {
     /// # Errors
     ///
     /// The I/O error when the file cannot be opened; the old one stays in use.
-    pub fn reopen(&self) -> io::Result<()> {
+    pub(crate) fn reopen(&self) -> io::Result<()> {
         let fresh = open_append(&self.path)?;
         *self.file.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(())
     }
 
     /// The file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
 
 /// One log line's writer.
-pub struct LogFileWriter(Arc<RwLock<File>>);
+pub(crate) struct LogFileWriter(Arc<RwLock<File>>);
 
 impl Write for LogFileWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -86,7 +86,7 @@ impl<'a> MakeWriter<'a> for LogFile {
 /// # Errors
 ///
 /// The I/O error when the log file cannot be opened.
-pub fn init(cfg: &LoggingConfig) -> io::Result<Option<LogFile>> {
+pub(crate) fn init(cfg: &LoggingConfig) -> io::Result<Option<LogFile>> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -104,7 +104,7 @@ pub fn init(cfg: &LoggingConfig) -> io::Result<Option<LogFile>> {
 
 /// Reopens `file` on every SIGHUP (systemd's `ExecReload`, logrotate's
 /// `postrotate`).
-pub fn reopen_on_sighup(file: Option<LogFile>) {
+pub(crate) fn reopen_on_sighup(file: Option<LogFile>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};

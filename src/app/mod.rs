@@ -22,3 +22,7 @@ pub use application::{run, Application, RunOptions, RunReport};
 pub use connect::{open_store, store_options, zulip_client};
 pub use error::AppError;
 pub use source::Source;
+
+/// How many operator notifications wait for the webhook before more are
+/// dropped (a slow webhook never slows dispatch).
+pub use crate::notify::NOTICE_QUEUE;

@@ -10,7 +10,7 @@ use crate::store::ListenerState;
 /// Who runs this command, for `changed_by` and the audit trail:
 /// `$SUDO_USER` (the person behind `sudo -u service-user`), else `$USER`,
 /// else `unknown`; followed by `@hostname` when the host name is known.
-pub fn actor() -> String {
+pub(super) fn actor() -> String {
     let var = |k: &str| std::env::var(k).ok();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
@@ -36,7 +36,7 @@ fn actor_from(sudo_user: Option<String>, user: Option<String>, host: Option<Stri
 /// # Errors
 ///
 /// [`RegistryError::Unknown`], naming the listeners available.
-pub fn registered<'a>(
+pub(super) fn registered<'a>(
     registry: &'a Registry,
     name: &str,
 ) -> Result<&'a Arc<dyn Listener>, RegistryError> {
@@ -47,7 +47,7 @@ pub fn registered<'a>(
 }
 
 /// The state of `name` when it is disabled.
-pub fn disabled<'a>(states: &'a [ListenerState], name: &str) -> Option<&'a ListenerState> {
+pub(super) fn disabled<'a>(states: &'a [ListenerState], name: &str) -> Option<&'a ListenerState> {
     states.iter().find(|s| s.name == name && !s.enabled)
 }
 

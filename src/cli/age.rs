@@ -54,7 +54,7 @@ pub fn parse_age(text: &str) -> Result<Duration, AgeError> {
 /// # Errors
 ///
 /// [`AgeError`] when the age does not fit a date (never, for a parsed age).
-pub fn ago(now: DateTime<Utc>, age: Duration) -> Result<DateTime<Utc>, AgeError> {
+pub(super) fn ago(now: DateTime<Utc>, age: Duration) -> Result<DateTime<Utc>, AgeError> {
     ChronoDuration::from_std(age)
         .ok()
         .and_then(|age| now.checked_sub_signed(age))
@@ -101,7 +101,7 @@ pub fn format_age(d: Duration) -> String {
 }
 
 /// A time as every report writes it: `2026-11-27 09:00:00 UTC`.
-pub fn format_time(t: DateTime<Utc>) -> String {
+pub(super) fn format_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 

@@ -19,7 +19,7 @@ const LIST_WINDOW_HOURS: i64 = 1;
 
 /// What `list` knows from the database.
 #[derive(Debug, Default)]
-pub struct RunState {
+pub(super) struct RunState {
     /// Listener states set with `enable` / `disable`.
     pub states: Vec<ListenerState>,
     /// Failures in the window and last success, per listener.
@@ -130,7 +130,11 @@ fn run_columns(state: Option<&RunState>, name: &str) -> (String, String) {
 /// The `list` table. `ENABLED` is `yes` when the configuration enables the
 /// listener and `disable` has not switched it off, `disabled` when it has
 /// (with who, when and why on the next line), `no` otherwise.
-pub fn render_list(config: &Config, registry: &Registry, state: Option<&RunState>) -> String {
+pub(super) fn render_list(
+    config: &Config,
+    registry: &Registry,
+    state: Option<&RunState>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -99,7 +99,7 @@ fn describe_filters(args: &ReplayArgs) -> String {
 }
 
 /// One line per replayed event.
-pub fn replay_line(o: &ReplayOutcome) -> String {
+pub(super) fn replay_line(o: &ReplayOutcome) -> String {
     let source = match o.dead_letters.as_slice() {
         [] => "logged run".to_owned(),
         [one] => format!("dead letter {one}"),

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 /// Breaker and auto-disable settings.
 #[derive(Debug, Clone, Copy)]
-pub struct BreakerSettings {
+pub(crate) struct BreakerSettings {
     /// Consecutive failures that open the circuit (0 disables the breaker).
     pub failure_threshold: u32,
     /// How long the circuit stays open before a trial run.
@@ -39,7 +39,7 @@ impl Default for BreakerSettings {
 
 /// What to do with the next run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Run it.
     Run,
     /// Run it as the half-open trial.
@@ -52,7 +52,7 @@ pub enum Admission {
 
 /// What a recorded outcome changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// Nothing worth telling.
     None,
     /// The circuit opened.
@@ -83,14 +83,14 @@ struct Inner {
 
 /// One listener's breaker.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     settings: BreakerSettings,
     inner: Mutex<Inner>,
 }
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(settings: BreakerSettings) -> Breaker {
+    pub(crate) fn new(settings: BreakerSettings) -> Breaker {
         Breaker {
             settings,
             inner: Mutex::new(Inner {
@@ -107,7 +107,7 @@ impl Breaker {
     }
 
     /// Decides about the next run.
-    pub fn admit(&self) -> Admission {
+    pub(crate) fn admit(&self) -> Admission {
         let mut s = self.lock();
         if s.disabled.is_some() {
             return Admission::SkipDisabled;
@@ -136,7 +136,7 @@ impl Breaker {
     }
 
     /// Records the final outcome of an admitted run.
-    pub fn record(&self, success: bool) -> Transition {
+    pub(crate) fn record(&self, success: bool) -> Transition {
         let mut s = self.lock();
         let now = Instant::now();
         if success {
@@ -193,7 +193,7 @@ impl Breaker {
     }
 
     /// Disables or re-enables the listener (operator action).
-    pub fn set_disabled(&self, reason: Option<String>) {
+    pub(crate) fn set_disabled(&self, reason: Option<String>) {
         let mut s = self.lock();
         if reason.is_none() {
             s.consecutive = 0;
@@ -204,12 +204,12 @@ impl Breaker {
     }
 
     /// Why the listener is disabled, if it is.
-    pub fn disabled(&self) -> Option<String> {
+    pub(crate) fn disabled(&self) -> Option<String> {
         self.lock().disabled.clone()
     }
 
     /// Until when the circuit is open, if it is.
-    pub fn open_until(&self) -> Option<Instant> {
+    pub(crate) fn open_until(&self) -> Option<Instant> {
         match self.lock().circuit {
             Circuit::Open { until } => Some(until),
             _ => None,

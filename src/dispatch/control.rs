@@ -26,11 +26,11 @@ pub(super) struct Slot {
 
 /// Disables, enables and inspects the dispatcher's listeners at run time.
 #[derive(Clone)]
-pub struct Control(pub(super) Arc<[Slot]>);
+pub(crate) struct Control(pub(super) Arc<[Slot]>);
 
 impl Control {
     /// Disables (with a reason) or re-enables a listener.
-    pub fn set_disabled(&self, listener: &str, reason: Option<String>) {
+    pub(crate) fn set_disabled(&self, listener: &str, reason: Option<String>) {
         if let Some(slot) = self.0.iter().find(|s| &*s.name == listener) {
             if slot.breaker.disabled() != reason {
                 match &reason {
@@ -43,7 +43,7 @@ impl Control {
     }
 
     /// Listeners currently disabled, with the reason.
-    pub fn disabled(&self) -> Vec<(String, String)> {
+    pub(crate) fn disabled(&self) -> Vec<(String, String)> {
         self.0
             .iter()
             .filter_map(|s| s.breaker.disabled().map(|r| (s.name.to_string(), r)))
@@ -51,7 +51,7 @@ impl Control {
     }
 
     /// Listeners whose circuit is open, with when it half-opens.
-    pub fn open_circuits(&self) -> Vec<(String, chrono::DateTime<Utc>)> {
+    pub(crate) fn open_circuits(&self) -> Vec<(String, chrono::DateTime<Utc>)> {
         let now = tokio::time::Instant::now();
         self.0
             .iter()

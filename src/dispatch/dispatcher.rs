@@ -44,10 +44,10 @@ use crate::store::StoredEvent;
 const DRAIN_NAMED_EVENTS: usize = 20;
 
 /// Runs that may exist (waiting or running) per allowed concurrent run.
-pub const ADMISSION_FACTOR: usize = 16;
+pub(crate) const ADMISSION_FACTOR: usize = 16;
 
 /// Starts listener runs and sends their outcomes to the recorder.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     slots: Arc<[Slot]>,
     listeners: Vec<Arc<dyn Listener>>,
     admission: Arc<Semaphore>,
@@ -65,7 +65,7 @@ impl Dispatcher {
     /// A dispatcher over `listeners` whose outcomes (finished runs, and
     /// automatic disables) go to `outcomes`, read by the
     /// [`Recorder`](super::Recorder).
-    pub fn new(
+    pub(crate) fn new(
         listeners: Vec<Arc<dyn Listener>>,
         settings: DispatcherSettings,
         outcomes: mpsc::Sender<Recording>,
@@ -99,20 +99,20 @@ impl Dispatcher {
     }
 
     /// Sends [`Notice`]s to `tx` (dropped when full: never blocks dispatch).
-    pub fn with_notices(mut self, tx: mpsc::Sender<Notice>) -> Dispatcher {
+    pub(crate) fn with_notices(mut self, tx: mpsc::Sender<Notice>) -> Dispatcher {
         self.notices = Some(tx);
         self
     }
 
     /// A handle to disable, enable and inspect listeners while running.
-    pub fn control(&self) -> Control {
+    pub(crate) fn control(&self) -> Control {
         Control(self.slots.clone())
     }
 
     /// Starts the runs of one committed event, skipping the listeners named
     /// in `already_done` (runs recorded before a restart). Waits while the
     /// admission limit is reached, which slows intake down in turn.
-    pub async fn dispatch(&self, stored: StoredEvent, already_done: &[String]) {
+    pub(crate) async fn dispatch(&self, stored: StoredEvent, already_done: &[String]) {
         if self.settings.stop.is_cancelled() {
             return;
         }
@@ -230,7 +230,7 @@ impl Dispatcher {
     /// Returns how many were still running when the deadline passed, and
     /// names them in the log: by listener, and by the inbox ids of the
     /// events left without a recorded outcome.
-    pub async fn drain(self, deadline: Duration) -> usize {
+    pub(crate) async fn drain(self, deadline: Duration) -> usize {
         self.tracker.close();
         if tokio::time::timeout(deadline, self.tracker.wait())
             .await

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 /// The ordering of runs by key.
 #[derive(Debug)]
-pub struct Lanes<K> {
+pub(crate) struct Lanes<K> {
     tails: Mutex<HashMap<K, (u64, oneshot::Receiver<()>)>>,
     next_id: std::sync::atomic::AtomicU64,
 }
@@ -31,7 +31,7 @@ impl<K> Default for Lanes<K> {
 
 /// A place in a lane: wait for it, run, then drop it (or call `done`).
 #[derive(Debug)]
-pub struct Turn<K: Hash + Eq> {
+pub(crate) struct Turn<K: Hash + Eq> {
     key: K,
     id: u64,
     previous: Option<oneshot::Receiver<()>>,
@@ -40,7 +40,7 @@ pub struct Turn<K: Hash + Eq> {
 
 impl<K: Hash + Eq + Clone> Lanes<K> {
     /// Takes the next place in the lane of `key` (call in dispatch order).
-    pub fn enter(&self, key: K) -> Turn<K> {
+    pub(crate) fn enter(&self, key: K) -> Turn<K> {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -61,7 +61,7 @@ impl<K: Hash + Eq + Clone> Lanes<K> {
 
     /// Ends a turn: the next run of the key may start, and an idle lane is
     /// forgotten.
-    pub fn leave(&self, mut turn: Turn<K>) {
+    pub(crate) fn leave(&self, mut turn: Turn<K>) {
         if let Some(tx) = turn.done.take() {
             let _ = tx.send(());
         }
@@ -72,14 +72,15 @@ impl<K: Hash + Eq + Clone> Lanes<K> {
     }
 
     /// Keys with a run waiting or running.
-    pub fn active(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn active(&self) -> usize {
         self.tails.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
 impl<K: Hash + Eq> Turn<K> {
     /// Waits until every earlier run of the key has finished.
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         if let Some(rx) = self.previous.take() {
             // An error means the previous turn was dropped without `leave`
             // (its task panicked or was cancelled): it is over either way.

@@ -8,7 +8,7 @@
 /// configured; an automatic disable is written to the store by the
 /// recorder, not through this).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// A listener's circuit opened.
     CircuitOpened {
         /// Listener.

@@ -37,7 +37,7 @@ use crate::event::{Conversation, Event};
 /// well in logs: `channel:3:lunch`, `dm:10,11`, `message:1004`, `user:7`,
 /// `type:realm_user`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OrderingKey {
+pub(crate) enum OrderingKey {
     /// A channel conversation.
     Channel {
         /// The channel.
@@ -57,7 +57,7 @@ pub enum OrderingKey {
 
 /// How a channel is named in a key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ChannelRef {
+pub(crate) enum ChannelRef {
     /// The channel's id (`stream_id`), which edits and deletions carry too.
     Id(i64),
     /// The channel's name, only when Zulip sent no id.
@@ -93,7 +93,7 @@ impl fmt::Display for OrderingKey {
 }
 
 /// The ordering key of `event` (see the module documentation for the rules).
-pub fn ordering_key(event: &Event) -> OrderingKey {
+pub(crate) fn ordering_key(event: &Event) -> OrderingKey {
     if let Some(c) = event.conversation() {
         return match c {
             Conversation::Channel {

@@ -21,7 +21,7 @@ use std::fmt::{self, Write as _};
 use serde_json::Value;
 
 use super::ordering::OrderingKey;
-pub use crate::config::PartitionStrategy;
+pub(crate) use crate::config::PartitionStrategy;
 use crate::config::ScalingConfig;
 use crate::event::Event;
 
@@ -33,7 +33,7 @@ use crate::event::Event;
 /// (edits, deletions, reactions, submessages), so a message and what
 /// happens to it go to the same instance; for other events, a
 /// [`stable_hash`] of the event's JSON without its queue `id`.
-pub fn event_seq(event: &Event) -> u64 {
+pub(crate) fn event_seq(event: &Event) -> u64 {
     if let Some(id) = event.message_id() {
         return id as u64;
     }
@@ -54,7 +54,7 @@ pub fn event_seq(event: &Event) -> u64 {
 /// finalizer (`fmix64`), because FNV-1a alone spreads short keys that
 /// differ in their last bytes unevenly. Rust's `DefaultHasher` is seeded
 /// at random per process, so it cannot be used to agree across instances.
-pub fn stable_hash(key: &OrderingKey) -> u64 {
+pub(crate) fn stable_hash(key: &OrderingKey) -> u64 {
     let mut h = Fnv1a(FNV_OFFSET);
     // Writing into Fnv1a cannot fail.
     let _ = write!(h, "{key}");
@@ -104,7 +104,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 ///   an even spread, but a conversation's events are spread too, so their
 ///   order holds only among the events each instance runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Partitioner {
+pub(crate) struct Partitioner {
     instance_index: u32,
     total: u32,
     strategy: PartitionStrategy,
@@ -113,7 +113,11 @@ pub struct Partitioner {
 impl Partitioner {
     /// Instance `instance_index` (from 0) of `total`; `None` unless
     /// `instance_index < total`.
-    pub fn new(instance_index: u32, total: u32, strategy: PartitionStrategy) -> Option<Self> {
+    pub(crate) fn new(
+        instance_index: u32,
+        total: u32,
+        strategy: PartitionStrategy,
+    ) -> Option<Self> {
         (instance_index < total).then_some(Partitioner {
             instance_index,
             total,
@@ -122,7 +126,7 @@ impl Partitioner {
     }
 
     /// The only instance: owns every event.
-    pub fn single() -> Self {
+    pub(crate) fn single() -> Self {
         Partitioner {
             instance_index: 0,
             total: 1,
@@ -131,7 +135,7 @@ impl Partitioner {
     }
 
     /// This instance's share as `[scaling]` configures it (validated there).
-    pub fn from_config(scaling: &ScalingConfig) -> Self {
+    pub(crate) fn from_config(scaling: &ScalingConfig) -> Self {
         Partitioner::new(
             scaling.instance_index,
             scaling.total_instances,
@@ -141,13 +145,14 @@ impl Partitioner {
     }
 
     /// Whether other instances share the work (`total > 1`).
-    pub fn is_partitioned(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_partitioned(&self) -> bool {
         self.total > 1
     }
 
     /// The index (from 0) of the instance that runs an event with `key`
     /// and `seq`.
-    pub fn owner(&self, key: &OrderingKey, seq: u64) -> u32 {
+    pub(crate) fn owner(&self, key: &OrderingKey, seq: u64) -> u32 {
         let total = u64::from(self.total.max(1));
         let slot = match self.strategy {
             // Multiply-high (Lemire's reduction) rather than `%`: no
@@ -162,13 +167,14 @@ impl Partitioner {
 
     /// Whether this instance runs an event with `key` and `seq`
     /// ([`event_seq`]; only round robin reads it).
-    pub fn owns(&self, key: &OrderingKey, seq: u64) -> bool {
+    #[cfg(test)]
+    pub(crate) fn owns(&self, key: &OrderingKey, seq: u64) -> bool {
         self.owns_with(key, || seq)
     }
 
     /// [`Partitioner::owns`], computing the event's seq only when it is
     /// read: with one instance, or the hash strategy, it never is.
-    pub fn owns_with(&self, key: &OrderingKey, seq: impl FnOnce() -> u64) -> bool {
+    pub(crate) fn owns_with(&self, key: &OrderingKey, seq: impl FnOnce() -> u64) -> bool {
         if self.total <= 1 {
             return true;
         }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 /// Outstanding runs per inbox id.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     state: Mutex<State>,
 }
 
@@ -25,7 +25,7 @@ struct State {
 
 impl Progress {
     /// Notes that `inbox_id` is being dispatched to `runs` listeners.
-    pub fn begin(&self, inbox_id: i64, runs: usize) {
+    pub(crate) fn begin(&self, inbox_id: i64, runs: usize) {
         let mut s = self.lock();
         s.high = s.high.max(inbox_id);
         if runs > 0 {
@@ -36,7 +36,10 @@ impl Progress {
     /// The watermark that would hold once the runs of `inbox_ids` (one entry
     /// per run) are recorded, and the ids those runs complete. Nothing
     /// changes until [`Progress::commit`].
-    pub fn preview(&self, inbox_ids: impl Iterator<Item = i64>) -> (i64, HashMap<i64, usize>) {
+    pub(crate) fn preview(
+        &self,
+        inbox_ids: impl Iterator<Item = i64>,
+    ) -> (i64, HashMap<i64, usize>) {
         let s = self.lock();
         let mut counts: HashMap<i64, usize> = HashMap::new();
         for id in inbox_ids {
@@ -53,7 +56,7 @@ impl Progress {
 
     /// Applies the run counts returned by [`Progress::preview`] once their
     /// runs are committed.
-    pub fn commit(&self, counts: &HashMap<i64, usize>) {
+    pub(crate) fn commit(&self, counts: &HashMap<i64, usize>) {
         let mut s = self.lock();
         for (id, c) in counts {
             if let Some(left) = s.remaining.get_mut(id) {
@@ -66,13 +69,13 @@ impl Progress {
     }
 
     /// Events with runs outstanding.
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.lock().remaining.len()
     }
 
     /// The oldest `limit` inbox ids with runs outstanding, as `1, 2, 3`
     /// (`, … (N in all)` when there are more).
-    pub fn unrecorded(&self, limit: usize) -> String {
+    pub(crate) fn unrecorded(&self, limit: usize) -> String {
         let s = self.lock();
         let mut ids: Vec<String> = s.remaining.keys().take(limit).map(i64::to_string).collect();
         if s.remaining.len() > limit {

@@ -20,7 +20,7 @@ const LINGER: Duration = Duration::from_millis(5);
 
 /// What the dispatcher hands the recorder.
 #[derive(Debug)]
-pub enum Recording {
+pub(crate) enum Recording {
     /// A finished run.
     Run(RunRecord),
     /// A listener the breaker disabled (`auto_disable_threshold`,
@@ -51,7 +51,7 @@ pub struct RecorderReport {
 }
 
 /// Receives run outcomes and commits them.
-pub struct Recorder {
+pub(crate) struct Recorder {
     store: Arc<dyn Store>,
     instance: String,
     progress: Arc<Progress>,
@@ -61,7 +61,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder for `instance` that reads outcomes from `rx`.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         instance: String,
         progress: Arc<Progress>,
@@ -81,7 +81,10 @@ impl Recorder {
     /// unavailable it retries with backoff, holding the batch, so the
     /// dispatcher and then intake slow down instead of losing anything.
     /// `give_up` ends the retries at shutdown.
-    pub async fn run(mut self, give_up: tokio_util::sync::CancellationToken) -> RecorderReport {
+    pub(crate) async fn run(
+        mut self,
+        give_up: tokio_util::sync::CancellationToken,
+    ) -> RecorderReport {
         let mut report = RecorderReport::default();
         let mut batch: Vec<RunRecord> = Vec::with_capacity(MAX_BATCH);
         let mut disabled: Vec<(Arc<str>, String)> = Vec::new();

@@ -12,7 +12,7 @@ use super::partition::Partitioner;
 
 /// Retry policy of failed runs.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first try.
     pub max_retries: u32,
     /// Delay between tries (jittered ±50%).
@@ -30,7 +30,7 @@ impl Default for RetryPolicy {
 
 /// How runs are bounded.
 #[derive(Debug, Clone)]
-pub struct DispatcherSettings {
+pub(crate) struct DispatcherSettings {
     /// Runs in flight at once, over all listeners.
     pub max_concurrent: usize,
     /// Upper bound of one run.

@@ -12,7 +12,7 @@ use crate::state::State;
 use crate::store::Store;
 
 /// Error rate above which the daemon reports itself degraded.
-pub const ERROR_RATE_THRESHOLD: f64 = 0.5;
+pub(crate) const ERROR_RATE_THRESHOLD: f64 = 0.5;
 /// Window over which the error rate is computed.
 const WINDOW: Duration = Duration::from_secs(300);
 /// Sampling period of the error-rate window.
@@ -21,7 +21,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// Overall status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     /// All is well.
     Healthy,
     /// Working, but something needs attention.
@@ -32,7 +32,7 @@ pub enum Status {
 
 /// The `/health` body.
 #[derive(Debug, Clone, Serialize)]
-pub struct HealthReport {
+pub(crate) struct HealthReport {
     /// healthy, degraded or unhealthy.
     pub status: Status,
     /// Why the status is not healthy.
@@ -63,7 +63,7 @@ pub struct HealthReport {
 
 /// An open circuit in `/health`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct OpenCircuit {
+pub(crate) struct OpenCircuit {
     /// The listener.
     pub listener: String,
     /// When one trial run will be allowed (RFC 3339).
@@ -72,7 +72,7 @@ pub struct OpenCircuit {
 
 /// Queue state in `/health`.
 #[derive(Debug, Clone, Serialize)]
-pub struct QueueHealth {
+pub(crate) struct QueueHealth {
     /// The instance (organization) name.
     pub instance: String,
     /// The Zulip queue, when one is registered or resumed.
@@ -85,7 +85,7 @@ pub struct QueueHealth {
 
 /// Database state in `/health`.
 #[derive(Debug, Clone, Serialize)]
-pub struct DatabaseHealth {
+pub(crate) struct DatabaseHealth {
     /// postgres or sqlite (none in dry-run).
     pub backend: &'static str,
     /// Whether a ping succeeded just now.
@@ -95,7 +95,7 @@ pub struct DatabaseHealth {
 }
 
 /// Everything `/health` reads.
-pub struct Health {
+pub(crate) struct Health {
     state: Arc<State>,
     store: Option<Arc<dyn Store>>,
     instance: String,
@@ -105,7 +105,7 @@ pub struct Health {
 
 impl Health {
     /// Health of the daemon described by `state`.
-    pub fn new(
+    pub(crate) fn new(
         state: Arc<State>,
         store: Option<Arc<dyn Store>>,
         instance: String,
@@ -122,7 +122,7 @@ impl Health {
 
     /// Samples run totals every few seconds for the error-rate window and
     /// refreshes the computed gauges, until `token` is cancelled.
-    pub async fn sample_until(self: Arc<Self>, token: tokio_util::sync::CancellationToken) {
+    pub(crate) async fn sample_until(self: Arc<Self>, token: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(SAMPLE_EVERY);
         loop {
             tokio::select! {
@@ -138,7 +138,7 @@ impl Health {
     /// Sets the gauges computed from the live state rather than counted
     /// (the age of the last poll). Cheap and never touches the database, so
     /// a `/metrics` scrape calls it and never waits on the store.
-    pub fn refresh_gauges(&self) -> Option<f64> {
+    pub(crate) fn refresh_gauges(&self) -> Option<f64> {
         let age = self.state.last_poll_age();
         self.state
             .metrics
@@ -161,7 +161,7 @@ impl Health {
     }
 
     /// Failed share of runs over the window (since start when younger).
-    pub fn error_rate(&self) -> f64 {
+    pub(crate) fn error_rate(&self) -> f64 {
         let (runs, failed) = self.state.metrics.run_totals();
         let s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let (r0, f0) = s.front().map(|(_, r, f)| (*r, *f)).unwrap_or((0, 0));
@@ -174,12 +174,12 @@ impl Health {
     }
 
     /// The Prometheus text of the daemon's metrics.
-    pub fn metrics_text(&self) -> String {
+    pub(crate) fn metrics_text(&self) -> String {
         self.state.metrics.render()
     }
 
     /// The current report; pings the database (at most 2 s).
-    pub async fn report(&self) -> HealthReport {
+    pub(crate) async fn report(&self) -> HealthReport {
         let reachable = match &self.store {
             Some(store) => matches!(
                 tokio::time::timeout(Duration::from_secs(2), store.ping()).await,

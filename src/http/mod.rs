@@ -11,12 +11,12 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub mod health;
+pub(crate) mod health;
 
 use health::{Health, Status};
 
 /// The router over `health` (which also holds the metrics).
-pub fn router(health: Arc<Health>) -> Router {
+pub(crate) fn router(health: Arc<Health>) -> Router {
     Router::new()
         .route("/health", get(get_health))
         .route("/metrics", get(get_metrics))
@@ -48,7 +48,7 @@ async fn get_metrics(AxumState(health): AxumState<Arc<Health>>) -> Response {
 
 /// Serves `listener` until `token` is cancelled, then finishes the requests
 /// in progress.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, token: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, health: Arc<Health>, token: CancellationToken) {
     let app = router(health);
     let shutdown = async move { token.cancelled().await };
     if let Err(e) = axum::serve(listener, app)

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::state::State;
 
 /// How often memory is measured again while polling is paused.
-pub const RECHECK_EVERY: Duration = Duration::from_millis(200);
+pub(crate) const RECHECK_EVERY: Duration = Duration::from_millis(200);
 
 /// The process's resident memory in bytes (Linux); `None` where it cannot
 /// be read, in which case backpressure never pauses polling.
@@ -25,7 +25,7 @@ pub const RECHECK_EVERY: Duration = Duration::from_millis(200);
 /// resident pages times the page size (and as `ps` and the
 /// `process_resident_memory_bytes` metric show), given by the kernel in
 /// kB, so no page size is needed.
-pub fn resident_bytes() -> Option<u64> {
+pub(crate) fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     parse_vm_rss(&status)
 }
@@ -48,7 +48,7 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 /// While waiting it sets [`State::backpressure`] and the
 /// `memory_backpressure` gauge, and logs once when the pause starts and
 /// once when polling resumes; both are cleared before it returns.
-pub async fn wait_below(threshold: u64, state: &State, token: &CancellationToken) {
+pub(crate) async fn wait_below(threshold: u64, state: &State, token: &CancellationToken) {
     let Some(rss) = resident_bytes().filter(|rss| *rss > threshold) else {
         return;
     };

@@ -51,7 +51,7 @@ pub enum FileError {
 /// # Errors
 ///
 /// [`FileError`] when the file cannot be read or the database fails.
-pub async fn run_file(
+pub(crate) async fn run_file(
     path: &Path,
     pipeline: &Pipeline,
     token: &CancellationToken,

@@ -29,7 +29,7 @@ use crate::state::State;
 use crate::store::{Cursor, Origin, Store, StoreError, StoredEvent};
 
 /// What the pipeline does with events.
-pub enum PipelineMode {
+pub(crate) enum PipelineMode {
     /// Store, then dispatch.
     Store {
         /// The database.
@@ -46,7 +46,7 @@ pub enum PipelineMode {
 
 /// Counts of one accepted batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct AcceptReport {
+pub(crate) struct AcceptReport {
     /// Events newly stored (or, in dry-run, described).
     pub stored: usize,
     /// Events already in the inbox (a message seen live and in a backfill).
@@ -74,7 +74,7 @@ pub enum PipelineError {
 }
 
 /// Committed batches that may wait for dispatch at once.
-pub const HANDOFF_BATCHES: usize = 1;
+pub(super) const HANDOFF_BATCHES: usize = 1;
 
 /// The dispatch task and the channel that feeds it.
 struct Handoff {
@@ -109,7 +109,7 @@ enum Sink {
 }
 
 /// The shared entry point of all sources.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     sink: Sink,
     instance: String,
     stored: AtomicU64,
@@ -120,7 +120,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline for `instance` in `mode`. Starts the dispatch task, so
     /// it must be called within the runtime.
-    pub fn new(instance: String, mode: PipelineMode, state: Arc<State>) -> Pipeline {
+    pub(crate) fn new(instance: String, mode: PipelineMode, state: Arc<State>) -> Pipeline {
         let sink = match mode {
             PipelineMode::Store { store, dispatcher } => Sink::Store {
                 store,
@@ -138,12 +138,12 @@ impl Pipeline {
     }
 
     /// The instance name.
-    pub fn instance(&self) -> &str {
+    pub(crate) fn instance(&self) -> &str {
         &self.instance
     }
 
     /// The store, unless in dry-run mode.
-    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+    pub(crate) fn store(&self) -> Option<&Arc<dyn Store>> {
         match &self.sink {
             Sink::Store { store, .. } => Some(store),
             Sink::DryRun { .. } => None,
@@ -151,18 +151,18 @@ impl Pipeline {
     }
 
     /// Events stored so far.
-    pub fn stored_total(&self) -> u64 {
+    pub(crate) fn stored_total(&self) -> u64 {
         self.stored.load(Ordering::Relaxed)
     }
 
     /// Duplicates skipped so far.
-    pub fn duplicates_total(&self) -> u64 {
+    pub(crate) fn duplicates_total(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
     }
 
     /// Gives back the dispatcher, to drain it at shutdown, once every
     /// batch handed over has been dispatched (at once, after a stop).
-    pub async fn into_dispatcher(self) -> Option<Dispatcher> {
+    pub(crate) async fn into_dispatcher(self) -> Option<Dispatcher> {
         match self.sink {
             Sink::Store { handoff, .. } => {
                 drop(handoff.tx);
@@ -187,7 +187,7 @@ impl Pipeline {
     /// # Errors
     ///
     /// [`PipelineError`] on shutdown or on a database error retrying cannot fix.
-    pub async fn accept(
+    pub(crate) async fn accept(
         &self,
         origin: &Origin,
         events: Vec<Event>,

@@ -6,7 +6,7 @@
 //! (`inbox`).
 
 mod backfill;
-pub mod backpressure;
+pub(crate) mod backpressure;
 mod file;
 mod inbox;
 mod notes;
@@ -14,6 +14,6 @@ mod page;
 mod poller;
 mod queue;
 
-pub use file::{run_file, FileError, FileReport};
-pub use inbox::{AcceptReport, Pipeline, PipelineError, PipelineMode};
-pub use poller::{Intake, IntakeError, IntakeSettings};
+pub(crate) use file::{run_file, FileError, FileReport};
+pub(crate) use inbox::{Pipeline, PipelineError, PipelineMode};
+pub(crate) use poller::{Intake, IntakeError, IntakeSettings};

@@ -30,7 +30,7 @@ const POLL_MARGIN: Duration = Duration::from_secs(5);
 
 /// How the poll loop behaves.
 #[derive(Debug, Clone)]
-pub struct IntakeSettings {
+pub(crate) struct IntakeSettings {
     /// What to register for.
     pub register: RegisterParams,
     /// First backoff delay.
@@ -66,7 +66,7 @@ pub enum IntakeError {
 }
 
 /// The Zulip poll loop.
-pub struct Intake<'a> {
+pub(crate) struct Intake<'a> {
     pub(super) client: Client,
     pub(super) pipeline: &'a Pipeline,
     pub(super) settings: IntakeSettings,
@@ -75,7 +75,7 @@ pub struct Intake<'a> {
 
 impl<'a> Intake<'a> {
     /// A poll loop feeding `pipeline`.
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         pipeline: &'a Pipeline,
         settings: IntakeSettings,
@@ -97,7 +97,7 @@ impl<'a> Intake<'a> {
     ///
     /// [`IntakeError`] when Zulip refuses the credentials or a request, or
     /// the database fails for good.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         token: CancellationToken,
         on_polling: impl FnOnce(),

@@ -51,14 +51,14 @@ pub struct ActivityTotals {
 }
 
 /// The start of the `interval`-wide bucket holding `t`.
-pub fn bucket_start(t: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
+pub(super) fn bucket_start(t: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
     let width = interval.as_secs().max(1) as i64;
     let start = t.timestamp().div_euclid(width) * width;
     DateTime::<Utc>::from_timestamp(start, 0).unwrap_or(t)
 }
 
 /// One [`StatsBucket`] per (listener, bucket) in `runs`.
-pub fn stats_buckets(runs: &[RunRecord], interval: Duration) -> Vec<StatsBucket> {
+pub(super) fn stats_buckets(runs: &[RunRecord], interval: Duration) -> Vec<StatsBucket> {
     let mut map: BTreeMap<(&str, DateTime<Utc>), StatsBucket> = BTreeMap::new();
     for run in runs {
         let start = bucket_start(run.finished_at, interval);
@@ -89,7 +89,7 @@ pub fn stats_buckets(runs: &[RunRecord], interval: Duration) -> Vec<StatsBucket>
 }
 
 /// One [`ActivityTotals`] per user named by the runs' activity records.
-pub fn activity_totals(runs: &[RunRecord]) -> Vec<ActivityTotals> {
+pub(super) fn activity_totals(runs: &[RunRecord]) -> Vec<ActivityTotals> {
     let mut map: BTreeMap<i64, ActivityTotals> = BTreeMap::new();
     for record in runs.iter().flat_map(|r| &r.records) {
         let Record::Activity(a) = record else {
@@ -119,7 +119,7 @@ pub fn activity_totals(runs: &[RunRecord]) -> Vec<ActivityTotals> {
 }
 
 /// The message-log records of a batch, each with its run's inbox id.
-pub fn message_logs(runs: &[RunRecord]) -> Vec<(i64, &MessageLogRecord)> {
+pub(super) fn message_logs(runs: &[RunRecord]) -> Vec<(i64, &MessageLogRecord)> {
     runs.iter()
         .flat_map(|r| {
             r.records.iter().filter_map(move |rec| match rec {

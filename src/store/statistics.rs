@@ -46,7 +46,7 @@ use chrono::{DateTime, Utc};
 use super::error::StoreError;
 
 /// Failure groups kept per listener in a [`ListenerSummary`].
-pub const TOP_ERRORS: i64 = 5;
+pub(super) const TOP_ERRORS: i64 = 5;
 
 /// What [`StatsStore::aggregate`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -43,7 +43,7 @@ impl fmt::Debug for Credentials {
 
 /// Explicit values from our own config file: the Python client's constructor arguments.
 #[derive(Clone, Copy, Default)]
-pub struct CredentialSources<'a> {
+pub(crate) struct CredentialSources<'a> {
     /// A zuliprc path; beats `ZULIP_CONFIG` and `~/.zuliprc`. A leading `~` is expanded.
     pub zuliprc: Option<&'a Path>,
     /// The email; beats `ZULIP_EMAIL` and the file.
@@ -146,7 +146,7 @@ impl Zuliprc {
 /// file that is unreadable, malformed or lacks `key`/`email` when they are
 /// still needed, no usable site, a bad `insecure` value, a missing CA bundle,
 /// or a configured client certificate.
-pub fn load_credentials(
+pub(crate) fn load_credentials(
     sources: &CredentialSources,
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<&Path>,
@@ -217,7 +217,7 @@ pub fn load_credentials(
 /// # Errors
 /// [`CredentialsError::InvalidSite`] if the site is empty, contains
 /// whitespace, has no host, or uses a scheme other than `http`/`https`.
-pub fn api_base_url(site: &str) -> Result<String, CredentialsError> {
+pub(crate) fn api_base_url(site: &str) -> Result<String, CredentialsError> {
     let site = site.trim();
     let invalid = |reason| CredentialsError::InvalidSite(site.to_owned(), reason);
     if site.is_empty() {

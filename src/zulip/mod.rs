@@ -6,15 +6,15 @@
 //! `msg` (`error`, decoded in `response`).
 
 mod client;
-pub mod credentials;
+pub(crate) mod credentials;
 mod error;
 mod page;
 mod payloads;
 mod response;
 mod zuliprc;
 
-pub use client::Client;
-pub use credentials::{load_credentials, CredentialSources, Credentials, CredentialsError};
-pub use error::{ErrorAction, ZulipError};
-pub use page::EventsPage;
-pub use payloads::{MessagesPage, RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};
+pub(crate) use client::Client;
+pub(crate) use credentials::{load_credentials, CredentialSources, CredentialsError};
+pub(crate) use error::{ErrorAction, ZulipError};
+pub(crate) use page::EventsPage;
+pub(crate) use payloads::{RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// The long-poll timeout when Zulip does not say (its documented default).
-pub const DEFAULT_LONGPOLL_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const DEFAULT_LONGPOLL_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Parameters of `POST /register`.
 #[derive(Debug, Clone, Default)]

@@ -53,7 +53,7 @@ async fn an_auto_disable_is_stored_even_when_the_notice_queue_is_full_and_surviv
     let hook = silent_webhook().await;
     // More dead-letter notices than the notifier's queue holds come before
     // the failure that disables the listener, so its notice is dropped.
-    let threshold = zulip_event_listeners::notify::NOTICE_QUEUE as i64 + 20;
+    let threshold = zulip_event_listeners::app::NOTICE_QUEUE as i64 + 20;
     let extra = format!(
         "[listeners]\nenabled = [\"failing\"]\n[error_handling]\ncircuit_breaker_threshold = 0\nauto_disable_threshold = {threshold}\nnotification_webhook = \"{hook}\"\n"
     );

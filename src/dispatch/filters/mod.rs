@@ -44,7 +44,7 @@ use crate::event::Event;
 
 /// Why a run is skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     /// The event is older than `filters.max_event_age`.
     TooOld,
     /// The event is from a user in `security.blocked_users`.
@@ -57,7 +57,8 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [SkipReason; 4] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [SkipReason; 4] = [
         SkipReason::TooOld,
         SkipReason::BlockedUser,
         SkipReason::RateLimited,
@@ -65,7 +66,7 @@ impl SkipReason {
     ];
 
     /// A short name for logs and metric labels.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SkipReason::TooOld => "too_old",
             SkipReason::BlockedUser => "blocked_user",
@@ -81,7 +82,7 @@ impl SkipReason {
 
 /// The configured filters (see the module documentation).
 #[derive(Debug)]
-pub struct Filters {
+pub(crate) struct Filters {
     max_age: Option<TimeDelta>,
     blocked: Users,
     limiter: Option<Mutex<RateLimiter>>,
@@ -91,12 +92,12 @@ pub struct Filters {
 
 impl Filters {
     /// The filters of a validated configuration.
-    pub fn new(config: &Config) -> Filters {
+    pub(crate) fn new(config: &Config) -> Filters {
         Filters::from_parts(&config.filters, &config.security, &config.listeners.filters)
     }
 
     /// The filters of the three configuration parts they come from.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         filters: &FiltersConfig,
         security: &SecurityConfig,
         listeners: &BTreeMap<String, ListenerFilterConfig>,
@@ -118,7 +119,8 @@ impl Filters {
     }
 
     /// Whether no filter is configured (every check passes).
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.max_age.is_none()
             && self.blocked.is_empty()
             && self.limiter.is_none()
@@ -128,7 +130,7 @@ impl Filters {
     /// Why `event` must run for no listener at all, if it must not: too old,
     /// from a blocked user, or over its user's rate limit. Call it **once
     /// per event**: each call counts the event towards the rate limit.
-    pub fn check_event(&self, event: &Event, now: DateTime<Utc>) -> Option<SkipReason> {
+    pub(crate) fn check_event(&self, event: &Event, now: DateTime<Utc>) -> Option<SkipReason> {
         let reason = self.judge_event(event, now);
         if let Some(r) = reason {
             self.skipped[r.index()].fetch_add(1, Ordering::Relaxed);
@@ -163,7 +165,7 @@ impl Filters {
 
     /// Why `listener` must not run for `event`, if its `[listeners.NAME]`
     /// filters exclude it. Pure: call it for each listener.
-    pub fn check_listener(&self, event: &Event, listener: &str) -> Option<SkipReason> {
+    pub(crate) fn check_listener(&self, event: &Event, listener: &str) -> Option<SkipReason> {
         let f = self.listeners.get(listener)?;
         if f.passes(event) {
             None
@@ -175,7 +177,8 @@ impl Filters {
 
     /// How many events (for event-wide reasons) or runs (for
     /// [`SkipReason::ListenerFilter`]) were skipped for `reason` so far.
-    pub fn skipped(&self, reason: SkipReason) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn skipped(&self, reason: SkipReason) -> u64 {
         self.skipped[reason.index()].load(Ordering::Relaxed)
     }
 }
