@@ -265,6 +265,7 @@ impl Dispatcher {
 
 #[cfg(test)]
 mod tests {
+    use crate::listeners::test_identity;
     use async_trait::async_trait;
     use tokio_util::sync::CancellationToken;
 
@@ -291,15 +292,7 @@ mod tests {
 
     #[async_trait]
     impl Listener for FlakyTwice {
-        fn name(&self) -> &str {
-            "flaky"
-        }
-        fn description(&self) -> &str {
-            "fails twice"
-        }
-        fn event_types(&self) -> &[&str] {
-            &["message"]
-        }
+        test_identity!("flaky", "fails twice", ["message"]);
         async fn handle(&self, _: &Event, ctx: &Context) -> Result<Vec<Record>, ListenerError> {
             if ctx.attempt <= 2 {
                 Err(ListenerError::transient("not yet"))
@@ -314,15 +307,7 @@ mod tests {
 
     #[async_trait]
     impl Listener for Broken {
-        fn name(&self) -> &str {
-            "broken"
-        }
-        fn description(&self) -> &str {
-            "fails for good"
-        }
-        fn event_types(&self) -> &[&str] {
-            &["message"]
-        }
+        test_identity!("broken", "fails for good", ["message"]);
         async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
             Err(ListenerError::permanent("cannot handle this"))
         }
@@ -426,15 +411,7 @@ mod tests {
 
     #[async_trait]
     impl Listener for Concurrency {
-        fn name(&self) -> &str {
-            "concurrency"
-        }
-        fn description(&self) -> &str {
-            "counts concurrent runs"
-        }
-        fn event_types(&self) -> &[&str] {
-            &["message"]
-        }
+        test_identity!("concurrency", "counts concurrent runs", ["message"]);
         async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
             use std::sync::atomic::Ordering::SeqCst;
             let now = self.now.fetch_add(1, SeqCst) + 1;
@@ -485,15 +462,7 @@ mod tests {
 
     #[async_trait]
     impl Listener for Hangs {
-        fn name(&self) -> &str {
-            "hangs"
-        }
-        fn description(&self) -> &str {
-            "never answers"
-        }
-        fn event_types(&self) -> &[&str] {
-            &["message"]
-        }
+        test_identity!("hangs", "never answers", ["message"]);
         async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
             std::future::pending().await
         }

@@ -175,6 +175,7 @@ pub async fn replay_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listeners::test_identity;
     use crate::listeners::{ListenerError, Record};
     use async_trait::async_trait;
 
@@ -183,15 +184,7 @@ mod tests {
 
     #[async_trait]
     impl Listener for Slow {
-        fn name(&self) -> &str {
-            "slow"
-        }
-        fn description(&self) -> &str {
-            "sleeps"
-        }
-        fn event_types(&self) -> &[&str] {
-            &["*"]
-        }
+        test_identity!("slow", "sleeps", ["*"]);
         async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(Vec::new())
@@ -200,15 +193,7 @@ mod tests {
 
     #[async_trait]
     impl Listener for Panics {
-        fn name(&self) -> &str {
-            "panics"
-        }
-        fn description(&self) -> &str {
-            "panics"
-        }
-        fn event_types(&self) -> &[&str] {
-            &["*"]
-        }
+        test_identity!("panics", "panics", ["*"]);
         async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
             panic!("listener bug")
         }

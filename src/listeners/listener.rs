@@ -180,3 +180,22 @@ pub struct ActivityRecord {
     /// What it was.
     pub kind: ActivityKind,
 }
+/// In unit tests: the three identity methods of a `Listener` impl, so a
+/// test listener states only its name, description, event types and
+/// `handle`.
+#[cfg(test)]
+macro_rules! test_identity {
+    ($name:literal, $description:literal, [$($event_type:literal),*]) => {
+        fn name(&self) -> &str {
+            $name
+        }
+        fn description(&self) -> &str {
+            $description
+        }
+        fn event_types(&self) -> &[&str] {
+            &[$($event_type),*]
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use test_identity;

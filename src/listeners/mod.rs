@@ -6,6 +6,8 @@ mod message_logger;
 mod registry;
 mod user_activity_tracker;
 
+#[cfg(test)]
+pub(crate) use listener::test_identity;
 pub use listener::{
     ActivityKind, ActivityRecord, Context, Listener, ListenerError, MessageLogRecord, Record,
     ALL_EVENT_TYPES,
