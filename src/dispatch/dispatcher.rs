@@ -350,6 +350,16 @@ mod tests {
         }
     }
 
+    /// [`message`] `id`, in a topic of its own (a lane of its own).
+    fn message_in_own_topic(id: i64) -> StoredEvent {
+        let mut stored = message(id);
+        stored.event = Event::parse(&format!(
+            r#"{{"type":"message","id":{id},"message":{{"id":{id},"sender_id":1,"display_recipient":"g","subject":"t{id}","timestamp":1,"content":"x"}}}}"#
+        ))
+        .unwrap();
+        stored
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_transient_failure_is_retried_after_the_jittered_delay() {
         let (d, mut rx) = dispatcher(Arc::new(FlakyTwice), 3);
@@ -436,12 +446,7 @@ mod tests {
             n
         });
         for id in 0..20 {
-            let mut stored = message(id);
-            stored.event = Event::parse(&format!(
-                r#"{{"type":"message","id":{id},"message":{{"id":{id},"sender_id":1,"display_recipient":"g","subject":"t{id}","timestamp":1,"content":"x"}}}}"#
-            ))
-            .unwrap();
-            d.dispatch(stored, &[]).await;
+            d.dispatch(message_in_own_topic(id), &[]).await;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
 
@@ -473,12 +478,7 @@ mod tests {
         // Arrange: two events whose runs hang.
         let (d, _rx) = dispatcher(Arc::new(Hangs), 0);
         for id in [7, 8] {
-            let mut stored = message(id);
-            stored.event = Event::parse(&format!(
-                r#"{{"type":"message","id":{id},"message":{{"id":{id},"sender_id":1,"display_recipient":"g","subject":"t{id}","timestamp":1,"content":"x"}}}}"#
-            ))
-            .unwrap();
-            d.dispatch(stored, &[]).await;
+            d.dispatch(message_in_own_topic(id), &[]).await;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
 
