@@ -34,7 +34,7 @@ use fake_zulip::{FakeOptions, FakeZulip};
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 use zulip_event_listeners::app::{Application, RunOptions};
-use zulip_event_listeners::config::Config;
+use zulip_event_listeners::config::{Backend, Config, DatabaseUrl};
 use zulip_event_listeners::event::Event;
 use zulip_event_listeners::listeners::{Context, Listener, ListenerError, Record, Registry};
 use zulip_event_listeners::store::{self, Cursor, Origin};
@@ -416,10 +416,12 @@ const PROBE_COUNT: &str = "SELECT count(*) FROM event_listeners_inbox";
 
 impl Probe {
     async fn connect(url: &str) -> Probe {
-        if url.starts_with("sqlite") {
-            Probe::Sqlite(sqlx::SqliteConnection::connect(url).await.unwrap())
-        } else {
-            Probe::Pg(PgConnection::connect(url).await.unwrap())
+        let url: DatabaseUrl = url.parse().unwrap();
+        match url.options() {
+            Backend::Sqlite(o) => {
+                Probe::Sqlite(sqlx::SqliteConnection::connect_with(o).await.unwrap())
+            }
+            Backend::Postgres(o) => Probe::Pg(PgConnection::connect_with(o).await.unwrap()),
         }
     }
 
@@ -859,8 +861,9 @@ async fn bench() {
             )),
             _ => None,
         };
-        if let Some(u) = url.as_deref().filter(|u| u.starts_with("sqlite")) {
-            let _ = std::fs::remove_file(u.trim_start_matches("sqlite://"));
+        let parsed = url.as_deref().map(|u| u.parse::<DatabaseUrl>().unwrap());
+        if let Some(path) = parsed.as_ref().and_then(DatabaseUrl::sqlite_path) {
+            let _ = std::fs::remove_file(path);
         }
         let m = backlog_run(&only, n, url.as_deref(), url.is_none()).await;
         println!(
