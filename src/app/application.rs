@@ -215,7 +215,7 @@ impl Application {
             },
             self.state.clone(),
         );
-        let mut settings = intake_settings(&self.config, &self.opts, &self.listeners);
+        let mut settings = intake_settings(&self.config, &self.opts);
         settings.release_queue = true;
         let file = self
             .source
@@ -274,7 +274,7 @@ impl Application {
             },
             self.state.clone(),
         );
-        let settings = intake_settings(config, &self.opts, &self.listeners);
+        let settings = intake_settings(config, &self.opts);
         let outcome = self
             .source
             .feed(&pipeline, settings, self.state.clone(), token)

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use super::{AppError, RunOptions};
 use crate::config::Config;
 use crate::intake::{run_file, FileReport, Intake, IntakeSettings, Pipeline};
-use crate::listeners::{wanted_event_types, Listener};
 use crate::state::State;
 use crate::zulip::{Client, RegisterParams};
 
@@ -53,14 +52,13 @@ impl Source {
 }
 
 /// What intake asks Zulip for and how it retries, from the configuration.
-pub(super) fn intake_settings(
-    config: &Config,
-    opts: &RunOptions,
-    listeners: &[Arc<dyn Listener>],
-) -> IntakeSettings {
+/// Every event type is asked for unless `[zulip] event_types` narrows it:
+/// the inbox stores every event (edits, deletions, subscriptions, …), and
+/// each listener still runs only for the types it wants.
+pub(super) fn intake_settings(config: &Config, opts: &RunOptions) -> IntakeSettings {
     IntakeSettings {
         register: RegisterParams {
-            event_types: wanted_event_types(listeners),
+            event_types: config.zulip.event_types.clone(),
             narrow: config.zulip.narrow.clone(),
             all_public_streams: config.zulip.all_public_streams,
             apply_markdown: config.zulip.apply_markdown,

@@ -39,9 +39,9 @@ pub(super) fn read(r: &mut Reader, name: &str, t: &Table) -> ListenerFilterConfi
     for (k, v) in t {
         let key = format!("listeners.{name}.{k}");
         match k.as_str() {
-            "event_types" => out.event_types = read_strings(r, &key, v, "event types"),
-            "channels" => out.channels = read_strings(r, &key, v, "channel names"),
-            "topics" => out.topics = read_strings(r, &key, v, "topics"),
+            "event_types" => out.event_types = r.strings(&key, v, "event types"),
+            "channels" => out.channels = r.strings(&key, v, "channel names"),
+            "topics" => out.topics = r.strings(&key, v, "topics"),
             "senders" => out.senders = read_users(r, &key, v, false),
             "content_regex" => out.content_regex = read_regex(r, &key, v),
             _ => r.unknown(&format!("listeners.{name}"), k, KNOWN),
@@ -66,25 +66,4 @@ fn read_regex(r: &mut Reader, key: &str, v: &Value) -> Option<regex::Regex> {
             None
         }
     }
-}
-
-/// A non-empty list of non-empty strings.
-fn read_strings(r: &mut Reader, key: &str, v: &Value, what: &str) -> Option<Vec<String>> {
-    let Some(items) = v.as_array() else {
-        return r.wrong(key, v, &format!("a list of {what}"));
-    };
-    if items.is_empty() {
-        r.problem(format!(
-            "`{key}` must list at least one entry; remove the key to accept all {what}"
-        ));
-        return None;
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        match item.as_str() {
-            Some(s) if !s.is_empty() => out.push(s.to_owned()),
-            _ => return r.wrong(key, item, &format!("a list of {what} (non-empty strings)")),
-        }
-    }
-    Some(out)
 }

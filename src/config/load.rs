@@ -208,6 +208,26 @@ mod tests {
     const KNOWN: &[&str] = &["message_logger", "user_activity_tracker"];
 
     #[test]
+    fn zulip_event_types_narrows_the_registration_and_must_list_something() {
+        let cfg = Config::parse(
+            "[zulip]\nevent_types = [\"message\", \"reaction\"]\n",
+            KNOWN,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.zulip.event_types,
+            Some(vec!["message".to_owned(), "reaction".to_owned()])
+        );
+        assert_eq!(
+            Config::default().zulip.event_types,
+            None,
+            "every type by default"
+        );
+        let err = Config::parse("[zulip]\nevent_types = []\n", KNOWN).unwrap_err();
+        assert!(err.to_string().contains("zulip.event_types"), "{err}");
+    }
+
+    #[test]
     fn the_issue_example_parses_into_the_expected_values() {
         let cfg = Config::parse(
             r#"

@@ -152,6 +152,29 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A non-empty list of non-empty strings (`what` names them in messages).
+    pub(super) fn strings(&mut self, key: &str, v: &Value, what: &str) -> Option<Vec<String>> {
+        let Some(items) = v.as_array() else {
+            return self.wrong(key, v, &format!("a list of {what}"));
+        };
+        if items.is_empty() {
+            self.problem(format!(
+                "`{key}` must list at least one entry; remove the key to accept all {what}"
+            ));
+            return None;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item.as_str() {
+                Some(s) if !s.is_empty() => out.push(s.to_owned()),
+                _ => {
+                    return self.wrong(key, item, &format!("a list of {what} (non-empty strings)"))
+                }
+            }
+        }
+        Some(out)
+    }
+
     pub(super) fn wrong<T>(&mut self, key: &str, v: &Value, expected: &str) -> Option<T> {
         self.problem(format!(
             "`{key}` must be {expected}, got {} `{v}`",

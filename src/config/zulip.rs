@@ -20,6 +20,7 @@ pub(super) const KNOWN: &[&str] = &[
     "narrow",
     "apply_markdown",
     "queue_lifespan_secs",
+    "event_types",
 ];
 
 /// The queue lifetime asked for by default: one day.
@@ -45,6 +46,9 @@ pub struct ZulipConfig {
     pub apply_markdown: bool,
     /// Requested queue lifetime in seconds (Zulip caps it at 7 days).
     pub queue_lifespan_secs: u64,
+    /// The event types Zulip is asked for; `None` (the default) for every
+    /// type, so that every event is stored, whichever listeners want it.
+    pub event_types: Option<Vec<String>>,
 }
 
 impl Default for ZulipConfig {
@@ -57,6 +61,7 @@ impl Default for ZulipConfig {
             narrow: Vec::new(),
             apply_markdown: false,
             queue_lifespan_secs: DEFAULT_QUEUE_LIFESPAN_SECS,
+            event_types: None,
         }
     }
 }
@@ -84,6 +89,7 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ZulipConfig) {
                 }
             }
             "narrow" => out.narrow = read_narrow(r, &key, v),
+            "event_types" => out.event_types = r.strings(&key, v, "event types"),
             _ => r.unknown_key(k),
         }
     }

@@ -259,3 +259,79 @@ async fn run_refuses_a_postgres_database_with_pending_migrations() {
         "{err}"
     );
 }
+
+/// Events no built-in listener wants: an edit, a deletion and a user change.
+fn push_unwanted_events(fake: &FakeZulip) {
+    fake.push_event(json!({"type": "update_message", "user_id": 10, "message_id": 1, "message_ids": [1], "content": "edited", "edit_timestamp": 1790000100, "flags": []}));
+    fake.push_event(json!({"type": "delete_message", "message_type": "stream", "message_id": 1, "stream_id": 1, "topic": "t"}));
+    fake.push_event(json!({"type": "realm_user", "op": "update", "person": {"user_id": 10, "full_name": "Renamed"}}));
+}
+
+#[tokio::test]
+async fn every_event_type_is_registered_and_stored_by_default() {
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
+    let (fake, db) = (app.fake.clone(), app.db.clone());
+    app.start(Registry::builtin(), RunOptions::default()).await;
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+
+    push_unwanted_events(&fake);
+    fake.send_channel_message(10, "user10@example.com", "general", "t", "after");
+    assert!(
+        eventually(WAIT, || async {
+            count(&db, "SELECT count(*) FROM event_listeners_inbox").await == 4
+        })
+        .await,
+        "the edit, the deletion and the user change are stored with the message (inbox: {})",
+        count(&db, "SELECT count(*) FROM event_listeners_inbox").await
+    );
+    let _ = app.stop().await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM event_listeners_inbox WHERE event_type IN ('update_message', 'delete_message', 'realm_user')"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM event_listeners_eventlog").await,
+        2,
+        "only the message runs listeners (message_logger and user_activity_tracker)"
+    );
+}
+
+#[tokio::test]
+async fn zulip_event_types_narrows_what_is_registered() {
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
+    // `[zulip] event_types = ["message", "realm_user"]` (the test config
+    // has its own [zulip] table; the key's reading is a unit test).
+    app.setup.config.zulip.event_types = Some(vec!["message".into(), "realm_user".into()]);
+    let (fake, db) = (app.fake.clone(), app.db.clone());
+    app.start(Registry::builtin(), RunOptions::default()).await;
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+
+    push_unwanted_events(&fake);
+    fake.send_channel_message(10, "user10@example.com", "general", "t", "after");
+    assert!(
+        eventually(WAIT, || async {
+            count(
+                &db,
+                "SELECT count(*) FROM event_listeners_inbox WHERE event_type = 'message'",
+            )
+            .await
+                == 1
+        })
+        .await,
+        "the message is stored"
+    );
+    let _ = app.stop().await;
+    assert_eq!(
+        db.text_pairs("SELECT event_type, op FROM event_listeners_inbox ORDER BY id")
+            .await,
+        vec![
+            ("realm_user".to_owned(), Some("update".to_owned())),
+            ("message".to_owned(), None)
+        ],
+        "only the types asked for reach the inbox"
+    );
+}
