@@ -3,7 +3,7 @@
 //! both of logrotate's ways (`copytruncate`, or move + `reload`) are safe.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -97,7 +97,12 @@ pub(crate) fn init(cfg: &LoggingConfig) -> io::Result<Option<LogFile>> {
         (Some(f), LogFormat::Json) => builder.json().with_writer(f.clone()).try_init(),
         (Some(f), LogFormat::Text) => builder.with_ansi(false).with_writer(f.clone()).try_init(),
         (None, LogFormat::Json) => builder.json().with_writer(io::stderr).try_init(),
-        (None, LogFormat::Text) => builder.with_writer(io::stderr).try_init(),
+        // Colour only for a person at a terminal: journald and redirects
+        // would store the escape codes.
+        (None, LogFormat::Text) => builder
+            .with_ansi(io::stderr().is_terminal())
+            .with_writer(io::stderr)
+            .try_init(),
     };
     Ok(file)
 }

@@ -76,7 +76,9 @@ pub trait Store: StatsStore + AdminStore + Send + Sync {
         event_ids: &[i64],
     ) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Inbox events after the recorded `dispatched_through`, with the
-    /// listeners that already ran them.
+    /// listeners that already ran them. On PostgreSQL it first waits for
+    /// the last statements of a killed predecessor on this host to end
+    /// (`postgres/predecessor.rs`), so none commits after it has read.
     async fn unfinished(&self, instance: &str) -> Result<Vec<Unfinished>, StoreError>;
     /// Deletes event log and inbox rows older than `before`.
     async fn cleanup(&self, before: DateTime<Utc>) -> Result<CleanupCounts, StoreError>;

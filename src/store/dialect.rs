@@ -52,6 +52,13 @@ pub(crate) trait InboxDialect: Dialect {
         origin: &str,
         event_ids: &[i64],
     ) -> Result<Vec<(i64, i64)>, StoreError>;
+
+    /// Waits, before recovery reads what is unfinished, until nothing a
+    /// stopped predecessor sent can still commit. Nothing to wait for by
+    /// default (SQLite's writes die with their process).
+    async fn settle(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A backend's recorder write.

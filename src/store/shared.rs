@@ -129,6 +129,7 @@ where
     }
 
     async fn unfinished(&self, instance: &str) -> Result<Vec<Unfinished>, StoreError> {
+        self.settle().await?;
         let (rows, done) = on_pool!(self.pool(), p => {
             let rows: Vec<(i64, i64, bool, String)> =
                 sqlx::query_as(T::UNFINISHED).bind(instance).fetch_all(p).await?;

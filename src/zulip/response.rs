@@ -76,6 +76,12 @@ pub(super) async fn error_from(resp: Response) -> ZulipError {
             StatusCode::TOO_MANY_REQUESTS => ZulipError::RateLimited {
                 retry_after: seconds(header_retry.unwrap_or(1.0)),
             },
+            // A proxy's HTML 502/503/504 (nginx while Django or Tornado
+            // restarts) is a server error like Zulip's own 5xx.
+            s if s.is_server_error() => ZulipError::Server {
+                status: s.as_u16(),
+                msg: "the body is not Zulip JSON (a proxy's error page?)".to_owned(),
+            },
             _ => ZulipError::NonJson {
                 status: status.as_u16(),
             },
@@ -109,5 +115,31 @@ fn seconds(v: f64) -> Duration {
         Duration::from_secs_f64(v.clamp(0.0, 3600.0))
     } else {
         Duration::from_secs(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, body: &'static str) -> Response {
+        axum::http::Response::builder()
+            .status(status)
+            .body(body)
+            .unwrap()
+            .into()
+    }
+
+    #[tokio::test]
+    async fn a_proxys_html_5xx_is_a_server_error_not_a_non_json_answer() {
+        let e = error_from(response(502, "<html><h1>502 Bad Gateway</h1></html>")).await;
+        assert!(matches!(e, ZulipError::Server { status: 502, .. }), "{e:?}");
+        assert_eq!(e.reason(), "server_error");
+    }
+
+    #[tokio::test]
+    async fn a_non_json_answer_below_500_stays_non_json() {
+        let e = error_from(response(404, "<html>not found</html>")).await;
+        assert!(matches!(e, ZulipError::NonJson { status: 404 }), "{e:?}");
     }
 }

@@ -157,3 +157,34 @@ async fn migrate_applies_once_then_reports_up_to_date_and_cleanup_counts_rows() 
     );
     db.drop_db().await;
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n",
+            dir.path().join("events.db").display()
+        ),
+    )
+    .unwrap();
+    let sample = repo().join("examples/sample-events.jsonl");
+    let out = std::process::Command::new(bin())
+        .args(["--config", &cfg.display().to_string(), "run", "--events"])
+        .arg(&sample)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run the binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Starting"),
+        "info lines are logged: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no ANSI escape codes when stderr is not a terminal (journald, redirects): {stderr:?}"
+    );
+}

@@ -36,7 +36,7 @@ impl PgStore {
             // on the hot path, and a connection that died is found by the
             // statement itself, whose error every caller retries.
             .test_before_acquire(false)
-            .connect_with(connect)
+            .connect_with(connect.application_name(&super::predecessor::client_name()))
             .await?;
         Ok(PgStore {
             pool,

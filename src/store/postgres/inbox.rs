@@ -25,6 +25,10 @@ impl InboxDialect for PgStore {
            (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
          ORDER BY i.id";
 
+    async fn settle(&self) -> Result<(), StoreError> {
+        super::predecessor::settle(self.pool()).await
+    }
+
     async fn insert_events(
         &self,
         instance: &str,

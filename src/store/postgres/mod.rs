@@ -1,9 +1,11 @@
 //! The PostgreSQL backend: connecting, the inbox's and the recorder's
-//! one-statement batch writes, the operator's writes, and statistics in SQL.
+//! one-statement batch writes, the operator's writes, statistics in SQL, and
+//! the wait at start for a killed predecessor's last statements.
 
 mod admin;
 mod connect;
 mod inbox;
+mod predecessor;
 mod record;
 mod stats;
 
