@@ -267,15 +267,20 @@ fn push_unwanted_events(fake: &FakeZulip) {
     fake.push_event(json!({"type": "realm_user", "op": "update", "person": {"user_id": 10, "full_name": "Renamed"}}));
 }
 
+/// Starts the daemon, then sends the events no listener wants and a message.
+async fn start_and_send_mixed_events(app: &mut TestApp) {
+    let fake = app.fake.clone();
+    app.start(Registry::builtin(), RunOptions::default()).await;
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    push_unwanted_events(&fake);
+    fake.send_channel_message(10, "user10@example.com", "general", "t", "after");
+}
+
 #[tokio::test]
 async fn every_event_type_is_registered_and_stored_by_default() {
     let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
-    let (fake, db) = (app.fake.clone(), app.db.clone());
-    app.start(Registry::builtin(), RunOptions::default()).await;
-    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
-
-    push_unwanted_events(&fake);
-    fake.send_channel_message(10, "user10@example.com", "general", "t", "after");
+    let db = app.db.clone();
+    start_and_send_mixed_events(&mut app).await;
     assert!(
         eventually(WAIT, || async {
             count(&db, "SELECT count(*) FROM event_listeners_inbox").await == 4
@@ -306,12 +311,8 @@ async fn zulip_event_types_narrows_what_is_registered() {
     // `[zulip] event_types = ["message", "realm_user"]` (the test config
     // has its own [zulip] table; the key's reading is a unit test).
     app.setup.config.zulip.event_types = Some(vec!["message".into(), "realm_user".into()]);
-    let (fake, db) = (app.fake.clone(), app.db.clone());
-    app.start(Registry::builtin(), RunOptions::default()).await;
-    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
-
-    push_unwanted_events(&fake);
-    fake.send_channel_message(10, "user10@example.com", "general", "t", "after");
+    let db = app.db.clone();
+    start_and_send_mixed_events(&mut app).await;
     assert!(
         eventually(WAIT, || async {
             count(
