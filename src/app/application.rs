@@ -27,7 +27,7 @@ use crate::dispatch::{
 };
 use crate::http::health::Health;
 use crate::intake::{FileReport, Pipeline, PipelineMode};
-use crate::listeners::{Listener, Registry};
+use crate::listeners::{BotIdentity, Instance, Listener, Registry};
 use crate::state::State;
 use crate::store::{Store, Summary};
 
@@ -89,9 +89,10 @@ pub async fn run(
 pub struct Application {
     config: Config,
     opts: RunOptions,
-    listeners: Vec<Arc<dyn Listener>>,
+    instances: Vec<Instance>,
     source: Source,
     bot_user_id: Option<i64>,
+    bot: Option<Arc<BotIdentity>>,
     store: Option<Arc<dyn Store>>,
     state: Arc<State>,
     http_addr: Option<SocketAddr>,
@@ -114,7 +115,7 @@ impl Application {
             .listeners
             .clone()
             .unwrap_or_else(|| config.listeners.enabled.clone());
-        let listeners = registry.select(&names)?;
+        let instances = Instance::build_all(registry, config, &names)?;
 
         // Zulip first: wrong credentials fail in a second, before any database work.
         let (source, bot_user_id) = match &opts.events_file {
@@ -153,14 +154,20 @@ impl Application {
         Ok(Application {
             config: config.clone(),
             opts,
-            listeners,
+            instances,
             source,
             bot_user_id,
+            bot: None,
             store,
             state,
             http_addr,
             services,
         })
+    }
+
+    /// The listeners of the instances, in order.
+    fn listeners(&self) -> Vec<Arc<dyn Listener>> {
+        self.instances.iter().map(|i| i.listener.clone()).collect()
     }
 
     /// Where `/health` and `/metrics` are served.
@@ -211,7 +218,7 @@ impl Application {
         let pipeline = Pipeline::new(
             self.config.scaling.instance_id.clone(),
             PipelineMode::DryRun {
-                listeners: self.listeners.clone(),
+                listeners: self.listeners(),
             },
             self.state.clone(),
         );
@@ -257,7 +264,7 @@ impl Application {
             .run(give_up.clone()),
         );
         let dispatcher = Dispatcher::new(
-            self.listeners.clone(),
+            self.instances.clone(),
             self.dispatcher_settings(&token),
             tx,
             progress,
@@ -305,11 +312,9 @@ impl Application {
             timeout: config.performance.handler_timeout,
             org: Arc::from(config.scaling.instance_id.as_str()),
             bot_user_id: self.bot_user_id,
+            bot: self.bot.clone(),
             stop: stop.clone(),
-            retry: RetryPolicy {
-                max_retries: config.queue.max_retries,
-                delay: config.queue.retry_delay,
-            },
+            retry: RetryPolicy::from_queue(&config.queue),
             breaker: BreakerSettings {
                 failure_threshold: config.error_handling.circuit_breaker_threshold,
                 cooldown: config.error_handling.circuit_breaker_cooldown,

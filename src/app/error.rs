@@ -4,16 +4,16 @@
 use std::net::SocketAddr;
 
 use crate::intake::{FileError, IntakeError, PipelineError};
-use crate::listeners::RegistryError;
+use crate::listeners::InstanceError;
 use crate::store::StoreError;
 use crate::zulip::{CredentialsError, ZulipError};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// `--listeners` named an unknown listener.
+    /// `--listeners` named an unknown listener, or an instance cannot be built.
     #[error(transparent)]
-    Listeners(#[from] RegistryError),
+    Listeners(#[from] InstanceError),
     /// The credentials could not be read.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),

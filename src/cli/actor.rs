@@ -2,9 +2,8 @@
 //! the registered listener a command names, and leaving out the listeners
 //! that `disable` switched off in the store.
 
-use std::sync::Arc;
-
-use crate::listeners::{Listener, Registry, RegistryError};
+use crate::config::Config;
+use crate::listeners::{Instance, InstanceError, Registry, RegistryError};
 use crate::store::ListenerState;
 
 /// Who runs this command, for `changed_by` and the audit trail:
@@ -31,18 +30,36 @@ fn actor_from(sudo_user: Option<String>, user: Option<String>, host: Option<Stri
     }
 }
 
-/// The registered listener `name`.
+/// Fails unless `name` is a listener instance: configured in a
+/// `[listeners.NAME]` table, or registered.
 ///
 /// # Errors
 ///
-/// [`RegistryError::Unknown`], naming the listeners available.
-pub(super) fn registered<'a>(
-    registry: &'a Registry,
-    name: &str,
-) -> Result<&'a Arc<dyn Listener>, RegistryError> {
-    registry.get(name).ok_or_else(|| RegistryError::Unknown {
+/// [`RegistryError::Unknown`], naming the instances available.
+pub(super) fn known(config: &Config, registry: &Registry, name: &str) -> Result<(), RegistryError> {
+    if config.listeners.instances.contains_key(name) || registry.get(name).is_some() {
+        return Ok(());
+    }
+    Err(RegistryError::Unknown {
         name: name.to_owned(),
-        available: registry.names().join(", "),
+        available: config.listeners.names(&registry.names()).join(", "),
+    })
+}
+
+/// The listener instance `name`, built as `run` builds it.
+///
+/// # Errors
+///
+/// [`InstanceError`] when it is unknown or cannot be built.
+pub(super) fn instance(
+    config: &Config,
+    registry: &Registry,
+    name: &str,
+) -> Result<Instance, InstanceError> {
+    let mut built = Instance::build_all(registry, config, &[name.to_owned()])?;
+    built.pop().ok_or_else(|| InstanceError::Build {
+        name: name.to_owned(),
+        reason: "nothing was built".to_owned(),
     })
 }
 

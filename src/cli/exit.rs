@@ -13,7 +13,7 @@
 use crate::app::AppError;
 use crate::cli::age::AgeError;
 use crate::config::ConfigError;
-use crate::listeners::RegistryError;
+use crate::listeners::{InstanceError, RegistryError};
 use crate::store::StoreError;
 
 /// Exit code: success.
@@ -77,6 +77,13 @@ impl From<ConfigError> for Failure {
 /// The command line named an unknown listener: exit 2.
 impl From<RegistryError> for Failure {
     fn from(e: RegistryError) -> Self {
+        Failure::new(EXIT_CONFIG, e)
+    }
+}
+
+/// A listener instance is unknown or cannot be built: exit 2.
+impl From<InstanceError> for Failure {
+    fn from(e: InstanceError) -> Self {
         Failure::new(EXIT_CONFIG, e)
     }
 }

@@ -10,7 +10,7 @@ use crate::app;
 use crate::cli::actor::disabled;
 use crate::cli::age::format_time;
 use crate::cli::exit::Failure;
-use crate::config::Config;
+use crate::config::{Config, ListenerKind};
 use crate::listeners::Registry;
 use crate::store::{ListenerOverview, ListenerState, StoreOptions};
 
@@ -127,9 +127,65 @@ fn run_columns(state: Option<&RunState>, name: &str) -> (String, String) {
     }
 }
 
+/// One row of `list`: a listener instance.
+struct Row {
+    name: String,
+    kind: String,
+    event_types: String,
+    /// The built-in's description, or where a configured kind sends its work.
+    about: String,
+}
+
+/// The instances `list` shows: every registered listener not reconfigured
+/// under its own name, then every `[listeners.NAME]` table, by name.
+fn rows(config: &Config, registry: &Registry) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    for l in registry.all() {
+        if config.listeners.instances.contains_key(l.name()) {
+            continue;
+        }
+        rows.push(Row {
+            name: l.name().to_owned(),
+            kind: l.name().to_owned(),
+            event_types: l.event_types().join(","),
+            about: l.description().to_owned(),
+        });
+    }
+    for (name, i) in &config.listeners.instances {
+        let declared = match &i.kind {
+            ListenerKind::Registered(k) => registry
+                .get(k)
+                .map(|l| l.event_types().join(","))
+                .unwrap_or_default(),
+            ListenerKind::Responder(_) => "message".to_owned(),
+            ListenerKind::Webhook(_) | ListenerKind::Exec(_) => "*".to_owned(),
+        };
+        let about = match &i.kind {
+            ListenerKind::Registered(k) => registry
+                .get(k)
+                .map(|l| l.description().to_owned())
+                .unwrap_or_default(),
+            other => other.target(),
+        };
+        rows.push(Row {
+            name: name.clone(),
+            kind: i.kind.name().to_owned(),
+            event_types: i
+                .filter
+                .event_types
+                .as_ref()
+                .map_or(declared, |t| t.join(",")),
+            about,
+        });
+    }
+    rows
+}
+
 /// The `list` table. `ENABLED` is `yes` when the configuration enables the
-/// listener and `disable` has not switched it off, `disabled` when it has
-/// (with who, when and why on the next line), `no` otherwise.
+/// instance and `disable` has not switched it off, `disabled` when it has
+/// (with who, when and why on the next line), `no` otherwise. The last
+/// column is a built-in's description, or a configured kind's target
+/// (a webhook's URL without credentials or query, an exec's command).
 pub(super) fn render_list(
     config: &Config,
     registry: &Registry,
@@ -138,31 +194,28 @@ pub(super) fn render_list(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<24} {:<8} {:<36} {:<12} {:<23} DESCRIPTION",
+        "{:<24} {:<22} {:<8} {:<28} {:<12} {:<23} TARGET / DESCRIPTION",
         "NAME",
+        "KIND",
         "ENABLED",
         "EVENT TYPES",
         format!("FAILURES {LIST_WINDOW_HOURS}H"),
         "LAST SUCCESS"
     );
-    for l in registry.all() {
-        let configured = config.listeners.enabled.iter().any(|n| n == l.name());
-        let off = state.and_then(|s| disabled(&s.states, l.name()));
+    for row in rows(config, registry) {
+        let name = row.name.as_str();
+        let configured = config.listeners.enabled.iter().any(|n| n == name);
+        let off = state.and_then(|s| disabled(&s.states, name));
         let enabled = match (off, configured) {
             (Some(_), _) => "disabled",
             (None, true) => "yes",
             (None, false) => "no",
         };
-        let (failures, last_success) = run_columns(state, l.name());
+        let (failures, last_success) = run_columns(state, name);
         let _ = writeln!(
             out,
-            "{:<24} {:<8} {:<36} {:<12} {:<23} {}",
-            l.name(),
-            enabled,
-            l.event_types().join(","),
-            failures,
-            last_success,
-            l.description()
+            "{:<24} {:<22} {:<8} {:<28} {:<12} {:<23} {}",
+            name, row.kind, enabled, row.event_types, failures, last_success, row.about
         );
         if let Some(s) = off {
             let reason = s
@@ -225,6 +278,40 @@ mod tests {
             lines[3]
         );
         assert!(lines[3].contains("2026-09-21 14:23:20 UTC"), "{}", lines[3]);
+    }
+
+    #[test]
+    fn list_shows_configured_instances_with_their_kind_and_a_redacted_target() {
+        let config = Config::parse(
+            r#"
+[listeners]
+enabled = ["hook"]
+[listeners.hook]
+kind = "webhook"
+url = "https://user:pw@hooks.example.com/in?token=s3cret"
+[listeners.script]
+kind = "exec"
+command = ["python3", "h.py"]
+event_types = ["reaction"]
+"#,
+            &Registry::builtin().names(),
+        )
+        .unwrap();
+        let text = render_list(&config, &Registry::builtin(), None);
+        let hook = text.lines().find(|l| l.starts_with("hook ")).unwrap();
+        assert!(
+            hook.contains(" webhook ") && hook.contains(" yes "),
+            "{hook}"
+        );
+        assert!(hook.contains("https://hooks.example.com/in?"), "{hook}");
+        assert!(!text.contains("s3cret") && !text.contains("pw@"), "{text}");
+        let script = text.lines().find(|l| l.starts_with("script ")).unwrap();
+        assert!(
+            script.contains(" exec ") && script.contains(" no "),
+            "{script}"
+        );
+        assert!(script.contains(" reaction ") && script.contains("python3 h.py (per_event)"));
+        assert!(text.lines().any(|l| l.starts_with("message_logger ")));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::app;
-use crate::cli::actor::{actor, registered};
+use crate::cli::actor::{actor, instance};
 use crate::cli::age::format_time;
 use crate::cli::args::ReplayArgs;
 use crate::cli::exit::{Failure, EXIT_FAILURE};
@@ -42,7 +42,8 @@ pub(crate) async fn cmd_replay(
     registry: &Registry,
     args: &ReplayArgs,
 ) -> Result<(), Failure> {
-    let listener = registered(registry, &args.listener)?.clone();
+    let instance = instance(config, registry, &args.listener)?;
+    let listener = instance.listener.clone();
     let store = app::open_store(config, false).await?;
     let items = replay::select(store.as_ref(), &args.listener, args.since, args.event).await?;
     let filters = describe_filters(args);

@@ -2,7 +2,7 @@
 //! database, with who switched it and why.
 
 use crate::app;
-use crate::cli::actor::{actor, registered};
+use crate::cli::actor::{actor, known};
 use crate::cli::exit::Failure;
 use crate::config::Config;
 use crate::listeners::Registry;
@@ -19,7 +19,7 @@ pub(crate) async fn cmd_set_enabled(
     enabled: bool,
     reason: Option<&str>,
 ) -> Result<(), Failure> {
-    registered(registry, name)?;
+    known(config, registry, name)?;
     let store = app::open_store(config, false).await?;
     let who = actor();
     store

@@ -1,4 +1,4 @@
-//! `[listeners.NAME]`: which of its events one listener runs for (event
+//! The filter keys of `[listeners.NAME]`: which of its events one listener instance runs for (event
 //! types, channels, topics, senders, a content regex), compiled once when
 //! the file is read.
 
@@ -33,7 +33,8 @@ pub struct ListenerFilterConfig {
     pub content_regex: Option<regex::Regex>,
 }
 
-/// Reads one `[listeners.NAME]` table (the listener is known).
+/// Reads the filter keys of one `[listeners.NAME]` table; the other keys
+/// are the instance's reader's to check.
 pub(super) fn read(r: &mut Reader, name: &str, t: &Table) -> ListenerFilterConfig {
     let mut out = ListenerFilterConfig::default();
     for (k, v) in t {
@@ -44,7 +45,7 @@ pub(super) fn read(r: &mut Reader, name: &str, t: &Table) -> ListenerFilterConfi
             "topics" => out.topics = r.strings(&key, v, "topics"),
             "senders" => out.senders = read_users(r, &key, v, false),
             "content_regex" => out.content_regex = read_regex(r, &key, v),
-            _ => r.unknown(&format!("listeners.{name}"), k, KNOWN),
+            _ => {}
         }
     }
     out

@@ -408,7 +408,7 @@ mod tests {
             cfg.scaling.partition_strategy,
             PartitionStrategy::RoundRobin
         );
-        let f = &cfg.listeners.filters["message_logger"];
+        let f = &cfg.listeners.instances["message_logger"].filter;
         assert_eq!(f.event_types.as_deref(), Some(&["message".to_owned()][..]));
         assert_eq!(f.channels.as_ref().map(Vec::len), Some(2));
         assert_eq!(f.topics.as_deref(), Some(&["lunch".to_owned()][..]));
@@ -428,7 +428,7 @@ mod tests {
         assert!(cfg.filters.max_event_age.is_none());
         assert!(cfg.security.blocked_users.is_empty());
         assert!(cfg.security.rate_limit_per_user.is_none());
-        assert!(cfg.listeners.filters.is_empty());
+        assert!(cfg.listeners.instances.is_empty());
     }
 
     #[test]
@@ -502,7 +502,7 @@ mod tests {
     fn filters_of_an_unknown_listener_are_still_refused() {
         let err =
             Config::parse("[listeners.spam_filter]\nchannels = [\"x\"]\n", KNOWN).unwrap_err();
-        assert!(err.problems[0].contains("unknown listener"), "{err}");
+        assert!(err.problems[0].contains("has no `kind`"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod error;
 mod error_handling;
 mod filters;
 mod http;
+mod kinds;
 mod listener_filter;
 mod listeners;
 mod load;
@@ -17,6 +18,7 @@ mod network;
 mod performance;
 mod queue;
 mod reader;
+mod retry;
 mod scaling;
 mod security;
 mod statistics;
@@ -29,13 +31,18 @@ pub use error::ConfigError;
 pub use error_handling::ErrorHandlingConfig;
 pub use filters::FiltersConfig;
 pub use http::HttpConfig;
+pub use kinds::{
+    ExecConfig, ExecMode, ListenerKind, ResponderConfig, ResponderRule, RuleTrigger, SecretSource,
+    WebhookConfig, WebhookFormat, CONFIG_KINDS,
+};
 pub use listener_filter::ListenerFilterConfig;
-pub use listeners::{ListenersConfig, DEFAULT_LISTENERS};
+pub use listeners::{ListenerInstanceConfig, ListenersConfig, DEFAULT_LISTENERS};
 pub use load::Config;
 pub use logging::{LogFormat, LoggingConfig};
 pub use network::NetworkConfig;
 pub use performance::PerformanceConfig;
 pub use queue::QueueConfig;
+pub use retry::{PartialRetry, RetryConfig};
 pub use scaling::{PartitionStrategy, ScalingConfig};
 pub use security::SecurityConfig;
 pub use statistics::StatisticsConfig;

@@ -4,19 +4,28 @@
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use chrono::Utc;
 
 use super::breaker::Breaker;
+use super::settings::RetryPolicy;
 use crate::listeners::Listener;
 use crate::metrics::RunHandles;
 use crate::state::ListenerHealth;
 
-/// One listener as the dispatcher runs it: the listener, its name, its
+/// One listener instance as the dispatcher runs it: the listener, its
+/// name, its bounds (timeout, retry policy, own concurrency limit), its
 /// metric handles and its breaker.
 pub(super) struct Slot {
     pub(super) listener: Arc<dyn Listener>,
     pub(super) name: Arc<str>,
+    pub(super) timeout: Duration,
+    pub(super) retry: RetryPolicy,
+    /// The instance's own `max_concurrent`, within the daemon's bound.
+    pub(super) limit: Option<Arc<Semaphore>>,
     pub(super) handles: RunHandles,
     pub(super) breaker: Breaker,
     /// Runs spawned and not yet ended (waiting for their lane or a slot,

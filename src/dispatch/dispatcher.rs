@@ -35,7 +35,7 @@ use super::progress::Progress;
 use super::recorder::Recording;
 use super::run::Run;
 use super::settings::DispatcherSettings;
-use crate::listeners::{interested, Listener};
+use crate::listeners::{interested, Instance, Listener};
 use crate::metrics::Outcome;
 use crate::state::State;
 use crate::store::StoredEvent;
@@ -66,18 +66,23 @@ impl Dispatcher {
     /// automatic disables) go to `outcomes`, read by the
     /// [`Recorder`](super::Recorder).
     pub(crate) fn new(
-        listeners: Vec<Arc<dyn Listener>>,
+        instances: Vec<Instance>,
         settings: DispatcherSettings,
         outcomes: mpsc::Sender<Recording>,
         progress: Arc<Progress>,
         state: Arc<State>,
     ) -> Dispatcher {
-        let slots: Arc<[Slot]> = listeners
+        let listeners: Vec<Arc<dyn Listener>> =
+            instances.iter().map(|i| i.listener.clone()).collect();
+        let slots: Arc<[Slot]> = instances
             .iter()
-            .map(|l| Slot {
-                listener: l.clone(),
-                name: Arc::from(l.name()),
-                handles: state.metrics.run_handles(l.name()),
+            .map(|i| Slot {
+                listener: i.listener.clone(),
+                name: Arc::from(i.name()),
+                timeout: i.timeout.unwrap_or(settings.timeout),
+                retry: i.retry.unwrap_or(settings.retry),
+                limit: i.max_concurrent.map(|n| Arc::new(Semaphore::new(n.max(1)))),
+                handles: state.metrics.run_handles(i.name()),
                 breaker: Breaker::new(settings.breaker),
                 in_flight: AtomicUsize::new(0),
             })
@@ -323,10 +328,13 @@ mod tests {
             timeout: Duration::from_secs(5),
             org: "o".into(),
             bot_user_id: None,
+            bot: None,
             stop: CancellationToken::new(),
             retry: RetryPolicy {
-                max_retries: retries,
-                delay: Duration::from_secs(10),
+                max_attempts: retries + 1,
+                initial_delay: Duration::from_secs(10),
+                backoff_coefficient: 1.0,
+                max_delay: Duration::from_secs(10),
             },
             breaker: BreakerSettings {
                 failure_threshold: 0,
@@ -335,7 +343,13 @@ mod tests {
             partitioner: Partitioner::single(),
             filters: Arc::new(Filters::new(&crate::config::Config::default())),
         };
-        let d = Dispatcher::new(vec![listener], settings, tx, Arc::default(), Arc::default());
+        let d = Dispatcher::new(
+            vec![Instance::plain(listener)],
+            settings,
+            tx,
+            Arc::default(),
+            Arc::default(),
+        );
         (d, rx)
     }
 

@@ -139,6 +139,7 @@ pub async fn replay_one(
         // Replay does not ask Zulip who the bot is.
         bot_user_id: None,
         attempt,
+        bot: None,
     };
     let started = Instant::now();
     let result = guard(listener.as_ref(), &item.event, &ctx, settings.timeout).await;
@@ -205,6 +206,7 @@ mod tests {
             inbox_id: 1,
             bot_user_id: None,
             attempt: 2,
+            bot: None,
         }
     }
 

@@ -16,7 +16,7 @@ use super::breaker::{Admission, Transition};
 use super::control::Slot;
 use super::notice::Notice;
 use super::recorder::Recording;
-use super::settings::DispatcherSettings;
+use super::settings::{retry_delay, DispatcherSettings};
 use crate::event::Event;
 use crate::listeners::{Context, Listener, ListenerError, Record};
 use crate::metrics::Outcome;
@@ -38,6 +38,14 @@ impl Failure {
     /// Whether retrying cannot help.
     fn is_permanent(&self) -> bool {
         matches!(self, Failure::Listener(ListenerError::Permanent(_)))
+    }
+
+    /// The earliest retry the failure asked for (a `Retry-After`).
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Failure::Listener(ListenerError::RetryAfter(_, d)) => Some(*d),
+            _ => None,
+        }
     }
 
     /// The outcome label of the try.
@@ -141,11 +149,11 @@ impl Run {
                 return Some(self.record(true, attempt, None, records, started, false));
             };
             let retryable = !error.is_permanent()
-                && attempt <= self.settings.retry.max_retries
+                && attempt < slot.retry.max_attempts
                 && !self.settings.stop.is_cancelled()
                 && admission != Admission::Trial;
             if retryable {
-                self.wait_to_retry(attempt).await;
+                self.wait_to_retry(attempt, error.retry_after()).await;
                 continue;
             }
             let message = error.to_string();
@@ -182,6 +190,16 @@ impl Run {
         if self.settings.stop.is_cancelled() {
             return None;
         }
+        // The instance's own bound first, so a busy instance waits without
+        // holding one of the daemon's slots others could use.
+        let _own = match &self.slot().limit {
+            Some(limit) => Some(tokio::select! {
+                biased;
+                _ = self.settings.stop.cancelled() => None,
+                p = limit.acquire() => p.ok(),
+            }?),
+            None => None,
+        };
         let _permit = tokio::select! {
             biased;
             _ = self.settings.stop.cancelled() => None,
@@ -190,10 +208,14 @@ impl Run {
         Some(self.try_once(attempt).await)
     }
 
-    /// Waits the jittered retry delay, or until `stop` is cancelled.
-    async fn wait_to_retry(&self, attempt: u32) {
+    /// Waits the jittered retry delay (at least what a `Retry-After`
+    /// asked), or until `stop` is cancelled.
+    async fn wait_to_retry(&self, attempt: u32, at_least: Option<Duration>) {
         self.count(Outcome::Retried);
-        let delay = jittered(self.settings.retry.delay);
+        let mut delay = jittered(retry_delay(&self.slot().retry, attempt));
+        if let Some(after) = at_least {
+            delay = delay.max(after);
+        }
         tracing::info!(listener = %self.slot().name, inbox_id = self.stored.inbox_id, attempt, retry_in_ms = delay.as_millis() as u64, "Retrying a failed listener run");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -241,10 +263,10 @@ impl Run {
             inbox_id: self.stored.inbox_id,
             bot_user_id: self.settings.bot_user_id,
             attempt,
+            bot: self.settings.bot.clone(),
         };
         let event: &Event = &self.stored.event;
-        let failure = match guard(slot.listener.as_ref(), event, &ctx, self.settings.timeout).await
-        {
+        let failure = match guard(slot.listener.as_ref(), event, &ctx, slot.timeout).await {
             Ok(records) => return (Outcome::Success, None, records),
             Err(f) => f,
         };

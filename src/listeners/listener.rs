@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::event::Event;
+use crate::event::{Event, Recipient};
 
 /// `event_types()` value of a listener that wants every event type.
 pub const ALL_EVENT_TYPES: &[&str] = &["*"];
@@ -87,6 +87,19 @@ pub struct Context {
     pub bot_user_id: Option<i64>,
     /// 1 for the first try.
     pub attempt: u32,
+    /// The bot's identity, when Zulip told it at start.
+    pub bot: Option<Arc<BotIdentity>>,
+}
+
+/// Who the daemon is on Zulip (`GET /users/me`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotIdentity {
+    /// User id.
+    pub user_id: i64,
+    /// Email (the bot's delivery email).
+    pub email: String,
+    /// Full name.
+    pub full_name: String,
 }
 
 impl Context {
@@ -109,6 +122,9 @@ pub enum ListenerError {
     /// Retrying cannot help (the event is not what the listener expects).
     #[error("{0}")]
     Permanent(String),
+    /// Worth retrying, not before the delay (a `429` with `Retry-After`).
+    #[error("{0}")]
+    RetryAfter(String, std::time::Duration),
 }
 
 impl ListenerError {
@@ -121,6 +137,19 @@ impl ListenerError {
     pub fn permanent(msg: impl Into<String>) -> Self {
         ListenerError::Permanent(msg.into())
     }
+
+    /// A failure that may pass when retried after `delay` at the earliest.
+    pub fn retry_after(msg: impl Into<String>, delay: std::time::Duration) -> Self {
+        ListenerError::RetryAfter(msg.into(), delay)
+    }
+
+    /// `"transient"` or `"permanent"`, for metrics and dead letters.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ListenerError::Permanent(_) => "permanent",
+            ListenerError::Transient(_) | ListenerError::RetryAfter(..) => "transient",
+        }
+    }
 }
 
 /// A row a built-in listener asks the store to write with its run.
@@ -130,6 +159,65 @@ pub enum Record {
     MessageLog(MessageLogRecord),
     /// An activity of one user for `event_listeners_useractivity`.
     Activity(ActivityRecord),
+    /// A JSON value upserted into `event_listeners_listenerdata` under
+    /// (listener, `key`): a listener's own state, written exactly once with
+    /// its run.
+    Data {
+        /// The key, unique per listener.
+        key: String,
+        /// The value stored (replacing the key's earlier value).
+        value: serde_json::Value,
+    },
+    /// A message to post to Zulip, sent exactly once through the reply
+    /// outbox (`event_listeners_replyoutbox`).
+    Reply(Reply),
+}
+
+/// A message a listener sends, through the reply outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Where it goes.
+    pub to: ReplyTo,
+    /// Its Markdown content.
+    pub content: String,
+}
+
+/// The conversation a [`Reply`] goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyTo {
+    /// A channel's topic.
+    Channel {
+        /// The channel's name.
+        channel: String,
+        /// The topic.
+        topic: String,
+    },
+    /// A direct-message conversation, by its participants' user ids.
+    Direct {
+        /// Every participant (the bot is dropped by Zulip itself).
+        user_ids: Vec<i64>,
+    },
+}
+
+impl Reply {
+    /// A reply with `content` to the conversation of `event`'s message;
+    /// `None` when `event` is not a message.
+    pub fn to_event(event: &Event, content: impl Into<String>) -> Option<Reply> {
+        let m = event.message()?;
+        let to = match &m.recipient {
+            Recipient::Channel { channel, topic, .. } => ReplyTo::Channel {
+                channel: channel.clone(),
+                topic: topic.clone(),
+            },
+            Recipient::Direct { recipients } => ReplyTo::Direct {
+                user_ids: recipients.iter().map(|r| r.id).collect(),
+            },
+        };
+        Some(Reply {
+            to,
+            content: content.into(),
+        })
+    }
 }
 
 /// One logged message.

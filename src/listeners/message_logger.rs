@@ -61,6 +61,7 @@ mod tests {
             inbox_id: 1,
             bot_user_id: None,
             attempt: 1,
+            bot: None,
         }
     }
 

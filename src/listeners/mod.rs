@@ -1,16 +1,23 @@
-//! Listeners: the [`Listener`] trait, the [`Registry`] of available
-//! listeners, and the built-in listeners, one file each.
+//! Listeners: the [`Listener`] trait, the [`Registry`] of listeners
+//! compiled in, the [`Instance`]s a configuration builds from them and from
+//! the configurable kinds (`webhook`, `exec`, `responder`, one folder
+//! each), and the built-in listeners, one file each.
 
+mod exec;
+mod instance;
 mod listener;
 mod message_logger;
 mod registry;
+mod responder;
 mod user_activity_tracker;
+mod webhook;
 
+pub use instance::{Instance, InstanceError};
 #[cfg(test)]
 pub(crate) use listener::test_identity;
 pub use listener::{
-    ActivityKind, ActivityRecord, Context, Listener, ListenerError, MessageLogRecord, Record,
-    ALL_EVENT_TYPES,
+    ActivityKind, ActivityRecord, BotIdentity, Context, Listener, ListenerError, MessageLogRecord,
+    Record, Reply, ReplyTo, ALL_EVENT_TYPES,
 };
 pub use message_logger::MessageLogger;
 pub use registry::{interested, wanted_event_types, Registry, RegistryError};

@@ -124,7 +124,7 @@ pub(super) fn message_logs(runs: &[RunRecord]) -> Vec<(i64, &MessageLogRecord)> 
         .flat_map(|r| {
             r.records.iter().filter_map(move |rec| match rec {
                 Record::MessageLog(m) => Some((r.inbox_id, m)),
-                Record::Activity(_) => None,
+                _ => None,
             })
         })
         .collect()

@@ -10,6 +10,7 @@ mod aggregate;
 mod api;
 mod dialect;
 mod error;
+mod listener_rows;
 mod model;
 mod open;
 mod postgres;

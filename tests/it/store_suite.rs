@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::listeners::{ActivityKind, ActivityRecord, MessageLogRecord, Record};
+use zulip_event_listeners::listeners::{
+    ActivityKind, ActivityRecord, MessageLogRecord, Record, Reply, ReplyTo,
+};
 use zulip_event_listeners::store::{Cursor, Origin, RunRecord, Store};
 
 use crate::support::*;
@@ -19,6 +21,7 @@ both_backends!(mod:
     recording_through_the_last_event_finishes_everything_and_counts_it,
     a_batch_mixing_a_stored_event_with_new_ones_stores_the_new_ones_once,
     a_message_logged_twice_keeps_one_row_and_both_runs,
+    listener_data_is_upserted_and_replies_queued_with_their_run,
 );
 
 fn message(event_id: i64, message_id: i64) -> Event {
@@ -278,5 +281,64 @@ async fn a_message_logged_twice_keeps_one_row_and_both_runs(backend: Backend) {
         1
     );
     assert_eq!(s.summary().await.unwrap().eventlog, 6);
+    db.drop_db().await;
+}
+
+/// `Record::Data` is one row per (listener, key), the last value winning
+/// even within one batch; `Record::Reply` is one outbox row per reply.
+async fn listener_data_is_upserted_and_replies_queued_with_their_run(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    let (a, b) = store_two(&s).await;
+    let data = |n: i64| Record::Data {
+        key: "count".into(),
+        value: serde_json::json!({ "n": n, "text": "é\"x" }),
+    };
+    let reply = |to| {
+        Record::Reply(Reply {
+            to,
+            content: "pong".into(),
+        })
+    };
+    let channel = ReplyTo::Channel {
+        channel: "ops".into(),
+        topic: "deploys".into(),
+    };
+    let direct = ReplyTo::Direct {
+        user_ids: vec![3, 9],
+    };
+    s.record(
+        "i",
+        &[
+            run(a, "bot", vec![data(1), reply(channel.clone())]),
+            run(b, "bot", vec![data(2), reply(direct), reply(channel)]),
+        ],
+        Some(b),
+    )
+    .await
+    .unwrap();
+    let value = db
+        .text_pairs("SELECT key, CAST(value AS TEXT) FROM event_listeners_listenerdata")
+        .await;
+    assert_eq!(value.len(), 1, "{value:?}");
+    let stored: serde_json::Value = serde_json::from_str(value[0].1.as_deref().unwrap()).unwrap();
+    assert_eq!(stored, serde_json::json!({ "n": 2, "text": "é\"x" }));
+    assert_eq!(
+        db.text_pairs(
+            "SELECT recipient_type, COALESCE(user_ids, channel || '/' || topic)
+             FROM event_listeners_replyoutbox ORDER BY inbox_id, seq"
+        )
+        .await,
+        vec![
+            ("channel".to_owned(), Some("ops/deploys".to_owned())),
+            ("direct".to_owned(), Some("3,9".to_owned())),
+            ("channel".to_owned(), Some("ops/deploys".to_owned())),
+        ]
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_replyoutbox WHERE status = 'pending' AND instance = 'i'")
+            .await,
+        3
+    );
     db.drop_db().await;
 }

@@ -93,7 +93,13 @@ pub(crate) struct Filters {
 impl Filters {
     /// The filters of a validated configuration.
     pub(crate) fn new(config: &Config) -> Filters {
-        Filters::from_parts(&config.filters, &config.security, &config.listeners.filters)
+        let listeners: BTreeMap<String, ListenerFilterConfig> = config
+            .listeners
+            .instances
+            .iter()
+            .map(|(name, i)| (name.clone(), i.filter.clone()))
+            .collect();
+        Filters::from_parts(&config.filters, &config.security, &listeners)
     }
 
     /// The filters of the three configuration parts they come from.

@@ -21,6 +21,7 @@ use super::connect::{Insert, PgStore};
 use crate::store::aggregate::{activity_totals, message_logs, stats_buckets};
 use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
+use crate::store::listener_rows::{listener_data, replies};
 use crate::store::model::{RunRecord, StoreOptions};
 
 #[async_trait]
@@ -80,6 +81,8 @@ impl RecordStatement {
             s.dead_letters(runs)?;
             s.messagelog(runs, mode)?;
             s.activity(runs)?;
+            s.listener_data(runs)?;
+            s.replies(instance, runs)?;
             if opts.stats_enabled {
                 s.stats(runs, opts)?;
             }
@@ -253,6 +256,66 @@ impl RecordStatement {
                reaction_count = a.reaction_count + excluded.reaction_count,
                presence_count = a.presence_count + excluded.presence_count,
                typing_count = a.typing_count + excluded.typing_count"
+        ));
+        Ok(())
+    }
+
+    fn listener_data(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
+        let rows = listener_data(runs);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let names = self.bind(rows.iter().map(|d| d.listener).collect::<Vec<_>>())?;
+        let keys = self.bind(rows.iter().map(|d| d.key).collect::<Vec<_>>())?;
+        let values = self.bind(
+            rows.iter()
+                .map(|d| sqlx::types::Json(d.value))
+                .collect::<Vec<_>>(),
+        )?;
+        let inbox = self.bind(rows.iter().map(|d| d.inbox_id).collect::<Vec<_>>())?;
+        let times = self.bind(rows.iter().map(|d| d.at).collect::<Vec<_>>())?;
+        self.parts.push(format!(
+            "INSERT INTO event_listeners_listenerdata (listener_name, key, value, inbox_id, updated_at)
+             SELECT * FROM UNNEST({names}::text[], {keys}::text[], {values}::jsonb[],
+               {inbox}::int8[], {times}::timestamptz[])
+             ON CONFLICT (listener_name, key) DO UPDATE SET value = excluded.value,
+               inbox_id = excluded.inbox_id, updated_at = excluded.updated_at"
+        ));
+        Ok(())
+    }
+
+    fn replies(
+        &mut self,
+        instance: &str,
+        runs: &[RunRecord],
+    ) -> Result<(), sqlx::error::BoxDynError> {
+        let rows = replies(runs);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let instance = self.bind(instance)?;
+        let names = self.bind(rows.iter().map(|r| r.listener).collect::<Vec<_>>())?;
+        let inbox = self.bind(rows.iter().map(|r| r.inbox_id).collect::<Vec<_>>())?;
+        let seqs = self.bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())?;
+        let kinds = self.bind(rows.iter().map(|r| r.recipient_type).collect::<Vec<_>>())?;
+        let channels = self.bind(rows.iter().map(|r| r.channel).collect::<Vec<_>>())?;
+        let topics = self.bind(rows.iter().map(|r| r.topic).collect::<Vec<_>>())?;
+        let users = self.bind(
+            rows.iter()
+                .map(|r| r.user_ids.as_deref())
+                .collect::<Vec<_>>(),
+        )?;
+        let contents = self.bind(rows.iter().map(|r| r.content).collect::<Vec<_>>())?;
+        let times = self.bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())?;
+        self.parts.push(format!(
+            "INSERT INTO event_listeners_replyoutbox
+               (instance, listener_name, inbox_id, seq, recipient_type, channel, topic, user_ids,
+                content, created_at, updated_at)
+             SELECT {instance}::text, n, i, s, k, c, t, u, b, at, at FROM UNNEST({names}::text[],
+               {inbox}::int8[], {seqs}::int4[], {kinds}::text[], {channels}::text[],
+               {topics}::text[], {users}::text[], {contents}::text[], {times}::timestamptz[])
+               AS x(n, i, s, k, c, t, u, b, at)
+             ON CONFLICT (listener_name, inbox_id, seq) DO NOTHING"
         ));
         Ok(())
     }

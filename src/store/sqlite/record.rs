@@ -10,6 +10,7 @@ use super::connect::{SqliteStore, CHUNK};
 use crate::store::aggregate::{activity_totals, message_logs, stats_buckets, StatsBucket};
 use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
+use crate::store::listener_rows::{listener_data, replies};
 use crate::store::model::{RunRecord, StoreOptions};
 
 #[async_trait]
@@ -27,6 +28,8 @@ impl RecordDialect for SqliteStore {
             insert_dead_letters(&mut tx, runs).await?;
             insert_messagelog(&mut tx, runs).await?;
             upsert_activity(&mut tx, runs).await?;
+            upsert_listener_data(&mut tx, runs).await?;
+            insert_replies(&mut tx, instance, runs).await?;
             if self.opts().stats_enabled {
                 upsert_stats(&mut tx, runs, self.opts()).await?;
             }
@@ -203,6 +206,64 @@ async fn insert_dead_letters(
                 .push_bind(i64::from(r.attempts))
                 .push_bind(r.finished_at);
         });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Upserts the batch's `Record::Data`, one row per (listener, key).
+async fn upsert_listener_data(
+    tx: &mut Transaction<'_, Sqlite>,
+    runs: &[RunRecord],
+) -> Result<(), sqlx::Error> {
+    let rows = listener_data(runs);
+    for chunk in rows.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO event_listeners_listenerdata (listener_name, key, value, inbox_id, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, d| {
+            b.push_bind(d.listener)
+                .push_bind(d.key)
+                .push_bind(d.value.to_string())
+                .push_bind(d.inbox_id)
+                .push_bind(d.at);
+        });
+        q.push(
+            " ON CONFLICT (listener_name, key) DO UPDATE SET value = excluded.value,
+               inbox_id = excluded.inbox_id, updated_at = excluded.updated_at",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Inserts the batch's `Record::Reply` into the reply outbox.
+async fn insert_replies(
+    tx: &mut Transaction<'_, Sqlite>,
+    instance: &str,
+    runs: &[RunRecord],
+) -> Result<(), sqlx::Error> {
+    let rows = replies(runs);
+    for chunk in rows.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO event_listeners_replyoutbox
+               (instance, listener_name, inbox_id, seq, recipient_type, channel, topic, user_ids,
+                content, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(instance)
+                .push_bind(r.listener)
+                .push_bind(r.inbox_id)
+                .push_bind(r.seq)
+                .push_bind(r.recipient_type)
+                .push_bind(r.channel)
+                .push_bind(r.topic)
+                .push_bind(r.user_ids.as_deref())
+                .push_bind(r.content)
+                .push_bind(r.at)
+                .push_bind(r.at);
+        });
+        q.push(" ON CONFLICT (listener_name, inbox_id, seq) DO NOTHING");
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
