@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use super::args::Cli;
+use super::args::{Cli, Command};
 use super::dispatch::{load_config, run};
 use super::exit::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use crate::listeners::Registry;
@@ -17,6 +17,9 @@ use crate::telemetry;
 pub fn main(registry: Registry) -> ExitCode {
     crate::app::malloc_tuning::tune();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        quiet_on_closed_pipe();
+    }
     let outcome = load_config(&cli, &registry).and_then(|config| {
         let log_file = telemetry::init(&config.logging).map_err(|e| {
             Failure::new(
@@ -36,5 +39,17 @@ pub fn main(registry: Registry) -> ExitCode {
             eprintln!("error: {:#}", f.error);
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// A report piped into `head` ends quietly when the pipe closes, as `ls`
+/// and `grep` do, instead of panicking in `println!`. Not for `run`: there
+/// a closed socket must be an error the daemon handles, not a signal that
+/// kills it.
+fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default action is
+    // async-signal-safe and done before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

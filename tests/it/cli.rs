@@ -188,3 +188,84 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
         "no ANSI escape codes when stderr is not a terminal (journald, redirects): {stderr:?}"
     );
 }
+
+/// `test` routes recorded events through the configured instances and
+/// their filters, prints what runs, and checks the pairs against a file.
+#[test]
+fn test_prints_which_instances_run_each_event_and_checks_the_expected_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        r#"
+[listeners]
+enabled = ["support_log", "user_activity_tracker"]
+[listeners.support_log]
+kind = "message_logger"
+channels = ["support"]
+"#,
+    )
+    .unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        [
+            r#"{"type":"message","id":1,"message":{"id":11,"sender_id":3,"sender_email":"a@x","display_recipient":"support","subject":"t","timestamp":1790000000,"content":"help"}}"#,
+            r#"{"type":"message","id":2,"message":{"id":12,"sender_id":3,"sender_email":"a@x","display_recipient":"general","subject":"t","timestamp":1790000000,"content":"hi"}}"#,
+            r#"{"type":"update_message","id":3,"message_id":11}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (cfg, ev) = (config.display().to_string(), events.display().to_string());
+
+    let out = zel(&["--config", &cfg, "test", &ev, "--run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("line 1 (id 1, message in #support > t"),
+        "{stdout}"
+    );
+    assert!(
+        lines[0].ends_with("support_log, user_activity_tracker"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("support_log: message log row for message 11"),
+        "{stdout}"
+    );
+    let general = lines.iter().find(|l| l.starts_with("line 2")).unwrap();
+    assert!(
+        general.contains("skipped: support_log (listener_filter)"),
+        "{general}"
+    );
+    assert!(!stdout.contains("message 12"), "{stdout}");
+
+    let pairs = zel(&["--config", &cfg, "test", &ev, "--pairs"]);
+    let pairs_text = String::from_utf8_lossy(&pairs.stdout).to_string();
+    assert_eq!(
+        pairs_text,
+        "1 support_log\n1 user_activity_tracker\n2 user_activity_tracker\n"
+    );
+    let expect = dir.path().join("expected.txt");
+    std::fs::write(&expect, format!("# reviewed\n{pairs_text}")).unwrap();
+    let e = expect.display().to_string();
+    assert!(zel(&["--config", &cfg, "test", &ev, "--expect", &e])
+        .status
+        .success());
+
+    std::fs::write(&expect, "1 support_log\n2 support_log\n").unwrap();
+    let differ = zel(&["--config", &cfg, "test", &ev, "--expect", &e]);
+    assert_eq!(differ.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&differ.stderr);
+    assert!(err.contains("expected, not run: 2 support_log"), "{err}");
+    assert!(
+        err.contains("run, not expected: 1 user_activity_tracker"),
+        "{err}"
+    );
+}
