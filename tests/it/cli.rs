@@ -269,3 +269,78 @@ channels = ["support"]
         "{err}"
     );
 }
+
+/// The example binary registers its own listener, runs the daemon's whole
+/// command line, and its `Record::Data` rows are written with its runs.
+#[test]
+fn a_custom_listener_binary_runs_every_subcommand_and_stores_its_data() {
+    let example = repo().join("target/debug/examples/custom_listener");
+    assert!(
+        example.exists(),
+        "{} is missing: build the examples first (`cargo test --all-targets`, as ./scripts/test does)",
+        example.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data.db");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n[listeners]\nenabled = [\"last_word\", \"message_logger\"]\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&example)
+            .args(["--config", &cfg])
+            .args(args)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let list = run(&["list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("last_word ") && l.contains(" yes ")),
+        "{listed}"
+    );
+    let sample = repo().join("examples/sample-events.jsonl");
+    let out = run(&["run", "--events", &sample.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Twice: the second run stores nothing new and writes no data twice.
+    let again = run(&["run", "--events", &sample.display().to_string()]);
+    assert!(again.status.success());
+
+    let rows: Vec<(String, String)> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query_as("SELECT key, value FROM event_listeners_listenerdata WHERE listener_name = 'last_word' ORDER BY key")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    });
+    let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(keys.contains(&"channel:general"), "{rows:?}");
+    let general: serde_json::Value =
+        serde_json::from_str(&rows[keys.iter().position(|k| *k == "channel:general").unwrap()].1)
+            .unwrap();
+    // The last message of #general in the sample is the one the data keeps.
+    let last_general = std::fs::read_to_string(&sample)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "message" && e["message"]["display_recipient"] == "general")
+        .map(|e| e["message"]["id"].as_i64().unwrap())
+        .last()
+        .unwrap();
+    assert_eq!(general["message_id"].as_i64(), Some(last_general));
+}
