@@ -340,7 +340,7 @@ fn a_custom_listener_binary_runs_every_subcommand_and_stores_its_data() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["type"] == "message" && e["message"]["display_recipient"] == "general")
         .map(|e| e["message"]["id"].as_i64().unwrap())
-        .last()
+        .next_back()
         .unwrap();
     assert_eq!(general["message_id"].as_i64(), Some(last_general));
 }
