@@ -154,7 +154,11 @@ impl Application {
                     config.scaling.instance_id.clone(),
                     names.clone(),
                 );
-                Some(serve_http(addr, health, &services).await?)
+                let limits = crate::http::Limits {
+                    max_connections: config.http.max_connections,
+                    header_read_timeout: config.http.header_read_timeout,
+                };
+                Some(serve_http(addr, health, limits, &services).await?)
             }
             None => None,
         };
