@@ -36,7 +36,7 @@ pub fn main(registry: Registry) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("error: {}", error_text(&f.error));
             ExitCode::from(f.code)
         }
     }
@@ -51,5 +51,42 @@ fn quiet_on_closed_pipe() {
     // async-signal-safe and done before any other thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The error and its causes, `: `-separated, each cause left out when the
+/// text before already says it (most errors here put their source's text
+/// in their own message, which `{:#}` would print again).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot serve on 127.0.0.1:1: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(Outer(io)).context("cannot start");
+        assert_eq!(
+            error_text(&e),
+            "cannot start: cannot serve on 127.0.0.1:1: Address already in use"
+        );
     }
 }
