@@ -1,11 +1,13 @@
 //! Listeners: the [`Listener`] trait, the [`Registry`] of available
 //! listeners, and the built-in listeners, one file each.
 
+mod change_records;
 mod listener;
 mod message_logger;
 mod registry;
 mod user_activity_tracker;
 
+pub use change_records::{MessageDeleteRecord, MessageEditRecord, MessageMoveRecord};
 #[cfg(test)]
 pub(crate) use listener::test_identity;
 pub use listener::{

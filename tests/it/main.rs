@@ -8,6 +8,8 @@ mod dispatch_defects;
 mod faults;
 mod file_source;
 mod live;
+mod message_log;
+mod message_log_store;
 mod operations;
 mod reliability;
 mod resilience;

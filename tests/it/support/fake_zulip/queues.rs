@@ -73,6 +73,8 @@ pub(super) enum Completion {
 /// One event queue, as Zulip's `ClientDescriptor` and `EventQueue`.
 pub(super) struct Queue {
     pub(super) event_types: Option<Vec<String>>,
+    /// The `client_capabilities` it was registered with.
+    pub(super) capabilities: serde_json::Map<String, Value>,
     pub(super) narrow: Vec<Term>,
     pub(super) apply_markdown: bool,
     pub(super) timeout: Duration,
@@ -83,9 +85,16 @@ pub(super) struct Queue {
     /// The parked poll: its generation and the channel that completes it.
     pub(super) parked: Option<(u64, oneshot::Sender<Completion>)>,
     pub(super) generation: u64,
+    /// While set, events wait in the queue: a parked poll is not completed.
+    pub(super) held: bool,
 }
 
 impl Queue {
+    /// Whether the queue was registered with capability `name` set.
+    pub(super) fn capability(&self, name: &str) -> bool {
+        self.capabilities.get(name).and_then(Value::as_bool) == Some(true)
+    }
+
     /// Zulip's `ClientDescriptor.expired`.
     pub(super) fn expired(&self, now: Instant) -> bool {
         self.parked.is_none() && now.duration_since(self.last_connection) >= self.timeout
@@ -111,7 +120,9 @@ impl Queue {
         event["id"] = json!(self.next_event_id);
         self.next_event_id += 1;
         self.events.push_back(event);
-        self.complete();
+        if !self.held {
+            self.complete();
+        }
     }
 
     pub(super) fn contents(&self) -> Vec<Value> {
@@ -209,15 +220,15 @@ impl Shared {
         let apply_markdown = p.bool("apply_markdown")?.unwrap_or(false);
         p.bool("all_public_streams")?;
         p.bool("client_gravatar")?;
-        match p.json("client_capabilities")? {
-            None => {}
-            Some(Value::Object(m)) if m.contains_key("notification_settings_null") => {}
+        let capabilities = match p.json("client_capabilities")? {
+            None => serde_json::Map::new(),
+            Some(Value::Object(m)) if m.contains_key("notification_settings_null") => m,
             Some(Value::Object(_)) => {
                 let msg = "client_capabilities[\"notification_settings_null\"] field is missing";
                 return Err(bad_request(msg));
             }
             Some(_) => return Err(bad_request("client_capabilities is not a dict")),
-        }
+        };
         let timeout = match p.int("queue_lifespan_secs")?.unwrap_or(0) {
             secs if secs > 0 => Duration::from_secs((secs as u64).min(MAX_QUEUE_TIMEOUT_SECS)),
             _ => self.opts.queue_timeout,
@@ -225,6 +236,7 @@ impl Shared {
         let queue_id = new_queue_id();
         let queue = Queue {
             event_types,
+            capabilities,
             narrow,
             apply_markdown,
             timeout,
@@ -234,6 +246,7 @@ impl Shared {
             last_connection: Instant::now(),
             parked: None,
             generation: 0,
+            held: false,
         };
         let mut st = self.lock();
         st.gc().insert(queue_id.clone(), queue);

@@ -17,7 +17,7 @@ use super::queues::{Completion, Queue, RequestRecord, Shared, State, GC_TICK};
 /// queues stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct FakeZulip {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     _tasks: Arc<Tasks>,
 }
 
@@ -133,6 +133,17 @@ impl FakeZulip {
     pub fn push_event(&self, event: Value) {
         assert!(event.is_object(), "fake_zulip: an event is a JSON object");
         self.shared.lock().push_all(&event);
+    }
+
+    /// While `held`, events pushed wait in their queues (a parked poll is
+    /// not answered); on release, a parked poll gets them all as one page.
+    pub fn hold_delivery(&self, held: bool) {
+        for q in self.shared.lock().gc().values_mut() {
+            q.held = held;
+            if !held && !q.events.is_empty() {
+                q.complete();
+            }
+        }
     }
 
     /// Number of events currently held (unacknowledged) in a queue; None if
