@@ -14,7 +14,9 @@ mod response;
 mod zuliprc;
 
 pub(crate) use client::Client;
-pub(crate) use credentials::{load_credentials, CredentialSources, CredentialsError};
+pub(crate) use credentials::{
+    load_credentials, resolve_credentials, CredentialSources, Credentials, CredentialsError,
+};
 pub(crate) use error::{ErrorAction, ZulipError};
 pub(crate) use page::EventsPage;
 pub(crate) use payloads::{RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};
