@@ -1,10 +1,12 @@
 //! Talking to Zulip: credentials as the official bindings read them
 //! (`credentials`, and the zuliprc INI syntax in `zuliprc`), the HTTP
 //! [`Client`] for the event-queue endpoints (`client`, with the payloads it
-//! sends and reads in `payloads` and the `GET /events` body in `page`), and
+//! sends and reads in `payloads`, what registration declares by feature
+//! level in `capabilities`, and the `GET /events` body in `page`), and
 //! [`ZulipError`], typed by the response's `code`, never by its translated
 //! `msg` (`error`, decoded in `response`).
 
+mod capabilities;
 mod client;
 pub(crate) mod credentials;
 mod error;

@@ -4,6 +4,7 @@
 
 mod admin;
 mod cli;
+mod current_servers;
 mod dispatch_defects;
 mod faults;
 mod file_source;

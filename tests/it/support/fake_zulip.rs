@@ -27,6 +27,8 @@ mod http;
 mod narrow;
 #[path = "fake_zulip/options.rs"]
 mod options;
+#[path = "fake_zulip/presence.rs"]
+mod presence;
 #[path = "fake_zulip/queues.rs"]
 mod queues;
 #[path = "fake_zulip/server.rs"]

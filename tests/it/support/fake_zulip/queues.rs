@@ -17,6 +17,8 @@ use super::options::FakeOptions;
 
 /// Zulip's `MAX_QUEUE_TIMEOUT_SECS`: the cap on `queue_lifespan_secs`.
 pub(super) const MAX_QUEUE_TIMEOUT_SECS: u64 = 604_800;
+/// The feature level from which `idle_queue_timeout` replaces `queue_lifespan_secs`.
+pub(super) const IDLE_QUEUE_TIMEOUT_LEVEL: i64 = 481;
 /// How often the background task garbage-collects expired queues.
 pub(super) const GC_TICK: Duration = Duration::from_millis(100);
 
@@ -61,6 +63,8 @@ pub(super) struct State {
     pub(super) request_seq: u64,
     pub(super) requests: Vec<RequestRecord>,
     pub(super) register_count: usize,
+    /// The parameters of every `POST /register` that succeeded.
+    pub(super) registrations: Vec<Value>,
     pub(super) heartbeats_paused: bool,
 }
 
@@ -229,10 +233,7 @@ impl Shared {
             }
             Some(_) => return Err(bad_request("client_capabilities is not a dict")),
         };
-        let timeout = match p.int("queue_lifespan_secs")?.unwrap_or(0) {
-            secs if secs > 0 => Duration::from_secs((secs as u64).min(MAX_QUEUE_TIMEOUT_SECS)),
-            _ => self.opts.queue_timeout,
-        };
+        let (timeout, ignored) = self.queue_timeout(p)?;
         let queue_id = new_queue_id();
         let queue = Queue {
             event_types,
@@ -251,16 +252,51 @@ impl Shared {
         let mut st = self.lock();
         st.gc().insert(queue_id.clone(), queue);
         st.register_count += 1;
+        st.registrations.push(p.to_json());
         let max_message_id = match st.messages.len() {
             0 => -1,
             n => n as i64,
         };
-        Ok(json!({
+        let mut answer = json!({
             "result": "success", "msg": "", "queue_id": queue_id, "last_event_id": -1,
             "zulip_version": "10.2", "zulip_feature_level": self.opts.feature_level,
             "zulip_merge_base": "10.2", "max_message_id": max_message_id,
             "event_queue_longpoll_timeout_seconds": self.opts.longpoll_timeout_seconds,
-        }))
+        });
+        if self.opts.feature_level >= IDLE_QUEUE_TIMEOUT_LEVEL {
+            answer["idle_queue_timeout_secs"] = json!(timeout.as_secs());
+        }
+        if !ignored.is_empty() {
+            answer["ignored_parameters_unsupported"] = json!(ignored);
+        }
+        Ok(answer)
+    }
+
+    /// The queue's idle timeout, and the lifetime parameters this feature
+    /// level ignores: `queue_lifespan_secs` before 481 (capped at 7 days),
+    /// `idle_queue_timeout` from 481 (an integer or `"mobile"`, capped at
+    /// `max_idle_queue_timeout`).
+    fn queue_timeout(&self, p: &Params) -> Result<(Duration, Vec<&'static str>), ApiError> {
+        let (now, old) = ("idle_queue_timeout", "queue_lifespan_secs");
+        if self.opts.feature_level < IDLE_QUEUE_TIMEOUT_LEVEL {
+            let ignored = p.get(now).map(|_| vec![now]).unwrap_or_default();
+            let timeout = match p.int(old)?.unwrap_or(0) {
+                secs if secs > 0 => Duration::from_secs((secs as u64).min(MAX_QUEUE_TIMEOUT_SECS)),
+                _ => self.opts.queue_timeout,
+            };
+            return Ok((timeout, ignored));
+        }
+        let ignored = p.get(old).map(|_| vec![old]).unwrap_or_default();
+        let asked = match p.get(now).map(|v| v.trim_matches('"')) {
+            None => None,
+            Some("mobile") => Some(43_200),
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| bad_request(format!("Invalid {now}")))?,
+            ),
+        };
+        let timeout = asked.map_or(self.opts.queue_timeout, Duration::from_secs);
+        Ok((timeout.min(self.opts.max_idle_queue_timeout), ignored))
     }
 
     /// Zulip's `fetch_events`: validate, prune, supersede, then answer or park.

@@ -197,6 +197,12 @@ impl FakeZulip {
         self.shared.lock().requests.clone()
     }
 
+    /// The parameters of each successful `POST /register`, in order, as
+    /// JSON objects of strings (the values as sent: JSON-encoded).
+    pub fn registrations(&self) -> Vec<Value> {
+        self.shared.lock().registrations.clone()
+    }
+
     /// Number of successful `POST /register` calls.
     pub fn register_count(&self) -> usize {
         self.shared.lock().register_count
