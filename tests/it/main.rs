@@ -3,6 +3,7 @@
 //! real PostgreSQL database.
 
 mod admin;
+mod backfilled_rows;
 mod cli;
 mod current_servers;
 mod dispatch_defects;
