@@ -1,7 +1,8 @@
 //! `check-config`: check everything `run` would refuse before it contacts
-//! anyone — the file (every key and value, the database URL's form) and the
-//! Zulip credentials, read exactly as `run` reads them (the zuliprc, the
-//! `ZULIP_*` variables, a site) — and report every problem at once, with
+//! anyone — the file (every key and value, the database URL's form), its
+//! log file, and the Zulip credentials, read exactly as `run` reads them
+//! (the zuliprc, the `ZULIP_*` variables, a site) — and report every
+//! problem at once, with
 //! the exit code of a configuration problem; on success, say what the file
 //! sets up, with the database password hidden, and what `[zulip]
 //! event_types` means for what is stored. Zulip itself is not contacted:
@@ -15,6 +16,7 @@ use crate::app::check_credentials;
 use crate::cli::exit::{Failure, EXIT_CONFIG};
 use crate::config::{Config, ConfigError};
 use crate::listeners::Registry;
+use crate::telemetry::LogFile;
 
 /// `check-config`. It reads the file itself, rather than being given the
 /// loaded configuration, so that a problem in the file does not hide one
@@ -39,6 +41,15 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
     let credentials = config.as_ref().map(check_credentials);
     if let Some(Err(errors)) = &credentials {
         problems.extend(errors.iter().map(|e| format!("credentials: {e}")));
+    }
+    // `run` opens its log file first of all (creating it, as here).
+    if let Some(file) = config.as_ref().and_then(|c| c.logging.file.as_deref()) {
+        if let Err(e) = LogFile::open(file) {
+            problems.push(format!(
+                "`logging.file`: cannot open the log file {}: {e}",
+                file.display()
+            ));
+        }
     }
     let (Some(config), Some(Ok(creds)), true) = (config, credentials, problems.is_empty()) else {
         return Err(ConfigError {

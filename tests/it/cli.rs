@@ -114,6 +114,27 @@ fn check_config_fails_as_run_would_on_a_missing_zuliprc_or_one_without_a_site() 
 }
 
 #[test]
+fn check_config_fails_on_a_log_file_run_could_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("e.db").display());
+    let cfg = config_with(
+        dir.path(),
+        Some("[api]\nemail=bot@x.org\nkey=k\nsite=chat.x.org\n"),
+        &db,
+    );
+    // A directory where the log file should be.
+    let log = dir.path().join("logs");
+    std::fs::create_dir(&log).unwrap();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!("[logging]\nfile = \"{}\"\n", log.display()));
+    std::fs::write(&cfg, text).unwrap();
+    let out = zel(&["--config", &cfg, "check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot open the log file"), "{stderr}");
+}
+
+#[test]
 fn check_config_reports_a_bad_database_url_and_bad_credentials_together() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with(
