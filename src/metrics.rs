@@ -72,6 +72,7 @@ const KNOWN_TYPES: &[&str] = &[
     "navigation_view",
     "reminders",
     "push_device",
+    "device",
     "malformed",
 ];
 
@@ -147,6 +148,8 @@ pub struct Metrics {
     pub queue_gaps: IntCounter,
     /// Seconds between the last successful poll and the re-registration, for the last gap.
     pub last_gap_seconds: Gauge,
+    /// The idle lifetime Zulip granted the current queue, in seconds.
+    pub queue_lifetime_seconds: IntGauge,
     /// Duplicate events skipped (already in the inbox).
     pub duplicates: IntCounter,
     /// Database transaction durations, by operation.
@@ -269,6 +272,10 @@ impl Metrics {
             last_gap_seconds: reg!(Gauge::new(
                 name("last_gap_seconds"),
                 "Length of the last gap: last successful poll to re-registration"
+            )),
+            queue_lifetime_seconds: reg!(IntGauge::new(
+                name("queue_lifetime_seconds"),
+                "Idle lifetime Zulip granted the event queue"
             )),
             duplicates: reg!(IntCounter::new(
                 name("duplicate_events_total"),

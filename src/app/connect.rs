@@ -11,7 +11,10 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::listeners::BotIdentity;
 use crate::store::{self, Store, StoreError, StoreOptions};
-use crate::zulip::{load_credentials, Client, CredentialSources, ErrorAction, UserMe};
+use crate::zulip::{
+    load_credentials, resolve_credentials, Client, CredentialSources, Credentials,
+    CredentialsError, ErrorAction, UserMe,
+};
 
 /// Opens the configured database; a SQLite file is created and migrated,
 /// a PostgreSQL database must have been migrated with `migrate`.
@@ -46,21 +49,43 @@ pub fn store_options(config: &Config) -> StoreOptions {
     }
 }
 
+/// Where `run` reads the credentials from: the `[zulip]` settings, then
+/// the `ZULIP_*` variables, then the zuliprc.
+fn credential_sources(config: &Config) -> CredentialSources<'_> {
+    let z = &config.zulip;
+    CredentialSources {
+        zuliprc: z.zuliprc.as_deref(),
+        email: z.email.as_deref(),
+        api_key: None,
+        site: z.site.as_deref(),
+    }
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// The credentials of `config` as `run` loads them, or every problem it
+/// would meet, without contacting Zulip (`check-config`).
+pub(crate) fn check_credentials(config: &Config) -> Result<Credentials, Vec<CredentialsError>> {
+    resolve_credentials(
+        &credential_sources(config),
+        &|k| std::env::var(k).ok(),
+        home().as_deref(),
+    )
+}
+
 /// Builds the Zulip client from the configured credentials.
 ///
 /// # Errors
 ///
 /// [`AppError::Credentials`] or [`AppError::Zulip`].
 pub fn zulip_client(config: &Config) -> Result<Client, AppError> {
-    let z = &config.zulip;
-    let sources = CredentialSources {
-        zuliprc: z.zuliprc.as_deref(),
-        email: z.email.as_deref(),
-        api_key: None,
-        site: z.site.as_deref(),
-    };
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let creds = load_credentials(&sources, &|k| std::env::var(k).ok(), home.as_deref())?;
+    let creds = load_credentials(
+        &credential_sources(config),
+        &|k| std::env::var(k).ok(),
+        home().as_deref(),
+    )?;
     Client::new(
         &creds,
         config.network.connection_timeout,

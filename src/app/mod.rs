@@ -19,6 +19,7 @@ mod services;
 mod source;
 
 pub use application::{run, Application, RunOptions, RunReport};
+pub(crate) use connect::check_credentials;
 pub use connect::{open_store, store_options, zulip_client};
 pub use error::AppError;
 pub use source::Source;

@@ -1,26 +1,32 @@
-//! `check-config`: say that the file is valid and what it sets up (loading
-//! it already reported every problem), with the database password hidden,
-//! and what `[zulip] event_types` means for what is stored.
+//! `check-config`: check everything `run` would refuse before it contacts
+//! anyone — the file (every key and value, the database URL's form), its
+//! log file, and the Zulip credentials, read exactly as `run` reads them
+//! (the zuliprc, the `ZULIP_*` variables, a site) — and report every
+//! problem at once, with
+//! the exit code of a configuration problem; on success, say what the file
+//! sets up, with the database password hidden, and what `[zulip]
+//! event_types` means for what is stored. Zulip itself is not contacted:
+//! a key it refuses is found by `run` (exit 3).
 
 use std::path::Path;
 
 use anyhow::{anyhow, Context as _};
 
+use crate::app::check_credentials;
 use crate::cli::exit::{Failure, EXIT_CONFIG};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::listeners::{Instance, Registry};
+use crate::telemetry::LogFile;
 
-/// `check-config`.
+/// `check-config`. It reads the file itself, rather than being given the
+/// loaded configuration, so that a problem in the file does not hide one
+/// in the credentials.
 ///
 /// # Errors
 ///
-/// A [`Failure`] with exit code 2 when no file was given or it cannot be found.
-pub(crate) fn cmd_check_config(
-    path: Option<&Path>,
-    config: &Config,
-    registry: &Registry,
-) -> Result<(), Failure> {
-    // Loading already validated the file; reaching here means it is valid.
+/// A [`Failure`] with exit code 2 when no file was given, it cannot be
+/// read, or it or the credentials it names have problems (all listed).
+pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Result<(), Failure> {
     let path = path
         .ok_or_else(|| anyhow!("no configuration file given (use --config PATH)"))
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
@@ -28,25 +34,44 @@ pub(crate) fn cmd_check_config(
         .canonicalize()
         .with_context(|| path.display().to_string())
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
-    let problems = instance_problems(config, registry);
-    if !problems.is_empty() {
-        return Err(Failure::new(
-            EXIT_CONFIG,
-            anyhow!(
-                "{} has {} problem(s) found while building its listeners:\n  - {}",
-                path.display(),
-                problems.len(),
-                problems.join("\n  - ")
-            ),
-        ));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+    let (config, mut problems) = Config::parse_with_problems(&text, &registry.names());
+    let credentials = config.as_ref().map(check_credentials);
+    if let Some(Err(errors)) = &credentials {
+        problems.extend(errors.iter().map(|e| format!("credentials: {e}")));
     }
+    // `run` opens its log file first of all (creating it, as here).
+    if let Some(file) = config.as_ref().and_then(|c| c.logging.file.as_deref()) {
+        if let Err(e) = LogFile::open(file) {
+            problems.push(format!(
+                "`logging.file`: cannot open the log file {}: {e}",
+                file.display()
+            ));
+        }
+    }
+    if let Some(c) = &config {
+        problems.extend(instance_problems(c, registry));
+    }
+    let (Some(config), Some(Ok(creds)), true) = (config, credentials, problems.is_empty()) else {
+        return Err(ConfigError {
+            path: Some(path),
+            problems,
+        }
+        .into());
+    };
     println!(
         "{} is valid: database {}, listeners {}.",
         path.display(),
         config.database.url.redacted(),
         config.listeners.enabled.join(", ")
     );
-    for line in event_types_note(config, registry) {
+    println!(
+        "Zulip credentials load: {} at {} (not checked with Zulip; run does that first).",
+        creds.email, creds.site
+    );
+    for line in event_types_note(&config, registry) {
         println!("{line}");
     }
     Ok(())
@@ -127,13 +152,11 @@ mod tests {
         let note = event_types_note(&config, &Registry::builtin());
         assert!(note[0].contains("only for: message."), "{note:?}");
         assert_eq!(
-            note[1],
-            "Warning: listener user_activity_tracker wants reaction, presence, typing, which [zulip] event_types leaves out: it never runs for them."
-        );
-        assert_eq!(
-            note.len(),
-            2,
-            "message_logger wants only messages: {note:?}"
+            note[1..],
+            [
+                "Warning: listener message_logger wants update_message, delete_message, which [zulip] event_types leaves out: it never runs for them.",
+                "Warning: listener user_activity_tracker wants reaction, presence, typing, update_message, which [zulip] event_types leaves out: it never runs for them."
+            ]
         );
     }
 }

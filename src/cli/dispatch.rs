@@ -39,7 +39,7 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
         Command::List => cmd_list(&config, &registry).await,
         Command::Migrate => cmd_migrate(&config).await,
         Command::Cleanup { days } => cmd_cleanup(&config, days).await,
-        Command::CheckConfig => cmd_check_config(cli.config.as_deref(), &config, &registry),
+        Command::CheckConfig => cmd_check_config(cli.config.as_deref(), &registry),
         Command::Aggregate { since } => cmd_aggregate(&config, since).await,
         Command::Stats { listener, since } => cmd_stats(&config, listener.as_deref(), since).await,
         Command::Enable { name } => cmd_set_enabled(&config, &registry, &name, true, None).await,

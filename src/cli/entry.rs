@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use super::args::{Cli, Command};
+use super::check_config::cmd_check_config;
 use super::dispatch::{load_config, run};
 use super::exit::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use crate::listeners::Registry;
@@ -20,7 +21,25 @@ pub fn main(registry: Registry) -> ExitCode {
     if !matches!(cli.command, Command::Run(_)) {
         quiet_on_closed_pipe();
     }
-    let outcome = load_config(&cli, &registry).and_then(|config| {
+    // check-config reads the file itself: a problem in it must not hide
+    // the others (the credentials it names).
+    let outcome = match cli.command {
+        Command::CheckConfig => cmd_check_config(cli.config.as_deref(), &registry),
+        _ => load_and_run(cli, registry),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", error_text(&f.error));
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Loads the configuration, sets up logging, and runs the subcommand on a
+/// tokio runtime.
+fn load_and_run(cli: Cli, registry: Registry) -> Result<(), Failure> {
+    load_config(&cli, &registry).and_then(|config| {
         let log_file = telemetry::init(&config.logging).map_err(|e| {
             Failure::new(
                 EXIT_CONFIG,
@@ -32,14 +51,7 @@ pub fn main(registry: Registry) -> ExitCode {
             telemetry::reopen_on_sighup(log_file);
             run(cli, config, registry).await
         })
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("error: {}", error_text(&f.error));
-            ExitCode::from(f.code)
-        }
-    }
+    })
 }
 
 /// A report piped into `head` ends quietly when the pipe closes, as `ls`

@@ -232,6 +232,11 @@ fn record_line(r: &Record) -> String {
         Record::Data { key, value } => format!("data {key} = {value}"),
         Record::MessageLog(m) => format!("message log row for message {}", m.message_id),
         Record::Activity(a) => format!("activity of user {} ({:?})", a.user_id, a.kind),
+        Record::MessageEdit(e) => format!("message log edit of message {}", e.message_id),
+        Record::MessageMove(m) => format!("message log move of {} message(s)", m.message_ids.len()),
+        Record::MessageDelete(d) => {
+            format!("message log deletion of {} message(s)", d.message_ids.len())
+        }
     }
 }
 

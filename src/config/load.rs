@@ -162,10 +162,28 @@ impl Config {
     ///
     /// A [`ConfigError`] listing every problem found.
     pub fn parse(text: &str, known_listeners: &[&str]) -> Result<Config, ConfigError> {
-        let table: Table = toml::from_str(text).map_err(|e| ConfigError {
-            path: None,
-            problems: vec![toml_problem(text, &e)],
-        })?;
+        let (cfg, problems) = Config::parse_with_problems(text, known_listeners);
+        match (cfg, problems.is_empty()) {
+            (Some(cfg), true) => Ok(cfg),
+            _ => Err(ConfigError {
+                path: None,
+                problems,
+            }),
+        }
+    }
+
+    /// [`Config::parse`], and also the configuration read despite its
+    /// problems (each bad value left at its default), so that `check-config`
+    /// can go on to check what `run` would do with it; `None` when the text
+    /// is not TOML.
+    pub(crate) fn parse_with_problems(
+        text: &str,
+        known_listeners: &[&str],
+    ) -> (Option<Config>, Vec<String>) {
+        let table: Table = match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => return (None, vec![toml_problem(text, &e)]),
+        };
         let mut r = Reader::new(known_listeners);
         let mut cfg = Config::default();
         for (name, value) in &table {
@@ -187,14 +205,7 @@ impl Config {
                 }
             }
         }
-        if r.problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError {
-                path: None,
-                problems: r.problems,
-            })
-        }
+        (Some(cfg), r.problems)
     }
 }
 

@@ -2,8 +2,12 @@
 //!
 //! - **Ordering**: runs of one listener that share an ordering key (the
 //!   channel and topic, the direct-message group, the user, or the event
-//!   type) run in dispatch order, so an edit never overtakes its message;
-//!   other keys run in parallel.
+//!   type) run in dispatch order; so do runs about one message (the message
+//!   itself, its edits, moves and deletion: each also takes the lane of
+//!   every message it touches), so an edit never overtakes its message even
+//!   when Zulip leaves the conversation out of it; other keys run in
+//!   parallel. A run's outcome goes to the recorder before the next run of
+//!   its lanes may start, so runs are recorded in that order too.
 //! - **Selection**: an event another instance owns (`[scaling]`) gets no
 //!   run here; filters (`[filters]`, `[security]`, `[listeners.NAME]`)
 //!   skip runs, counted as `skipped` and logged at debug.
@@ -133,6 +137,7 @@ impl Dispatcher {
             return;
         }
         let event_type: Arc<str> = Arc::from(stored.event.event_type());
+        let touched = stored.event.messages_touched();
         let stored = Arc::new(stored);
         for i in targets {
             let permit = tokio::select! {
@@ -142,7 +147,10 @@ impl Dispatcher {
             let Ok(permit) = permit else {
                 return;
             };
-            self.spawn_run(i, key.clone(), &stored, &event_type, permit);
+            let lanes = std::iter::once(key.clone())
+                .chain(touched.iter().map(|&id| OrderingKey::Message(id)))
+                .map(|k| (i, k));
+            self.spawn_run(i, lanes, &stored, &event_type, permit);
         }
     }
 
@@ -179,18 +187,18 @@ impl Dispatcher {
         targets
     }
 
-    /// Spawns listener `index`'s run of `stored`, holding its admission
-    /// `permit` until the run is over.
+    /// Spawns listener `index`'s run of `stored` in `lanes`, holding its
+    /// admission `permit` until the run is over.
     fn spawn_run(
         &self,
         index: usize,
-        key: OrderingKey,
+        lanes: impl IntoIterator<Item = (usize, OrderingKey)>,
         stored: &Arc<StoredEvent>,
         event_type: &Arc<str>,
         permit: OwnedSemaphorePermit,
     ) {
-        // Taken here, in dispatch order, so the lane keeps event order.
-        let mut turn = self.lanes.enter((index, key));
+        // Taken here, in dispatch order, so the lanes keep event order.
+        let mut turn = self.lanes.enter_all(lanes);
         let run = Run {
             slots: self.slots.clone(),
             index,
@@ -210,19 +218,22 @@ impl Dispatcher {
         self.tracker.spawn(async move {
             turn.wait().await;
             let record = run.execute().await;
-            lanes.leave(turn);
+            // Sent before the lanes' next run may start, so that the
+            // recorder gets each lane's runs in order: an edit is never
+            // committed in a batch before its message's. The recorder
+            // outlives every run; if it is gone the daemon is stopping and
+            // the event is re-dispatched at next start, as it is when
+            // shutdown came before the run could start.
+            if let Some(record) = record {
+                let _ = outcomes.send(Recording::Run(record)).await;
+            }
+            lanes.leave_all(turn);
             drop(permit);
             run.state.metrics.runs_in_flight.dec();
             run.slots[run.index]
                 .in_flight
                 .fetch_sub(1, Ordering::Relaxed);
             run.slots[run.index].handles.instance.in_flight.dec();
-            // The recorder outlives every run; if it is gone the daemon is
-            // stopping and the event is re-dispatched at next start, as it
-            // is when shutdown came before the run could start.
-            if let Some(record) = record {
-                let _ = outcomes.send(Recording::Run(record)).await;
-            }
         });
     }
 
@@ -501,6 +512,50 @@ mod tests {
         assert_eq!(left, 0);
         assert!(max <= 2, "{max} runs at once with max_concurrent = 2");
         assert_eq!(recorded.await.unwrap(), 2);
+    }
+
+    /// Runs every message-changing type; message runs are slow.
+    struct SlowMessages;
+
+    #[async_trait]
+    impl Listener for SlowMessages {
+        test_identity!(
+            "slow_messages",
+            "takes a while with messages",
+            ["message", "update_message", "delete_message"]
+        );
+        async fn handle(&self, e: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+            if e.event_type() == "message" {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_edit_and_a_deletion_without_a_conversation_wait_for_their_message() {
+        // Arrange: Zulip puts no topic in a content edit and no
+        // participants in a direct message's deletion, so their ordering
+        // keys are the message id, not the message's conversation.
+        let (d, mut rx) = dispatcher(Arc::new(SlowMessages), 0);
+        let edit = Event::parse(r#"{"type":"update_message","user_id":1,"edit_timestamp":2,"message_id":1,"message_ids":[1],"content":"y","rendered_content":"<p>y</p>","flags":[],"id":2}"#).unwrap();
+        let delete = Event::parse(
+            r#"{"type":"delete_message","message_type":"private","message_id":1,"id":3}"#,
+        )
+        .unwrap();
+
+        // Act: the message, then its edit and deletion, dispatched at once.
+        d.dispatch(message(1), &[]).await;
+        for (inbox_id, event) in [(2, edit), (3, delete)] {
+            d.dispatch(StoredEvent { inbox_id, event }, &[]).await;
+        }
+
+        // Assert: recorded in that order, the slow message first.
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            order.push(next_run(&mut rx).await.inbox_id);
+        }
+        assert_eq!(order, vec![1, 2, 3]);
     }
 
     /// Never finishes.

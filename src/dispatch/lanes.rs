@@ -3,9 +3,14 @@
 //! different keys run in parallel.
 //!
 //! Each run takes a [`Turn`]: it waits for the previous run of its key to
-//! finish, then runs, then lets the next one go. The map holds one entry
-//! per key with a run waiting or running, so it stays as small as the work
-//! in flight.
+//! finish, then runs, then lets the next one go. A run that must keep its
+//! order in several lanes (a message and its conversation) takes
+//! [`Turns`], one in each. The map holds one entry per key with a run
+//! waiting or running, so it stays as small as the work in flight.
+//!
+//! Places are taken in dispatch order by one caller at a time, so a run
+//! only ever waits for runs entered before it, in every lane it holds: the
+//! waits cannot form a cycle.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -71,6 +76,25 @@ impl<K: Hash + Eq + Clone> Lanes<K> {
         }
     }
 
+    /// Takes the next place in the lane of each of `keys` (repeats count
+    /// once).
+    pub(crate) fn enter_all(&self, keys: impl IntoIterator<Item = K>) -> Turns<K> {
+        let mut distinct: Vec<K> = Vec::new();
+        for key in keys {
+            if !distinct.contains(&key) {
+                distinct.push(key);
+            }
+        }
+        Turns(distinct.into_iter().map(|k| self.enter(k)).collect())
+    }
+
+    /// Ends every turn of `turns`.
+    pub(crate) fn leave_all(&self, turns: Turns<K>) {
+        for turn in turns.0 {
+            self.leave(turn);
+        }
+    }
+
     /// Keys with a run waiting or running.
     #[cfg(test)]
     pub(crate) fn active(&self) -> usize {
@@ -85,6 +109,19 @@ impl<K: Hash + Eq> Turn<K> {
             // An error means the previous turn was dropped without `leave`
             // (its task panicked or was cancelled): it is over either way.
             let _ = rx.await;
+        }
+    }
+}
+
+/// Places in several lanes, taken together by one run.
+#[derive(Debug)]
+pub(crate) struct Turns<K: Hash + Eq>(Vec<Turn<K>>);
+
+impl<K: Hash + Eq> Turns<K> {
+    /// Waits until every earlier run of each key has finished.
+    pub(crate) async fn wait(&mut self) {
+        for turn in &mut self.0 {
+            turn.wait().await;
         }
     }
 }
@@ -119,6 +156,37 @@ mod tests {
         let log = log.lock().unwrap().clone();
         assert_eq!(log, vec!["b1", "a1", "a2", "a3"]);
         assert_eq!(lanes.active(), 0, "idle lanes are forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_in_two_lanes_waits_for_both_and_holds_both() {
+        let lanes: Arc<Lanes<&'static str>> = Arc::default();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut handles = Vec::new();
+        // "m" is slow in lanes a and x; "e" (lane x only) must wait for it;
+        // "b" (lane a only) entered after "m" waits too; "c" overtakes.
+        for (name, keys, ms) in [
+            ("m", vec!["a", "x", "a"], 50),
+            ("e", vec!["x"], 1),
+            ("b", vec!["a"], 5),
+            ("c", vec!["c"], 1),
+        ] {
+            let mut turns = lanes.enter_all(keys);
+            let lanes = lanes.clone();
+            let log = log.clone();
+            handles.push(tokio::spawn(async move {
+                turns.wait().await;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                log.lock().unwrap().push(name);
+                lanes.leave_all(turns);
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log, vec!["c", "m", "e", "b"]);
+        assert_eq!(lanes.active(), 0);
     }
 
     #[tokio::test]

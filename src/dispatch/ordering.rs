@@ -21,10 +21,13 @@
 //!
 //! Zulip does not put the topic in an `update_message` that only changes
 //! content, nor the participants in a direct message's edit or deletion. Those
-//! fall back to a key by message id, so they are ordered **per message**
-//! (two edits of one message keep their order) but not after the message
-//! itself: with the hash strategy they may even run on another instance than
-//! the message.
+//! fall back to a key by message id. The key alone would order them per
+//! message but not after the message itself, so the dispatcher also puts
+//! every run about a message (the message, its edits, moves and deletion:
+//! `Event::messages_touched`) in the lane of each message it touches: on one
+//! instance, all of a message's runs keep their order. With the hash
+//! strategy an edit keyed by message id may still be owned by another
+//! instance than its message (ownership follows this key alone).
 
 use std::fmt::{self, Write as _};
 

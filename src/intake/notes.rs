@@ -89,8 +89,17 @@ impl Intake<'_> {
             .longpoll_secs
             .store(reg.longpoll_timeout().as_secs(), Ordering::Relaxed);
         self.state.intake.set_queue_id(Some(reg.queue_id.clone()));
+        let lifetime = reg.granted_lifetime_secs();
+        self.state
+            .metrics
+            .queue_lifetime_seconds
+            .set(i64::try_from(lifetime).unwrap_or(i64::MAX));
         tracing::info!(queue_id = %reg.queue_id, last_event_id = reg.last_event_id,
             zulip_version = %reg.zulip_version, feature_level = reg.zulip_feature_level,
-            longpoll_timeout_s = reg.longpoll_timeout().as_secs(), "Registered an event queue");
+            longpoll_timeout_s = reg.longpoll_timeout().as_secs(), lifetime_s = lifetime,
+            "Registered an event queue");
+        if let Some((asked, granted)) = reg.shortened_lifetime() {
+            tracing::warn!(asked_s = asked, granted_s = granted, "Zulip keeps the event queue for less time than asked (queue_lifespan_secs): an outage longer than that loses the queue, and the events other than messages with it");
+        }
     }
 }

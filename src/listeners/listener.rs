@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::change_records::{MessageDeleteRecord, MessageEditRecord, MessageMoveRecord};
 use crate::event::{Event, Recipient};
 
 /// `event_types()` value of a listener that wants every event type.
@@ -178,6 +179,12 @@ pub enum Record {
     MessageLog(MessageLogRecord),
     /// An activity of one user for `event_listeners_useractivity`.
     Activity(ActivityRecord),
+    /// A logged message's content was edited.
+    MessageEdit(MessageEditRecord),
+    /// Logged messages moved to another topic, channel, or both.
+    MessageMove(MessageMoveRecord),
+    /// Logged messages were deleted.
+    MessageDelete(MessageDeleteRecord),
     /// A JSON value upserted into `event_listeners_listenerdata` under
     /// (listener, `key`): a listener's own state, written exactly once with
     /// its run.
@@ -252,6 +259,8 @@ pub struct MessageLogRecord {
     pub recipient_type: &'static str,
     /// Channel name, for channel messages.
     pub channel: Option<String>,
+    /// Channel id, for channel messages when Zulip sent it.
+    pub channel_id: Option<i64>,
     /// Topic, for channel messages.
     pub topic: Option<String>,
     /// Comma-separated participant ids, for direct messages.
@@ -273,6 +282,8 @@ pub enum ActivityKind {
     Presence,
     /// Started or stopped typing.
     Typing,
+    /// Edited or moved messages.
+    Edit,
 }
 
 /// One activity of one user.

@@ -3,6 +3,7 @@
 //! the configurable kinds (`webhook`, `exec`, `responder`, one folder
 //! each), and the built-in listeners, one file each.
 
+mod change_records;
 mod exec;
 mod instance;
 mod listener;
@@ -12,6 +13,7 @@ mod responder;
 mod user_activity_tracker;
 mod webhook;
 
+pub use change_records::{MessageDeleteRecord, MessageEditRecord, MessageMoveRecord};
 pub use instance::{Instance, InstanceError};
 #[cfg(test)]
 pub(crate) use listener::test_identity;

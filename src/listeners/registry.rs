@@ -128,9 +128,21 @@ mod tests {
     fn register_asks_for_the_union_of_wanted_types() {
         let r = Registry::builtin();
         let types = wanted_event_types(r.all()).unwrap();
-        assert_eq!(types, vec!["message", "reaction", "presence", "typing"]);
+        assert_eq!(
+            types,
+            vec![
+                "message",
+                "update_message",
+                "delete_message",
+                "reaction",
+                "presence",
+                "typing"
+            ]
+        );
         assert_eq!(interested(r.all(), "reaction"), vec![1]);
         assert_eq!(interested(r.all(), "message"), vec![0, 1]);
+        assert_eq!(interested(r.all(), "update_message"), vec![0, 1]);
+        assert_eq!(interested(r.all(), "delete_message"), vec![0]);
         assert!(interested(r.all(), "stream").is_empty());
     }
 

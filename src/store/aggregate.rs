@@ -48,6 +48,8 @@ pub struct ActivityTotals {
     pub presence: i64,
     /// Typing notifications.
     pub typing: i64,
+    /// Edits and moves of messages.
+    pub edits: i64,
 }
 
 /// The start of the `interval`-wide bucket holding `t`.
@@ -103,6 +105,7 @@ pub(super) fn activity_totals(runs: &[RunRecord]) -> Vec<ActivityTotals> {
             reactions: 0,
             presence: 0,
             typing: 0,
+            edits: 0,
         });
         if a.email.is_some() {
             t.email.clone_from(&a.email);
@@ -113,6 +116,7 @@ pub(super) fn activity_totals(runs: &[RunRecord]) -> Vec<ActivityTotals> {
             ActivityKind::Reaction => t.reactions += 1,
             ActivityKind::Presence => t.presence += 1,
             ActivityKind::Typing => t.typing += 1,
+            ActivityKind::Edit => t.edits += 1,
         }
     }
     map.into_values().collect()

@@ -8,6 +8,7 @@
 mod admin;
 mod aggregate;
 mod api;
+mod changes;
 mod dialect;
 mod error;
 mod listener_rows;

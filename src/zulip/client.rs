@@ -1,17 +1,20 @@
-//! [`Client`]: the Zulip endpoints the daemon uses — `POST /register`,
-//! `GET /events` (long poll), `DELETE /events`, `GET /users/me` and
-//! `GET /messages` — with responses decoded into typed values and failures
-//! into [`ZulipError`].
+//! [`Client`]: the Zulip endpoints the daemon uses — `GET /server_settings`
+//! and `POST /register`, `GET /events` (long poll), `DELETE /events`,
+//! `GET /users/me` and `GET /messages` — with responses decoded into typed
+//! values and failures into [`ZulipError`].
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::capabilities::{client_capabilities, lifetime_param};
 use super::credentials::{api_base_url, Credentials};
-use super::error::ZulipError;
+use super::error::{ErrorAction, ZulipError};
 use super::page::EventsPage;
-use super::payloads::{MessagesPage, RegisterParams, Registration, UserMe};
+use super::payloads::{MessagesPage, RegisterParams, Registration, ServerSettings, UserMe};
 use super::response::{decode, error_from, json, send, transport};
 
 /// An authenticated Zulip API client.
@@ -22,6 +25,9 @@ pub struct Client {
     email: String,
     key: SecretString,
     read_timeout: Duration,
+    /// The server's feature level as last learnt (-1: not yet), shared by
+    /// the clones.
+    feature_level: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,6 +75,7 @@ impl Client {
             email: creds.email.clone(),
             key: creds.api_key.clone(),
             read_timeout,
+            feature_level: Arc::new(AtomicI64::new(-1)),
         })
     }
 
@@ -84,12 +91,43 @@ impl Client {
             .timeout(timeout)
     }
 
-    /// `POST /register`.
+    /// `GET /server_settings`: the server's version and feature level.
+    ///
+    /// # Errors
+    ///
+    /// [`ZulipError`] as the server or network fails.
+    pub async fn server_settings(&self) -> Result<ServerSettings, ZulipError> {
+        let req = self.request(Method::GET, "server_settings", self.read_timeout);
+        decode(send(req).await?).await
+    }
+
+    /// The server's feature level, from `GET /server_settings`; when that
+    /// fails (other than by refused credentials or a rate limit, which the
+    /// registration would meet too), the level last learnt, if any.
+    async fn learn_feature_level(&self) -> Result<Option<i64>, ZulipError> {
+        match self.server_settings().await {
+            Ok(s) => {
+                self.feature_level
+                    .store(s.zulip_feature_level, Ordering::Relaxed);
+                Ok(Some(s.zulip_feature_level))
+            }
+            Err(e) if e.is_auth() || matches!(e.action(), ErrorAction::Wait(_)) => Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "Cannot read the server's feature level; registering as for Zulip 10.2");
+                let known = self.feature_level.load(Ordering::Relaxed);
+                Ok((known >= 0).then_some(known))
+            }
+        }
+    }
+
+    /// `POST /register`, declaring the capabilities and asking for the
+    /// lifetime the server's feature level knows (see `capabilities.rs`).
     ///
     /// # Errors
     ///
     /// [`ZulipError`] as the server or network fails.
     pub async fn register(&self, p: &RegisterParams) -> Result<Registration, ZulipError> {
+        let level = self.learn_feature_level().await?;
         let narrow: Vec<[&str; 2]> = p
             .narrow
             .iter()
@@ -102,26 +140,20 @@ impl Client {
             ("client_gravatar", json(&false)),
             // realm: for event_queue_longpoll_timeout_seconds; message: max_message_id.
             ("fetch_event_types", json(&["realm", "message"])),
-            (
-                "client_capabilities",
-                json(&serde_json::json!({
-                    "notification_settings_null": true,
-                    "bulk_message_deletion": true,
-                    "stream_typing_notifications": true,
-                    "user_settings_object": true,
-                })),
-            ),
+            ("client_capabilities", json(&client_capabilities(level))),
         ];
         if let Some(types) = &p.event_types {
             form.push(("event_types", json(types)));
         }
-        if p.queue_lifespan_secs > 0 {
-            form.push(("queue_lifespan_secs", p.queue_lifespan_secs.to_string()));
-        }
+        form.extend(lifetime_param(level, p.queue_lifespan_secs));
         let req = self
             .request(Method::POST, "register", self.read_timeout)
             .form(&form);
-        decode(send(req).await?).await
+        let mut reg: Registration = decode(send(req).await?).await?;
+        reg.asked_lifetime_secs = p.queue_lifespan_secs;
+        self.feature_level
+            .store(reg.zulip_feature_level, Ordering::Relaxed);
+        Ok(reg)
     }
 
     /// `GET /events`: waits up to `timeout` for events after `last_event_id`,

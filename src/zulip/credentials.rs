@@ -145,12 +145,25 @@ impl Zuliprc {
 /// Any [`CredentialsError`]: key or email missing with no file, an existing
 /// file that is unreadable, malformed or lacks `key`/`email` when they are
 /// still needed, no usable site, a bad `insecure` value, a missing CA bundle,
-/// or a configured client certificate.
+/// or a configured client certificate. The first of
+/// [`credential_problems`], in that order.
 pub(crate) fn load_credentials(
     sources: &CredentialSources,
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<&Path>,
 ) -> Result<Credentials, CredentialsError> {
+    resolve_credentials(sources, env, home).map_err(|mut problems| problems.swap_remove(0))
+}
+
+/// [`load_credentials`], with every problem found on the way, not only the
+/// first (for `check-config`; never an empty list): each check goes on
+/// after a failure whose value it does not need.
+pub(crate) fn resolve_credentials(
+    sources: &CredentialSources,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Result<Credentials, Vec<CredentialsError>> {
+    let mut problems = Vec::new();
     let var = |name: &str| env(name).as_deref().and_then(nonempty);
     let arg_or_var = |arg: Option<&str>, name| arg.and_then(nonempty).or_else(|| var(name));
     let key = arg_or_var(sources.api_key, "ZULIP_API_KEY");
@@ -165,44 +178,68 @@ pub(crate) fn load_credentials(
         || "~/.zuliprc (home directory unknown)".to_owned(),
         |p| p.display().to_string(),
     );
+    // Without a readable file, key and email must come from elsewhere: a
+    // missing one is reported once, here, not again as a missing option.
     let file = match path.filter(|p| p.exists()) {
-        Some(path) => Zuliprc::read(path)?,
+        Some(path) => Zuliprc::read(path).map_err(|e| problems.push(e)).ok(),
         None if key.is_none() || email.is_none() => {
             let missing = match (key.is_none(), email.is_none()) {
                 (true, true) => "API key (ZULIP_API_KEY) and email (ZULIP_EMAIL)",
                 (true, false) => "API key (ZULIP_API_KEY)",
                 _ => "email (ZULIP_EMAIL)",
             };
-            return Err(CredentialsError::ConfigNotFound(missing, looked));
+            problems.push(CredentialsError::ConfigNotFound(missing, looked.clone()));
+            None
         }
-        None => Zuliprc::default(),
+        None => Some(Zuliprc::default()),
     };
-    let key = key.map_or_else(|| file.require("key"), Ok)?;
-    let email = email.map_or_else(|| file.require("email"), Ok)?;
-    let site = arg_or_var(sources.site, "ZULIP_SITE").or_else(|| file.get("site"));
-    let site = api_base_url(&site.ok_or(CredentialsError::MissingSite(looked))?)?;
+    let required = |given: Option<String>, opt, problems: &mut Vec<CredentialsError>| {
+        given
+            .or_else(|| match &file {
+                Some(f) => f.require(opt).map_err(|e| problems.push(e)).ok(),
+                None => None,
+            })
+            .unwrap_or_default()
+    };
+    let key = required(key, "key", &mut problems);
+    let email = required(email, "email", &mut problems);
+    let file = file.unwrap_or_default();
+    let site = match arg_or_var(sources.site, "ZULIP_SITE").or_else(|| file.get("site")) {
+        Some(site) => api_base_url(&site)
+            .map_err(|e| problems.push(e))
+            .unwrap_or_default(),
+        None => {
+            problems.push(CredentialsError::MissingSite(looked));
+            String::new()
+        }
+    };
     let env_insecure = var("ZULIP_ALLOW_INSECURE").map(|v| (v, "ZULIP_ALLOW_INSECURE".to_owned()));
     let insecure = match env_insecure.or_else(|| file.get_with_origin("insecure")) {
         None => false,
         Some((v, _)) if v.eq_ignore_ascii_case("true") => true,
         Some((v, _)) if v.eq_ignore_ascii_case("false") => false,
-        Some((value, origin)) => return Err(CredentialsError::InvalidInsecure(origin, value)),
+        Some((value, origin)) => {
+            problems.push(CredentialsError::InvalidInsecure(origin, value));
+            false
+        }
     };
     let env_cert = ["ZULIP_CERT", "ZULIP_CERT_KEY"].map(|v| var(v).map(|c| (c, v.to_owned())));
     let file_cert = ["client_cert", "client_cert_key"].map(|o| file.get_with_origin(o));
     if let Some((_, origin)) = env_cert.into_iter().chain(file_cert).flatten().next() {
-        return Err(CredentialsError::ClientCertUnsupported(origin));
+        problems.push(CredentialsError::ClientCertUnsupported(origin));
     }
     let cert_bundle = var("ZULIP_CERT_BUNDLE")
         .or_else(|| file.get("cert_bundle"))
         .map(PathBuf::from);
     if let Some(path) = cert_bundle.as_ref().filter(|p| !insecure && !p.is_file()) {
-        return Err(CredentialsError::CertBundleNotFound(path.clone()));
+        problems.push(CredentialsError::CertBundleNotFound(path.clone()));
     }
-    let api_key = SecretString::from(key);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     Ok(Credentials {
         email,
-        api_key,
+        api_key: SecretString::from(key),
         site,
         insecure,
         cert_bundle,
@@ -455,6 +492,37 @@ mod tests {
         let vars = [("ZULIP_CERT_KEY", "k"), ("ZULIP_ALLOW_INSECURE", "true")];
         let got = load(&home, &NO, &vars);
         assert!(got.starts_with("error: ZULIP_CERT_KEY configures a TLS client"));
+    }
+
+    #[test]
+    fn every_problem_is_found_not_only_the_first() {
+        let h = home(&[]);
+        let env = |_: &str| None;
+        let problems = resolve_credentials(&NO, &env, Some(h.path())).unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains("API key (ZULIP_API_KEY) and email"),
+            "{text:?}"
+        );
+        assert!(text[1].starts_with("missing Zulip server URL"), "{text:?}");
+
+        let h = rc("[api]\nemail=a@b\ninsecure=maybe\ncert_bundle=/nonexistent/ca.pem\n");
+        let problems = resolve_credentials(&NO, &env, Some(h.path())).unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 4, "{text:?}");
+        assert!(text[0].contains("no `key` option"), "{text:?}");
+        assert!(text[1].starts_with("missing Zulip server URL"), "{text:?}");
+        assert!(text[2].contains("insecure"), "{text:?}");
+        assert!(text[3].contains("ca.pem"), "{text:?}");
+        assert_eq!(
+            load_credentials(&NO, &env, Some(h.path()))
+                .unwrap_err()
+                .to_string(),
+            text[0],
+            "run stops at the first"
+        );
+        assert!(resolve_credentials(&NO, &env, Some(rc(RC).path())).is_ok());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Talking to Zulip: credentials as the official bindings read them
 //! (`credentials`, and the zuliprc INI syntax in `zuliprc`), the HTTP
 //! [`Client`] for the event-queue endpoints (`client`, with the payloads it
-//! sends and reads in `payloads` and the `GET /events` body in `page`), and
+//! sends and reads in `payloads`, what registration declares by feature
+//! level in `capabilities`, and the `GET /events` body in `page`), and
 //! [`ZulipError`], typed by the response's `code`, never by its translated
 //! `msg` (`error`, decoded in `response`).
 
+mod capabilities;
 mod client;
 pub(crate) mod credentials;
 mod error;
@@ -14,7 +16,9 @@ mod response;
 mod zuliprc;
 
 pub(crate) use client::Client;
-pub(crate) use credentials::{load_credentials, CredentialSources, CredentialsError};
+pub(crate) use credentials::{
+    load_credentials, resolve_credentials, CredentialSources, Credentials, CredentialsError,
+};
 pub(crate) use error::{ErrorAction, ZulipError};
 pub(crate) use page::EventsPage;
 pub(crate) use payloads::{RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};

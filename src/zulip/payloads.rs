@@ -1,11 +1,14 @@
 //! What the daemon sends to and reads from Zulip's endpoints: the
-//! `POST /register` parameters and answer, `GET /users/me` and a page of
-//! `GET /messages`, decoded into the fields the daemon uses.
+//! `POST /register` parameters and answer, `GET /server_settings`,
+//! `GET /users/me` and a page of `GET /messages`, decoded into the fields
+//! the daemon uses.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use super::capabilities::{DEFAULT_QUEUE_LIFETIME_SECS, MAX_QUEUE_LIFETIME_SECS};
 
 /// The long-poll timeout when Zulip does not say (its documented default).
 pub(crate) const DEFAULT_LONGPOLL_TIMEOUT: Duration = Duration::from_secs(90);
@@ -44,6 +47,13 @@ pub struct Registration {
     /// How long a long poll may take, in seconds.
     #[serde(default)]
     pub event_queue_longpoll_timeout_seconds: Option<u64>,
+    /// The idle lifetime granted, from feature level 481.
+    #[serde(default)]
+    pub idle_queue_timeout_secs: Option<u64>,
+    /// The idle lifetime asked for (0: the server's default); set by the
+    /// client, not read from the answer.
+    #[serde(skip)]
+    pub asked_lifetime_secs: u64,
 }
 
 impl Registration {
@@ -53,6 +63,37 @@ impl Registration {
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_LONGPOLL_TIMEOUT)
     }
+
+    /// How long Zulip keeps the queue while nobody polls, in seconds: what
+    /// the server says (`idle_queue_timeout_secs`), else what a server that
+    /// does not say grants for what was asked (the request, capped at 7
+    /// days; 10 minutes when nothing was asked).
+    pub fn granted_lifetime_secs(&self) -> u64 {
+        self.idle_queue_timeout_secs
+            .unwrap_or(match self.asked_lifetime_secs {
+                0 => DEFAULT_QUEUE_LIFETIME_SECS,
+                asked => asked.min(MAX_QUEUE_LIFETIME_SECS),
+            })
+    }
+
+    /// `(asked, granted)` when the server said it grants a shorter lifetime
+    /// than asked.
+    pub fn shortened_lifetime(&self) -> Option<(u64, u64)> {
+        let granted = self.idle_queue_timeout_secs?;
+        let asked = self.asked_lifetime_secs;
+        (asked > 0 && granted < asked).then_some((asked, granted))
+    }
+}
+
+/// `GET /server_settings` (no authentication needed).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// The server's API feature level.
+    #[serde(default)]
+    pub zulip_feature_level: i64,
+    /// The server version.
+    #[serde(default)]
+    pub zulip_version: String,
 }
 
 /// `GET /users/me`.
@@ -79,4 +120,31 @@ pub struct MessagesPage {
     /// Whether the page reaches the newest message.
     #[serde(default)]
     pub found_newest: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(json: &str, asked: u64) -> Registration {
+        let mut r: Registration = serde_json::from_str(json).unwrap();
+        r.asked_lifetime_secs = asked;
+        r
+    }
+
+    #[test]
+    fn the_lifetime_granted_is_the_servers_word_else_what_it_grants_for_the_request() {
+        let old = r#"{"queue_id":"q","last_event_id":-1,"zulip_feature_level":372}"#;
+        assert_eq!(registration(old, 86_400).granted_lifetime_secs(), 86_400);
+        assert_eq!(registration(old, 900_000).granted_lifetime_secs(), 604_800);
+        assert_eq!(registration(old, 0).granted_lifetime_secs(), 600);
+        assert_eq!(registration(old, 86_400).shortened_lifetime(), None);
+        let new = r#"{"queue_id":"q","last_event_id":-1,"zulip_feature_level":481,"idle_queue_timeout_secs":3600}"#;
+        assert_eq!(registration(new, 86_400).granted_lifetime_secs(), 3600);
+        assert_eq!(
+            registration(new, 86_400).shortened_lifetime(),
+            Some((86_400, 3600))
+        );
+        assert_eq!(registration(new, 600).shortened_lifetime(), None);
+    }
 }

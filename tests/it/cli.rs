@@ -35,14 +35,121 @@ fn check_config_names_every_mistake_in_one_run() {
         "[performance]\nhandler_timeout = \"soon\"\n[logging]\nlevel = \"WARNING\"\ncolour = true\n[listeners]\nenabled = [\"message_logger\", \"spam_filter\"]\n",
     )
     .unwrap();
-    let out = zel(&["--config", &path.display().to_string(), "check-config"]);
+    // A home without a ~/.zuliprc: no credentials either.
+    let home = dir.path().display().to_string();
+    let out = zel_env(
+        &["--config", &path.display().to_string(), "check-config"],
+        &[("HOME", &home)],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for needle in [
         "performance.handler_timeout",
         "logging.colour",
         "spam_filter",
-        "3 problem(s)",
+        "credentials: Zulip API key (ZULIP_API_KEY) and email (ZULIP_EMAIL) not specified",
+        "5 problem(s)",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle}: {stderr}");
+    }
+}
+
+/// A config naming `zuliprc` (with `zuliprc_text` there, unless `None`)
+/// and `database_url`.
+fn config_with(dir: &std::path::Path, zuliprc_text: Option<&str>, database_url: &str) -> String {
+    let zuliprc = dir.join("zuliprc");
+    if let Some(text) = zuliprc_text {
+        std::fs::write(&zuliprc, text).unwrap();
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{database_url}\"\n",
+            zuliprc.display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_config_fails_as_run_would_on_a_missing_zuliprc_or_one_without_a_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("e.db").display());
+    let missing = config_with(dir.path(), None, &db);
+    let out = zel(&["--config", &missing, "check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "2 problem(s)",
+        "zuliprc does not exist",
+        "missing Zulip server URL",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle}: {stderr}");
+    }
+
+    let no_site = config_with(dir.path(), Some("[api]\nemail=bot@x.org\nkey=k\n"), &db);
+    let out = zel(&["--config", &no_site, "check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("missing Zulip server URL"), "{stderr}");
+
+    let good = config_with(
+        dir.path(),
+        Some("[api]\nemail=bot@x.org\nkey=k\nsite=chat.x.org\n"),
+        &db,
+    );
+    let out = zel(&["--config", &good, "check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Zulip credentials load: bot@x.org at https://chat.x.org/api/v1/"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_fails_on_a_log_file_run_could_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("e.db").display());
+    let cfg = config_with(
+        dir.path(),
+        Some("[api]\nemail=bot@x.org\nkey=k\nsite=chat.x.org\n"),
+        &db,
+    );
+    // A directory where the log file should be.
+    let log = dir.path().join("logs");
+    std::fs::create_dir(&log).unwrap();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!("[logging]\nfile = \"{}\"\n", log.display()));
+    std::fs::write(&cfg, text).unwrap();
+    let out = zel(&["--config", &cfg, "check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot open the log file"), "{stderr}");
+}
+
+#[test]
+fn check_config_reports_a_bad_database_url_and_bad_credentials_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with(
+        dir.path(),
+        Some("[api]\nemail=bot@x.org\nkey=k\nsite=chat.x.org\ninsecure=perhaps\n"),
+        "mysql://db.example.com/events",
+    );
+    let out = zel(&["--config", &cfg, "check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "2 problem(s)",
+        "database.url",
+        "must start with sqlite:",
+        "insecure to \"perhaps\"",
     ] {
         assert!(stderr.contains(needle), "missing {needle}: {stderr}");
     }
@@ -50,12 +157,23 @@ fn check_config_names_every_mistake_in_one_run() {
 
 #[test]
 fn the_shipped_configs_are_valid() {
+    // Their zuliprc (/etc/zulip-event-listeners/zuliprc) is not on the test
+    // machine: the environment supplies the credentials instead, as it may
+    // in production.
+    let creds = [
+        ("ZULIP_EMAIL", "listener-bot@chat.example.com"),
+        ("ZULIP_API_KEY", "0123456789abcdef"),
+        ("ZULIP_SITE", "https://chat.example.com"),
+    ];
     for name in ["config/example.toml", "config/production.toml"] {
-        let out = zel(&[
-            "--config",
-            &repo().join(name).display().to_string(),
-            "check-config",
-        ]);
+        let out = zel_env(
+            &[
+                "--config",
+                &repo().join(name).display().to_string(),
+                "check-config",
+            ],
+            &creds,
+        );
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -212,7 +330,7 @@ channels = ["support"]
         [
             r#"{"type":"message","id":1,"message":{"id":11,"sender_id":3,"sender_email":"a@x","display_recipient":"support","subject":"t","timestamp":1790000000,"content":"help"}}"#,
             r#"{"type":"message","id":2,"message":{"id":12,"sender_id":3,"sender_email":"a@x","display_recipient":"general","subject":"t","timestamp":1790000000,"content":"hi"}}"#,
-            r#"{"type":"update_message","id":3,"message_id":11}"#,
+            r#"{"type":"realm_emoji","op":"update","id":3,"realm_emoji":{}}"#,
         ]
         .join("\n"),
     )

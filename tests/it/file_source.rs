@@ -63,17 +63,27 @@ async fn sample_file_is_stored_and_dispatched(backend: Backend) {
         assert_eq!(got, *n, "inbox rows of type {t}");
     }
     let messages = expected["message"];
-    let tracked: i64 = ["message", "reaction", "presence", "typing"]
-        .iter()
-        .map(|t| expected.get(*t).copied().unwrap_or(0))
-        .sum();
+    let sum = |types: &[&str]| -> i64 {
+        types
+            .iter()
+            .map(|t| expected.get(*t).copied().unwrap_or(0))
+            .sum()
+    };
+    let logged = sum(&["message", "update_message", "delete_message"]);
+    let tracked = sum(&[
+        "message",
+        "reaction",
+        "presence",
+        "typing",
+        "update_message",
+    ]);
     let runs = db
         .text_pairs("SELECT listener_name, CAST(count(*) AS TEXT) FROM event_listeners_eventlog GROUP BY listener_name ORDER BY 1")
         .await;
     assert_eq!(
         runs,
         vec![
-            ("message_logger".to_owned(), Some(messages.to_string())),
+            ("message_logger".to_owned(), Some(logged.to_string())),
             (
                 "user_activity_tracker".to_owned(),
                 Some(tracked.to_string())
@@ -107,7 +117,7 @@ async fn sample_file_is_stored_and_dispatched(backend: Backend) {
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_eventlog")
             .await,
-        messages + tracked
+        logged + tracked
     );
     db.drop_db().await;
 }

@@ -260,10 +260,11 @@ async fn run_refuses_a_postgres_database_with_pending_migrations() {
     );
 }
 
-/// Events no built-in listener wants: an edit, a deletion and a user change.
+/// Events no built-in listener wants: a subscription change, a flag
+/// change and a user change.
 fn push_unwanted_events(fake: &FakeZulip) {
-    fake.push_event(json!({"type": "update_message", "user_id": 10, "message_id": 1, "message_ids": [1], "content": "edited", "edit_timestamp": 1790000100, "flags": []}));
-    fake.push_event(json!({"type": "delete_message", "message_type": "stream", "message_id": 1, "stream_id": 1, "topic": "t"}));
+    fake.push_event(json!({"type": "subscription", "op": "update", "property": "color", "value": "#ff0000", "stream_id": 1}));
+    fake.push_event(json!({"type": "update_message_flags", "op": "add", "operation": "add", "flag": "read", "messages": [1], "all": false}));
     fake.push_event(json!({"type": "realm_user", "op": "update", "person": {"user_id": 10, "full_name": "Renamed"}}));
 }
 
@@ -286,14 +287,14 @@ async fn every_event_type_is_registered_and_stored_by_default() {
             count(&db, "SELECT count(*) FROM event_listeners_inbox").await == 4
         })
         .await,
-        "the edit, the deletion and the user change are stored with the message (inbox: {})",
+        "the subscription, flag and user changes are stored with the message (inbox: {})",
         count(&db, "SELECT count(*) FROM event_listeners_inbox").await
     );
     let _ = app.stop().await;
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM event_listeners_inbox WHERE event_type IN ('update_message', 'delete_message', 'realm_user')"
+            "SELECT count(*) FROM event_listeners_inbox WHERE event_type IN ('subscription', 'update_message_flags', 'realm_user')"
         )
         .await,
         3

@@ -3,13 +3,17 @@
 //! real PostgreSQL database.
 
 mod admin;
+mod backfilled_rows;
 mod cli;
+mod current_servers;
 mod dispatch_defects;
 mod faults;
 mod file_source;
 mod http_limits;
 mod instance_lock;
 mod live;
+mod message_log;
+mod message_log_store;
 mod operations;
 mod reliability;
 mod resilience;

@@ -263,6 +263,7 @@ async fn a_message_logged_twice_keeps_one_row_and_both_runs(backend: Backend) {
                 sender_email: "s@x".into(),
                 recipient_type: "channel",
                 channel: Some("general".into()),
+                channel_id: Some(4),
                 topic: Some("t".into()),
                 dm_recipients: None,
                 content_length: 2,

@@ -11,14 +11,21 @@
 //!
 //! The statement's text depends only on which parts a batch needs, so there
 //! are a handful of texts and each is prepared once per connection.
+//!
+//! A batch that edits, moves or deletes logged messages is the exception:
+//! those changes must see the rows the batch logs, which another part of
+//! the same statement cannot, so they follow as a second statement in one
+//! transaction (`changes.rs`).
 
 use async_trait::async_trait;
 use sqlx::encode::Encode;
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Postgres, Type};
 
+use super::changes::apply_message_changes;
 use super::connect::{Insert, PgStore};
 use crate::store::aggregate::{activity_totals, message_logs, stats_buckets};
+use crate::store::changes::message_changes;
 use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
 use crate::store::listener_rows::{listener_data, replies};
@@ -33,6 +40,8 @@ impl RecordDialect for PgStore {
         dispatched_through: Option<i64>,
         batch: i64,
     ) -> Result<(), StoreError> {
+        let changes = message_changes(runs);
+        let changes = &changes;
         // A unique violation is a message logged already (a replay): the
         // careful form skips it.
         Insert::plain_then_skipping(|mode| async move {
@@ -45,9 +54,22 @@ impl RecordDialect for PgStore {
                 mode,
             )
             .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
-            if let Some((sql, args)) = statement.into_parts() {
-                sqlx::query_with(&sql, args).execute(self.pool()).await?;
+            let parts = statement.into_parts();
+            if changes.is_empty() {
+                if let Some((sql, args)) = parts {
+                    sqlx::query_with(&sql, args).execute(self.pool()).await?;
+                }
+                return Ok(());
             }
+            // Edits, moves and deletions must see the rows this batch logs
+            // (the parts of one statement share a snapshot): a second
+            // statement, in one transaction with the first.
+            let mut tx = self.pool().begin().await?;
+            if let Some((sql, args)) = parts {
+                sqlx::query_with(&sql, args).execute(&mut *tx).await?;
+            }
+            apply_message_changes(&mut tx, changes).await?;
+            tx.commit().await?;
             Ok(())
         })
         .await
@@ -196,6 +218,7 @@ impl RecordStatement {
                 .map(|(_, m)| m.channel.as_deref())
                 .collect::<Vec<_>>(),
         )?;
+        let channel_ids = self.bind(logs.iter().map(|(_, m)| m.channel_id).collect::<Vec<_>>())?;
         let topics = self.bind(
             logs.iter()
                 .map(|(_, m)| m.topic.as_deref())
@@ -219,10 +242,11 @@ impl RecordStatement {
         self.parts.push(format!(
             "INSERT INTO event_listeners_messagelog
                (message_id, inbox_id, sender_id, sender_email, recipient_type, channel, topic,
-                dm_recipients, content_length, sent_at)
+                dm_recipients, content_length, sent_at, channel_id)
              SELECT * FROM UNNEST({ids}::int8[], {inbox}::int8[], {senders}::int8[],
                {emails}::text[], {kinds}::text[], {channels}::text[], {topics}::text[],
-               {dms}::text[], {lengths}::int4[], {sent}::timestamptz[]) {conflict}"
+               {dms}::text[], {lengths}::int4[], {sent}::timestamptz[], {channel_ids}::int8[])
+             {conflict}"
         ));
         Ok(())
     }
@@ -244,18 +268,22 @@ impl RecordStatement {
         let reactions = self.bind(totals.iter().map(|t| t.reactions).collect::<Vec<_>>())?;
         let presence = self.bind(totals.iter().map(|t| t.presence).collect::<Vec<_>>())?;
         let typing = self.bind(totals.iter().map(|t| t.typing).collect::<Vec<_>>())?;
+        let edits = self.bind(totals.iter().map(|t| t.edits).collect::<Vec<_>>())?;
         self.parts.push(format!(
             "INSERT INTO event_listeners_useractivity AS a
-               (user_id, email, last_seen, message_count, reaction_count, presence_count, typing_count)
+               (user_id, email, last_seen, message_count, reaction_count, presence_count,
+                typing_count, edit_count)
              SELECT * FROM UNNEST({users}::int8[], {emails}::text[], {seen}::timestamptz[],
-               {messages}::int8[], {reactions}::int8[], {presence}::int8[], {typing}::int8[])
+               {messages}::int8[], {reactions}::int8[], {presence}::int8[], {typing}::int8[],
+               {edits}::int8[])
              ON CONFLICT (user_id) DO UPDATE SET
                email = COALESCE(excluded.email, a.email),
                last_seen = GREATEST(a.last_seen, excluded.last_seen),
                message_count = a.message_count + excluded.message_count,
                reaction_count = a.reaction_count + excluded.reaction_count,
                presence_count = a.presence_count + excluded.presence_count,
-               typing_count = a.typing_count + excluded.typing_count"
+               typing_count = a.typing_count + excluded.typing_count,
+               edit_count = a.edit_count + excluded.edit_count"
         ));
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! statistics partly in Rust.
 
 mod admin;
+mod changes;
 mod connect;
 mod inbox;
 mod lock;

@@ -1,13 +1,17 @@
 //! The recorder's write on SQLite: one transaction per batch, each table's
 //! rows as multi-row statements in chunks of [`CHUNK`] rows. Times are
-//! bound from Rust, so they compare as text with each other.
+//! bound from Rust, so they compare as text with each other. Edits, moves
+//! and deletions of logged messages follow the batch's new rows
+//! (`changes.rs`).
 
 use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
+use super::changes::apply_message_changes;
 use super::connect::{SqliteStore, CHUNK};
 use crate::store::aggregate::{activity_totals, message_logs, stats_buckets, StatsBucket};
+use crate::store::changes::message_changes;
 use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
 use crate::store::listener_rows::{listener_data, replies};
@@ -27,6 +31,7 @@ impl RecordDialect for SqliteStore {
             insert_eventlog(&mut tx, runs).await?;
             insert_dead_letters(&mut tx, runs).await?;
             insert_messagelog(&mut tx, runs).await?;
+            apply_message_changes(&mut tx, &message_changes(runs)).await?;
             upsert_activity(&mut tx, runs).await?;
             upsert_listener_data(&mut tx, runs).await?;
             insert_replies(&mut tx, instance, runs).await?;
@@ -88,7 +93,7 @@ async fn insert_messagelog(
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_listeners_messagelog
                (message_id, inbox_id, sender_id, sender_email, recipient_type, channel, topic,
-                dm_recipients, content_length, sent_at) ",
+                dm_recipients, content_length, sent_at, channel_id) ",
         );
         q.push_values(chunk, |mut b, (inbox_id, m)| {
             b.push_bind(m.message_id)
@@ -100,7 +105,8 @@ async fn insert_messagelog(
                 .push_bind(m.topic.as_deref())
                 .push_bind(m.dm_recipients.as_deref())
                 .push_bind(m.content_length)
-                .push_bind(m.sent_at);
+                .push_bind(m.sent_at)
+                .push_bind(m.channel_id);
         });
         q.push(" ON CONFLICT (message_id) DO NOTHING");
         q.build().execute(&mut **tx).await?;
@@ -116,7 +122,8 @@ async fn upsert_activity(
     for chunk in totals.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_listeners_useractivity
-               (user_id, email, last_seen, message_count, reaction_count, presence_count, typing_count) ",
+               (user_id, email, last_seen, message_count, reaction_count, presence_count,
+                typing_count, edit_count) ",
         );
         q.push_values(chunk, |mut b, t| {
             b.push_bind(t.user_id)
@@ -125,7 +132,8 @@ async fn upsert_activity(
                 .push_bind(t.messages)
                 .push_bind(t.reactions)
                 .push_bind(t.presence)
-                .push_bind(t.typing);
+                .push_bind(t.typing)
+                .push_bind(t.edits);
         });
         q.push(
             " ON CONFLICT (user_id) DO UPDATE SET
@@ -134,7 +142,8 @@ async fn upsert_activity(
                message_count = message_count + excluded.message_count,
                reaction_count = reaction_count + excluded.reaction_count,
                presence_count = presence_count + excluded.presence_count,
-               typing_count = typing_count + excluded.typing_count",
+               typing_count = typing_count + excluded.typing_count,
+               edit_count = edit_count + excluded.edit_count",
         );
         q.build().execute(&mut **tx).await?;
     }

@@ -5,8 +5,9 @@
 //! pruning, supersede, heartbeat and idle-expiry rules, `GET /users/me`,
 //! `GET /server_settings` and `GET /messages` (paged like Zulip's
 //! `limit_query_to_range`). Tests drive it through [`FakeZulip`]: send
-//! messages, push arbitrary events, expire queues, pause heartbeats, inject
-//! faults with a [`FaultPlan`] and inspect every request via [`RequestRecord`].
+//! messages, edit, move and delete them, push arbitrary events (one by one
+//! or as one page), expire queues, pause heartbeats, inject faults with a
+//! [`FaultPlan`] and inspect every request via [`RequestRecord`].
 //! It models a single user, the bot, which receives every message sent.
 
 #![allow(dead_code)]
@@ -16,6 +17,8 @@
 // modules would otherwise be looked up beside it.
 #[path = "fake_zulip/api.rs"]
 mod api;
+#[path = "fake_zulip/edits.rs"]
+mod edits;
 #[path = "fake_zulip/faults.rs"]
 mod faults;
 #[path = "fake_zulip/http.rs"]
@@ -24,6 +27,8 @@ mod http;
 mod narrow;
 #[path = "fake_zulip/options.rs"]
 mod options;
+#[path = "fake_zulip/presence.rs"]
+mod presence;
 #[path = "fake_zulip/queues.rs"]
 mod queues;
 #[path = "fake_zulip/server.rs"]

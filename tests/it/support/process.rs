@@ -19,6 +19,11 @@ pub fn repo() -> &'static Path {
 /// `ZULIP_*` credentials from the environment, and `alice` as the operator
 /// that audit rows name.
 pub fn zel(args: &[&str]) -> Output {
+    zel_env(args, &[])
+}
+
+/// [`zel`] with `vars` set in its environment (e.g. `ZULIP_*`, `HOME`).
+pub fn zel_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(bin())
         .args(args)
         .env("RUST_LOG", "error")
@@ -27,6 +32,7 @@ pub fn zel(args: &[&str]) -> Output {
         .env_remove("ZULIP_EMAIL")
         .env_remove("ZULIP_SITE")
         .env_remove("ZULIP_CONFIG")
+        .envs(vars.iter().copied())
         .output()
         .expect("run the binary")
 }

@@ -73,6 +73,16 @@ impl Params {
         self.0.get(key).map(String::as_str)
     }
 
+    /// Every parameter, as a JSON object of strings.
+    pub(super) fn to_json(&self) -> Value {
+        Value::Object(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        )
+    }
+
     pub(super) fn json(&self, key: &str) -> Result<Option<Value>, ApiError> {
         let parsed = self.get(key).map(serde_json::from_str).transpose();
         parsed.map_err(|_| bad_request(format!("Argument \"{key}\" is not valid JSON.")))

@@ -97,7 +97,10 @@ pub(super) fn get_messages(history: &[Value], p: &Params) -> Result<Value, ApiEr
     let narrow = parse_narrow(p.json("narrow")?)?;
     let markdown = p.bool("apply_markdown")?.unwrap_or(true);
     let id = |m: &&Value| m["id"].as_i64().unwrap_or(0);
-    let visible = history.iter().filter(|m| narrow_matches(&narrow, m));
+    let deleted = |m: &&Value| m["deleted"].as_bool().unwrap_or(false);
+    let visible = history
+        .iter()
+        .filter(|m| !deleted(m) && narrow_matches(&narrow, m));
     let before: Vec<&Value> = visible.clone().filter(|m| id(m) < anchor).collect();
     let before = &before[before.len().saturating_sub(num_before as usize)..];
     let at_anchor: Vec<&Value> = visible.clone().filter(|m| id(m) == anchor).collect();

@@ -21,7 +21,11 @@ pub struct FakeOptions {
     /// The bot's own user id.
     pub user_id: i64,
     /// `zulip_feature_level` reported by `/register` and `/server_settings`.
+    /// From 481 it takes `idle_queue_timeout` (and ignores
+    /// `queue_lifespan_secs`) and reports `idle_queue_timeout_secs`.
     pub feature_level: i64,
+    /// The longest `idle_queue_timeout` granted from feature level 481.
+    pub max_idle_queue_timeout: Duration,
 }
 
 impl Default for FakeOptions {
@@ -35,6 +39,7 @@ impl Default for FakeOptions {
             is_bot: true,
             user_id: 100,
             feature_level: 372,
+            max_idle_queue_timeout: Duration::from_secs(604_800),
         }
     }
 }

@@ -17,6 +17,8 @@ use super::options::FakeOptions;
 
 /// Zulip's `MAX_QUEUE_TIMEOUT_SECS`: the cap on `queue_lifespan_secs`.
 pub(super) const MAX_QUEUE_TIMEOUT_SECS: u64 = 604_800;
+/// The feature level from which `idle_queue_timeout` replaces `queue_lifespan_secs`.
+pub(super) const IDLE_QUEUE_TIMEOUT_LEVEL: i64 = 481;
 /// How often the background task garbage-collects expired queues.
 pub(super) const GC_TICK: Duration = Duration::from_millis(100);
 
@@ -61,6 +63,8 @@ pub(super) struct State {
     pub(super) request_seq: u64,
     pub(super) requests: Vec<RequestRecord>,
     pub(super) register_count: usize,
+    /// The parameters of every `POST /register` that succeeded.
+    pub(super) registrations: Vec<Value>,
     pub(super) heartbeats_paused: bool,
 }
 
@@ -73,6 +77,8 @@ pub(super) enum Completion {
 /// One event queue, as Zulip's `ClientDescriptor` and `EventQueue`.
 pub(super) struct Queue {
     pub(super) event_types: Option<Vec<String>>,
+    /// The `client_capabilities` it was registered with.
+    pub(super) capabilities: serde_json::Map<String, Value>,
     pub(super) narrow: Vec<Term>,
     pub(super) apply_markdown: bool,
     pub(super) timeout: Duration,
@@ -83,9 +89,16 @@ pub(super) struct Queue {
     /// The parked poll: its generation and the channel that completes it.
     pub(super) parked: Option<(u64, oneshot::Sender<Completion>)>,
     pub(super) generation: u64,
+    /// While set, events wait in the queue: a parked poll is not completed.
+    pub(super) held: bool,
 }
 
 impl Queue {
+    /// Whether the queue was registered with capability `name` set.
+    pub(super) fn capability(&self, name: &str) -> bool {
+        self.capabilities.get(name).and_then(Value::as_bool) == Some(true)
+    }
+
     /// Zulip's `ClientDescriptor.expired`.
     pub(super) fn expired(&self, now: Instant) -> bool {
         self.parked.is_none() && now.duration_since(self.last_connection) >= self.timeout
@@ -111,7 +124,9 @@ impl Queue {
         event["id"] = json!(self.next_event_id);
         self.next_event_id += 1;
         self.events.push_back(event);
-        self.complete();
+        if !self.held {
+            self.complete();
+        }
     }
 
     pub(super) fn contents(&self) -> Vec<Value> {
@@ -209,22 +224,20 @@ impl Shared {
         let apply_markdown = p.bool("apply_markdown")?.unwrap_or(false);
         p.bool("all_public_streams")?;
         p.bool("client_gravatar")?;
-        match p.json("client_capabilities")? {
-            None => {}
-            Some(Value::Object(m)) if m.contains_key("notification_settings_null") => {}
+        let capabilities = match p.json("client_capabilities")? {
+            None => serde_json::Map::new(),
+            Some(Value::Object(m)) if m.contains_key("notification_settings_null") => m,
             Some(Value::Object(_)) => {
                 let msg = "client_capabilities[\"notification_settings_null\"] field is missing";
                 return Err(bad_request(msg));
             }
             Some(_) => return Err(bad_request("client_capabilities is not a dict")),
-        }
-        let timeout = match p.int("queue_lifespan_secs")?.unwrap_or(0) {
-            secs if secs > 0 => Duration::from_secs((secs as u64).min(MAX_QUEUE_TIMEOUT_SECS)),
-            _ => self.opts.queue_timeout,
         };
+        let (timeout, ignored) = self.queue_timeout(p)?;
         let queue_id = new_queue_id();
         let queue = Queue {
             event_types,
+            capabilities,
             narrow,
             apply_markdown,
             timeout,
@@ -234,20 +247,56 @@ impl Shared {
             last_connection: Instant::now(),
             parked: None,
             generation: 0,
+            held: false,
         };
         let mut st = self.lock();
         st.gc().insert(queue_id.clone(), queue);
         st.register_count += 1;
+        st.registrations.push(p.to_json());
         let max_message_id = match st.messages.len() {
             0 => -1,
             n => n as i64,
         };
-        Ok(json!({
+        let mut answer = json!({
             "result": "success", "msg": "", "queue_id": queue_id, "last_event_id": -1,
             "zulip_version": "10.2", "zulip_feature_level": self.opts.feature_level,
             "zulip_merge_base": "10.2", "max_message_id": max_message_id,
             "event_queue_longpoll_timeout_seconds": self.opts.longpoll_timeout_seconds,
-        }))
+        });
+        if self.opts.feature_level >= IDLE_QUEUE_TIMEOUT_LEVEL {
+            answer["idle_queue_timeout_secs"] = json!(timeout.as_secs());
+        }
+        if !ignored.is_empty() {
+            answer["ignored_parameters_unsupported"] = json!(ignored);
+        }
+        Ok(answer)
+    }
+
+    /// The queue's idle timeout, and the lifetime parameters this feature
+    /// level ignores: `queue_lifespan_secs` before 481 (capped at 7 days),
+    /// `idle_queue_timeout` from 481 (an integer or `"mobile"`, capped at
+    /// `max_idle_queue_timeout`).
+    fn queue_timeout(&self, p: &Params) -> Result<(Duration, Vec<&'static str>), ApiError> {
+        let (now, old) = ("idle_queue_timeout", "queue_lifespan_secs");
+        if self.opts.feature_level < IDLE_QUEUE_TIMEOUT_LEVEL {
+            let ignored = p.get(now).map(|_| vec![now]).unwrap_or_default();
+            let timeout = match p.int(old)?.unwrap_or(0) {
+                secs if secs > 0 => Duration::from_secs((secs as u64).min(MAX_QUEUE_TIMEOUT_SECS)),
+                _ => self.opts.queue_timeout,
+            };
+            return Ok((timeout, ignored));
+        }
+        let ignored = p.get(old).map(|_| vec![old]).unwrap_or_default();
+        let asked = match p.get(now).map(|v| v.trim_matches('"')) {
+            None => None,
+            Some("mobile") => Some(43_200),
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .map_err(|_| bad_request(format!("Invalid {now}")))?,
+            ),
+        };
+        let timeout = asked.map_or(self.opts.queue_timeout, Duration::from_secs);
+        Ok((timeout.min(self.opts.max_idle_queue_timeout), ignored))
     }
 
     /// Zulip's `fetch_events`: validate, prune, supersede, then answer or park.

@@ -17,7 +17,7 @@ use super::queues::{Completion, Queue, RequestRecord, Shared, State, GC_TICK};
 /// queues stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct FakeZulip {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     _tasks: Arc<Tasks>,
 }
 
@@ -135,6 +135,17 @@ impl FakeZulip {
         self.shared.lock().push_all(&event);
     }
 
+    /// While `held`, events pushed wait in their queues (a parked poll is
+    /// not answered); on release, a parked poll gets them all as one page.
+    pub fn hold_delivery(&self, held: bool) {
+        for q in self.shared.lock().gc().values_mut() {
+            q.held = held;
+            if !held && !q.events.is_empty() {
+                q.complete();
+            }
+        }
+    }
+
     /// Number of events currently held (unacknowledged) in a queue; None if
     /// the queue does not exist.
     pub fn pending(&self, queue_id: &str) -> Option<usize> {
@@ -184,6 +195,12 @@ impl FakeZulip {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().requests.clone()
+    }
+
+    /// The parameters of each successful `POST /register`, in order, as
+    /// JSON objects of strings (the values as sent: JSON-encoded).
+    pub fn registrations(&self) -> Vec<Value> {
+        self.shared.lock().registrations.clone()
     }
 
     /// Number of successful `POST /register` calls.
