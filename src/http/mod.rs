@@ -1,5 +1,5 @@
 //! The HTTP server: `GET /health` (JSON; 200 when healthy or degraded, 503
-//! when unhealthy or draining) and `GET /metrics` (Prometheus text).
+//! when starting, unhealthy or draining) and `GET /metrics` (Prometheus text).
 
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ async fn get_health(AxumState(health): AxumState<Arc<Health>>) -> Response {
     let report = health.report().await;
     let code = match report.status {
         Status::Healthy | Status::Degraded => StatusCode::OK,
-        Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+        Status::Starting | Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
     (code, Json(report)).into_response()
 }

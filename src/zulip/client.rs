@@ -1,9 +1,11 @@
 //! [`Client`]: the Zulip endpoints the daemon uses — `POST /register`,
 //! `GET /events` (long poll), `DELETE /events`, `GET /users/me` and
 //! `GET /messages` — with responses decoded into typed values and failures
-//! into [`ZulipError`].
+//! into [`ZulipError`]. The rate-limit budget each `GET /events` answer
+//! reports is kept for the poll loop's pacing ([`Client::poll_budget`]).
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
@@ -12,6 +14,7 @@ use super::credentials::{api_base_url, Credentials};
 use super::error::ZulipError;
 use super::page::EventsPage;
 use super::payloads::{MessagesPage, RegisterParams, Registration, UserMe};
+use super::rate_limit::RateBudget;
 use super::response::{decode, error_from, json, send, transport};
 
 /// An authenticated Zulip API client.
@@ -22,6 +25,10 @@ pub struct Client {
     email: String,
     key: SecretString,
     read_timeout: Duration,
+    /// The budget the last `GET /events` answer reported. Polls have a
+    /// budget of their own: Zulip's Tornado, which serves them, counts them
+    /// apart from the requests Django serves.
+    poll_budget: Arc<Mutex<Option<RateBudget>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,7 +76,27 @@ impl Client {
             email: creds.email.clone(),
             key: creds.api_key.clone(),
             read_timeout,
+            poll_budget: Arc::default(),
         })
+    }
+
+    /// The rate-limit budget the last `GET /events` answer reported, if
+    /// it carried Zulip's `X-RateLimit-*` headers.
+    pub(crate) fn poll_budget(&self) -> Option<RateBudget> {
+        *self.poll_budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the poll budget (after a suspend it says nothing of now).
+    pub(crate) fn forget_poll_budget(&self) {
+        *self.poll_budget.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn note_poll_budget(&self, headers: &reqwest::header::HeaderMap) {
+        let budget =
+            RateBudget::from_headers(headers, SystemTime::now(), tokio::time::Instant::now());
+        if budget.is_some() {
+            *self.poll_budget.lock().unwrap_or_else(|p| p.into_inner()) = budget;
+        }
     }
 
     /// The API base URL, such as `https://chat.example.com/api/v1/`.
@@ -145,6 +172,7 @@ impl Client {
             ("last_event_id", &last_event_id.to_string()),
         ]);
         let resp = send(req).await?;
+        self.note_poll_budget(resp.headers());
         let status = resp.status();
         if !status.is_success() {
             return Err(error_from(resp).await);

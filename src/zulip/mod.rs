@@ -3,13 +3,15 @@
 //! [`Client`] for the event-queue endpoints (`client`, with the payloads it
 //! sends and reads in `payloads` and the `GET /events` body in `page`), and
 //! [`ZulipError`], typed by the response's `code`, never by its translated
-//! `msg` (`error`, decoded in `response`).
+//! `msg` (`error`, decoded in `response`), and the rate-limit budget read
+//! from every poll's answer (`rate_limit`).
 
 mod client;
 pub(crate) mod credentials;
 mod error;
 mod page;
 mod payloads;
+mod rate_limit;
 mod response;
 mod zuliprc;
 
@@ -18,3 +20,4 @@ pub(crate) use credentials::{load_credentials, CredentialSources, CredentialsErr
 pub(crate) use error::{ErrorAction, ZulipError};
 pub(crate) use page::EventsPage;
 pub(crate) use payloads::{RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};
+pub(crate) use rate_limit::RateBudget;

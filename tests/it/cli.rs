@@ -49,6 +49,28 @@ fn check_config_names_every_mistake_in_one_run() {
 }
 
 #[test]
+fn check_config_says_the_guides_network_max_retries_is_no_longer_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guide.toml");
+    std::fs::write(
+        &path,
+        "[network]\nmax_retries = 3\n[error_handling]\ndegraded_after = \"1m\"\n",
+    )
+    .unwrap();
+    let out = zel(&["--config", &path.display().to_string(), "check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[network] max_retries is no longer used") && stdout.contains("(1m)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_shipped_configs_are_valid() {
     for name in ["config/example.toml", "config/production.toml"] {
         let out = zel(&[

@@ -7,6 +7,7 @@ mod cli;
 mod dispatch_defects;
 mod faults;
 mod file_source;
+mod intake;
 mod live;
 mod operations;
 mod reliability;

@@ -1,7 +1,10 @@
 //! The settings of a fake server: the bot's identity, heartbeat period,
-//! long-poll and queue timeouts, and what it reports about itself.
+//! long-poll and queue timeouts, its rate limit, and what it reports about
+//! itself.
 
 use std::time::Duration;
+
+use super::rate_limit::RateLimit;
 
 /// Configuration of a [`FakeZulip`] server.
 #[derive(Clone, Debug)]
@@ -22,6 +25,9 @@ pub struct FakeOptions {
     pub user_id: i64,
     /// `zulip_feature_level` reported by `/register` and `/server_settings`.
     pub feature_level: i64,
+    /// The bot's rate limit (Zulip's default, 200 requests a minute);
+    /// `None` for none, and no `X-RateLimit-*` headers.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for FakeOptions {
@@ -35,6 +41,7 @@ impl Default for FakeOptions {
             is_bot: true,
             user_id: 100,
             feature_level: 372,
+            rate_limit: Some(RateLimit::default()),
         }
     }
 }
