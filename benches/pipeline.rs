@@ -266,6 +266,8 @@ struct Measured {
 async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool) -> Measured {
     let fake = FakeZulip::start(FakeOptions {
         heartbeat: Duration::from_secs(1),
+        // The daemon's own speed, not Zulip's rate limit.
+        rate_limit: None,
         ..FakeOptions::default()
     })
     .await;
@@ -520,6 +522,8 @@ async fn offered_load(rate: usize, seconds: usize) -> (f64, f64, usize) {
     let url = fresh_pg("zel_bench_latency").await;
     let fake = FakeZulip::start(FakeOptions {
         heartbeat: Duration::from_secs(1),
+        // The daemon's own speed, not Zulip's rate limit.
+        rate_limit: None,
         ..FakeOptions::default()
     })
     .await;
@@ -634,6 +638,8 @@ async fn soak(n: usize) -> (u64, u64, u64, f64, u64) {
     let url = fresh_pg("zel_bench_soak").await;
     let fake = FakeZulip::start(FakeOptions {
         heartbeat: Duration::from_secs(1),
+        // The daemon's own speed, not Zulip's rate limit.
+        rate_limit: None,
         ..FakeOptions::default()
     })
     .await;
@@ -728,6 +734,8 @@ async fn listeners_run(k: usize, n: usize) -> f64 {
     let url = fresh_pg("zel_bench_listeners").await;
     let fake = FakeZulip::start(FakeOptions {
         heartbeat: Duration::from_secs(1),
+        // The daemon's own speed, not Zulip's rate limit.
+        rate_limit: None,
         ..FakeOptions::default()
     })
     .await;

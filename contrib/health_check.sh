@@ -11,7 +11,8 @@
 # Silent and exit 0 when the daemon reports "healthy". Otherwise prints one
 # line with the status and the reasons, and exits
 #   1  degraded (working, but something needs attention)
-#   2  unhealthy, unreachable, or an answer that is not the daemon's JSON.
+#   2  starting (not polling yet), unhealthy, unreachable, or an answer
+#      that is not the daemon's JSON.
 #
 # Needs curl; parses the JSON with jq, else python3, else grep/sed.
 

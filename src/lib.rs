@@ -22,8 +22,8 @@
 //! - [`app`]: the daemon assembled, run until stopped, drained.
 //! - [`cli`]: the subcommands and their exit codes; [`cli::main`] is the
 //!   whole binary.
-//! - `state`, `metrics`, `backoff`, `telemetry`, `notify`, `systemd`,
-//!   `shutdown`: what every component shares.
+//! - `state`, `metrics`, `backoff`, `clock`, `telemetry`, `notify`,
+//!   `systemd`, `shutdown`: what every component shares.
 //!
 //! The public API is what a custom listener and an embedding binary need:
 //! [`listeners`], [`event`], [`config`], [`app`], [`cli`], the [`store`]
@@ -35,6 +35,7 @@
 pub mod app;
 pub(crate) mod backoff;
 pub mod cli;
+pub(crate) mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod event;

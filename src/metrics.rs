@@ -14,9 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+#[cfg(target_os = "linux")]
+mod process;
 
 const PREFIX: &str = "zulip_event_listeners";
 
@@ -136,10 +139,14 @@ pub struct Metrics {
     pub polls: IntCounter,
     /// Failed requests to Zulip, by reason.
     pub poll_errors: IntCounterVec,
-    /// Waits imposed by 429 responses.
-    pub rate_limit_waits: IntCounter,
-    /// Seconds spent waiting on 429 responses.
-    pub rate_limit_wait_seconds: prometheus::Counter,
+    /// Waits under Zulip's rate limit, by reason (`paced`, `retry_after`).
+    pub rate_limit_waits: IntCounterVec,
+    /// Seconds spent in those waits, by reason.
+    pub rate_limit_wait_seconds: CounterVec,
+    /// Requests left in the poll's rate-limit budget (-1 until Zulip said).
+    pub rate_limit_remaining: IntGauge,
+    /// Suspends and clock jumps that made the poll loop start afresh.
+    pub clock_jumps: IntCounter,
     /// Queues registered.
     pub registrations: IntCounter,
     /// Messages recovered with `GET /messages`.
@@ -249,13 +256,27 @@ impl Metrics {
                 ),
                 &["reason"]
             )),
-            rate_limit_waits: reg!(IntCounter::new(
-                name("rate_limit_waits_total"),
-                "Waits imposed by 429 RATE_LIMIT_HIT responses"
+            rate_limit_waits: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("rate_limit_waits_total"),
+                    "Waits under Zulip's rate limit: polls spaced out as the budget ran low (paced) or a 429's Retry-After (retry_after)"
+                ),
+                &["reason"]
             )),
-            rate_limit_wait_seconds: reg!(prometheus::Counter::new(
-                name("rate_limit_wait_seconds_total"),
-                "Seconds spent waiting as 429 responses asked"
+            rate_limit_wait_seconds: reg!(CounterVec::new(
+                Opts::new(
+                    name("rate_limit_wait_seconds_total"),
+                    "Seconds spent in rate-limit waits, by reason"
+                ),
+                &["reason"]
+            )),
+            rate_limit_remaining: reg!(IntGauge::new(
+                name("rate_limit_remaining"),
+                "Requests left in the rate-limit budget the last GET /events answer reported (-1 until one did)"
+            )),
+            clock_jumps: reg!(IntCounter::new(
+                name("clock_jumps_total"),
+                "Suspends or wall-clock jumps after which the poll loop aborted its poll and reset its backoff"
             )),
             registrations: reg!(IntCounter::new(
                 name("queue_registrations_total"),
@@ -309,14 +330,11 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        m.rate_limit_remaining.set(-1);
         #[cfg(target_os = "linux")]
         {
-            let pc = prometheus::process_collector::ProcessCollector::new(
-                std::process::id() as i32,
-                PREFIX,
-            );
             // Fails only if registered twice; then the first one serves.
-            let _ = m.registry.register(Box::new(pc));
+            let _ = m.registry.register(Box::new(process::Process::new(PREFIX)));
         }
         m
     }

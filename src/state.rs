@@ -21,7 +21,9 @@ pub struct IntakeStatus {
     pub last_event_ms: AtomicI64,
     /// Failed polls in a row.
     pub consecutive_failures: AtomicU32,
-    /// Set once failures reach `max_retries`.
+    /// When the first of them began (monotonic); `None` while requests work.
+    pub failing_since: Mutex<Option<tokio::time::Instant>>,
+    /// Set once requests have failed for `[error_handling] degraded_after`.
     pub degraded: AtomicBool,
     /// The long-poll timeout of the current queue, in seconds.
     pub longpoll_secs: AtomicU64,
@@ -42,6 +44,29 @@ impl IntakeStatus {
     pub fn set_queue_id(&self, id: Option<String>) {
         *self.queue_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
     }
+
+    /// Notes a failed request begun at `started`: the failures in a row,
+    /// and how long requests have been failing since the first of them.
+    pub fn note_failure(&self, started: tokio::time::Instant) -> (u32, std::time::Duration) {
+        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut since = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        let first = *since.get_or_insert(started);
+        (n, first.elapsed())
+    }
+
+    /// How long requests have been failing, if they are.
+    pub fn failing_for(&self) -> Option<std::time::Duration> {
+        let since = *self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        since.map(|t| t.elapsed())
+    }
+
+    /// Forgets the failures (a request worked, or the daemon woke up):
+    /// true when it was reported degraded.
+    pub fn clear_failures(&self) -> bool {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        *self.failing_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.degraded.swap(false, Ordering::Relaxed)
+    }
 }
 
 /// Shared live state.
@@ -51,6 +76,9 @@ pub struct State {
     pub metrics: Metrics,
     /// The poll loop.
     pub intake: IntakeStatus,
+    /// While the daemon starts (until its first poll is under way): what it
+    /// is waiting for, e.g. Zulip to answer the account check.
+    pub starting: Mutex<Option<String>>,
     /// A database write is being retried.
     pub database_retrying: AtomicBool,
     /// Shutdown has begun.
@@ -76,6 +104,19 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl State {
+    /// What start-up waits for, while the daemon starts.
+    pub fn starting(&self) -> Option<String> {
+        self.starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets what start-up waits for; `None` once the daemon is running.
+    pub fn set_starting(&self, what: Option<String>) {
+        *self.starting.lock().unwrap_or_else(|p| p.into_inner()) = what;
+    }
+
     /// Seconds since the last successful poll, if there was one.
     pub fn last_poll_age(&self) -> Option<f64> {
         let last = self.intake.last_activity_ms.load(Ordering::Relaxed);

@@ -13,11 +13,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::connect::{identify, open_store, zulip_client};
-use super::drain::drain;
+use super::connect::{identify, open_store, zulip_client, Identity, CONNECTING};
+use super::drain::{drain, recover};
 use super::services::{serve_http, Services};
 use super::source::{intake_settings, Source};
 use super::AppError;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::filters::Filters;
 use crate::dispatch::partition::Partitioner;
@@ -91,13 +92,13 @@ pub struct Application {
     opts: RunOptions,
     instances: Vec<Instance>,
     source: Source,
-    bot_user_id: Option<i64>,
-    bot: Option<Arc<BotIdentity>>,
+    identity: Identity,
     store: Option<Arc<dyn Store>>,
     lock: Option<InstanceLock>,
     state: Arc<State>,
     http_addr: Option<SocketAddr>,
     services: Services,
+    clock: Arc<dyn Clock>,
 }
 
 impl Application {
@@ -118,13 +119,19 @@ impl Application {
             .unwrap_or_else(|| config.listeners.enabled.clone());
         let instances = Instance::build_all(registry, config, &names)?;
 
-        // Zulip first: wrong credentials fail in a second, before any database work.
-        let (source, bot) = match &opts.events_file {
-            Some(path) => (Source::File(path.clone()), None),
+        let state = Arc::new(State::default());
+        // Zulip first: wrong credentials fail in a second, before any
+        // database work. A Zulip that does not answer yet is asked again
+        // once /health is served (as starting).
+        let (source, identity) = match &opts.events_file {
+            Some(path) => (Source::File(path.clone()), Identity::Known(None)),
             None => {
                 let client = zulip_client(config)?;
-                let bot = identify(&client, config).await?;
-                (Source::Zulip(client), bot)
+                let identity = identify(&client, config, &state).await?;
+                if matches!(identity, Identity::Known(_)) {
+                    state.set_starting(Some(CONNECTING.to_owned()));
+                }
+                (Source::Zulip(client), identity)
             }
         };
         let store = if opts.dry_run {
@@ -141,7 +148,9 @@ impl Application {
         // Logged once the credentials and the database are known good, so a
         // wrong key or a bad database URL is the only line printed.
         tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
-        let state = Arc::new(State::default());
+        if config.network.max_retries.is_some() {
+            tracing::warn!("[network] max_retries is no longer used: the daemon never gives up on Zulip, and /health reports it degraded once requests have failed for [error_handling] degraded_after");
+        }
         let services = Services::default();
         // A file run is a one-off: it serves no HTTP (and cannot fail on a
         // port a running daemon holds).
@@ -167,19 +176,34 @@ impl Application {
             opts,
             instances,
             source,
-            bot_user_id: bot.as_ref().map(|b| b.user_id),
-            bot: bot.map(Arc::new),
+            identity,
             store,
             lock,
             state,
             http_addr,
             services,
+            clock: Arc::new(SystemClock),
         })
     }
 
     /// The listeners of the instances, in order.
     fn listeners(&self) -> Vec<Arc<dyn Listener>> {
         self.instances.iter().map(|i| i.listener.clone()).collect()
+    }
+
+    /// The bot's identity, once Zulip told it.
+    fn bot(&self) -> Option<Arc<BotIdentity>> {
+        match &self.identity {
+            Identity::Known(bot) => bot.clone(),
+            Identity::Pending(_) => None,
+        }
+    }
+
+    /// Replaces the clocks the poll loop compares to notice a suspend or a
+    /// clock jump (a test makes the wall clock jump with its own).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Application {
+        self.clock = clock;
+        self
     }
 
     /// Where `/health` and `/metrics` are served.
@@ -198,12 +222,23 @@ impl Application {
     /// # Errors
     ///
     /// [`AppError`] for whatever stopped it.
-    pub async fn run_until_stopped(self, token: CancellationToken) -> Result<RunReport, AppError> {
+    pub async fn run_until_stopped(
+        mut self,
+        token: CancellationToken,
+    ) -> Result<RunReport, AppError> {
         self.spawn_watchers(&token);
         let lost = self.watch_lock(&token);
-        let result = match self.store.clone() {
-            Some(store) => self.consume(store, token).await,
-            None => self.describe(token).await,
+        let result = match self
+            .identity
+            .settle(&self.source, &self.state, &token)
+            .await
+        {
+            Ok(true) => match self.store.clone() {
+                Some(store) => self.consume(store, token).await,
+                None => self.describe(token).await,
+            },
+            Ok(false) => Ok(RunReport::default()),
+            Err(e) => Err(e),
         };
         let result = match lost {
             Some(lost) if lost.is_cancelled() => Err(AppError::Store(StoreError::InstanceLocked {
@@ -256,7 +291,7 @@ impl Application {
             },
             self.state.clone(),
         );
-        let mut settings = intake_settings(&self.config, &self.opts);
+        let mut settings = intake_settings(&self.config, &self.opts, self.clock.clone());
         settings.release_queue = true;
         let file = self
             .source
@@ -315,7 +350,7 @@ impl Application {
             },
             self.state.clone(),
         );
-        let settings = intake_settings(config, &self.opts);
+        let settings = intake_settings(config, &self.opts, self.clock.clone());
         let outcome = self
             .source
             .feed(&pipeline, settings, self.state.clone(), token)
@@ -345,8 +380,8 @@ impl Application {
             max_concurrent: config.performance.max_concurrent_handlers,
             timeout: config.performance.handler_timeout,
             org: Arc::from(config.scaling.instance_id.as_str()),
-            bot_user_id: self.bot_user_id,
-            bot: self.bot.clone(),
+            bot_user_id: self.bot().map(|b| b.user_id),
+            bot: self.bot(),
             stop: stop.clone(),
             retry: RetryPolicy::from_queue(&config.queue),
             breaker: BreakerSettings {
@@ -398,25 +433,4 @@ impl Application {
         );
         Ok(dispatcher)
     }
-}
-
-/// Re-dispatches the events committed before a crash whose runs were not
-/// all recorded; returns how many.
-async fn recover(
-    store: &Arc<dyn Store>,
-    instance: &str,
-    dispatcher: &Dispatcher,
-) -> Result<usize, AppError> {
-    let unfinished = store.unfinished(instance).await?;
-    let recovered = unfinished.len();
-    if recovered > 0 {
-        tracing::info!(
-            events = recovered,
-            "Dispatching events whose runs were not all recorded before the last stop"
-        );
-    }
-    for u in unfinished {
-        dispatcher.dispatch(u.stored, &u.done).await;
-    }
-    Ok(recovered)
 }

@@ -1,19 +1,25 @@
 //! Connections to the outside world made at start: the Zulip client and
-//! the identity check that fails fast on a wrong key, and the store, opened
-//! and checked for pending migrations.
+//! the identity check that fails fast on a wrong key (and, while Zulip does
+//! not answer, is retried until it does), and the store, opened and checked
+//! for pending migrations.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::AppError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{AppError, Source};
 use crate::backoff::Backoff;
 use crate::config::Config;
+use crate::intake::pacing::{RateLimitEpisodes, WaitReason};
 use crate::listeners::BotIdentity;
+use crate::state::State;
 use crate::store::{self, Store, StoreError, StoreOptions};
 use crate::zulip::{
     load_credentials, resolve_credentials, Client, CredentialSources, Credentials,
-    CredentialsError, ErrorAction, UserMe,
+    CredentialsError, ErrorAction, UserMe, ZulipError,
 };
 
 /// Opens the configured database; a SQLite file is created and migrated,
@@ -94,51 +100,176 @@ pub fn zulip_client(config: &Config) -> Result<Client, AppError> {
     .map_err(AppError::Zulip)
 }
 
-/// `GET /users/me`: refused credentials fail at once (a wrong key exits in
-/// well under a second); a Zulip that does not answer is retried a few
-/// times with backoff, then left to the poll loop, so a daemon started
-/// while Zulip restarts does not exit (and hit systemd's start limit).
-async fn check_identity(client: &Client, config: &Config) -> Result<Option<UserMe>, AppError> {
-    let mut backoff = Backoff::new(Duration::from_millis(100), config.network.backoff_cap);
-    loop {
-        let e = match client.users_me().await {
-            Ok(me) => return Ok(Some(me)),
-            Err(e) => e,
+/// What the account check at start found.
+pub(super) enum Identity {
+    /// The bot's identity (`None` for a file source, which checks nothing).
+    Known(Option<Arc<BotIdentity>>),
+    /// Zulip did not answer yet (unreachable, 5xx, 429): asked again by
+    /// [`IdentityCheck::wait`] before anything runs.
+    Pending(IdentityCheck),
+}
+
+impl Identity {
+    /// Waits, while `/health` says starting, for Zulip to answer the
+    /// account check that got no answer at build ([`IdentityCheck::wait`]).
+    /// False on shutdown.
+    pub(super) async fn settle(
+        &mut self,
+        source: &Source,
+        state: &State,
+        token: &CancellationToken,
+    ) -> Result<bool, AppError> {
+        let Source::Zulip(client) = source else {
+            return Ok(true);
         };
-        let delay = match e.action() {
-            _ if e.is_auth() => return Err(AppError::Auth(e)),
-            ErrorAction::Stop => return Err(AppError::Zulip(e)),
-            ErrorAction::Wait(d) => d,
-            _ if backoff.failures() >= 5 => return Ok(None),
-            _ => backoff.next_delay(),
+        let check = match std::mem::replace(self, Identity::Known(None)) {
+            Identity::Pending(check) => check,
+            known => {
+                *self = known;
+                return Ok(true);
+            }
         };
-        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot check the account with Zulip; retrying");
-        tokio::time::sleep(delay).await;
+        let Some(bot) = check.wait(client, state, token).await? else {
+            return Ok(false);
+        };
+        *self = Identity::Known(Some(bot));
+        state.set_starting(Some(CONNECTING.to_owned()));
+        Ok(true)
     }
 }
 
-/// `GET /users/me` at start; returns the bot's identity when Zulip
-/// answered (and warns loudly when the key is a person's, not a bot's).
+/// What `/health` says start-up waits for once the account is known.
+pub(super) const CONNECTING: &str = "connecting to Zulip's event queue";
+
+/// The first `GET /users/me`, at build: refused credentials fail at once
+/// (a wrong key exits in well under a second, before any database work);
+/// a Zulip that does not answer leaves the check [`Identity::Pending`], so
+/// that the daemon starts serving `/health` (as `starting`) while it keeps
+/// asking.
 pub(super) async fn identify(
     client: &Client,
     config: &Config,
-) -> Result<Option<BotIdentity>, AppError> {
-    match check_identity(client, config).await? {
-        Some(me) => {
-            if me.is_bot {
-                tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
-            } else {
-                tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
-            }
-            Ok(Some(BotIdentity {
-                user_id: me.user_id,
-                email: me.email,
-                full_name: me.full_name,
-            }))
-        }
-        None => {
-            tracing::warn!("Cannot reach Zulip to check the account; going on (the poll loop keeps retrying), without the bot's own user id");
-            Ok(None)
+    state: &State,
+) -> Result<Identity, AppError> {
+    match client.users_me().await {
+        Ok(me) => Ok(Identity::Known(Some(connected_as(&me)))),
+        Err(e) => {
+            let mut check = IdentityCheck {
+                backoff: Backoff::new(Duration::from_millis(100), config.network.backoff_cap),
+                episodes: RateLimitEpisodes::default(),
+                failing_since: Instant::now(),
+                failures: 0,
+                quiet_after: config.error_handling.degraded_after,
+                said_stuck: false,
+                wait: Duration::ZERO,
+            };
+            check.failed(refused(e)?, state);
+            Ok(Identity::Pending(check))
         }
     }
+}
+
+/// The account check while Zulip does not answer: retried as the poll
+/// loop retries (full-jitter backoff up to `[network] backoff_cap`, or
+/// exactly a 429's `Retry-After`), each failure counted in
+/// `poll_errors_total` (and a 429 in `rate_limit_waits_total`) and said in
+/// `/health`, which reports `starting`.
+pub(super) struct IdentityCheck {
+    backoff: Backoff,
+    episodes: RateLimitEpisodes,
+    failing_since: Instant,
+    failures: u32,
+    /// After failing this long, one error line, then quiet.
+    quiet_after: Duration,
+    /// That line was written.
+    said_stuck: bool,
+    /// Before the next try.
+    wait: Duration,
+}
+
+impl IdentityCheck {
+    /// Asks `GET /users/me` until Zulip answers, so that the bot's own user
+    /// id is known before any listener runs. `None` when shutdown is asked
+    /// for first.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError::Auth`] when Zulip refuses the credentials (exit code 3,
+    /// as at once), [`AppError::Zulip`] when it rejects the request for good.
+    pub(super) async fn wait(
+        mut self,
+        client: &Client,
+        state: &State,
+        token: &CancellationToken,
+    ) -> Result<Option<Arc<BotIdentity>>, AppError> {
+        loop {
+            let answer = tokio::select! {
+                _ = token.cancelled() => return Ok(None),
+                r = async {
+                    tokio::time::sleep(self.wait).await;
+                    client.users_me().await
+                } => r,
+            };
+            match answer {
+                Ok(me) => {
+                    tracing::info!(failures = self.failures, "Zulip answered the account check");
+                    return Ok(Some(connected_as(&me)));
+                }
+                Err(e) => self.failed(refused(e)?, state),
+            }
+        }
+    }
+
+    /// Counts a failed check, says it in `/health`, and sets the next wait.
+    fn failed(&mut self, e: ZulipError, state: &State) {
+        self.failures += 1;
+        state.set_starting(Some(format!(
+            "waiting for Zulip to answer the account check (GET /users/me): {e}"
+        )));
+        if let ErrorAction::Wait(d) = e.action() {
+            // Counted, and logged once per episode, as the poll loop's 429s.
+            self.episodes.waited(state, WaitReason::RetryAfter, d, None);
+            self.wait = d;
+            return;
+        }
+        state
+            .metrics
+            .poll_errors
+            .with_label_values(&[e.reason()])
+            .inc();
+        self.wait = self.backoff.next_delay();
+        let failing_for = self.failing_since.elapsed();
+        if failing_for < self.quiet_after {
+            tracing::warn!(failures = self.failures, error = %e, retry_in_ms = self.wait.as_millis() as u64,
+                "Cannot check the account with Zulip; retrying before anything runs");
+        } else if !std::mem::replace(&mut self.said_stuck, true) {
+            tracing::error!(failures = self.failures, failing_for_s = failing_for.as_secs(), error = %e,
+                "Zulip still does not answer the account check; still retrying (/health says starting)");
+        }
+    }
+}
+
+/// The error back when retrying may help; refused credentials, or a request
+/// Zulip rejects for good, stop the daemon.
+fn refused(e: ZulipError) -> Result<ZulipError, AppError> {
+    match e.action() {
+        _ if e.is_auth() => Err(AppError::Auth(e)),
+        ErrorAction::Stop => Err(AppError::Zulip(e)),
+        _ => Ok(e),
+    }
+}
+
+/// Logs who the daemon is connected as (warning loudly when the key is a
+/// person's, not a bot's); the account's identity.
+fn connected_as(me: &UserMe) -> Arc<BotIdentity> {
+    if me.is_bot {
+        tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
+    } else {
+        tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
+    }
+    Arc::new(BotIdentity {
+        user_id: me.user_id,
+        email: me.email.clone(),
+        full_name: me.full_name.clone(),
+    })
 }

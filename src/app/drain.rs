@@ -2,15 +2,18 @@
 //! timeout (and a little) to finish, then the recorder gets a grace period
 //! to commit what they produced. Runs still going when the deadline expires
 //! are abandoned and named in the log; their events have no recorded
-//! outcome, so the next start dispatches them again.
+//! outcome, so the next start dispatches them again ([`recover`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::RecorderReport;
+use super::AppError;
+use crate::dispatch::{Dispatcher, RecorderReport};
 use crate::intake::Pipeline;
+use crate::store::Store;
 
 /// Extra time past the handler timeout for runs to hand in their outcome.
 const RUN_GRACE: Duration = Duration::from_millis(500);
@@ -40,4 +43,25 @@ pub(super) async fn drain(
             recorder.await.unwrap_or_default()
         }
     }
+}
+
+/// Re-dispatches the events committed before a crash whose runs were not
+/// all recorded; returns how many.
+pub(super) async fn recover(
+    store: &Arc<dyn Store>,
+    instance: &str,
+    dispatcher: &Dispatcher,
+) -> Result<usize, AppError> {
+    let unfinished = store.unfinished(instance).await?;
+    let recovered = unfinished.len();
+    if recovered > 0 {
+        tracing::info!(
+            events = recovered,
+            "Dispatching events whose runs were not all recorded before the last stop"
+        );
+    }
+    for u in unfinished {
+        dispatcher.dispatch(u.stored, &u.done).await;
+    }
+    Ok(recovered)
 }

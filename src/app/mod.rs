@@ -18,6 +18,7 @@ pub mod malloc_tuning;
 mod services;
 mod source;
 
+pub use crate::clock::{Clock, SystemClock};
 pub use application::{run, Application, RunOptions, RunReport};
 pub(crate) use connect::check_credentials;
 pub use connect::{open_store, store_options, zulip_client};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{AppError, RunOptions};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::intake::{run_file, FileReport, Intake, IntakeSettings, Pipeline};
 use crate::state::State;
@@ -42,8 +43,13 @@ impl Source {
                 Ok(Some(report))
             }
             Source::Zulip(client) => {
+                let started = state.clone();
+                let ready = move || {
+                    started.set_starting(None);
+                    crate::systemd::notify_ready();
+                };
                 Intake::new(client.clone(), pipeline, settings, state)
-                    .run(token, crate::systemd::notify_ready)
+                    .run(token, ready)
                     .await?;
                 Ok(None)
             }
@@ -55,7 +61,11 @@ impl Source {
 /// Every event type is asked for unless `[zulip] event_types` narrows it:
 /// the inbox stores every event (edits, deletions, subscriptions, …), and
 /// each listener still runs only for the types it wants.
-pub(super) fn intake_settings(config: &Config, opts: &RunOptions) -> IntakeSettings {
+pub(super) fn intake_settings(
+    config: &Config,
+    opts: &RunOptions,
+    clock: Arc<dyn Clock>,
+) -> IntakeSettings {
     IntakeSettings {
         register: RegisterParams {
             event_types: config.zulip.event_types.clone(),
@@ -66,9 +76,11 @@ pub(super) fn intake_settings(config: &Config, opts: &RunOptions) -> IntakeSetti
         },
         backoff_base: Duration::from_millis(100),
         backoff_cap: config.network.backoff_cap,
-        max_retries: config.network.max_retries,
+        degraded_after: config.error_handling.degraded_after,
         release_queue: opts.release_queue,
         backfill_since: opts.backfill_since,
+        backfill_window: config.zulip.backfill_window,
         memory_threshold: config.performance.memory_threshold,
+        clock,
     }
 }

@@ -74,6 +74,9 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
     for line in event_types_note(&config, registry) {
         println!("{line}");
     }
+    if config.network.max_retries.is_some() {
+        println!("Note: [network] max_retries is no longer used: the daemon never gives up on Zulip, and /health reports it degraded once requests have failed for [error_handling] degraded_after ({}).", humantime::format_duration(config.error_handling.degraded_after));
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `[error_handling]`: the circuit breaker, when a failing listener is
-//! disabled, and where notifications about it are sent.
+//! disabled, where notifications about it are sent, and how long requests
+//! to Zulip may fail before `/health` reports the daemon degraded.
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub(super) const KNOWN: &[&str] = &[
     "circuit_breaker_threshold",
     "circuit_breaker_cooldown",
     "notification_webhook",
+    "degraded_after",
 ];
 
 /// Highest failure count a threshold may name (a typo guard).
@@ -35,6 +37,9 @@ pub struct ErrorHandlingConfig {
     pub circuit_breaker_cooldown: Duration,
     /// Where JSON notifications are POSTed (circuit opened, listener disabled, dead letter).
     pub notification_webhook: Option<String>,
+    /// How long requests to Zulip may keep failing, without one succeeding,
+    /// before the daemon reports itself degraded (and logs an error).
+    pub degraded_after: Duration,
 }
 
 impl Default for ErrorHandlingConfig {
@@ -45,6 +50,7 @@ impl Default for ErrorHandlingConfig {
             circuit_breaker_threshold: 5,
             circuit_breaker_cooldown: Duration::from_secs(300),
             notification_webhook: None,
+            degraded_after: Duration::from_secs(30),
         }
     }
 }
@@ -60,6 +66,12 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ErrorHandlingConfig) {
             "circuit_breaker_cooldown" => {
                 if let Some(d) = r.seconds(&key, v) {
                     out.circuit_breaker_cooldown = d;
+                }
+                continue;
+            }
+            "degraded_after" => {
+                if let Some(d) = r.seconds(&key, v) {
+                    out.degraded_after = d;
                 }
                 continue;
             }

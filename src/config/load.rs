@@ -462,6 +462,30 @@ mod tests {
     }
 
     #[test]
+    fn degradation_backfill_window_and_the_old_retry_count_parse() {
+        let cfg = Config::parse("", KNOWN).unwrap();
+        assert_eq!(cfg.error_handling.degraded_after, Duration::from_secs(30));
+        assert_eq!(cfg.zulip.backfill_window, 50);
+        assert_eq!(cfg.network.max_retries, None);
+        let cfg = Config::parse(
+            "[zulip]\nbackfill_window = 0\n[network]\nmax_retries = 3\n[error_handling]\ndegraded_after = \"2m\"\n",
+            KNOWN,
+        )
+        .unwrap();
+        assert_eq!(cfg.error_handling.degraded_after, Duration::from_secs(120));
+        assert_eq!(cfg.zulip.backfill_window, 0);
+        assert_eq!(cfg.network.max_retries, Some(3));
+        let err = Config::parse(
+            "[zulip]\nbackfill_window = -1\n[error_handling]\ndegraded_after = 0\n",
+            KNOWN,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("zulip.backfill_window"), "{err}");
+        assert!(err.contains("error_handling.degraded_after"), "{err}");
+    }
+
+    #[test]
     fn one_instance_keeps_any_instance_name() {
         let cfg = Config::parse("[scaling]\ninstance_id = \"eu-1\"\n", KNOWN).unwrap();
         assert_eq!(cfg.scaling.instance_index, 0);

@@ -47,4 +47,4 @@ pub use scaling::{PartitionStrategy, ScalingConfig};
 pub use security::SecurityConfig;
 pub use statistics::StatisticsConfig;
 pub use users::UserRef;
-pub use zulip::{ZulipConfig, DEFAULT_QUEUE_LIFESPAN_SECS};
+pub use zulip::{ZulipConfig, DEFAULT_BACKFILL_WINDOW, DEFAULT_QUEUE_LIFESPAN_SECS};

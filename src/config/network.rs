@@ -1,5 +1,7 @@
-//! `[network]`: HTTP timeouts towards Zulip, the failed polls after which
-//! the daemon reports itself degraded, and the cap of the backoff.
+//! `[network]`: HTTP timeouts towards Zulip and the cap of the backoff.
+//! `max_retries` is still read, so that the guide's files load, but no
+//! longer decides anything: degradation is judged by time
+//! (`[error_handling] degraded_after`).
 
 use std::time::Duration;
 
@@ -25,8 +27,10 @@ pub struct NetworkConfig {
     pub connection_timeout: Duration,
     /// Timeout of requests that are not long polls.
     pub read_timeout: Duration,
-    /// Consecutive failed polls after which the daemon reports itself degraded.
-    pub max_retries: u32,
+    /// The guide's retry count, when the file sets it. The daemon never
+    /// gives up on Zulip and judges degradation by time
+    /// (`[error_handling] degraded_after`), so it is only reported as unused.
+    pub max_retries: Option<u32>,
     /// Upper bound of the exponential backoff between failed polls.
     pub backoff_cap: Duration,
 }
@@ -36,7 +40,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             connection_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
-            max_retries: 5,
+            max_retries: None,
             backoff_cap: Duration::from_secs(10),
         }
     }
@@ -52,7 +56,7 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut NetworkConfig) {
             "backoff_cap" => &mut out.backoff_cap,
             "max_retries" => {
                 if let Some(n) = r.positive_int(&key, v) {
-                    out.max_retries = n.min(u64::from(u32::MAX)) as u32;
+                    out.max_retries = Some(n.min(u64::from(u32::MAX)) as u32);
                 }
                 continue;
             }

@@ -21,7 +21,14 @@ pub(super) const KNOWN: &[&str] = &[
     "apply_markdown",
     "queue_lifespan_secs",
     "event_types",
+    "backfill_window",
 ];
+
+/// How far below the newest message id seen a backfill starts, by default.
+pub const DEFAULT_BACKFILL_WINDOW: u64 = 50;
+
+/// Largest backfill window (a typo guard; Zulip pages 1,000 at a time).
+const MAX_BACKFILL_WINDOW: u64 = 100_000;
 
 /// The queue lifetime asked for by default: one day.
 pub const DEFAULT_QUEUE_LIFESPAN_SECS: u64 = 86_400;
@@ -49,6 +56,10 @@ pub struct ZulipConfig {
     /// The event types Zulip is asked for; `None` (the default) for every
     /// type, so that every event is stored, whichever listeners want it.
     pub event_types: Option<Vec<String>>,
+    /// After a lost queue, the backfill starts this many message ids below
+    /// the newest one seen: Zulip delivers message events slightly out of
+    /// id order, so a lower id may still have been on its way.
+    pub backfill_window: u64,
 }
 
 impl Default for ZulipConfig {
@@ -62,6 +73,7 @@ impl Default for ZulipConfig {
             apply_markdown: false,
             queue_lifespan_secs: DEFAULT_QUEUE_LIFESPAN_SECS,
             event_types: None,
+            backfill_window: DEFAULT_BACKFILL_WINDOW,
         }
     }
 }
@@ -90,6 +102,14 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ZulipConfig) {
             }
             "narrow" => out.narrow = read_narrow(r, &key, v),
             "event_types" => out.event_types = r.strings(&key, v, "event types"),
+            "backfill_window" => match v {
+                Value::Integer(i) if (0..=MAX_BACKFILL_WINDOW as i64).contains(i) => {
+                    out.backfill_window = *i as u64
+                }
+                _ => r.problem(format!(
+                    "`{key}` must be a number of message ids from 0 to {MAX_BACKFILL_WINDOW}, got `{v}`"
+                )),
+            },
             _ => r.unknown_key(k),
         }
     }

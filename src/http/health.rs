@@ -1,5 +1,5 @@
-//! `/health`: the daemon's state as healthy, degraded or unhealthy, with
-//! the reasons, computed from [`State`] and a database ping.
+//! `/health`: the daemon's state as starting, healthy, degraded or
+//! unhealthy, with the reasons, computed from [`State`] and a database ping.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -22,6 +22,9 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Status {
+    /// Not polling yet: start-up waits for something (Zulip to answer the
+    /// account check, a queue to be registered).
+    Starting,
     /// All is well.
     Healthy,
     /// Working, but something needs attention.
@@ -33,7 +36,7 @@ pub(crate) enum Status {
 /// The `/health` body.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct HealthReport {
-    /// healthy, degraded or unhealthy.
+    /// starting, healthy, degraded or unhealthy.
     pub status: Status,
     /// Why the status is not healthy.
     pub reasons: Vec<String>,
@@ -218,7 +221,8 @@ impl Health {
         }
         if i.degraded.load(Ordering::Relaxed) {
             degraded.push(format!(
-                "{} consecutive failed requests to Zulip",
+                "requests to Zulip have failed for {:.0} s ({} in a row; still retrying)",
+                i.failing_for().unwrap_or_default().as_secs_f64(),
                 i.consecutive_failures.load(Ordering::Relaxed)
             ));
         }
@@ -244,8 +248,13 @@ impl Health {
                 until.to_rfc3339()
             ));
         }
+        let starting = s.starting();
         let status = if !unhealthy.is_empty() {
             Status::Unhealthy
+        } else if let Some(what) = &starting {
+            // What start-up waits for is the one reason that matters.
+            degraded = vec![format!("starting: {what}")];
+            Status::Starting
         } else if !degraded.is_empty() {
             Status::Degraded
         } else {

@@ -1,6 +1,6 @@
 //! The HTTP server: `GET /health` (JSON; 200 when healthy or degraded, 503
-//! when unhealthy or draining) and `GET /metrics` (Prometheus text), behind
-//! an accept loop that slow or numerous clients cannot exhaust.
+//! when starting, unhealthy or draining) and `GET /metrics` (Prometheus
+//! text), behind an accept loop that slow or numerous clients cannot exhaust.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,7 @@ async fn get_health(AxumState(health): AxumState<Arc<Health>>) -> Response {
     let report = health.report().await;
     let code = match report.status {
         Status::Healthy | Status::Degraded => StatusCode::OK,
-        Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+        Status::Starting | Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
     (code, Json(report)).into_response()
 }

@@ -1,18 +1,21 @@
 //! Intake: how events get in. The Zulip poll loop (`poller`) and its queue
 //! state machine (`queue`: resume, register, release), the commit of a
 //! polled page in chunks (`page`), the backfill after a lost queue
-//! (`backfill`), what each happening logs and counts (`notes`), memory backpressure, the JSON-lines file
-//! source (`file`), and the inbox [`Pipeline`] every source feeds
-//! (`inbox`).
+//! (`backfill`), what each happening logs and counts (`notes`), pacing
+//! under Zulip's rate limit (`pacing`), noticing a suspend or clock jump
+//! (`wakeup`), memory backpressure, the JSON-lines file source (`file`),
+//! and the inbox [`Pipeline`] every source feeds (`inbox`).
 
 mod backfill;
 pub(crate) mod backpressure;
 mod file;
 mod inbox;
 mod notes;
+pub(crate) mod pacing;
 mod page;
 mod poller;
 mod queue;
+mod wakeup;
 
 pub(crate) use file::{run_file, FileError, FileReport};
 pub(crate) use inbox::{Pipeline, PipelineError, PipelineMode};

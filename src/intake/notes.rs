@@ -1,11 +1,16 @@
 //! One function per notable happening of the poll loop, each writing its
 //! log line and its metric together (a poll that worked, a lost queue, a
-//! rate limit, a failed request, a registered queue).
+//! failed request, a registered queue, a wake-up). Rate-limit waits are
+//! noted by `pacing`'s episodes.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::poller::Intake;
+use super::wakeup::Jump;
+use crate::backoff::Backoff;
 use crate::state::now_ms;
 use crate::store::Cursor;
 use crate::zulip::{Registration, ZulipError};
@@ -17,11 +22,7 @@ impl Intake<'_> {
             .intake
             .last_activity_ms
             .store(now_ms(), Ordering::Relaxed);
-        self.state
-            .intake
-            .consecutive_failures
-            .store(0, Ordering::Relaxed);
-        if self.state.intake.degraded.swap(false, Ordering::Relaxed) {
+        if self.state.intake.clear_failures() {
             tracing::info!("Polling Zulip works again");
         }
     }
@@ -40,46 +41,47 @@ impl Intake<'_> {
             "The event queue is gone: events other than messages since the last poll are lost; registering a new queue and backfilling missed messages");
     }
 
-    pub(super) fn note_rate_limit(&self, d: Duration) {
-        self.state
-            .metrics
-            .poll_errors
-            .with_label_values(&["rate_limited"])
-            .inc();
-        self.state.metrics.rate_limit_waits.inc();
-        self.state
-            .metrics
-            .rate_limit_wait_seconds
-            .inc_by(d.as_secs_f64());
-        tracing::info!(
-            wait_ms = d.as_millis() as u64,
-            "Zulip rate limit hit; waiting exactly as asked"
-        );
-    }
-
-    pub(super) fn note_failure(&self, e: &ZulipError, delay: Duration) {
+    /// A request begun at `started` failed and is retried after `delay`.
+    /// Degraded once requests have been failing for `degraded_after`: time,
+    /// not a count, so a Tornado restart of a few seconds logs no error.
+    pub(super) fn note_failure(&self, e: &ZulipError, delay: Duration, started: Instant) {
         self.state
             .metrics
             .poll_errors
             .with_label_values(&[e.reason()])
             .inc();
-        let n = self
-            .state
-            .intake
-            .consecutive_failures
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        if n >= self.settings.max_retries {
+        let (n, failing_for) = self.state.intake.note_failure(started);
+        if failing_for >= self.settings.degraded_after {
             if !self.state.intake.degraded.swap(true, Ordering::Relaxed) {
-                tracing::error!(failures = n, error = %e, "Zulip requests keep failing; reporting degraded and still retrying");
+                tracing::error!(failures = n, failing_for_s = failing_for.as_secs(), error = %e,
+                    "Zulip requests keep failing; reporting degraded and still retrying");
             }
         } else {
             tracing::warn!(failures = n, error = %e, retry_in_ms = delay.as_millis() as u64, "A request to Zulip failed; retrying");
         }
     }
 
+    /// A suspend or clock jump: the poll or wait in flight was abandoned;
+    /// the backoff, the failure streak and the rate-limit budget (all from
+    /// before the jump) are forgotten.
+    pub(super) fn note_wake_up(&self, jump: Jump, backoff: &mut Backoff) {
+        self.state.metrics.clock_jumps.inc();
+        backoff.reset();
+        self.client.forget_poll_budget();
+        self.state.intake.clear_failures();
+        match jump {
+            Jump::Wall(drift) => tracing::warn!(wall_clock_drift_s = drift,
+                "The wall clock jumped (suspend and resume, or the clock was set); polling again at once with the backoff reset"),
+            Jump::LateTick(gap) => tracing::warn!(stalled_s = gap.as_secs_f64(),
+                "The process stood still (suspend, or a paused virtual machine); polling again at once with the backoff reset"),
+        }
+    }
+
     pub(super) fn note_registered(&self, reg: &Registration) {
         self.state.metrics.registrations.inc();
+        if self.state.intake.clear_failures() {
+            tracing::info!("Zulip answers again");
+        }
         self.state
             .intake
             .last_activity_ms

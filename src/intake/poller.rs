@@ -11,16 +11,22 @@
 //! or above it, and this loop sends an id only after the batch holding it is
 //! committed; so a crash anywhere loses nothing Zulip still holds. Failed
 //! polls back off with full jitter and keep the queue; 429s wait exactly
-//! the `Retry-After` Zulip gave; 401/403 stop the daemon.
+//! the `Retry-After` Zulip gave, and a rate-limit budget running low spaces
+//! polls out (`pacing`); 401/403 stop the daemon. A suspend or a clock jump
+//! (`wakeup`) aborts the poll in flight, or the wait, and resets the backoff.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::{Pipeline, PipelineError};
+use super::pacing::{self, RateLimitEpisodes, WaitReason};
+use super::wakeup::WakeUps;
 use crate::backoff::Backoff;
+use crate::clock::Clock;
 use crate::state::State;
 use crate::store::{Cursor, StoreError};
 use crate::zulip::{Client, ErrorAction, EventsPage, RegisterParams, ZulipError};
@@ -37,14 +43,20 @@ pub(crate) struct IntakeSettings {
     pub backoff_base: Duration,
     /// Largest backoff delay.
     pub backoff_cap: Duration,
-    /// Consecutive failures after which the daemon reports itself degraded.
-    pub max_retries: u32,
+    /// How long requests may fail, none succeeding, before the daemon
+    /// reports itself degraded.
+    pub degraded_after: Duration,
     /// Delete the queue on exit (dry-run, `--release-queue`).
     pub release_queue: bool,
     /// On the very first start, backfill messages after this id.
     pub backfill_since: Option<i64>,
+    /// After a lost queue, backfill from this many message ids below the
+    /// newest one seen (Zulip delivers ids slightly out of order).
+    pub backfill_window: u64,
     /// Resident memory, in bytes, above which polling pauses.
     pub memory_threshold: Option<u64>,
+    /// The clocks compared to notice a suspend or a clock jump.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Why intake stopped with an error.
@@ -71,10 +83,15 @@ pub(crate) struct Intake<'a> {
     pub(super) pipeline: &'a Pipeline,
     pub(super) settings: IntakeSettings,
     pub(super) state: Arc<State>,
+    /// The rate-limit episode under way (locked only between awaits).
+    pub(super) episodes: Mutex<RateLimitEpisodes>,
+    /// Suspends and clock jumps, seen by a task comparing the clocks.
+    pub(super) wake_ups: WakeUps,
 }
 
 impl<'a> Intake<'a> {
-    /// A poll loop feeding `pipeline`.
+    /// A poll loop feeding `pipeline`. Starts the task that watches the
+    /// clocks, so it must be called within the runtime.
     pub(crate) fn new(
         client: Client,
         pipeline: &'a Pipeline,
@@ -84,9 +101,16 @@ impl<'a> Intake<'a> {
         Intake {
             client,
             pipeline,
+            wake_ups: WakeUps::start(settings.clock.clone()),
             settings,
             state,
+            episodes: Mutex::default(),
         }
+    }
+
+    /// The rate-limit episode (never held across an `.await`).
+    pub(super) fn episodes(&self) -> MutexGuard<'_, RateLimitEpisodes> {
+        self.episodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Polls until `token` is cancelled. `on_polling` is called once, when
@@ -136,6 +160,10 @@ impl<'a> Intake<'a> {
             if let Some(threshold) = self.settings.memory_threshold {
                 crate::intake::backpressure::wait_below(threshold, &self.state, &token).await;
             }
+            match self.pace(&mut backoff, &token).await {
+                Waited::Cancelled => break Ok(()),
+                Waited::Elapsed | Waited::WokeUp => {}
+            }
             let items = match self.poll(&current, longpoll, &mut backoff, &token).await {
                 Polled::Page(items) => items,
                 Polled::Again => continue,
@@ -169,14 +197,21 @@ impl<'a> Intake<'a> {
         backoff: &mut Backoff,
         token: &CancellationToken,
     ) -> Polled {
+        let started = Instant::now();
         let polled = tokio::select! {
             r = self.client.get_events(&current.queue_id, current.last_event_id, longpoll + POLL_MARGIN) => r,
-            _ = wall_clock_jump() => {
-                tracing::warn!("The wall clock jumped (suspend/resume?); abandoning the poll and polling again");
+            jump = self.wake_ups.next() => {
+                self.note_wake_up(jump, backoff);
                 return Polled::Again;
             }
             _ = token.cancelled() => return Polled::Stop(Ok(())),
         };
+        if let Some(b) = self.client.poll_budget() {
+            self.state
+                .metrics
+                .rate_limit_remaining
+                .set(i64::from(b.remaining));
+        }
         let e = match polled {
             Ok(items) => {
                 self.note_poll_success();
@@ -191,7 +226,9 @@ impl<'a> Intake<'a> {
                 return Polled::QueueGone;
             }
             ErrorAction::Wait(d) => {
-                self.note_rate_limit(d);
+                let budget = self.client.poll_budget();
+                self.episodes()
+                    .waited(&self.state, WaitReason::RetryAfter, d, budget.as_ref());
                 d
             }
             ErrorAction::Stop if e.is_auth() => return Polled::Stop(Err(IntakeError::Auth(e))),
@@ -203,16 +240,60 @@ impl<'a> Intake<'a> {
                     ZulipError::Timeout => Duration::ZERO,
                     _ => backoff.next_delay(),
                 };
-                self.note_failure(&e, delay);
+                self.note_failure(&e, delay, started);
                 delay
             }
         };
-        if sleep_or_cancel(delay, token).await {
-            Polled::Stop(Ok(()))
-        } else {
-            Polled::Again
+        match self.wait(delay, backoff, token).await {
+            Waited::Cancelled => Polled::Stop(Ok(())),
+            Waited::Elapsed | Waited::WokeUp => Polled::Again,
         }
     }
+
+    /// Before a poll: while the rate-limit budget the last answer reported
+    /// runs low, waits to spread what is left until it resets.
+    async fn pace(&self, backoff: &mut Backoff, token: &CancellationToken) -> Waited {
+        let budget = self.client.poll_budget();
+        let Some(d) = budget.and_then(|b| pacing::delay(&b, Instant::now())) else {
+            self.episodes().clear();
+            return Waited::Elapsed;
+        };
+        self.episodes()
+            .waited(&self.state, WaitReason::Paced, d, budget.as_ref());
+        self.wait(d, backoff, token).await
+    }
+
+    /// Waits `d`, unless shutdown begins or the machine wakes up (which
+    /// resets `backoff`: what failed before the suspend says nothing of now).
+    pub(super) async fn wait(
+        &self,
+        d: Duration,
+        backoff: &mut Backoff,
+        token: &CancellationToken,
+    ) -> Waited {
+        if d.is_zero() {
+            return Waited::Elapsed;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Waited::Elapsed,
+            _ = token.cancelled() => Waited::Cancelled,
+            jump = self.wake_ups.next() => {
+                self.note_wake_up(jump, backoff);
+                Waited::WokeUp
+            }
+        }
+    }
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waited {
+    /// It took its time.
+    Elapsed,
+    /// Shutdown began.
+    Cancelled,
+    /// A suspend or clock jump cut it short (the backoff is reset).
+    WokeUp,
 }
 
 /// What one poll tells the loop to do.
@@ -233,31 +314,6 @@ pub(super) fn stopped_by(e: PipelineError) -> Option<IntakeError> {
         PipelineError::Cancelled => None,
         PipelineError::Store(e) => Some(e.into()),
         e @ PipelineError::DispatchStopped => Some(IntakeError::Dispatch(e)),
-    }
-}
-
-/// Resolves when the wall clock moves more than 10 s away from the
-/// monotonic clock, as after a suspend and resume: the monotonic clock (and
-/// with it every tokio timer) stood still while the machine slept, and the
-/// poll's TCP connection is most likely dead.
-async fn wall_clock_jump() {
-    let check = Duration::from_secs(5);
-    let mut wall = std::time::SystemTime::now();
-    let mut mono = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(check).await;
-        let wall_now = std::time::SystemTime::now();
-        let mono_now = tokio::time::Instant::now();
-        let wall_elapsed = wall_now
-            .duration_since(wall)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let mono_elapsed = mono_now.duration_since(mono).as_secs_f64();
-        if (wall_elapsed - mono_elapsed).abs() > 10.0 {
-            return;
-        }
-        wall = wall_now;
-        mono = mono_now;
     }
 }
 

@@ -1,13 +1,21 @@
 //! The queue's life: resuming the stored cursor at start, registering a
 //! new queue (after a loss, backfilling the messages it cannot deliver),
 //! and releasing it at exit when asked.
+//!
+//! The message id a backfill starts from is always one the daemon saw
+//! (live, backfilled, or Zulip's newest at registration), less a window:
+//! Zulip delivers message events slightly out of id order, so when a
+//! queue is lost a message below the newest one seen may never have
+//! arrived. De-duplication by message id drops what was stored already.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::poller::{sleep_or_cancel, stopped_by, Intake, IntakeError};
+use super::pacing::WaitReason;
+use super::poller::{stopped_by, Intake, IntakeError, Waited};
 use crate::backoff::Backoff;
 use crate::store::{Cursor, Origin};
 use crate::zulip::{ErrorAction, Registration};
@@ -16,7 +24,7 @@ use crate::zulip::{ErrorAction, Registration};
 pub(super) struct Started {
     /// Its cursor, committed.
     pub(super) cursor: Cursor,
-    /// The newest message id known (the next backfill's anchor).
+    /// The newest message id seen (the next backfill's anchor, less the window).
     pub(super) anchor: Option<i64>,
     /// Its long-poll timeout.
     pub(super) longpoll: Duration,
@@ -51,7 +59,8 @@ impl Intake<'_> {
     /// Registers a queue and commits its cursor; after a lost queue, or on a
     /// first start asked to reach back, fetches the messages the new queue
     /// cannot deliver (including those folded into the registration's
-    /// state). `None` on shutdown.
+    /// state). `anchor` is the newest message id seen before. `None` on
+    /// shutdown.
     pub(super) async fn start_queue(
         &self,
         site: &str,
@@ -63,16 +72,28 @@ impl Intake<'_> {
         let Some(reg) = self.register(token, backoff).await? else {
             return Ok(None);
         };
-        let start_anchor = match (anchor, first_registration) {
-            (Some(a), _) => Some(a),
-            (None, true) => self.settings.backfill_since,
-            (None, false) => None,
+        // Where the backfill starts (messages after it), and the newest id
+        // known for the next one. `--backfill-since` is where the operator
+        // asked to start, not a message seen: above Zulip's newest message
+        // it must not become the anchor, or every later backfill would
+        // start above the messages it is meant to recover.
+        let newest = reg.max_message_id;
+        let (from, known) = match (anchor, first_registration, self.settings.backfill_since) {
+            // After a lost queue: from a window below the newest id seen.
+            (Some(a), _, _) => {
+                let window = i64::try_from(self.settings.backfill_window).unwrap_or(i64::MAX);
+                (Some(a.saturating_sub(window).max(0)), Some(a))
+            }
+            (None, true, Some(since)) => {
+                (Some(since), Some(newest.map_or(since, |n| n.min(since))))
+            }
+            (None, _, _) => (None, newest),
         };
-        let cursor = Cursor {
+        let mut cursor = Cursor {
             site: site.to_owned(),
             queue_id: reg.queue_id.clone(),
             last_event_id: reg.last_event_id,
-            last_message_id: start_anchor.or(reg.max_message_id),
+            last_message_id: known,
         };
         if let Err(e) = self
             .pipeline
@@ -86,14 +107,13 @@ impl Intake<'_> {
         {
             return stopped_by(e).map_or(Ok(None), Err);
         }
-        let mut anchor = anchor;
-        if let Some(from) = start_anchor {
-            let newest = self.backfill(from, &cursor, token).await?;
-            anchor = newest.max(Some(from));
+        if let Some(from) = from {
+            let backfilled = self.backfill(from, anchor, &cursor, token).await?;
+            cursor.last_message_id = cursor.last_message_id.max(backfilled);
         }
         Ok(Some(Started {
+            anchor: cursor.last_message_id,
             cursor,
-            anchor,
             longpoll: reg.longpoll_timeout(),
         }))
     }
@@ -105,6 +125,7 @@ impl Intake<'_> {
         backoff: &mut Backoff,
     ) -> Result<Option<Registration>, IntakeError> {
         loop {
+            let started = Instant::now();
             let attempt = tokio::select! {
                 r = self.client.register(&self.settings.register) => r,
                 _ = token.cancelled() => return Ok(None),
@@ -118,18 +139,19 @@ impl Intake<'_> {
                 Err(e) if e.is_auth() => return Err(IntakeError::Auth(e)),
                 Err(e) => match e.action() {
                     ErrorAction::Wait(d) => {
-                        self.note_rate_limit(d);
+                        self.episodes()
+                            .waited(&self.state, WaitReason::RetryAfter, d, None);
                         d
                     }
                     ErrorAction::Retry | ErrorAction::Reregister => {
                         let d = backoff.next_delay();
-                        self.note_failure(&e, d);
+                        self.note_failure(&e, d, started);
                         d
                     }
                     ErrorAction::Stop => return Err(IntakeError::Rejected(e)),
                 },
             };
-            if sleep_or_cancel(delay, token).await {
+            if self.wait(delay, backoff, token).await == Waited::Cancelled {
                 return Ok(None);
             }
         }

@@ -1,11 +1,13 @@
 //! [`Client`]: the Zulip endpoints the daemon uses — `GET /server_settings`
 //! and `POST /register`, `GET /events` (long poll), `DELETE /events`,
 //! `GET /users/me` and `GET /messages` — with responses decoded into typed
-//! values and failures into [`ZulipError`].
+//! values and failures into [`ZulipError`]. The rate-limit budget each
+//! `GET /events` answer reports is kept for the poll loop's pacing
+//! ([`Client::poll_budget`]).
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
@@ -15,6 +17,7 @@ use super::credentials::{api_base_url, Credentials};
 use super::error::{ErrorAction, ZulipError};
 use super::page::EventsPage;
 use super::payloads::{MessagesPage, RegisterParams, Registration, ServerSettings, UserMe};
+use super::rate_limit::RateBudget;
 use super::response::{decode, error_from, json, send, transport};
 
 /// An authenticated Zulip API client.
@@ -28,6 +31,10 @@ pub struct Client {
     /// The server's feature level as last learnt (-1: not yet), shared by
     /// the clones.
     feature_level: Arc<AtomicI64>,
+    /// The budget the last `GET /events` answer reported. Polls have a
+    /// budget of their own: Zulip's Tornado, which serves them, counts them
+    /// apart from the requests Django serves.
+    poll_budget: Arc<Mutex<Option<RateBudget>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -76,7 +83,27 @@ impl Client {
             key: creds.api_key.clone(),
             read_timeout,
             feature_level: Arc::new(AtomicI64::new(-1)),
+            poll_budget: Arc::default(),
         })
+    }
+
+    /// The rate-limit budget the last `GET /events` answer reported, if
+    /// it carried Zulip's `X-RateLimit-*` headers.
+    pub(crate) fn poll_budget(&self) -> Option<RateBudget> {
+        *self.poll_budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the poll budget (after a suspend it says nothing of now).
+    pub(crate) fn forget_poll_budget(&self) {
+        *self.poll_budget.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn note_poll_budget(&self, headers: &reqwest::header::HeaderMap) {
+        let budget =
+            RateBudget::from_headers(headers, SystemTime::now(), tokio::time::Instant::now());
+        if budget.is_some() {
+            *self.poll_budget.lock().unwrap_or_else(|p| p.into_inner()) = budget;
+        }
     }
 
     /// The API base URL, such as `https://chat.example.com/api/v1/`.
@@ -177,6 +204,7 @@ impl Client {
             ("last_event_id", &last_event_id.to_string()),
         ]);
         let resp = send(req).await?;
+        self.note_poll_budget(resp.headers());
         let status = resp.status();
         if !status.is_success() {
             return Err(error_from(resp).await);

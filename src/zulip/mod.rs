@@ -4,7 +4,8 @@
 //! sends and reads in `payloads`, what registration declares by feature
 //! level in `capabilities`, and the `GET /events` body in `page`), and
 //! [`ZulipError`], typed by the response's `code`, never by its translated
-//! `msg` (`error`, decoded in `response`).
+//! `msg` (`error`, decoded in `response`), and the rate-limit budget read
+//! from every poll's answer (`rate_limit`).
 
 mod capabilities;
 mod client;
@@ -12,6 +13,7 @@ pub(crate) mod credentials;
 mod error;
 mod page;
 mod payloads;
+mod rate_limit;
 mod response;
 mod zuliprc;
 
@@ -22,3 +24,4 @@ pub(crate) use credentials::{
 pub(crate) use error::{ErrorAction, ZulipError};
 pub(crate) use page::EventsPage;
 pub(crate) use payloads::{RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};
+pub(crate) use rate_limit::RateBudget;

@@ -156,6 +156,37 @@ fn check_config_reports_a_bad_database_url_and_bad_credentials_together() {
 }
 
 #[test]
+fn check_config_says_the_guides_network_max_retries_is_no_longer_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guide.toml");
+    let zuliprc = dir.path().join("zuliprc");
+    std::fs::write(
+        &zuliprc,
+        "[api]\nemail=bot@example.com\nkey=k\nsite=https://chat.example.com\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[zulip]\nzuliprc = \"{}\"\n[network]\nmax_retries = 3\n[error_handling]\ndegraded_after = \"1m\"\n",
+            zuliprc.display()
+        ),
+    )
+    .unwrap();
+    let out = zel(&["--config", &path.display().to_string(), "check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[network] max_retries is no longer used") && stdout.contains("(1m)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_shipped_configs_are_valid() {
     // Their zuliprc (/etc/zulip-event-listeners/zuliprc) is not on the test
     // machine: the environment supplies the credentials instead, as it may

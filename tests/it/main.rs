@@ -11,6 +11,7 @@ mod faults;
 mod file_source;
 mod http_limits;
 mod instance_lock;
+mod intake;
 mod live;
 mod message_log;
 mod message_log_store;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use zulip_event_listeners::app::{AppError, Application, RunOptions, RunReport};
+use zulip_event_listeners::app::{AppError, Application, Clock, RunOptions, RunReport};
 use zulip_event_listeners::config::Config;
 use zulip_event_listeners::listeners::Registry;
 
@@ -89,8 +89,21 @@ impl TestApp {
         opts: RunOptions,
     ) -> Result<(), AppError> {
         assert!(self.daemon.is_none(), "the daemon is already running");
-        self.daemon = Some(Daemon::spawn(&self.setup.config, registry, opts).await?);
+        self.daemon = Some(Daemon::spawn(&self.setup.config, registry, opts, None).await?);
         Ok(())
+    }
+
+    /// [`TestApp::start`] with `clock` as the daemon's clocks (to make its
+    /// wall clock jump).
+    pub async fn start_with_clock(
+        &mut self,
+        registry: Registry,
+        opts: RunOptions,
+        clock: Arc<dyn Clock>,
+    ) {
+        assert!(self.daemon.is_none(), "the daemon is already running");
+        let daemon = Daemon::spawn(&self.setup.config, registry, opts, Some(clock)).await;
+        self.daemon = Some(daemon.unwrap_or_else(|e| panic!("the daemon starts: {e}")));
     }
 
     /// The daemon's HTTP address.
@@ -158,6 +171,7 @@ impl Daemon {
         config: &Config,
         registry: Registry,
         opts: RunOptions,
+        clock: Option<Arc<dyn Clock>>,
     ) -> Result<Daemon, AppError> {
         let mut config = config.clone();
         config.http.bind = Some("127.0.0.1:0".parse().expect("a socket address"));
@@ -165,7 +179,10 @@ impl Daemon {
         let (built, addr) = oneshot::channel();
         let stop = token.clone();
         let handle = tokio::spawn(async move {
-            let app = Application::build(&config, &registry, opts).await?;
+            let mut app = Application::build(&config, &registry, opts).await?;
+            if let Some(clock) = clock {
+                app = app.with_clock(clock);
+            }
             let _ = built.send(app.http_addr());
             app.run_until_stopped(stop).await
         });

@@ -5,10 +5,11 @@
 //! pruning, supersede, heartbeat and idle-expiry rules, `GET /users/me`,
 //! `GET /server_settings` and `GET /messages` (paged like Zulip's
 //! `limit_query_to_range`). Tests drive it through [`FakeZulip`]: send
-//! messages, edit, move and delete them, push arbitrary events (one by one
-//! or as one page), expire queues, pause heartbeats, inject faults with a
-//! [`FaultPlan`] and inspect every request via [`RequestRecord`].
-//! It models a single user, the bot, which receives every message sent.
+//! messages (also out of id order), edit, move and delete them, push
+//! arbitrary events (one by one or as one page), expire queues, pause
+//! heartbeats, inject faults with a [`FaultPlan`] and inspect every request
+//! via [`RequestRecord`]. It models a single user, the bot, which receives
+//! every message sent, with Zulip's rate limit ([`RateLimit`]).
 
 #![allow(dead_code)]
 
@@ -31,11 +32,16 @@ mod options;
 mod presence;
 #[path = "fake_zulip/queues.rs"]
 mod queues;
+#[path = "fake_zulip/rate_limit.rs"]
+mod rate_limit;
 #[path = "fake_zulip/server.rs"]
 mod server;
 
 pub use faults::{Fault, FaultPlan};
 pub use options::FakeOptions;
+// Named by the integration tests, not by the benchmark that includes this file.
+#[allow(unused_imports)]
+pub use rate_limit::{RateLimit, RateLimitModel};
 // Named by no test today, but part of what [`FakeZulip::requests`] returns.
 #[allow(unused_imports)]
 pub use queues::RequestRecord;

@@ -1,10 +1,11 @@
 //! Test support: the in-process [`TestApp`], the fake Zulip server, fresh
-//! databases, config files, the daemon as a process, test listeners, and
-//! [`both_backends!`].
+//! databases, config files, the daemon as a process, test listeners, a
+//! clock that jumps, and [`both_backends!`].
 #![allow(dead_code)]
 
 mod app;
 mod backends;
+mod clock;
 mod config;
 mod db;
 mod eventually;
@@ -17,6 +18,7 @@ mod traffic;
 
 pub use app::*;
 pub(crate) use backends::both_backends;
+pub use clock::*;
 pub use config::*;
 pub use db::*;
 pub use eventually::*;

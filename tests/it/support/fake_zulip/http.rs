@@ -1,5 +1,6 @@
 //! The HTTP side: the one axum handler that records each request, applies
-//! faults and Basic auth, and routes it to the queue and message logic.
+//! faults, Basic auth and the rate limit, and routes it to the queue and
+//! message logic.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,10 +67,21 @@ pub(super) async fn handle(
     let response = match &fault {
         Some(f) => fault_response(f),
         None if !shared.authorized(&headers, path) => unauthorized(),
-        None => match route(&shared, &method, path, &params).await {
-            Ok(v) => Json(v).into_response(),
-            Err(e) => e.into_response(),
-        },
+        None => {
+            let limit = shared.opts.rate_limit;
+            let charge = limit.map(|l| shared.lock().budget.charge(&l));
+            let mut response = match charge.and_then(|c| c.retry_after) {
+                Some(secs) => fault_response(&Fault::RateLimit { retry_after: secs }),
+                None => match route(&shared, &method, path, &params).await {
+                    Ok(v) => Json(v).into_response(),
+                    Err(e) => e.into_response(),
+                },
+            };
+            if let Some(c) = charge {
+                c.write(response.headers_mut());
+            }
+            response
+        }
     };
     if fault != Some(Fault::DropConnection) {
         shared.lock().requests[index].status = response.status().as_u16();

@@ -1,7 +1,10 @@
 //! The settings of a fake server: the bot's identity, heartbeat period,
-//! long-poll and queue timeouts, and what it reports about itself.
+//! long-poll and queue timeouts, its rate limit, and what it reports about
+//! itself.
 
 use std::time::Duration;
+
+use super::rate_limit::RateLimit;
 
 /// Configuration of a [`FakeZulip`] server.
 #[derive(Clone, Debug)]
@@ -26,6 +29,9 @@ pub struct FakeOptions {
     pub feature_level: i64,
     /// The longest `idle_queue_timeout` granted from feature level 481.
     pub max_idle_queue_timeout: Duration,
+    /// The bot's rate limit (Zulip's default, 200 requests a minute);
+    /// `None` for none, and no `X-RateLimit-*` headers.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for FakeOptions {
@@ -40,6 +46,7 @@ impl Default for FakeOptions {
             user_id: 100,
             feature_level: 372,
             max_idle_queue_timeout: Duration::from_secs(604_800),
+            rate_limit: Some(RateLimit::default()),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::api::{bad_queue, bad_request, events_body, missing, string_list, ApiE
 use super::faults::{Fault, FaultPlan};
 use super::narrow::{self, narrow_matches, parse_narrow, render, Term};
 use super::options::FakeOptions;
+use super::rate_limit::Budget;
 
 /// Zulip's `MAX_QUEUE_TIMEOUT_SECS`: the cap on `queue_lifespan_secs`.
 pub(super) const MAX_QUEUE_TIMEOUT_SECS: u64 = 604_800;
@@ -66,6 +67,11 @@ pub(super) struct State {
     /// The parameters of every `POST /register` that succeeded.
     pub(super) registrations: Vec<Value>,
     pub(super) heartbeats_paused: bool,
+    /// The bot's spent rate-limit budget.
+    pub(super) budget: Budget,
+    /// Messages stored in history whose `message` events wait for
+    /// [`super::FakeZulip::release_held`] (out-of-order delivery).
+    pub(super) held: Vec<Value>,
 }
 
 /// How a parked `GET /events` ends.
@@ -196,13 +202,44 @@ impl State {
         })
     }
 
+    /// A channel message without id.
+    pub(super) fn channel_message(
+        &mut self,
+        sender_id: i64,
+        sender_email: &str,
+        channel: &str,
+        topic: &str,
+        content: &str,
+    ) -> Value {
+        let key = channel.to_lowercase();
+        let mut msg = self.message(sender_id, sender_email, content);
+        msg["type"] = json!("stream");
+        msg["display_recipient"] = json!(channel);
+        msg["stream_id"] = json!(self.id_for(format!("stream:{key}")));
+        msg["subject"] = json!(topic);
+        msg["recipient_id"] = json!(self.id_for(format!("rcpt:stream:{key}")));
+        msg
+    }
+
     /// Stores a message (assigning its id) and pushes the `message` event.
-    pub(super) fn deliver(&mut self, mut msg: Value) -> i64 {
+    pub(super) fn deliver(&mut self, msg: Value) -> i64 {
+        let (id, msg) = self.store_message(msg);
+        self.push_all(&json!({"type": "message", "message": msg, "flags": []}));
+        id
+    }
+
+    /// Stores a message (assigning its id); its event waits in `held`.
+    pub(super) fn hold(&mut self, msg: Value) -> i64 {
+        let (id, msg) = self.store_message(msg);
+        self.held.push(msg);
+        id
+    }
+
+    fn store_message(&mut self, mut msg: Value) -> (i64, Value) {
         let id = self.messages.len() as i64 + 1;
         msg["id"] = json!(id);
         self.messages.push(msg.clone());
-        self.push_all(&json!({"type": "message", "message": msg, "flags": []}));
-        id
+        (id, msg)
     }
 }
 

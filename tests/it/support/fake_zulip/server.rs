@@ -94,14 +94,50 @@ impl FakeZulip {
         content: &str,
     ) -> i64 {
         let mut st = self.shared.lock();
-        let key = channel.to_lowercase();
-        let mut msg = st.message(sender_id, sender_email, content);
-        msg["type"] = json!("stream");
-        msg["display_recipient"] = json!(channel);
-        msg["stream_id"] = json!(st.id_for(format!("stream:{key}")));
-        msg["subject"] = json!(topic);
-        msg["recipient_id"] = json!(st.id_for(format!("rcpt:stream:{key}")));
+        let msg = st.channel_message(sender_id, sender_email, channel, topic, content);
         st.deliver(msg)
+    }
+
+    /// Like [`FakeZulip::send_channel_message`], but the `message` event
+    /// waits for [`FakeZulip::release_held`]: the message is in history
+    /// (for `GET /messages`) with its id, while events of messages sent
+    /// after it arrive first, as under concurrent senders on a real server.
+    /// An event still held when its queue is lost is lost with it.
+    pub fn send_channel_message_held(
+        &self,
+        sender_id: i64,
+        sender_email: &str,
+        channel: &str,
+        topic: &str,
+        content: &str,
+    ) -> i64 {
+        let mut st = self.shared.lock();
+        let msg = st.channel_message(sender_id, sender_email, channel, topic, content);
+        st.hold(msg)
+    }
+
+    /// Pushes the `message` events of held messages to the queues live now.
+    pub fn release_held(&self) {
+        let mut st = self.shared.lock();
+        for msg in std::mem::take(&mut st.held) {
+            st.push_all(&json!({"type": "message", "message": msg, "flags": []}));
+        }
+    }
+
+    /// Moves the `timestamp` of the messages in history with ids in `ids`
+    /// `secs` seconds into the past (messages sent long ago).
+    pub fn backdate(&self, ids: std::ops::RangeInclusive<i64>, secs: i64) {
+        let mut st = self.shared.lock();
+        for m in st.messages.iter_mut() {
+            if m["id"].as_i64().is_some_and(|id| ids.contains(&id)) {
+                m["timestamp"] = json!(m["timestamp"].as_i64().unwrap_or(0) - secs);
+            }
+        }
+    }
+
+    /// Drops the held events: their queues were lost before they arrived.
+    pub fn drop_held(&self) {
+        self.shared.lock().held.clear();
     }
 
     /// Like [`FakeZulip::send_channel_message`] for a direct message between
