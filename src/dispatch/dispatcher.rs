@@ -361,6 +361,7 @@ mod tests {
         StoredEvent {
             inbox_id: id,
             event,
+            received_at: chrono::Utc::now(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! the configurable kinds (`webhook`, `exec`, `responder`, one folder
 //! each), and the built-in listeners, one file each.
 
+mod envelope;
 mod exec;
 mod instance;
 mod listener;
