@@ -118,14 +118,15 @@ impl Application {
         let instances = Instance::build_all(registry, config, &names)?;
 
         // Zulip first: wrong credentials fail in a second, before any database work.
-        let (source, bot_user_id) = match &opts.events_file {
+        let (source, bot) = match &opts.events_file {
             Some(path) => (Source::File(path.clone()), None),
             None => {
                 let client = zulip_client(config)?;
-                let bot_user_id = identify(&client, config).await?;
-                (Source::Zulip(client), bot_user_id)
+                let bot = identify(&client, config).await?;
+                (Source::Zulip(client), bot.map(Arc::new))
             }
         };
+        let bot_user_id = bot.as_ref().map(|b| b.user_id);
         let store = if opts.dry_run {
             None
         } else {
@@ -157,7 +158,7 @@ impl Application {
             instances,
             source,
             bot_user_id,
-            bot: None,
+            bot,
             store,
             state,
             http_addr,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::AppError;
 use crate::backoff::Backoff;
 use crate::config::Config;
+use crate::listeners::BotIdentity;
 use crate::store::{self, Store, StoreError, StoreOptions};
 use crate::zulip::{load_credentials, Client, CredentialSources, ErrorAction, UserMe};
 
@@ -91,9 +92,12 @@ async fn check_identity(client: &Client, config: &Config) -> Result<Option<UserM
     }
 }
 
-/// `GET /users/me` at start; returns the bot's user id when Zulip answered
+/// `GET /users/me` at start; returns who the bot is when Zulip answered
 /// (and warns loudly when the key is a person's, not a bot's).
-pub(super) async fn identify(client: &Client, config: &Config) -> Result<Option<i64>, AppError> {
+pub(super) async fn identify(
+    client: &Client,
+    config: &Config,
+) -> Result<Option<BotIdentity>, AppError> {
     match check_identity(client, config).await? {
         Some(me) => {
             if me.is_bot {
@@ -101,7 +105,11 @@ pub(super) async fn identify(client: &Client, config: &Config) -> Result<Option<
             } else {
                 tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
             }
-            Ok(Some(me.user_id))
+            Ok(Some(BotIdentity {
+                user_id: me.user_id,
+                email: me.email,
+                full_name: me.full_name,
+            }))
         }
         None => {
             tracing::warn!("Cannot reach Zulip to check the account; going on (the poll loop keeps retrying), without the bot's own user id");

@@ -1,6 +1,8 @@
 //! `[network]`: HTTP timeouts towards Zulip, the failed polls after which
-//! the daemon reports itself degraded, and the cap of the backoff.
+//! the daemon reports itself degraded, the cap of the backoff, and the extra
+//! certificate authorities webhook requests trust.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Table;
@@ -16,6 +18,7 @@ pub(super) const KNOWN: &[&str] = &[
     "read_timeout",
     "max_retries",
     "backoff_cap",
+    "ca_bundle",
 ];
 
 /// `[network]`.
@@ -29,6 +32,9 @@ pub struct NetworkConfig {
     pub max_retries: u32,
     /// Upper bound of the exponential backoff between failed polls.
     pub backoff_cap: Duration,
+    /// PEM certificates trusted by webhook listeners besides the built-in
+    /// roots (a private CA). Zulip's own TLS follows the zuliprc.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for NetworkConfig {
@@ -38,6 +44,7 @@ impl Default for NetworkConfig {
             read_timeout: Duration::from_secs(30),
             max_retries: 5,
             backoff_cap: Duration::from_secs(10),
+            ca_bundle: None,
         }
     }
 }
@@ -50,6 +57,17 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut NetworkConfig) {
             "connection_timeout" => &mut out.connection_timeout,
             "read_timeout" => &mut out.read_timeout,
             "backoff_cap" => &mut out.backoff_cap,
+            "ca_bundle" => {
+                match r.string(&key, v) {
+                    Some(p) if p.is_empty() => r.problem(format!("`{key}` must not be empty")),
+                    Some(p) if !std::path::Path::new(&p).is_file() => {
+                        r.problem(format!("`{key}`: the certificate file {p} does not exist"))
+                    }
+                    Some(p) => out.ca_bundle = Some(PathBuf::from(p)),
+                    None => {}
+                }
+                continue;
+            }
             "max_retries" => {
                 if let Some(n) = r.positive_int(&key, v) {
                     out.max_retries = n.min(u64::from(u32::MAX)) as u32;

@@ -27,7 +27,6 @@ struct Head<'a> {
 /// The envelope of `event`'s run `ctx` for the instance `listener`:
 /// `{"listener", "idempotency_key", "attempt", "inbox_id", "received_at",
 /// "event"}` as one line of JSON (no newline at the end).
-#[allow(dead_code)] // until the webhook and exec kinds call it
 pub(crate) fn envelope(listener: &str, event: &Event, ctx: &Context) -> String {
     let head = Head {
         listener,

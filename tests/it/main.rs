@@ -14,3 +14,4 @@ mod resilience;
 mod statistics;
 mod store_suite;
 mod support;
+mod webhook;

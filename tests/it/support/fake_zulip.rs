@@ -7,7 +7,9 @@
 //! `limit_query_to_range`). Tests drive it through [`FakeZulip`]: send
 //! messages, push arbitrary events, expire queues, pause heartbeats, inject
 //! faults with a [`FaultPlan`] and inspect every request via [`RequestRecord`].
-//! It models a single user, the bot, which receives every message sent.
+//! It models a single user, the bot, which receives every message sent,
+//! flagged as Zulip flags the bot's copy (`read` for its own, `mentioned`
+//! for an @-mention of it, the wildcard flags for @**all**).
 
 #![allow(dead_code)]
 

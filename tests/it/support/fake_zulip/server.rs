@@ -101,7 +101,7 @@ impl FakeZulip {
         msg["stream_id"] = json!(st.id_for(format!("stream:{key}")));
         msg["subject"] = json!(topic);
         msg["recipient_id"] = json!(st.id_for(format!("rcpt:stream:{key}")));
-        st.deliver(msg)
+        st.deliver(msg, self.shared.opts.user_id)
     }
 
     /// Like [`FakeZulip::send_channel_message`] for a direct message between
@@ -124,7 +124,7 @@ impl FakeZulip {
         msg["display_recipient"] = ids.iter().map(|&i| st.user(i)).collect();
         msg["subject"] = json!("");
         msg["recipient_id"] = json!(st.id_for(format!("rcpt:dm:{}", key.join(","))));
-        st.deliver(msg)
+        st.deliver(msg, self.shared.opts.user_id)
     }
 
     /// Push an arbitrary event (a JSON object without "id"; the fake assigns
