@@ -90,3 +90,34 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut NetworkConfig) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn a_ca_bundle_must_name_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "pem").unwrap();
+        let c = Config::parse(
+            &format!("[network]\nca_bundle = \"{}\"\n", path.display()),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.network.ca_bundle.as_deref(), Some(path.as_path()));
+        let missing = dir.path().join("missing.pem");
+        let err = Config::parse(
+            &format!("[network]\nca_bundle = \"{}\"\n", missing.display()),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![format!(
+                "`network.ca_bundle`: the certificate file {} does not exist",
+                missing.display()
+            )]
+        );
+    }
+}
