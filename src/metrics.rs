@@ -6,6 +6,10 @@
 //! run outcomes, poll error reasons, a fixed list of Zulip event types
 //! (anything else is `other`), never ids or free text.
 
+mod instances;
+
+pub(crate) use instances::{FailureClass, InstanceHandles};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -153,6 +157,8 @@ pub struct Metrics {
     pub memory_backpressure: IntGauge,
     /// Build information.
     pub build_info: IntGaugeVec,
+    /// Failures by class and runs in flight, per listener instance.
+    pub instances: instances::InstanceMetrics,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -288,8 +294,10 @@ impl Metrics {
                 Opts::new(name("build_info"), "Build information; always 1"),
                 &["version"]
             )),
-            registry,
+            instances: instances::InstanceMetrics::register(&registry, name)
+                .expect("valid, unique metric definitions"),
             run_counts: Arc::default(),
+            registry,
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -341,6 +349,7 @@ impl Metrics {
             timeout: c(Outcome::Timeout),
             duration: self.run_duration.with_label_values(&[listener]),
             counts: self.run_counts.clone(),
+            instance: self.instances.handles(listener),
         }
     }
 
@@ -369,6 +378,8 @@ pub struct RunHandles {
     timeout: IntCounter,
     duration: Histogram,
     counts: Arc<(AtomicU64, AtomicU64)>,
+    /// Failures by class and runs in flight.
+    pub instance: InstanceHandles,
 }
 
 impl RunHandles {

@@ -29,7 +29,7 @@ use crate::http::health::Health;
 use crate::intake::{FileReport, Pipeline, PipelineMode};
 use crate::listeners::{BotIdentity, Instance, Listener, Registry};
 use crate::state::State;
-use crate::store::{Store, Summary};
+use crate::store::{InstanceLock, Store, StoreError, Summary};
 
 /// Capacity of the channel from listener runs to the recorder.
 const OUTCOME_CHANNEL: usize = 4096;
@@ -94,6 +94,7 @@ pub struct Application {
     bot_user_id: Option<i64>,
     bot: Option<Arc<BotIdentity>>,
     store: Option<Arc<dyn Store>>,
+    lock: Option<InstanceLock>,
     state: Arc<State>,
     http_addr: Option<SocketAddr>,
     services: Services,
@@ -123,14 +124,19 @@ impl Application {
             None => {
                 let client = zulip_client(config)?;
                 let bot = identify(&client, config).await?;
-                (Source::Zulip(client), bot.map(Arc::new))
+                (Source::Zulip(client), bot)
             }
         };
-        let bot_user_id = bot.as_ref().map(|b| b.user_id);
         let store = if opts.dry_run {
             None
         } else {
             Some(open_store(config, false).await?)
+        };
+        // One daemon per (database, instance): a second one stops here,
+        // naming the first, before it resumes (and steals) its queue.
+        let lock = match &store {
+            Some(s) => Some(s.lock_instance(&config.scaling.instance_id).await?),
+            None => None,
         };
         // Logged once the credentials and the database are known good, so a
         // wrong key or a bad database URL is the only line printed.
@@ -148,7 +154,11 @@ impl Application {
                     config.scaling.instance_id.clone(),
                     names.clone(),
                 );
-                Some(serve_http(addr, health, &services).await?)
+                let limits = crate::http::Limits {
+                    max_connections: config.http.max_connections,
+                    header_read_timeout: config.http.header_read_timeout,
+                };
+                Some(serve_http(addr, health, limits, &services).await?)
             }
             None => None,
         };
@@ -157,9 +167,10 @@ impl Application {
             opts,
             instances,
             source,
-            bot_user_id,
-            bot,
+            bot_user_id: bot.as_ref().map(|b| b.user_id),
+            bot: bot.map(Arc::new),
             store,
+            lock,
             state,
             http_addr,
             services,
@@ -189,9 +200,17 @@ impl Application {
     /// [`AppError`] for whatever stopped it.
     pub async fn run_until_stopped(self, token: CancellationToken) -> Result<RunReport, AppError> {
         self.spawn_watchers(&token);
+        let lost = self.watch_lock(&token);
         let result = match self.store.clone() {
             Some(store) => self.consume(store, token).await,
             None => self.describe(token).await,
+        };
+        let result = match lost {
+            Some(lost) if lost.is_cancelled() => Err(AppError::Store(StoreError::InstanceLocked {
+                what: format!("instance `{}`", self.config.scaling.instance_id),
+                holder: "another process took its lock while this one's database connection was down, so this one stopped".to_owned(),
+            })),
+            _ => result,
         };
         crate::systemd::notify_stopping();
         self.services.stop().await;
@@ -212,6 +231,20 @@ impl Application {
                 _ = done.cancelled() => {}
             }
         });
+    }
+
+    /// Stops the run (cancels `shutdown`) when another process takes the
+    /// instance lock; returns the token that says it happened.
+    fn watch_lock(&self, shutdown: &CancellationToken) -> Option<CancellationToken> {
+        let lost = self.lock.as_ref()?.lost();
+        let (watch, shutdown, done) = (lost.clone(), shutdown.clone(), self.services.token());
+        self.services.spawn(async move {
+            tokio::select! {
+                _ = watch.cancelled() => shutdown.cancel(),
+                _ = done.cancelled() => {}
+            }
+        });
+        Some(lost)
     }
 
     /// `--dry-run`: every event described, nothing stored or run.

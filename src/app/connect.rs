@@ -92,8 +92,8 @@ async fn check_identity(client: &Client, config: &Config) -> Result<Option<UserM
     }
 }
 
-/// `GET /users/me` at start; returns who the bot is when Zulip answered
-/// (and warns loudly when the key is a person's, not a bot's).
+/// `GET /users/me` at start; returns the bot's identity when Zulip
+/// answered (and warns loudly when the key is a person's, not a bot's).
 pub(super) async fn identify(
     client: &Client,
     config: &Config,

@@ -63,6 +63,7 @@ impl Services {
 pub(super) async fn serve_http(
     addr: SocketAddr,
     health: Arc<Health>,
+    limits: crate::http::Limits,
     services: &Services,
 ) -> Result<SocketAddr, AppError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -70,7 +71,12 @@ pub(super) async fn serve_http(
         .map_err(|e| AppError::Http(addr, e))?;
     let local = listener.local_addr().map_err(|e| AppError::Http(addr, e))?;
     services.spawn(health.clone().sample_until(services.token()));
-    services.spawn(crate::http::serve(listener, health, services.token()));
+    services.spawn(crate::http::serve(
+        listener,
+        health,
+        limits,
+        services.token(),
+    ));
     tracing::info!(address = %local, "Serving /health and /metrics");
     Ok(local)
 }

@@ -69,6 +69,31 @@ pub enum Command {
     },
     /// Run a listener's dead letters (or one logged event) again and record the outcomes.
     Replay(ReplayArgs),
+    /// Run recorded events through the configured filters, partitioning and routing, and print which listeners would run each (--run runs them, --expect checks the pairs).
+    Test(TestArgs),
+}
+
+/// `test` options.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// A JSON-lines file of events (one per line, as GET /events returns them).
+    #[arg(value_name = "EVENTS.jsonl")]
+    pub events: PathBuf,
+    /// Also run the listeners: records and replies are printed, never stored or sent; webhook and exec listeners send for real unless --dry.
+    #[arg(long)]
+    pub run: bool,
+    /// With --run: webhook and exec listeners print what they would send instead of sending.
+    #[arg(long, requires = "run")]
+    pub dry: bool,
+    /// A file of expected `EVENT_ID LISTENER` pairs (`#` comments); exit 1 when the pairs differ.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// Print only the (event, listener) pairs, in --expect's format.
+    #[arg(long)]
+    pub pairs: bool,
+    /// Consider only these listener instances (comma-separated) instead of `[listeners] enabled`.
+    #[arg(long, value_delimiter = ',')]
+    pub listeners: Option<Vec<String>>,
 }
 
 /// `run` options.

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context as _};
 
 use crate::cli::exit::{Failure, EXIT_CONFIG};
 use crate::config::Config;
-use crate::listeners::Registry;
+use crate::listeners::{Instance, Registry};
 
 /// `check-config`.
 ///
@@ -28,6 +28,18 @@ pub(crate) fn cmd_check_config(
         .canonicalize()
         .with_context(|| path.display().to_string())
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+    let problems = instance_problems(config, registry);
+    if !problems.is_empty() {
+        return Err(Failure::new(
+            EXIT_CONFIG,
+            anyhow!(
+                "{} has {} problem(s) found while building its listeners:\n  - {}",
+                path.display(),
+                problems.len(),
+                problems.join("\n  - ")
+            ),
+        ));
+    }
     println!(
         "{} is valid: database {}, listeners {}.",
         path.display(),
@@ -38,6 +50,22 @@ pub(crate) fn cmd_check_config(
         println!("{line}");
     }
     Ok(())
+}
+
+/// Why each enabled instance cannot be built as `run` builds it (a secret
+/// file that cannot be read, an unset variable, a template that does not
+/// compile): every problem, not the first.
+fn instance_problems(config: &Config, registry: &Registry) -> Vec<String> {
+    config
+        .listeners
+        .enabled
+        .iter()
+        .filter_map(|name| {
+            Instance::build_all(registry, config, std::slice::from_ref(name))
+                .err()
+                .map(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// What the registration asks Zulip for, and its trade-off: every type
@@ -52,10 +80,9 @@ fn event_types_note(config: &Config, registry: &Registry) -> Vec<String> {
         "Zulip is asked only for: {}. Events of other types (edits, deletions, topic moves, subscriptions, …) are never received, so never stored nor replayable.",
         types.join(", ")
     )];
-    let enabled = registry
-        .select(&config.listeners.enabled)
-        .unwrap_or_default();
-    for listener in enabled {
+    let enabled =
+        Instance::build_all(registry, config, &config.listeners.enabled).unwrap_or_default();
+    for listener in enabled.iter().map(|i| &i.listener) {
         let wanted = listener.event_types();
         if wanted.contains(&"*") {
             continue;

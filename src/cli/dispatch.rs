@@ -12,6 +12,7 @@ use crate::cli::replay::cmd_replay;
 use crate::cli::run::cmd_run;
 use crate::cli::set_enabled::cmd_set_enabled;
 use crate::cli::stats::cmd_stats;
+use crate::cli::test::cmd_test;
 use crate::config::Config;
 use crate::listeners::Registry;
 
@@ -46,5 +47,6 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
             cmd_set_enabled(&config, &registry, &name, false, reason.as_deref()).await
         }
         Command::Replay(args) => cmd_replay(&config, &registry, &args).await,
+        Command::Test(args) => cmd_test(&config, &registry, &args).await,
     }
 }

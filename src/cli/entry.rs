@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use super::args::Cli;
+use super::args::{Cli, Command};
 use super::dispatch::{load_config, run};
 use super::exit::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use crate::listeners::Registry;
@@ -17,6 +17,9 @@ use crate::telemetry;
 pub fn main(registry: Registry) -> ExitCode {
     crate::app::malloc_tuning::tune();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        quiet_on_closed_pipe();
+    }
     let outcome = load_config(&cli, &registry).and_then(|config| {
         let log_file = telemetry::init(&config.logging).map_err(|e| {
             Failure::new(
@@ -33,8 +36,57 @@ pub fn main(registry: Registry) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("error: {}", error_text(&f.error));
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// A report piped into `head` ends quietly when the pipe closes, as `ls`
+/// and `grep` do, instead of panicking in `println!`. Not for `run`: there
+/// a closed socket must be an error the daemon handles, not a signal that
+/// kills it.
+fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default action is
+    // async-signal-safe and done before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The error and its causes, `: `-separated, each cause left out when the
+/// text before already says it (most errors here put their source's text
+/// in their own message, which `{:#}` would print again).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot serve on 127.0.0.1:1: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(Outer(io)).context("cannot start");
+        assert_eq!(
+            error_text(&e),
+            "cannot start: cannot serve on 127.0.0.1:1: Address already in use"
+        );
     }
 }

@@ -50,6 +50,7 @@ impl From<AppError> for Failure {
     fn from(e: AppError) -> Self {
         let code = match &e {
             AppError::Auth(_) | AppError::Credentials(_) => EXIT_AUTH,
+            AppError::Store(StoreError::InstanceLocked { .. }) => EXIT_FAILURE,
             AppError::Store(_) => EXIT_DATABASE,
             AppError::Listeners(_) => EXIT_CONFIG,
             AppError::Zulip(_) | AppError::File(_) | AppError::Http(..) | AppError::Pipeline(_) => {

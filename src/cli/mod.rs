@@ -18,9 +18,10 @@ mod replay;
 mod run;
 mod set_enabled;
 pub mod stats;
+mod test;
 
 pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
-pub use args::{Cli, Command, ReplayArgs, RunArgs};
+pub use args::{Cli, Command, ReplayArgs, RunArgs, TestArgs};
 pub use dispatch::{load_config, run};
 pub use entry::main;
 pub use exit::{Failure, EXIT_AUTH, EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_OK};

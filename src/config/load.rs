@@ -164,7 +164,7 @@ impl Config {
     pub fn parse(text: &str, known_listeners: &[&str]) -> Result<Config, ConfigError> {
         let table: Table = toml::from_str(text).map_err(|e| ConfigError {
             path: None,
-            problems: vec![format!("not valid TOML: {}", e.message().trim())],
+            problems: vec![toml_problem(text, &e)],
         })?;
         let mut r = Reader::new(known_listeners);
         let mut cfg = Config::default();
@@ -196,6 +196,22 @@ impl Config {
             })
         }
     }
+}
+
+/// A TOML syntax error as one problem: where (line and column, from 1)
+/// and what.
+fn toml_problem(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(" at line {line}, column {column}")
+    });
+    format!(
+        "not valid TOML{}: {}",
+        at.unwrap_or_default(),
+        e.message().trim()
+    )
 }
 
 #[cfg(test)]
@@ -364,10 +380,13 @@ mod tests {
     }
 
     #[test]
-    fn invalid_toml_is_one_clear_problem() {
-        let err = Config::parse("[zulip\n", KNOWN).unwrap_err();
+    fn invalid_toml_is_one_clear_problem_with_its_line_and_column() {
+        let err = Config::parse("[database]\nurl = \"x\"\n[zulip\n", KNOWN).unwrap_err();
         assert_eq!(err.problems.len(), 1);
-        assert!(err.problems[0].starts_with("not valid TOML"));
+        assert!(
+            err.problems[0].starts_with("not valid TOML at line 3, column 7"),
+            "{err}"
+        );
     }
     #[test]
     fn every_new_key_parses_into_its_value() {

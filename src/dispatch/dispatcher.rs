@@ -30,12 +30,12 @@ use super::control::{Control, Slot};
 use super::lanes::Lanes;
 use super::notice::Notice;
 use super::ordering::{ordering_key, OrderingKey};
-use super::partition::event_seq;
 use super::progress::Progress;
 use super::recorder::Recording;
+use super::route::route;
 use super::run::Run;
 use super::settings::DispatcherSettings;
-use crate::listeners::{interested, Instance, Listener};
+use crate::listeners::{Instance, Listener};
 use crate::metrics::Outcome;
 use crate::state::State;
 use crate::store::StoredEvent;
@@ -122,7 +122,7 @@ impl Dispatcher {
             return;
         }
         let key = ordering_key(&stored.event);
-        let targets = self.targets(&stored, &key, already_done);
+        let targets = self.targets(&stored, already_done);
         self.progress.begin(stored.inbox_id, targets.len());
         if targets.is_empty() {
             tracing::debug!(
@@ -149,29 +149,22 @@ impl Dispatcher {
     /// The listeners that run `stored` here: none when another instance
     /// owns it; else the interested ones not in `already_done` that no
     /// filter skips (skipped runs are counted and logged).
-    fn targets(
-        &self,
-        stored: &StoredEvent,
-        key: &OrderingKey,
-        already_done: &[String],
-    ) -> Vec<usize> {
-        let event = &stored.event;
-        let filters = &self.settings.filters;
-        if !self
-            .settings
-            .partitioner
-            .owns_with(key, || event_seq(event))
-        {
-            return Vec::new();
-        }
-        let event_skip = filters.check_event(event, Utc::now());
+    fn targets(&self, stored: &StoredEvent, already_done: &[String]) -> Vec<usize> {
+        let settings = &self.settings;
+        let route = route(
+            &self.listeners,
+            &settings.filters,
+            &settings.partitioner,
+            &stored.event,
+            Utc::now(),
+        );
         let mut targets = Vec::new();
-        for i in interested(&self.listeners, event.event_type()) {
+        for (i, skip) in route.runs {
             let slot = &self.slots[i];
             if already_done.iter().any(|d| **d == *slot.name) {
                 continue;
             }
-            match event_skip.or_else(|| filters.check_listener(event, &slot.name)) {
+            match skip {
                 Some(reason) => {
                     self.state
                         .metrics
@@ -213,6 +206,7 @@ impl Dispatcher {
         let lanes = self.lanes.clone();
         self.state.metrics.runs_in_flight.inc();
         self.slots[index].in_flight.fetch_add(1, Ordering::Relaxed);
+        self.slots[index].handles.instance.in_flight.inc();
         self.tracker.spawn(async move {
             turn.wait().await;
             let record = run.execute().await;
@@ -222,6 +216,7 @@ impl Dispatcher {
             run.slots[run.index]
                 .in_flight
                 .fetch_sub(1, Ordering::Relaxed);
+            run.slots[run.index].handles.instance.in_flight.dec();
             // The recorder outlives every run; if it is gone the daemon is
             // stopping and the event is re-dispatched at next start, as it
             // is when shutdown came before the run could start.
@@ -390,6 +385,38 @@ mod tests {
             waited >= Duration::from_secs(10) && waited < Duration::from_secs(30),
             "{waited:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_keeps_its_own_retry_policy_and_counts_failures_by_class() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (template, _) = dispatcher(Arc::new(FlakyTwice), 5);
+        let settings = DispatcherSettings::clone(&template.settings);
+        let mut instance = Instance::plain(Arc::new(FlakyTwice));
+        instance.retry = Some(RetryPolicy {
+            max_attempts: 2,
+            initial_delay: Duration::from_secs(1),
+            backoff_coefficient: 2.0,
+            max_delay: Duration::from_secs(1),
+        });
+        let d = Dispatcher::new(vec![instance], settings, tx, Arc::default(), Arc::default());
+        d.dispatch(message(1), &[]).await;
+        let record = next_run(&mut rx).await;
+        // The instance's 2 tries, not the daemon's 6.
+        assert_eq!(record.attempts, 2);
+        assert!(record.dead_letter);
+        let text = d.state.metrics.render();
+        assert!(
+            text.contains(r#"zulip_event_listeners_listener_failures_total{class="transient",listener="flaky"} 2"#),
+            "{text}"
+        );
+        d.tracker.close();
+        d.tracker.wait().await;
+        assert!(
+            text.contains(r#"zulip_event_listeners_listener_runs_in_flight{listener="flaky"}"#),
+            "{text}"
+        );
+        assert_eq!(d.slots[0].handles.instance.in_flight.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]

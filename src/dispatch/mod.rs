@@ -21,6 +21,7 @@ pub(crate) mod partition;
 mod progress;
 mod recorder;
 pub mod replay;
+mod route;
 mod run;
 mod settings;
 
@@ -29,4 +30,6 @@ pub(crate) use dispatcher::Dispatcher;
 pub(crate) use notice::Notice;
 pub(crate) use progress::Progress;
 pub(crate) use recorder::{Recorder, RecorderReport};
+pub(crate) use route::route;
+pub(crate) use run::guard;
 pub(crate) use settings::{DispatcherSettings, RetryPolicy};

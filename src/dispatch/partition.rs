@@ -145,7 +145,6 @@ impl Partitioner {
     }
 
     /// Whether other instances share the work (`total > 1`).
-    #[cfg(test)]
     pub(crate) fn is_partitioned(&self) -> bool {
         self.total > 1
     }

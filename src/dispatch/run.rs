@@ -19,7 +19,7 @@ use super::recorder::Recording;
 use super::settings::{retry_delay, DispatcherSettings};
 use crate::event::Event;
 use crate::listeners::{Context, Listener, ListenerError, Record};
-use crate::metrics::Outcome;
+use crate::metrics::{FailureClass, Outcome};
 use crate::state::State;
 use crate::store::{RunRecord, StoredEvent};
 
@@ -45,6 +45,16 @@ impl Failure {
         match self {
             Failure::Listener(ListenerError::RetryAfter(_, d)) => Some(*d),
             _ => None,
+        }
+    }
+
+    /// The `class` label of the failure.
+    fn class(&self) -> FailureClass {
+        match self {
+            Failure::Listener(ListenerError::Permanent(_)) => FailureClass::Permanent,
+            Failure::Listener(_) => FailureClass::Transient,
+            Failure::Panicked(_) => FailureClass::Panic,
+            Failure::TimedOut(_) => FailureClass::Timeout,
         }
     }
 
@@ -271,6 +281,7 @@ impl Run {
             Ok(records) => return (Outcome::Success, None, records),
             Err(f) => f,
         };
+        slot.handles.instance.failed(failure.class());
         match &failure {
             Failure::Listener(e) => {
                 tracing::warn!(listener = %slot.name, inbox_id = ctx.inbox_id, attempt, error = %e, "Listener failed");

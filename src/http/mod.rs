@@ -1,15 +1,22 @@
 //! The HTTP server: `GET /health` (JSON; 200 when healthy or degraded, 503
-//! when unhealthy or draining) and `GET /metrics` (Prometheus text).
+//! when unhealthy or draining) and `GET /metrics` (Prometheus text), behind
+//! an accept loop that slow or numerous clients cannot exhaust.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State as AxumState;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) mod health;
 
@@ -47,14 +54,65 @@ async fn get_metrics(AxumState(health): AxumState<Arc<Health>>) -> Response {
 }
 
 /// Serves `listener` until `token` is cancelled, then finishes the requests
-/// in progress.
-pub(crate) async fn serve(listener: TcpListener, health: Arc<Health>, token: CancellationToken) {
+/// in progress. Its own accept loop bounds what clients can hold: at most
+/// `limits.max_connections` connections at once (more wait in the kernel's
+/// backlog, holding no descriptor of the daemon's, so Zulip and the
+/// database always have theirs), and a connection whose request headers
+/// take longer than `limits.header_read_timeout` is closed.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    health: Arc<Health>,
+    limits: Limits,
+    token: CancellationToken,
+) {
     let app = router(health);
-    let shutdown = async move { token.cancelled().await };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "The HTTP server stopped");
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = TaskTracker::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let accepted = tokio::select! {
+            _ = token.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, or a connection reset before accept:
+                // wait a little rather than spin.
+                tracing::warn!(error = %e, "Cannot accept an HTTP connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (app, token, timeout) = (app.clone(), token.clone(), limits.header_read_timeout);
+        connections.spawn(async move {
+            let _slot = slot;
+            let service = TowerToHyperService::new(app);
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = token.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
     }
+    connections.close();
+    connections.wait().await;
+}
+
+/// The bounds of the HTTP server (`[http]`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Connections served at once.
+    pub(crate) max_connections: usize,
+    /// Longest wait for a request's headers.
+    pub(crate) header_read_timeout: Duration,
 }

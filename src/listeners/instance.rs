@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::listener::{Context, Listener, ListenerError, Record};
+use super::listener::{Context, DryRun, Listener, ListenerError, Record};
 use super::registry::{Registry, RegistryError};
 use super::{exec, responder, webhook};
 use crate::config::{Config, ListenerInstanceConfig, ListenerKind, RetryConfig};
@@ -163,5 +163,9 @@ impl Listener for Renamed {
 
     async fn handle(&self, event: &Event, ctx: &Context) -> Result<Vec<Record>, ListenerError> {
         self.inner.handle(event, ctx).await
+    }
+
+    fn dry_run(&self, event: &Event, ctx: &Context) -> DryRun {
+        self.inner.dry_run(event, ctx)
     }
 }

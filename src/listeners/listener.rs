@@ -66,6 +66,25 @@ pub trait Listener: Send + Sync + 'static {
     ///
     /// A [`ListenerError`]; it is logged and counted, never fatal.
     async fn handle(&self, event: &Event, ctx: &Context) -> Result<Vec<Record>, ListenerError>;
+
+    /// What `test --run --dry` does with this listener: by default nothing
+    /// ([`DryRun::Unsupported`]: it may act outside the database). A
+    /// listener whose only effects are its [`Record`]s answers
+    /// [`DryRun::Handle`]; one that sends something describes it.
+    fn dry_run(&self, _event: &Event, _ctx: &Context) -> DryRun {
+        DryRun::Unsupported
+    }
+}
+
+/// What `test --run --dry` does with a listener (see [`Listener::dry_run`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DryRun {
+    /// Run [`Listener::handle`]: its only effects are the records it returns.
+    Handle,
+    /// Print this instead of running (what would be sent, and where).
+    Describe(String),
+    /// Neither: the listener's effects cannot be shown without causing them.
+    Unsupported,
 }
 
 /// Whether `listener` wants events of `event_type`.

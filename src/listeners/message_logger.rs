@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::listener::{Context, Listener, ListenerError, MessageLogRecord, Record};
+use super::listener::{Context, DryRun, Listener, ListenerError, MessageLogRecord, Record};
 use crate::event::{Event, Recipient};
 
 /// Logs every message: id, sender, channel and topic or DM participants,
@@ -22,6 +22,10 @@ impl Listener for MessageLogger {
 
     fn event_types(&self) -> &[&str] {
         &["message"]
+    }
+
+    fn dry_run(&self, _event: &Event, _ctx: &Context) -> DryRun {
+        DryRun::Handle
     }
 
     async fn handle(&self, event: &Event, _ctx: &Context) -> Result<Vec<Record>, ListenerError> {

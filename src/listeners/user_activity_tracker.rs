@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::listener::{ActivityKind, ActivityRecord, Context, Listener, ListenerError, Record};
+use super::listener::{
+    ActivityKind, ActivityRecord, Context, DryRun, Listener, ListenerError, Record,
+};
 use crate::event::Event;
 
 /// Tracks, per user, when they were last seen and how many messages,
@@ -23,6 +25,10 @@ impl Listener for UserActivityTracker {
 
     fn event_types(&self) -> &[&str] {
         &["message", "reaction", "presence", "typing"]
+    }
+
+    fn dry_run(&self, _event: &Event, _ctx: &Context) -> DryRun {
+        DryRun::Handle
     }
 
     async fn handle(&self, event: &Event, _ctx: &Context) -> Result<Vec<Record>, ListenerError> {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::admin::AdminStore;
 use super::error::StoreError;
+use super::lock::InstanceLock;
 use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
 use super::statistics::StatsStore;
 use crate::event::Event;
@@ -27,6 +28,9 @@ pub trait Store: StatsStore + AdminStore + Send + Sync {
     async fn migrate(&self) -> Result<Vec<String>, StoreError>;
     /// A cheap round trip.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Takes the exclusive lock of `instance` for this process's lifetime
+    /// (see `lock.rs`); `run` holds it to the end.
+    async fn lock_instance(&self, instance: &str) -> Result<InstanceLock, StoreError>;
     /// The stored queue position of `instance`.
     async fn load_cursor(&self, instance: &str) -> Result<Option<Cursor>, StoreError>;
     /// Stores `events` from `origin` and, in the same transaction, moves

@@ -9,7 +9,10 @@
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 
+use std::sync::Arc;
+
 use super::error::StoreError;
+use super::lock::{InstanceLock, LockState};
 use super::model::{Cursor, RunRecord};
 use super::sql::Pool;
 use crate::event::Event;
@@ -27,6 +30,8 @@ pub(crate) trait Dialect: Send + Sync {
     fn pool(&self) -> Pool<'_>;
     /// Where the data lives, without credentials.
     fn location(&self) -> &str;
+    /// Whether appends may go on (the instance lock, once taken, is held).
+    fn lock_state(&self) -> &Arc<LockState>;
 }
 
 /// A backend's inbox: its hot-path append and its lookups.
@@ -59,6 +64,9 @@ pub(crate) trait InboxDialect: Dialect {
     async fn settle(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// `Store::lock_instance`.
+    async fn take_lock(&self, instance: &str) -> Result<InstanceLock, StoreError>;
 }
 
 /// A backend's recorder write.

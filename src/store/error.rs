@@ -21,12 +21,24 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another daemon holds the instance lock.
+    #[error("another zulip-event-listeners is running {what}: {holder}. Stop it first, or give this one another `[scaling] instance_id` (on SQLite, another database file)")]
+    InstanceLocked {
+        /// The instance or file.
+        what: String,
+        /// Who holds it (host, pid, since when).
+        holder: String,
+    },
+    /// The instance lock's connection is down: nothing may be appended
+    /// (acknowledged) until it is taken again.
+    #[error("the database connection holding the instance lock is down; retrying")]
+    LockNotHeld,
 }
 
 impl StoreError {
     /// Whether waiting and retrying may help.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::LockNotHeld)
     }
 }
 

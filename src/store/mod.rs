@@ -11,6 +11,7 @@ mod api;
 mod dialect;
 mod error;
 mod listener_rows;
+mod lock;
 mod model;
 mod open;
 mod postgres;
@@ -25,6 +26,7 @@ pub use admin::AdminStore;
 pub use aggregate::{ActivityTotals, StatsBucket};
 pub use api::Store;
 pub use error::StoreError;
+pub use lock::InstanceLock;
 pub use model::{
     AuditAction, CleanupCounts, Cursor, DeadLetter, ListenerOverview, ListenerState, LoggedEvent,
     Origin, RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,

@@ -16,6 +16,7 @@ use super::aggregate::bucket_start;
 use super::api::Store;
 use super::dialect::{AdminDialect, Dialect, InboxDialect, RecordDialect};
 use super::error::StoreError;
+use super::lock::InstanceLock;
 use super::model::{
     merge_overview, rows_to_unfinished, AuditAction, CleanupCounts, Cursor, CursorRow, DeadLetter,
     DeadLetterRow, ListenerOverview, ListenerState, LoggedEvent, LoggedEventRow, Origin, RunRecord,
@@ -87,8 +88,15 @@ where
         events: &[Event],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
+        if !self.lock_state().may_append() {
+            return Err(StoreError::LockNotHeld);
+        }
         self.insert_events(instance, &origin.as_stored(), events, cursor)
             .await
+    }
+
+    async fn lock_instance(&self, instance: &str) -> Result<InstanceLock, StoreError> {
+        self.take_lock(instance).await
     }
 
     async fn record_batch(

@@ -188,3 +188,159 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
         "no ANSI escape codes when stderr is not a terminal (journald, redirects): {stderr:?}"
     );
 }
+
+/// `test` routes recorded events through the configured instances and
+/// their filters, prints what runs, and checks the pairs against a file.
+#[test]
+fn test_prints_which_instances_run_each_event_and_checks_the_expected_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        r#"
+[listeners]
+enabled = ["support_log", "user_activity_tracker"]
+[listeners.support_log]
+kind = "message_logger"
+channels = ["support"]
+"#,
+    )
+    .unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        [
+            r#"{"type":"message","id":1,"message":{"id":11,"sender_id":3,"sender_email":"a@x","display_recipient":"support","subject":"t","timestamp":1790000000,"content":"help"}}"#,
+            r#"{"type":"message","id":2,"message":{"id":12,"sender_id":3,"sender_email":"a@x","display_recipient":"general","subject":"t","timestamp":1790000000,"content":"hi"}}"#,
+            r#"{"type":"update_message","id":3,"message_id":11}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (cfg, ev) = (config.display().to_string(), events.display().to_string());
+
+    let out = zel(&["--config", &cfg, "test", &ev, "--run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("line 1 (id 1, message in #support > t"),
+        "{stdout}"
+    );
+    assert!(
+        lines[0].ends_with("support_log, user_activity_tracker"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("support_log: message log row for message 11"),
+        "{stdout}"
+    );
+    let general = lines.iter().find(|l| l.starts_with("line 2")).unwrap();
+    assert!(
+        general.contains("skipped: support_log (listener_filter)"),
+        "{general}"
+    );
+    assert!(!stdout.contains("message 12"), "{stdout}");
+
+    let pairs = zel(&["--config", &cfg, "test", &ev, "--pairs"]);
+    let pairs_text = String::from_utf8_lossy(&pairs.stdout).to_string();
+    assert_eq!(
+        pairs_text,
+        "1 support_log\n1 user_activity_tracker\n2 user_activity_tracker\n"
+    );
+    let expect = dir.path().join("expected.txt");
+    std::fs::write(&expect, format!("# reviewed\n{pairs_text}")).unwrap();
+    let e = expect.display().to_string();
+    assert!(zel(&["--config", &cfg, "test", &ev, "--expect", &e])
+        .status
+        .success());
+
+    std::fs::write(&expect, "1 support_log\n2 support_log\n").unwrap();
+    let differ = zel(&["--config", &cfg, "test", &ev, "--expect", &e]);
+    assert_eq!(differ.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&differ.stderr);
+    assert!(err.contains("expected, not run: 2 support_log"), "{err}");
+    assert!(
+        err.contains("run, not expected: 1 user_activity_tracker"),
+        "{err}"
+    );
+}
+
+/// The example binary registers its own listener, runs the daemon's whole
+/// command line, and its `Record::Data` rows are written with its runs.
+#[test]
+fn a_custom_listener_binary_runs_every_subcommand_and_stores_its_data() {
+    let example = repo().join("target/debug/examples/custom_listener");
+    assert!(
+        example.exists(),
+        "{} is missing: build the examples first (`cargo test --all-targets`, as ./scripts/test does)",
+        example.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data.db");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n[listeners]\nenabled = [\"last_word\", \"message_logger\"]\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&example)
+            .args(["--config", &cfg])
+            .args(args)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let list = run(&["list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("last_word ") && l.contains(" yes ")),
+        "{listed}"
+    );
+    let sample = repo().join("examples/sample-events.jsonl");
+    let out = run(&["run", "--events", &sample.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Twice: the second run stores nothing new and writes no data twice.
+    let again = run(&["run", "--events", &sample.display().to_string()]);
+    assert!(again.status.success());
+
+    let rows: Vec<(String, String)> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query_as("SELECT key, value FROM event_listeners_listenerdata WHERE listener_name = 'last_word' ORDER BY key")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    });
+    let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(keys.contains(&"channel:general"), "{rows:?}");
+    let general: serde_json::Value =
+        serde_json::from_str(&rows[keys.iter().position(|k| *k == "channel:general").unwrap()].1)
+            .unwrap();
+    // The last message of #general in the sample is the one the data keeps.
+    let last_general = std::fs::read_to_string(&sample)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "message" && e["message"]["display_recipient"] == "general")
+        .map(|e| e["message"]["id"].as_i64().unwrap())
+        .next_back()
+        .unwrap();
+    assert_eq!(general["message_id"].as_i64(), Some(last_general));
+}

@@ -7,6 +7,8 @@ mod cli;
 mod dispatch_defects;
 mod faults;
 mod file_source;
+mod http_limits;
+mod instance_lock;
 mod live;
 mod operations;
 mod reliability;

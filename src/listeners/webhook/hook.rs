@@ -22,7 +22,9 @@ use super::signature::{self, Signer};
 use crate::config::{WebhookConfig, WebhookFormat};
 use crate::event::Event;
 use crate::listeners::envelope::envelope;
-use crate::listeners::{Context, Listener, ListenerError, Record, Reply, ALL_EVENT_TYPES};
+use crate::listeners::{
+    BotIdentity, Context, DryRun, Listener, ListenerError, Record, Reply, ALL_EVENT_TYPES,
+};
 
 /// The header carrying the run's idempotency key.
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -107,22 +109,56 @@ impl Listener for Webhook {
     }
 
     async fn handle(&self, event: &Event, ctx: &Context) -> Result<Vec<Record>, ListenerError> {
-        let body = match self.format {
-            WebhookFormat::Event => envelope(&self.name, event, ctx),
-            WebhookFormat::ZulipOutgoing => {
-                match outgoing::payload(event, ctx, self.token.expose_secret())? {
-                    Some(body) => body,
-                    // Zulip would not call the bot for it: nothing to send.
-                    None => return Ok(Vec::new()),
-                }
-            }
+        let Some(body) = self.body(event, ctx)? else {
+            // Zulip would not call the bot for it: nothing to send.
+            return Ok(Vec::new());
         };
         let answer = self.post(body, &ctx.idempotency_key(event)).await?;
         Ok(self.records(event, ctx, answer))
     }
+
+    /// `test --run --dry`: the request it would send, body included.
+    fn dry_run(&self, event: &Event, ctx: &Context) -> DryRun {
+        // `test` does not ask Zulip who the bot is: name it by its role.
+        let mut ctx = ctx.clone();
+        if ctx.bot.is_none() {
+            ctx.bot = Some(Arc::new(BotIdentity {
+                user_id: ctx.bot_user_id.unwrap_or(-1),
+                email: "<the bot's email>".to_owned(),
+                full_name: "<the bot's name>".to_owned(),
+            }));
+        }
+        DryRun::Describe(match self.body(event, &ctx) {
+            Ok(Some(body)) => format!(
+                "POST to {} (Idempotency-Key: {}{}): {body}",
+                self.target,
+                ctx.idempotency_key(event),
+                if self.signer.is_some() {
+                    ", signed"
+                } else {
+                    ""
+                }
+            ),
+            Ok(None) => {
+                "send nothing (Zulip would not call an outgoing-webhook bot for this event)"
+                    .to_owned()
+            }
+            Err(e) => format!("fail: {e}"),
+        })
+    }
 }
 
 impl Webhook {
+    /// The request body for `event`; `None` when nothing is to be sent.
+    fn body(&self, event: &Event, ctx: &Context) -> Result<Option<String>, ListenerError> {
+        match self.format {
+            WebhookFormat::Event => Ok(Some(envelope(&self.name, event, ctx))),
+            WebhookFormat::ZulipOutgoing => {
+                outgoing::payload(event, ctx, self.token.expose_secret())
+            }
+        }
+    }
+
     /// POSTs `body` once and reads the answer.
     async fn post(&self, body: String, key: &str) -> Result<Answer, ListenerError> {
         let key = HeaderValue::from_str(key).map_err(|_| {
@@ -192,5 +228,54 @@ impl Webhook {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(format: WebhookFormat) -> Arc<dyn Listener> {
+        let config = WebhookConfig {
+            url: "https://user:pw@hooks.example.com/zulip?key=s3cret"
+                .parse()
+                .unwrap(),
+            format,
+            secret: None,
+            token: None,
+            headers: vec![("X-Team".into(), "ops".into())],
+        };
+        build("hook", &config, &reqwest::Client::new()).unwrap()
+    }
+
+    fn ctx() -> Context {
+        Context {
+            org: Arc::from("o"),
+            inbox_id: 4,
+            bot_user_id: Some(9),
+            attempt: 1,
+            bot: None,
+            received_at: None,
+        }
+    }
+
+    #[test]
+    fn a_dry_run_prints_the_request_without_the_urls_secrets() {
+        let event = Event::parse(r#"{"type":"message","message":{"id":5,"sender_id":7,"display_recipient":"ops","subject":"t","content":"hi"},"flags":[],"id":1}"#).unwrap();
+
+        let DryRun::Describe(what) = webhook(WebhookFormat::Event).dry_run(&event, &ctx()) else {
+            panic!("a webhook describes its request");
+        };
+
+        assert!(what.starts_with("POST to https://hooks.example.com/zulip?… (Idempotency-Key: o:message:5): {\"listener\":\"hook\""), "{what}");
+        assert!(!what.contains("s3cret") && !what.contains("pw"), "{what}");
+        let outgoing = webhook(WebhookFormat::ZulipOutgoing);
+        assert_eq!(
+            outgoing.dry_run(&event, &ctx()),
+            DryRun::Describe(
+                "send nothing (Zulip would not call an outgoing-webhook bot for this event)".into()
+            )
+        );
+        assert_eq!(outgoing.event_types(), &["message"]);
     }
 }

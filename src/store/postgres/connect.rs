@@ -1,11 +1,14 @@
 //! [`PgStore`]: connecting to PostgreSQL, its migrations, and [`Insert`],
 //! how its batch inserts treat rows stored already.
 
+use std::sync::Arc;
+
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
+use crate::store::lock::LockState;
 use crate::store::model::StoreOptions;
 use crate::store::sql::Pool;
 
@@ -16,6 +19,7 @@ pub struct PgStore {
     pool: PgPool,
     location: String,
     opts: StoreOptions,
+    lock: Arc<LockState>,
 }
 
 impl PgStore {
@@ -42,6 +46,7 @@ impl PgStore {
             pool,
             location,
             opts: opts.clone(),
+            lock: Arc::default(),
         })
     }
 
@@ -70,6 +75,10 @@ impl Dialect for PgStore {
 
     fn location(&self) -> &str {
         &self.location
+    }
+
+    fn lock_state(&self) -> &Arc<LockState> {
+        &self.lock
     }
 }
 

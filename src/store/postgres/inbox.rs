@@ -13,8 +13,9 @@ use sqlx::Row;
 
 use super::connect::{Insert, PgStore};
 use crate::event::Event;
-use crate::store::dialect::InboxDialect;
+use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
+use crate::store::lock::InstanceLock;
 use crate::store::model::Cursor;
 
 #[async_trait]
@@ -27,6 +28,11 @@ impl InboxDialect for PgStore {
 
     async fn settle(&self) -> Result<(), StoreError> {
         super::predecessor::settle(self.pool()).await
+    }
+
+    async fn take_lock(&self, instance: &str) -> Result<InstanceLock, StoreError> {
+        let options = (*self.pool().connect_options()).clone();
+        super::lock::take(options, instance, self.lock_state().clone()).await
     }
 
     async fn insert_events(

@@ -5,6 +5,7 @@
 mod admin;
 mod connect;
 mod inbox;
+mod lock;
 mod predecessor;
 mod record;
 mod stats;

@@ -3,6 +3,7 @@
 //! before the daemon acknowledges the events to Zulip.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -12,6 +13,7 @@ use sqlx::sqlite::{
 
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
+use crate::store::lock::LockState;
 use crate::store::model::StoreOptions;
 use crate::store::sql::Pool;
 
@@ -26,6 +28,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     location: String,
     opts: StoreOptions,
+    lock: Arc<LockState>,
 }
 
 impl SqliteStore {
@@ -63,6 +66,7 @@ impl SqliteStore {
             pool,
             location,
             opts: opts.clone(),
+            lock: Arc::default(),
         })
     }
 
@@ -97,5 +101,9 @@ impl Dialect for SqliteStore {
 
     fn location(&self) -> &str {
         &self.location
+    }
+
+    fn lock_state(&self) -> &Arc<LockState> {
+        &self.lock
     }
 }

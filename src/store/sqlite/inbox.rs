@@ -10,8 +10,9 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::connect::{SqliteStore, CHUNK};
 use crate::event::Event;
-use crate::store::dialect::InboxDialect;
+use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
+use crate::store::lock::InstanceLock;
 use crate::store::model::Cursor;
 
 #[async_trait]
@@ -21,6 +22,11 @@ impl InboxDialect for SqliteStore {
          WHERE i.instance = $1 AND i.id > COALESCE(
            (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
          ORDER BY i.id";
+
+    async fn take_lock(&self, _instance: &str) -> Result<InstanceLock, StoreError> {
+        let file = self.pool().connect_options().get_filename().to_owned();
+        super::lock::take(&file, self.lock_state().clone())
+    }
 
     async fn insert_events(
         &self,
