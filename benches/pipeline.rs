@@ -17,12 +17,16 @@
 //!    pace with a bounded queue: resident memory after the first 100,000
 //!    and at the end;
 //! 5. events/s with 1, 4 and 16 listeners (the daemon in-process, extra
-//!    listeners doing no I/O but each logging its runs).
+//!    listeners doing no I/O but each logging its runs);
+//! 6. events/s with 1, 4 and 16 webhook instances POSTing every event to
+//!    a local receiver (`pipeline/webhooks.rs`).
 //!
 //! Every figure is with `synchronous_commit` on and acknowledgement after commit.
 
 #[path = "../tests/it/support/fake_zulip.rs"]
 mod fake_zulip;
+#[path = "pipeline/webhooks.rs"]
+mod webhooks;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -859,6 +863,24 @@ async fn bench() {
         println!("{k} listener(s): {rate:.0} events/s");
         return;
     }
+    if let Some(k) = std::env::var("ZEL_BENCH_ONLY")
+        .ok()
+        .and_then(|s| s.strip_prefix("webhooks").map(str::to_owned))
+    {
+        // ZEL_BENCH_ONLY=webhooks: 1, 4 and 16 instances; webhooks16: one count.
+        let counts = match k.parse::<usize>() {
+            Ok(k) => vec![k],
+            Err(_) => vec![1, 4, 16],
+        };
+        let wn = (n / 2).max(10_000);
+        for k in counts {
+            let (rate, requests) = webhooks::webhooks_run(k, wn).await;
+            drop_pg("zel_bench_webhooks").await;
+            quiesce().await;
+            println!("{k} webhook instance(s), {wn} events: {rate:.0} events/s ({:.0} deliveries/s, {requests} requests)", rate * k as f64);
+        }
+        return;
+    }
     if let Ok(only) = std::env::var("ZEL_BENCH_ONLY") {
         // For profiling one scenario: ZEL_BENCH_ONLY=postgres|sqlite|dry-run.
         let url = match only.as_str() {
@@ -905,6 +927,12 @@ async fn bench() {
     let l16 = listeners_run(16, ln).await;
     drop_pg("zel_bench_listeners").await;
     quiesce().await;
+    let mut hooks = Vec::new();
+    for k in [1, 4, 16] {
+        hooks.push((k, webhooks::webhooks_run(k, ln).await.0));
+        drop_pg("zel_bench_webhooks").await;
+        quiesce().await;
+    }
     let soak = if a.soak > 0 {
         Some(soak(a.soak).await)
     } else {
@@ -939,6 +967,12 @@ async fn bench() {
         "| events/s, 16 listeners | {l16:.0} ({:.2}× the cost of 1) |",
         l1 / l16
     );
+    for (k, rate) in &hooks {
+        println!(
+            "| events/s, {k} webhook instance(s) ({ln} events, PostgreSQL, local receiver) | {rate:.0} ({:.0} deliveries/s) |",
+            rate * *k as f64
+        );
+    }
     if let Some((at100k, peak, end, rate, anon)) = soak {
         println!(
             "| soak {} events: RSS at 100,000 | {:.1} MB |",

@@ -190,6 +190,7 @@ async fn run_one(
         bot_user_id: None,
         attempt: 1,
         bot: None,
+        received_at: None,
     };
     let name = listener.name();
     if dry {

@@ -591,7 +591,7 @@ mod tests {
         let err = Config::parse("[network]\ntimeout = 3\n", KNOWN).unwrap_err();
         assert_eq!(
             err.problems,
-            vec!["unknown key `network.timeout` (known: connection_timeout, read_timeout, max_retries, backoff_cap)"]
+            vec!["unknown key `network.timeout` (known: connection_timeout, read_timeout, max_retries, backoff_cap, ca_bundle)"]
         );
     }
 

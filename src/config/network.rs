@@ -1,8 +1,9 @@
-//! `[network]`: HTTP timeouts towards Zulip and the cap of the backoff.
-//! `max_retries` is still read, so that the guide's files load, but no
-//! longer decides anything: degradation is judged by time
-//! (`[error_handling] degraded_after`).
+//! `[network]`: HTTP timeouts towards Zulip, the cap of the backoff, and
+//! the extra certificate authorities webhook requests trust. `max_retries`
+//! is still read, so that the guide's files load, but no longer decides
+//! anything: degradation is judged by time (`[error_handling] degraded_after`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Table;
@@ -18,6 +19,7 @@ pub(super) const KNOWN: &[&str] = &[
     "read_timeout",
     "max_retries",
     "backoff_cap",
+    "ca_bundle",
 ];
 
 /// `[network]`.
@@ -33,6 +35,9 @@ pub struct NetworkConfig {
     pub max_retries: Option<u32>,
     /// Upper bound of the exponential backoff between failed polls.
     pub backoff_cap: Duration,
+    /// PEM certificates trusted by webhook listeners besides the built-in
+    /// roots (a private CA). Zulip's own TLS follows the zuliprc.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for NetworkConfig {
@@ -42,6 +47,7 @@ impl Default for NetworkConfig {
             read_timeout: Duration::from_secs(30),
             max_retries: None,
             backoff_cap: Duration::from_secs(10),
+            ca_bundle: None,
         }
     }
 }
@@ -54,6 +60,17 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut NetworkConfig) {
             "connection_timeout" => &mut out.connection_timeout,
             "read_timeout" => &mut out.read_timeout,
             "backoff_cap" => &mut out.backoff_cap,
+            "ca_bundle" => {
+                match r.string(&key, v) {
+                    Some(p) if p.is_empty() => r.problem(format!("`{key}` must not be empty")),
+                    Some(p) if !std::path::Path::new(&p).is_file() => {
+                        r.problem(format!("`{key}`: the certificate file {p} does not exist"))
+                    }
+                    Some(p) => out.ca_bundle = Some(PathBuf::from(p)),
+                    None => {}
+                }
+                continue;
+            }
             "max_retries" => {
                 if let Some(n) = r.positive_int(&key, v) {
                     out.max_retries = Some(n.min(u64::from(u32::MAX)) as u32);
@@ -74,5 +91,36 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut NetworkConfig) {
         if let Some(d) = r.seconds(&key, v) {
             *duration = d;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn a_ca_bundle_must_name_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "pem").unwrap();
+        let c = Config::parse(
+            &format!("[network]\nca_bundle = \"{}\"\n", path.display()),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.network.ca_bundle.as_deref(), Some(path.as_path()));
+        let missing = dir.path().join("missing.pem");
+        let err = Config::parse(
+            &format!("[network]\nca_bundle = \"{}\"\n", missing.display()),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.problems,
+            vec![format!(
+                "`network.ca_bundle`: the certificate file {} does not exist",
+                missing.display()
+            )]
+        );
     }
 }

@@ -367,6 +367,7 @@ mod tests {
         StoredEvent {
             inbox_id: id,
             event,
+            received_at: chrono::Utc::now(),
         }
     }
 
@@ -547,7 +548,15 @@ mod tests {
         // Act: the message, then its edit and deletion, dispatched at once.
         d.dispatch(message(1), &[]).await;
         for (inbox_id, event) in [(2, edit), (3, delete)] {
-            d.dispatch(StoredEvent { inbox_id, event }, &[]).await;
+            d.dispatch(
+                StoredEvent {
+                    inbox_id,
+                    event,
+                    received_at: chrono::Utc::now(),
+                },
+                &[],
+            )
+            .await;
         }
 
         // Assert: recorded in that order, the slow message first.

@@ -32,6 +32,8 @@ pub struct ReplayItem {
     /// The pending dead letters this replay settles; empty for a logged
     /// event without one.
     pub dead_letters: Vec<i64>,
+    /// When the event was stored.
+    pub received_at: DateTime<Utc>,
 }
 
 /// What one replay did.
@@ -90,6 +92,7 @@ pub async fn select(
                 event: l.event,
                 previous_attempts: l.attempts,
                 dead_letters: Vec::new(),
+                received_at: l.received_at,
             })
             .collect());
     }
@@ -111,6 +114,7 @@ pub async fn select(
                         event: d.event,
                         previous_attempts: d.attempts,
                         dead_letters: vec![d.id],
+                        received_at: d.received_at,
                     },
                 );
             }
@@ -140,6 +144,7 @@ pub async fn replay_one(
         bot_user_id: None,
         attempt,
         bot: None,
+        received_at: Some(item.received_at),
     };
     let started = Instant::now();
     let result = guard(listener.as_ref(), &item.event, &ctx, settings.timeout).await;
@@ -207,6 +212,7 @@ mod tests {
             bot_user_id: None,
             attempt: 2,
             bot: None,
+            received_at: None,
         }
     }
 

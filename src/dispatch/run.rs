@@ -274,6 +274,7 @@ impl Run {
             bot_user_id: self.settings.bot_user_id,
             attempt,
             bot: self.settings.bot.clone(),
+            received_at: Some(self.stored.received_at),
         };
         let event: &Event = &self.stored.event;
         let failure = match guard(slot.listener.as_ref(), event, &ctx, slot.timeout).await {

@@ -211,6 +211,7 @@ impl Pipeline {
                 // Counting and parsing the messages' views (for the lag
                 // metric, and kept for the listeners) runs while the
                 // database commits.
+                let received_at = chrono::Utc::now();
                 let (ids, ()) =
                     tokio::join!(self.append(store, origin, &events, cursor, token), async {
                         self.note_received(&events)
@@ -219,7 +220,11 @@ impl Pipeline {
                 let mut batch = Vec::with_capacity(events.len());
                 for (event, id) in events.into_iter().zip(ids) {
                     match id {
-                        Some(inbox_id) => batch.push(StoredEvent { inbox_id, event }),
+                        Some(inbox_id) => batch.push(StoredEvent {
+                            inbox_id,
+                            event,
+                            received_at,
+                        }),
                         None => {
                             report.duplicates += 1;
                             tracing::debug!(event_id = event.id(), message_id = ?event.message_id(), "Skipping an event already in the inbox");

@@ -109,6 +109,8 @@ pub struct Context {
     pub attempt: u32,
     /// The bot's identity, when Zulip told it at start.
     pub bot: Option<Arc<BotIdentity>>,
+    /// When the event was stored in the inbox, when known.
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 /// Who the daemon is on Zulip (`GET /users/me`).

@@ -129,6 +129,7 @@ mod tests {
             bot_user_id: None,
             attempt: 1,
             bot: None,
+            received_at: None,
         }
     }
 

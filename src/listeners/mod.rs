@@ -4,6 +4,7 @@
 //! each), and the built-in listeners, one file each.
 
 mod change_records;
+mod envelope;
 mod exec;
 mod instance;
 mod listener;

@@ -37,7 +37,7 @@ pub(crate) trait Dialect: Send + Sync {
 /// A backend's inbox: its hot-path append and its lookups.
 #[async_trait]
 pub(crate) trait InboxDialect: Dialect {
-    /// `(id, event id, backfilled, raw)` of instance `$1`'s inbox rows after
+    /// `(id, event id, backfilled, raw, received_at)` of instance `$1`'s inbox rows after
     /// its `dispatched_through`, by id.
     const UNFINISHED: &'static str;
 

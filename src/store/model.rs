@@ -89,6 +89,9 @@ pub struct StoredEvent {
     pub inbox_id: i64,
     /// The event.
     pub event: Event,
+    /// When it was stored (`event_listeners_inbox.received_at`; on the hot
+    /// path, the daemon's clock at the append, within milliseconds of it).
+    pub received_at: DateTime<Utc>,
 }
 
 /// An inbox event whose runs were not all recorded, with the listeners
@@ -211,6 +214,8 @@ pub struct DeadLetter {
     pub replay_success: Option<bool>,
     /// The event, rebuilt from the inbox row's raw JSON.
     pub event: Event,
+    /// When the event was stored.
+    pub received_at: DateTime<Utc>,
 }
 
 /// A dead letter row joined with its inbox row, before the event is rebuilt.
@@ -227,6 +232,7 @@ pub(super) struct DeadLetterRow {
     event_id: i64,
     backfilled: bool,
     raw: String,
+    received_at: DateTime<Utc>,
 }
 
 impl DeadLetterRow {
@@ -242,6 +248,7 @@ impl DeadLetterRow {
             created_at: self.created_at,
             replayed_at: self.replayed_at,
             replay_success: self.replay_success,
+            received_at: self.received_at,
         })
     }
 }
@@ -255,6 +262,8 @@ pub struct LoggedEvent {
     pub attempts: u32,
     /// The event, rebuilt from the inbox row's raw JSON.
     pub event: Event,
+    /// When the event was stored.
+    pub received_at: DateTime<Utc>,
 }
 
 /// A logged event row, before the event is rebuilt.
@@ -265,6 +274,7 @@ pub(super) struct LoggedEventRow {
     event_id: i64,
     backfilled: bool,
     raw: String,
+    received_at: DateTime<Utc>,
 }
 
 impl LoggedEventRow {
@@ -274,6 +284,7 @@ impl LoggedEventRow {
             event: inbox_event(self.inbox_id, self.event_id, self.backfilled, self.raw)?,
             inbox_id: self.inbox_id,
             attempts: attempts(self.attempts),
+            received_at: self.received_at,
         })
     }
 }
@@ -335,25 +346,33 @@ pub(super) fn inbox_event(
     }
 }
 
+/// An inbox row read by `InboxDialect::UNFINISHED`: id, event id,
+/// backfilled, raw JSON, received at.
+pub(super) type UnfinishedRow = (i64, i64, bool, String, DateTime<Utc>);
+
 /// A non-negative attempt count read from the database.
 pub(super) fn attempts(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
-/// Builds [`Unfinished`] values from `(inbox id, event id, backfilled, raw)`
-/// rows and the listeners that already ran each inbox id. A row that is not
+/// Builds [`Unfinished`] values from `(inbox id, event id, backfilled, raw,
+/// received at)` rows and the listeners that already ran each inbox id. A row that is not
 /// JSON fails the read; one that is JSON but no event is logged and skipped.
 pub(super) fn rows_to_unfinished(
-    rows: Vec<(i64, i64, bool, String)>,
+    rows: Vec<UnfinishedRow>,
     mut done: HashMap<i64, Vec<String>>,
 ) -> Result<Vec<Unfinished>, StoreError> {
     let mut out = Vec::new();
-    for (inbox_id, event_id, backfilled, raw) in rows {
+    for (inbox_id, event_id, backfilled, raw, received_at) in rows {
         let raw = RawValue::from_string(raw)
             .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?;
         match Event::from_raw_parts(raw, Some(event_id), backfilled) {
             Ok(event) => out.push(Unfinished {
-                stored: StoredEvent { inbox_id, event },
+                stored: StoredEvent {
+                    inbox_id,
+                    event,
+                    received_at,
+                },
                 done: done.remove(&inbox_id).unwrap_or_default(),
             }),
             Err(e) => tracing::warn!(inbox_id, error = %e, "Skipping an unreadable inbox row"),

@@ -20,7 +20,7 @@ use super::lock::InstanceLock;
 use super::model::{
     merge_overview, rows_to_unfinished, AuditAction, CleanupCounts, Cursor, CursorRow, DeadLetter,
     DeadLetterRow, ListenerOverview, ListenerState, LoggedEvent, LoggedEventRow, Origin, RunRecord,
-    Summary, Unfinished,
+    Summary, Unfinished, UnfinishedRow,
 };
 use super::sql::{self, on_conn, on_pool, Conn, Pool};
 use super::statistics::{
@@ -139,7 +139,7 @@ where
     async fn unfinished(&self, instance: &str) -> Result<Vec<Unfinished>, StoreError> {
         self.settle().await?;
         let (rows, done) = on_pool!(self.pool(), p => {
-            let rows: Vec<(i64, i64, bool, String)> =
+            let rows: Vec<UnfinishedRow> =
                 sqlx::query_as(T::UNFINISHED).bind(instance).fetch_all(p).await?;
             let mut done: HashMap<i64, Vec<String>> = HashMap::new();
             if let Some((from, ..)) = rows.first() {

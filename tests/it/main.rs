@@ -21,3 +21,4 @@ mod resilience;
 mod statistics;
 mod store_suite;
 mod support;
+mod webhook;

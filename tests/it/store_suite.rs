@@ -175,6 +175,7 @@ async fn the_raw_json_comes_back_byte_for_byte(backend: Backend) {
 async fn nothing_recorded_leaves_every_event_unfinished(backend: Backend) {
     let db = TestDb::new(backend).await;
     let s = db.store().await;
+    let before = chrono::Utc::now() - chrono::Duration::minutes(1);
     let (a, b) = store_two(&s).await;
 
     let unfinished = s.unfinished("i").await.unwrap();
@@ -185,6 +186,12 @@ async fn nothing_recorded_leaves_every_event_unfinished(backend: Backend) {
             .collect::<Vec<_>>(),
         vec![a, b]
     );
+    // Each comes back with when it was stored (the webhook and exec
+    // envelopes' `received_at`).
+    for u in &unfinished {
+        let t = u.stored.received_at;
+        assert!(t > before && t < chrono::Utc::now(), "{t}");
+    }
     db.drop_db().await;
 }
 

@@ -44,15 +44,22 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    /// The URL without user, password or query (which may hold secrets).
+    /// The URL without user, password, query or fragment (which may hold
+    /// secrets); `?…` marks a query left out.
     pub fn redacted_url(&self) -> String {
         let mut u = self.url.clone();
         let _ = u.set_username("");
         let _ = u.set_password(None);
-        if u.query().is_some() {
-            u.set_query(Some("…"));
+        let had_query = u.query().is_some();
+        u.set_query(None);
+        u.set_fragment(None);
+        // Written after the URL is serialized: `set_query` would
+        // percent-encode the ellipsis.
+        let mut out = u.to_string();
+        if had_query {
+            out.push_str("?…");
         }
-        u.to_string()
+        out
     }
 }
 

@@ -21,7 +21,7 @@ use crate::store::model::Cursor;
 #[async_trait]
 impl InboxDialect for PgStore {
     const UNFINISHED: &'static str =
-        "SELECT i.id, i.event_id, i.backfilled, i.raw::text FROM event_listeners_inbox i
+        "SELECT i.id, i.event_id, i.backfilled, i.raw::text, i.received_at FROM event_listeners_inbox i
          WHERE i.instance = $1 AND i.id > COALESCE(
            (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
          ORDER BY i.id";

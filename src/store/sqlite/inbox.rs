@@ -18,7 +18,7 @@ use crate::store::model::Cursor;
 #[async_trait]
 impl InboxDialect for SqliteStore {
     const UNFINISHED: &'static str =
-        "SELECT i.id, i.event_id, i.backfilled, i.raw FROM event_listeners_inbox i
+        "SELECT i.id, i.event_id, i.backfilled, i.raw, i.received_at FROM event_listeners_inbox i
          WHERE i.instance = $1 AND i.id > COALESCE(
            (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
          ORDER BY i.id";

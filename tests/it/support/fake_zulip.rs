@@ -9,7 +9,9 @@
 //! arbitrary events (one by one or as one page), expire queues, pause
 //! heartbeats, inject faults with a [`FaultPlan`] and inspect every request
 //! via [`RequestRecord`]. It models a single user, the bot, which receives
-//! every message sent, with Zulip's rate limit ([`RateLimit`]).
+//! every message sent, with Zulip's rate limit ([`RateLimit`]), flagged as
+//! Zulip flags the bot's copy (`read` for its own, `mentioned` for an
+//! @-mention of it, the wildcard flags for @**all**).
 
 #![allow(dead_code)]
 

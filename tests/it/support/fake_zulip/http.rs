@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::api::{bad_queue, events_body, unauthorized, ApiError, Params};
 use super::faults::{fault_response, Fault};
+use super::options::BOT_FULL_NAME;
 use super::queues::{Completion, Poll, RequestRecord, Shared};
 
 impl Shared {
@@ -109,7 +110,7 @@ pub(super) async fn route(
         ("DELETE", "/events") => s.delete_queue(p),
         ("GET", "/users/me") => Ok(json!({
             "result": "success", "msg": "", "user_id": opts.user_id, "email": opts.email,
-            "is_bot": opts.is_bot, "full_name": "Listener Bot", "role": 400,
+            "is_bot": opts.is_bot, "full_name": BOT_FULL_NAME, "role": 400,
         })),
         ("GET", "/server_settings") => Ok(json!({
             "result": "success", "msg": "", "zulip_feature_level": opts.feature_level,

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use super::rate_limit::RateLimit;
 
+/// The bot's full name (`GET /users/me`, and what an @-mention of it writes).
+pub const BOT_FULL_NAME: &str = "Listener Bot";
+
 /// Configuration of a [`FakeZulip`] server.
 #[derive(Clone, Debug)]
 pub struct FakeOptions {

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::api::{bad_queue, bad_request, events_body, missing, string_list, ApiError, Params};
 use super::faults::{Fault, FaultPlan};
 use super::narrow::{self, narrow_matches, parse_narrow, render, Term};
-use super::options::FakeOptions;
+use super::options::{FakeOptions, BOT_FULL_NAME};
 use super::rate_limit::Budget;
 
 /// Zulip's `MAX_QUEUE_TIMEOUT_SECS`: the cap on `queue_lifespan_secs`.
@@ -221,10 +221,12 @@ impl State {
         msg
     }
 
-    /// Stores a message (assigning its id) and pushes the `message` event.
-    pub(super) fn deliver(&mut self, msg: Value) -> i64 {
+    /// Stores a message (assigning its id) and pushes the `message` event,
+    /// with the flags Zulip gives the bot `bot_id` for it.
+    pub(super) fn deliver(&mut self, msg: Value, bot_id: i64) -> i64 {
         let (id, msg) = self.store_message(msg);
-        self.push_all(&json!({"type": "message", "message": msg, "flags": []}));
+        let flags = bot_flags(&msg, bot_id);
+        self.push_all(&json!({"type": "message", "message": msg, "flags": flags}));
         id
     }
 
@@ -411,4 +413,29 @@ pub(super) fn new_queue_id() -> String {
     let h = format!("{r:032x}");
     let (a, b, c, d, e) = (&h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]);
     format!("{a}-{b}-{c}-{d}-{e}")
+}
+
+/// The flags Zulip sets on the bot's copy of `msg`: `read` for its own
+/// messages, `mentioned` when the content @-mentions it
+/// (`@**Listener Bot**`, optionally `|id`), `wildcard_mentioned` and
+/// `stream_wildcard_mentioned` for `@**all**`, `@**everyone**`,
+/// `@**channel**` or `@**stream**` in a channel.
+fn bot_flags(msg: &Value, bot_id: i64) -> Vec<&'static str> {
+    let mut flags = Vec::new();
+    if msg["sender_id"].as_i64() == Some(bot_id) {
+        flags.push("read");
+    }
+    let content = msg["content"].as_str().unwrap_or_default();
+    if content.contains(&format!("@**{BOT_FULL_NAME}**"))
+        || content.contains(&format!("@**{BOT_FULL_NAME}|{bot_id}**"))
+    {
+        flags.push("mentioned");
+    }
+    let wildcard = ["all", "everyone", "channel", "stream"]
+        .iter()
+        .any(|w| content.contains(&format!("@**{w}**")));
+    if wildcard && msg["type"] == "stream" {
+        flags.extend(["wildcard_mentioned", "stream_wildcard_mentioned"]);
+    }
+    flags
 }

@@ -95,7 +95,7 @@ impl FakeZulip {
     ) -> i64 {
         let mut st = self.shared.lock();
         let msg = st.channel_message(sender_id, sender_email, channel, topic, content);
-        st.deliver(msg)
+        st.deliver(msg, self.shared.opts.user_id)
     }
 
     /// Like [`FakeZulip::send_channel_message`], but the `message` event
@@ -160,7 +160,7 @@ impl FakeZulip {
         msg["display_recipient"] = ids.iter().map(|&i| st.user(i)).collect();
         msg["subject"] = json!("");
         msg["recipient_id"] = json!(st.id_for(format!("rcpt:dm:{}", key.join(","))));
-        st.deliver(msg)
+        st.deliver(msg, self.shared.opts.user_id)
     }
 
     /// Push an arbitrary event (a JSON object without "id"; the fake assigns
