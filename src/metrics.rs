@@ -153,6 +153,11 @@ pub struct Metrics {
     pub memory_backpressure: IntGauge,
     /// Build information.
     pub build_info: IntGaugeVec,
+    /// Replies, by listener and outcome (`sent`, `deduplicated`,
+    /// `dead_lettered`, `retried`).
+    pub replies: IntCounterVec,
+    /// Open rows of the reply outbox (pending or sending).
+    pub reply_outbox_open: IntGauge,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -287,6 +292,17 @@ impl Metrics {
             build_info: reg!(IntGaugeVec::new(
                 Opts::new(name("build_info"), "Build information; always 1"),
                 &["version"]
+            )),
+            replies: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("replies_total"),
+                    "Replies posted to Zulip, by listener and outcome"
+                ),
+                &["listener", "outcome"]
+            )),
+            reply_outbox_open: reg!(IntGauge::new(
+                name("reply_outbox_open"),
+                "Replies in the outbox not yet sent or failed"
             )),
             registry,
             run_counts: Arc::default(),

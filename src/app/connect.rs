@@ -2,7 +2,6 @@
 //! the identity check that fails fast on a wrong key, and the store, opened
 //! and checked for pending migrations.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use super::AppError;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::store::{self, Store, StoreError, StoreOptions};
-use crate::zulip::{load_credentials, Client, CredentialSources, ErrorAction, UserMe};
+use crate::zulip::{Client, ErrorAction, SetupError, UserMe};
 
 /// Opens the configured database; a SQLite file is created and migrated,
 /// a PostgreSQL database must have been migrated with `migrate`.
@@ -51,21 +50,10 @@ pub fn store_options(config: &Config) -> StoreOptions {
 ///
 /// [`AppError::Credentials`] or [`AppError::Zulip`].
 pub fn zulip_client(config: &Config) -> Result<Client, AppError> {
-    let z = &config.zulip;
-    let sources = CredentialSources {
-        zuliprc: z.zuliprc.as_deref(),
-        email: z.email.as_deref(),
-        api_key: None,
-        site: z.site.as_deref(),
-    };
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let creds = load_credentials(&sources, &|k| std::env::var(k).ok(), home.as_deref())?;
-    Client::new(
-        &creds,
-        config.network.connection_timeout,
-        config.network.read_timeout,
-    )
-    .map_err(AppError::Zulip)
+    Client::from_config(config).map_err(|e| match e {
+        SetupError::Credentials(e) => AppError::Credentials(e),
+        SetupError::Zulip(e) => AppError::Zulip(e),
+    })
 }
 
 /// `GET /users/me`: refused credentials fail at once (a wrong key exits in

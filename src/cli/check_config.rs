@@ -1,6 +1,7 @@
 //! `check-config`: say that the file is valid and what it sets up (loading
-//! it already reported every problem), with the database password hidden,
-//! and what `[zulip] event_types` means for what is stored.
+//! it already reported every problem, and the enabled instances are built,
+//! which checks a responder's templates), with the database password
+//! hidden, and what `[zulip] event_types` means for what is stored.
 
 use std::path::Path;
 
@@ -8,13 +9,15 @@ use anyhow::{anyhow, Context as _};
 
 use crate::cli::exit::{Failure, EXIT_CONFIG};
 use crate::config::Config;
-use crate::listeners::Registry;
+use crate::listeners::{Instance, Registry};
 
 /// `check-config`.
 ///
 /// # Errors
 ///
-/// A [`Failure`] with exit code 2 when no file was given or it cannot be found.
+/// A [`Failure`] with exit code 2 when no file was given or it cannot be found,
+/// or an enabled instance cannot be built (such as a responder template
+/// naming a field its rule does not fill).
 pub(crate) fn cmd_check_config(
     path: Option<&Path>,
     config: &Config,
@@ -28,6 +31,9 @@ pub(crate) fn cmd_check_config(
         .canonicalize()
         .with_context(|| path.display().to_string())
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
+    // Building the enabled instances checks what only a kind can (a
+    // responder's templates): a bad one is exit 2, as it is for `run`.
+    Instance::build_all(registry, config, &config.listeners.enabled)?;
     println!(
         "{} is valid: database {}, listeners {}.",
         path.display(),

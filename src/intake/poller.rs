@@ -136,6 +136,7 @@ impl<'a> Intake<'a> {
             if let Some(threshold) = self.settings.memory_threshold {
                 crate::intake::backpressure::wait_below(threshold, &self.state, &token).await;
             }
+            let began = crate::state::now_ms();
             let items = match self.poll(&current, longpoll, &mut backoff, &token).await {
                 Polled::Page(items) => items,
                 Polled::Again => continue,
@@ -151,6 +152,13 @@ impl<'a> Intake<'a> {
             if let Some(result) = stop {
                 break result;
             }
+            // Everything this poll returned is committed: what Zulip held
+            // when it answered is in the inbox (the reply sender's proof
+            // that an echo did not come).
+            self.state
+                .intake
+                .committed_poll_began_ms
+                .store(began, Ordering::Release);
         };
         self.state.intake.polling.store(false, Ordering::Relaxed);
         if self.settings.release_queue {

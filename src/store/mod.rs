@@ -13,6 +13,7 @@ mod error;
 mod listener_rows;
 mod model;
 mod open;
+mod outbox;
 mod postgres;
 pub mod retention;
 mod shared;
@@ -30,6 +31,7 @@ pub use model::{
     Origin, RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
 };
 pub use open::open;
+pub use outbox::{local_id, OpenStatus, OutboxReply, OutboxStore, LOCAL_ID_PREFIX};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use statistics::{AggregateReport, ErrorCount, ListenerSummary, RetentionReport, StatsStore};

@@ -11,10 +11,15 @@ mod error;
 mod page;
 mod payloads;
 mod response;
+mod setup;
 mod zuliprc;
 
 pub(crate) use client::Client;
-pub(crate) use credentials::{load_credentials, CredentialSources, CredentialsError};
+pub(crate) use credentials::CredentialsError;
 pub(crate) use error::{ErrorAction, ZulipError};
 pub(crate) use page::EventsPage;
-pub(crate) use payloads::{RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};
+pub(crate) use payloads::{
+    Destination, OutgoingMessage, RegisterParams, Registration, SendError, UserMe,
+    DEFAULT_LONGPOLL_TIMEOUT,
+};
+pub(crate) use setup::SetupError;

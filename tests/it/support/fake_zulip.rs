@@ -3,8 +3,9 @@
 //! It follows the contract in `shared/zulip-events-api.md` (§2-§7): Basic auth,
 //! `POST /register`, `GET`/`DELETE /events` with Zulip's acknowledgement,
 //! pruning, supersede, heartbeat and idle-expiry rules, `GET /users/me`,
-//! `GET /server_settings` and `GET /messages` (paged like Zulip's
-//! `limit_query_to_range`). Tests drive it through [`FakeZulip`]: send
+//! `GET /server_settings`, `GET /messages` (paged like Zulip's
+//! `limit_query_to_range`), `POST /messages` (with the local echo of
+//! `local_id` on the sender's queue) and `GET /users/{id}`. Tests drive it through [`FakeZulip`]: send
 //! messages, push arbitrary events, expire queues, pause heartbeats, inject
 //! faults with a [`FaultPlan`] and inspect every request via [`RequestRecord`].
 //! It models a single user, the bot, which receives every message sent.
@@ -20,6 +21,8 @@ mod api;
 mod faults;
 #[path = "fake_zulip/http.rs"]
 mod http;
+#[path = "fake_zulip/messages.rs"]
+mod messages;
 #[path = "fake_zulip/narrow.rs"]
 mod narrow;
 #[path = "fake_zulip/options.rs"]
@@ -30,6 +33,9 @@ mod queues;
 mod server;
 
 pub use faults::{Fault, FaultPlan};
+// Unused by the benchmark, which includes this file on its own.
+#[allow(unused_imports)]
+pub use messages::{SendFault, SentMessage};
 pub use options::FakeOptions;
 // Named by no test today, but part of what [`FakeZulip::requests`] returns.
 #[allow(unused_imports)]
