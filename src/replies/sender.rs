@@ -263,3 +263,19 @@ pub(crate) fn echo_caveat(config: &Config) -> Option<String> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_that_cannot_receive_every_echo_is_named_at_start() {
+        let names = ["message_logger", "user_activity_tracker"];
+        assert_eq!(echo_caveat(&Config::default()), None);
+        let no_messages = Config::parse("[zulip]\nevent_types = [\"reaction\"]\n", &names).unwrap();
+        assert!(echo_caveat(&no_messages).is_some_and(|w| w.contains("event_types")));
+        let narrowed =
+            Config::parse("[zulip]\nnarrow = [[\"channel\", \"ops\"]]\n", &names).unwrap();
+        assert!(echo_caveat(&narrowed).is_some_and(|w| w.contains("narrow")));
+    }
+}
