@@ -18,6 +18,8 @@
 //!   built-in listeners.
 //! - [`store`]: the [`store::Store`] trait with PostgreSQL and SQLite
 //!   backends, and statistics retention.
+//! - `replies`: the reply sender, which posts the reply outbox to Zulip
+//!   exactly once (confirmed by the echo of each reply's `local_id`).
 //! - `http`: `/health` and `/metrics`.
 //! - [`app`]: the daemon assembled, run until stopped, drained.
 //! - [`cli`]: the subcommands and their exit codes; [`cli::main`] is the
@@ -44,6 +46,7 @@ pub(crate) mod intake;
 pub mod listeners;
 pub(crate) mod metrics;
 pub(crate) mod notify;
+pub(crate) mod replies;
 pub(crate) mod shutdown;
 pub(crate) mod state;
 pub mod store;

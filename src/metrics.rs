@@ -169,6 +169,11 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Failures by class and runs in flight, per listener instance.
     pub instances: instances::InstanceMetrics,
+    /// Replies, by listener and outcome (`sent`, `deduplicated`,
+    /// `dead_lettered`, `retried`).
+    pub replies: IntCounterVec,
+    /// Open rows of the reply outbox (pending or sending).
+    pub reply_outbox_open: IntGauge,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -324,6 +329,17 @@ impl Metrics {
             )),
             instances: instances::InstanceMetrics::register(&registry, name)
                 .expect("valid, unique metric definitions"),
+            replies: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("replies_total"),
+                    "Replies posted to Zulip, by listener and outcome"
+                ),
+                &["listener", "outcome"]
+            )),
+            reply_outbox_open: reg!(IntGauge::new(
+                name("reply_outbox_open"),
+                "Replies in the outbox not yet sent or failed"
+            )),
             run_counts: Arc::default(),
             registry,
         };

@@ -1,5 +1,5 @@
 //! [`State`]: the daemon's live state shared by intake, dispatch, the
-//! recorder and the HTTP server — metrics plus the few facts `/health`
+//! recorder, the reply sender and the HTTP server — metrics plus the few facts `/health`
 //! needs. Everything is atomic; nothing here is locked across `.await`.
 //!
 //! It sits below every component that writes to it: the listener controls
@@ -29,6 +29,12 @@ pub struct IntakeStatus {
     pub longpoll_secs: AtomicU64,
     /// Set while the poll loop runs against Zulip (not for a file source).
     pub polling: AtomicBool,
+    /// Unix milliseconds at which the last poll whose whole page is
+    /// committed began (0 before the first, in this process). A reply whose
+    /// POST may have reached Zulip is resent only once a poll that began
+    /// after it is committed: its echo, had Zulip sent it, is in the inbox
+    /// by then.
+    pub committed_poll_began_ms: AtomicI64,
 }
 
 impl IntakeStatus {
@@ -87,6 +93,9 @@ pub struct State {
     pub backpressure: AtomicBool,
     /// The dispatcher's listener states, once it exists.
     pub listeners: OnceLock<Arc<dyn ListenerHealth>>,
+    /// Notified by the recorder when it has committed replies to the
+    /// outbox: wakes the reply sender.
+    pub replies_queued: tokio::sync::Notify,
 }
 
 /// What `/health` reads of the listeners' run-time state (the dispatcher's

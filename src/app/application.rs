@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect::{identify, open_store, zulip_client, Identity, CONNECTING};
 use super::drain::{drain, recover};
-use super::services::{serve_http, Services};
+use super::services::{serve_http, spawn_reply_sender, Services};
 use super::source::{intake_settings, Source};
 use super::AppError;
 use crate::clock::{Clock, SystemClock};
@@ -340,6 +340,9 @@ impl Application {
             self.state.clone(),
         );
         let dispatcher = self.attach_controls(dispatcher, &store).await?;
+        if let Source::Zulip(client) = &self.source {
+            spawn_reply_sender(&self.services, &store, client, config, &self.state);
+        }
         let recovered = recover(&store, &instance, &dispatcher).await?;
 
         let pipeline = Pipeline::new(

@@ -18,8 +18,8 @@ use crate::listeners::BotIdentity;
 use crate::state::State;
 use crate::store::{self, Store, StoreError, StoreOptions};
 use crate::zulip::{
-    load_credentials, resolve_credentials, Client, CredentialSources, Credentials,
-    CredentialsError, ErrorAction, UserMe, ZulipError,
+    resolve_credentials, Client, CredentialSources, Credentials, CredentialsError, ErrorAction,
+    SetupError, UserMe, ZulipError,
 };
 
 /// Opens the configured database; a SQLite file is created and migrated,
@@ -87,17 +87,10 @@ pub(crate) fn check_credentials(config: &Config) -> Result<Credentials, Vec<Cred
 ///
 /// [`AppError::Credentials`] or [`AppError::Zulip`].
 pub fn zulip_client(config: &Config) -> Result<Client, AppError> {
-    let creds = load_credentials(
-        &credential_sources(config),
-        &|k| std::env::var(k).ok(),
-        home().as_deref(),
-    )?;
-    Client::new(
-        &creds,
-        config.network.connection_timeout,
-        config.network.read_timeout,
-    )
-    .map_err(AppError::Zulip)
+    Client::from_config(config).map_err(|e| match e {
+        SetupError::Credentials(e) => AppError::Credentials(e),
+        SetupError::Zulip(e) => AppError::Zulip(e),
+    })
 }
 
 /// What the account check at start found.

@@ -1,6 +1,6 @@
 //! [`Services`]: the daemon's background tasks — the HTTP server, the
 //! health sampler, the systemd watchdog, the drain flag, retention, the
-//! notifier and the listener-state sync — under one [`TaskTracker`] and one
+//! notifier, the listener-state sync and the reply sender — under one [`TaskTracker`] and one
 //! token, so that shutdown stops them all in one place and waits for them,
 //! after the listener runs have drained (the HTTP server answers 503 during
 //! the drain, so it must outlive it).
@@ -14,7 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::AppError;
+use crate::config::Config;
 use crate::http::health::Health;
+use crate::replies::{echo_caveat, ReplySender};
+use crate::state::State;
+use crate::store::Store;
+use crate::zulip::Client;
 
 /// How long [`Services::stop`] waits for the tasks to end.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -79,4 +84,28 @@ pub(super) async fn serve_http(
     ));
     tracing::info!(address = %local, "Serving /health and /metrics");
     Ok(local)
+}
+
+/// The reply sender, as a service: it posts the outbox through `client`
+/// until the services stop, after the drain (so replies of the last runs
+/// go out). A file run has no Zulip to post to: its replies wait in the
+/// outbox for the next run against Zulip.
+pub(super) fn spawn_reply_sender(
+    services: &Services,
+    store: &Arc<dyn Store>,
+    client: &Client,
+    config: &Config,
+    state: &Arc<State>,
+) {
+    if let Some(why) = echo_caveat(config) {
+        tracing::warn!(reason = %why, "The queue may not receive the echo of every reply: a reply whose POST answer is lost (a crash, a broken connection) may then be sent twice");
+    }
+    let sender = ReplySender::new(
+        store.clone(),
+        client.clone(),
+        config.scaling.instance_id.clone(),
+        state.clone(),
+        config.network.read_timeout,
+    );
+    services.spawn(sender.run(services.token()));
 }

@@ -5,7 +5,8 @@
 //! problem at once, with
 //! the exit code of a configuration problem; on success, say what the file
 //! sets up, with the database password hidden, and what `[zulip]
-//! event_types` means for what is stored. Zulip itself is not contacted:
+//! event_types` means for what is stored. The enabled instances are built
+//! as `run` builds them, which checks a responder's templates. Zulip itself is not contacted:
 //! a key it refuses is found by `run` (exit 3).
 
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! `cleanup --days N`: delete old event log and inbox rows, and leave an
-//! audit row saying so.
+//! `cleanup --days N`: delete old event log and inbox rows and sent
+//! replies, and leave an audit row saying so.
 
 use chrono::{Duration as ChronoDuration, Utc};
 
@@ -20,10 +20,11 @@ pub(crate) async fn cmd_cleanup(config: &Config, days: u32) -> Result<(), Failur
     let before = Utc::now() - ChronoDuration::days(i64::from(days));
     let counts = store.cleanup(before).await?;
     println!(
-        "Deleted {} event log row(s) and {} inbox row(s) older than {days} day(s) (before {}).",
+        "Deleted {} event log row(s) and {} inbox row(s) older than {days} day(s) (before {}), and {} sent reply row(s).",
         counts.eventlog,
         counts.inbox,
-        format_time(before)
+        format_time(before),
+        counts.replies
     );
     audit_cleanup(store.as_ref(), days, &counts).await;
     Ok(())
@@ -33,8 +34,8 @@ pub(crate) async fn cmd_cleanup(config: &Config, days: u32) -> Result<(), Failur
 /// the cleanup itself is done.
 async fn audit_cleanup(store: &dyn Store, days: u32, counts: &CleanupCounts) {
     let detail = format!(
-        "older than {days} day(s): {} event log row(s), {} inbox row(s)",
-        counts.eventlog, counts.inbox
+        "older than {days} day(s): {} event log row(s), {} inbox row(s), {} sent reply row(s)",
+        counts.eventlog, counts.inbox, counts.replies
     );
     if let Err(e) = store
         .audit(&actor(), AuditAction::Cleanup, None, &detail)

@@ -1,5 +1,6 @@
 //! [`Recorder`]: writes finished runs to the store in group commits, sized
-//! by count and by time, together with the dispatch watermark; and writes
+//! by count and by time, together with the dispatch watermark (waking the
+//! reply sender when a batch queued replies); and writes
 //! the listeners the dispatcher disabled automatically, so that a disable
 //! lasts over a restart whatever becomes of the operator's notification.
 
@@ -10,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::progress::Progress;
 use crate::backoff::Backoff;
+use crate::listeners::Record;
 use crate::state::State;
 use crate::store::{RunRecord, Store, StoreError};
 
@@ -112,6 +114,9 @@ impl Recorder {
                 continue;
             }
             if self.commit(&batch, &give_up).await {
+                if has_replies(&batch) {
+                    self.state.replies_queued.notify_one();
+                }
                 report.recorded += batch.len() as u64;
                 report.failures += batch.iter().filter(|r| !r.success).count() as u64;
             } else {
@@ -259,6 +264,14 @@ fn batch_tag() -> i64 {
             return t;
         }
     }
+}
+
+/// Whether a committed batch put replies in the outbox (the reply sender
+/// is woken for them).
+fn has_replies(batch: &[RunRecord]) -> bool {
+    batch
+        .iter()
+        .any(|r| r.records.iter().any(|rec| matches!(rec, Record::Reply(_))))
 }
 
 /// Puts what the dispatcher sent where the recorder writes it from.

@@ -164,6 +164,7 @@ impl<'a> Intake<'a> {
                 Waited::Cancelled => break Ok(()),
                 Waited::Elapsed | Waited::WokeUp => {}
             }
+            let began = crate::state::now_ms();
             let items = match self.poll(&current, longpoll, &mut backoff, &token).await {
                 Polled::Page(items) => items,
                 Polled::Again => continue,
@@ -179,6 +180,13 @@ impl<'a> Intake<'a> {
             if let Some(result) = stop {
                 break result;
             }
+            // Everything this poll returned is committed: what Zulip held
+            // when it answered is in the inbox (the reply sender's proof
+            // that an echo did not come).
+            self.state
+                .intake
+                .committed_poll_began_ms
+                .store(began, Ordering::Release);
         };
         self.state.intake.polling.store(false, Ordering::Relaxed);
         if self.settings.release_queue {

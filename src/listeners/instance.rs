@@ -126,7 +126,7 @@ impl Instance {
             }
             ListenerKind::Webhook(w) => webhook::build(&ic.name, w, http).map_err(fail)?,
             ListenerKind::Exec(e) => exec::build(&ic.name, e, ic.max_concurrent).map_err(fail)?,
-            ListenerKind::Responder(r) => responder::build(&ic.name, r).map_err(fail)?,
+            ListenerKind::Responder(r) => responder::build(&ic.name, r, config).map_err(fail)?,
         };
         let defaults = RetryConfig::from_queue(&config.queue);
         Ok(Instance {

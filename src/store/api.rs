@@ -8,6 +8,7 @@ use super::admin::AdminStore;
 use super::error::StoreError;
 use super::lock::InstanceLock;
 use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
+use super::outbox::OutboxStore;
 use super::statistics::StatsStore;
 use crate::event::Event;
 
@@ -17,7 +18,7 @@ use crate::event::Event;
 /// methods ([`Store::append`], [`Store::record`]) write whole batches with
 /// multi-row statements.
 #[async_trait]
-pub trait Store: StatsStore + AdminStore + Send + Sync {
+pub trait Store: StatsStore + AdminStore + OutboxStore + Send + Sync {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// Where the data lives, without credentials.
@@ -84,7 +85,8 @@ pub trait Store: StatsStore + AdminStore + Send + Sync {
     /// the last statements of a killed predecessor on this host to end
     /// (`postgres/predecessor.rs`), so none commits after it has read.
     async fn unfinished(&self, instance: &str) -> Result<Vec<Unfinished>, StoreError>;
-    /// Deletes event log and inbox rows older than `before`.
+    /// Deletes event log and inbox rows older than `before`, and replies
+    /// sent before it.
     async fn cleanup(&self, before: DateTime<Utc>) -> Result<CleanupCounts, StoreError>;
     /// Row counts.
     async fn summary(&self) -> Result<Summary, StoreError>;

@@ -15,6 +15,7 @@ mod listener_rows;
 mod lock;
 mod model;
 mod open;
+mod outbox;
 mod postgres;
 pub mod retention;
 mod shared;
@@ -33,6 +34,7 @@ pub use model::{
     Origin, RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
 };
 pub use open::open;
+pub use outbox::{local_id, OpenStatus, OutboxReply, OutboxStore, LOCAL_ID_PREFIX};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use statistics::{AggregateReport, ErrorCount, ListenerSummary, RetentionReport, StatsStore};

@@ -137,6 +137,8 @@ pub struct CleanupCounts {
     pub eventlog: u64,
     /// Rows of `event_listeners_inbox`.
     pub inbox: u64,
+    /// Sent rows of `event_listeners_replyoutbox`.
+    pub replies: u64,
 }
 
 /// Row counts for the end-of-run summary.

@@ -1,5 +1,5 @@
 //! The daemon's statistics retention: a task that deletes stats buckets,
-//! event log rows and fully dispatched inbox rows older than
+//! event log rows, fully dispatched inbox rows and sent replies older than
 //! `[statistics] retention_days`, shortly after start and then daily.
 
 use std::sync::Arc;
@@ -79,6 +79,7 @@ fn log_pass(report: &RetentionReport, retention_days: u32) {
         listenerstats = report.listenerstats,
         eventlog = report.eventlog,
         inbox = report.inbox,
+        replies = report.replies,
         "Deleted rows older than the statistics retention"
     );
 }

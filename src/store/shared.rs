@@ -167,8 +167,13 @@ where
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            let replies = sqlx::query(sql::CLEANUP_SENT_REPLIES)
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             tx.commit().await?;
-            CleanupCounts { eventlog, inbox }
+            CleanupCounts { eventlog, inbox, replies }
         }))
     }
 
@@ -340,11 +345,13 @@ pub(crate) async fn retention(
         let listenerstats = delete(sql::RETAIN_STATS).await?;
         let eventlog = delete(sql::RETAIN_EVENTLOG).await?;
         let inbox = delete(sql::RETAIN_INBOX).await?;
+        let replies = delete(sql::CLEANUP_SENT_REPLIES).await?;
         tx.commit().await?;
         RetentionReport {
             listenerstats,
             eventlog,
             inbox,
+            replies,
         }
     }))
 }

@@ -169,3 +169,60 @@ pub(crate) const STATS_LAST_SUCCESS: &str =
     "SELECT listener_name, max(last_success) FROM event_listeners_listenerstats
      WHERE CAST($1 AS TEXT) IS NULL OR listener_name = $1
      GROUP BY listener_name";
+
+/// The open (pending or sending) replies of instance `$1`, oldest first,
+/// at most `$2`, as `OutboxRow`s.
+pub(crate) const OPEN_REPLIES: &str =
+    "SELECT id, listener_name, inbox_id, status, recipient_type, channel, topic, user_ids,
+            content, attempts, queue_id, echo_after, updated_at, error
+     FROM event_listeners_replyoutbox
+     WHERE instance = $1 AND status IN ('pending', 'sending')
+     ORDER BY id LIMIT $2";
+
+/// How many replies of instance `$1` are open.
+pub(crate) const OPEN_REPLY_COUNT: &str = "SELECT count(*) FROM event_listeners_replyoutbox
+     WHERE instance = $1 AND status IN ('pending', 'sending')";
+
+/// Reply `$1` is being posted on queue `$2` (at `$3`): one more attempt, and
+/// the inbox position its echo is searched from, kept from the first
+/// attempt (an echo of any attempt confirms it). The inbox's largest id over
+/// every instance is a sound floor: ids only grow, and the echo is stored
+/// after this commits.
+pub(crate) const MARK_REPLY_SENDING: &str = "UPDATE event_listeners_replyoutbox
+     SET status = 'sending', queue_id = $2, attempts = attempts + 1, error = NULL,
+         echo_after = COALESCE(echo_after,
+                               (SELECT COALESCE(max(id), 0) FROM event_listeners_inbox)),
+         updated_at = $3
+     WHERE id = $1 AND status IN ('pending', 'sending')";
+
+/// Reply `$1`'s POST failed without saying whether Zulip took it (error
+/// `$2`, at `$3`): it stays 'sending' until its echo, or its absence, says.
+pub(crate) const MARK_REPLY_UNKNOWN: &str = "UPDATE event_listeners_replyoutbox
+     SET error = $2, updated_at = $3 WHERE id = $1 AND status = 'sending'";
+
+/// Reply `$1` was refused before Zulip processed it (error `$2`, at `$3`):
+/// pending again.
+pub(crate) const MARK_REPLY_PENDING: &str = "UPDATE event_listeners_replyoutbox
+     SET status = 'pending', error = $2, updated_at = $3
+     WHERE id = $1 AND status IN ('pending', 'sending')";
+
+/// Reply `$1` is sent as message `$2` (at `$3`).
+pub(crate) const MARK_REPLY_SENT: &str = "UPDATE event_listeners_replyoutbox
+     SET status = 'sent', message_id = $2, error = NULL, updated_at = $3
+     WHERE id = $1 AND status IN ('pending', 'sending')";
+
+/// Reply `$1` cannot be sent (error `$2`, at `$3`).
+pub(crate) const MARK_REPLY_FAILED: &str = "UPDATE event_listeners_replyoutbox
+     SET status = 'failed', error = $2, updated_at = $3
+     WHERE id = $1 AND status IN ('pending', 'sending')";
+
+/// `(message id, raw)` of instance `$1`'s message events stored after inbox
+/// row `$2` whose raw JSON contains `$3` (a LIKE pattern): the candidates
+/// for a reply's echo, checked by parsing.
+pub(crate) const REPLY_ECHO_CANDIDATES: &str = "SELECT message_id, raw FROM event_listeners_inbox
+     WHERE instance = $1 AND id > $2 AND event_type = 'message' AND raw LIKE $3
+     ORDER BY id";
+
+/// `cleanup` and retention: sent replies last updated before `$1`.
+pub(crate) const CLEANUP_SENT_REPLIES: &str =
+    "DELETE FROM event_listeners_replyoutbox WHERE status = 'sent' AND updated_at < $1";

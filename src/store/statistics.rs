@@ -77,12 +77,14 @@ pub struct RetentionReport {
     pub eventlog: u64,
     /// Rows of `event_listeners_inbox`.
     pub inbox: u64,
+    /// Sent rows of `event_listeners_replyoutbox`.
+    pub replies: u64,
 }
 
 impl RetentionReport {
-    /// Rows deleted, over the three tables.
+    /// Rows deleted, over the four tables.
     pub fn total(&self) -> u64 {
-        self.listenerstats + self.eventlog + self.inbox
+        self.listenerstats + self.eventlog + self.inbox + self.replies
     }
 }
 

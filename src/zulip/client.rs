@@ -1,9 +1,9 @@
 //! [`Client`]: the Zulip endpoints the daemon uses — `GET /server_settings`
 //! and `POST /register`, `GET /events` (long poll), `DELETE /events`,
-//! `GET /users/me` and `GET /messages` — with responses decoded into typed
-//! values and failures into [`ZulipError`]. The rate-limit budget each
-//! `GET /events` answer reports is kept for the poll loop's pacing
-//! ([`Client::poll_budget`]).
+//! `GET /users/me`, `GET /users/{id}`, `GET /messages` and `POST /messages`
+//! — with responses decoded into typed values and failures into
+//! [`ZulipError`]. The rate-limit budget each `GET /events` answer reports
+//! is kept for the poll loop's pacing ([`Client::poll_budget`]).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,10 @@ use super::capabilities::{client_capabilities, lifetime_param};
 use super::credentials::{api_base_url, Credentials};
 use super::error::{ErrorAction, ZulipError};
 use super::page::EventsPage;
-use super::payloads::{MessagesPage, RegisterParams, Registration, ServerSettings, UserMe};
+use super::payloads::{
+    Destination, MessagesPage, OutgoingMessage, RegisterParams, Registration, SendError, SentBody,
+    ServerSettings, UserBody, UserInfo, UserMe,
+};
 use super::rate_limit::RateBudget;
 use super::response::{decode, error_from, json, send, transport};
 
@@ -263,5 +266,76 @@ impl Client {
                 ("client_gravatar", "false".to_owned()),
             ]);
         decode(send(req).await?).await
+    }
+
+    /// `GET /users/{id}`: another user's account, for whether it is a bot.
+    ///
+    /// # Errors
+    ///
+    /// [`ZulipError`] as the server or network fails (a `Client` error for
+    /// a user that does not exist).
+    pub async fn user(&self, user_id: i64) -> Result<UserInfo, ZulipError> {
+        let req = self.request(Method::GET, &format!("users/{user_id}"), self.read_timeout);
+        let body: UserBody = decode(send(req).await?).await?;
+        Ok(body.user)
+    }
+
+    /// `POST /messages`: sends `message` and returns its message id.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`]: the failure, and whether Zulip may have sent the
+    /// message anyway (so that the caller looks for its echo before
+    /// sending it again).
+    pub async fn send_message(&self, message: &OutgoingMessage<'_>) -> Result<i64, SendError> {
+        let mut form: Vec<(&str, String)> = match message.to {
+            // The legacy names every server version accepts ("channel" and
+            // "direct" need feature levels 248 and 174).
+            Destination::Channel { channel, topic } => vec![
+                ("type", "stream".to_owned()),
+                ("to", channel.to_owned()),
+                ("topic", topic.to_owned()),
+            ],
+            Destination::Direct { user_ids } => {
+                vec![("type", "private".to_owned()), ("to", json(user_ids))]
+            }
+        };
+        form.push(("content", message.content.to_owned()));
+        if let (Some(queue_id), Some(local_id)) = (message.queue_id, message.local_id) {
+            form.push(("queue_id", queue_id.to_owned()));
+            form.push(("local_id", local_id.to_owned()));
+        }
+        let req = self
+            .request(Method::POST, "messages", self.read_timeout)
+            .form(&form);
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                // A connection that never opened cannot have carried the
+                // request; anything later may have.
+                let maybe_sent = !e.is_connect();
+                return Err(SendError {
+                    error: transport(e),
+                    maybe_sent,
+                });
+            }
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let error = error_from(resp).await;
+            let maybe_sent = status.is_server_error();
+            return Err(SendError { error, maybe_sent });
+        }
+        let body = resp.bytes().await.map_err(|e| SendError {
+            error: transport(e),
+            maybe_sent: true,
+        })?;
+        let sent: SentBody = serde_json::from_slice(&body).map_err(|_| SendError {
+            error: ZulipError::NonJson {
+                status: status.as_u16(),
+            },
+            maybe_sent: true,
+        })?;
+        Ok(sent.id)
     }
 }

@@ -15,13 +15,18 @@ mod page;
 mod payloads;
 mod rate_limit;
 mod response;
+mod setup;
 mod zuliprc;
 
 pub(crate) use client::Client;
 pub(crate) use credentials::{
-    load_credentials, resolve_credentials, CredentialSources, Credentials, CredentialsError,
+    resolve_credentials, CredentialSources, Credentials, CredentialsError,
 };
 pub(crate) use error::{ErrorAction, ZulipError};
 pub(crate) use page::EventsPage;
-pub(crate) use payloads::{RegisterParams, Registration, UserMe, DEFAULT_LONGPOLL_TIMEOUT};
+pub(crate) use payloads::{
+    Destination, OutgoingMessage, RegisterParams, Registration, SendError, UserMe,
+    DEFAULT_LONGPOLL_TIMEOUT,
+};
 pub(crate) use rate_limit::RateBudget;
+pub(crate) use setup::SetupError;

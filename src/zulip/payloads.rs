@@ -1,7 +1,7 @@
 //! What the daemon sends to and reads from Zulip's endpoints: the
 //! `POST /register` parameters and answer, `GET /server_settings`,
-//! `GET /users/me` and a page of `GET /messages`, decoded into the fields
-//! the daemon uses.
+//! `GET /users/me`, `GET /users/{id}`, a page of `GET /messages` and a
+//! `POST /messages`, decoded into the fields the daemon uses.
 
 use std::time::Duration;
 
@@ -120,6 +120,74 @@ pub struct MessagesPage {
     /// Whether the page reaches the newest message.
     #[serde(default)]
     pub found_newest: bool,
+}
+
+/// `GET /users/{id}`: the fields the daemon reads of another user.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserInfo {
+    /// The user's id.
+    pub user_id: i64,
+    /// Whether the user is a bot.
+    #[serde(default)]
+    pub is_bot: bool,
+}
+
+/// The body of `GET /users/{id}`.
+#[derive(Deserialize)]
+pub(super) struct UserBody {
+    pub(super) user: UserInfo,
+}
+
+/// Where a message posted with `POST /messages` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination<'a> {
+    /// A channel's topic.
+    Channel {
+        /// The channel's name.
+        channel: &'a str,
+        /// The topic.
+        topic: &'a str,
+    },
+    /// A direct-message conversation with these users.
+    Direct {
+        /// The participants' user ids.
+        user_ids: &'a [i64],
+    },
+}
+
+/// A message to post with `POST /messages`.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingMessage<'a> {
+    /// Where it goes.
+    pub to: Destination<'a>,
+    /// Its Markdown content.
+    pub content: &'a str,
+    /// The sender's queue, which gets the message event with
+    /// `local_message_id` = `local_id`: the echo that confirms a POST whose
+    /// answer was lost.
+    pub queue_id: Option<&'a str>,
+    /// The client-side id echoed as `local_message_id`.
+    pub local_id: Option<&'a str>,
+}
+
+/// The answer to `POST /messages`.
+#[derive(Debug, Deserialize)]
+pub(super) struct SentBody {
+    pub(super) id: i64,
+}
+
+/// Why a `POST /messages` failed, and whether Zulip may have sent the
+/// message all the same.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct SendError {
+    /// The failure.
+    pub error: super::error::ZulipError,
+    /// The request may have been processed (a timeout, a connection lost
+    /// after the request was written, a server error, an unreadable
+    /// answer); false when Zulip certainly did not send it (a refusal, a
+    /// rate limit, a connection that never opened).
+    pub maybe_sent: bool,
 }
 
 #[cfg(test)]

@@ -3,15 +3,16 @@
 //! It follows the contract in `shared/zulip-events-api.md` (§2-§7): Basic auth,
 //! `POST /register`, `GET`/`DELETE /events` with Zulip's acknowledgement,
 //! pruning, supersede, heartbeat and idle-expiry rules, `GET /users/me`,
-//! `GET /server_settings` and `GET /messages` (paged like Zulip's
-//! `limit_query_to_range`). Tests drive it through [`FakeZulip`]: send
-//! messages (also out of id order), edit, move and delete them, push
-//! arbitrary events (one by one or as one page), expire queues, pause
-//! heartbeats, inject faults with a [`FaultPlan`] and inspect every request
-//! via [`RequestRecord`]. It models a single user, the bot, which receives
-//! every message sent, with Zulip's rate limit ([`RateLimit`]), flagged as
-//! Zulip flags the bot's copy (`read` for its own, `mentioned` for an
-//! @-mention of it, the wildcard flags for @**all**).
+//! `GET /server_settings`, `GET /messages` (paged like Zulip's
+//! `limit_query_to_range`), `POST /messages` (with the local echo of
+//! `local_id` on the sender's queue) and `GET /users/{id}`. Tests drive it
+//! through [`FakeZulip`]: send messages (also out of id order), edit, move
+//! and delete them, push arbitrary events (one by one or as one page),
+//! expire queues, pause heartbeats, inject faults with a [`FaultPlan`] and
+//! inspect every request via [`RequestRecord`]. It models a single user,
+//! the bot, which receives every message sent, with Zulip's rate limit
+//! ([`RateLimit`]), flagged as Zulip flags the bot's copy (`read` for its
+//! own, `mentioned` for an @-mention of it, the wildcard flags for @**all**).
 
 #![allow(dead_code)]
 
@@ -26,6 +27,8 @@ mod edits;
 mod faults;
 #[path = "fake_zulip/http.rs"]
 mod http;
+#[path = "fake_zulip/messages.rs"]
+mod messages;
 #[path = "fake_zulip/narrow.rs"]
 mod narrow;
 #[path = "fake_zulip/options.rs"]
@@ -40,6 +43,9 @@ mod rate_limit;
 mod server;
 
 pub use faults::{Fault, FaultPlan};
+// Unused by the benchmark, which includes this file on its own.
+#[allow(unused_imports)]
+pub use messages::{SendFault, SentMessage};
 pub use options::FakeOptions;
 // Named by the integration tests, not by the benchmark that includes this file.
 #[allow(unused_imports)]

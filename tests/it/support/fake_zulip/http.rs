@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::api::{bad_queue, events_body, unauthorized, ApiError, Params};
 use super::faults::{fault_response, Fault};
+use super::messages::Sent;
 use super::options::BOT_FULL_NAME;
 use super::queues::{Completion, Poll, RequestRecord, Shared};
 
@@ -68,6 +69,15 @@ pub(super) async fn handle(
     let response = match &fault {
         Some(f) => fault_response(f),
         None if !shared.authorized(&headers, path) => unauthorized(),
+        None if method == Method::POST && path.trim_end_matches('/') == "/messages" => match shared
+            .send_message(&params)
+        {
+            Ok(Sent::Answer(v)) => Json(v).into_response(),
+            Ok(Sent::RateLimited(retry_after)) => fault_response(&Fault::RateLimit { retry_after }),
+            Ok(Sent::Dropped) => fault_response(&Fault::DropConnection),
+            Ok(Sent::Hung) => std::future::pending::<Response>().await,
+            Err(e) => e.into_response(),
+        },
         None => {
             let limit = shared.opts.rate_limit;
             let charge = limit.map(|l| shared.lock().budget.charge(&l));
@@ -117,6 +127,9 @@ pub(super) async fn route(
             "zulip_version": "10.2", "zulip_merge_base": "10.2",
         })),
         ("GET", "/messages") => s.get_messages(p),
+        ("GET", user) if user.starts_with("/users/") && user != "/users/me" => {
+            s.get_user(&user["/users/".len()..])
+        }
         (_, "/register" | "/events" | "/users/me" | "/server_settings" | "/messages") => {
             Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

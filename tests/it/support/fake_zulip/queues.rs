@@ -72,6 +72,16 @@ pub(super) struct State {
     /// Messages stored in history whose `message` events wait for
     /// [`super::FakeZulip::release_held`] (out-of-order delivery).
     pub(super) held: Vec<Value>,
+    /// Every message `POST /messages` sent, in order.
+    pub(super) sent: Vec<super::messages::SentMessage>,
+    /// What the next sends get instead of a normal answer, in order.
+    pub(super) send_faults: VecDeque<super::messages::SendFault>,
+    /// Channel names (lowercase) that do not exist: sends get `STREAM_DOES_NOT_EXIST`.
+    pub(super) missing_channels: std::collections::HashSet<String>,
+    /// User ids `GET /users/{id}` reports as bots (besides the bot itself).
+    pub(super) bots: std::collections::HashSet<i64>,
+    /// Messages the bot sends are stored but reach no queue.
+    pub(super) lose_echoes: bool,
 }
 
 /// How a parked `GET /events` ends.
@@ -224,9 +234,35 @@ impl State {
     /// Stores a message (assigning its id) and pushes the `message` event,
     /// with the flags Zulip gives the bot `bot_id` for it.
     pub(super) fn deliver(&mut self, msg: Value, bot_id: i64) -> i64 {
+        self.deliver_echoing(msg, bot_id, None)
+    }
+
+    /// [`State::deliver`]; with `echo = Some((queue_id, local_id))`, the
+    /// event on that queue carries `local_message_id` (Zulip's local echo
+    /// for the sender's own queue).
+    pub(super) fn deliver_echoing(
+        &mut self,
+        msg: Value,
+        bot_id: i64,
+        echo: Option<(&str, &str)>,
+    ) -> i64 {
         let (id, msg) = self.store_message(msg);
         let flags = bot_flags(&msg, bot_id);
-        self.push_all(&json!({"type": "message", "message": msg, "flags": flags}));
+        let event = json!({"type": "message", "message": msg, "flags": flags});
+        let Some((queue_id, local_id)) = echo else {
+            self.push_all(&event);
+            return id;
+        };
+        for (qid, q) in self.gc().iter_mut().filter(|(_, q)| q.accepts(&event)) {
+            let mut ev = event.clone();
+            if qid == queue_id {
+                ev["local_message_id"] = json!(local_id);
+            }
+            if let (true, Some(m)) = (q.apply_markdown, ev.get_mut("message")) {
+                *m = render(m, true);
+            }
+            q.push(ev);
+        }
         id
     }
 

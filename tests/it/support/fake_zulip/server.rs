@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 
 use super::faults::FaultPlan;
 use super::http::handle;
+use super::messages::{SendFault, SentMessage};
 use super::options::FakeOptions;
 use super::queues::{Completion, Queue, RequestRecord, Shared, State, GC_TICK};
 
@@ -252,5 +253,39 @@ impl FakeZulip {
     /// The message history in id order (raw Markdown content).
     pub fn messages(&self) -> Vec<Value> {
         self.shared.lock().messages.clone()
+    }
+
+    /// Every message the bot sent with `POST /messages`, in order.
+    pub fn sent_messages(&self) -> Vec<SentMessage> {
+        self.shared.lock().sent.clone()
+    }
+
+    /// The next `n` sends get `fault` (after any queued before).
+    pub fn fail_next_sends(&self, n: usize, fault: SendFault) {
+        let mut st = self.shared.lock();
+        st.send_faults.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// Channel `name` no longer exists: sends to it get 400
+    /// `STREAM_DOES_NOT_EXIST`.
+    pub fn delete_channel(&self, name: &str) {
+        self.shared
+            .lock()
+            .missing_channels
+            .insert(name.to_lowercase());
+    }
+
+    /// While `lose` is set, messages the bot sends are stored (and found by
+    /// `GET /messages`) but reach no queue: their echo is lost, as with a
+    /// queue that is gone.
+    pub fn lose_echoes(&self, lose: bool) {
+        self.shared.lock().lose_echoes = lose;
+    }
+
+    /// `GET /users/{id}` reports user `id` (with `email`) as a bot.
+    pub fn add_bot(&self, id: i64, email: &str) {
+        let mut st = self.shared.lock();
+        st.users.insert(id, email.to_owned());
+        st.bots.insert(id);
     }
 }
