@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod dispatch_defects;
+mod exec;
 mod faults;
 mod file_source;
 mod live;
