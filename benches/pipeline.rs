@@ -17,12 +17,16 @@
 //!    pace with a bounded queue: resident memory after the first 100,000
 //!    and at the end;
 //! 5. events/s with 1, 4 and 16 listeners (the daemon in-process, extra
-//!    listeners doing no I/O but each logging its runs).
+//!    listeners doing no I/O but each logging its runs);
+//! 6. runs/s through one persistent exec child in Python (`exec.rs`).
 //!
 //! Every figure is with `synchronous_commit` on and acknowledgement after commit.
 
 #[path = "../tests/it/support/fake_zulip.rs"]
 mod fake_zulip;
+
+#[path = "pipeline/exec.rs"]
+mod exec;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -851,6 +855,11 @@ async fn bench() {
         println!("{k} listener(s): {rate:.0} events/s");
         return;
     }
+    if std::env::var("ZEL_BENCH_ONLY").as_deref() == Ok("exec") {
+        let rate = exec::persistent_exec_run((n / 2).max(10_000)).await;
+        println!("persistent exec: {rate:.0} runs/s");
+        return;
+    }
     if let Ok(only) = std::env::var("ZEL_BENCH_ONLY") {
         // For profiling one scenario: ZEL_BENCH_ONLY=postgres|sqlite|dry-run.
         let url = match only.as_str() {
@@ -897,6 +906,9 @@ async fn bench() {
     let l16 = listeners_run(16, ln).await;
     drop_pg("zel_bench_listeners").await;
     quiesce().await;
+    let exec_rate = exec::persistent_exec_run(ln).await;
+    drop_pg("zel_bench_exec").await;
+    quiesce().await;
     let soak = if a.soak > 0 {
         Some(soak(a.soak).await)
     } else {
@@ -931,6 +943,7 @@ async fn bench() {
         "| events/s, 16 listeners | {l16:.0} ({:.2}× the cost of 1) |",
         l1 / l16
     );
+    println!("| runs/s, one persistent exec child in Python ({ln} events, PostgreSQL) | {exec_rate:.0} |");
     if let Some((at100k, peak, end, rate, anon)) = soak {
         println!(
             "| soak {} events: RSS at 100,000 | {:.1} MB |",

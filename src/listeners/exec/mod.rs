@@ -8,7 +8,8 @@
 //! - `output.rs`: bounded reading of a child's pipes (stdout capped, the
 //!   tail of stderr, lines of bounded length) and a log budget.
 //! - `protocol.rs`: the request line, the response, and a reply in either.
-//! - `per_event.rs` and `persistent.rs` (with `supervisor.rs`, the child's
+//! - `per_event.rs` and `persistent.rs` (with `shared.rs`, the pending
+//!   requests and the live child's queue, and `supervisor.rs`, the child's
 //!   life: spawn, serve, restart with backoff): the two modes.
 
 mod command;
@@ -16,6 +17,7 @@ mod output;
 mod per_event;
 mod persistent;
 mod protocol;
+mod shared;
 mod supervisor;
 
 use std::sync::Arc;

@@ -3,33 +3,25 @@
 //! the child's stdin and waits for the response line with its id on stdout
 //! (answers may come in any order); up to `max_concurrent` are in flight.
 //!
-//! [`Persistent`] is the run side; [`Shared`] is what runs and the
-//! supervisor (`supervisor.rs`, which spawns the child lazily at the first
-//! run, restarts it with backoff and stops it when the listener is dropped)
-//! both see: the live child's request queue and the requests waiting for
-//! an answer, under one lock, so a request is either answered by the child
-//! it was written to or failed (as transient) when that child dies.
+//! [`Persistent`] is the run side: it starts the supervisor
+//! (`supervisor.rs`: the child spawned at the first run, restarted with
+//! backoff, stopped when the listener is dropped), and each run waits in
+//! the pending set of `shared.rs` for its answer.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::command::Spec;
-use super::protocol::{request_line, Response};
+use super::protocol::request_line;
+use super::shared::Shared;
 use super::supervisor::supervise;
 use crate::event::Event;
 use crate::listeners::envelope::envelope;
 use crate::listeners::{Context, Listener, ListenerError, Record, ALL_EVENT_TYPES};
-
-/// Request lines queued for the child's stdin when `max_concurrent` is unset.
-const DEFAULT_QUEUE: usize = 256;
-
-/// What a request waits for: the child's response, or why there is none.
-pub(super) type Answer = Result<Response, ListenerError>;
 
 /// An exec instance served by one persistent child.
 pub(super) struct Persistent {
@@ -45,20 +37,10 @@ impl Persistent {
     /// requests in flight (unbounded here when `None`: the dispatcher's
     /// own bound applies).
     pub(super) fn new(name: &str, spec: Spec, max_concurrent: Option<usize>) -> Persistent {
-        let (changed, _) = watch::channel(());
         Persistent {
             name: name.to_owned(),
             description: format!("Sends each event to one persistent `{}`", spec.display()),
-            shared: Arc::new(Shared {
-                name: name.to_owned(),
-                spec,
-                limit: max_concurrent.map(|n| Semaphore::new(n.max(1))),
-                queue: max_concurrent.unwrap_or(DEFAULT_QUEUE).max(1),
-                state: Mutex::new(State::default()),
-                changed,
-                next_id: AtomicU64::new(1),
-                restarts: AtomicU64::new(0),
-            }),
+            shared: Arc::new(Shared::new(name, spec, max_concurrent)),
             started: AtomicBool::new(false),
             stop: CancellationToken::new(),
         }
@@ -68,7 +50,7 @@ impl Persistent {
     /// log line of each restart), for the per-instance metrics.
     #[allow(dead_code)]
     pub(super) fn restarts(&self) -> u64 {
-        self.shared.restarts.load(Ordering::Relaxed)
+        self.shared.restarts()
     }
 
     /// Starts the supervisor, once (at the first run).
@@ -102,16 +84,8 @@ impl Listener for Persistent {
 
     async fn handle(&self, event: &Event, ctx: &Context) -> Result<Vec<Record>, ListenerError> {
         self.start();
-        let _permit = match &self.shared.limit {
-            Some(limit) => Some(
-                limit
-                    .acquire()
-                    .await
-                    .map_err(|_| ListenerError::transient("the listener is stopping"))?,
-            ),
-            None => None,
-        };
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let _permit = self.shared.admit().await?;
+        let id = self.shared.next_id();
         let line = request_line(id, &envelope(&self.name, event, ctx));
         let (answer, answered) = oneshot::channel();
         // Dropped with this future (a timeout): the request is forgotten,
@@ -142,165 +116,7 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.shared.lock().pending.remove(&self.id);
-    }
-}
-
-/// What the runs and the supervisor share.
-pub(super) struct Shared {
-    /// The instance's name.
-    pub(super) name: String,
-    /// The child's command.
-    pub(super) spec: Spec,
-    /// Requests in flight, at most.
-    limit: Option<Semaphore>,
-    /// Capacity of the child's request queue.
-    pub(super) queue: usize,
-    state: Mutex<State>,
-    /// Bumped after every change of `state.live` or `state.down`.
-    changed: watch::Sender<()>,
-    next_id: AtomicU64,
-    restarts: AtomicU64,
-}
-
-#[derive(Default)]
-struct State {
-    /// The child taking requests, if one is.
-    live: Option<Live>,
-    /// Why no child can take requests now (its start failed, or the
-    /// listener is stopping); `None` while one is (re)starting.
-    down: Option<String>,
-    /// Requests written (or being written) to a child, by id.
-    pending: HashMap<u64, Pending>,
-}
-
-struct Live {
-    generation: u64,
-    requests: mpsc::Sender<String>,
-}
-
-struct Pending {
-    generation: u64,
-    answer: oneshot::Sender<Answer>,
-}
-
-/// What became of a response line.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Delivery {
-    /// Its request got it.
-    Answered,
-    /// Its request is no longer waiting (it timed out), or was answered.
-    Late,
-    /// No request ever had that id.
-    Unknown,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics under this lock; a poisoned one is still consistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn notify(&self) {
-        self.changed.send_replace(());
-    }
-
-    /// Adds request `id` to the pending set of the live child and returns
-    /// that child's queue; waits while the child is (re)starting; fails at
-    /// once when it cannot start or the listener is stopping.
-    async fn enqueue(
-        &self,
-        id: u64,
-        answer: oneshot::Sender<Answer>,
-    ) -> Result<mpsc::Sender<String>, ListenerError> {
-        let mut answer = Some(answer);
-        loop {
-            // Subscribed before the state is read: a change after the read
-            // wakes the wait below.
-            let mut changed = self.changed.subscribe();
-            {
-                let mut state = self.lock();
-                if let Some(live) = &state.live {
-                    let (generation, requests) = (live.generation, live.requests.clone());
-                    if let Some(answer) = answer.take() {
-                        state.pending.insert(id, Pending { generation, answer });
-                    }
-                    return Ok(requests);
-                }
-                if let Some(why) = &state.down {
-                    return Err(ListenerError::transient(why.clone()));
-                }
-            }
-            if changed.changed().await.is_err() {
-                return Err(ListenerError::transient("the listener is stopping"));
-            }
-        }
-    }
-
-    /// Child `generation` takes requests on `requests`.
-    pub(super) fn go_live(&self, generation: u64, requests: mpsc::Sender<String>) {
-        {
-            let mut state = self.lock();
-            state.live = Some(Live {
-                generation,
-                requests,
-            });
-            state.down = None;
-        }
-        self.notify();
-    }
-
-    /// Child `generation` is gone: its pending requests fail (transient,
-    /// `why`); `down` says why new ones fail at once (`None`: they wait
-    /// for the next child). Returns how many failed.
-    pub(super) fn go_down(
-        &self,
-        generation: Option<u64>,
-        why: &str,
-        down: Option<String>,
-    ) -> usize {
-        let failed: Vec<Pending> = {
-            let mut state = self.lock();
-            if state.live.as_ref().map(|l| l.generation) == generation || generation.is_none() {
-                state.live = None;
-            }
-            state.down = down;
-            let ids: Vec<u64> = state
-                .pending
-                .iter()
-                .filter(|(_, p)| generation.is_none_or(|g| p.generation == g))
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter()
-                .filter_map(|id| state.pending.remove(id))
-                .collect()
-        };
-        self.notify();
-        let n = failed.len();
-        for p in failed {
-            let _ = p.answer.send(Err(ListenerError::transient(why.to_owned())));
-        }
-        n
-    }
-
-    /// Hands `response` to the request waiting for it.
-    pub(super) fn deliver(&self, response: Response) -> Delivery {
-        let id = response.id;
-        let waiting = self.lock().pending.remove(&id);
-        match waiting {
-            Some(p) => {
-                // The run may have just timed out: nothing to do then.
-                let _ = p.answer.send(Ok(response));
-                Delivery::Answered
-            }
-            None if id > 0 && id < self.next_id.load(Ordering::Relaxed) => Delivery::Late,
-            None => Delivery::Unknown,
-        }
-    }
-
-    /// Counts one restart; returns the count.
-    pub(super) fn count_restart(&self) -> u64 {
-        self.restarts.fetch_add(1, Ordering::Relaxed) + 1
+        self.shared.forget(self.id);
     }
 }
 

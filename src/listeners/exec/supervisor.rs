@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::command::ProcessGroup;
 use super::output::{Allowance, Line, LineReader, LogBudget};
-use super::persistent::{Delivery, Shared};
 use super::protocol::Response;
+use super::shared::{Delivery, Shared};
 use crate::backoff::Backoff;
 
 /// First restart delay ceiling (full jitter) after the child dies.

@@ -77,6 +77,13 @@ async fn the_command_gets_the_envelope_on_stdin_and_its_variables(backend: Backe
         assert_eq!(env["ZEL_INBOX_ID"], inbox_id.to_string());
         assert_eq!(env["ZEL_EVENT_TYPE"], "message");
         assert_eq!(env["EXTRA"], "extra value");
+        assert!(
+            env.as_object()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with("ZULIP_")),
+            "the daemon's credentials are withheld: {env}"
+        );
         assert_eq!(
             seen["cwd"].as_str().map(std::path::Path::new),
             Some(s.dir.path().canonicalize().unwrap().as_path())
