@@ -20,6 +20,7 @@
 //!    listeners doing no I/O but each logging its runs);
 //! 6. events/s with 1, 4 and 16 webhook instances POSTing every event to
 //!    a local receiver (`pipeline/webhooks.rs`).
+//! 7. runs/s through one persistent exec child in Python (`exec.rs`).
 //!
 //! Every figure is with `synchronous_commit` on and acknowledgement after commit.
 
@@ -27,6 +28,9 @@
 mod fake_zulip;
 #[path = "pipeline/webhooks.rs"]
 mod webhooks;
+
+#[path = "pipeline/exec.rs"]
+mod exec;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -881,6 +885,11 @@ async fn bench() {
         }
         return;
     }
+    if std::env::var("ZEL_BENCH_ONLY").as_deref() == Ok("exec") {
+        let rate = exec::persistent_exec_run((n / 2).max(10_000)).await;
+        println!("persistent exec: {rate:.0} runs/s");
+        return;
+    }
     if let Ok(only) = std::env::var("ZEL_BENCH_ONLY") {
         // For profiling one scenario: ZEL_BENCH_ONLY=postgres|sqlite|dry-run.
         let url = match only.as_str() {
@@ -933,6 +942,9 @@ async fn bench() {
         drop_pg("zel_bench_webhooks").await;
         quiesce().await;
     }
+    let exec_rate = exec::persistent_exec_run(ln).await;
+    drop_pg("zel_bench_exec").await;
+    quiesce().await;
     let soak = if a.soak > 0 {
         Some(soak(a.soak).await)
     } else {
@@ -973,6 +985,7 @@ async fn bench() {
             rate * *k as f64
         );
     }
+    println!("| runs/s, one persistent exec child in Python ({ln} events, PostgreSQL) | {exec_rate:.0} |");
     if let Some((at100k, peak, end, rate, anon)) = soak {
         println!(
             "| soak {} events: RSS at 100,000 | {:.1} MB |",

@@ -7,6 +7,7 @@ mod backfilled_rows;
 mod cli;
 mod current_servers;
 mod dispatch_defects;
+mod exec;
 mod faults;
 mod file_source;
 mod http_limits;
