@@ -5,8 +5,11 @@
 //! pruning, supersede, heartbeat and idle-expiry rules, `GET /users/me`,
 //! `GET /server_settings` and `GET /messages` (paged like Zulip's
 //! `limit_query_to_range`). Tests drive it through [`FakeZulip`]: send
-//! messages, push arbitrary events, expire queues, pause heartbeats, inject
-//! faults with a [`FaultPlan`] and inspect every request via [`RequestRecord`].
+//! messages, push arbitrary events or a synthetic backlog of millions,
+//! hold polls while a backlog builds up, expire queues, pause heartbeats,
+//! inject faults with a [`FaultPlan`], shape `GET /events` bodies (slow,
+//! cut or stalled mid-way, keys reordered) with [`BodyFault`], and inspect
+//! every request via [`RequestRecord`].
 //! It models a single user, the bot, which receives every message sent.
 
 #![allow(dead_code)]
@@ -16,6 +19,8 @@
 // modules would otherwise be looked up beside it.
 #[path = "fake_zulip/api.rs"]
 mod api;
+#[path = "fake_zulip/body.rs"]
+mod body;
 #[path = "fake_zulip/faults.rs"]
 mod faults;
 #[path = "fake_zulip/http.rs"]
@@ -29,6 +34,9 @@ mod queues;
 #[path = "fake_zulip/server.rs"]
 mod server;
 
+// Named by no benchmark, which includes this file too.
+#[allow(unused_imports)]
+pub use body::{BodyFault, BodyGate};
 pub use faults::{Fault, FaultPlan};
 pub use options::FakeOptions;
 // Named by no test today, but part of what [`FakeZulip::requests`] returns.
