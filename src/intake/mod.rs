@@ -1,6 +1,6 @@
 //! Intake: how events get in. The Zulip poll loop (`poller`) and its queue
 //! state machine (`queue`: resume, register, release), the commit of a
-//! polled page in chunks (`page`), the backfill after a lost queue
+//! response in chunks as it arrives (`page`), the backfill after a lost queue
 //! (`backfill`), what each happening logs and counts (`notes`), memory backpressure, the JSON-lines file
 //! source (`file`), and the inbox [`Pipeline`] every source feeds
 //! (`inbox`).

@@ -13,4 +13,5 @@ mod reliability;
 mod resilience;
 mod statistics;
 mod store_suite;
+mod streaming;
 mod support;
