@@ -18,12 +18,18 @@
 //!    and at the end;
 //! 5. events/s with 1, 4 and 16 listeners (the daemon in-process, extra
 //!    listeners doing no I/O but each logging its runs);
-//! 6. events/s with 1, 4 and 16 webhook instances POSTing every event to
+//! 6. a single `GET /events` response of `--big` events (default
+//!    1,000,000, ~1.3 GB of JSON, generated as the fake writes it) on
+//!    PostgreSQL: the daemon's peak resident memory (`VmHWM`) and events/s
+//!    from its start to the commit of the last run.
+//! 7. events/s with 1, 4 and 16 webhook instances POSTing every event to
 //!    a local receiver (`pipeline/webhooks.rs`).
-//! 7. runs/s through one persistent exec child in Python (`exec.rs`).
+//! 8. runs/s through one persistent exec child in Python (`exec.rs`).
 //!
 //! Every figure is with `synchronous_commit` on and acknowledgement after commit.
 
+#[path = "pipeline/big_response.rs"]
+mod big_response;
 #[path = "../tests/it/support/fake_zulip.rs"]
 mod fake_zulip;
 #[path = "pipeline/webhooks.rs"]
@@ -50,18 +56,21 @@ use zulip_event_listeners::store::{self, Cursor, Origin};
 struct Args {
     events: usize,
     soak: usize,
+    big: usize,
 }
 
 fn args() -> Args {
     let mut a = Args {
         events: 100_000,
         soak: 1_000_000,
+        big: 1_000_000,
     };
     let argv: Vec<String> = std::env::args().collect();
     for w in argv.windows(2) {
         match w[0].as_str() {
             "--events" => a.events = w[1].parse().expect("--events N"),
             "--soak" => a.soak = w[1].parse().expect("--soak N"),
+            "--big" => a.big = w[1].parse().expect("--big N"),
             _ => {}
         }
     }
@@ -232,15 +241,25 @@ fn proc_usage(pid: u32) -> Option<(u64, f64)> {
 /// Anonymous resident memory (the heap and stacks, without the binary's
 /// code pages, which are file-backed and shared), in bytes.
 fn rss_anon(pid: u32) -> Option<u64> {
+    status_kb(pid, "RssAnon:").map(|kb| kb * 1024)
+}
+
+/// The peak resident memory of a process over its life (`VmHWM`, kept by
+/// the kernel: exact, not sampled), in bytes.
+fn rss_peak(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM:").map(|kb| kb * 1024)
+}
+
+/// A `kB` field of `/proc/PID/status`.
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
+    status
         .lines()
-        .find(|l| l.starts_with("RssAnon:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
-        .ok()?;
-    Some(kb * 1024)
+        .ok()
 }
 
 async fn scrape(port: u16, metric: &str) -> Option<f64> {
@@ -843,6 +862,16 @@ async fn bench() {
         a.soak
     );
 
+    if std::env::var("ZEL_BENCH_ONLY").as_deref() == Ok("big") {
+        let (rate, hwm, sampled) = big_response::big_response(a.big).await;
+        println!(
+            "one {}-event response: {rate:.0} events/s, peak RSS {:.1} MB (VmHWM; {:.1} MB sampled)",
+            a.big,
+            mb(hwm),
+            mb(sampled)
+        );
+        return;
+    }
     if std::env::var("ZEL_BENCH_ONLY").as_deref() == Ok("soak") {
         let (at100k, peak, end, rate, anon) = soak(a.soak).await;
         println!(
@@ -950,6 +979,12 @@ async fn bench() {
     } else {
         None
     };
+    quiesce().await;
+    let big = if a.big > 0 {
+        Some(big_response::big_response(a.big).await)
+    } else {
+        None
+    };
 
     println!();
     println!("| scenario | events/s | vs COPY | peak RSS MB | CPU s / 100k events |");
@@ -996,5 +1031,13 @@ async fn bench() {
         println!("| soak: RSS at the end | {:.1} MB |", mb(end));
         println!("| soak: peak anonymous RSS (heap, without the binary's code pages) after 100,000 | {:.1} MB |", mb(anon));
         println!("| soak: events/s (pushed in chunks, queue ≤ 2,000) | {rate:.0} |");
+    }
+    if let Some((rate, hwm, _)) = big {
+        println!(
+            "| one {}-event response: peak RSS (VmHWM) | {:.1} MB |",
+            a.big,
+            mb(hwm)
+        );
+        println!("| one {}-event response: events/s from start to the last run committed (PostgreSQL) | {rate:.0} |", a.big);
     }
 }

@@ -13,8 +13,10 @@
 //!   skip runs, counted as `skipped` and logged at debug.
 //! - **Bounds**: at most `max_concurrent` runs execute at once; at most
 //!   [`ADMISSION_FACTOR`] × that many runs exist (waiting for their lane or
-//!   a slot), taken before spawning, so a flood of events waits in the
-//!   caller — and, through it, in Zulip's queue — not in memory.
+//!   a slot, running, or handing their record to the recorder), taken
+//!   before spawning, so a flood of events waits in the caller — and,
+//!   through it, in Zulip's queue — not in memory, also when the recorder
+//!   is the slowest part.
 //! - **Failures**: a run that errors, panics or times out is retried up to
 //!   `max_retries` times `retry_delay` apart (with jitter), holding only its
 //!   own lane; a permanent error is not retried; the last failure is
@@ -228,6 +230,9 @@ impl Dispatcher {
                 let _ = outcomes.send(Recording::Run(record)).await;
             }
             lanes.leave_all(turn);
+            // Only now: a finished run waiting for a busy recorder still
+            // holds its event and records, and must count against the
+            // admission limit, or runs pile up in memory behind it.
             drop(permit);
             run.state.metrics.runs_in_flight.dec();
             run.slots[run.index]
@@ -310,6 +315,17 @@ mod tests {
             } else {
                 Ok(Vec::new())
             }
+        }
+    }
+
+    /// Always succeeds.
+    struct Fine;
+
+    #[async_trait]
+    impl Listener for Fine {
+        test_identity!("fine", "always succeeds", ["message"]);
+        async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+            Ok(Vec::new())
         }
     }
 
@@ -428,6 +444,41 @@ mod tests {
             "{text}"
         );
         assert_eq!(d.slots[0].handles.instance.in_flight.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_runs_waiting_for_the_recorder_hold_back_new_ones() {
+        // The recorder takes nothing: its channel (16) fills up, and the
+        // runs finished behind it keep their admission (2 × 16).
+        let (d, mut rx) = dispatcher(Arc::new(Fine), 0);
+        let bound = 2 * ADMISSION_FACTOR + 16;
+        let mut dispatched = 0;
+        let flood = async {
+            for id in 1..=200 {
+                d.dispatch(message_in_own_topic(id), &[]).await;
+                dispatched += 1;
+            }
+        };
+        let blocked = tokio::time::timeout(Duration::from_secs(60), flood).await;
+        assert!(blocked.is_err(), "dispatch waits for the recorder");
+        assert!(
+            dispatched <= bound,
+            "{dispatched} runs admitted, bound {bound}"
+        );
+
+        // Once the recorder takes records, dispatch goes on.
+        let recorded = tokio::spawn(async move {
+            let mut n = 0;
+            while rx.recv().await.is_some() {
+                n += 1;
+            }
+            n
+        });
+        d.dispatch(message_in_own_topic(1000), &[]).await;
+        d.tracker.close();
+        d.tracker.wait().await;
+        drop(d);
+        assert_eq!(recorded.await.unwrap(), dispatched + 1);
     }
 
     #[tokio::test(start_paused = true)]

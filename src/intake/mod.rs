@@ -1,10 +1,10 @@
 //! Intake: how events get in. The Zulip poll loop (`poller`) and its queue
 //! state machine (`queue`: resume, register, release), the commit of a
-//! polled page in chunks (`page`), the backfill after a lost queue
-//! (`backfill`), what each happening logs and counts (`notes`), pacing
-//! under Zulip's rate limit (`pacing`), noticing a suspend or clock jump
-//! (`wakeup`), memory backpressure, the JSON-lines file source (`file`),
-//! and the inbox [`Pipeline`] every source feeds (`inbox`).
+//! response in chunks as it arrives (`page`), the backfill after a lost
+//! queue (`backfill`), what each happening logs and counts (`notes`),
+//! pacing under Zulip's rate limit (`pacing`), noticing a suspend or clock
+//! jump (`wakeup`), memory backpressure, the JSON-lines file source
+//! (`file`), and the inbox [`Pipeline`] every source feeds (`inbox`).
 
 mod backfill;
 pub(crate) mod backpressure;

@@ -1,57 +1,64 @@
-//! Committing one page of events: a large page is committed in chunks,
-//! each acknowledged (by the cursor it moves) as it is committed, while the
-//! next chunk is parsed.
+//! Committing one `GET /events` response as it arrives: each chunk the
+//! [`EventsStream`] hands out is committed, and so acknowledged by the
+//! cursor it moves, while the next chunk is read from the network. A
+//! backlog of any size is held a chunk or two at a time, and a body that
+//! fails half-way leaves its committed chunks committed: the next poll
+//! asks again from the cursor.
 
 use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
 
-use super::poller::{stopped_by, Intake, IntakeError};
+use super::poller::{stopped_by, Intake, PageEnd};
 use crate::event::Event;
 use crate::state::now_ms;
 use crate::store::{Cursor, Origin};
-use crate::zulip::EventsPage;
+use crate::zulip::{Chunk, EventsStream, ZulipError};
 
-/// Events per intake transaction when a poll returns a large page.
-const INTAKE_CHUNK: usize = 1000;
+/// What one read of the body gave.
+enum Read {
+    Chunk(Chunk),
+    End,
+    Failed(ZulipError),
+    Cancelled,
+}
 
 impl Intake<'_> {
-    /// Commits `items`, polled from `current`'s queue. Returns the cursor
-    /// committed last and, when the loop must stop, its result.
+    /// Commits the events of `page`, polled from `current`'s queue, chunk
+    /// by chunk as they arrive. Returns the cursor committed last and how
+    /// it ended.
     ///
-    /// Memory stays bounded by the page's bytes plus a few chunks (the one
-    /// committing, the next one, parsed meanwhile, and the pipeline's
-    /// hand-off to dispatch), and listener runs start while later chunks are
-    /// written. An empty page is one empty chunk: its cursor may still move.
+    /// Memory stays bounded by two chunks (the one committing and the next
+    /// one, read and parsed meanwhile) plus the pipeline's hand-off to
+    /// dispatch, whatever the size of the response; listener runs start
+    /// while later chunks are read. An empty response commits nothing.
     pub(super) async fn commit_page(
         &self,
-        items: &EventsPage,
+        page: &mut EventsStream,
         current: &Cursor,
         token: &CancellationToken,
-    ) -> (Cursor, Option<Result<(), IntakeError>>) {
-        let mut ranges: Vec<std::ops::Range<usize>> = (0..items.len())
-            .step_by(INTAKE_CHUNK)
-            .map(|s| s..(s + INTAKE_CHUNK).min(items.len()))
-            .collect();
-        if ranges.is_empty() {
-            ranges.push(0..0);
-        }
+    ) -> (Cursor, PageEnd) {
         let queue_id = &current.queue_id;
         let origin = Origin::Queue(queue_id.clone());
         let mut committed = current.clone();
-        let mut following = ranges.iter().skip(1).cloned();
-        let mut prepared = Some(prepare(items, ranges[0].clone(), &committed, queue_id));
-        while let Some((events, next)) = prepared.take() {
-            let range = following.next();
+        let mut read = read_chunk(page, token).await;
+        loop {
+            let chunk = match read {
+                Read::Chunk(chunk) => chunk,
+                Read::End => return (committed, PageEnd::Complete),
+                Read::Failed(e) => return (committed, PageEnd::Failed(e)),
+                Read::Cancelled => return (committed, PageEnd::Stop(Ok(()))),
+            };
+            let (events, next) = prepare(chunk, &committed, queue_id);
             if next == committed {
-                prepared = range.map(|r| prepare(items, r, &committed, queue_id));
+                read = read_chunk(page, token).await;
                 continue;
             }
             let (result, after) = tokio::join!(
                 self.pipeline.accept(&origin, events, Some(&next), token),
-                async { range.map(|r| prepare(items, r, &next, queue_id)) }
+                read_chunk(page, token)
             );
-            prepared = after;
+            read = after;
             match result {
                 Ok(r) if r.stored > 0 => {
                     self.state
@@ -60,26 +67,35 @@ impl Intake<'_> {
                         .store(now_ms(), Ordering::Relaxed);
                 }
                 Ok(_) => {}
-                Err(e) => return (committed, Some(stopped_by(e).map_or(Ok(()), Err))),
+                Err(e) => {
+                    let stop = stopped_by(e).map_or(Ok(()), Err);
+                    return (committed, PageEnd::Stop(stop));
+                }
             }
             committed = next;
         }
-        (committed, None)
     }
 }
 
-/// Parses the events of `range` of a page and the cursor that committing
-/// them moves to (from `base`). Events without an id are reported and left
-/// out: they cannot be acknowledged or stored.
-fn prepare(
-    items: &EventsPage,
-    range: std::ops::Range<usize>,
-    base: &Cursor,
-    queue_id: &str,
-) -> (Vec<Event>, Cursor) {
+/// The next chunk of `page`, unless shutdown comes first.
+async fn read_chunk(page: &mut EventsStream, token: &CancellationToken) -> Read {
+    tokio::select! {
+        read = page.next_chunk() => match read {
+            Ok(Some(chunk)) => Read::Chunk(chunk),
+            Ok(None) => Read::End,
+            Err(e) => Read::Failed(e),
+        },
+        _ = token.cancelled() => Read::Cancelled,
+    }
+}
+
+/// The events of a chunk and the cursor that committing them moves to
+/// (from `base`). Events without an id are reported and left out: they
+/// cannot be acknowledged or stored.
+fn prepare(chunk: Chunk, base: &Cursor, queue_id: &str) -> (Vec<Event>, Cursor) {
     let mut next = base.clone();
-    let mut events = Vec::with_capacity(range.len());
-    for item in items.chunk(range) {
+    let mut events = Vec::with_capacity(chunk.len());
+    for item in chunk {
         match item {
             Ok(e) => {
                 next.last_event_id = next.last_event_id.max(e.id());

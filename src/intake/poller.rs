@@ -9,9 +9,11 @@
 //!
 //! Zulip deletes an event only when a later poll sends a `last_event_id` at
 //! or above it, and this loop sends an id only after the batch holding it is
-//! committed; so a crash anywhere loses nothing Zulip still holds. Failed
-//! polls back off with full jitter and keep the queue; 429s wait exactly
-//! the `Retry-After` Zulip gave, and a rate-limit budget running low spaces
+//! committed; so a crash anywhere loses nothing Zulip still holds. A
+//! response is committed chunk by chunk as it arrives (`page`); one that
+//! fails half-way is a failed poll after the chunks it gave. Failed polls
+//! back off with full jitter and keep the queue; 429s wait exactly the
+//! `Retry-After` Zulip gave, and a rate-limit budget running low spaces
 //! polls out (`pacing`); 401/403 stop the daemon. A suspend or a clock jump
 //! (`wakeup`) aborts the poll in flight, or the wait, and resets the backoff.
 
@@ -29,7 +31,7 @@ use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::state::State;
 use crate::store::{Cursor, StoreError};
-use crate::zulip::{Client, ErrorAction, EventsPage, RegisterParams, ZulipError};
+use crate::zulip::{Client, ErrorAction, EventsStream, RegisterParams, ZulipError};
 
 /// Margin added to the long-poll timeout before a poll is abandoned.
 const POLL_MARGIN: Duration = Duration::from_secs(5);
@@ -165,8 +167,8 @@ impl<'a> Intake<'a> {
                 Waited::Elapsed | Waited::WokeUp => {}
             }
             let began = crate::state::now_ms();
-            let items = match self.poll(&current, longpoll, &mut backoff, &token).await {
-                Polled::Page(items) => items,
+            let mut page = match self.poll(&current, longpoll, &mut backoff, &token).await {
+                Polled::Page(page) => page,
                 Polled::Again => continue,
                 Polled::QueueGone => {
                     cursor = None;
@@ -174,19 +176,34 @@ impl<'a> Intake<'a> {
                 }
                 Polled::Stop(result) => break result,
             };
-            let (committed, stop) = self.commit_page(&items, &current, &token).await;
+            let (committed, end) = self.commit_page(&mut page, &current, &token).await;
+            drop(page);
             anchor = committed.last_message_id;
-            cursor = Some(committed);
-            if let Some(result) = stop {
-                break result;
+            cursor = Some(committed.clone());
+            let e = match end {
+                PageEnd::Complete => {
+                    // Everything this poll returned is committed: what Zulip
+                    // held when it answered is in the inbox (the reply
+                    // sender's proof that an echo did not come).
+                    self.state
+                        .intake
+                        .committed_poll_began_ms
+                        .store(began, Ordering::Release);
+                    continue;
+                }
+                PageEnd::Stop(result) => break result,
+                PageEnd::Failed(e) => e,
+            };
+            // The body failed half-way: a failed poll, from the cursor its
+            // committed chunks moved to.
+            match self
+                .on_failure(&committed, e, Instant::now(), &mut backoff, &token)
+                .await
+            {
+                Polled::QueueGone => cursor = None,
+                Polled::Stop(result) => break result,
+                Polled::Page(_) | Polled::Again => {}
             }
-            // Everything this poll returned is committed: what Zulip held
-            // when it answered is in the inbox (the reply sender's proof
-            // that an echo did not come).
-            self.state
-                .intake
-                .committed_poll_began_ms
-                .store(began, Ordering::Release);
         };
         self.state.intake.polling.store(false, Ordering::Relaxed);
         if self.settings.release_queue {
@@ -220,14 +237,28 @@ impl<'a> Intake<'a> {
                 .rate_limit_remaining
                 .set(i64::from(b.remaining));
         }
-        let e = match polled {
-            Ok(items) => {
+        match polled {
+            Ok(page) => {
                 self.note_poll_success();
                 backoff.reset();
-                return Polled::Page(items);
+                Polled::Page(page)
             }
-            Err(e) => e,
-        };
+            Err(e) => self.on_failure(current, e, started, backoff, token).await,
+        }
+    }
+
+    /// What a failed request on `current`'s queue means for the loop: a
+    /// failed poll, or a response whose body failed half-way (`current` is
+    /// then the cursor its committed chunks moved to). Waits out the
+    /// backoff or `Retry-After` before returning [`Polled::Again`].
+    async fn on_failure(
+        &self,
+        current: &Cursor,
+        e: ZulipError,
+        started: Instant,
+        backoff: &mut Backoff,
+        token: &CancellationToken,
+    ) -> Polled {
         let delay = match e.action() {
             ErrorAction::Reregister => {
                 self.note_queue_lost(current, &e);
@@ -306,13 +337,25 @@ pub(super) enum Waited {
 
 /// What one poll tells the loop to do.
 enum Polled {
-    /// Events (or a heartbeat) to commit.
-    Page(EventsPage),
+    /// A response whose events (or heartbeat) are to be read and committed.
+    Page(EventsStream),
     /// Poll again (after a wait already taken).
     Again,
     /// The queue is gone: register a new one.
     QueueGone,
     /// Stop, with this result.
+    Stop(Result<(), IntakeError>),
+}
+
+/// How committing a response ended (`page`).
+#[derive(Debug)]
+pub(super) enum PageEnd {
+    /// The body was read to its end and every chunk committed.
+    Complete,
+    /// The body failed after the chunks committed so far (the connection
+    /// cut, no bytes in time, JSON broken off): poll again from the cursor.
+    Failed(ZulipError),
+    /// The loop must stop, with this result.
     Stop(Result<(), IntakeError>),
 }
 

@@ -15,13 +15,13 @@ use secrecy::{ExposeSecret, SecretString};
 use super::capabilities::{client_capabilities, lifetime_param};
 use super::credentials::{api_base_url, Credentials};
 use super::error::{ErrorAction, ZulipError};
-use super::page::EventsPage;
 use super::payloads::{
     Destination, MessagesPage, OutgoingMessage, RegisterParams, Registration, SendError, SentBody,
     ServerSettings, UserBody, UserInfo, UserMe,
 };
 use super::rate_limit::RateBudget;
 use super::response::{decode, error_from, json, send, transport};
+use super::stream::{send_within, EventsStream};
 
 /// An authenticated Zulip API client.
 #[derive(Clone)]
@@ -115,10 +115,15 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str, timeout: Duration) -> RequestBuilder {
+        self.untimed(method, path).timeout(timeout)
+    }
+
+    /// A request without reqwest's whole-request timeout (which would also
+    /// bound reading the body).
+    fn untimed(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
             .basic_auth(&self.email, Some(self.key.expose_secret()))
-            .timeout(timeout)
     }
 
     /// `GET /server_settings`: the server's version and feature level.
@@ -189,31 +194,26 @@ impl Client {
     /// `GET /events`: waits up to `timeout` for events after `last_event_id`,
     /// which also acknowledges every event up to it.
     ///
-    /// Events are returned in order. An element with an `id` but no `type`
-    /// is kept as a `malformed` event; one without even an `id` is returned
-    /// as an `Err` with its raw text so the caller can report it.
+    /// The events are read as the body arrives, chunk by chunk, in order
+    /// ([`EventsStream::next_chunk`]); each read of the body waits up to
+    /// `timeout` too, however long the whole body takes.
     ///
     /// # Errors
     ///
-    /// [`ZulipError`] as the server or network fails.
-    pub async fn get_events(
+    /// [`ZulipError`] as the server or network fails before the body.
+    pub(crate) async fn get_events(
         &self,
         queue_id: &str,
         last_event_id: i64,
         timeout: Duration,
-    ) -> Result<EventsPage, ZulipError> {
-        let req = self.request(Method::GET, "events", timeout).query(&[
+    ) -> Result<EventsStream, ZulipError> {
+        let req = self.untimed(Method::GET, "events").query(&[
             ("queue_id", queue_id),
             ("last_event_id", &last_event_id.to_string()),
         ]);
-        let resp = send(req).await?;
+        let resp = send_within(req, timeout).await?;
         self.note_poll_budget(resp.headers());
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(error_from(resp).await);
-        }
-        let body = resp.bytes().await.map_err(transport)?;
-        EventsPage::parse(body, status.as_u16())
+        EventsStream::open(resp, timeout).await
     }
 
     /// `DELETE /events`: releases a queue.

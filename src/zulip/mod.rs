@@ -2,7 +2,8 @@
 //! (`credentials`, and the zuliprc INI syntax in `zuliprc`), the HTTP
 //! [`Client`] for the event-queue endpoints (`client`, with the payloads it
 //! sends and reads in `payloads`, what registration declares by feature
-//! level in `capabilities`, and the `GET /events` body in `page`), and
+//! level in `capabilities`), the `GET /events` body read as a stream of
+//! chunks (`stream`, over the envelope scanner in `scan`), and
 //! [`ZulipError`], typed by the response's `code`, never by its translated
 //! `msg` (`error`, decoded in `response`), and the rate-limit budget read
 //! from every poll's answer (`rate_limit`).
@@ -11,11 +12,12 @@ mod capabilities;
 mod client;
 pub(crate) mod credentials;
 mod error;
-mod page;
 mod payloads;
 mod rate_limit;
 mod response;
+mod scan;
 mod setup;
+mod stream;
 mod zuliprc;
 
 pub(crate) use client::Client;
@@ -23,10 +25,10 @@ pub(crate) use credentials::{
     resolve_credentials, CredentialSources, Credentials, CredentialsError,
 };
 pub(crate) use error::{ErrorAction, ZulipError};
-pub(crate) use page::EventsPage;
 pub(crate) use payloads::{
     Destination, OutgoingMessage, RegisterParams, Registration, SendError, UserMe,
     DEFAULT_LONGPOLL_TIMEOUT,
 };
 pub(crate) use rate_limit::RateBudget;
 pub(crate) use setup::SetupError;
+pub(crate) use stream::{Chunk, EventsStream};

@@ -24,5 +24,6 @@ mod replies_store;
 mod resilience;
 mod statistics;
 mod store_suite;
+mod streaming;
 mod support;
 mod webhook;

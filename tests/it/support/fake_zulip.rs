@@ -7,12 +7,15 @@
 //! `limit_query_to_range`), `POST /messages` (with the local echo of
 //! `local_id` on the sender's queue) and `GET /users/{id}`. Tests drive it
 //! through [`FakeZulip`]: send messages (also out of id order), edit, move
-//! and delete them, push arbitrary events (one by one or as one page),
-//! expire queues, pause heartbeats, inject faults with a [`FaultPlan`] and
-//! inspect every request via [`RequestRecord`]. It models a single user,
-//! the bot, which receives every message sent, with Zulip's rate limit
-//! ([`RateLimit`]), flagged as Zulip flags the bot's copy (`read` for its
-//! own, `mentioned` for an @-mention of it, the wildcard flags for @**all**).
+//! and delete them, push arbitrary events (one by one or as one page) or a
+//! synthetic backlog of millions, hold polls while a backlog builds up,
+//! expire queues, pause heartbeats, inject faults with a [`FaultPlan`],
+//! shape `GET /events` bodies (slow, cut or stalled mid-way, keys
+//! reordered) with [`BodyFault`], and inspect every request via
+//! [`RequestRecord`]. It models a single user, the bot, which receives
+//! every message sent, with Zulip's rate limit ([`RateLimit`]), flagged as
+//! Zulip flags the bot's copy (`read` for its own, `mentioned` for an
+//! @-mention of it, the wildcard flags for @**all**).
 
 #![allow(dead_code)]
 
@@ -21,6 +24,8 @@
 // modules would otherwise be looked up beside it.
 #[path = "fake_zulip/api.rs"]
 mod api;
+#[path = "fake_zulip/body.rs"]
+mod body;
 #[path = "fake_zulip/edits.rs"]
 mod edits;
 #[path = "fake_zulip/faults.rs"]
@@ -42,6 +47,9 @@ mod rate_limit;
 #[path = "fake_zulip/server.rs"]
 mod server;
 
+// Named by no benchmark, which includes this file too.
+#[allow(unused_imports)]
+pub use body::{BodyFault, BodyGate};
 pub use faults::{Fault, FaultPlan};
 // Unused by the benchmark, which includes this file on its own.
 #[allow(unused_imports)]

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::api::{bad_queue, events_body, unauthorized, ApiError, Params};
+use super::api::{bad_queue, unauthorized, ApiError, Params};
+use super::body::{events_response, Reply};
 use super::faults::{fault_response, Fault};
 use super::messages::Sent;
 use super::options::BOT_FULL_NAME;
@@ -84,7 +85,11 @@ pub(super) async fn handle(
             let mut response = match charge.and_then(|c| c.retry_after) {
                 Some(secs) => fault_response(&Fault::RateLimit { retry_after: secs }),
                 None => match route(&shared, &method, path, &params).await {
-                    Ok(v) => Json(v).into_response(),
+                    Ok(Answer::Json(v)) => Json(v).into_response(),
+                    Ok(Answer::Events(reply, qid)) => {
+                        let (order, fault) = shared.lock().bodies.next(&reply);
+                        events_response(reply, &qid, order, fault)
+                    }
                     Err(e) => e.into_response(),
                 },
             };
@@ -100,23 +105,37 @@ pub(super) async fn handle(
     response
 }
 
+/// A successful answer: a JSON body, or the events of a `GET /events`
+/// (written as [`super::body`] says).
+pub(super) enum Answer {
+    Json(Value),
+    Events(Reply, String),
+}
+
 /// The endpoints; a known path with another method is 405, others 404.
 pub(super) async fn route(
     s: &Arc<Shared>,
     m: &Method,
     path: &str,
     p: &Params,
-) -> Result<Value, ApiError> {
-    let opts = &s.opts;
+) -> Result<Answer, ApiError> {
     match (m.as_str(), path.trim_end_matches('/')) {
-        ("POST", "/register") => s.register(p),
         ("GET", "/events") => match s.get_events(p)? {
-            Poll::Ready(v) => Ok(v),
+            Poll::Ready(reply, qid) => Ok(Answer::Events(reply, qid)),
             Poll::Parked(rx, qid) => match rx.await {
-                Ok(Completion::Events(events)) => Ok(events_body(events, &qid)),
+                Ok(Completion::Events(reply)) => Ok(Answer::Events(reply, qid)),
                 Ok(Completion::Gone) | Err(_) => Err(bad_queue(&qid)),
             },
         },
+        _ => json_route(s, m, path, p).map(Answer::Json),
+    }
+}
+
+/// The endpoints answered with a JSON body.
+fn json_route(s: &Arc<Shared>, m: &Method, path: &str, p: &Params) -> Result<Value, ApiError> {
+    let opts = &s.opts;
+    match (m.as_str(), path.trim_end_matches('/')) {
+        ("POST", "/register") => s.register(p),
         ("DELETE", "/events") => s.delete_queue(p),
         ("GET", "/users/me") => Ok(json!({
             "result": "success", "msg": "", "user_id": opts.user_id, "email": opts.email,

@@ -1,6 +1,7 @@
 //! The server's state: event queues (register, events, acknowledgement,
-//! pruning, supersede, heartbeats and idle expiry), the message history
-//! and the record of every request.
+//! pruning, supersede, heartbeats and idle expiry, a synthetic backlog,
+//! polls held while a backlog builds up), the message history and the
+//! record of every request.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::api::{bad_queue, bad_request, events_body, missing, string_list, ApiError, Params};
+use super::api::{bad_queue, bad_request, missing, string_list, ApiError, Params};
+use super::body::{BodyPlan, Reply, Synthetic};
 use super::faults::{Fault, FaultPlan};
 use super::narrow::{self, narrow_matches, parse_narrow, render, Term};
 use super::options::{FakeOptions, BOT_FULL_NAME};
@@ -82,11 +84,15 @@ pub(super) struct State {
     pub(super) bots: std::collections::HashSet<i64>,
     /// Messages the bot sends are stored but reach no queue.
     pub(super) lose_echoes: bool,
+    /// While set, no parked poll is completed (events pile up).
+    pub(super) polls_held: bool,
+    /// How the next `GET /events` bodies are written.
+    pub(super) bodies: BodyPlan,
 }
 
 /// How a parked `GET /events` ends.
 pub(super) enum Completion {
-    Events(Vec<Value>),
+    Events(Reply),
     Gone,
 }
 
@@ -99,6 +105,8 @@ pub(super) struct Queue {
     pub(super) apply_markdown: bool,
     pub(super) timeout: Duration,
     pub(super) events: VecDeque<Value>,
+    /// Events before every one of `events`, generated as they are written.
+    pub(super) synthetic: Option<Synthetic>,
     pub(super) next_event_id: i64,
     pub(super) newest_pruned_id: i64,
     pub(super) last_connection: Instant,
@@ -135,29 +143,78 @@ impl Queue {
         }
     }
 
-    /// Appends an event with the next id and completes a parked poll.
-    pub(super) fn push(&mut self, mut event: Value) {
+    /// Appends an event with the next id and completes a parked poll
+    /// unless the queue holds its events.
+    pub(super) fn push(&mut self, event: Value) {
+        self.push_held(event, false);
+    }
+
+    /// [`Queue::push`], not completing a parked poll while `held` either
+    /// (polls held while a backlog builds up).
+    pub(super) fn push_held(&mut self, mut event: Value, held: bool) {
         event["id"] = json!(self.next_event_id);
         self.next_event_id += 1;
         self.events.push_back(event);
-        if !self.held {
+        if !self.held && !held {
             self.complete();
         }
     }
 
+    /// Appends `count` events made by `make(id)` (on an empty queue).
+    pub(super) fn push_synthetic(
+        &mut self,
+        count: i64,
+        make: Arc<dyn Fn(i64) -> String + Send + Sync>,
+    ) {
+        assert!(
+            self.is_empty(),
+            "fake_zulip: a synthetic backlog goes first"
+        );
+        let first_id = self.next_event_id;
+        self.next_event_id += count;
+        self.synthetic = Some(Synthetic {
+            first_id,
+            count,
+            make,
+        });
+    }
+
+    /// The queued events (without a synthetic backlog).
     pub(super) fn contents(&self) -> Vec<Value> {
         self.events.iter().cloned().collect()
+    }
+
+    /// Whether no event, real or synthetic, is queued.
+    pub(super) fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.synthetic.is_none()
+    }
+
+    /// What a poll gets now: every queued event.
+    pub(super) fn reply(&self) -> Reply {
+        Reply {
+            synthetic: self.synthetic.clone(),
+            events: self.contents(),
+        }
     }
 
     /// Finishes the parked poll, if any, with the current contents.
     pub(super) fn complete(&mut self) {
         if let Some((_, tx)) = self.parked.take() {
-            let _ = tx.send(Completion::Events(self.contents()));
+            let _ = tx.send(Completion::Events(self.reply()));
         }
     }
 
     /// Zulip's `EventQueue.prune`: drop every event with `id <= through`.
     pub(super) fn prune(&mut self, through: i64) {
+        if let Some(s) = self.synthetic.as_mut().filter(|s| through >= s.first_id) {
+            let acked = (through - s.first_id + 1).min(s.count);
+            s.first_id += acked;
+            s.count -= acked;
+            self.newest_pruned_id = s.first_id - 1;
+            if s.count == 0 {
+                self.synthetic = None;
+            }
+        }
         while let Some(id) = self.events.front().and_then(|e| e["id"].as_i64()) {
             if id > through {
                 break;
@@ -176,12 +233,13 @@ impl State {
     }
 
     pub(super) fn push_all(&mut self, event: &Value) {
+        let held = self.polls_held;
         for q in self.gc().values_mut().filter(|q| q.accepts(event)) {
             let mut ev = event.clone();
             if let (true, Some(m)) = (q.apply_markdown, ev.get_mut("message")) {
                 *m = render(m, true);
             }
-            q.push(ev);
+            q.push_held(ev, held);
         }
     }
 
@@ -317,6 +375,7 @@ impl Shared {
             apply_markdown,
             timeout,
             events: VecDeque::new(),
+            synthetic: None,
             next_event_id: 0,
             newest_pruned_id: -1,
             last_connection: Instant::now(),
@@ -392,8 +451,8 @@ impl Shared {
             return Err(bad_request(format!("Event {last} was not in this queue")));
         }
         q.complete();
-        if !q.events.is_empty() || dont_block {
-            return Ok(Poll::Ready(events_body(q.contents(), qid)));
+        if !q.is_empty() || dont_block {
+            return Ok(Poll::Ready(q.reply(), qid.to_owned()));
         }
         q.generation += 1;
         q.last_connection = Instant::now();
@@ -419,7 +478,7 @@ impl Shared {
 
 /// A `GET /events` answered at once, or parked until events arrive.
 pub(super) enum Poll {
-    Ready(Value),
+    Ready(Reply, String),
     Parked(oneshot::Receiver<Completion>, String),
 }
 
@@ -429,7 +488,7 @@ pub(super) async fn heartbeat(weak: Weak<Shared>, qid: String, generation: u64, 
         tokio::time::sleep(period).await;
         let Some(shared) = weak.upgrade() else { return };
         let mut st = shared.lock();
-        let paused = st.heartbeats_paused;
+        let paused = st.heartbeats_paused || st.polls_held;
         let Some(q) = st.queues.get_mut(&qid) else {
             return;
         };

@@ -1,6 +1,7 @@
 //! The [`FakeZulip`] handle: starting the server and its queue-GC task,
-//! and every method tests drive it with (send messages, push events,
-//! expire queues, pause heartbeats, set faults, inspect requests).
+//! and every method tests drive it with (send messages, push events or a
+//! synthetic backlog, hold polls, expire queues, pause heartbeats, set
+//! faults, shape `GET /events` bodies, inspect requests).
 
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +9,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::task::AbortHandle;
 
+use super::body::BodyFault;
 use super::faults::FaultPlan;
 use super::http::handle;
 use super::messages::{SendFault, SentMessage};
@@ -183,10 +185,60 @@ impl FakeZulip {
         }
     }
 
-    /// Number of events currently held (unacknowledged) in a queue; None if
-    /// the queue does not exist.
+    /// Appends `count` events to the (empty) queue `queue_id`, each
+    /// written as `make(id)` (the event's JSON text, with that `id`) only
+    /// when a response carries it: a backlog of millions of events that
+    /// never sits in the fake's memory. Not in [`FakeZulip::events`].
+    /// Panics if the queue does not exist or holds events.
+    pub fn push_synthetic(
+        &self,
+        queue_id: &str,
+        count: i64,
+        make: impl Fn(i64) -> String + Send + Sync + 'static,
+    ) {
+        let mut st = self.shared.lock();
+        let held = st.polls_held;
+        let q = st.gc().get_mut(queue_id).expect("fake_zulip: a live queue");
+        q.push_synthetic(count, std::sync::Arc::new(make));
+        if !held {
+            q.complete();
+        }
+    }
+
+    /// While held, a parked poll is not completed by new events (nor by a
+    /// heartbeat): events pile up, as during an outage, and a poll made
+    /// meanwhile still gets them at once. Releasing completes the parked
+    /// polls with everything queued.
+    pub fn hold_polls(&self, held: bool) {
+        let mut st = self.shared.lock();
+        st.polls_held = held;
+        if !held {
+            st.gc().values_mut().for_each(Queue::complete);
+        }
+    }
+
+    /// The next `GET /events` bodies with events are written with these
+    /// faults, one each, in order; later ones as usual.
+    pub fn shape_events_bodies(&self, faults: Vec<BodyFault>) {
+        self.shared.lock().bodies.faults.extend(faults);
+    }
+
+    /// Writes every `GET /events` body streamed, with the envelope's keys
+    /// in this order (`result`, `msg`, `events`, `queue_id`; Zulip's own
+    /// order is also the streamed default); `None` restores the whole body,
+    /// keys sorted.
+    pub fn set_envelope_order(&self, order: Option<&[&str]>) {
+        let order = order.map(|keys| keys.iter().map(|k| k.to_string()).collect());
+        self.shared.lock().bodies.order = order;
+    }
+
+    /// Number of events currently held (unacknowledged) in a queue, a
+    /// synthetic backlog's included; None if the queue does not exist.
     pub fn pending(&self, queue_id: &str) -> Option<usize> {
-        self.events(queue_id).map(|events| events.len())
+        let mut st = self.shared.lock();
+        let q = st.gc().get(queue_id)?;
+        let synthetic = q.synthetic.as_ref().map_or(0, |s| s.count as usize);
+        Some(q.events.len() + synthetic)
     }
 
     /// The events currently held (unacknowledged) in a queue, with their ids.
