@@ -64,24 +64,41 @@ async fn a_daemon_whose_lock_is_taken_while_its_connection_was_down_stops() {
 
     let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
     let mut thief = pool.acquire().await.unwrap();
-    // The daemon's lock session: the one granted its advisory lock.
-    let lock_pid: i32 = sqlx::query_scalar(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database =
-           (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(lock_pid)
-        .execute(&pool)
+    // Kill the daemon's lock session (the one granted its advisory lock)
+    // and take the lock before the daemon notices at its next ping (2 s);
+    // should the daemon win a round, it holds the lock again: kill anew.
+    let mut taken = false;
+    for _round in 0..5 {
+        let lock_pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database =
+               (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_optional(&pool)
         .await
         .unwrap();
-    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext('default'))")
-        .bind(0x005A_454C_i32)
-        .fetch_one(&mut *thief)
-        .await
-        .unwrap();
+        if let Some(pid) = lock_pid {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        // The session lets go of its lock once it has exited, a moment later.
+        for _ in 0..100 {
+            taken = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext('default'))")
+                .bind(0x005A_454C_i32)
+                .fetch_one(&mut *thief)
+                .await
+                .unwrap();
+            if taken {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if taken {
+            break;
+        }
+    }
     assert!(taken, "the lock is free once its session is gone");
 
     assert!(eventually(WAIT, || async { app.is_finished() }).await);
