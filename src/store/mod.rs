@@ -22,6 +22,7 @@ mod shared;
 mod sql;
 mod sqlite;
 mod statistics;
+mod storable;
 
 pub use crate::config::{DatabaseUrl, UrlError};
 pub use admin::AdminStore;

@@ -106,7 +106,8 @@ where
         dispatched_through: Option<i64>,
         batch: i64,
     ) -> Result<(), StoreError> {
-        self.insert_runs(instance, runs, dispatched_through, batch)
+        let runs = super::storable::runs(runs);
+        self.insert_runs(instance, &runs, dispatched_through, batch)
             .await
     }
 

@@ -109,10 +109,15 @@ pub(super) async fn error_from(resp: Response) -> ZulipError {
     }
 }
 
-/// A `Retry-After` value as a duration; negative or absurd values are clamped.
+/// The shortest wait a 429 imposes, whatever its `Retry-After` says: a
+/// `0` or negative value must not turn into polls with no pause at all.
+pub(super) const MIN_RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// A `Retry-After` value as a duration, from [`MIN_RETRY_AFTER`] to an
+/// hour; a value that is not a number waits a second.
 fn seconds(v: f64) -> Duration {
     if v.is_finite() {
-        Duration::from_secs_f64(v.clamp(0.0, 3600.0))
+        Duration::from_secs_f64(v.clamp(MIN_RETRY_AFTER.as_secs_f64(), 3600.0))
     } else {
         Duration::from_secs(1)
     }
@@ -121,6 +126,15 @@ fn seconds(v: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_after_of_zero_or_less_still_waits_the_minimum() {
+        for v in [0.0, -5.0, 0.01] {
+            assert_eq!(seconds(v), MIN_RETRY_AFTER, "{v}");
+        }
+        assert_eq!(seconds(2.5), Duration::from_millis(2500));
+        assert_eq!(seconds(1e9), Duration::from_secs(3600));
+    }
 
     fn response(status: u16, body: &'static str) -> Response {
         axum::http::Response::builder()

@@ -17,6 +17,7 @@ mod live;
 mod message_log;
 mod message_log_store;
 mod operations;
+mod poison;
 mod reliability;
 mod replies;
 mod replies_faults;

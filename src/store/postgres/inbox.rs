@@ -15,8 +15,11 @@ use super::connect::{Insert, PgStore};
 use crate::event::Event;
 use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
+use std::borrow::Cow;
+
 use crate::store::lock::InstanceLock;
 use crate::store::model::Cursor;
+use crate::store::storable;
 
 #[async_trait]
 impl InboxDialect for PgStore {
@@ -90,8 +93,14 @@ async fn append_once(
         return Ok(Vec::new());
     }
     let event_ids: Vec<i64> = events.iter().map(Event::id).collect();
-    let types: Vec<&str> = events.iter().map(Event::event_type).collect();
-    let ops: Vec<Option<&str>> = events.iter().map(Event::op).collect();
+    // The extracted columns are text: a NUL there is replaced (the raw
+    // JSON keeps it, escaped, byte for byte).
+    let types: Vec<Cow<'_, str>> = events
+        .iter()
+        .map(|e| storable::text(e.event_type()))
+        .collect();
+    let ops: Vec<Option<Cow<'_, str>>> =
+        events.iter().map(|e| e.op().map(storable::text)).collect();
     let message_ids: Vec<Option<i64>> = events.iter().map(Event::message_id).collect();
     let backfilled: Vec<bool> = events.iter().map(Event::is_backfilled).collect();
     let raws: Vec<&str> = events.iter().map(Event::raw).collect();
