@@ -52,9 +52,14 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
             ));
         }
     }
-    if let Some(c) = &config {
-        problems.extend(instance_problems(c, registry));
-    }
+    let instances = match &config {
+        Some(c) => {
+            let (built, why) = build_each(c, registry);
+            problems.extend(why);
+            built
+        }
+        None => Vec::new(),
+    };
     let (Some(config), Some(Ok(creds)), true) = (config, credentials, problems.is_empty()) else {
         return Err(ConfigError {
             path: Some(path),
@@ -72,7 +77,7 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
         "Zulip credentials load: {} at {} (not checked with Zulip; run does that first).",
         creds.email, creds.site
     );
-    for line in event_types_note(&config, registry) {
+    for line in event_types_note(&config, &instances) {
         println!("{line}");
     }
     if config.network.max_retries.is_some() {
@@ -81,27 +86,27 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
     Ok(())
 }
 
-/// Why each enabled instance cannot be built as `run` builds it (a secret
-/// file that cannot be read, an unset variable, a template that does not
-/// compile): every problem, not the first.
-fn instance_problems(config: &Config, registry: &Registry) -> Vec<String> {
-    config
-        .listeners
-        .enabled
-        .iter()
-        .filter_map(|name| {
-            Instance::build_all(registry, config, std::slice::from_ref(name))
-                .err()
-                .map(|e| e.to_string())
-        })
-        .collect()
+/// Every enabled instance built as `run` builds it, one by one, with why
+/// each that cannot be is not (a secret file that cannot be read, an unset
+/// variable, a template that does not compile): every problem, not the
+/// first. The built ones serve the event-types note.
+fn build_each(config: &Config, registry: &Registry) -> (Vec<Instance>, Vec<String>) {
+    let mut built = Vec::new();
+    let mut problems = Vec::new();
+    for name in &config.listeners.enabled {
+        match Instance::build_all(registry, config, std::slice::from_ref(name)) {
+            Ok(mut one) => built.append(&mut one),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    (built, problems)
 }
 
 /// What the registration asks Zulip for, and its trade-off: every type
 /// (all stored) by default; with `[zulip] event_types`, the types left out
 /// are never received, so never stored nor replayable, and an enabled
 /// listener wanting one of them never runs for it.
-fn event_types_note(config: &Config, registry: &Registry) -> Vec<String> {
+fn event_types_note(config: &Config, instances: &[Instance]) -> Vec<String> {
     let Some(types) = &config.zulip.event_types else {
         return vec!["Zulip is asked for every event type: every event is stored in the inbox, and each listener runs only for the types it wants ([zulip] event_types narrows this).".to_owned()];
     };
@@ -109,9 +114,7 @@ fn event_types_note(config: &Config, registry: &Registry) -> Vec<String> {
         "Zulip is asked only for: {}. Events of other types (edits, deletions, topic moves, subscriptions, …) are never received, so never stored nor replayable.",
         types.join(", ")
     )];
-    let enabled =
-        Instance::build_all(registry, config, &config.listeners.enabled).unwrap_or_default();
-    for listener in enabled.iter().map(|i| &i.listener) {
+    for listener in instances.iter().map(|i| &i.listener) {
         let wanted = listener.event_types();
         if wanted.contains(&"*") {
             continue;
@@ -138,7 +141,8 @@ mod tests {
 
     #[test]
     fn the_note_says_every_type_is_asked_for_by_default() {
-        let note = event_types_note(&Config::default(), &Registry::builtin());
+        let config = Config::default();
+        let note = event_types_note(&config, &build_each(&config, &Registry::builtin()).0);
         assert_eq!(note.len(), 1);
         assert!(
             note[0].starts_with("Zulip is asked for every event type"),
@@ -153,7 +157,7 @@ mod tests {
             &["message_logger", "user_activity_tracker"],
         )
         .unwrap();
-        let note = event_types_note(&config, &Registry::builtin());
+        let note = event_types_note(&config, &build_each(&config, &Registry::builtin()).0);
         assert!(note[0].contains("only for: message."), "{note:?}");
         assert_eq!(
             note[1..],

@@ -159,17 +159,11 @@ fn check_config_reports_a_bad_database_url_and_bad_credentials_together() {
 fn check_config_says_the_guides_network_max_retries_is_no_longer_used() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("guide.toml");
-    let zuliprc = dir.path().join("zuliprc");
-    std::fs::write(
-        &zuliprc,
-        "[api]\nemail=bot@example.com\nkey=k\nsite=https://chat.example.com\n",
-    )
-    .unwrap();
     std::fs::write(
         &path,
         format!(
-            "[zulip]\nzuliprc = \"{}\"\n[network]\nmax_retries = 3\n[error_handling]\ndegraded_after = \"1m\"\n",
-            zuliprc.display()
+            "{}[network]\nmax_retries = 3\n[error_handling]\ndegraded_after = \"1m\"\n",
+            zulip_section(dir.path())
         ),
     )
     .unwrap();

@@ -302,13 +302,7 @@ pub(crate) fn copies(sent: &[SentMessage], content: &str) -> usize {
 fn check_config_builds_the_responder_and_names_a_template_that_cannot_render() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    let zuliprc = dir.path().join("zuliprc");
-    std::fs::write(
-        &zuliprc,
-        "[api]\nemail=bot@example.com\nkey=k\nsite=https://chat.example.com\n",
-    )
-    .unwrap();
-    let zulip = format!("[zulip]\nzuliprc = \"{}\"\n", zuliprc.display());
+    let zulip = zulip_section(dir.path());
     std::fs::write(&path, format!("{zulip}{RESPONDER}")).unwrap();
     let out = zel(&["--config", &path.display().to_string(), "check-config"]);
     assert!(

@@ -84,3 +84,16 @@ fn known_listener_names() -> Vec<&'static str> {
         "order_probe",
     ]
 }
+
+/// Writes a valid bot zuliprc in `dir` (for a check-config that must find
+/// credentials, never contacting them) and returns the `[zulip]` section
+/// naming it.
+pub fn zulip_section(dir: &std::path::Path) -> String {
+    let zuliprc = dir.join("zuliprc");
+    std::fs::write(
+        &zuliprc,
+        "[api]\nemail=bot@example.com\nkey=k\nsite=https://chat.example.com\n",
+    )
+    .expect("write zuliprc");
+    format!("[zulip]\nzuliprc = \"{}\"\n", zuliprc.display())
+}
