@@ -174,6 +174,9 @@ pub struct Metrics {
     pub replies: IntCounterVec,
     /// Open rows of the reply outbox (pending or sending).
     pub reply_outbox_open: IntGauge,
+    /// Requests refused for a missing or wrong admin token, by route
+    /// (`admin`, `health`, `metrics`).
+    pub http_unauthorized: IntCounterVec,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -339,6 +342,13 @@ impl Metrics {
             reply_outbox_open: reg!(IntGauge::new(
                 name("reply_outbox_open"),
                 "Replies in the outbox not yet sent or failed"
+            )),
+            http_unauthorized: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("http_unauthorized_total"),
+                    "HTTP requests refused for a missing or wrong admin token, by route"
+                ),
+                &["route"]
             )),
             run_counts: Arc::default(),
             registry,

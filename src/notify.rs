@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::dispatch::Notice;
+use crate::state::OPERATOR_DISABLED;
 use crate::store::Store;
 
 /// Notices waiting to be sent at most.
@@ -138,7 +139,7 @@ pub(crate) fn spawn_state_sync(
                 let reason = (!s.enabled).then(|| {
                     s.reason
                         .clone()
-                        .unwrap_or_else(|| "disabled by an operator".to_owned())
+                        .unwrap_or_else(|| OPERATOR_DISABLED.to_owned())
                 });
                 apply(&s.name, reason);
             }

@@ -3,7 +3,7 @@
 //! needs. Everything is atomic; nothing here is locked across `.await`.
 //!
 //! It sits below every component that writes to it: the listener controls
-//! the dispatcher registers are seen here only through [`ListenerHealth`].
+//! the dispatcher registers are seen here only through [`ListenerControls`].
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -92,19 +92,26 @@ pub struct State {
     /// Polling is paused by memory backpressure.
     pub backpressure: AtomicBool,
     /// The dispatcher's listener states, once it exists.
-    pub listeners: OnceLock<Arc<dyn ListenerHealth>>,
+    pub listeners: OnceLock<Arc<dyn ListenerControls>>,
     /// Notified by the recorder when it has committed replies to the
     /// outbox: wakes the reply sender.
     pub replies_queued: tokio::sync::Notify,
 }
 
-/// What `/health` reads of the listeners' run-time state (the dispatcher's
-/// `Control` provides it), so that this module needs nothing above it.
-pub trait ListenerHealth: Send + Sync {
+/// Why a listener is disabled when the operator who disabled it gave no
+/// reason.
+pub(crate) const OPERATOR_DISABLED: &str = "disabled by an operator";
+
+/// What `/health` reads of the listeners' run-time state, and the switch
+/// the admin API turns (the dispatcher's `Control` provides both), so that
+/// this module needs nothing above it.
+pub trait ListenerControls: Send + Sync {
     /// Listeners currently disabled, with the reason.
     fn disabled(&self) -> Vec<(String, String)>;
     /// Listeners whose circuit is open, with when it half-opens.
     fn open_circuits(&self) -> Vec<(String, chrono::DateTime<chrono::Utc>)>;
+    /// Disables (with a reason) or re-enables a listener now.
+    fn set_disabled(&self, listener: &str, reason: Option<String>);
 }
 
 /// Unix milliseconds now.

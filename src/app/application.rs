@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect::{identify, open_store, zulip_client, Identity, CONNECTING};
 use super::drain::{drain, recover};
-use super::services::{serve_http, spawn_reply_sender, Services};
+use super::http::{serve_http, HttpParts};
+use super::services::{spawn_reply_sender, Services};
 use super::source::{intake_settings, Source};
 use super::AppError;
 use crate::clock::{Clock, SystemClock};
@@ -26,10 +27,9 @@ use crate::dispatch::{
     BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
     RetryPolicy,
 };
-use crate::http::health::Health;
 use crate::intake::{FileReport, Pipeline, PipelineMode};
 use crate::listeners::{BotIdentity, Instance, Listener, Registry};
-use crate::state::State;
+use crate::state::{State, OPERATOR_DISABLED};
 use crate::store::{InstanceLock, Store, StoreError, Summary};
 
 /// Capacity of the channel from listener runs to the recorder.
@@ -157,17 +157,13 @@ impl Application {
         let bind = config.http.bind.filter(|_| opts.events_file.is_none());
         let http_addr = match bind {
             Some(addr) => {
-                let health = Health::new(
-                    state.clone(),
-                    store.clone(),
-                    config.scaling.instance_id.clone(),
-                    names.clone(),
-                );
-                let limits = crate::http::Limits {
-                    max_connections: config.http.max_connections,
-                    header_read_timeout: config.http.header_read_timeout,
+                let parts = HttpParts {
+                    config,
+                    state: &state,
+                    store: store.as_ref(),
+                    instances: &instances,
                 };
-                Some(serve_http(addr, health, limits, &services).await?)
+                Some(serve_http(addr, parts, &services).await?)
             }
             None => None,
         };
@@ -330,6 +326,7 @@ impl Application {
                 rx,
                 self.state.clone(),
             )
+            .audit_disables(config.data_protection.audit_trail)
             .run(give_up.clone()),
         );
         let dispatcher = Dispatcher::new(
@@ -425,7 +422,7 @@ impl Application {
                 let reason = s
                     .reason
                     .clone()
-                    .unwrap_or_else(|| "disabled by an operator".to_owned());
+                    .unwrap_or_else(|| OPERATOR_DISABLED.to_owned());
                 control.set_disabled(&s.name, Some(reason));
             }
         }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::config::AdminTokenError;
 use crate::intake::{FileError, IntakeError, PipelineError};
 use crate::listeners::InstanceError;
 use crate::store::StoreError;
@@ -29,6 +30,9 @@ pub enum AppError {
     /// The events file could not be processed.
     #[error(transparent)]
     File(FileError),
+    /// The admin token file cannot be used.
+    #[error(transparent)]
+    AdminTokens(#[from] AdminTokenError),
     /// The HTTP server cannot listen.
     #[error("cannot serve /health and /metrics on {0}: {1}")]
     Http(SocketAddr, #[source] std::io::Error),

@@ -7,6 +7,7 @@
 //! - `application`: build and run, and the [`RunReport`].
 //! - `connect`: the outside world (Zulip client, identity check, store).
 //! - `source`: where events come from.
+//! - `http`: the HTTP server and admin API assembled.
 //! - `services`: every background task, under one tracker and one token.
 //! - `drain`: the shutdown deadline.
 
@@ -14,6 +15,7 @@ mod application;
 mod connect;
 mod drain;
 mod error;
+mod http;
 pub mod malloc_tuning;
 mod services;
 mod source;

@@ -1,4 +1,5 @@
-//! [`Services`]: the daemon's background tasks — the HTTP server, the
+//! [`Services`]: the daemon's background tasks — the HTTP server (started
+//! by `http.rs`), the
 //! health sampler, the systemd watchdog, the drain flag, retention, the
 //! notifier, the listener-state sync and the reply sender — under one [`TaskTracker`] and one
 //! token, so that shutdown stops them all in one place and waits for them,
@@ -6,16 +7,13 @@
 //! the drain, so it must outlive it).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::AppError;
 use crate::config::Config;
-use crate::http::health::Health;
 use crate::replies::{echo_caveat, ReplySender};
 use crate::state::State;
 use crate::store::Store;
@@ -61,29 +59,6 @@ impl Services {
             );
         }
     }
-}
-
-/// Binds `addr` (port 0 picks a free one) and serves `/health` and
-/// `/metrics` as a service. Returns the bound address.
-pub(super) async fn serve_http(
-    addr: SocketAddr,
-    health: Arc<Health>,
-    limits: crate::http::Limits,
-    services: &Services,
-) -> Result<SocketAddr, AppError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| AppError::Http(addr, e))?;
-    let local = listener.local_addr().map_err(|e| AppError::Http(addr, e))?;
-    services.spawn(health.clone().sample_until(services.token()));
-    services.spawn(crate::http::serve(
-        listener,
-        health,
-        limits,
-        services.token(),
-    ));
-    tracing::info!(address = %local, "Serving /health and /metrics");
-    Ok(local)
 }
 
 /// The reply sender, as a service: it posts the outbox through `client`

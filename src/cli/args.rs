@@ -69,6 +69,18 @@ pub enum Command {
     },
     /// Run a listener's dead letters (or one logged event) again and record the outcomes.
     Replay(ReplayArgs),
+    /// The audit trail, newest last: who enabled, disabled, replayed, cleaned up or migrated what, and how it ended.
+    Audit {
+        /// Only rows from this long ago (e.g. 1h, 2d) or this RFC 3339 time on.
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
+        since: Option<DateTime<Utc>>,
+        /// At most this many rows (the newest).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        /// Print the rows as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run recorded events through the configured filters, partitioning and routing, and print which listeners would run each (--run runs them, --expect checks the pairs).
     Test(TestArgs),
 }

@@ -1,6 +1,6 @@
 //! `check-config`: check everything `run` would refuse before it contacts
 //! anyone — the file (every key and value, the database URL's form), its
-//! log file, and the Zulip credentials, read exactly as `run` reads them
+//! log file, the admin token file, and the Zulip credentials, read exactly as `run` reads them
 //! (the zuliprc, the `ZULIP_*` variables, a site) — and report every
 //! problem at once, with
 //! the exit code of a configuration problem; on success, say what the file
@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context as _};
 
 use crate::app::check_credentials;
 use crate::cli::exit::{Failure, EXIT_CONFIG};
-use crate::config::{Config, ConfigError};
+use crate::config::{read_admin_tokens, Config, ConfigError};
 use crate::listeners::{Instance, Registry};
 use crate::telemetry::LogFile;
 
@@ -50,6 +50,15 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
                 "`logging.file`: cannot open the log file {}: {e}",
                 file.display()
             ));
+        }
+    }
+    // `run` reads the admin tokens before it serves HTTP.
+    if let Some(path) = config
+        .as_ref()
+        .and_then(|c| c.http.admin_token_file.as_deref())
+    {
+        if let Err(e) = read_admin_tokens(path) {
+            problems.push(format!("`http.admin_token_file`: {e}"));
         }
     }
     let instances = match &config {

@@ -8,7 +8,7 @@ use crate::cli::actor::actor;
 use crate::cli::age::format_time;
 use crate::cli::exit::Failure;
 use crate::config::Config;
-use crate::store::{AuditAction, CleanupCounts, Store};
+use crate::store::{AuditAction, AuditEntry, AuditOutcome, AuditTrail, CleanupCounts};
 
 /// `cleanup --days N`.
 ///
@@ -26,21 +26,25 @@ pub(crate) async fn cmd_cleanup(config: &Config, days: u32) -> Result<(), Failur
         format_time(before),
         counts.replies
     );
-    audit_cleanup(store.as_ref(), days, &counts).await;
+    let trail = AuditTrail::new(store.clone(), config.data_protection.audit_trail);
+    audit_cleanup(&trail, days, &counts).await;
     Ok(())
 }
 
 /// Writes the audit row of a `cleanup`; a failure is only logged, since
 /// the cleanup itself is done.
-async fn audit_cleanup(store: &dyn Store, days: u32, counts: &CleanupCounts) {
+async fn audit_cleanup(trail: &AuditTrail, days: u32, counts: &CleanupCounts) {
     let detail = format!(
         "older than {days} day(s): {} event log row(s), {} inbox row(s), {} sent reply row(s)",
         counts.eventlog, counts.inbox, counts.replies
     );
-    if let Err(e) = store
-        .audit(&actor(), AuditAction::Cleanup, None, &detail)
-        .await
-    {
-        tracing::warn!(error = %e, "Cannot write the audit row of the cleanup");
-    }
+    trail
+        .record(AuditEntry {
+            actor: &actor(),
+            action: AuditAction::Cleanup,
+            target: None,
+            detail: &detail,
+            outcome: AuditOutcome::Ok,
+        })
+        .await;
 }

@@ -3,6 +3,7 @@
 
 use crate::cli::aggregate::cmd_aggregate;
 use crate::cli::args::{Cli, Command};
+use crate::cli::audit::cmd_audit;
 use crate::cli::check_config::cmd_check_config;
 use crate::cli::cleanup::cmd_cleanup;
 use crate::cli::exit::Failure;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
             cmd_set_enabled(&config, &registry, &name, false, reason.as_deref()).await
         }
         Command::Replay(args) => cmd_replay(&config, &registry, &args).await,
+        Command::Audit { since, limit, json } => cmd_audit(&config, since, limit, json).await,
         Command::Test(args) => cmd_test(&config, &registry, &args).await,
     }
 }

@@ -52,7 +52,7 @@ impl From<AppError> for Failure {
             AppError::Auth(_) | AppError::Credentials(_) => EXIT_AUTH,
             AppError::Store(StoreError::InstanceLocked { .. }) => EXIT_FAILURE,
             AppError::Store(_) => EXIT_DATABASE,
-            AppError::Listeners(_) => EXIT_CONFIG,
+            AppError::Listeners(_) | AppError::AdminTokens(_) => EXIT_CONFIG,
             AppError::Zulip(_) | AppError::File(_) | AppError::Http(..) | AppError::Pipeline(_) => {
                 EXIT_FAILURE
             }

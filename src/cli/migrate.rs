@@ -1,9 +1,12 @@
-//! `migrate`: apply the pending database migrations and say which.
+//! `migrate`: apply the pending database migrations and say which, with
+//! an audit row (when `[data_protection] audit_trail` is on) naming them,
+//! or why they failed (written when the audit table can take it).
 
 use crate::app;
+use crate::cli::actor::actor;
 use crate::cli::exit::Failure;
 use crate::config::Config;
-use crate::store::{self, StoreOptions};
+use crate::store::{self, AuditAction, AuditEntry, AuditOutcome, AuditTrail, StoreOptions};
 
 /// `migrate`.
 ///
@@ -16,7 +19,22 @@ pub(crate) async fn cmd_migrate(config: &Config) -> Result<(), Failure> {
         ..app::store_options(config)
     };
     let store = store::open(&config.database.url, &opts).await?;
-    let applied = store.migrate().await?;
+    let result = store.migrate().await;
+    let (outcome, detail) = match &result {
+        Ok(applied) if applied.is_empty() => (AuditOutcome::Ok, "up to date".to_owned()),
+        Ok(applied) => (AuditOutcome::Ok, format!("applied {}", applied.join(", "))),
+        Err(e) => (AuditOutcome::Failed, e.to_string()),
+    };
+    AuditTrail::new(store.clone(), config.data_protection.audit_trail)
+        .record(AuditEntry {
+            actor: &actor(),
+            action: AuditAction::Migrate,
+            target: Some(&store.location()),
+            detail: &detail,
+            outcome,
+        })
+        .await;
+    let applied = result?;
     if applied.is_empty() {
         println!("{} is up to date; no migration applied.", store.location());
     } else {

@@ -7,6 +7,7 @@ mod actor;
 mod age;
 mod aggregate;
 mod args;
+mod audit;
 mod check_config;
 mod cleanup;
 mod dispatch;

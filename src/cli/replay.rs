@@ -12,7 +12,7 @@ use crate::cli::exit::{Failure, EXIT_FAILURE};
 use crate::config::Config;
 use crate::dispatch::replay::{self, ReplayOutcome, ReplaySettings};
 use crate::listeners::Registry;
-use crate::store::AuditAction;
+use crate::store::{AuditAction, AuditEntry, AuditOutcome, AuditTrail};
 
 /// `replay --event ID` that finds nothing fails; a plain `replay` with no
 /// dead letters says so and succeeds.
@@ -47,8 +47,15 @@ pub(crate) async fn cmd_replay(
     let store = app::open_store(config, false).await?;
     let items = replay::select(store.as_ref(), &args.listener, args.since, args.event).await?;
     let filters = describe_filters(args);
+    let trail = AuditTrail::new(store.clone(), config.data_protection.audit_trail);
     if items.is_empty() {
-        return nothing_to_replay(args, &filters);
+        let result = nothing_to_replay(args, &filters);
+        let (outcome, detail) = match &result {
+            Ok(()) => (AuditOutcome::Ok, format!("nothing to replay{filters}")),
+            Err(e) => (AuditOutcome::Failed, format!("{:#}", e.error)),
+        };
+        audit(&trail, args, outcome, &detail).await;
+        return result;
     }
     let settings = ReplaySettings {
         instance: config.scaling.instance_id.clone(),
@@ -73,9 +80,12 @@ pub(crate) async fn cmd_replay(
         }
     );
     println!("{total}");
-    store
-        .audit(&actor(), AuditAction::Replay, Some(&args.listener), &total)
-        .await?;
+    let outcome = if failed > 0 {
+        AuditOutcome::Failed
+    } else {
+        AuditOutcome::Ok
+    };
+    audit(&trail, args, outcome, &total).await;
     if failed > 0 {
         return Err(Failure::new(
             EXIT_FAILURE,
@@ -86,6 +96,19 @@ pub(crate) async fn cmd_replay(
         ));
     }
     Ok(())
+}
+
+/// The audit row of this replay.
+async fn audit(trail: &AuditTrail, args: &ReplayArgs, outcome: AuditOutcome, detail: &str) {
+    trail
+        .record(AuditEntry {
+            actor: &actor(),
+            action: AuditAction::Replay,
+            target: Some(&args.listener),
+            detail,
+            outcome,
+        })
+        .await;
 }
 
 fn describe_filters(args: &ReplayArgs) -> String {

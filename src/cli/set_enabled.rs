@@ -1,5 +1,6 @@
 //! `enable NAME` / `disable NAME [--reason TEXT]`: a listener's state in the
-//! database, with who switched it and why.
+//! database, with who switched it and why (and its audit row, in the same
+//! transaction, when `[data_protection] audit_trail` is on).
 
 use crate::app;
 use crate::cli::actor::{actor, known};
@@ -23,7 +24,13 @@ pub(crate) async fn cmd_set_enabled(
     let store = app::open_store(config, false).await?;
     let who = actor();
     store
-        .set_listener_enabled(name, enabled, reason, &who)
+        .set_listener_enabled(
+            name,
+            enabled,
+            reason,
+            &who,
+            config.data_protection.audit_trail,
+        )
         .await?;
     let why = reason.map_or_else(String::new, |r| format!(" ({r})"));
     if enabled {

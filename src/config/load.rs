@@ -11,6 +11,7 @@ use std::path::Path;
 
 use toml::Table;
 
+use super::data_protection::{self, DataProtectionConfig};
 use super::database::{self, DatabaseConfig};
 use super::error::ConfigError;
 use super::error_handling::{self, ErrorHandlingConfig};
@@ -56,6 +57,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// `[error_handling]`: circuit breaker, auto-disable, notifications.
     pub error_handling: ErrorHandlingConfig,
+    /// `[data_protection]`: the audit trail.
+    pub data_protection: DataProtectionConfig,
 }
 
 /// One `[section]`: its name, its keys, and the reader that fills its part
@@ -133,6 +136,11 @@ const SECTIONS: &[Section] = &[
         name: security::SECTION,
         keys: security::KNOWN,
         read: |r, t, c| security::read(r, t, &mut c.security),
+    },
+    Section {
+        name: data_protection::SECTION,
+        keys: data_protection::KNOWN,
+        read: |r, t, c| data_protection::read(r, t, &mut c.data_protection),
     },
 ];
 
@@ -582,7 +590,7 @@ mod tests {
         let err = Config::parse("[stats]\n", KNOWN).unwrap_err();
         assert_eq!(
             err.problems,
-            vec!["unknown section [stats] (known: zulip, database, listeners, performance, logging, network, http, scaling, statistics, queue, error_handling, filters, security)"]
+            vec!["unknown section [stats] (known: zulip, database, listeners, performance, logging, network, http, scaling, statistics, queue, error_handling, filters, security, data_protection)"]
         );
     }
 

@@ -3,6 +3,7 @@
 //! sections, `reader.rs` collects the problems, and each `[section]` has its
 //! own file (struct, defaults, known keys, reader).
 
+mod data_protection;
 mod database;
 mod database_url;
 mod error;
@@ -25,12 +26,13 @@ mod statistics;
 mod users;
 mod zulip;
 
+pub use data_protection::DataProtectionConfig;
 pub use database::{DatabaseConfig, DEFAULT_DATABASE_URL};
 pub use database_url::{Backend, DatabaseUrl, UrlError};
 pub use error::ConfigError;
 pub use error_handling::ErrorHandlingConfig;
 pub use filters::FiltersConfig;
-pub use http::HttpConfig;
+pub use http::{read_admin_tokens, AdminToken, AdminTokenError, HttpConfig};
 pub use kinds::{
     ExecConfig, ExecMode, ListenerKind, ResponderConfig, ResponderRule, RuleTrigger, SecretSource,
     WebhookConfig, WebhookFormat, CONFIG_KINDS,

@@ -14,7 +14,7 @@ use super::breaker::Breaker;
 use super::settings::RetryPolicy;
 use crate::listeners::Listener;
 use crate::metrics::RunHandles;
-use crate::state::ListenerHealth;
+use crate::state::ListenerControls;
 
 /// One listener instance as the dispatcher runs it: the listener, its
 /// name, its bounds (timeout, retry policy, own concurrency limit), its
@@ -73,12 +73,16 @@ impl Control {
     }
 }
 
-impl ListenerHealth for Control {
+impl ListenerControls for Control {
     fn disabled(&self) -> Vec<(String, String)> {
         Control::disabled(self)
     }
 
     fn open_circuits(&self) -> Vec<(String, chrono::DateTime<Utc>)> {
         Control::open_circuits(self)
+    }
+
+    fn set_disabled(&self, listener: &str, reason: Option<String>) {
+        Control::set_disabled(self, listener, reason);
     }
 }

@@ -59,6 +59,8 @@ pub(crate) struct Recorder {
     progress: Arc<Progress>,
     rx: mpsc::Receiver<Recording>,
     state: Arc<State>,
+    /// Whether an automatic disable writes an audit row with it.
+    audit_disables: bool,
 }
 
 impl Recorder {
@@ -76,7 +78,15 @@ impl Recorder {
             progress,
             rx,
             state,
+            audit_disables: false,
         }
+    }
+
+    /// Writes an audit row with each automatic disable (`[data_protection]
+    /// audit_trail`), under the actor `auto-disable`.
+    pub(crate) fn audit_disables(mut self, on: bool) -> Recorder {
+        self.audit_disables = on;
+        self
     }
 
     /// Records until every sender is gone. While the database is
@@ -140,7 +150,13 @@ impl Recorder {
         for attempt in 1u32.. {
             let result = self
                 .store
-                .set_listener_enabled(listener, false, Some(reason), AUTO_DISABLE_ACTOR)
+                .set_listener_enabled(
+                    listener,
+                    false,
+                    Some(reason),
+                    AUTO_DISABLE_ACTOR,
+                    self.audit_disables,
+                )
                 .await;
             let e = match result {
                 Ok(()) => return,

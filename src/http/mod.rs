@@ -1,12 +1,15 @@
 //! The HTTP server: `GET /health` (JSON; 200 when healthy or degraded, 503
-//! when starting, unhealthy or draining) and `GET /metrics` (Prometheus
-//! text), behind an accept loop that slow or numerous clients cannot exhaust.
+//! when starting, unhealthy or draining), `GET /metrics` (Prometheus
+//! text) and, with admin tokens, the admin API (`admin/`), the routes that
+//! need a token behind `auth::require_token`; all behind an accept loop
+//! that slow or numerous clients cannot exhaust.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State as AxumState;
 use axum::http::{header, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -18,16 +21,65 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) mod admin;
+pub(crate) mod auth;
 pub(crate) mod health;
 
+use admin::AdminApi;
+use auth::Tokens;
 use health::{Health, Status};
 
-/// The router over `health` (which also holds the metrics).
-pub(crate) fn router(health: Arc<Health>) -> Router {
-    Router::new()
-        .route("/health", get(get_health))
-        .route("/metrics", get(get_metrics))
-        .with_state(health)
+/// Who may call what.
+pub(crate) struct Access {
+    /// The admin tokens; `None` leaves the admin API out.
+    pub(crate) tokens: Option<Arc<Tokens>>,
+    /// `/health` needs a token.
+    pub(crate) health: bool,
+    /// `/metrics` needs a token.
+    pub(crate) metrics: bool,
+}
+
+/// The router: `/health` and `/metrics` over `health` (which also holds
+/// the metrics), and the admin API when there are tokens and an `admin`.
+/// Only matched routes pass the token check, so an unknown path is a 404
+/// with a token or without. (Without tokens, `access.health` and
+/// `access.metrics` cannot be set: the configuration refuses it.)
+pub(crate) fn router(health: Arc<Health>, access: Access, admin: Option<Arc<AdminApi>>) -> Router {
+    let tokens = access.tokens;
+    let guard = |on: bool| on && tokens.is_some();
+    let mut open = Router::new();
+    let mut guarded = Router::new();
+    let mut any_guarded = false;
+    for (route, guarded_route) in [
+        (
+            Router::new().route("/health", get(get_health)),
+            guard(access.health),
+        ),
+        (
+            Router::new().route("/metrics", get(get_metrics)),
+            guard(access.metrics),
+        ),
+    ] {
+        let route = route.with_state(health.clone());
+        if guarded_route {
+            any_guarded = true;
+            guarded = guarded.merge(route);
+        } else {
+            open = open.merge(route);
+        }
+    }
+    let Some(tokens) = tokens else {
+        return open;
+    };
+    if let Some(admin) = admin {
+        any_guarded = true;
+        guarded = guarded.merge(admin::routes(admin));
+    }
+    if !any_guarded {
+        // (axum refuses a route layer over no route.)
+        return open;
+    }
+    open.merge(guarded.route_layer(from_fn_with_state(tokens, auth::require_token)))
 }
 
 async fn get_health(AxumState(health): AxumState<Arc<Health>>) -> Response {
@@ -53,7 +105,7 @@ async fn get_metrics(AxumState(health): AxumState<Arc<Health>>) -> Response {
         .into_response()
 }
 
-/// Serves `listener` until `token` is cancelled, then finishes the requests
+/// Serves `app` on `listener` until `token` is cancelled, then finishes the requests
 /// in progress. Its own accept loop bounds what clients can hold: at most
 /// `limits.max_connections` connections at once (more wait in the kernel's
 /// backlog, holding no descriptor of the daemon's, so Zulip and the
@@ -61,11 +113,10 @@ async fn get_metrics(AxumState(health): AxumState<Arc<Health>>) -> Response {
 /// take longer than `limits.header_read_timeout` is closed.
 pub(crate) async fn serve(
     listener: TcpListener,
-    health: Arc<Health>,
+    app: Router,
     limits: Limits,
     token: CancellationToken,
 ) {
-    let app = router(health);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let connections = TaskTracker::new();
     loop {

@@ -1,7 +1,8 @@
 //! [`AdminStore`]: what operators change and read besides the hot path —
 //! listeners disabled in the database and why, dead letters kept for
-//! `replay`, the audit trail of who did what, and the per-listener overview
-//! that `list` prints.
+//! `replay` (and the newest pending ones, for the admin API), and the
+//! per-listener overview that `list` prints. The audit trail is
+//! `audit.rs`.
 //!
 //! Dead letters themselves are written by recording runs
 //! (`Store::record`), in the same transaction
@@ -10,9 +11,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::error::StoreError;
-use super::model::{AuditAction, DeadLetter, ListenerOverview, ListenerState, LoggedEvent};
+use super::model::{DeadLetter, ListenerOverview, ListenerState, LoggedEvent};
 
 /// Operator state and history; every `Store` implements it.
 #[async_trait]
@@ -24,8 +26,8 @@ pub trait AdminStore: Send + Sync {
     /// [`StoreError`] when the database fails.
     async fn listener_states(&self) -> Result<Vec<ListenerState>, StoreError>;
 
-    /// Enables or disables `name`, recording `reason` and `actor`, and
-    /// writes the matching audit row in the same transaction.
+    /// Enables or disables `name`, recording `reason` and `actor`, and,
+    /// when `audited`, writes the matching audit row in the same transaction.
     ///
     /// # Errors
     ///
@@ -36,6 +38,7 @@ pub trait AdminStore: Send + Sync {
         enabled: bool,
         reason: Option<&str>,
         actor: &str,
+        audited: bool,
     ) -> Result<(), StoreError>;
 
     /// Dead letters of `listener`, oldest first: those created at or after
@@ -76,18 +79,17 @@ pub trait AdminStore: Send + Sync {
     /// [`StoreError`] when the database fails.
     async fn mark_replayed(&self, ids: &[i64], success: bool) -> Result<u64, StoreError>;
 
-    /// Appends a row to `event_listeners_audit`.
+    /// The newest `limit` pending dead letters (of `listener` only, when
+    /// given), newest first, without their events.
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    async fn audit(
+    async fn pending_dead_letters(
         &self,
-        actor: &str,
-        action: AuditAction,
         listener: Option<&str>,
-        detail: &str,
-    ) -> Result<(), StoreError>;
+        limit: u32,
+    ) -> Result<Vec<PendingDeadLetter>, StoreError>;
 
     /// Per listener with logged runs or statistics, sorted by name: failed
     /// runs since `since` and the last success. The last success comes from
@@ -102,4 +104,24 @@ pub trait AdminStore: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListenerOverview>, StoreError>;
+}
+
+/// A pending dead letter without its event, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct PendingDeadLetter {
+    /// The dead letter's id.
+    pub id: i64,
+    /// The listener whose run failed.
+    #[sqlx(rename = "listener_name")]
+    pub listener: String,
+    /// The event's inbox row.
+    pub inbox_id: i64,
+    /// The event's type.
+    pub event_type: String,
+    /// The last failure.
+    pub error: Option<String>,
+    /// Tries made.
+    pub attempts: i64,
+    /// When the run failed for the last time.
+    pub created_at: DateTime<Utc>,
 }

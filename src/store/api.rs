@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::admin::AdminStore;
+use super::audit::AuditStore;
 use super::error::StoreError;
 use super::lock::InstanceLock;
 use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
@@ -18,7 +19,7 @@ use crate::event::Event;
 /// methods ([`Store::append`], [`Store::record`]) write whole batches with
 /// multi-row statements.
 #[async_trait]
-pub trait Store: StatsStore + AdminStore + OutboxStore + Send + Sync {
+pub trait Store: StatsStore + AdminStore + AuditStore + OutboxStore + Send + Sync {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// Where the data lives, without credentials.

@@ -100,7 +100,8 @@ pub(crate) trait AdminDialect: Dialect {
     /// Upserts listener `$1`'s state: enabled `$2`, reason `$3`, changed by
     /// `$4`, now.
     const UPSERT_LISTENER_STATE: &'static str;
-    /// An audit row of actor `$1`, action `$2`, listener `$3`, detail `$4`, now.
+    /// An audit row of actor `$1`, action `$2`, target `$3`, detail `$4`,
+    /// outcome `$5`, now.
     const INSERT_AUDIT: &'static str;
 
     /// `AdminStore::mark_replayed` for a non-empty `ids`.

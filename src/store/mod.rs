@@ -1,4 +1,4 @@
-//! Persistence: the [`Store`], [`AdminStore`] and [`StatsStore`] traits,
+//! Persistence: the [`Store`], [`AdminStore`], [`AuditStore`] and [`StatsStore`] traits,
 //! the rows they move, and their PostgreSQL and SQLite implementations side
 //! by side, with one migrations folder per backend. What both backends
 //! share is written once: the rows and their decoding (`model`), the
@@ -8,6 +8,8 @@
 mod admin;
 mod aggregate;
 mod api;
+mod audit;
+mod audit_trail;
 mod changes;
 mod dialect;
 mod error;
@@ -25,14 +27,16 @@ mod statistics;
 mod storable;
 
 pub use crate::config::{DatabaseUrl, UrlError};
-pub use admin::AdminStore;
+pub use admin::{AdminStore, PendingDeadLetter};
 pub use aggregate::{ActivityTotals, StatsBucket};
 pub use api::Store;
+pub use audit::{AuditAction, AuditEntry, AuditOutcome, AuditRow, AuditStore};
+pub use audit_trail::AuditTrail;
 pub use error::StoreError;
 pub use lock::InstanceLock;
 pub use model::{
-    AuditAction, CleanupCounts, Cursor, DeadLetter, ListenerOverview, ListenerState, LoggedEvent,
-    Origin, RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
+    CleanupCounts, Cursor, DeadLetter, ListenerOverview, ListenerState, LoggedEvent, Origin,
+    RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
 };
 pub use open::open;
 pub use outbox::{local_id, OpenStatus, OutboxReply, OutboxStore, LOCAL_ID_PREFIX};

@@ -1,7 +1,7 @@
 //! The rows the store moves, shared by both backends: where events came
 //! from ([`Origin`]), the cursor, stored and unfinished events, finished
-//! runs, the operator's rows (listener states, dead letters, logged events,
-//! audit actions), and the decoding of inbox rows back into events.
+//! runs, the operator's rows (listener states, dead letters, logged events),
+//! and the decoding of inbox rows back into events.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -300,31 +300,6 @@ pub struct ListenerOverview {
     pub failures: i64,
     /// When a run of it last succeeded.
     pub last_success: Option<DateTime<Utc>>,
-}
-
-/// What an audit row records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditAction {
-    /// A listener was enabled.
-    Enable,
-    /// A listener was disabled.
-    Disable,
-    /// Dead letters or logged events were replayed.
-    Replay,
-    /// Old rows were deleted.
-    Cleanup,
-}
-
-impl AuditAction {
-    /// The text stored in `event_listeners_audit.action`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditAction::Enable => "enable",
-            AuditAction::Disable => "disable",
-            AuditAction::Replay => "replay",
-            AuditAction::Cleanup => "cleanup",
-        }
-    }
 }
 
 /// Rebuilds an inbox row's event; an unreadable row is logged and gives `None`.

@@ -11,18 +11,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::admin::AdminStore;
+use super::admin::{AdminStore, PendingDeadLetter};
 use super::aggregate::bucket_start;
 use super::api::Store;
+use super::audit::{AuditAction, AuditOutcome, AuditStore};
 use super::dialect::{AdminDialect, Dialect, InboxDialect, RecordDialect};
 use super::error::StoreError;
 use super::lock::InstanceLock;
 use super::model::{
-    merge_overview, rows_to_unfinished, AuditAction, CleanupCounts, Cursor, CursorRow, DeadLetter,
+    merge_overview, rows_to_unfinished, CleanupCounts, Cursor, CursorRow, DeadLetter,
     DeadLetterRow, ListenerOverview, ListenerState, LoggedEvent, LoggedEventRow, Origin, RunRecord,
     Summary, Unfinished, UnfinishedRow,
 };
-use super::sql::{self, on_conn, on_pool, Conn, Pool};
+use super::sql::{self, on_conn, on_pool, stamped, Conn, Pool};
 use super::statistics::{
     assemble, ListenerSummary, RetentionReport, RunCounts, StatsStore, SummaryRows, TOP_ERRORS,
 };
@@ -31,7 +32,7 @@ use crate::event::Event;
 #[async_trait]
 impl<T> Store for T
 where
-    T: InboxDialect + RecordDialect + AdminStore + StatsStore,
+    T: InboxDialect + RecordDialect + AdminStore + AuditStore + StatsStore,
 {
     fn backend(&self) -> &'static str {
         T::NAME
@@ -193,18 +194,6 @@ where
     }
 }
 
-/// `query` with the current time bound after its other parameters, when
-/// backend `T` stamps rows from Rust ([`AdminDialect::BINDS_NOW`]).
-macro_rules! stamped {
-    ($t:ty, $query:expr) => {
-        if <$t>::BINDS_NOW {
-            $query.bind(Utc::now())
-        } else {
-            $query
-        }
-    };
-}
-
 #[async_trait]
 impl<T: AdminDialect> AdminStore for T {
     async fn listener_states(&self) -> Result<Vec<ListenerState>, StoreError> {
@@ -220,6 +209,7 @@ impl<T: AdminDialect> AdminStore for T {
         enabled: bool,
         reason: Option<&str>,
         actor: &str,
+        audited: bool,
     ) -> Result<(), StoreError> {
         let action = if enabled {
             AuditAction::Enable
@@ -235,13 +225,16 @@ impl<T: AdminDialect> AdminStore for T {
                 .bind(actor))
             .execute(&mut *tx)
             .await?;
-            stamped!(T, sqlx::query(T::INSERT_AUDIT)
-                .bind(actor)
-                .bind(action.as_str())
-                .bind(name)
-                .bind(reason.unwrap_or("")))
-            .execute(&mut *tx)
-            .await?;
+            if audited {
+                stamped!(T, sqlx::query(T::INSERT_AUDIT)
+                    .bind(actor)
+                    .bind(action.as_str())
+                    .bind(name)
+                    .bind(reason.unwrap_or(""))
+                    .bind(AuditOutcome::Ok.as_str()))
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -289,23 +282,18 @@ impl<T: AdminDialect> AdminStore for T {
         self.set_replayed(ids, success).await
     }
 
-    async fn audit(
+    async fn pending_dead_letters(
         &self,
-        actor: &str,
-        action: AuditAction,
         listener: Option<&str>,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        on_pool!(self.pool(), p => {
-            stamped!(T, sqlx::query(T::INSERT_AUDIT)
-                .bind(actor)
-                .bind(action.as_str())
-                .bind(listener)
-                .bind(detail))
-            .execute(p)
-            .await?;
-        });
-        Ok(())
+        limit: u32,
+    ) -> Result<Vec<PendingDeadLetter>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as(sql::PENDING_DEAD_LETTERS)
+            .bind(listener.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?),
+        )
     }
 
     async fn listener_overview(

@@ -31,6 +31,19 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// `query` with the current time bound after its other parameters, when
+/// backend `T` stamps rows from Rust (`AdminDialect::BINDS_NOW`).
+macro_rules! stamped {
+    ($t:ty, $query:expr) => {
+        if <$t>::BINDS_NOW {
+            $query.bind(chrono::Utc::now())
+        } else {
+            $query
+        }
+    };
+}
+pub(crate) use stamped;
+
 /// A borrowed connection (or transaction) of either backend.
 pub(crate) enum Conn<'a> {
     /// PostgreSQL.
@@ -95,6 +108,20 @@ pub(crate) const SUMMARY_BY_TYPE: &str =
 pub(crate) const LISTENER_STATES: &str =
     "SELECT listener_name, enabled, reason, changed_by, changed_at
      FROM event_listeners_listenerstate ORDER BY listener_name";
+
+/// The newest `$2` audit rows written at or after `$1`, newest first.
+pub(crate) const AUDIT_ROWS: &str = "SELECT id, at, actor, action, target, detail, outcome
+     FROM event_listeners_audit WHERE at >= $1
+     ORDER BY at DESC, id DESC LIMIT $2";
+
+/// The newest `$2` pending dead letters, of listener `$1` unless it is
+/// empty, newest first; without their events.
+pub(crate) const PENDING_DEAD_LETTERS: &str =
+    "SELECT id, listener_name, inbox_id, event_type, error,
+            CAST(attempts AS BIGINT) AS attempts, created_at
+     FROM event_listeners_deadletter
+     WHERE replayed_at IS NULL AND ($1 = '' OR listener_name = $1)
+     ORDER BY id DESC LIMIT $2";
 
 /// `(listener, failed runs, newest success)` in the event log since `$1`.
 pub(crate) const OVERVIEW_WINDOW: &str =

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::dispatch::replay::{self, ReplaySettings};
-use zulip_event_listeners::store::{AuditAction, RunRecord};
+use zulip_event_listeners::store::{AuditAction, AuditEntry, AuditOutcome, RunRecord};
 
 use crate::support::fake_zulip::FakeOptions;
 use crate::support::*;
@@ -242,9 +242,15 @@ async fn listeners_are_disabled_and_enabled_with_an_audit_trail(backend: Backend
     let s = db.store().await;
     assert!(s.listener_states().await.unwrap().is_empty());
 
-    s.set_listener_enabled("message_logger", false, Some("disk full"), "alice@box")
-        .await
-        .unwrap();
+    s.set_listener_enabled(
+        "message_logger",
+        false,
+        Some("disk full"),
+        "alice@box",
+        true,
+    )
+    .await
+    .unwrap();
     let states = s.listener_states().await.unwrap();
     assert_eq!(states.len(), 1);
     assert_eq!(states[0].name, "message_logger");
@@ -253,7 +259,7 @@ async fn listeners_are_disabled_and_enabled_with_an_audit_trail(backend: Backend
     assert_eq!(states[0].changed_by, "alice@box");
     assert!((Utc::now() - states[0].changed_at).num_seconds() < 60);
 
-    s.set_listener_enabled("message_logger", true, None, "bob@box")
+    s.set_listener_enabled("message_logger", true, None, "bob@box", true)
         .await
         .unwrap();
     let states = s.listener_states().await.unwrap();
@@ -261,9 +267,15 @@ async fn listeners_are_disabled_and_enabled_with_an_audit_trail(backend: Backend
     assert_eq!(states[0].reason, None);
     assert_eq!(states[0].changed_by, "bob@box");
 
-    s.audit("carol", AuditAction::Replay, Some("failing"), "3 events")
-        .await
-        .unwrap();
+    s.audit(&AuditEntry {
+        actor: "carol",
+        action: AuditAction::Replay,
+        target: Some("failing"),
+        detail: "3 events",
+        outcome: AuditOutcome::Failed,
+    })
+    .await
+    .unwrap();
     assert_eq!(
         db.text_pairs("SELECT action, detail FROM event_listeners_audit ORDER BY id")
             .await,
@@ -274,7 +286,7 @@ async fn listeners_are_disabled_and_enabled_with_an_audit_trail(backend: Backend
         ]
     );
     assert_eq!(
-        db.text_pairs("SELECT actor, listener_name FROM event_listeners_audit ORDER BY id")
+        db.text_pairs("SELECT actor, target FROM event_listeners_audit ORDER BY id")
             .await,
         vec![
             ("alice@box".to_owned(), Some("message_logger".to_owned())),
@@ -299,7 +311,7 @@ async fn a_listener_disabled_in_the_store_runs_nothing_and_its_events_wait_for_r
     .await;
     let db = app.db.clone();
     let s = db.store().await;
-    s.set_listener_enabled("counting", false, Some("too noisy"), "alice")
+    s.set_listener_enabled("counting", false, Some("too noisy"), "alice", true)
         .await
         .unwrap();
     let (registry, counter) = registry_with_test_listeners();
@@ -466,7 +478,7 @@ async fn replay_command_reruns_dead_letters(backend: Backend) {
         "the replayed run's records are committed with it"
     );
     assert_eq!(
-        db.text_pairs("SELECT action, listener_name FROM event_listeners_audit")
+        db.text_pairs("SELECT action, target FROM event_listeners_audit")
             .await,
         vec![("replay".to_owned(), Some("message_logger".to_owned()))]
     );

@@ -3,6 +3,8 @@
 //! real PostgreSQL database.
 
 mod admin;
+mod admin_api;
+mod audit;
 mod backfilled_rows;
 mod cli;
 mod current_servers;

@@ -43,8 +43,8 @@ impl AdminDialect for PgStore {
            changed_by = excluded.changed_by, changed_at = excluded.changed_at";
 
     const INSERT_AUDIT: &'static str =
-        "INSERT INTO event_listeners_audit (at, actor, action, listener_name, detail)
-         VALUES (now(), $1, $2, $3, $4)";
+        "INSERT INTO event_listeners_audit (at, actor, action, target, detail, outcome)
+         VALUES (now(), $1, $2, $3, $4, $5)";
 
     async fn set_replayed(&self, ids: &[i64], success: bool) -> Result<u64, StoreError> {
         Ok(sqlx::query(

@@ -44,8 +44,8 @@ impl AdminDialect for SqliteStore {
            changed_by = excluded.changed_by, changed_at = excluded.changed_at";
 
     const INSERT_AUDIT: &'static str =
-        "INSERT INTO event_listeners_audit (at, actor, action, listener_name, detail)
-         VALUES ($5, $1, $2, $3, $4)";
+        "INSERT INTO event_listeners_audit (at, actor, action, target, detail, outcome)
+         VALUES ($6, $1, $2, $3, $4, $5)";
 
     async fn set_replayed(&self, ids: &[i64], success: bool) -> Result<u64, StoreError> {
         let now = Utc::now();

@@ -1,0 +1,96 @@
+//! The HTTP server assembled: the admin tokens read (a bad token file
+//! stops the start), `/health` and `/metrics` guarded as `[http]` asks,
+//! the admin API over the store and the daemon's instances, and the
+//! listening socket bound, served as a service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::services::Services;
+use super::AppError;
+use crate::config::{read_admin_tokens, Config};
+use crate::http::admin::AdminApi;
+use crate::http::auth::Tokens;
+use crate::http::health::Health;
+use crate::http::{router, Access, Limits};
+use crate::listeners::Instance;
+use crate::state::State;
+use crate::store::{AuditTrail, Store};
+
+/// What the HTTP server serves.
+pub(super) struct HttpParts<'a> {
+    pub(super) config: &'a Config,
+    pub(super) state: &'a Arc<State>,
+    /// `None` in a dry run: no admin API then.
+    pub(super) store: Option<&'a Arc<dyn Store>>,
+    pub(super) instances: &'a [Instance],
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves `/health`, `/metrics`
+/// and, with admin tokens, the admin API as a service. Returns the bound
+/// address.
+///
+/// # Errors
+///
+/// [`AppError::AdminTokens`] for a token file that cannot be used,
+/// [`AppError::Http`] when the address cannot be bound.
+pub(super) async fn serve_http(
+    addr: SocketAddr,
+    parts: HttpParts<'_>,
+    services: &Services,
+) -> Result<SocketAddr, AppError> {
+    let HttpParts {
+        config,
+        state,
+        store,
+        instances,
+    } = parts;
+    let tokens = match &config.http.admin_token_file {
+        Some(path) => Some(read_admin_tokens(path)?),
+        None => None,
+    };
+    if tokens.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(address = %addr, "/health and /metrics are served beyond this host without any token: set [http] admin_token_file (and health_requires_token, metrics_requires_token), or bind to 127.0.0.1");
+    }
+    let names = instances.iter().map(|i| i.listener.name().to_owned());
+    let health = Health::new(
+        state.clone(),
+        store.cloned(),
+        config.scaling.instance_id.clone(),
+        names.collect(),
+    );
+    let admin = match (&tokens, store) {
+        (Some(_), Some(store)) => Some(Arc::new(AdminApi::new(
+            store.clone(),
+            AuditTrail::new(store.clone(), config.data_protection.audit_trail),
+            state.clone(),
+            instances,
+            config.scaling.instance_id.clone(),
+            config.performance.handler_timeout,
+        ))),
+        (Some(_), None) => {
+            tracing::info!("No admin API in a dry run: there is no database to change");
+            None
+        }
+        (None, _) => None,
+    };
+    let serves_admin = admin.is_some();
+    let access = Access {
+        tokens: tokens.map(|t| Arc::new(Tokens::new(&t, state.clone()))),
+        health: config.http.health_requires_token,
+        metrics: config.http.metrics_requires_token,
+    };
+    let app = router(health.clone(), access, admin);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError::Http(addr, e))?;
+    let local = listener.local_addr().map_err(|e| AppError::Http(addr, e))?;
+    services.spawn(health.sample_until(services.token()));
+    let limits = Limits {
+        max_connections: config.http.max_connections,
+        header_read_timeout: config.http.header_read_timeout,
+    };
+    services.spawn(crate::http::serve(listener, app, limits, services.token()));
+    tracing::info!(address = %local, admin_api = serves_admin, "Serving /health and /metrics");
+    Ok(local)
+}
