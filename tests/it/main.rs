@@ -27,4 +27,5 @@ mod statistics;
 mod store_suite;
 mod streaming;
 mod support;
+mod unreachable_db;
 mod webhook;

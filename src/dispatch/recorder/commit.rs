@@ -115,6 +115,7 @@ impl Writer {
                 self.set_retrying(false);
                 return Written::Refused(e);
             }
+            let e = self.store.explain(e).await;
             let delay = backoff.next_delay();
             tracing::warn!(error = %e, runs = runs.len(), retry_in_ms = delay.as_millis() as u64, "Recording listener runs failed; retrying");
             self.set_retrying(true);

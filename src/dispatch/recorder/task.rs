@@ -141,6 +141,7 @@ impl Recorder {
                 tracing::error!(listener, error = %e, "Cannot record that the listener was disabled");
                 return;
             }
+            let e = self.writer.store.explain(e).await;
             let delay = backoff.next_delay();
             tracing::warn!(listener, error = %e, retry_in_ms = delay.as_millis() as u64, "Recording that the listener was disabled failed; retrying");
             tokio::select! {
