@@ -356,6 +356,7 @@ impl Pipeline {
                 }
                 Err(e) if e.is_transient() => {
                     self.state.database_retrying.store(true, Ordering::Relaxed);
+                    let e = store.explain(e).await;
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, events = events.len(), retry_in_ms = delay.as_millis() as u64,
                         "Cannot store events; not acknowledging them to Zulip and retrying");

@@ -15,14 +15,18 @@ pub enum FailureClass {
     Timeout,
     /// The listener panicked.
     Panic,
+    /// The database refused to store the run's rows: recorded as failed,
+    /// without them, and dead-lettered (counted by the recorder).
+    Unrecordable,
 }
 
 impl FailureClass {
-    const ALL: [FailureClass; 4] = [
+    const ALL: [FailureClass; 5] = [
         FailureClass::Transient,
         FailureClass::Permanent,
         FailureClass::Timeout,
         FailureClass::Panic,
+        FailureClass::Unrecordable,
     ];
 
     /// The label value.
@@ -32,6 +36,7 @@ impl FailureClass {
             FailureClass::Permanent => "permanent",
             FailureClass::Timeout => "timeout",
             FailureClass::Panic => "panic",
+            FailureClass::Unrecordable => "unrecordable",
         }
     }
 }
@@ -54,7 +59,7 @@ impl InstanceMetrics {
         let failures = IntCounterVec::new(
             Opts::new(
                 name("listener_failures_total"),
-                "Failed listener tries, by listener and class (transient, permanent, timeout, panic)",
+                "Failed listener tries, by listener and class (transient, permanent, timeout, panic, unrecordable)",
             ),
             &["listener", "class"],
         )?;
@@ -73,6 +78,13 @@ impl InstanceMetrics {
         })
     }
 
+    /// Counts one failure of `listener` off the hot path (the recorder's).
+    pub fn failed(&self, listener: &str, class: FailureClass) {
+        self.failures
+            .with_label_values(&[listener, class.as_str()])
+            .inc();
+    }
+
     /// The handles of one instance, resolved once.
     pub fn handles(&self, listener: &str) -> InstanceHandles {
         InstanceHandles {
@@ -86,7 +98,7 @@ impl InstanceMetrics {
 /// One instance's failure counters and in-flight gauge.
 #[derive(Clone)]
 pub struct InstanceHandles {
-    failures: [IntCounter; 4],
+    failures: [IntCounter; 5],
     /// Its runs in flight.
     pub in_flight: IntGauge,
 }

@@ -30,6 +30,11 @@ pub trait Store: StatsStore + AdminStore + AuditStore + OutboxStore + Send + Syn
     async fn migrate(&self) -> Result<Vec<String>, StoreError>;
     /// A cheap round trip.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// `e` with its cause, for the log, when it says only that the pool
+    /// waited in vain for a connection: on PostgreSQL the error of one
+    /// connection attempt made directly ("connection refused", "too many
+    /// clients"). Any other error as it is.
+    async fn explain(&self, e: StoreError) -> StoreError;
     /// Takes the exclusive lock of `instance` for this process's lifetime
     /// (see `lock.rs`); `run` holds it to the end.
     async fn lock_instance(&self, instance: &str) -> Result<InstanceLock, StoreError>;

@@ -18,6 +18,7 @@ use super::sql::Pool;
 use crate::event::Event;
 
 /// A backend's connection and migrations.
+#[async_trait]
 pub(crate) trait Dialect: Send + Sync {
     /// `"postgres"` or `"sqlite"`.
     const NAME: &'static str;
@@ -32,6 +33,11 @@ pub(crate) trait Dialect: Send + Sync {
     fn location(&self) -> &str;
     /// Whether appends may go on (the instance lock, once taken, is held).
     fn lock_state(&self) -> &Arc<LockState>;
+    /// `e`, with its cause when it says only that no connection came in
+    /// time (`Store::explain`).
+    async fn explain(&self, e: sqlx::Error) -> sqlx::Error {
+        e
+    }
 }
 
 /// A backend's inbox: its hot-path append and its lookups.

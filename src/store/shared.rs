@@ -96,6 +96,13 @@ where
             .await
     }
 
+    async fn explain(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Unavailable(e) => StoreError::Unavailable(Dialect::explain(self, e).await),
+            e => e,
+        }
+    }
+
     async fn lock_instance(&self, instance: &str) -> Result<InstanceLock, StoreError> {
         self.take_lock(instance).await
     }

@@ -1,7 +1,6 @@
 //! Fault injection: PostgreSQL going away mid-stream, many SIGKILLs, a
 //! SIGTERM during a burst, and a daemon down longer than its queue lives.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use zulip_event_listeners::app::RunOptions;
@@ -57,29 +56,6 @@ async fn assert_each_message_once(db: &TestDb, messages: i64, runs: i64) {
         messages,
         "user_activity_tracker counted each message once"
     );
-}
-
-/// `host:port` of a `postgres://[user[:pw]@]host[:port]/db` URL, and the
-/// same URL pointing at `to` instead.
-fn redirect_pg_url(url: &str, to: SocketAddr) -> (String, String) {
-    let scheme_end = url.find("://").expect("a postgres:// URL") + 3;
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
-    let host_port = &authority[host_start..];
-    let target = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5432")
-    };
-    let redirected = format!(
-        "{}{}{to}{}",
-        &url[..scheme_end],
-        &authority[..host_start],
-        &rest[authority_end..]
-    );
-    (target, redirected)
 }
 
 /// A daemon on PostgreSQL through a proxy, registered and polling.

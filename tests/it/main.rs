@@ -29,4 +29,5 @@ mod statistics;
 mod store_suite;
 mod streaming;
 mod support;
+mod unreachable_db;
 mod webhook;

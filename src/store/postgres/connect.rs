@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -17,6 +18,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// The PostgreSQL store.
 pub struct PgStore {
     pool: PgPool,
+    /// What the pool connects with, for a direct attempt when it times out.
+    connect: PgConnectOptions,
     location: String,
     opts: StoreOptions,
     lock: Arc<LockState>,
@@ -27,12 +30,14 @@ impl PgStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the server is unreachable.
+    /// [`StoreError`] when the server is unreachable, saying why ("connection
+    /// refused", "too many clients") rather than that the pool timed out.
     pub(crate) async fn open(
         connect: PgConnectOptions,
         location: String,
         opts: &StoreOptions,
     ) -> Result<PgStore, StoreError> {
+        let connect = connect.application_name(&super::predecessor::client_name());
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
@@ -40,10 +45,20 @@ impl PgStore {
             // on the hot path, and a connection that died is found by the
             // statement itself, whose error every caller retries.
             .test_before_acquire(false)
-            .connect_with(connect.application_name(&super::predecessor::client_name()))
-            .await?;
+            .connect_with(connect.clone())
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(e @ sqlx::Error::PoolTimedOut) => {
+                return Err(StoreError::Unavailable(
+                    super::unreachable::explain(e, &connect).await,
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(PgStore {
             pool,
+            connect,
             location,
             opts: opts.clone(),
             lock: Arc::default(),
@@ -61,6 +76,7 @@ impl PgStore {
     }
 }
 
+#[async_trait]
 impl Dialect for PgStore {
     const NAME: &'static str = "postgres";
     const MIGRATIONS_TABLE: &'static str = "SELECT to_regclass('_sqlx_migrations')::text";
@@ -79,6 +95,10 @@ impl Dialect for PgStore {
 
     fn lock_state(&self) -> &Arc<LockState> {
         &self.lock
+    }
+
+    async fn explain(&self, e: sqlx::Error) -> sqlx::Error {
+        super::unreachable::explain(e, &self.connect).await
     }
 }
 

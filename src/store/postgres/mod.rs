@@ -1,4 +1,4 @@
-//! The PostgreSQL backend: connecting, the inbox's and the recorder's
+//! The PostgreSQL backend: connecting (and why it cannot), the inbox's and the recorder's
 //! one-statement batch writes, the operator's writes, statistics in SQL, and
 //! the wait at start for a killed predecessor's last statements.
 
@@ -10,5 +10,6 @@ mod lock;
 mod predecessor;
 mod record;
 mod stats;
+mod unreachable;
 
 pub use connect::PgStore;

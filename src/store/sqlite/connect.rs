@@ -86,6 +86,7 @@ impl SqliteStore {
     }
 }
 
+#[async_trait::async_trait]
 impl Dialect for SqliteStore {
     const NAME: &'static str = "sqlite";
     const MIGRATIONS_TABLE: &'static str =

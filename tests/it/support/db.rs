@@ -184,22 +184,29 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        // Drop may run on the test's runtime, or while a panic unwinds it,
-        // where no future can be blocked on: a thread with its own runtime
-        // does the work, and the test waits for it.
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(runtime) = runtime {
-                runtime.block_on(drop_pg_database(&name));
-            }
-        });
-        let _ = dropper.join();
+        if let Some(name) = self.pg_name.take() {
+            block_on_admin(move || async move { drop_pg_database(&name).await });
+        }
     }
+}
+
+/// Runs `work` to its end on a thread with its own runtime: a `Drop` may
+/// run on the test's runtime, or while a panic unwinds it, where no future
+/// can be blocked on.
+fn block_on_admin<F, Fut>(work: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        if let Ok(runtime) = runtime {
+            runtime.block_on(work());
+        }
+    });
+    let _ = worker.join();
 }
 
 /// `DROP DATABASE … WITH (FORCE)`, closing whatever still uses it.
@@ -208,6 +215,47 @@ async fn drop_pg_database(name: &str) {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut conn)
             .await;
+    }
+}
+
+/// A PostgreSQL login role allowed no connection at all (`CONNECTION
+/// LIMIT 0`): the server refuses it with "too many connections for role",
+/// as a full server does. Dropped with the value (also when the test panics).
+pub struct FullRole {
+    pub name: String,
+    /// The test server's URL with this role as its user.
+    pub url: String,
+}
+
+impl FullRole {
+    /// A new such role on the test server.
+    pub async fn new() -> FullRole {
+        let admin = pg_admin_url();
+        let name = format!("zel_full_{}", rand_suffix());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query(&format!("CREATE ROLE {name} LOGIN CONNECTION LIMIT 0"))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE ROLE");
+        let (scheme, rest) = admin.split_once("://").expect("a URL");
+        let server = rest.rsplit_once('@').map_or(rest, |(_, server)| server);
+        let url = format!("{scheme}://{name}@{server}");
+        FullRole { name, url }
+    }
+}
+
+impl Drop for FullRole {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        block_on_admin(move || async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {name}"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
     }
 }
 

@@ -1,7 +1,8 @@
 //! A TCP forwarder on loopback that can be cut, stalled and restored, to
 //! simulate a database server that goes away (restart, failover, network
 //! partition) or stops answering (a black hole) without touching the real
-//! server other tests share.
+//! server other tests share; and [`redirect_pg_url`], a database URL
+//! pointed at the proxy.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,4 +145,27 @@ async fn forward(
         let _ = cut.wait_for(|c| *c).await;
     }
     // Dropping both streams closes both connections.
+}
+
+/// `host:port` of a `postgres://[user[:pw]@]host[:port]/db` URL, and the
+/// same URL pointing at `to` instead.
+pub fn redirect_pg_url(url: &str, to: SocketAddr) -> (String, String) {
+    let scheme_end = url.find("://").expect("a postgres:// URL") + 3;
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
+    let host_port = &authority[host_start..];
+    let target = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    let redirected = format!(
+        "{}{}{to}{}",
+        &url[..scheme_end],
+        &authority[..host_start],
+        &rest[authority_end..]
+    );
+    (target, redirected)
 }

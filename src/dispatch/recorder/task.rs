@@ -1,0 +1,180 @@
+//! [`Recorder`]: writes finished runs to the store in group commits, sized
+//! by count and by time, together with the dispatch watermark (waking the
+//! reply sender when a batch queued replies); and writes
+//! the listeners the dispatcher disabled automatically, so that a disable
+//! lasts over a restart whatever becomes of the operator's notification.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::commit::{RecorderReport, Writer, Written, RETRY_BASE, RETRY_CAP};
+use crate::backoff::Backoff;
+use crate::dispatch::progress::Progress;
+use crate::state::State;
+use crate::store::{RunRecord, Store};
+
+/// Runs per transaction at most.
+const MAX_BATCH: usize = 2048;
+/// How long a batch waits for more runs after its first one.
+const LINGER: Duration = Duration::from_millis(5);
+/// Tries of a whole batch the database refuses (while it answers pings)
+/// before its runs are written apart: a refusal may be a connection error
+/// in disguise.
+const BATCH_REFUSALS: u32 = 5;
+
+/// What the dispatcher hands the recorder.
+#[derive(Debug)]
+pub(crate) enum Recording {
+    /// A finished run.
+    Run(RunRecord),
+    /// A listener the breaker disabled (`auto_disable_threshold`,
+    /// `max_failures_per_hour`): written to the listener state table.
+    Disabled {
+        /// The listener.
+        listener: Arc<str>,
+        /// Why it was disabled.
+        reason: String,
+    },
+}
+
+/// The operator name an automatic disable is recorded under.
+const AUTO_DISABLE_ACTOR: &str = "auto-disable";
+
+/// Receives run outcomes and commits them.
+pub(crate) struct Recorder {
+    writer: Writer,
+    rx: mpsc::Receiver<Recording>,
+    /// Whether an automatic disable writes an audit row with it.
+    audit_disables: bool,
+}
+
+impl Recorder {
+    /// A recorder for `instance` that reads outcomes from `rx`.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        instance: String,
+        progress: Arc<Progress>,
+        rx: mpsc::Receiver<Recording>,
+        state: Arc<State>,
+    ) -> Recorder {
+        Recorder {
+            writer: Writer {
+                store,
+                instance,
+                progress,
+                state,
+            },
+            rx,
+            audit_disables: false,
+        }
+    }
+
+    /// Writes an audit row with each automatic disable (`[data_protection]
+    /// audit_trail`), under the actor `auto-disable`.
+    pub(crate) fn audit_disables(mut self, on: bool) -> Recorder {
+        self.audit_disables = on;
+        self
+    }
+
+    /// Records until every sender is gone. While the database is
+    /// unavailable it retries with backoff, holding the batch, so the
+    /// dispatcher and then intake slow down instead of losing anything.
+    /// `give_up` ends the retries at shutdown.
+    pub(crate) async fn run(mut self, give_up: CancellationToken) -> RecorderReport {
+        let mut report = RecorderReport::default();
+        let mut batch: Vec<RunRecord> = Vec::with_capacity(MAX_BATCH);
+        let mut disabled: Vec<(Arc<str>, String)> = Vec::new();
+        loop {
+            let Some(first) = self.rx.recv().await else {
+                break;
+            };
+            sort(first, &mut batch, &mut disabled);
+            let linger = tokio::time::sleep(LINGER);
+            tokio::pin!(linger);
+            while batch.len() < MAX_BATCH {
+                tokio::select! {
+                    biased;
+                    r = self.rx.recv() => match r {
+                        Some(r) => sort(r, &mut batch, &mut disabled),
+                        None => break,
+                    },
+                    _ = &mut linger => break,
+                }
+            }
+            for (listener, reason) in disabled.drain(..) {
+                self.persist_disabled(&listener, &reason, &give_up).await;
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let runs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+            self.record_batch(runs, &give_up, &mut report).await;
+        }
+        report
+    }
+
+    /// Commits `runs`; when the database keeps refusing them, writes them
+    /// apart so that only the runs it cannot store fail.
+    async fn record_batch(
+        &self,
+        runs: Vec<RunRecord>,
+        give_up: &CancellationToken,
+        report: &mut RecorderReport,
+    ) {
+        let writer = &self.writer;
+        match writer.commit(&runs, BATCH_REFUSALS, give_up).await {
+            Written::Committed => writer.committed(&runs, report),
+            Written::GaveUp => report.lost_to_shutdown += runs.len() as u64,
+            Written::Refused(e) => writer.isolate(runs, e, give_up, report).await,
+        }
+    }
+
+    /// Writes that `listener` is disabled, retrying while the database is
+    /// unavailable (until `give_up`); a disable that cannot be written is
+    /// logged, and the breaker trips again after a restart.
+    async fn persist_disabled(&self, listener: &str, reason: &str, give_up: &CancellationToken) {
+        let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
+        for attempt in 1u32.. {
+            let result = self
+                .writer
+                .store
+                .set_listener_enabled(
+                    listener,
+                    false,
+                    Some(reason),
+                    AUTO_DISABLE_ACTOR,
+                    self.audit_disables,
+                )
+                .await;
+            let e = match result {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            if !e.is_transient() && attempt >= 5 {
+                tracing::error!(listener, error = %e, "Cannot record that the listener was disabled");
+                return;
+            }
+            let e = self.writer.store.explain(e).await;
+            let delay = backoff.next_delay();
+            tracing::warn!(listener, error = %e, retry_in_ms = delay.as_millis() as u64, "Recording that the listener was disabled failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = give_up.cancelled() => {
+                    tracing::error!(listener, "Gave up recording that the listener was disabled at shutdown");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Puts what the dispatcher sent where the recorder writes it from.
+fn sort(r: Recording, batch: &mut Vec<RunRecord>, disabled: &mut Vec<(Arc<str>, String)>) {
+    match r {
+        Recording::Run(run) => batch.push(run),
+        Recording::Disabled { listener, reason } => disabled.push((listener, reason)),
+    }
+}
