@@ -48,8 +48,9 @@ pub struct RecorderReport {
     pub recorded: u64,
     /// Failed runs among them.
     pub failures: u64,
-    /// Runs that could not be written before the deadline (dispatched again at next start).
-    pub lost_to_shutdown: u64,
+    /// Runs that could not be written: the database refused them, or was
+    /// still failing when shutdown gave up (dispatched again at next start).
+    pub unrecorded: u64,
 }
 
 /// Receives run outcomes and commits them.
@@ -120,7 +121,7 @@ impl Recorder {
                 report.recorded += batch.len() as u64;
                 report.failures += batch.iter().filter(|r| !r.success).count() as u64;
             } else {
-                report.lost_to_shutdown += batch.len() as u64;
+                report.unrecorded += batch.len() as u64;
             }
             batch.clear();
         }
