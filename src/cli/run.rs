@@ -5,9 +5,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, RunOptions, RunReport};
 use crate::cli::args::RunArgs;
-use crate::cli::exit::Failure;
+use crate::cli::exit::{Failure, EXIT_DATABASE};
 use crate::config::Config;
-use crate::intake::FileReport;
+use crate::intake::{FileReport, LineProblem};
 use crate::listeners::Registry;
 use crate::store::Summary;
 
@@ -15,7 +15,8 @@ use crate::store::Summary;
 ///
 /// # Errors
 ///
-/// A [`Failure`] with the code of the [`app::AppError`] that stopped the run.
+/// A [`Failure`] with the code of the [`app::AppError`] that stopped the run,
+/// or [`EXIT_DATABASE`] when an events file's runs could not all be recorded.
 pub(crate) async fn cmd_run(
     args: RunArgs,
     config: &Config,
@@ -32,7 +33,23 @@ pub(crate) async fn cmd_run(
     crate::shutdown::cancel_on_signal(token.clone());
     let report = app::run(config, registry, &opts, token).await?;
     print_report(&report, &opts);
-    Ok(())
+    check_recorded(&report)
+}
+
+/// An events file whose listener runs the database refused was not
+/// processed: exit 4, as for any database failure. (A daemon stopped while
+/// the database refuses exits 0, as asked; the count is in its last line.)
+fn check_recorded(report: &RunReport) -> Result<(), Failure> {
+    let n = report.recorder.unrecorded;
+    if report.file.is_none() || n == 0 {
+        return Ok(());
+    }
+    Err(Failure::new(
+        EXIT_DATABASE,
+        anyhow::anyhow!(
+            "{n} listener run(s) could not be recorded (the database refused them; see the log above); their events are dispatched again at the next start"
+        ),
+    ))
 }
 
 fn print_report(report: &RunReport, opts: &RunOptions) {
@@ -48,24 +65,29 @@ fn print_report(report: &RunReport, opts: &RunOptions) {
     }
     let Some(f) = &report.file else {
         eprintln!(
-            "Stopped. This run stored {} event(s) ({} duplicate(s) skipped) and recorded {} listener run(s), {} failed.",
-            report.stored, report.duplicates, report.recorder.recorded, report.recorder.failures
+            "Stopped. This run stored {} event(s) ({} duplicate(s) skipped) and recorded {} listener run(s), {} failed{}.",
+            report.stored,
+            report.duplicates,
+            report.recorder.recorded,
+            report.recorder.failures,
+            unrecorded(report)
         );
         return;
     };
     println!(
-        "Read {} line(s): stored {} new event(s), {} already stored, {} heartbeat(s) skipped, {} malformed line(s) skipped.",
+        "Read {} line(s): stored {} new event(s), {} already stored, {} heartbeat(s) skipped, {}.",
         f.lines,
         f.stored,
         f.duplicates,
         f.heartbeats,
-        f.malformed.len()
+        skipped_summary(f)
     );
     print_malformed(f);
     println!(
-        "Recorded {} listener run(s) ({} failed){}.",
+        "Recorded {} listener run(s) ({} failed){}{}.",
         report.recorder.recorded,
         report.recorder.failures,
+        unrecorded(report),
         if report.recovered > 0 {
             format!(
                 ", after re-dispatching {} unfinished event(s)",
@@ -98,8 +120,44 @@ fn print_summary(s: &Summary, location: &str) {
     println!("  event_listeners_useractivity   {:>8} user(s)", s.users);
 }
 
+/// `, N could not be recorded` when the recorder gave up on runs.
+fn unrecorded(report: &RunReport) -> String {
+    match report.recorder.unrecorded {
+        0 => String::new(),
+        n => format!(", {n} could not be recorded"),
+    }
+}
+
+/// `N line(s) skipped`, and how many of each kind when there are any:
+/// `3 line(s) skipped (1 malformed, 1 not UTF-8, 1 too long)`.
+fn skipped_summary(f: &FileReport) -> String {
+    let total = f.skipped.len();
+    if total == 0 {
+        return "0 line(s) skipped".to_owned();
+    }
+    let count =
+        |kind: fn(&LineProblem) -> bool| f.skipped.iter().filter(|s| kind(&s.problem)).count();
+    let kinds = [
+        (
+            count(|p| matches!(p, LineProblem::Malformed(_))),
+            "malformed",
+        ),
+        (
+            count(|p| matches!(p, LineProblem::NotUtf8 { .. })),
+            "not UTF-8",
+        ),
+        (count(|p| matches!(p, LineProblem::TooLong(_))), "too long"),
+    ];
+    let kinds: Vec<String> = kinds
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, kind)| format!("{n} {kind}"))
+        .collect();
+    format!("{total} line(s) skipped ({})", kinds.join(", "))
+}
+
 fn print_malformed(f: &FileReport) {
-    for (line, problem) in &f.malformed {
-        println!("  line {line}: {problem}");
+    for s in &f.skipped {
+        println!("  line {}: {}", s.line, s.problem);
     }
 }

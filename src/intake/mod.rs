@@ -17,6 +17,6 @@ mod poller;
 mod queue;
 mod wakeup;
 
-pub(crate) use file::{run_file, FileError, FileReport};
+pub(crate) use file::{run_file, FileError, FileReport, LineProblem};
 pub(crate) use inbox::{Pipeline, PipelineError, PipelineMode};
 pub(crate) use poller::{Intake, IntakeError, IntakeSettings};

@@ -176,7 +176,10 @@ async fn a_malformed_line_is_reported_with_its_number_and_the_rest_is_processed(
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("line 2:"), "{stdout}");
     assert!(stdout.contains("line 3:"), "{stdout}");
-    assert!(stdout.contains("2 malformed line(s) skipped"), "{stdout}");
+    assert!(
+        stdout.contains("2 line(s) skipped (2 malformed)"),
+        "{stdout}"
+    );
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_inbox")
             .await,
@@ -186,5 +189,139 @@ async fn a_malformed_line_is_reported_with_its_number_and_the_rest_is_processed(
         db.scalar("SELECT count(*) FROM event_listeners_useractivity")
             .await,
         2
+    );
+}
+
+/// A reaction event on line `id + 1` of a file.
+fn reaction_line(id: i64) -> String {
+    format!(
+        r#"{{"type":"reaction","op":"add","user_id":5,"emoji_name":"tada","message_id":1,"id":{id}}}"#
+    )
+}
+
+#[tokio::test]
+async fn an_invalid_utf8_line_is_skipped_with_its_number_and_offset_and_the_rest_is_stored() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(None, &db.url, "");
+    let file = s.dir.path().join("bad-utf8.jsonl");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(reaction_line(0).as_bytes());
+    bytes.push(b'\n');
+    let bad_start = bytes.len();
+    bytes.extend_from_slice(br#"{"type":"reaction","op":"add","user_id":5,"emoji_name":"ta"#);
+    let bad_offset = bytes.len() - bad_start;
+    bytes.extend_from_slice(b"\xff\xfe");
+    bytes.extend_from_slice(br#"da","message_id":1,"id":1}"#);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(reaction_line(2).as_bytes());
+    bytes.push(b'\n');
+    std::fs::write(&file, &bytes).unwrap();
+
+    let out = run_events(&s.config_path, &file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = format!(
+        "line 2: not UTF-8: byte 0xFF at byte {bad_offset} of the line (byte {} of the file)",
+        bad_start + bad_offset
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
+    assert!(
+        stdout.contains("stored 2 new event(s)") && stdout.contains("1 line(s) skipped"),
+        "{stdout}"
+    );
+    assert_eq!(
+        db.text_pairs("SELECT CAST(event_id AS TEXT), event_type FROM event_listeners_inbox ORDER BY event_id")
+            .await,
+        vec![
+            ("1".to_owned(), Some("reaction".to_owned())),
+            ("3".to_owned(), Some("reaction".to_owned())),
+        ]
+    );
+}
+
+/// The longest line `run --events` reads, as the README documents it.
+const LINE_LIMIT: usize = 16 << 20;
+
+#[tokio::test]
+async fn a_line_over_the_length_limit_is_skipped_without_ending_the_file() {
+    use std::io::Write;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = setup(None, &db.url, "");
+    let file = s.dir.path().join("long.jsonl");
+    // A valid reaction whose emoji name pushes the line one byte past the
+    // limit: read whole, it would be stored.
+    let head = br#"{"type":"reaction","op":"add","user_id":5,"message_id":1,"id":1,"emoji_name":""#;
+    let tail = br#""}"#;
+    let limit = LINE_LIMIT;
+    let filler = limit + 1 - head.len() - tail.len();
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    writeln!(w, "{}", reaction_line(0)).unwrap();
+    w.write_all(head).unwrap();
+    let block = vec![b'a'; 64 * 1024];
+    let mut left = filler;
+    while left > 0 {
+        let n = left.min(block.len());
+        w.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    w.write_all(tail).unwrap();
+    w.write_all(b"\n").unwrap();
+    writeln!(w, "{}", reaction_line(2)).unwrap();
+    w.flush().unwrap();
+    drop(w);
+
+    let out = run_events(&s.config_path, &file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "line 2: longer than the 16 MiB line limit ({} bytes)",
+            limit + 1
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 line(s) skipped"), "{stdout}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_file_whose_runs_the_database_refuses_exits_4() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.migrate().await;
+    // Events are stored, but every listener run's event-log row is refused.
+    db.execute(
+        "CREATE TRIGGER refuse_runs BEFORE INSERT ON event_listeners_eventlog \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .await;
+    let s = setup(None, &db.url, "");
+    let file = s.dir.path().join("one.jsonl");
+    std::fs::write(&file, format!("{}\n", reaction_line(0))).unwrap();
+
+    let out = run_events(&s.config_path, &file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stored 1 new event(s)"), "{stdout}");
+    assert!(
+        stderr.contains("1 listener run(s) could not be recorded"),
+        "{stderr}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog")
+            .await,
+        0
     );
 }

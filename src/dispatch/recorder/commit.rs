@@ -40,8 +40,10 @@ pub struct RecorderReport {
     /// Runs the database refused to store as they were, recorded as failed
     /// and dead-lettered instead (counted in `recorded` and `failures`).
     pub unrecordable: u64,
-    /// Runs that could not be written before the deadline (dispatched again at next start).
-    pub lost_to_shutdown: u64,
+    /// Runs that could not be written: the database refused even their
+    /// failure row, or was still failing when shutdown gave up (dispatched
+    /// again at next start).
+    pub unrecorded: u64,
 }
 
 /// The recorder's side of the store: commits groups of runs for one

@@ -48,7 +48,7 @@ impl Writer {
                 Written::Committed => self.committed(&group, report),
                 Written::GaveUp => {
                     let left: usize = untried.iter().map(Vec::len).sum();
-                    report.lost_to_shutdown += (group.len() + left) as u64;
+                    report.unrecorded += (group.len() + left) as u64;
                     return;
                 }
                 Written::Refused(e) if group.len() == 1 => {
@@ -82,8 +82,9 @@ impl Writer {
                 self.committed(&failed, report);
                 report.unrecordable += 1;
             }
-            Written::GaveUp => report.lost_to_shutdown += 1,
+            Written::GaveUp => report.unrecorded += 1,
             Written::Refused(e) => {
+                report.unrecorded += 1;
                 let [r] = &failed;
                 tracing::error!(listener = %r.listener, inbox_id = r.inbox_id, error = %e, "Cannot record the listener run even as a failure; its event is dispatched again at next start");
             }

@@ -127,7 +127,7 @@ impl Recorder {
         let writer = &self.writer;
         match writer.commit(&runs, BATCH_REFUSALS, give_up).await {
             Written::Committed => writer.committed(&runs, report),
-            Written::GaveUp => report.lost_to_shutdown += runs.len() as u64,
+            Written::GaveUp => report.unrecorded += runs.len() as u64,
             Written::Refused(e) => writer.isolate(runs, e, give_up, report).await,
         }
     }
