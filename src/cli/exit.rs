@@ -8,7 +8,7 @@
 //! | 1 | any other failure (Zulip rejected a request, a file could not be read, …) |
 //! | 2 | bad command line or configuration |
 //! | 3 | Zulip refused the credentials (401/403), or they are missing |
-//! | 4 | the database is unreachable, failed, or needs `migrate` (also: `run --events` whose runs it refused to record) |
+//! | 4 | the database is unreachable, failed, was deleted or replaced while running (SQLite), or needs `migrate` (also: `run --events` whose runs it refused to record) |
 
 use crate::app::AppError;
 use crate::cli::age::AgeError;

@@ -33,6 +33,16 @@ pub enum StoreError {
     /// (acknowledged) until it is taken again.
     #[error("the database connection holding the instance lock is down; retrying")]
     LockNotHeld,
+    /// The SQLite database file, or its lock file, was deleted or replaced
+    /// while the daemon ran: its commits go to a file nobody will read, so
+    /// it stops before acknowledging them.
+    #[error("{file} is no longer the file this daemon opened ({change}): it was deleted or replaced while the daemon ran. Stopping without acknowledging what was stored since; restore the file if it was a mistake, then start again (the daemon opens whatever file the path names then)")]
+    FileReplaced {
+        /// The path.
+        file: String,
+        /// What it names now.
+        change: String,
+    },
 }
 
 impl StoreError {
@@ -44,29 +54,98 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
+        let unavailable = match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Protocol(_)
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            | sqlx::Error::Tls(_) => true,
             sqlx::Error::Database(db) => {
-                // PostgreSQL class 08 (connection), 57P01-03 (shutdown), 53 (resources);
-                // SQLite BUSY/LOCKED.
-                let code = db.code().unwrap_or_default();
-                if code.starts_with("08")
-                    || code.starts_with("57P")
-                    || code.starts_with("53")
-                    || code == "5"
-                    || code == "6"
-                {
-                    StoreError::Unavailable(e)
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    sqlite_outage(db.code().as_deref())
                 } else {
-                    StoreError::Query(e)
+                    postgres_outage(db.code().as_deref())
                 }
             }
-            _ => StoreError::Query(e),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Query(e)
         }
+    }
+}
+
+/// PostgreSQL class 08 (connection), 57P01-03 (shutdown), 53 (resources:
+/// disk full, out of memory, too many connections).
+fn postgres_outage(code: Option<&str>) -> bool {
+    let code = code.unwrap_or_default();
+    code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+}
+
+/// SQLite's primary result codes (the low byte of the extended code sqlx
+/// reports) that waiting may cure: BUSY and LOCKED (another writer), IOERR
+/// (a write or fsync the OS refused, such as `ENOSPC` while growing the
+/// write-ahead log) and FULL (the disk is full). A full disk is an outage
+/// like an unreachable server: nothing is acknowledged until space returns.
+fn sqlite_outage(code: Option<&str>) -> bool {
+    const BUSY: i32 = 5;
+    const LOCKED: i32 = 6;
+    const IOERR: i32 = 10;
+    const FULL: i32 = 13;
+    let primary = code.and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+    matches!(primary, Some(BUSY | LOCKED | IOERR | FULL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_or_a_failed_write_on_sqlite_is_an_outage() {
+        // SQLITE_FULL, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC, SQLITE_BUSY_TIMEOUT.
+        for code in ["13", "778", "1034", "773", "5", "6"] {
+            assert!(sqlite_outage(Some(code)), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE, SQLITE_ERROR, SQLITE_CORRUPT, none.
+        for code in ["2067", "1", "11"] {
+            assert!(!sqlite_outage(Some(code)), "{code}");
+        }
+        assert!(!sqlite_outage(None));
+    }
+
+    #[test]
+    fn postgres_connection_shutdown_and_resource_errors_are_an_outage() {
+        for code in ["08006", "57P01", "53100", "53300"] {
+            assert!(postgres_outage(Some(code)), "{code}");
+        }
+        for code in ["23505", "22021", "42P01"] {
+            assert!(!postgres_outage(Some(code)), "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_sqlite_database_maps_to_unavailable() {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        // One page of 4096 bytes at most: the second row does not fit.
+        sqlx::query("PRAGMA max_page_count = 2")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x BLOB)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let err = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        let err = StoreError::from(err);
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(err.is_transient());
     }
 }

@@ -25,6 +25,7 @@ mod replies;
 mod replies_faults;
 mod replies_store;
 mod resilience;
+mod sqlite_faults;
 mod statistics;
 mod store_suite;
 mod streaming;

@@ -1,16 +1,20 @@
 //! [`SqliteStore`]: opening the embedded database, one file in WAL mode,
 //! and its migrations. `synchronous = FULL` keeps every commit on disk
-//! before the daemon acknowledges the events to Zulip.
+//! before the daemon acknowledges the events to Zulip; once the file was
+//! deleted or replaced (`identity.rs`), [`SqliteStore::abandon`] lets it go.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Connection, Sqlite, SqliteConnection, TransactionManager};
 
+use super::identity::{OpenFiles, Watched};
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
 use crate::store::lock::LockState;
@@ -29,6 +33,7 @@ pub struct SqliteStore {
     location: String,
     opts: StoreOptions,
     lock: Arc<LockState>,
+    files: OpenFiles,
 }
 
 impl SqliteStore {
@@ -60,13 +65,17 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(opts.max_connections.clamp(1, 4))
-            .connect_with(connect)
+            .after_release(|conn, _| Box::pin(settled(conn)))
+            .connect_with(connect.clone())
             .await?;
+        // The pool has opened the file (an in-memory database has none).
+        let database = Watched::at(connect.get_filename()).ok();
         Ok(SqliteStore {
             pool,
             location,
             opts: opts.clone(),
             lock: Arc::default(),
+            files: OpenFiles::new(database),
         })
     }
 
@@ -80,10 +89,55 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The database file and lock file, as opened.
+    pub(super) fn files(&self) -> &OpenFiles {
+        &self.files
+    }
+
+    /// Gives up the file after [`OpenFiles::check`] failed: empties the
+    /// write-ahead log into the file that was opened, wherever it is now
+    /// (unlinked, or moved aside by an operator), so that the log left
+    /// beside the path is never paired with whatever file the path names
+    /// next; then closes the pool, so nothing more is written to it. `conn`
+    /// is the connection that committed last: a new one would open the
+    /// path, that is, the other file.
+    pub(super) async fn abandon(&self, mut conn: PoolConnection<Sqlite>) {
+        let emptied = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await;
+        match emptied {
+            Ok((0, _, _)) => {}
+            Ok((_, log, done)) => tracing::warn!(
+                frames = log,
+                checkpointed = done,
+                "Cannot empty the write-ahead log of the SQLite database that was deleted or replaced"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "Cannot empty the write-ahead log of the SQLite database that was deleted or replaced"
+            ),
+        }
+        drop(conn);
+        self.pool.close().await;
+    }
+
     /// The options it was opened with.
     pub(super) fn opts(&self) -> &StoreOptions {
         &self.opts
     }
+}
+
+/// Whether a connection handed back to the pool may be used again. On a
+/// full disk or an I/O error SQLite may roll a transaction back by itself;
+/// sqlx's own ROLLBACK then fails and it still counts the transaction as
+/// open, so the connection's next BEGIN would be a SAVEPOINT and its COMMIT
+/// a RELEASE inside a transaction that never ends: writes that look
+/// committed (and would be acknowledged) but are not, and a write lock held
+/// for ever. Such a connection is closed instead.
+async fn settled(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    // Runs after the ROLLBACK a dropped transaction queued.
+    conn.ping().await?;
+    Ok(<Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0)
 }
 
 #[async_trait::async_trait]

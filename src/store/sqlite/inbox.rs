@@ -1,6 +1,7 @@
 //! The SQLite inbox: events written as multi-row `INSERT … VALUES (…), (…)`
 //! statements in chunks of [`CHUNK`] rows, so the common statement shapes
-//! are prepared once and reused, with the cursor in the same transaction.
+//! are prepared once and reused, with the cursor in the same transaction;
+//! the commit counts only if the file is still the one opened.
 
 use std::collections::HashMap;
 
@@ -25,7 +26,7 @@ impl InboxDialect for SqliteStore {
 
     async fn take_lock(&self, _instance: &str) -> Result<InstanceLock, StoreError> {
         let file = self.pool().connect_options().get_filename().to_owned();
-        super::lock::take(&file, self.lock_state().clone())
+        super::lock::take(&file, self.lock_state().clone(), self.files())
     }
 
     async fn insert_events(
@@ -35,7 +36,10 @@ impl InboxDialect for SqliteStore {
         events: &[Event],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        // The connection outlives the transaction: should the file turn
+        // out to be deleted or replaced, it is the one to give it up with.
+        let mut conn = self.pool().acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let now = Utc::now();
         let mut by_event: HashMap<i64, i64> = HashMap::with_capacity(events.len());
         for chunk in events.chunks(CHUNK) {
@@ -79,6 +83,13 @@ impl InboxDialect for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        // Before the caller may acknowledge: a commit into a deleted or
+        // replaced file is lost.
+        if let Err(e) = self.files().check() {
+            tracing::error!(error = %e, "The SQLite database was deleted or replaced; closing it");
+            self.abandon(conn).await;
+            return Err(e);
+        }
         Ok(events
             .iter()
             .map(|e| by_event.get(&e.id()).copied())

@@ -1,11 +1,14 @@
 //! The instance lock on SQLite: an exclusive `flock` on a file beside the
 //! database (`<database>.lock`), holding the holder's name. SQLite has one
 //! writer per file whatever the instance, so the lock covers the file.
+//! Once taken, the lock file is watched like the database (`identity.rs`):
+//! deleted, it would let another daemon lock a new one.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+use super::identity::{OpenFiles, Watched};
 use crate::store::error::StoreError;
 use crate::store::lock::{holder_name, InstanceLock, LockState};
 
@@ -13,6 +16,7 @@ use crate::store::lock::{holder_name, InstanceLock, LockState};
 pub(super) fn take(
     database: &std::path::Path,
     state: Arc<LockState>,
+    files: &OpenFiles,
 ) -> Result<InstanceLock, StoreError> {
     let mut path = database.as_os_str().to_owned();
     path.push(".lock");
@@ -51,6 +55,12 @@ pub(super) fn take(
         .and_then(|()| file.flush());
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), error = %e, "Cannot write the lock holder's name");
+    }
+    match Watched::open(&path, &file) {
+        Ok(watched) => files.watch_lock(watched),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "Cannot read the lock file's identity; it is not watched")
+        }
     }
     state.set_held();
     Ok(InstanceLock::file(file, state))

@@ -63,6 +63,19 @@ impl TestApp {
         }
     }
 
+    /// [`TestApp::new`] on `db` instead of a fresh database.
+    pub async fn on(db: TestDb, fake: FakeOptions, extra: &str) -> TestApp {
+        let fake = FakeZulip::start(fake).await;
+        let db = Arc::new(db);
+        let setup = setup(Some(&fake), &db.url, extra);
+        TestApp {
+            fake,
+            db,
+            setup,
+            daemon: None,
+        }
+    }
+
     /// Another daemon on the same fake Zulip and database, with its own
     /// config with `extra` TOML (e.g. another `[scaling]` instance).
     pub fn beside(&self, extra: &str) -> TestApp {

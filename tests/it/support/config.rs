@@ -82,6 +82,7 @@ fn known_listener_names() -> Vec<&'static str> {
         "counting",
         "flaky",
         "order_probe",
+        "gated",
     ]
 }
 

@@ -96,6 +96,23 @@ impl TestDb {
         }
     }
 
+    /// A SQLite database at `path`, in a directory the caller owns (and
+    /// removes).
+    pub fn sqlite_at(path: &Path) -> TestDb {
+        TestDb {
+            url: format!("sqlite://{}", path.display()),
+            backend: Backend::Sqlite,
+            pg_name: None,
+            _dir: None,
+        }
+    }
+
+    /// The file of a SQLite database.
+    pub fn sqlite_path(&self) -> &Path {
+        assert_eq!(self.backend, Backend::Sqlite, "a SQLite database");
+        Path::new(self.url.trim_start_matches("sqlite://"))
+    }
+
     /// Drops the database now, awaiting it (dropping the value does the
     /// same, blocking).
     pub async fn drop_db(mut self) {

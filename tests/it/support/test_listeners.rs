@@ -1,4 +1,4 @@
-//! Listeners that fail, panic, hang or count, for dispatcher tests.
+//! Listeners that fail, panic, hang, count or wait, for dispatcher tests.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -64,6 +64,22 @@ impl Listener for Counting {
     identity!("counting", "counts", ["*"]);
     async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
         self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+}
+
+/// Succeeds once it gets a permit of its semaphore: each run waits for the
+/// test to add one.
+pub struct Gated(pub Arc<tokio::sync::Semaphore>);
+
+#[async_trait]
+impl Listener for Gated {
+    identity!("gated", "waits for a permit", ["message"]);
+    async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+        match self.0.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(ListenerError::transient("the gate was closed")),
+        }
         Ok(Vec::new())
     }
 }
