@@ -1,7 +1,9 @@
 //! `check-config`: check everything `run` would refuse before it contacts
 //! anyone — the file (every key and value, the database URL's form), its
-//! log file, and the Zulip credentials, read exactly as `run` reads them
-//! (the zuliprc, the `ZULIP_*` variables, a site) — and report every
+//! log file, the Zulip credentials, read exactly as `run` reads them
+//! (the zuliprc, the `ZULIP_*` variables, a site, the TLS files), and every
+//! secret (the database password; the webhook secrets, read when the
+//! instances are built), with the permissions rule — and report every
 //! problem at once, with
 //! the exit code of a configuration problem; on success, say what the file
 //! sets up, with the database password hidden, and what `[zulip]
@@ -15,7 +17,7 @@ use anyhow::{anyhow, Context as _};
 
 use crate::app::check_credentials;
 use crate::cli::exit::{Failure, EXIT_CONFIG};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, FilePermissions};
 use crate::listeners::{Instance, Registry};
 use crate::telemetry::LogFile;
 
@@ -27,7 +29,11 @@ use crate::telemetry::LogFile;
 ///
 /// A [`Failure`] with exit code 2 when no file was given, it cannot be
 /// read, or it or the credentials it names have problems (all listed).
-pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Result<(), Failure> {
+pub(crate) fn cmd_check_config(
+    path: Option<&Path>,
+    permissions: FilePermissions,
+    registry: &Registry,
+) -> Result<(), Failure> {
     let path = path
         .ok_or_else(|| anyhow!("no configuration file given (use --config PATH)"))
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
@@ -38,7 +44,10 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
-    let (config, mut problems) = Config::parse_with_problems(&text, &registry.names());
+    let (mut config, mut problems) = Config::parse_with_problems(&text, &registry.names());
+    if let Some(c) = config.as_mut() {
+        c.file_permissions = permissions;
+    }
     let credentials = config.as_ref().map(check_credentials);
     if let Some(Err(errors)) = &credentials {
         problems.extend(errors.iter().map(|e| format!("credentials: {e}")));
@@ -51,6 +60,9 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
                 file.display()
             ));
         }
+    }
+    if let Some(Err(e)) = config.as_ref().map(|c| c.database.connect_url(permissions)) {
+        problems.push(format!("`database.password_file`/`password_env`: {e}"));
     }
     let instances = match &config {
         Some(c) => {
@@ -77,6 +89,14 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
         "Zulip credentials load: {} at {} (not checked with Zulip; run does that first).",
         creds.email, creds.site
     );
+    if creds.tls.insecure {
+        println!("Warning: insecure = true (or ZULIP_ALLOW_INSECURE): the server's TLS certificate is not verified; run warns of it at every start.");
+    }
+    if permissions == FilePermissions::AllowInsecure {
+        println!(
+            "Warning: --allow-insecure-permissions: secret files others may read are used anyway."
+        );
+    }
     for line in event_types_note(&config, &instances) {
         println!("{line}");
     }

@@ -3,7 +3,7 @@
 use crate::app;
 use crate::cli::exit::Failure;
 use crate::config::Config;
-use crate::store::{self, StoreOptions};
+use crate::store::{self, StoreError, StoreOptions};
 
 /// `migrate`.
 ///
@@ -15,7 +15,11 @@ pub(crate) async fn cmd_migrate(config: &Config) -> Result<(), Failure> {
         max_connections: 2,
         ..app::store_options(config)
     };
-    let store = store::open(&config.database.url, &opts).await?;
+    let url = config
+        .database
+        .connect_url(config.file_permissions)
+        .map_err(StoreError::Password)?;
+    let store = store::open(&url, &opts).await?;
     let applied = store.migrate().await?;
     if applied.is_empty() {
         println!("{} is up to date; no migration applied.", store.location());

@@ -20,6 +20,7 @@ use super::listeners::{self, ListenersConfig};
 use super::logging::{self, LoggingConfig};
 use super::network::{self, NetworkConfig};
 use super::performance::{self, PerformanceConfig};
+use super::permissions::FilePermissions;
 use super::queue::{self, QueueConfig};
 use super::reader::Reader;
 use super::scaling::{self, ScalingConfig};
@@ -56,6 +57,10 @@ pub struct Config {
     pub queue: QueueConfig,
     /// `[error_handling]`: circuit breaker, auto-disable, notifications.
     pub error_handling: ErrorHandlingConfig,
+    /// Whether a secret file others may read is refused (the default) or
+    /// used with a warning. Not a key of the file: the command line's
+    /// `--allow-insecure-permissions` sets it.
+    pub file_permissions: FilePermissions,
 }
 
 /// One `[section]`: its name, its keys, and the reader that fills its part
