@@ -347,4 +347,58 @@ mod tests {
         assert!(err[0].contains("not a usable PEM"), "{err:?}");
         assert!(!err[0].contains("PRIVATE-KEY-MATERIAL"), "{err:?}");
     }
+
+    /// The test suite's certificate (issued by its private CA, for
+    /// 127.0.0.1, localhost and zulip.test) and key, and that CA.
+    const TEST_CERT: &str = include_str!("../../tests/it/support/tls_test_cert.pem");
+    const TEST_KEY: &str = include_str!("../../tests/it/support/tls_test_key.pem");
+    const TEST_CA: &str = include_str!("../../tests/it/support/tls_test_ca.pem");
+
+    fn private(path: &Path, text: &str, mode: u32) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_and_key_make_an_identity_from_two_files_or_one_and_a_bundle_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, both, ca) = (
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("both.pem"),
+            dir.path().join("ca.pem"),
+        );
+        private(&cert, TEST_CERT, 0o644);
+        private(&ca, TEST_CA, 0o644);
+        private(&key, TEST_KEY, 0o600);
+        private(&both, &format!("{TEST_CERT}{TEST_KEY}"), 0o600);
+        let (c, k, b) = (
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            both.to_str().unwrap(),
+        );
+        for pairs in [
+            vec![
+                ("client_cert", c),
+                ("client_cert_key", k),
+                ("cert_bundle", c),
+            ],
+            vec![("client_cert", b)],
+        ] {
+            let tls = resolve(&pairs).unwrap();
+            assert!(tls.identity.is_some(), "{pairs:?}");
+            let debug = format!("{tls:?}");
+            assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+            let builder = tls
+                .apply(reqwest::Client::builder(), "https://zulip.test/")
+                .unwrap();
+            builder
+                .build()
+                .expect("a client with the identity and the bundle");
+        }
+        // One file holding the key is a secret file.
+        std::fs::set_permissions(&both, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = resolve(&[("client_cert", b)]).unwrap_err();
+        assert!(err[0].contains(&format!("chmod 600 {b}")), "{err:?}");
+    }
 }

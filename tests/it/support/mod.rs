@@ -1,6 +1,6 @@
 //! Test support: the in-process [`TestApp`], the fake Zulip server, fresh
 //! databases, config files, the daemon as a process, test listeners, a
-//! clock that jumps, and [`both_backends!`].
+//! clock that jumps, TLS in front of the fake, and [`both_backends!`].
 #![allow(dead_code)]
 
 mod app;
@@ -15,6 +15,7 @@ mod receiver;
 mod store;
 mod tcp_proxy;
 mod test_listeners;
+mod tls_proxy;
 mod traffic;
 
 pub use app::*;
@@ -28,4 +29,5 @@ pub use receiver::*;
 pub use store::*;
 pub use tcp_proxy::*;
 pub use test_listeners::*;
+pub use tls_proxy::*;
 pub use traffic::*;
