@@ -20,7 +20,7 @@ use super::services::{spawn_reply_sender, Services};
 use super::source::{intake_settings, Source};
 use super::AppError;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, FilePermissions};
 use crate::dispatch::filters::Filters;
 use crate::dispatch::partition::Partitioner;
 use crate::dispatch::{
@@ -148,6 +148,9 @@ impl Application {
         // Logged once the credentials and the database are known good, so a
         // wrong key or a bad database URL is the only line printed.
         tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
+        if config.file_permissions == FilePermissions::AllowInsecure {
+            tracing::warn!("Secret files that others may read, or that another user owns, are used anyway (--allow-insecure-permissions)");
+        }
         if config.network.max_retries.is_some() {
             tracing::warn!("[network] max_retries is no longer used: the daemon never gives up on Zulip, and /health reports it degraded once requests have failed for [error_handling] degraded_after");
         }

@@ -29,7 +29,11 @@ use crate::zulip::{
 ///
 /// [`StoreError`] when it cannot be opened, or has pending migrations.
 pub async fn open_store(config: &Config, auto_migrate: bool) -> Result<Arc<dyn Store>, StoreError> {
-    let store = store::open(&config.database.url, &store_options(config)).await?;
+    let url = config
+        .database
+        .connect_url(config.file_permissions)
+        .map_err(StoreError::Password)?;
+    let store = store::open(&url, &store_options(config)).await?;
     if store.backend() == "sqlite" || auto_migrate {
         for m in store.migrate().await? {
             tracing::info!(migration = %m, "Applied a migration");
@@ -55,18 +59,6 @@ pub fn store_options(config: &Config) -> StoreOptions {
     }
 }
 
-/// Where `run` reads the credentials from: the `[zulip]` settings, then
-/// the `ZULIP_*` variables, then the zuliprc.
-fn credential_sources(config: &Config) -> CredentialSources<'_> {
-    let z = &config.zulip;
-    CredentialSources {
-        zuliprc: z.zuliprc.as_deref(),
-        email: z.email.as_deref(),
-        api_key: None,
-        site: z.site.as_deref(),
-    }
-}
-
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
 }
@@ -75,7 +67,7 @@ fn home() -> Option<PathBuf> {
 /// would meet, without contacting Zulip (`check-config`).
 pub(crate) fn check_credentials(config: &Config) -> Result<Credentials, Vec<CredentialsError>> {
     resolve_credentials(
-        &credential_sources(config),
+        &CredentialSources::of(config),
         &|k| std::env::var(k).ok(),
         home().as_deref(),
     )

@@ -46,7 +46,7 @@ pub(super) async fn serve_http(
         instances,
     } = parts;
     let tokens = match &config.http.admin_token_file {
-        Some(path) => Some(read_admin_tokens(path)?),
+        Some(path) => Some(read_admin_tokens(path, config.file_permissions)?),
         None => None,
     };
     if tokens.is_none() && !addr.ip().is_loopback() {

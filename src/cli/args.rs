@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cli::age::{parse_age, parse_since};
+use crate::config::FilePermissions;
 
 /// Turns a Zulip organization's event stream into reliable work.
 #[derive(Debug, Parser)]
@@ -17,9 +18,26 @@ pub struct Cli {
     /// in the current directory and the two default listeners.
     #[arg(long, short, global = true, env = "ZULIP_EVENT_LISTENERS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Use secret files (the zuliprc, `*_file` secrets, a TLS client key)
+    /// even when their group or others may read them or another user owns
+    /// them, logging a warning: for containers whose secret mounts cannot
+    /// be made private.
+    #[arg(long, global = true)]
+    pub allow_insecure_permissions: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// What a secret file that breaks the permissions rule gets.
+    pub fn file_permissions(&self) -> FilePermissions {
+        if self.allow_insecure_permissions {
+            FilePermissions::AllowInsecure
+        } else {
+            FilePermissions::Enforce
+        }
+    }
 }
 
 /// Subcommands.

@@ -1,7 +1,10 @@
 //! `check-config`: check everything `run` would refuse before it contacts
 //! anyone — the file (every key and value, the database URL's form), its
-//! log file, the admin token file, and the Zulip credentials, read exactly as `run` reads them
-//! (the zuliprc, the `ZULIP_*` variables, a site) — and report every
+//! log file, the admin token file, the Zulip credentials, read exactly as
+//! `run` reads them (the zuliprc, the `ZULIP_*` variables, a site, the TLS
+//! files), and every secret (the database password; the webhook secrets,
+//! read when the instances are built), with the permissions rule — and
+//! report every
 //! problem at once, with
 //! the exit code of a configuration problem; on success, say what the file
 //! sets up, with the database password hidden, and what `[zulip]
@@ -15,7 +18,7 @@ use anyhow::{anyhow, Context as _};
 
 use crate::app::check_credentials;
 use crate::cli::exit::{Failure, EXIT_CONFIG};
-use crate::config::{read_admin_tokens, Config, ConfigError};
+use crate::config::{read_admin_tokens, Config, ConfigError, FilePermissions};
 use crate::listeners::{Instance, Registry};
 use crate::telemetry::LogFile;
 
@@ -27,7 +30,11 @@ use crate::telemetry::LogFile;
 ///
 /// A [`Failure`] with exit code 2 when no file was given, it cannot be
 /// read, or it or the credentials it names have problems (all listed).
-pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Result<(), Failure> {
+pub(crate) fn cmd_check_config(
+    path: Option<&Path>,
+    permissions: FilePermissions,
+    registry: &Registry,
+) -> Result<(), Failure> {
     let path = path
         .ok_or_else(|| anyhow!("no configuration file given (use --config PATH)"))
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
@@ -38,7 +45,10 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
-    let (config, mut problems) = Config::parse_with_problems(&text, &registry.names());
+    let (mut config, mut problems) = Config::parse_with_problems(&text, &registry.names());
+    if let Some(c) = config.as_mut() {
+        c.file_permissions = permissions;
+    }
     let credentials = config.as_ref().map(check_credentials);
     if let Some(Err(errors)) = &credentials {
         problems.extend(errors.iter().map(|e| format!("credentials: {e}")));
@@ -57,9 +67,12 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
         .as_ref()
         .and_then(|c| c.http.admin_token_file.as_deref())
     {
-        if let Err(e) = read_admin_tokens(path) {
+        if let Err(e) = read_admin_tokens(path, permissions) {
             problems.push(format!("`http.admin_token_file`: {e}"));
         }
+    }
+    if let Some(Err(e)) = config.as_ref().map(|c| c.database.connect_url(permissions)) {
+        problems.push(format!("`database.password_file`/`password_env`: {e}"));
     }
     let instances = match &config {
         Some(c) => {
@@ -86,6 +99,14 @@ pub(crate) fn cmd_check_config(path: Option<&Path>, registry: &Registry) -> Resu
         "Zulip credentials load: {} at {} (not checked with Zulip; run does that first).",
         creds.email, creds.site
     );
+    if creds.tls.insecure {
+        println!("Warning: insecure = true (or ZULIP_ALLOW_INSECURE): the server's TLS certificate is not verified; run warns of it at every start.");
+    }
+    if permissions == FilePermissions::AllowInsecure {
+        println!(
+            "Warning: --allow-insecure-permissions: secret files others may read are used anyway."
+        );
+    }
     for line in event_types_note(&config, &instances) {
         println!("{line}");
     }

@@ -23,10 +23,12 @@ use crate::listeners::Registry;
 ///
 /// A [`Failure`] with [`EXIT_CONFIG`](crate::cli::EXIT_CONFIG) listing every problem.
 pub fn load_config(cli: &Cli, registry: &Registry) -> Result<Config, Failure> {
-    match &cli.config {
-        Some(path) => Ok(Config::load(path, &registry.names())?),
-        None => Ok(Config::default()),
-    }
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path, &registry.names())?,
+        None => Config::default(),
+    };
+    config.file_permissions = cli.file_permissions();
+    Ok(config)
 }
 
 /// Runs one subcommand.
@@ -40,7 +42,9 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
         Command::List => cmd_list(&config, &registry).await,
         Command::Migrate => cmd_migrate(&config).await,
         Command::Cleanup { days } => cmd_cleanup(&config, days).await,
-        Command::CheckConfig => cmd_check_config(cli.config.as_deref(), &registry),
+        Command::CheckConfig => {
+            cmd_check_config(cli.config.as_deref(), cli.file_permissions(), &registry)
+        }
         Command::Aggregate { since } => cmd_aggregate(&config, since).await,
         Command::Stats { listener, since } => cmd_stats(&config, listener.as_deref(), since).await,
         Command::Enable { name } => cmd_set_enabled(&config, &registry, &name, true, None).await,

@@ -24,7 +24,9 @@ pub fn main(registry: Registry) -> ExitCode {
     // check-config reads the file itself: a problem in it must not hide
     // the others (the credentials it names).
     let outcome = match cli.command {
-        Command::CheckConfig => cmd_check_config(cli.config.as_deref(), &registry),
+        Command::CheckConfig => {
+            cmd_check_config(cli.config.as_deref(), cli.file_permissions(), &registry)
+        }
         _ => load_and_run(cli, registry),
     };
     match outcome {

@@ -51,6 +51,7 @@ impl From<AppError> for Failure {
         let code = match &e {
             AppError::Auth(_) | AppError::Credentials(_) => EXIT_AUTH,
             AppError::Store(StoreError::InstanceLocked { .. }) => EXIT_FAILURE,
+            AppError::Store(StoreError::Password(_)) => EXIT_CONFIG,
             AppError::Store(_) => EXIT_DATABASE,
             AppError::Listeners(_) | AppError::AdminTokens(_) => EXIT_CONFIG,
             AppError::Zulip(_) | AppError::File(_) | AppError::Http(..) | AppError::Pipeline(_) => {
@@ -61,10 +62,14 @@ impl From<AppError> for Failure {
     }
 }
 
-/// The database failed: exit 4.
+/// The database failed: exit 4 (2 when its password cannot be read).
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        Failure::new(EXIT_DATABASE, e)
+        let code = match e {
+            StoreError::Password(_) => EXIT_CONFIG,
+            _ => EXIT_DATABASE,
+        };
+        Failure::new(code, e)
     }
 }
 

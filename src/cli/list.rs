@@ -89,7 +89,11 @@ async fn read_run_state(config: &Config) -> Result<RunState, String> {
         max_connections: 1,
         ..app::store_options(config)
     };
-    let store = crate::store::open(url, &opts)
+    let url = config
+        .database
+        .connect_url(config.file_permissions)
+        .map_err(|e| e.to_string())?;
+    let store = crate::store::open(&url, &opts)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
     let pending = store

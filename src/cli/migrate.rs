@@ -6,7 +6,9 @@ use crate::app;
 use crate::cli::actor::actor;
 use crate::cli::exit::Failure;
 use crate::config::Config;
-use crate::store::{self, AuditAction, AuditEntry, AuditOutcome, AuditTrail, StoreOptions};
+use crate::store::{
+    self, AuditAction, AuditEntry, AuditOutcome, AuditTrail, StoreError, StoreOptions,
+};
 
 /// `migrate`.
 ///
@@ -18,7 +20,11 @@ pub(crate) async fn cmd_migrate(config: &Config) -> Result<(), Failure> {
         max_connections: 2,
         ..app::store_options(config)
     };
-    let store = store::open(&config.database.url, &opts).await?;
+    let url = config
+        .database
+        .connect_url(config.file_permissions)
+        .map_err(StoreError::Password)?;
+    let store = store::open(&url, &opts).await?;
     let result = store.migrate().await;
     let (outcome, detail) = match &result {
         Ok(applied) if applied.is_empty() => (AuditOutcome::Ok, "up to date".to_owned()),

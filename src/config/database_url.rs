@@ -77,6 +77,25 @@ impl DatabaseUrl {
         &self.backend
     }
 
+    /// The same URL text with other connection options (a password read
+    /// from its file).
+    pub(super) fn with_backend(&self, backend: Backend) -> DatabaseUrl {
+        DatabaseUrl {
+            text: self.text.clone(),
+            backend,
+        }
+    }
+
+    /// Whether the URL's text carries a password (`user:PASSWORD@` or a
+    /// `password=` query parameter).
+    pub fn has_password(&self) -> bool {
+        let query_password = self.text.split_once('?').is_some_and(|(_, q)| {
+            q.split('&')
+                .any(|p| p.to_ascii_lowercase().starts_with("password="))
+        });
+        query_password || self.redacted() != self.text
+    }
+
     /// The URL as written, with its password (if any) replaced by `***`.
     pub fn redacted(&self) -> String {
         let url = &self.text;
@@ -186,6 +205,19 @@ mod tests {
         let pg = DatabaseUrl::parse("postgres://alice:secret@db.example:6543/events").unwrap();
         assert_eq!(pg.to_string(), "postgres://alice@db.example:6543/events");
         assert!(!format!("{pg:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_password_in_the_userinfo_or_the_query_is_seen() {
+        for url in [
+            "postgres://u:pw@h/db",
+            "postgres://u@h/db?sslmode=require&password=pw",
+        ] {
+            assert!(DatabaseUrl::parse(url).unwrap().has_password(), "{url}");
+        }
+        for url in ["postgres://u@h/db", "postgres://h/db", "sqlite://x.db"] {
+            assert!(!DatabaseUrl::parse(url).unwrap().has_password(), "{url}");
+        }
     }
 
     #[test]

@@ -6,13 +6,13 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
 use toml::Table;
 
+use super::permissions::{read_secret_file, FilePermissions, SecretFileError};
 use super::reader::Reader;
 
 /// The section's name.
@@ -126,23 +126,10 @@ pub struct AdminToken {
 /// Why the admin token file is refused. No variant holds a token.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminTokenError {
-    /// It cannot be read.
-    #[error("cannot read the admin token file {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Other users may read or write it.
-    #[error("the admin token file {} is open to other users (mode {mode:03o}); run `chmod 600 {}`", path.display(), path.display())]
-    Permissions {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// It cannot be read, or breaks the secret files' permissions rule
+    /// (`chmod 600`, owned by the daemon's user).
+    #[error(transparent)]
+    File(#[from] SecretFileError),
     /// A line is not `name:token`, or the file holds no token.
     #[error("the admin token file {}: {why}", path.display())]
     Content {
@@ -161,23 +148,17 @@ pub enum AdminTokenError {
 /// # Errors
 ///
 /// [`AdminTokenError`] saying what is wrong, never echoing a token.
-pub fn read_admin_tokens(path: &Path) -> Result<Vec<AdminToken>, AdminTokenError> {
-    let read = |source| AdminTokenError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let mode = std::fs::metadata(path).map_err(read)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(AdminTokenError::Permissions {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(read)?;
-    parse_admin_tokens(&text).map_err(|why| AdminTokenError::Content {
+pub fn read_admin_tokens(
+    path: &Path,
+    policy: FilePermissions,
+) -> Result<Vec<AdminToken>, AdminTokenError> {
+    let bytes = read_secret_file(path, policy)?;
+    let content = |why| AdminTokenError::Content {
         path: path.to_owned(),
         why,
-    })
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| content("it is not UTF-8".to_owned()))?;
+    parse_admin_tokens(text).map_err(content)
 }
 
 /// [`read_admin_tokens`] of the file's text.
@@ -224,6 +205,8 @@ fn parse_admin_tokens(text: &str) -> Result<Vec<AdminToken>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use secrecy::ExposeSecret;
 
     use super::*;
@@ -259,13 +242,22 @@ mod tests {
         let path = dir.path().join("tokens");
         std::fs::write(&path, format!("ci:{T1}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let err = read_admin_tokens(&path).unwrap_err().to_string();
+        let err = read_admin_tokens(&path, FilePermissions::Enforce)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("mode 640") && err.contains("chmod 600"),
             "{err}"
         );
+        let anyway = read_admin_tokens(&path, FilePermissions::AllowInsecure).unwrap();
+        assert_eq!(anyway.len(), 1, "--allow-insecure-permissions reads it");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_admin_tokens(&path).unwrap().len(), 1);
+        assert_eq!(
+            read_admin_tokens(&path, FilePermissions::Enforce)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

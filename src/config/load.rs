@@ -21,6 +21,7 @@ use super::listeners::{self, ListenersConfig};
 use super::logging::{self, LoggingConfig};
 use super::network::{self, NetworkConfig};
 use super::performance::{self, PerformanceConfig};
+use super::permissions::FilePermissions;
 use super::queue::{self, QueueConfig};
 use super::reader::Reader;
 use super::scaling::{self, ScalingConfig};
@@ -59,6 +60,10 @@ pub struct Config {
     pub error_handling: ErrorHandlingConfig,
     /// `[data_protection]`: the audit trail.
     pub data_protection: DataProtectionConfig,
+    /// Whether a secret file others may read is refused (the default) or
+    /// used with a warning. Not a key of the file: the command line's
+    /// `--allow-insecure-permissions` sets it.
+    pub file_permissions: FilePermissions,
 }
 
 /// One `[section]`: its name, its keys, and the reader that fills its part

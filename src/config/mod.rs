@@ -17,10 +17,12 @@ mod load;
 mod logging;
 mod network;
 mod performance;
+mod permissions;
 mod queue;
 mod reader;
 mod retry;
 mod scaling;
+mod secret;
 mod security;
 mod statistics;
 mod users;
@@ -34,8 +36,8 @@ pub use error_handling::ErrorHandlingConfig;
 pub use filters::FiltersConfig;
 pub use http::{read_admin_tokens, AdminToken, AdminTokenError, HttpConfig};
 pub use kinds::{
-    ExecConfig, ExecMode, ListenerKind, ResponderConfig, ResponderRule, RuleTrigger, SecretSource,
-    WebhookConfig, WebhookFormat, CONFIG_KINDS,
+    ExecConfig, ExecMode, ListenerKind, ResponderConfig, ResponderRule, RuleTrigger, WebhookConfig,
+    WebhookFormat, CONFIG_KINDS,
 };
 pub use listener_filter::ListenerFilterConfig;
 pub use listeners::{ListenerInstanceConfig, ListenersConfig, DEFAULT_LISTENERS};
@@ -43,9 +45,13 @@ pub use load::Config;
 pub use logging::{LogFormat, LoggingConfig};
 pub use network::NetworkConfig;
 pub use performance::PerformanceConfig;
+pub use permissions::{
+    check_secret_file, read_secret_file, FilePermissions, PermissionsError, SecretFileError,
+};
 pub use queue::QueueConfig;
 pub use retry::{PartialRetry, RetryConfig};
 pub use scaling::{PartitionStrategy, ScalingConfig};
+pub use secret::{SecretError, SecretSource};
 pub use security::SecurityConfig;
 pub use statistics::StatisticsConfig;
 pub use users::UserRef;

@@ -22,6 +22,7 @@ pub(super) const KNOWN: &[&str] = &[
     "queue_lifespan_secs",
     "event_types",
     "backfill_window",
+    "allow_insecure_http",
 ];
 
 /// How far below the newest message id seen a backfill starts, by default.
@@ -60,6 +61,9 @@ pub struct ZulipConfig {
     /// the newest one seen: Zulip delivers message events slightly out of
     /// id order, so a lower id may still have been on its way.
     pub backfill_window: u64,
+    /// Accept a plain `http://` site on a host other than this one (the
+    /// key and every event then cross the network unencrypted).
+    pub allow_insecure_http: bool,
 }
 
 impl Default for ZulipConfig {
@@ -74,6 +78,7 @@ impl Default for ZulipConfig {
             queue_lifespan_secs: DEFAULT_QUEUE_LIFESPAN_SECS,
             event_types: None,
             backfill_window: DEFAULT_BACKFILL_WINDOW,
+            allow_insecure_http: false,
         }
     }
 }
@@ -91,6 +96,9 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ZulipConfig) {
             )),
             "all_public_streams" => out.all_public_streams = r.bool(&key, v).unwrap_or_default(),
             "apply_markdown" => out.apply_markdown = r.bool(&key, v).unwrap_or_default(),
+            "allow_insecure_http" => {
+                out.allow_insecure_http = r.bool(&key, v).unwrap_or_default()
+            }
             "queue_lifespan_secs" => {
                 if let Some(s) = r.whole_seconds(&key, v) {
                     if s > MAX_QUEUE_LIFESPAN_SECS {

@@ -124,7 +124,9 @@ impl Instance {
                     })
                 }
             }
-            ListenerKind::Webhook(w) => webhook::build(&ic.name, w, http).map_err(fail)?,
+            ListenerKind::Webhook(w) => {
+                webhook::build(&ic.name, w, http, config.file_permissions).map_err(fail)?
+            }
             ListenerKind::Exec(e) => exec::build(&ic.name, e, ic.max_concurrent).map_err(fail)?,
             ListenerKind::Responder(r) => responder::build(&ic.name, r, config).map_err(fail)?,
         };

@@ -29,6 +29,9 @@ pub enum StoreError {
         /// Who holds it (host, pid, since when).
         holder: String,
     },
+    /// The database password could not be read (a configuration problem).
+    #[error("the database password: {0}")]
+    Password(#[source] crate::config::SecretError),
     /// The instance lock's connection is down: nothing may be appended
     /// (acknowledged) until it is taken again.
     #[error("the database connection holding the instance lock is down; retrying")]

@@ -63,20 +63,14 @@ impl Client {
         read_timeout: Duration,
     ) -> Result<Client, ZulipError> {
         let base = api_base_url(&creds.site).map_err(|e| ZulipError::Transport(e.to_string()))?;
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .user_agent(concat!("zulip-event-listeners/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(creds.insecure)
             .tcp_keepalive(Duration::from_secs(30));
-        if let Some(bundle) = &creds.cert_bundle {
-            let pem = std::fs::read(bundle).map_err(|e| {
-                ZulipError::Transport(format!("cannot read {}: {e}", bundle.display()))
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| ZulipError::Transport(e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder
+        let http = creds
+            .tls
+            .apply(builder, &base)
+            .map_err(ZulipError::Transport)?
             .build()
             .map_err(|e| ZulipError::Transport(e.to_string()))?;
         Ok(Client {

@@ -3,15 +3,23 @@
 //! sources from our own config come first, then the `ZULIP_*` environment
 //! variables, then the `[api]` section of a zuliprc INI file (`ZULIP_CONFIG`,
 //! else `~/.zuliprc`). This module owns that precedence, the reading of a
-//! zuliprc (its INI syntax is `zuliprc`'s), and the normalization of a site into the API base URL. It never puts the
-//! API key into a `Debug` output or an error message.
+//! zuliprc (its INI syntax is `zuliprc`'s; a zuliprc holding a key obeys
+//! the secret files' permissions rule), the normalization of a site into
+//! the API base URL, and the refusal of plain `http://` to another host.
+//! The TLS settings are `tls.rs`'s. It never puts the API key into a
+//! `Debug` output or an error message.
 
-use secrecy::SecretString;
-
-use super::zuliprc::parse_api_section;
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use zeroize::{Zeroize as _, Zeroizing};
+
+use super::tls::{is_remote_plain_http, resolve_tls, TlsError, TlsOptions};
+use super::zuliprc::parse_api_section;
+use crate::config::{check_secret_file, FilePermissions, PermissionsError};
 
 /// Resolved credentials for talking to one Zulip server.
 #[derive(Clone)]
@@ -23,10 +31,9 @@ pub struct Credentials {
     /// The normalized API base URL from [`api_base_url`], e.g.
     /// `https://zulip.example.com/api/v1/`; join endpoint paths onto it.
     pub site: String,
-    /// Skip TLS certificate verification (`insecure` / `ZULIP_ALLOW_INSECURE`).
-    pub insecure: bool,
-    /// A CA bundle to verify the server with (`cert_bundle` / `ZULIP_CERT_BUNDLE`).
-    pub cert_bundle: Option<PathBuf>,
+    /// How the connection is secured (`insecure`, `cert_bundle`,
+    /// `client_cert`, `client_cert_key`).
+    pub tls: TlsOptions,
 }
 
 impl fmt::Debug for Credentials {
@@ -35,8 +42,7 @@ impl fmt::Debug for Credentials {
             .field("email", &self.email)
             .field("api_key", &"[redacted]")
             .field("site", &self.site)
-            .field("insecure", &self.insecure)
-            .field("cert_bundle", &self.cert_bundle)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -52,6 +58,11 @@ pub(crate) struct CredentialSources<'a> {
     pub api_key: Option<&'a str>,
     /// The site; beats `ZULIP_SITE` and the file.
     pub site: Option<&'a str>,
+    /// Accept a plain `http://` site on another host (`[zulip]
+    /// allow_insecure_http`).
+    pub allow_insecure_http: bool,
+    /// Whether a zuliprc or client key others may read is refused.
+    pub file_permissions: FilePermissions,
 }
 
 impl fmt::Debug for CredentialSources<'_> {
@@ -61,6 +72,8 @@ impl fmt::Debug for CredentialSources<'_> {
             .field("email", &self.email)
             .field("api_key", &self.api_key.map(|_| "[redacted]"))
             .field("site", &self.site)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("file_permissions", &self.file_permissions)
             .finish()
     }
 }
@@ -86,15 +99,16 @@ pub enum CredentialsError {
     /// The site is empty, has whitespace or no host, or is not http(s): (site, reason).
     #[error("invalid Zulip site {0:?}: {1}")]
     InvalidSite(String, &'static str),
-    /// `insecure` / `ZULIP_ALLOW_INSECURE` is not `true` or `false`: (origin, value).
-    #[error("{0} sets insecure to {1:?}, but it must be 'true' or 'false'")]
-    InvalidInsecure(String, String),
-    /// TLS verification is on and the CA bundle is not a file: (path).
-    #[error("TLS certificate bundle {file} (cert_bundle or ZULIP_CERT_BUNDLE) does not exist", file = .0.display())]
-    CertBundleNotFound(PathBuf),
-    /// A TLS client certificate is configured, which we cannot present: (origin).
-    #[error("{0} configures a TLS client certificate, which this daemon does not support")]
-    ClientCertUnsupported(String),
+    /// The site is plain `http://` to another host, and `[zulip]
+    /// allow_insecure_http` is not set: (the API base URL).
+    #[error("the Zulip site {0} is plain http:// on another host, so the API key and every event would cross the network unencrypted: use https://, or set `[zulip] allow_insecure_http = true` if the network path is trusted")]
+    PlainHttp(String),
+    /// The zuliprc holds a key and others may read it.
+    #[error(transparent)]
+    Permissions(#[from] PermissionsError),
+    /// A TLS setting cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 fn nonempty(s: &str) -> Option<String> {
@@ -108,20 +122,50 @@ fn expand_tilde(path: &Path, home: Option<&Path>) -> PathBuf {
     }
 }
 
-/// An existing zuliprc: its path and `[api]` options (empty if none).
+/// An existing zuliprc: its path and `[api]` options (empty if none),
+/// wiped when dropped (the key is one of them).
 #[derive(Default)]
 struct Zuliprc(PathBuf, HashMap<String, String>);
 
+impl Drop for Zuliprc {
+    fn drop(&mut self) {
+        self.1.values_mut().for_each(|v| v.zeroize());
+    }
+}
+
 impl Zuliprc {
-    fn read(path: PathBuf) -> Result<Self, CredentialsError> {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) => return Err(CredentialsError::Io(path, e)),
+    /// Reads the file; one holding a `key` must obey the permissions rule
+    /// (checked on the opened file), else that is pushed on `problems`.
+    fn read(
+        path: PathBuf,
+        policy: FilePermissions,
+        problems: &mut Vec<CredentialsError>,
+    ) -> Option<Self> {
+        let mut text = Zeroizing::new(String::new());
+        let meta = std::fs::File::open(&path).and_then(|mut f| {
+            f.read_to_string(&mut text)?;
+            f.metadata()
+        });
+        let meta = match meta {
+            Ok(meta) => meta,
+            Err(e) => {
+                problems.push(CredentialsError::Io(path, e));
+                return None;
+            }
         };
-        match parse_api_section(&text) {
-            Ok(api) => Ok(Zuliprc(path, api.unwrap_or_default())),
-            Err((line, reason)) => Err(CredentialsError::Parse(path, line, reason)),
+        let rc = match parse_api_section(&text) {
+            Ok(api) => Zuliprc(path, api.unwrap_or_default()),
+            Err((line, reason)) => {
+                problems.push(CredentialsError::Parse(path, line, reason));
+                return None;
+            }
+        };
+        if rc.1.contains_key("key") {
+            if let Err(e) = check_secret_file(&rc.0, &meta, policy) {
+                problems.push(e.into());
+            }
         }
+        Some(rc)
     }
     fn get(&self, opt: &str) -> Option<String> {
         nonempty(self.1.get(opt)?)
@@ -181,7 +225,7 @@ pub(crate) fn resolve_credentials(
     // Without a readable file, key and email must come from elsewhere: a
     // missing one is reported once, here, not again as a missing option.
     let file = match path.filter(|p| p.exists()) {
-        Some(path) => Zuliprc::read(path).map_err(|e| problems.push(e)).ok(),
+        Some(path) => Zuliprc::read(path, sources.file_permissions, &mut problems),
         None if key.is_none() || email.is_none() => {
             let missing = match (key.is_none(), email.is_none()) {
                 (true, true) => "API key (ZULIP_API_KEY) and email (ZULIP_EMAIL)",
@@ -205,35 +249,30 @@ pub(crate) fn resolve_credentials(
     let email = required(email, "email", &mut problems);
     let file = file.unwrap_or_default();
     let site = match arg_or_var(sources.site, "ZULIP_SITE").or_else(|| file.get("site")) {
-        Some(site) => api_base_url(&site)
-            .map_err(|e| problems.push(e))
-            .unwrap_or_default(),
+        Some(site) => match api_base_url(&site) {
+            Ok(url) if is_remote_plain_http(&url) && !sources.allow_insecure_http => {
+                problems.push(CredentialsError::PlainHttp(url));
+                String::new()
+            }
+            Ok(url) => url,
+            Err(e) => {
+                problems.push(e);
+                String::new()
+            }
+        },
         None => {
             problems.push(CredentialsError::MissingSite(looked));
             String::new()
         }
     };
-    let env_insecure = var("ZULIP_ALLOW_INSECURE").map(|v| (v, "ZULIP_ALLOW_INSECURE".to_owned()));
-    let insecure = match env_insecure.or_else(|| file.get_with_origin("insecure")) {
-        None => false,
-        Some((v, _)) if v.eq_ignore_ascii_case("true") => true,
-        Some((v, _)) if v.eq_ignore_ascii_case("false") => false,
-        Some((value, origin)) => {
-            problems.push(CredentialsError::InvalidInsecure(origin, value));
-            false
-        }
+    let setting = |name, option| {
+        var(name)
+            .map(|v| (v, name.to_owned()))
+            .or_else(|| file.get_with_origin(option))
     };
-    let env_cert = ["ZULIP_CERT", "ZULIP_CERT_KEY"].map(|v| var(v).map(|c| (c, v.to_owned())));
-    let file_cert = ["client_cert", "client_cert_key"].map(|o| file.get_with_origin(o));
-    if let Some((_, origin)) = env_cert.into_iter().chain(file_cert).flatten().next() {
-        problems.push(CredentialsError::ClientCertUnsupported(origin));
-    }
-    let cert_bundle = var("ZULIP_CERT_BUNDLE")
-        .or_else(|| file.get("cert_bundle"))
-        .map(PathBuf::from);
-    if let Some(path) = cert_bundle.as_ref().filter(|p| !insecure && !p.is_file()) {
-        problems.push(CredentialsError::CertBundleNotFound(path.clone()));
-    }
+    let tls = resolve_tls(&setting, sources.file_permissions)
+        .map_err(|e| problems.extend(e.into_iter().map(CredentialsError::Tls)))
+        .unwrap_or_default();
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -241,8 +280,7 @@ pub(crate) fn resolve_credentials(
         email,
         api_key: SecretString::from(key),
         site,
-        insecure,
-        cert_bundle,
+        tls,
     })
 }
 
@@ -291,6 +329,8 @@ pub(crate) fn api_base_url(site: &str) -> Result<String, CredentialsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
     use secrecy::ExposeSecret;
     use tempfile::TempDir;
 
@@ -303,13 +343,17 @@ mod tests {
         email: None,
         api_key: None,
         site: None,
+        allow_insecure_http: false,
+        file_permissions: FilePermissions::Enforce,
     };
 
     /// A home directory holding the given files, e.g. `.zuliprc`.
     fn home(files: &[(&str, &str)]) -> TempDir {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).unwrap();
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         dir
     }
@@ -347,7 +391,7 @@ mod tests {
         let c = load_full(&rc(RC), &NO, &[]).unwrap();
         assert_eq!(c.email, "test-bot@zulip.example.com");
         assert_eq!((c.api_key.expose_secret(), c.site.as_str()), (KEY, URL));
-        assert!(!c.insecure && c.cert_bundle.is_none());
+        assert!(!c.tls.insecure && c.tls.cert_bundle.is_none());
     }
 
     #[test]
@@ -478,7 +522,7 @@ mod tests {
         let home = rc(&format!("{RC}insecure = maybe\ncert_bundle = /no/ca.pem\n"));
         let c = load_full(&home, &NO, &[("ZULIP_ALLOW_INSECURE", "TRUE")]).unwrap();
         assert_eq!(
-            (c.insecure, c.cert_bundle),
+            (c.tls.insecure, c.tls.cert_bundle),
             (true, Some("/no/ca.pem".into()))
         );
         let got = load(&home, &NO, &[]);
@@ -491,7 +535,12 @@ mod tests {
         assert!(got.contains("TLS certificate bundle /no/ca.pem"), "{got}");
         let vars = [("ZULIP_CERT_KEY", "k"), ("ZULIP_ALLOW_INSECURE", "true")];
         let got = load(&home, &NO, &vars);
-        assert!(got.starts_with("error: ZULIP_CERT_KEY configures a TLS client"));
+        assert!(
+            got.starts_with(
+                "error: ZULIP_CERT_KEY names a client certificate key, but no client certificate"
+            ),
+            "{got}"
+        );
     }
 
     #[test]
@@ -523,6 +572,52 @@ mod tests {
             "run stops at the first"
         );
         assert!(resolve_credentials(&NO, &env, Some(rc(RC).path())).is_ok());
+    }
+
+    #[test]
+    fn a_zuliprc_holding_a_key_that_others_may_read_is_refused_with_the_chmod() {
+        let home = rc(RC);
+        let path = home.path().join(".zuliprc");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let got = load(&home, &NO, &[]);
+        assert!(
+            got.contains(&format!("run `chmod 600 {}`", path.display())),
+            "{got}"
+        );
+        assert!(!got.contains(KEY), "{got}");
+        let allowed = CredentialSources {
+            file_permissions: FilePermissions::AllowInsecure,
+            ..NO
+        };
+        assert_eq!(
+            load(&home, &allowed, &[]),
+            format!("test-bot@zulip.example.com {KEY} {URL}")
+        );
+        // A zuliprc without a key holds no secret.
+        std::fs::write(&path, "[api]\nsite=https://zulip.example.com\n").unwrap();
+        let vars = [("ZULIP_API_KEY", "k"), ("ZULIP_EMAIL", "a@b")];
+        assert_eq!(load(&home, &NO, &vars), format!("a@b k {URL}"));
+    }
+
+    #[test]
+    fn a_plain_http_site_on_another_host_is_refused_unless_allowed() {
+        let home = rc(&RC.replace("https://zulip.example.com", "http://zulip.example.com"));
+        let got = load(&home, &NO, &[]);
+        assert!(
+            got.starts_with("error: the Zulip site http://zulip.example.com/api/v1/ is plain http:// on another host"),
+            "{got}"
+        );
+        assert!(
+            got.contains("`[zulip] allow_insecure_http = true`"),
+            "{got}"
+        );
+        let allowed = CredentialSources {
+            allow_insecure_http: true,
+            ..NO
+        };
+        assert!(load(&home, &allowed, &[]).ends_with("http://zulip.example.com/api/v1/"));
+        let local = [("ZULIP_SITE", "http://127.0.0.1:9991")];
+        assert!(load(&home, &NO, &local).ends_with("http://127.0.0.1:9991/api/v1/"));
     }
 
     #[test]

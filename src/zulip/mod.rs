@@ -6,7 +6,8 @@
 //! chunks (`stream`, over the envelope scanner in `scan`), and
 //! [`ZulipError`], typed by the response's `code`, never by its translated
 //! `msg` (`error`, decoded in `response`), and the rate-limit budget read
-//! from every poll's answer (`rate_limit`).
+//! from every poll's answer (`rate_limit`), and how the connection is
+//! secured, as the bindings' zuliprc says (`tls`).
 
 mod capabilities;
 mod client;
@@ -18,6 +19,7 @@ mod response;
 mod scan;
 mod setup;
 mod stream;
+mod tls;
 mod zuliprc;
 
 pub(crate) use client::Client;

@@ -21,6 +21,23 @@ pub(crate) enum SetupError {
     Zulip(#[from] ZulipError),
 }
 
+impl<'a> CredentialSources<'a> {
+    /// Where `config` says the credentials are: its `[zulip]` keys (never
+    /// an API key: the file cannot hold one), and how secret files and
+    /// plain http are judged.
+    pub(crate) fn of(config: &'a Config) -> CredentialSources<'a> {
+        let z = &config.zulip;
+        CredentialSources {
+            zuliprc: z.zuliprc.as_deref(),
+            email: z.email.as_deref(),
+            api_key: None,
+            site: z.site.as_deref(),
+            allow_insecure_http: z.allow_insecure_http,
+            file_permissions: config.file_permissions,
+        }
+    }
+}
+
 impl Client {
     /// The client of the account `config` names.
     ///
@@ -28,13 +45,7 @@ impl Client {
     ///
     /// [`SetupError`] when the credentials cannot be read or TLS set up.
     pub(crate) fn from_config(config: &Config) -> Result<Client, SetupError> {
-        let z = &config.zulip;
-        let sources = CredentialSources {
-            zuliprc: z.zuliprc.as_deref(),
-            email: z.email.as_deref(),
-            api_key: None,
-            site: z.site.as_deref(),
-        };
+        let sources = CredentialSources::of(config);
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let creds = load_credentials(&sources, &|k| std::env::var(k).ok(), home.as_deref())?;
         Ok(Client::new(

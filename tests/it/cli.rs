@@ -59,7 +59,7 @@ fn check_config_names_every_mistake_in_one_run() {
 fn config_with(dir: &std::path::Path, zuliprc_text: Option<&str>, database_url: &str) -> String {
     let zuliprc = dir.join("zuliprc");
     if let Some(text) = zuliprc_text {
-        std::fs::write(&zuliprc, text).unwrap();
+        write_secret(&zuliprc, text);
     }
     let path = dir.join("config.toml");
     std::fs::write(

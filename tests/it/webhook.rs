@@ -19,7 +19,7 @@ const SECRET: &str = "whsec-integration-test";
 fn secret_file(secret: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("secret");
-    std::fs::write(&path, format!("{secret}\n")).expect("write the secret");
+    write_secret(&path, &format!("{secret}\n"));
     (dir, path)
 }
 

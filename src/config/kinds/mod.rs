@@ -5,12 +5,10 @@
 
 mod exec;
 mod responder;
-mod secret;
 mod webhook;
 
 pub use exec::{ExecConfig, ExecMode};
 pub use responder::{ResponderConfig, ResponderRule, RuleTrigger};
-pub use secret::SecretSource;
 pub use webhook::{WebhookConfig, WebhookFormat};
 
 pub(super) use exec::read as read_exec;

@@ -5,7 +5,7 @@
 use toml::{Table, Value};
 
 use super::super::reader::Reader;
-use super::secret::{read_secret, SecretSource};
+use super::super::secret::{read_secret, SecretSource};
 
 /// The keys of a webhook instance, besides those every kind has.
 pub(in crate::config) const KNOWN: &[&str] = &[

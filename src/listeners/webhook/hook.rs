@@ -19,7 +19,7 @@ use super::outcome::{self, Class, EXCERPT_BYTES};
 use super::outgoing;
 use super::reply::{self, Answer, MAX_REPLY_BYTES};
 use super::signature::{self, Signer};
-use crate::config::{WebhookConfig, WebhookFormat};
+use crate::config::{FilePermissions, SecretSource, WebhookConfig, WebhookFormat};
 use crate::event::Event;
 use crate::listeners::envelope::envelope;
 use crate::listeners::{
@@ -53,13 +53,15 @@ pub(in crate::listeners) fn build(
     name: &str,
     config: &WebhookConfig,
     http: &reqwest::Client,
+    permissions: FilePermissions,
 ) -> Result<Arc<dyn Listener>, String> {
+    let read = |source: &SecretSource| source.read(permissions).map_err(|e| e.to_string());
     let signer = match &config.secret {
-        Some(source) => Some(Signer::new(source.read()?.expose_secret().as_bytes())?),
+        Some(source) => Some(Signer::new(read(source)?.expose_secret().as_bytes())?),
         None => None,
     };
     let token = match &config.token {
-        Some(source) => source.read()?,
+        Some(source) => read(source)?,
         None => SecretString::from(String::new()),
     };
     let mut headers = HeaderMap::new();
@@ -245,7 +247,13 @@ mod tests {
             token: None,
             headers: vec![("X-Team".into(), "ops".into())],
         };
-        build("hook", &config, &reqwest::Client::new()).unwrap()
+        build(
+            "hook",
+            &config,
+            &reqwest::Client::new(),
+            FilePermissions::Enforce,
+        )
+        .unwrap()
     }
 
     fn ctx() -> Context {

@@ -36,14 +36,13 @@ pub fn setup_with_key(
             "http://127.0.0.1:9".to_owned(),
         ),
     };
-    std::fs::write(
+    write_secret(
         &zuliprc,
-        format!(
+        &format!(
             "[api]\nemail={email}\nkey={}\nsite={site}\n",
             key.unwrap_or_else(|| "x".into())
         ),
-    )
-    .expect("write zuliprc");
+    );
     let text = format!(
         "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db_url}\"\n[http]\nbind = \"off\"\n{}{extra}\n",
         zuliprc.display(),
@@ -91,10 +90,18 @@ fn known_listener_names() -> Vec<&'static str> {
 /// naming it.
 pub fn zulip_section(dir: &std::path::Path) -> String {
     let zuliprc = dir.join("zuliprc");
-    std::fs::write(
+    write_secret(
         &zuliprc,
         "[api]\nemail=bot@example.com\nkey=k\nsite=https://chat.example.com\n",
-    )
-    .expect("write zuliprc");
+    );
     format!("[zulip]\nzuliprc = \"{}\"\n", zuliprc.display())
+}
+
+/// Writes a file holding a secret (a zuliprc, a `*_file` secret) as the
+/// daemon wants it: readable by its owner only.
+pub fn write_secret(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).expect("write a secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 600 a secret file");
 }

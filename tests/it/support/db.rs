@@ -182,6 +182,50 @@ impl TestDb {
         })
     }
 
+    /// Every text (and blob, read as UTF-8) value of every row of every
+    /// table, each as `table: value`: what a leak check greps.
+    pub async fn all_text(&self) -> Vec<String> {
+        use sqlx::{Column as _, Row as _};
+        let mut out = Vec::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let tables: Vec<(String,)> = self
+                    .rows("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .await;
+                with_connection!(self, |c| for (table,) in tables {
+                    let sql = format!("SELECT * FROM \"{table}\"");
+                    for row in sqlx::query(&sql).fetch_all(&mut c).await.expect(&sql) {
+                        for col in row.columns() {
+                            let i = col.ordinal();
+                            if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
+                                out.push(format!("{table}: {text}"));
+                            } else if let Ok(Some(bytes)) = row.try_get::<Option<Vec<u8>>, _>(i) {
+                                out.push(format!("{table}: {}", String::from_utf8_lossy(&bytes)));
+                            }
+                        }
+                    }
+                })
+            }
+            Backend::Postgres => {
+                let tables: Vec<(String,)> = self
+                    .rows("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
+                    .await;
+                with_connection!(self, |c| for (table,) in tables {
+                    // A whole row as text: every column, whatever its type.
+                    let sql = format!("SELECT CAST(t AS text) FROM \"{table}\" t");
+                    for (row,) in sqlx::query_as::<_, (String,)>(&sql)
+                        .fetch_all(&mut c)
+                        .await
+                        .expect(&sql)
+                    {
+                        out.push(format!("{table}: {row}"));
+                    }
+                })
+            }
+        }
+        out
+    }
+
     /// Runs a statement with one timestamp parameter, written `$1` (and
     /// sent as `?1` to SQLite).
     pub async fn execute_at(&self, sql: &str, t: DateTime<Utc>) {

@@ -1,6 +1,6 @@
 //! Test support: the in-process [`TestApp`], the fake Zulip server, fresh
 //! databases, config files, the daemon as a process, test listeners, a
-//! clock that jumps, a tmpfs that fills up, and [`both_backends!`].
+//! clock that jumps, a tmpfs that fills up, TLS in front of the fake, and [`both_backends!`].
 #![allow(dead_code)]
 
 mod app;
@@ -15,6 +15,7 @@ mod receiver;
 mod store;
 mod tcp_proxy;
 mod test_listeners;
+mod tls_proxy;
 mod tmpfs;
 mod traffic;
 
@@ -29,5 +30,6 @@ pub use receiver::*;
 pub use store::*;
 pub use tcp_proxy::*;
 pub use test_listeners::*;
+pub use tls_proxy::*;
 pub use tmpfs::*;
 pub use traffic::*;
