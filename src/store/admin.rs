@@ -1,7 +1,7 @@
 //! [`AdminStore`]: what operators change and read besides the hot path —
 //! listeners disabled in the database and why, dead letters kept for
-//! `replay`, the audit trail of who did what, and the per-listener overview
-//! that `list` prints.
+//! `replay`, the audit trail of who did what, the per-listener overview
+//! that `list` prints, and how much is in quarantine.
 //!
 //! Dead letters themselves are written by recording runs
 //! (`Store::record`), in the same transaction
@@ -102,4 +102,12 @@ pub trait AdminStore: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListenerOverview>, StoreError>;
+
+    /// Rows in `event_listeners_quarantine`: what Zulip sent that is no
+    /// event as it came (`stats` shows it).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    async fn quarantined_count(&self) -> Result<i64, StoreError>;
 }
