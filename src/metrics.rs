@@ -159,6 +159,9 @@ pub struct Metrics {
     pub queue_lifetime_seconds: IntGauge,
     /// Duplicate events skipped (already in the inbox).
     pub duplicates: IntCounter,
+    /// Elements of `GET /events` kept in quarantine, by reason
+    /// (`invalid_utf8`, `repeated_id`, `no_id`, `not_an_object`, `not_json`).
+    pub events_quarantined: IntCounterVec,
     /// Database transaction durations, by operation.
     pub db_write_seconds: HistogramVec,
     /// Seconds since the last successful poll (heartbeat or events).
@@ -309,6 +312,13 @@ impl Metrics {
             duplicates: reg!(IntCounter::new(
                 name("duplicate_events_total"),
                 "Events skipped because they were already stored"
+            )),
+            events_quarantined: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("events_quarantined_total"),
+                    "Elements of GET /events kept in event_listeners_quarantine, by reason"
+                ),
+                &["reason"]
             )),
             db_write_seconds: reg!(HistogramVec::new(
                 HistogramOpts::new(

@@ -118,6 +118,12 @@ fn print_summary(s: &Summary, location: &str) {
         s.messages
     );
     println!("  event_listeners_useractivity   {:>8} user(s)", s.users);
+    if s.quarantined > 0 {
+        println!(
+            "  event_listeners_quarantine     {:>8} element(s) Zulip sent that are no event as they came",
+            s.quarantined
+        );
+    }
 }
 
 /// `, N could not be recorded` when the recorder gave up on runs.

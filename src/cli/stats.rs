@@ -1,6 +1,6 @@
 //! `stats [--listener NAME] [--since AGE]`: per-listener statistics read
 //! from the store, and their text: sparklines of per-bucket volume and one
-//! table per listener.
+//! table per listener, then how many elements are in quarantine.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -38,11 +38,23 @@ pub(crate) async fn cmd_stats(
             Some(name) => println!("No runs of listener `{name}` since {}.", format_time(from)),
             None => println!("No listener runs since {}.", format_time(from)),
         }
-        return Ok(());
+    } else {
+        let interval = config.statistics.aggregation_interval;
+        print!("{}", render(&summaries, from, now, interval));
     }
-    let interval = config.statistics.aggregation_interval;
-    print!("{}", render(&summaries, from, now, interval));
+    if let Some(note) = quarantine_note(store.quarantined_count().await?) {
+        println!("{note}");
+    }
     Ok(())
+}
+
+/// The line that says what is in quarantine, when anything is.
+fn quarantine_note(n: i64) -> Option<String> {
+    (n > 0).then(|| {
+        format!(
+            "{n} element(s) Zulip sent are no event as they came (not UTF-8, a repeated id with other content, no id): kept in event_listeners_quarantine, see the README."
+        )
+    })
 }
 
 /// One character per value, scaled to the largest: zero is `▁`, any
@@ -191,6 +203,14 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quarantine_is_mentioned_only_when_it_holds_something() {
+        assert_eq!(quarantine_note(0), None);
+        let note = quarantine_note(3).unwrap();
+        assert!(note.starts_with("3 element(s)"), "{note}");
+        assert!(note.contains("event_listeners_quarantine"), "{note}");
+    }
 
     #[test]
     fn a_sparkline_scales_to_its_largest_value() {

@@ -8,11 +8,13 @@
 //! event. Unknown event types are normal events: they are stored and
 //! dispatched like any other, never an error.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::lenient::{IdOf, Int, Text};
 use super::message::{self, Message};
 use super::views::{self, Actor, Conversation, EventTime, MessageRef, Views};
 
@@ -39,86 +41,76 @@ pub enum EventError {
     /// Not JSON at all, or not an object.
     #[error("not a JSON object: {0}")]
     NotJson(#[from] serde_json::Error),
-    /// A JSON object without a string `type`.
-    #[error("the event has no string \"type\" field")]
+    /// A JSON object without a string `type` (or with an `op` that is not
+    /// a string).
+    #[error("the event has no string \"type\" field (or its \"op\" is not a string)")]
     MissingType,
     /// A JSON object without an integer `id` where one is required.
     #[error("the event has no integer \"id\" field")]
     MissingId,
 }
 
+/// Why an element of a `GET /events` page is not an event the inbox can
+/// key by its id.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Not JSON text.
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// JSON, but not an object.
+    #[error("JSON that is not an object")]
+    NotAnObject,
+    /// An object without an integer `id` (missing, a float, a string, a
+    /// number beyond 64 bits), or whose head cannot be read at all.
+    #[error("an object without an integer \"id\"{0}")]
+    NoId(String),
+}
+
 /// The fields read from every event on arrival, in one pass that also
-/// checks that the whole text is JSON.
+/// checks that the whole text is JSON. Each is read leniently
+/// (`lenient.rs`): an odd value is noted, never an error.
 #[derive(Deserialize)]
 struct Head<'a> {
     #[serde(default)]
-    id: Option<i64>,
+    id: Int,
     #[serde(rename = "type", borrow, default)]
-    event_type: Option<std::borrow::Cow<'a, str>>,
+    event_type: Option<Text<'a>>,
     #[serde(borrow, default)]
-    op: Option<std::borrow::Cow<'a, str>>,
+    op: Option<Text<'a>>,
     #[serde(default)]
     message: IdOf,
 }
 
-impl Head<'_> {
+/// An event's `type` and `op`.
+type Kind<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
+
+impl<'a> Head<'a> {
     fn message_id(&self) -> Option<i64> {
-        match self.event_type.as_deref() {
-            Some("message") => self.message.0,
+        match &self.event_type {
+            Some(Text::Str(t)) if t == "message" => self.message.0,
             _ => None,
         }
     }
+
+    /// The string `type` and `op`; `None` when the type is missing or
+    /// either is present but not a string (the event is then malformed).
+    fn kind(self) -> Option<Kind<'a>> {
+        let Some(Text::Str(event_type)) = self.event_type else {
+            return None;
+        };
+        let op = match self.op {
+            None => None,
+            Some(Text::Str(op)) => Some(op),
+            Some(Text::Other) => return None,
+        };
+        Some((event_type, op))
+    }
 }
 
-/// The integer `id` of a JSON object; `None` for anything else. Never an
-/// error, so an odd `message` field cannot make an event unreadable.
-#[derive(Default)]
-struct IdOf(Option<i64>);
-
-impl<'de> Deserialize<'de> for IdOf {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<IdOf, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = IdOf;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<IdOf, A::Error> {
-                let mut id = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == "id" {
-                        id = map.next_value::<serde_json::Value>()?.as_i64();
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                }
-                Ok(IdOf(id))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<IdOf, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(IdOf(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<IdOf, E> {
-                Ok(IdOf(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<IdOf, E> {
-                Ok(IdOf(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<IdOf, E> {
-                Ok(IdOf(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<IdOf, E> {
-                Ok(IdOf(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<IdOf, E> {
-                Ok(IdOf(None))
-            }
-            fn visit_unit<E>(self) -> Result<IdOf, E> {
-                Ok(IdOf(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
+/// Whether `text`, JSON or not, opens as an object.
+fn opens_an_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
 }
 
 impl Event {
@@ -143,12 +135,43 @@ impl Event {
         fallback_id: Option<i64>,
         backfilled: bool,
     ) -> Result<Event, EventError> {
-        let raw: Box<str> = raw.into();
+        Event::from_text(raw.into(), fallback_id, backfilled, false)
+    }
+
+    /// Rebuilds an inbox row's event: as [`Event::from_raw_parts`], but a
+    /// row stored as `malformed` (no string `type`, or an `op` that is not
+    /// a string) is that again, as it was dispatched when it arrived.
+    pub(crate) fn from_stored(
+        raw: Box<RawValue>,
+        event_id: i64,
+        backfilled: bool,
+    ) -> Result<Event, EventError> {
+        Event::from_text(raw.into(), Some(event_id), backfilled, true)
+    }
+
+    /// An event from JSON `raw`; without a well-formed type, `malformed`
+    /// when `or_malformed`, else an error.
+    fn from_text(
+        raw: Box<str>,
+        fallback_id: Option<i64>,
+        backfilled: bool,
+        or_malformed: bool,
+    ) -> Result<Event, EventError> {
+        if !opens_an_object(&raw) {
+            // An array would otherwise fill the head's fields in order.
+            return Err(EventError::MissingType);
+        }
         let head: Head<'_> = serde_json::from_str(&raw)?;
-        let id = head.id.or(fallback_id).ok_or(EventError::MissingId)?;
+        let id = head.id.0.or(fallback_id).ok_or(EventError::MissingId)?;
         let message_id = head.message_id();
-        let event_type = head.event_type.ok_or(EventError::MissingType)?.into_owned();
-        let op = head.op.map(|o| o.into_owned());
+        let kind = head
+            .kind()
+            .map(|(t, op)| (t.into_owned(), op.map(Cow::into_owned)));
+        let (event_type, op) = match kind {
+            Some(kind) => kind,
+            None if or_malformed => return Ok(Event::malformed_text(raw, id)),
+            None => return Err(EventError::MissingType),
+        };
         Ok(Event {
             id,
             event_type,
@@ -161,30 +184,46 @@ impl Event {
         })
     }
 
-    /// Builds an event as Zulip sent it in `GET /events`: one without a
-    /// string `type` is kept as `malformed` (nothing Zulip sent is lost);
-    /// one without an integer `id` cannot be acknowledged or stored and is
-    /// an error.
+    /// Builds an event as Zulip sent it in `GET /events`: one with an
+    /// integer `id` but no string `type` (or an `op` that is not a string)
+    /// is kept as `malformed` (nothing Zulip sent is lost); one without an
+    /// integer `id` cannot be keyed in the inbox and is an error, for the
+    /// caller to quarantine.
     ///
     /// # Errors
     ///
-    /// A description with the raw text when the event has no `id`.
-    pub fn from_wire(text: &str) -> Result<Event, String> {
+    /// [`WireError`]: not JSON, not an object, or no integer `id`.
+    pub fn from_wire(text: &str) -> Result<Event, WireError> {
+        let is_json = || serde_json::from_str::<serde::de::IgnoredAny>(text);
+        if !opens_an_object(text) {
+            // An array would otherwise fill the head's fields in order.
+            return Err(match is_json() {
+                Ok(_) => WireError::NotAnObject,
+                Err(e) => WireError::NotJson(e),
+            });
+        }
         // Parsing the head checks the whole text: it is JSON once this
         // succeeds, so it is kept as it is, without a second pass.
         let head = match serde_json::from_str::<Head<'_>>(text) {
             Ok(h) => h,
-            Err(e) => return Err(format!("{e}: {text}")),
+            // An object whose head cannot be read: a repeated `id` or `type`.
+            Err(e) if e.is_data() => {
+                return Err(match is_json() {
+                    Ok(_) => WireError::NoId(format!(" (its head cannot be read: {e})")),
+                    Err(e) => WireError::NotJson(e),
+                })
+            }
+            Err(e) => return Err(WireError::NotJson(e)),
         };
-        let Some(id) = head.id else {
-            return Err(format!("the event has no integer \"id\" field: {text}"));
+        let Some(id) = head.id.0 else {
+            return Err(WireError::NoId(String::new()));
         };
         let message_id = head.message_id();
-        Ok(match head.event_type {
-            Some(event_type) => Event {
+        Ok(match head.kind() {
+            Some((event_type, op)) => Event {
                 id,
                 event_type: event_type.into_owned(),
-                op: head.op.map(|o| o.into_owned()),
+                op: op.map(Cow::into_owned),
                 raw: text.into(),
                 message_id,
                 backfilled: false,
@@ -195,8 +234,8 @@ impl Event {
         })
     }
 
-    /// Keeps an event that has an `id` but no string `type` under the type
-    /// `malformed`, so that nothing Zulip sent is lost.
+    /// Keeps an event that has an `id` but no string `type` (or an `op`
+    /// that is not a string) under the type `malformed`, so that nothing Zulip sent is lost.
     fn malformed_text(raw: Box<str>, id: i64) -> Event {
         Event {
             id,
@@ -367,9 +406,73 @@ mod tests {
     }
     #[test]
     fn text_that_is_not_json_is_refused_on_the_wire() {
-        assert!(Event::from_wire(r#"{"type":"message","id":2"#).is_err());
-        assert!(Event::from_wire(r#"{"type":"message","id":2} x"#).is_err());
-        assert!(Event::from_wire(r#"{"type":"x","id":2,"s":"\q"}"#).is_err());
+        for text in [
+            r#"{"type":"message","id":2"#,
+            r#"{"type":"message","id":2} x"#,
+            r#"{"type":"x","id":2,"s":"\q"}"#,
+            r#"{"id":1,"id":2,"#,
+            "tru",
+            "[1,",
+        ] {
+            let e = Event::from_wire(text);
+            assert!(matches!(e, Err(WireError::NotJson(_))), "{text}: {e:?}");
+        }
+    }
+    #[test]
+    fn a_type_or_op_that_is_not_a_string_makes_a_malformed_event_with_its_raw_json() {
+        for text in [
+            r#"{"type":5,"id":4}"#,
+            r#"{"type":{"a":"b"},"id":4,"op":"add"}"#,
+            r#"{"type":"reaction","op":7,"id":4}"#,
+            r#"{"type":"reaction","op":["add"],"id":4}"#,
+            r#"{"type":null,"id":4}"#,
+            r#"{"id":4}"#,
+        ] {
+            let e = Event::from_wire(text).unwrap();
+            assert_eq!(
+                (e.id(), e.event_type(), e.op()),
+                (4, "malformed", None),
+                "{text}"
+            );
+            assert_eq!(e.raw(), text);
+        }
+        // A null op is no op.
+        let e = Event::from_wire(r#"{"type":"x","op":null,"id":4}"#).unwrap();
+        assert_eq!((e.event_type(), e.op()), ("x", None));
+    }
+    #[test]
+    fn an_id_that_is_not_an_integer_or_a_value_that_is_not_an_object_is_refused() {
+        for text in [
+            r#"{"type":"x","id":1.5}"#,
+            r#"{"type":"x","id":4.0}"#,
+            r#"{"type":"x","id":"7"}"#,
+            r#"{"type":"x","id":null}"#,
+            r#"{"type":"x","id":18446744073709551615}"#,
+            r#"{"type":"x"}"#,
+            r#"{"type":"x","id":1,"id":2}"#,
+        ] {
+            let e = Event::from_wire(text);
+            assert!(matches!(e, Err(WireError::NoId(_))), "{text}: {e:?}");
+        }
+        for text in [
+            "5",
+            r#""two""#,
+            "null",
+            "[]",
+            r#"[4,"message",null,{"id":3}]"#,
+        ] {
+            let e = Event::from_wire(text);
+            assert!(matches!(e, Err(WireError::NotAnObject)), "{text}: {e:?}");
+        }
+    }
+    #[test]
+    fn a_stored_malformed_event_is_malformed_again_when_read_back() {
+        let raw = RawValue::from_string(r#"{"type":5,"id":4}"#.into()).unwrap();
+        let e = Event::from_stored(raw, 4, false).unwrap();
+        assert_eq!((e.id(), e.event_type()), (4, "malformed"));
+        let raw = RawValue::from_string(r#"{"type":"x","op":"add","id":4}"#.into()).unwrap();
+        let e = Event::from_stored(raw, 4, false).unwrap();
+        assert_eq!((e.event_type(), e.op()), ("x", Some("add")));
     }
     #[test]
     fn the_raw_json_is_kept_byte_for_byte() {

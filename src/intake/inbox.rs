@@ -11,7 +11,6 @@
 //! dispatched that a crash could lose (committed events not yet dispatched
 //! are found again at the next start).
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +19,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::dry_run::describe;
+use super::quarantine::note_quarantined;
 use crate::backoff::Backoff;
 use crate::dispatch::Dispatcher;
-use crate::event::Event;
-use crate::listeners::{interested, Listener};
+use crate::event::{Event, Quarantined};
+use crate::listeners::Listener;
 use crate::metrics::type_label;
 use crate::state::State;
 use crate::store::{Cursor, Origin, Store, StoreError, StoredEvent};
@@ -194,6 +195,23 @@ impl Pipeline {
         cursor: Option<&Cursor>,
         token: &CancellationToken,
     ) -> Result<AcceptReport, PipelineError> {
+        self.accept_page(origin, events, &[], cursor, token).await
+    }
+
+    /// [`Pipeline::accept`], with `quarantined` committed in the same
+    /// transaction (and noted once it is).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::accept`].
+    pub(crate) async fn accept_page(
+        &self,
+        origin: &Origin,
+        events: Vec<Event>,
+        quarantined: &[Quarantined],
+        cursor: Option<&Cursor>,
+        token: &CancellationToken,
+    ) -> Result<AcceptReport, PipelineError> {
         let mut report = AcceptReport::default();
         let (heartbeats, events): (Vec<Event>, Vec<Event>) =
             events.into_iter().partition(Event::is_heartbeat);
@@ -202,21 +220,21 @@ impl Pipeline {
             Sink::DryRun { listeners } => {
                 self.note_received(&events);
                 describe(listeners, &events);
+                note_quarantined(&self.state, origin, quarantined);
                 report.stored = events.len();
             }
             Sink::Store { store, handoff } => {
-                if events.is_empty() && cursor.is_none() {
+                if events.is_empty() && quarantined.is_empty() && cursor.is_none() {
                     return Ok(report);
                 }
                 // Counting and parsing the messages' views (for the lag
                 // metric, and kept for the listeners) runs while the
                 // database commits.
                 let received_at = chrono::Utc::now();
-                let (ids, ()) =
-                    tokio::join!(self.append(store, origin, &events, cursor, token), async {
-                        self.note_received(&events)
-                    });
+                let append = self.append(store, origin, &events, quarantined, cursor, token);
+                let (ids, ()) = tokio::join!(append, async { self.note_received(&events) });
                 let ids = ids?;
+                note_quarantined(&self.state, origin, quarantined);
                 let mut batch = Vec::with_capacity(events.len());
                 for (event, id) in events.into_iter().zip(ids) {
                     match id {
@@ -322,6 +340,7 @@ impl Pipeline {
         store: &Arc<dyn Store>,
         origin: &Origin,
         events: &[Event],
+        quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
         token: &CancellationToken,
     ) -> Result<Vec<Option<i64>>, PipelineError> {
@@ -333,7 +352,9 @@ impl Pipeline {
                 .db_write_seconds
                 .with_label_values(&["append"])
                 .start_timer();
-            let result = store.append(&self.instance, origin, events, cursor).await;
+            let result = store
+                .append_quarantining(&self.instance, origin, events, quarantined, cursor)
+                .await;
             timer.observe_duration();
             match result {
                 Ok(mut ids) => {
@@ -369,35 +390,4 @@ impl Pipeline {
             }
         }
     }
-}
-
-/// Dry-run output: one line per event with the listeners that would run,
-/// written through one buffer per batch (a line-buffered stdout would make
-/// a system call per event).
-fn describe(listeners: &[Arc<dyn Listener>], events: &[Event]) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let mut kind = String::new();
-    let mut runs = String::new();
-    for e in events {
-        kind.clear();
-        kind.push_str(e.event_type());
-        if let Some(op) = e.op() {
-            kind.push('/');
-            kind.push_str(op);
-        }
-        runs.clear();
-        for i in interested(listeners, e.event_type()) {
-            if !runs.is_empty() {
-                runs.push_str(", ");
-            }
-            runs.push_str(listeners[i].name());
-        }
-        if runs.is_empty() {
-            runs.push_str("no listener");
-        }
-        // A closed stdout (a pipe to `head`) is not worth failing over.
-        let _ = writeln!(out, "event {:>6}  {kind:<28} would run: {runs}", e.id());
-    }
-    let _ = out.flush();
 }

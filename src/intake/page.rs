@@ -3,14 +3,15 @@
 //! cursor it moves, while the next chunk is read from the network. A
 //! backlog of any size is held a chunk or two at a time, and a body that
 //! fails half-way leaves its committed chunks committed: the next poll
-//! asks again from the cursor.
+//! asks again from the cursor. Each chunk is sorted first (`sift`): its
+//! events, each id once, and what goes to quarantine, committed together.
 
 use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
 
 use super::poller::{stopped_by, Intake, PageEnd};
-use crate::event::Event;
+use super::sift::{self, Sorted};
 use crate::state::now_ms;
 use crate::store::{Cursor, Origin};
 use crate::zulip::{Chunk, EventsStream, ZulipError};
@@ -49,13 +50,22 @@ impl Intake<'_> {
                 Read::Failed(e) => return (committed, PageEnd::Failed(e)),
                 Read::Cancelled => return (committed, PageEnd::Stop(Ok(()))),
             };
-            let (events, next) = prepare(chunk, &committed, queue_id);
-            if next == committed {
+            let mut sorted = sift::sort(chunk, &committed);
+            let (store, instance) = (self.pipeline.store(), self.pipeline.instance());
+            sift::settle_repeats(&mut sorted, store, instance, &origin).await;
+            let Sorted {
+                events,
+                quarantined,
+                next,
+                ..
+            } = sorted;
+            if next == committed && quarantined.is_empty() {
                 read = read_chunk(page, token).await;
                 continue;
             }
             let (result, after) = tokio::join!(
-                self.pipeline.accept(&origin, events, Some(&next), token),
+                self.pipeline
+                    .accept_page(&origin, events, &quarantined, Some(&next), token),
                 read_chunk(page, token)
             );
             read = after;
@@ -87,26 +97,4 @@ async fn read_chunk(page: &mut EventsStream, token: &CancellationToken) -> Read 
         },
         _ = token.cancelled() => Read::Cancelled,
     }
-}
-
-/// The events of a chunk and the cursor that committing them moves to
-/// (from `base`). Events without an id are reported and left out: they
-/// cannot be acknowledged or stored.
-fn prepare(chunk: Chunk, base: &Cursor, queue_id: &str) -> (Vec<Event>, Cursor) {
-    let mut next = base.clone();
-    let mut events = Vec::with_capacity(chunk.len());
-    for item in chunk {
-        match item {
-            Ok(e) => {
-                next.last_event_id = next.last_event_id.max(e.id());
-                if let Some(m) = e.message_id() {
-                    next.last_message_id = next.last_message_id.max(Some(m));
-                }
-                events.push(e);
-            }
-            Err(raw) => tracing::error!(queue_id, event = %raw,
-                "Zulip sent an event without an id; it cannot be stored"),
-        }
-    }
-    (events, next)
 }

@@ -94,7 +94,9 @@ fn refusal(e: &ZulipError) -> Refusal {
         | ZulipError::QueueGone { .. } => Refusal::Wait(None),
         // Zulip read the request and refused it (the channel does not
         // exist, the recipients are invalid, the content is too long).
-        ZulipError::Client { .. } | ZulipError::NonJson { .. } => Refusal::Permanent,
+        ZulipError::Client { .. } | ZulipError::NonJson { .. } | ZulipError::ErrorResult { .. } => {
+            Refusal::Permanent
+        }
         ZulipError::Server { .. } | ZulipError::Timeout | ZulipError::Transport(_) => {
             Refusal::Wait(None)
         }

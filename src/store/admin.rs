@@ -1,8 +1,8 @@
 //! [`AdminStore`]: what operators change and read besides the hot path —
 //! listeners disabled in the database and why, dead letters kept for
-//! `replay` (and the newest pending ones, for the admin API), and the
-//! per-listener overview that `list` prints. The audit trail is
-//! `audit.rs`.
+//! `replay` (and the newest pending ones, for the admin API), the
+//! per-listener overview that `list` prints, and how much is in
+//! quarantine. The audit trail is `audit.rs`.
 //!
 //! Dead letters themselves are written by recording runs
 //! (`Store::record`), in the same transaction
@@ -104,6 +104,14 @@ pub trait AdminStore: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<ListenerOverview>, StoreError>;
+
+    /// Rows in `event_listeners_quarantine`: what Zulip sent that is no
+    /// event as it came (`stats` shows it).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    async fn quarantined_count(&self) -> Result<i64, StoreError>;
 }
 
 /// A pending dead letter without its event, as the admin API lists it.

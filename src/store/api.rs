@@ -11,7 +11,7 @@ use super::lock::InstanceLock;
 use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
 use super::outbox::OutboxStore;
 use super::statistics::StatsStore;
-use crate::event::Event;
+use crate::event::{Event, Quarantined};
 
 /// The database behind the daemon.
 ///
@@ -42,14 +42,35 @@ pub trait Store: StatsStore + AdminStore + AuditStore + OutboxStore + Send + Syn
     async fn load_cursor(&self, instance: &str) -> Result<Option<Cursor>, StoreError>;
     /// Stores `events` from `origin` and, in the same transaction, moves
     /// the cursor to `cursor`. Returns the inbox id of each event, `None`
-    /// for one already stored.
+    /// for one already stored (and for a later copy of an event id the
+    /// batch repeats: only the first is stored, so only it is dispatched).
     async fn append(
         &self,
         instance: &str,
         origin: &Origin,
         events: &[Event],
         cursor: Option<&Cursor>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        self.append_quarantining(instance, origin, events, &[], cursor)
+            .await
+    }
+    /// [`Store::append`], also writing `quarantined` to
+    /// `event_listeners_quarantine` in the same transaction.
+    async fn append_quarantining(
+        &self,
+        instance: &str,
+        origin: &Origin,
+        events: &[Event],
+        quarantined: &[Quarantined],
+        cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError>;
+    /// The raw JSON stored for event `event_id` of `origin`, if any.
+    async fn inbox_raw(
+        &self,
+        instance: &str,
+        origin: &Origin,
+        event_id: i64,
+    ) -> Result<Option<String>, StoreError>;
     /// Writes finished runs (event log, stats, listener records, a dead
     /// letter for each run marked [`RunRecord::dead_letter`]) and, in the
     /// same transaction, records that every inbox id up to `dispatched_through`

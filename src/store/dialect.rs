@@ -15,7 +15,7 @@ use super::error::StoreError;
 use super::lock::{InstanceLock, LockState};
 use super::model::{Cursor, RunRecord};
 use super::sql::Pool;
-use crate::event::Event;
+use crate::event::{Event, Quarantined};
 
 /// A backend's connection and migrations.
 #[async_trait]
@@ -47,12 +47,13 @@ pub(crate) trait InboxDialect: Dialect {
     /// its `dispatched_through`, by id.
     const UNFINISHED: &'static str;
 
-    /// `Store::append` with the origin as stored.
+    /// `Store::append_quarantining` with the origin as stored.
     async fn insert_events(
         &self,
         instance: &str,
         origin: &str,
         events: &[Event],
+        quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError>;
 

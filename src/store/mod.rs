@@ -21,6 +21,7 @@ mod outbox;
 mod postgres;
 pub mod retention;
 mod shared;
+mod shared_stats;
 mod sql;
 mod sqlite;
 mod statistics;

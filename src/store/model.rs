@@ -154,6 +154,8 @@ pub struct Summary {
     pub messages: i64,
     /// Users tracked.
     pub users: i64,
+    /// Elements kept in `event_listeners_quarantine`.
+    pub quarantined: i64,
     /// Inbox rows per event type.
     pub by_type: Vec<(String, i64)>,
 }
@@ -311,9 +313,7 @@ pub(super) fn inbox_event(
 ) -> Option<Event> {
     let event = RawValue::from_string(raw)
         .map_err(|e| e.to_string())
-        .and_then(|raw| {
-            Event::from_raw_parts(raw, Some(event_id), backfilled).map_err(|e| e.to_string())
-        });
+        .and_then(|raw| Event::from_stored(raw, event_id, backfilled).map_err(|e| e.to_string()));
     match event {
         Ok(event) => Some(event),
         Err(error) => {
@@ -334,7 +334,8 @@ pub(super) fn attempts(n: i64) -> u32 {
 
 /// Builds [`Unfinished`] values from `(inbox id, event id, backfilled, raw,
 /// received at)` rows and the listeners that already ran each inbox id. A row that is not
-/// JSON fails the read; one that is JSON but no event is logged and skipped.
+/// JSON fails the read; one that is JSON but no event is logged and skipped
+/// (one stored as `malformed` is `malformed` again).
 pub(super) fn rows_to_unfinished(
     rows: Vec<UnfinishedRow>,
     mut done: HashMap<i64, Vec<String>>,
@@ -343,7 +344,7 @@ pub(super) fn rows_to_unfinished(
     for (inbox_id, event_id, backfilled, raw, received_at) in rows {
         let raw = RawValue::from_string(raw)
             .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?;
-        match Event::from_raw_parts(raw, Some(event_id), backfilled) {
+        match Event::from_stored(raw, event_id, backfilled) {
             Ok(event) => out.push(Unfinished {
                 stored: StoredEvent {
                     inbox_id,
@@ -387,7 +388,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_inbox_row_is_rebuilt_with_its_stored_id_and_an_unreadable_one_is_skipped() {
+    fn an_inbox_row_is_rebuilt_with_its_stored_id_and_an_unreadable_one_is_skipped_a_malformed_one_kept(
+    ) {
         let e = inbox_event(7, 42, true, r#"{"type":"typing","op":"start"}"#.into()).unwrap();
         assert_eq!(
             (e.id(), e.event_type(), e.op()),
@@ -395,7 +397,10 @@ mod tests {
         );
         assert!(e.is_backfilled());
         assert!(inbox_event(8, 1, false, "not json".into()).is_none());
-        assert!(inbox_event(9, 1, false, r#"{"id":1}"#.into()).is_none());
+        // A row stored as malformed is malformed again, as it was dispatched.
+        let malformed = inbox_event(9, 1, false, r#"{"id":1,"type":5}"#.into()).unwrap();
+        assert_eq!(malformed.event_type(), "malformed");
+        assert!(inbox_event(10, 1, false, "[1]".into()).is_none());
     }
 
     #[test]

@@ -1,18 +1,15 @@
 //! `Store` and `AdminStore`, written once for every backend (see
 //! [`Dialect`]): each method is either the same SQL on both backends (from
-//! `sql`, run with [`on_pool!`]) or the backend's own operation. Also the parts of
-//! `StatsStore` that both backends run the same way: retention, the range
-//! `aggregate` rebuilds, and the rows a listener summary adds to the counts.
+//! `sql`, run with [`on_pool!`]) or the backend's own operation. The parts
+//! of `StatsStore` that both backends run the same way are `shared_stats`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::admin::{AdminStore, PendingDeadLetter};
-use super::aggregate::bucket_start;
 use super::api::Store;
 use super::audit::{AuditAction, AuditOutcome, AuditStore};
 use super::dialect::{AdminDialect, Dialect, InboxDialect, RecordDialect};
@@ -23,11 +20,9 @@ use super::model::{
     DeadLetterRow, ListenerOverview, ListenerState, LoggedEvent, LoggedEventRow, Origin, RunRecord,
     Summary, Unfinished, UnfinishedRow,
 };
-use super::sql::{self, on_conn, on_pool, stamped, Conn, Pool};
-use super::statistics::{
-    assemble, ListenerSummary, RetentionReport, RunCounts, StatsStore, SummaryRows, TOP_ERRORS,
-};
-use crate::event::Event;
+use super::sql::{self, on_pool, stamped};
+use super::statistics::StatsStore;
+use crate::event::{Event, Quarantined};
 
 #[async_trait]
 impl<T> Store for T
@@ -82,18 +77,37 @@ where
         Ok(row.map(Cursor::from))
     }
 
-    async fn append(
+    async fn append_quarantining(
         &self,
         instance: &str,
         origin: &Origin,
         events: &[Event],
+        quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         if !self.lock_state().may_append() {
             return Err(StoreError::LockNotHeld);
         }
-        self.insert_events(instance, &origin.as_stored(), events, cursor)
-            .await
+        let stored = self
+            .insert_events(instance, &origin.as_stored(), events, quarantined, cursor)
+            .await?;
+        Ok(first_copies(events, stored))
+    }
+
+    async fn inbox_raw(
+        &self,
+        instance: &str,
+        origin: &Origin,
+        event_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar(sql::INBOX_RAW)
+            .bind(instance)
+            .bind(origin.as_stored())
+            .bind(event_id)
+            .fetch_optional(p)
+            .await?),
+        )
     }
 
     async fn explain(&self, e: StoreError) -> StoreError {
@@ -195,10 +209,29 @@ where
                 failures: counts.try_get(2)?,
                 messages: counts.try_get(3)?,
                 users: counts.try_get(4)?,
+                quarantined: counts.try_get(5)?,
                 by_type: sqlx::query_as(sql::SUMMARY_BY_TYPE).fetch_all(p).await?,
             }
         }))
     }
+}
+
+/// The inbox ids of `events` as stored: a backend gives every copy of an
+/// event id the batch repeats that id's row, but only the first copy was
+/// stored (rows are inserted in order, a later one skipped), so only it
+/// keeps the id, and only it is dispatched.
+fn first_copies(events: &[Event], mut ids: Vec<Option<i64>>) -> Vec<Option<i64>> {
+    // Zulip's ids only grow: then no id repeats, and nothing is to be done.
+    if events.windows(2).all(|w| w[0].id() < w[1].id()) {
+        return ids;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (e, id) in events.iter().zip(ids.iter_mut()) {
+        if id.is_some() && !seen.insert(e.id()) {
+            *id = None;
+        }
+    }
+    ids
 }
 
 #[async_trait]
@@ -321,83 +354,12 @@ impl<T: AdminDialect> AdminStore for T {
         });
         Ok(merge_overview(window, older))
     }
-}
 
-/// `StatsStore::retention` on either backend: the same three deletes in one
-/// transaction.
-pub(crate) async fn retention(
-    pool: Pool<'_>,
-    before: DateTime<Utc>,
-) -> Result<RetentionReport, StoreError> {
-    Ok(on_pool!(pool, p => {
-        let mut tx = p.begin().await?;
-        let mut delete = async |statement| {
-            sqlx::query(statement)
-                .bind(before)
-                .execute(&mut *tx)
-                .await
-                .map(|done| done.rows_affected())
-        };
-        let listenerstats = delete(sql::RETAIN_STATS).await?;
-        let eventlog = delete(sql::RETAIN_EVENTLOG).await?;
-        let inbox = delete(sql::RETAIN_INBOX).await?;
-        let replies = delete(sql::CLEANUP_SENT_REPLIES).await?;
-        tx.commit().await?;
-        RetentionReport {
-            listenerstats,
-            eventlog,
-            inbox,
-            replies,
-        }
-    }))
-}
-
-/// The buckets `aggregate` rebuilds: `(first, from)`, the bucket of the
-/// oldest event log row (kept, never overwritten) and the one to start
-/// from (that of `since`, never before `first`); `None` when the event log
-/// is empty.
-pub(crate) async fn aggregate_range(
-    conn: Conn<'_>,
-    interval: Duration,
-    since: Option<DateTime<Utc>>,
-) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
-    let oldest: Option<DateTime<Utc>> = on_conn!(conn, c => sqlx::query_scalar(sql::OLDEST_RUN)
-        .fetch_one(c)
-        .await?);
-    Ok(oldest.map(|oldest| {
-        let first = bucket_start(oldest, interval);
-        (
-            first,
-            since.map_or(first, |s| bucket_start(s, interval).max(first)),
+    async fn quarantined_count(&self) -> Result<i64, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar(sql::QUARANTINED)
+            .fetch_one(p)
+            .await?),
         )
-    }))
-}
-
-/// `StatsStore::listener_stats` from the backend's event log `counts`: reads
-/// the top errors, the volume and the stats buckets' last successes of
-/// `listener` (all when `None`) since `since` on `conn`, and assembles them.
-pub(crate) async fn listener_summaries(
-    conn: Conn<'_>,
-    listener: Option<&str>,
-    since: DateTime<Utc>,
-    counts: Vec<RunCounts>,
-) -> Result<Vec<ListenerSummary>, StoreError> {
-    Ok(on_conn!(conn, c => assemble(SummaryRows {
-        counts,
-        errors: sqlx::query_as(sql::TOP_ERRORS)
-            .bind(since)
-            .bind(listener)
-            .bind(TOP_ERRORS)
-            .fetch_all(&mut *c)
-            .await?,
-        volume: sqlx::query_as(sql::VOLUME)
-            .bind(since)
-            .bind(listener)
-            .fetch_all(&mut *c)
-            .await?,
-        last_success: sqlx::query_as(sql::STATS_LAST_SUCCESS)
-            .bind(listener)
-            .fetch_all(&mut *c)
-            .await?,
-    })))
+    }
 }

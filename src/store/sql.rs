@@ -90,6 +90,10 @@ pub(crate) const DONE_RUNS: &str =
 pub(crate) const CLEANUP_EVENTLOG: &str =
     "DELETE FROM event_listeners_eventlog WHERE timestamp < $1";
 
+/// `Store::inbox_raw`: the raw JSON of instance `$1`'s event `$3` of origin `$2`.
+pub(crate) const INBOX_RAW: &str =
+    "SELECT raw FROM event_listeners_inbox WHERE instance = $1 AND queue_id = $2 AND event_id = $3";
+
 /// `cleanup`: inbox rows received before `$1`.
 pub(crate) const CLEANUP_INBOX: &str = "DELETE FROM event_listeners_inbox WHERE received_at < $1";
 
@@ -98,7 +102,11 @@ pub(crate) const SUMMARY_COUNTS: &str = "SELECT (SELECT count(*) FROM event_list
                 (SELECT count(*) FROM event_listeners_eventlog),
                 (SELECT count(*) FROM event_listeners_eventlog WHERE NOT success),
                 (SELECT count(*) FROM event_listeners_messagelog),
-                (SELECT count(*) FROM event_listeners_useractivity)";
+                (SELECT count(*) FROM event_listeners_useractivity),
+                (SELECT count(*) FROM event_listeners_quarantine)";
+
+/// `AdminStore::quarantined_count`.
+pub(crate) const QUARANTINED: &str = "SELECT count(*) FROM event_listeners_quarantine";
 
 /// `Summary::by_type`.
 pub(crate) const SUMMARY_BY_TYPE: &str =

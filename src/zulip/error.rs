@@ -57,6 +57,13 @@ pub enum ZulipError {
         /// HTTP status.
         status: u16,
     },
+    /// A success status whose `GET /events` body says `"result"` is not
+    /// `"success"`: nothing of it is stored or acknowledged.
+    #[error("Zulip answered HTTP {status} with a body whose result is not success")]
+    ErrorResult {
+        /// HTTP status.
+        status: u16,
+    },
     /// The request timed out.
     #[error("the request to Zulip timed out")]
     Timeout,
@@ -95,6 +102,7 @@ impl ZulipError {
             ZulipError::Client { .. } => ErrorAction::Stop,
             ZulipError::Server { .. }
             | ZulipError::NonJson { .. }
+            | ZulipError::ErrorResult { .. }
             | ZulipError::Timeout
             | ZulipError::Transport(_) => ErrorAction::Retry,
         }
@@ -118,6 +126,7 @@ impl ZulipError {
             ZulipError::Client { .. } => "client_error",
             ZulipError::Server { .. } => "server_error",
             ZulipError::NonJson { .. } => "non_json",
+            ZulipError::ErrorResult { .. } => "error_result",
             ZulipError::Timeout => "timeout",
             ZulipError::Transport(_) => "transport",
         }

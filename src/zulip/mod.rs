@@ -33,4 +33,4 @@ pub(crate) use payloads::{
 };
 pub(crate) use rate_limit::RateBudget;
 pub(crate) use setup::SetupError;
-pub(crate) use stream::{Chunk, EventsStream};
+pub(crate) use stream::{Chunk, Element, EventsStream};

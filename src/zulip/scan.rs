@@ -44,12 +44,6 @@ pub(crate) enum ScanError {
     /// `result` is not `"success"`.
     #[error("the body's \"result\" is not \"success\"")]
     NotSuccess,
-    /// An element of `events` is not JSON text.
-    #[error("an element of the body's \"events\" is {why}")]
-    BadElement {
-        /// What is wrong with it.
-        why: &'static str,
-    },
     /// A top-level value other than `events` is not JSON.
     #[error("the body's top-level {key:?} value is not JSON")]
     BadValue {

@@ -6,10 +6,14 @@
 //! The response is classified before anything is streamed: a status other
 //! than 2xx is decoded whole as an error (`response`), and a 2xx body must
 //! open with `{`. After that, a failure mid-body (the connection cut, no
-//! byte for the idle timeout, JSON that breaks off or goes wrong) comes
-//! after the chunks already handed out: the caller keeps what it
-//! committed and asks again from there.
+//! byte for the idle timeout, an envelope that breaks off or goes wrong)
+//! comes after the chunks already handed out: the caller keeps what it
+//! committed and asks again from there. A bad element is no failure: it
+//! is handed out as an [`Element`] to quarantine (bytes that are not UTF-8
+//! are decoded lossily first). A `result` other than `"success"` is one,
+//! and the chunk it ends is not handed out.
 
+use std::ops::Range;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -20,7 +24,7 @@ use reqwest::{RequestBuilder, Response};
 use super::error::ZulipError;
 use super::response::{error_from, send, transport};
 use super::scan::{ScanError, Scanner, Step};
-use crate::event::Event;
+use crate::event::{Event, QuarantineReason, Quarantined, WireError};
 
 /// Events per chunk.
 pub(crate) const CHUNK_EVENTS: usize = 1000;
@@ -30,10 +34,21 @@ pub(crate) const CHUNK_BYTES: usize = 4 << 20;
 /// The pieces of a body as the network delivers them.
 type Pieces = Pin<Box<dyn Stream<Item = Result<Bytes, ZulipError>> + Send>>;
 
-/// One chunk: the events in order. An element with an `id` but no `type`
-/// is kept as a `malformed` event; one without even an `id` is an `Err`
-/// with its raw text, for the caller to report.
-pub(crate) type Chunk = Vec<Result<Event, String>>;
+/// One element of `events`, as read.
+#[derive(Debug)]
+pub(crate) enum Element {
+    /// An event (one with an `id` but no string `type` is `malformed`).
+    Event(Event),
+    /// An event whose bytes are not UTF-8: decoded lossily, with the
+    /// quarantine row that keeps its bytes.
+    Lossy(Event, Quarantined),
+    /// An element that cannot be an event (no usable `id`, not an object,
+    /// not JSON), for the caller to quarantine.
+    Quarantined(Quarantined),
+}
+
+/// One chunk: the elements in order.
+pub(crate) type Chunk = Vec<Element>;
 
 /// A successful `GET /events` response, read chunk by chunk.
 pub(crate) struct EventsStream {
@@ -170,17 +185,27 @@ impl EventsStream {
                 Ok(Step::More) => self.pending.clear(),
                 Ok(Step::Element(n)) => {
                     self.pending.advance(n);
-                    spans.push(start..bytes.len());
+                    // Where the element began in the body, for the log.
+                    let at = self.scanner.offset() - (bytes.len() - start) as u64;
+                    spans.push((start..bytes.len(), at));
                     start = bytes.len();
                     if spans.len() >= CHUNK_EVENTS || bytes.len() >= CHUNK_BYTES {
                         break None;
                     }
                 }
+                // A `result` other than "success" after the events (Zulip
+                // writes it first): the events of this chunk are not
+                // handed out. A body whose events fill more than one chunk
+                // before it has had its earlier chunks committed already;
+                // memory bounded by a chunk cannot hold them back.
+                Err(ScanError::NotSuccess) => {
+                    spans.clear();
+                    break Some(self.refused());
+                }
                 Err(e) => break Some(self.malformed(e)),
             }
         };
-        let (events, invalid) = parse(&bytes, spans);
-        let failure = invalid.map(|e| self.malformed(e)).or(failure);
+        let events = parse(&bytes, spans);
         match failure {
             Some(e) if events.is_empty() => {
                 self.finished = true;
@@ -197,33 +222,80 @@ impl EventsStream {
 
     /// The error for a body that stops being a success body.
     fn malformed(&self, e: ScanError) -> ZulipError {
+        if e == ScanError::NotSuccess {
+            return self.refused();
+        }
         tracing::debug!(error = %e, "The GET /events body is not Zulip JSON");
         ZulipError::NonJson {
             status: self.status,
         }
     }
-}
 
-/// The events of `spans` of `bytes`, in order, up to the first element
-/// that is not JSON (returned as the error after them). Valid JSON that is
-/// not an event with an id is an `Err` item, as before.
-fn parse(bytes: &[u8], spans: Vec<std::ops::Range<usize>>) -> (Chunk, Option<ScanError>) {
-    let mut events = Vec::with_capacity(spans.len());
-    for span in spans {
-        let Ok(text) = std::str::from_utf8(&bytes[span]) else {
-            return (events, Some(ScanError::BadElement { why: "not UTF-8" }));
-        };
-        match Event::from_wire(text) {
-            Ok(e) => events.push(Ok(e)),
-            // Only now, and only for the rare element that is not an
-            // event, is it checked whether it is JSON at all.
-            Err(raw) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
-                events.push(Err(raw));
-            }
-            Err(_) => return (events, Some(ScanError::BadElement { why: "not JSON" })),
+    /// The error for a body whose `result` is not `"success"`.
+    fn refused(&self) -> ZulipError {
+        ZulipError::ErrorResult {
+            status: self.status,
         }
     }
-    (events, None)
+}
+
+/// The elements at `spans` of `bytes` (each with the body offset it began
+/// at), in order. None stops the page: bytes that are not UTF-8 are decoded
+/// lossily, and what still is no event is handed on to quarantine.
+fn parse(bytes: &[u8], spans: Vec<(Range<usize>, u64)>) -> Chunk {
+    let mut elements = Vec::with_capacity(spans.len());
+    for (span, at) in spans {
+        let element = &bytes[span];
+        let text = match std::str::from_utf8(element) {
+            Ok(text) => text,
+            Err(e) => {
+                elements.push(lossy(element, e.valid_up_to(), at));
+                continue;
+            }
+        };
+        elements.push(match Event::from_wire(text) {
+            Ok(e) => Element::Event(e),
+            Err(e) => Element::Quarantined(refused(&e, element, at)),
+        });
+    }
+    elements
+}
+
+/// An element whose bytes are not UTF-8 from byte `bad` on.
+fn lossy(element: &[u8], bad: usize, at: u64) -> Element {
+    let where_ = format!(
+        "not UTF-8 at byte {bad} of the element (byte {} of the body)",
+        at + bad as u64
+    );
+    let text = String::from_utf8_lossy(element);
+    match Event::from_wire(&text) {
+        Ok(event) => {
+            let detail = format!("{where_}; stored decoded lossily (U+FFFD)");
+            let q = Quarantined::new(
+                QuarantineReason::InvalidUtf8,
+                detail,
+                Some(event.id()),
+                element,
+            );
+            Element::Lossy(event, q)
+        }
+        Err(e) => {
+            let detail = format!("{where_}; decoded lossily, {e}");
+            let q = Quarantined::new(QuarantineReason::InvalidUtf8, detail, None, element);
+            Element::Quarantined(q)
+        }
+    }
+}
+
+/// The quarantine row of an element that is no event.
+fn refused(e: &WireError, element: &[u8], at: u64) -> Quarantined {
+    let reason = match e {
+        WireError::NotJson(_) => QuarantineReason::NotJson,
+        WireError::NotAnObject => QuarantineReason::NotAnObject,
+        WireError::NoId(_) => QuarantineReason::NoId,
+    };
+    let detail = format!("{e} (byte {at} of the body)");
+    Quarantined::new(reason, detail, None, element)
 }
 
 #[cfg(test)]
@@ -259,15 +331,19 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match s.next_chunk().await {
-                Ok(Some(chunk)) => out.push(
-                    chunk
-                        .iter()
-                        .map(|e| e.as_ref().map_or(-1, Event::id))
-                        .collect(),
-                ),
+                Ok(Some(chunk)) => out.push(chunk.iter().map(id_of).collect()),
                 Ok(None) => return (out, None),
                 Err(e) => return (out, Some(e)),
             }
+        }
+    }
+
+    /// An event's id; -1 for an element in quarantine, -2 for a lossy event.
+    fn id_of(e: &Element) -> i64 {
+        match e {
+            Element::Event(e) => e.id(),
+            Element::Lossy(..) => -2,
+            Element::Quarantined(_) => -1,
         }
     }
 
@@ -299,7 +375,10 @@ mod tests {
             .unwrap();
         let mut s = s;
         let chunk = s.next_chunk().await.unwrap().unwrap();
-        assert_eq!(chunk[0].as_ref().unwrap().raw(), raw);
+        let Element::Event(e) = &chunk[0] else {
+            panic!("{chunk:?}");
+        };
+        assert_eq!(e.raw(), raw);
         assert!(s.next_chunk().await.unwrap().is_none());
     }
 
@@ -318,7 +397,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_that_ends_inside_its_json_or_breaks_is_not_json_after_its_events() {
+    async fn a_body_that_ends_inside_its_json_is_not_json_after_its_events() {
         let mut bytes = body(&[event(0, 1), event(1, 1)]);
         bytes.truncate(bytes.len() - 10);
         let (chunks, end) = read_all(stream_of(vec![bytes], None).await.unwrap()).await;
@@ -327,20 +406,107 @@ mod tests {
             matches!(end, Some(ZulipError::NonJson { status: 200 })),
             "{end:?}"
         );
-
-        let bad =
-            br#"{"events":[{"type":"x","id":0},{"type":"x","id":1,"v":tru}],"result":"success"}"#;
-        let (chunks, end) = read_all(stream_of(vec![bad.to_vec()], None).await.unwrap()).await;
-        assert_eq!(chunks, [vec![0]]);
-        assert!(matches!(end, Some(ZulipError::NonJson { .. })), "{end:?}");
     }
 
     #[tokio::test]
-    async fn an_element_without_an_id_is_handed_on_for_the_caller_to_report() {
-        let b = body(&["5".into(), r#"{"type":"x"}"#.into(), event(3, 1)]);
-        let (chunks, end) = read_all(stream_of(vec![b], None).await.unwrap()).await;
-        assert!(end.is_none());
-        assert_eq!(chunks, [vec![-1, -1, 3]]);
+    async fn an_element_that_is_no_event_is_handed_on_and_the_page_goes_on() {
+        let b = body(&[
+            "5".into(),
+            r#"{"type":"x"}"#.into(),
+            r#"{"type":"x","id":1.5}"#.into(),
+            r#"{"type":"x","id":1,"v":tru}"#.into(),
+            event(3, 1),
+        ]);
+        let mut s = stream_of(vec![b], None).await.unwrap();
+        let chunk = s.next_chunk().await.unwrap().unwrap();
+        assert!(
+            s.next_chunk().await.unwrap().is_none(),
+            "the body ends well"
+        );
+        let reasons: Vec<_> = chunk
+            .iter()
+            .map(|e| match e {
+                Element::Quarantined(q) => Some((q.reason, q.event_id)),
+                _ => None,
+            })
+            .collect();
+        use QuarantineReason::*;
+        assert_eq!(
+            reasons,
+            [
+                Some((NotAnObject, None)),
+                Some((NoId, None)),
+                Some((NoId, None)),
+                Some((NotJson, None)),
+                None
+            ]
+        );
+        let Element::Quarantined(q) = &chunk[3] else {
+            unreachable!()
+        };
+        assert_eq!(q.raw, r#"{"type":"x","id":1,"v":tru}"#);
+        assert!(q.detail.contains("byte 76 of the body"), "{}", q.detail);
+        assert_eq!(id_of(&chunk[4]), 3);
+    }
+
+    #[tokio::test]
+    async fn an_event_that_is_not_utf8_is_decoded_lossily_with_its_bytes_kept() {
+        let mut bad = br#"{"type":"message","id":1,"s":"a"#.to_vec();
+        bad.extend_from_slice(b"\xff\xfe");
+        bad.extend_from_slice(br#""}"#);
+        let mut nothing = br#"{"s":""#.to_vec();
+        nothing.extend_from_slice(b"\xff\"}");
+        let mut b = br#"{"result":"success","events":[{"type":"x","id":0},"#.to_vec();
+        for element in [&bad[..], b",", &nothing[..], br#",{"type":"x","id":2}]}"#] {
+            b.extend_from_slice(element);
+        }
+        let (chunks, end) = read_all(stream_of(split(b.clone(), 7), None).await.unwrap()).await;
+        assert!(end.is_none(), "{end:?}");
+        assert_eq!(chunks, [vec![0, -2, -1, 2]]);
+
+        let mut s = stream_of(vec![b], None).await.unwrap();
+        let chunk = s.next_chunk().await.unwrap().unwrap();
+        let Element::Lossy(e, q) = &chunk[1] else {
+            panic!("{chunk:?}");
+        };
+        assert_eq!(
+            e.raw(),
+            "{\"type\":\"message\",\"id\":1,\"s\":\"a\u{FFFD}\u{FFFD}\"}"
+        );
+        assert_eq!(
+            (q.reason, q.event_id),
+            (QuarantineReason::InvalidUtf8, Some(1))
+        );
+        assert_eq!(q.raw_bytes.as_deref(), Some(&bad[..]));
+        assert!(
+            q.detail
+                .starts_with("not UTF-8 at byte 31 of the element (byte 81 of the body)"),
+            "{}",
+            q.detail
+        );
+        let Element::Quarantined(q) = &chunk[2] else {
+            panic!("{chunk:?}");
+        };
+        assert_eq!(
+            (q.reason, q.event_id),
+            (QuarantineReason::InvalidUtf8, None)
+        );
+        assert_eq!(q.raw_bytes.as_deref(), Some(&nothing[..]));
+    }
+
+    #[tokio::test]
+    async fn an_error_result_refuses_the_events_before_or_after_it() {
+        let first = br#"{"result":"error","msg":"no","events":[{"type":"x","id":0}]}"#;
+        let after = br#"{"events":[{"type":"x","id":0},{"type":"x","id":1}],"result":"error"}"#;
+        for b in [&first[..], &after[..]] {
+            let s = stream_of(split(b.to_vec(), 5), None).await.unwrap();
+            let (chunks, end) = read_all(s).await;
+            assert!(chunks.is_empty(), "{chunks:?}");
+            assert!(
+                matches!(end, Some(ZulipError::ErrorResult { status: 200 })),
+                "{end:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -352,7 +518,10 @@ mod tests {
         let error = br#"{"result":"error","msg":"no","code":"BAD_REQUEST","events":[]}"#;
         let (chunks, end) = read_all(stream_of(vec![error.to_vec()], None).await.unwrap()).await;
         assert!(chunks.is_empty());
-        assert!(matches!(end, Some(ZulipError::NonJson { .. })), "{end:?}");
+        assert!(
+            matches!(end, Some(ZulipError::ErrorResult { .. })),
+            "{end:?}"
+        );
         let (chunks, end) = read_all(stream_of(vec![body(&[])], None).await.unwrap()).await;
         assert!(chunks.is_empty() && end.is_none());
     }

@@ -20,6 +20,7 @@ mod message_log;
 mod message_log_store;
 mod operations;
 mod poison;
+mod poison_pages;
 mod reliability;
 mod replies;
 mod replies_faults;

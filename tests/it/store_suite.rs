@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use zulip_event_listeners::event::Event;
+use zulip_event_listeners::event::{Event, QuarantineReason, Quarantined};
 use zulip_event_listeners::listeners::{
     ActivityKind, ActivityRecord, MessageLogRecord, Record, Reply, ReplyTo,
 };
@@ -22,6 +22,8 @@ both_backends!(mod:
     a_batch_mixing_a_stored_event_with_new_ones_stores_the_new_ones_once,
     a_message_logged_twice_keeps_one_row_and_both_runs,
     listener_data_is_upserted_and_replies_queued_with_their_run,
+    a_batch_repeating_an_event_id_gives_its_row_to_the_first_copy_only,
+    quarantined_elements_commit_with_their_batch_bytes_and_all,
 );
 
 fn message(event_id: i64, message_id: i64) -> Event {
@@ -169,6 +171,86 @@ async fn the_raw_json_comes_back_byte_for_byte(backend: Backend) {
             .clone(),
     };
     assert_eq!(stored, raw);
+    db.drop_db().await;
+}
+
+/// `(queue id, kind, reason, raw, raw bytes)` of a quarantine row.
+type QuarantineRow = (String, String, String, String, Option<Vec<u8>>);
+
+async fn a_batch_repeating_an_event_id_gives_its_row_to_the_first_copy_only(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    let events = [
+        message(0, 10),
+        message(1, 11),
+        message(1, 12),
+        message(2, 13),
+    ];
+    let ids = s.append("i", &queue(), &events, None).await.unwrap();
+    assert!(
+        ids[0].is_some() && ids[1].is_some() && ids[3].is_some(),
+        "{ids:?}"
+    );
+    assert_eq!(
+        ids[2], None,
+        "the second copy was not stored, so it has no row"
+    );
+    let stored = db
+        .pairs("SELECT event_id, message_id FROM event_listeners_inbox ORDER BY id")
+        .await;
+    assert_eq!(stored, [(0, 10), (1, 11), (2, 13)]);
+    db.drop_db().await;
+}
+
+async fn quarantined_elements_commit_with_their_batch_bytes_and_all(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    let not_utf8 = b"{\"id\":1,\"s\":\"\xff\0\"}".to_vec();
+    let quarantined = [
+        Quarantined::new(
+            QuarantineReason::InvalidUtf8,
+            "not UTF-8 \0 at byte 9".into(),
+            None,
+            &not_utf8,
+        ),
+        Quarantined::new(
+            QuarantineReason::NoId,
+            "no id".into(),
+            None,
+            br#"{"type":"x"}"#,
+        ),
+    ];
+    let cursor = first_cursor();
+    let ids = s
+        .append_quarantining(
+            "i",
+            &queue(),
+            &[message(0, 10)],
+            &quarantined,
+            Some(&cursor),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    let c = s.load_cursor("i").await.unwrap().unwrap();
+    assert_eq!(c.last_event_id, cursor.last_event_id, "with the cursor");
+    let rows: Vec<QuarantineRow> = db
+        .rows("SELECT queue_id, kind, reason, raw, raw_bytes FROM event_listeners_quarantine ORDER BY id")
+        .await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1.as_str()),
+        ("q1", "invalid_utf8")
+    );
+    assert_eq!(
+        rows[0].2, "not UTF-8 \u{FFFD} at byte 9",
+        "NULs are replaced"
+    );
+    assert_eq!(rows[0].3, "{\"id\":1,\"s\":\"\u{FFFD}\u{FFFD}\"}");
+    assert_eq!(rows[0].4.as_deref(), Some(&not_utf8[..]), "the exact bytes");
+    assert_eq!((rows[1].1.as_str(), rows[1].4.as_deref()), ("no_id", None));
+    assert_eq!(s.quarantined_count().await.unwrap(), 2);
+    assert_eq!(s.summary().await.unwrap().quarantined, 2);
     db.drop_db().await;
 }
 

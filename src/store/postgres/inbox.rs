@@ -4,7 +4,8 @@
 //! part of the same `WITH`. The SQL text never changes with the batch size,
 //! so it is prepared once per connection. Inserts assume the rows are new;
 //! a unique violation retries the batch in the `ON CONFLICT` form
-//! ([`Insert`]).
+//! ([`Insert`]). A batch with elements in quarantine (rare) writes them
+//! first, in a transaction around the same statement.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::connect::{Insert, PgStore};
-use crate::event::Event;
+use crate::event::{Event, Quarantined};
 use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
 use std::borrow::Cow;
@@ -43,13 +44,17 @@ impl InboxDialect for PgStore {
         instance: &str,
         origin: &str,
         events: &[Event],
+        quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
+        if !quarantined.is_empty() {
+            return append_quarantining(self, instance, origin, events, quarantined, cursor).await;
+        }
         // A unique violation means some of these events are stored already
         // (a backfilled message arriving live, or a retried batch whose
         // first COMMIT answer was lost): the careful form skips them.
-        Insert::plain_then_skipping(|mode| {
-            append_once(self, instance, origin, events, cursor, mode)
+        Insert::plain_then_skipping(|mode| async move {
+            append_once(self.pool(), instance, origin, events, cursor, mode).await
         })
         .await
     }
@@ -77,18 +82,20 @@ impl InboxDialect for PgStore {
 /// run, atomically). A `BEGIN`, `INSERT`, cursor `INSERT`, `COMMIT`
 /// sequence costs four round trips, and the server sits idle in the
 /// transaction between them.
-async fn append_once(
-    store: &PgStore,
+async fn append_once<'c, E>(
+    conn: E,
     instance: &str,
     origin: &str,
     events: &[Event],
     cursor: Option<&Cursor>,
     mode: Insert,
-) -> Result<Vec<Option<i64>>, StoreError> {
+) -> Result<Vec<Option<i64>>, StoreError>
+where
+    E: sqlx::PgExecutor<'c>,
+{
     if events.is_empty() {
         if let Some(c) = cursor {
-            let mut conn = store.pool().acquire().await?;
-            write_cursor(&mut conn, instance, c).await?;
+            write_cursor(conn, instance, c).await?;
         }
         return Ok(Vec::new());
     }
@@ -126,7 +133,7 @@ async fn append_once(
             .bind(c.last_event_id)
             .bind(c.last_message_id);
     }
-    let rows = query.fetch_all(store.pool()).await?;
+    let rows = query.fetch_all(conn).await?;
     let by_event: HashMap<i64, i64> = rows
         .iter()
         .map(|r| (r.get::<i64, _>(1), r.get::<i64, _>(0)))
@@ -135,6 +142,62 @@ async fn append_once(
         .iter()
         .map(|id| by_event.get(id).copied())
         .collect())
+}
+
+/// [`append_once`] with elements in quarantine (rare: Zulip sent something
+/// that is no event as it came): the quarantine rows, then the events in
+/// the careful form and the cursor, in one transaction.
+async fn append_quarantining(
+    store: &PgStore,
+    instance: &str,
+    origin: &str,
+    events: &[Event],
+    quarantined: &[Quarantined],
+    cursor: Option<&Cursor>,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let detail: Vec<Cow<'_, str>> = quarantined
+        .iter()
+        .map(|q| storable::text(&q.detail))
+        .collect();
+    let raw: Vec<Cow<'_, str>> = quarantined.iter().map(|q| storable::text(&q.raw)).collect();
+    let mut tx = store.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO event_listeners_quarantine
+           (instance, queue_id, event_id, kind, reason, raw, raw_bytes)
+         SELECT $1, $2, t.event_id, t.kind, t.reason, t.raw, t.raw_bytes
+         FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+           AS t(event_id, kind, reason, raw, raw_bytes)",
+    )
+    .bind(instance)
+    .bind(origin)
+    .bind(quarantined.iter().map(|q| q.event_id).collect::<Vec<_>>())
+    .bind(
+        quarantined
+            .iter()
+            .map(|q| q.reason.label())
+            .collect::<Vec<_>>(),
+    )
+    .bind(&detail)
+    .bind(&raw)
+    .bind(
+        quarantined
+            .iter()
+            .map(|q| q.raw_bytes.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    let ids = append_once(
+        &mut *tx,
+        instance,
+        origin,
+        events,
+        cursor,
+        Insert::SkipExisting,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ids)
 }
 
 /// `$1` instance, `$2` queue (the origin as stored), `$3`-`$8` the events' columns.
@@ -185,8 +248,8 @@ macro_rules! append_with_cursor {
 const APPEND_PLAIN_CURSOR: &str = append_with_cursor!("");
 const APPEND_SKIP_CURSOR: &str = append_with_cursor!("ON CONFLICT DO NOTHING");
 
-async fn write_cursor(
-    conn: &mut sqlx::PgConnection,
+async fn write_cursor<'c, E: sqlx::PgExecutor<'c>>(
+    conn: E,
     instance: &str,
     c: &Cursor,
 ) -> Result<(), sqlx::Error> {

@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::connect::PgStore;
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
-use crate::store::shared;
+use crate::store::shared_stats;
 use crate::store::sql::Conn;
 use crate::store::statistics::{
     width_secs, AggregateReport, ListenerSummary, RetentionReport, RunCounts, StatsStore,
@@ -65,7 +65,7 @@ impl StatsStore for PgStore {
             .execute(&mut *tx)
             .await?;
         let Some((first, from)) =
-            shared::aggregate_range(Conn::Postgres(&mut tx), interval, since).await?
+            shared_stats::aggregate_range(Conn::Postgres(&mut tx), interval, since).await?
         else {
             tx.commit().await?;
             return Ok(AggregateReport::default());
@@ -85,7 +85,7 @@ impl StatsStore for PgStore {
     }
 
     async fn retention(&self, before: DateTime<Utc>) -> Result<RetentionReport, StoreError> {
-        shared::retention(Dialect::pool(self), before).await
+        shared_stats::retention(Dialect::pool(self), before).await
     }
 
     async fn listener_stats(
@@ -119,6 +119,6 @@ impl StatsStore for PgStore {
             last_success: r.get(6),
         })
         .collect();
-        shared::listener_summaries(Conn::Postgres(&mut conn), listener, since, counts).await
+        shared_stats::listener_summaries(Conn::Postgres(&mut conn), listener, since, counts).await
     }
 }

@@ -1,7 +1,8 @@
 //! The SQLite inbox: events written as multi-row `INSERT … VALUES (…), (…)`
 //! statements in chunks of [`CHUNK`] rows, so the common statement shapes
-//! are prepared once and reused, with the cursor in the same transaction;
-//! the commit counts only if the file is still the one opened.
+//! are prepared once and reused, with the quarantined elements and the
+//! cursor in the same transaction; the commit counts only if the file is
+//! still the one opened.
 
 use std::collections::HashMap;
 
@@ -10,11 +11,12 @@ use chrono::Utc;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::connect::{SqliteStore, CHUNK};
-use crate::event::Event;
+use crate::event::{Event, Quarantined};
 use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
 use crate::store::lock::InstanceLock;
 use crate::store::model::Cursor;
+use crate::store::storable;
 
 #[async_trait]
 impl InboxDialect for SqliteStore {
@@ -34,6 +36,7 @@ impl InboxDialect for SqliteStore {
         instance: &str,
         origin: &str,
         events: &[Event],
+        quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         // The connection outlives the transaction: should the file turn
@@ -62,6 +65,23 @@ impl InboxDialect for SqliteStore {
             for r in q.build().fetch_all(&mut *tx).await? {
                 by_event.insert(r.get(1), r.get(0));
             }
+        }
+        for chunk in quarantined.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO event_listeners_quarantine
+                   (instance, queue_id, event_id, kind, reason, raw, raw_bytes, received_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(instance)
+                    .push_bind(origin)
+                    .push_bind(e.event_id)
+                    .push_bind(e.reason.label())
+                    .push_bind(storable::text(&e.detail).into_owned())
+                    .push_bind(storable::text(&e.raw).into_owned())
+                    .push_bind(e.raw_bytes.as_deref())
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         if let Some(c) = cursor {
             sqlx::query(

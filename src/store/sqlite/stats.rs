@@ -13,7 +13,7 @@ use super::record::stats_insert;
 use crate::store::aggregate::StatsBucket;
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
-use crate::store::shared;
+use crate::store::shared_stats;
 use crate::store::sql::Conn;
 use crate::store::statistics::{
     bucket_time, interpolate, percentile_position, width_secs, AggregateReport, ListenerSummary,
@@ -31,7 +31,7 @@ impl StatsStore for SqliteStore {
         // batch commits between them (see `statistics`).
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let Some((first, from)) =
-            shared::aggregate_range(Conn::Sqlite(&mut tx), interval, since).await?
+            shared_stats::aggregate_range(Conn::Sqlite(&mut tx), interval, since).await?
         else {
             tx.commit().await?;
             return Ok(AggregateReport::default());
@@ -62,7 +62,7 @@ impl StatsStore for SqliteStore {
     }
 
     async fn retention(&self, before: DateTime<Utc>) -> Result<RetentionReport, StoreError> {
-        shared::retention(Dialect::pool(self), before).await
+        shared_stats::retention(Dialect::pool(self), before).await
     }
 
     async fn listener_stats(
@@ -103,7 +103,8 @@ impl StatsStore for SqliteStore {
             c.p95 = percentile(&mut tx, &c.listener, since, 0.95, n).await?;
         }
         let summaries =
-            shared::listener_summaries(Conn::Sqlite(&mut tx), listener, since, counts).await?;
+            shared_stats::listener_summaries(Conn::Sqlite(&mut tx), listener, since, counts)
+                .await?;
         tx.commit().await?;
         Ok(summaries)
     }

@@ -11,7 +11,7 @@
 //! synthetic backlog of millions, hold polls while a backlog builds up,
 //! expire queues, pause heartbeats, inject faults with a [`FaultPlan`],
 //! shape `GET /events` bodies (slow, cut or stalled mid-way, keys
-//! reordered) with [`BodyFault`], and inspect every request via
+//! reordered, or exact raw bytes) with [`BodyFault`], and inspect every request via
 //! [`RequestRecord`]. It models a single user, the bot, which receives
 //! every message sent, with Zulip's rate limit ([`RateLimit`]), flagged as
 //! Zulip flags the bot's copy (`read` for its own, `mentioned` for an

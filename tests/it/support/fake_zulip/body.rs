@@ -2,8 +2,9 @@
 //! (the default), or streamed — with the envelope's keys in a chosen
 //! order, a synthetic backlog generated as it is written (so a
 //! million-event response never sits in the fake's memory), and a
-//! [`BodyFault`]: slow (chunked, with delays), cut mid-way, or stalled
-//! mid-way until the test releases it.
+//! [`BodyFault`]: slow (chunked, with delays), cut mid-way, stalled
+//! mid-way until the test releases it, or replaced by exact bytes (a raw
+//! body: invalid UTF-8, repeated ids, a `result` of `"error"`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,10 @@ pub enum BodyFault {
         /// Opens the rest of the body.
         gate: BodyGate,
     },
+    /// These exact bytes, with status 200, instead of the body (the queue
+    /// acknowledges as usual: the ids in them should be the queue's, such
+    /// as those of [`super::FakeZulip::events`] while delivery is held).
+    Raw(Vec<u8>),
 }
 
 /// Holds a [`BodyFault::Stall`]ed body until released; `stalled` says
@@ -139,6 +144,9 @@ pub(super) fn events_response(
     if reply.synthetic.is_none() && order.is_none() && fault.is_none() {
         return Json(events_body(reply.events, qid)).into_response();
     }
+    if let Some(BodyFault::Raw(bytes)) = fault {
+        return json_bytes(Body::from(bytes));
+    }
     let order = order.unwrap_or_else(|| ZULIP_ORDER.iter().map(|k| k.to_string()).collect());
     let pieces = pieces(reply, qid.to_owned(), order);
     let (tx, rx) = mpsc::channel::<Piece>(1);
@@ -155,7 +163,12 @@ pub(super) fn events_response(
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|piece| (piece, rx))
     });
-    let mut response = Response::new(Body::from_stream(body));
+    json_bytes(Body::from_stream(body))
+}
+
+/// A 200 response with `body`, as `application/json`.
+fn json_bytes(body: Body) -> Response {
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),
