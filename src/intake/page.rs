@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::poller::{stopped_by, Intake, PageEnd};
 use crate::event::Event;
+use crate::pii::Pii;
 use crate::state::now_ms;
 use crate::store::{Cursor, Origin};
 use crate::zulip::{Chunk, EventsStream, ZulipError};
@@ -104,7 +105,7 @@ fn prepare(chunk: Chunk, base: &Cursor, queue_id: &str) -> (Vec<Event>, Cursor) 
                 }
                 events.push(e);
             }
-            Err(raw) => tracing::error!(queue_id, event = %raw,
+            Err(raw) => tracing::error!(queue_id, event = %Pii(&raw),
                 "Zulip sent an event without an id; it cannot be stored"),
         }
     }

@@ -21,6 +21,7 @@ use super::error::ZulipError;
 use super::response::{error_from, send, transport};
 use super::scan::{ScanError, Scanner, Step};
 use crate::event::Event;
+use crate::pii::Pii;
 
 /// Events per chunk.
 pub(crate) const CHUNK_EVENTS: usize = 1000;
@@ -197,7 +198,7 @@ impl EventsStream {
 
     /// The error for a body that stops being a success body.
     fn malformed(&self, e: ScanError) -> ZulipError {
-        tracing::debug!(error = %e, "The GET /events body is not Zulip JSON");
+        tracing::debug!(error = %Pii(&e), "The GET /events body is not Zulip JSON");
         ZulipError::NonJson {
             status: self.status,
         }

@@ -16,6 +16,7 @@ mod http_limits;
 mod instance_lock;
 mod intake;
 mod live;
+mod log_sanitization;
 mod message_log;
 mod message_log_store;
 mod operations;
