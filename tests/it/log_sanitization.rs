@@ -4,7 +4,8 @@
 //! stderr and a responder over its rate limit, logs no message content,
 //! topic, email or full name while it is on (the default), and does log
 //! them with it off: both are asserted, so the test shows it looks in the
-//! right places.
+//! right places. With it off, `max_content_length` still cuts each text
+//! logged.
 
 use std::time::Duration;
 
@@ -50,10 +51,10 @@ fn forbidden() -> [&'static str; 6] {
     [CONTENT, TOPIC, EMAIL, FULL_NAME, BOT_EMAIL, NO_ID_EMAIL]
 }
 
-/// Runs the daemon binary at trace level, with `log_sanitization` as
-/// given, through every kind of event and failure that could log what
+/// Runs the daemon binary at trace level, with `data_protection` as its
+/// section, through every kind of event and failure that could log what
 /// people wrote; returns its stderr.
-async fn run_daemon(log_sanitization: Option<bool>) -> String {
+async fn run_daemon(data_protection: &str) -> String {
     let fake = FakeZulip::start(FakeOptions {
         email: BOT_EMAIL.to_owned(),
         ..FakeOptions::default()
@@ -68,12 +69,9 @@ async fn run_daemon(log_sanitization: Option<bool>) -> String {
         std::fs::write(&path, body).unwrap();
         format!("[\"python3\", \"{}\"]", path.display())
     };
-    let setting = match log_sanitization {
-        Some(on) => format!("[data_protection]\nlog_sanitization = {on}\n"),
-        None => String::new(),
-    };
     let extra = format!(
-        "[logging]\nlevel = \"trace\"\n[network]\nbackoff_cap = 0.05\n{setting}\
+        "[logging]\nlevel = \"trace\"\n[network]\nbackoff_cap = 0.05\n\
+         [data_protection]\n{data_protection}\n\
          [listeners]\nenabled = [\"message_logger\", \"user_activity_tracker\", \"hook\", \"child\", \"command\", \"ops\"]\n\
          [listeners.hook]\nkind = \"webhook\"\nurl = \"{}\"\n\
          [listeners.child]\nkind = \"exec\"\nmode = \"persistent\"\ncommand = {}\n\
@@ -154,7 +152,7 @@ fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn by_default_no_log_line_carries_content_topics_emails_or_full_names() {
-    let log = run_daemon(None).await;
+    let log = run_daemon("").await;
 
     assert!(log.contains("TRACE"), "the capture is at trace level");
     for expected in [
@@ -175,7 +173,7 @@ async fn by_default_no_log_line_carries_content_topics_emails_or_full_names() {
 
 #[tokio::test]
 async fn with_log_sanitization_off_the_same_run_logs_them() {
-    let log = run_daemon(Some(false)).await;
+    let log = run_daemon("log_sanitization = false").await;
 
     for needle in forbidden() {
         assert!(
@@ -184,4 +182,18 @@ async fn with_log_sanitization_off_the_same_run_logs_them() {
         );
     }
     assert!(!log.contains("[redacted: "), "{log}");
+}
+
+#[tokio::test]
+async fn with_log_sanitization_off_max_content_length_cuts_what_is_logged() {
+    let log = run_daemon("log_sanitization = false\nmax_content_length = 8").await;
+
+    assert!(
+        log.contains("zqx-bot-… [truncated: 24 characters]"),
+        "{log}"
+    );
+    for needle in forbidden() {
+        let lines = lines_with(&log, needle);
+        assert!(lines.is_empty(), "{needle} is logged whole: {lines:#?}");
+    }
 }

@@ -7,6 +7,7 @@ mod admin_api;
 mod audit;
 mod backfilled_rows;
 mod cli;
+mod content_length;
 mod current_servers;
 mod dispatch_defects;
 mod exec;
