@@ -50,12 +50,6 @@ impl<T: fmt::Display> fmt::Display for Pii<T> {
     }
 }
 
-impl<T: fmt::Display> fmt::Debug for Pii<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 /// What a log line may show of a text.
 #[derive(Clone, Copy)]
 struct Policy {

@@ -54,7 +54,7 @@ fn forbidden() -> [&'static str; 6] {
 /// Runs the daemon binary at trace level, with `data_protection` as its
 /// section, through every kind of event and failure that could log what
 /// people wrote; returns its stderr.
-async fn run_daemon(data_protection: &str) -> String {
+async fn run_daemon(backend: Backend, data_protection: &str) -> String {
     let fake = FakeZulip::start(FakeOptions {
         email: BOT_EMAIL.to_owned(),
         ..FakeOptions::default()
@@ -62,7 +62,8 @@ async fn run_daemon(data_protection: &str) -> String {
     .await;
     // The answer quotes the whole delivery: content, topic, email, name.
     let receiver = Receiver::start(|d| Answer::text(500, &String::from_utf8_lossy(&d.body))).await;
-    let db = TestDb::new(Backend::Sqlite).await;
+    let db = TestDb::new(backend).await;
+    db.migrate().await;
     let dir = tempfile::tempdir().unwrap();
     let script = |name: &str, body: &str| {
         let path = dir.path().join(name);
@@ -150,9 +151,8 @@ fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
     log.lines().filter(|l| l.contains(needle)).collect()
 }
 
-#[tokio::test]
-async fn by_default_no_log_line_carries_content_topics_emails_or_full_names() {
-    let log = run_daemon("").await;
+async fn by_default_no_log_line_carries_content_topics_emails_or_full_names(backend: Backend) {
+    let log = run_daemon(backend, "").await;
 
     assert!(log.contains("TRACE"), "the capture is at trace level");
     for expected in [
@@ -171,9 +171,14 @@ async fn by_default_no_log_line_carries_content_topics_emails_or_full_names() {
     assert!(log.contains("[redacted: "), "{log}");
 }
 
+// On both backends: sqlx logs every statement at debug level.
+both_backends!(by_default_no_log_line_carries_content_topics_emails_or_full_names =>
+    by_default_no_log_line_carries_content_topics_emails_or_full_names_on_sqlite,
+    by_default_no_log_line_carries_content_topics_emails_or_full_names_on_postgres);
+
 #[tokio::test]
 async fn with_log_sanitization_off_the_same_run_logs_them() {
-    let log = run_daemon("log_sanitization = false").await;
+    let log = run_daemon(Backend::Sqlite, "log_sanitization = false").await;
 
     for needle in forbidden() {
         assert!(
@@ -186,7 +191,11 @@ async fn with_log_sanitization_off_the_same_run_logs_them() {
 
 #[tokio::test]
 async fn with_log_sanitization_off_max_content_length_cuts_what_is_logged() {
-    let log = run_daemon("log_sanitization = false\nmax_content_length = 8").await;
+    let log = run_daemon(
+        Backend::Sqlite,
+        "log_sanitization = false\nmax_content_length = 8",
+    )
+    .await;
 
     assert!(
         log.contains("zqx-bot-… [truncated: 24 characters]"),
