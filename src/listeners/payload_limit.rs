@@ -12,13 +12,14 @@
 //! description of them) see the same payload. The inbox keeps the event
 //! whole: a later run with another limit, or a replay, starts from it.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::listener::{Context, DryRun, Listener, ListenerError, Record};
 use crate::event::Event;
 use crate::pii::cut_chars;
-use std::sync::Arc;
 
 /// The fields of an `update_message` event that carry content.
 const UPDATE_FIELDS: &[&str] = &[
