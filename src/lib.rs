@@ -24,7 +24,7 @@
 //! - [`app`]: the daemon assembled, run until stopped, drained.
 //! - [`cli`]: the subcommands and their exit codes; [`cli::main`] is the
 //!   whole binary.
-//! - `state`, `metrics`, `backoff`, `clock`, `telemetry`, `notify`,
+//! - `state`, `metrics`, `backoff`, `clock`, `telemetry`, `pii`, `notify`,
 //!   `systemd`, `shutdown`: what every component shares.
 //!
 //! The public API is what a custom listener and an embedding binary need:
@@ -46,6 +46,7 @@ pub(crate) mod intake;
 pub mod listeners;
 pub(crate) mod metrics;
 pub(crate) mod notify;
+pub(crate) mod pii;
 pub(crate) mod replies;
 pub(crate) mod shutdown;
 pub(crate) mod state;

@@ -15,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::intake::pacing::{RateLimitEpisodes, WaitReason};
 use crate::listeners::BotIdentity;
+use crate::pii::Pii;
 use crate::state::State;
 use crate::store::{self, Store, StoreError, StoreOptions};
 use crate::zulip::{
@@ -248,9 +249,9 @@ fn refused(e: ZulipError) -> Result<ZulipError, AppError> {
 /// person's, not a bot's); the account's identity.
 fn connected_as(me: &UserMe) -> Arc<BotIdentity> {
     if me.is_bot {
-        tracing::info!(email = %me.email, user_id = me.user_id, "Connected as a bot");
+        tracing::info!(email = %Pii(&me.email), user_id = me.user_id, "Connected as a bot");
     } else {
-        tracing::warn!(email = %me.email, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
+        tracing::warn!(email = %Pii(&me.email), user_id = me.user_id, "THIS ACCOUNT IS NOT A BOT: a live event queue under a person's API key mutes their email and mobile notifications. Use a bot's zuliprc.");
     }
     Arc::new(BotIdentity {
         user_id: me.user_id,

@@ -42,6 +42,10 @@ pub fn main(registry: Registry) -> ExitCode {
 /// tokio runtime.
 fn load_and_run(cli: Cli, registry: Registry) -> Result<(), Failure> {
     load_config(&cli, &registry).and_then(|config| {
+        // With the subscriber: what the log lines may say is decided once
+        // for the process, before the first of them.
+        let dp = &config.data_protection;
+        crate::pii::set_log_policy(dp.log_sanitization, dp.max_content_length);
         let log_file = telemetry::init(&config.logging).map_err(|e| {
             Failure::new(
                 EXIT_CONFIG,

@@ -1,6 +1,10 @@
-//! `[data_protection]`: the guide's section of that name. Only
-//! `audit_trail` is read so far: whether every operator action and
-//! automatic disable is written to `event_listeners_audit`.
+//! `[data_protection]`: the guide's section of that name. Read so far:
+//! `audit_trail` (whether every operator action and automatic disable is
+//! written to `event_listeners_audit`), `log_sanitization` (whether log
+//! lines may carry what people wrote, or ids only) and
+//! `max_content_length` with `truncate_payloads` (how much of a message's
+//! content the daemon stores for listeners and sends to webhooks and
+//! commands).
 
 use toml::Table;
 
@@ -10,7 +14,12 @@ use super::reader::Reader;
 pub(super) const SECTION: &str = "data_protection";
 
 /// The keys of `[data_protection]`.
-pub(super) const KNOWN: &[&str] = &["audit_trail"];
+pub(super) const KNOWN: &[&str] = &[
+    "audit_trail",
+    "log_sanitization",
+    "max_content_length",
+    "truncate_payloads",
+];
 
 /// `[data_protection]`.
 #[derive(Debug, Clone)]
@@ -20,11 +29,31 @@ pub struct DataProtectionConfig {
     /// default, as in the guide's example: the daemon has always kept this
     /// trail, and turning it off is the operator's explicit choice.
     pub audit_trail: bool,
+    /// No log line carries message content, topic names, emails, full
+    /// names, raw event text or what a receiver or a command wrote: ids
+    /// only. On by default (the guide's default); `false` allows them, for
+    /// debugging.
+    pub log_sanitization: bool,
+    /// The most characters of a message's content kept in what listeners
+    /// store (a reply's content) and, with `truncate_payloads`, in what
+    /// webhooks and commands receive; the rest is cut and the cut marked.
+    /// `None` (the default): no limit, so that upgrading changes nothing
+    /// that is stored or sent.
+    pub max_content_length: Option<usize>,
+    /// Whether `max_content_length` applies to the event webhooks and
+    /// commands receive too (the content cut, `content_truncated: true`).
+    /// Off by default: a receiver gets the event as Zulip sent it.
+    pub truncate_payloads: bool,
 }
 
 impl Default for DataProtectionConfig {
     fn default() -> Self {
-        DataProtectionConfig { audit_trail: true }
+        DataProtectionConfig {
+            audit_trail: true,
+            log_sanitization: true,
+            max_content_length: None,
+            truncate_payloads: false,
+        }
     }
 }
 
@@ -38,7 +67,70 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut DataProtectionConfig) {
                     out.audit_trail = b;
                 }
             }
+            "log_sanitization" => {
+                if let Some(b) = r.bool(&key, v) {
+                    out.log_sanitization = b;
+                }
+            }
+            "max_content_length" => {
+                if let Some(n) = r.positive_int(&key, v) {
+                    out.max_content_length = Some(usize::try_from(n).unwrap_or(usize::MAX));
+                }
+            }
+            "truncate_payloads" => {
+                if let Some(b) = r.bool(&key, v) {
+                    out.truncate_payloads = b;
+                }
+            }
             _ => r.unknown_key(k),
         }
+    }
+    if out.truncate_payloads && out.max_content_length.is_none() {
+        r.problem(format!(
+            "`{}` needs `{}`: there is no length to cut payloads to",
+            r.key("truncate_payloads"),
+            r.key("max_content_length")
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(&format!("[zulip]\nzuliprc = \"z\"\n{text}"), &[]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn logs_are_sanitized_and_nothing_is_cut_by_default() {
+        let c = parse("").unwrap().data_protection;
+
+        assert!(c.log_sanitization);
+        assert_eq!(c.max_content_length, None);
+        assert!(!c.truncate_payloads);
+    }
+
+    #[test]
+    fn the_keys_are_read() {
+        let c = parse("[data_protection]\nlog_sanitization = false\nmax_content_length = 20\ntruncate_payloads = true\n")
+            .unwrap()
+            .data_protection;
+
+        assert!(!c.log_sanitization);
+        assert_eq!(c.max_content_length, Some(20));
+        assert!(c.truncate_payloads);
+    }
+
+    #[test]
+    fn a_zero_length_and_payloads_cut_to_no_length_are_refused() {
+        let zero = parse("[data_protection]\nmax_content_length = 0\n").unwrap_err();
+        let alone = parse("[data_protection]\ntruncate_payloads = true\n").unwrap_err();
+
+        assert!(zero.contains("max_content_length"), "{zero}");
+        assert!(
+            alone.contains("needs `data_protection.max_content_length`"),
+            "{alone}"
+        );
     }
 }

@@ -20,6 +20,7 @@ use super::settings::{retry_delay, DispatcherSettings};
 use crate::event::Event;
 use crate::listeners::{Context, Listener, ListenerError, Record};
 use crate::metrics::{FailureClass, Outcome};
+use crate::pii::Pii;
 use crate::state::State;
 use crate::store::{RunRecord, StoredEvent};
 
@@ -284,10 +285,12 @@ impl Run {
         slot.handles.instance.failed(failure.class());
         match &failure {
             Failure::Listener(e) => {
-                tracing::warn!(listener = %slot.name, inbox_id = ctx.inbox_id, attempt, error = %e, "Listener failed");
+                // The error's text may quote a receiver's answer or a
+                // command's stderr; the event log row keeps it whole.
+                tracing::warn!(listener = %slot.name, inbox_id = ctx.inbox_id, attempt, class = e.class(), error = %Pii(e), "Listener failed");
             }
             Failure::Panicked(msg) => {
-                tracing::error!(listener = %slot.name, inbox_id = ctx.inbox_id, error = %msg, "Listener panicked");
+                tracing::error!(listener = %slot.name, inbox_id = ctx.inbox_id, error = %Pii(msg), "Listener panicked");
             }
             Failure::TimedOut(t) => {
                 tracing::warn!(listener = %slot.name, inbox_id = ctx.inbox_id, timeout_s = t.as_secs_f64(), "Listener timed out");

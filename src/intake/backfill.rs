@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::poller::{sleep_or_cancel, stopped_by, Intake, IntakeError};
 use crate::backoff::Backoff;
 use crate::event::Event;
+use crate::pii::Pii;
 use crate::store::{Cursor, Origin};
 use crate::zulip::ErrorAction;
 
@@ -78,7 +79,7 @@ impl Intake<'_> {
                     match Event::backfilled_message(m) {
                         Ok(e) => events.push(e),
                         Err(err) => {
-                            tracing::warn!(error = %err, "Skipping a malformed backfilled message")
+                            tracing::warn!(error = %Pii(&err), "Skipping a malformed backfilled message")
                         }
                     }
                 }

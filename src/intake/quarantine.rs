@@ -1,10 +1,12 @@
 //! The one place a quarantined element is noted, once its chunk is
 //! committed: a warning naming the queue, the event id when there is one,
 //! why (with the byte offset for bytes that are not UTF-8) and the raw
-//! text, capped (`event::logged`), and the
+//! text, capped (`event::logged`) and redacted under `log_sanitization`
+//! ([`Pii`]), and the
 //! `events_quarantined_total{reason}` counter.
 
 use crate::event::{logged, Quarantined};
+use crate::pii::Pii;
 use crate::state::State;
 use crate::store::Origin;
 
@@ -19,7 +21,7 @@ pub(super) fn note_quarantined(state: &State, origin: &Origin, quarantined: &[Qu
             .with_label_values(&[reason])
             .inc();
         tracing::warn!(origin = %origin, event_id = ?q.event_id, reason, detail = %q.detail,
-            raw = %logged(&q.raw),
+            raw = %Pii(logged(&q.raw)),
             "Zulip sent an element that is no event as it came; kept in event_listeners_quarantine");
     }
 }

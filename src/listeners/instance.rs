@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::listener::{Context, DryRun, Listener, ListenerError, Record};
+use super::payload_limit::Truncated;
 use super::registry::{Registry, RegistryError};
 use super::{exec, responder, webhook};
 use crate::config::{Config, ListenerInstanceConfig, ListenerKind, RetryConfig};
@@ -124,10 +125,14 @@ impl Instance {
                     })
                 }
             }
-            ListenerKind::Webhook(w) => {
-                webhook::build(&ic.name, w, http, config.file_permissions).map_err(fail)?
-            }
-            ListenerKind::Exec(e) => exec::build(&ic.name, e, ic.max_concurrent).map_err(fail)?,
+            ListenerKind::Webhook(w) => payloads_cut(
+                config,
+                webhook::build(&ic.name, w, http, config.file_permissions).map_err(fail)?,
+            ),
+            ListenerKind::Exec(e) => payloads_cut(
+                config,
+                exec::build(&ic.name, e, ic.max_concurrent).map_err(fail)?,
+            ),
             ListenerKind::Responder(r) => responder::build(&ic.name, r, config).map_err(fail)?,
         };
         let defaults = RetryConfig::from_queue(&config.queue);
@@ -139,6 +144,19 @@ impl Instance {
             max_concurrent: ic.max_concurrent,
             retry: ic.retry.map(|r| r.over(defaults)),
         })
+    }
+}
+
+/// `listener` (a webhook or exec instance), receiving events cut to
+/// `[data_protection] max_content_length` when `truncate_payloads` is on.
+fn payloads_cut(config: &Config, listener: Arc<dyn Listener>) -> Arc<dyn Listener> {
+    let dp = &config.data_protection;
+    match dp.max_content_length.filter(|_| dp.truncate_payloads) {
+        Some(max) => Arc::new(Truncated {
+            inner: listener,
+            max,
+        }),
+        None => listener,
     }
 }
 

@@ -9,6 +9,7 @@ mod exec;
 mod instance;
 mod listener;
 mod message_logger;
+mod payload_limit;
 mod registry;
 mod responder;
 mod user_activity_tracker;

@@ -2,6 +2,7 @@
 //! `replies_total{listener, outcome}` count together.
 
 use crate::metrics::Metrics;
+use crate::pii::Pii;
 use crate::store::OutboxReply;
 
 /// The `outcome` label values of `replies_total`.
@@ -49,7 +50,8 @@ pub(super) fn note_deduplicated(metrics: &Metrics, row: &OutboxReply, message_id
 
 pub(super) fn note_dead_lettered(metrics: &Metrics, row: &OutboxReply, reason: &str) {
     count(metrics, row, ReplyOutcome::DeadLettered);
-    tracing::error!(listener = %row.listener, reply = row.id, inbox_id = row.inbox_id, error = %reason,
+    // Zulip's refusal may name the channel or topic.
+    tracing::error!(listener = %row.listener, reply = row.id, inbox_id = row.inbox_id, error = %Pii(reason),
         "Zulip refused a reply for good; it is marked failed in event_listeners_replyoutbox");
 }
 

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use super::error::StoreError;
 use crate::event::Event;
 use crate::listeners::Record;
+use crate::pii::Pii;
 
 /// Where a batch of events came from; stored in `event_listeners_inbox.queue_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +318,7 @@ pub(super) fn inbox_event(
     match event {
         Ok(event) => Some(event),
         Err(error) => {
-            tracing::warn!(inbox_id, error = %error, "Skipping an unreadable inbox row");
+            tracing::warn!(inbox_id, error = %Pii(&error), "Skipping an unreadable inbox row");
             None
         }
     }
@@ -353,7 +354,9 @@ pub(super) fn rows_to_unfinished(
                 },
                 done: done.remove(&inbox_id).unwrap_or_default(),
             }),
-            Err(e) => tracing::warn!(inbox_id, error = %e, "Skipping an unreadable inbox row"),
+            Err(e) => {
+                tracing::warn!(inbox_id, error = %Pii(&e), "Skipping an unreadable inbox row")
+            }
         }
     }
     Ok(out)

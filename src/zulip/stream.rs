@@ -25,6 +25,7 @@ use super::error::ZulipError;
 use super::response::{error_from, send, transport};
 use super::scan::{ScanError, Scanner, Step};
 use crate::event::{Event, QuarantineReason, Quarantined, WireError};
+use crate::pii::Pii;
 
 /// Events per chunk.
 pub(crate) const CHUNK_EVENTS: usize = 1000;
@@ -225,7 +226,7 @@ impl EventsStream {
         if e == ScanError::NotSuccess {
             return self.refused();
         }
-        tracing::debug!(error = %e, "The GET /events body is not Zulip JSON");
+        tracing::debug!(error = %Pii(&e), "The GET /events body is not Zulip JSON");
         ZulipError::NonJson {
             status: self.status,
         }

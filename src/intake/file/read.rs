@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::lines::{FileLine, LineBody, LineReader, LINE_LIMIT};
 use crate::event::Event;
 use crate::intake::{Pipeline, PipelineError};
+use crate::pii::Pii;
 use crate::store::Origin;
 
 /// Lines per committed batch.
@@ -135,7 +136,7 @@ pub(crate) async fn run_file(
                 }
                 Err(problem) => {
                     report.lines += 1;
-                    tracing::warn!(file = %path.display(), line = line.number, error = %problem, "Skipping a malformed line");
+                    tracing::warn!(file = %path.display(), line = line.number, error = %Pii(&problem), "Skipping a malformed line");
                     report.skipped.push(SkippedLine {
                         line: line.number,
                         problem,

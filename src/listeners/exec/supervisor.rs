@@ -21,6 +21,7 @@ use super::output::{Allowance, Line, LineReader, LogBudget};
 use super::protocol::Response;
 use super::shared::{Delivery, Shared};
 use crate::backoff::Backoff;
+use crate::pii::Pii;
 
 /// First restart delay ceiling (full jitter) after the child dies.
 const RESTART_BASE: Duration = Duration::from_millis(250);
@@ -215,9 +216,11 @@ async fn read_responses(shared: &Shared, stdout: Option<ChildStdout>) -> bool {
                         Delivery::Unknown => format!("an answer to id {id}, which no request had"),
                     }
                 }
+                // The line is the child's, and may quote the event.
                 Err(e) => format!(
-                    "not a response ({e}): {}",
-                    excerpt(&String::from_utf8_lossy(&lines.line))
+                    "not a response ({}): {}",
+                    Pii(e),
+                    Pii(excerpt(&String::from_utf8_lossy(&lines.line)))
                 ),
             },
         };
@@ -244,7 +247,7 @@ async fn forward_stderr(listener: &str, stderr: Option<ChildStderr>) {
         if let Line::TooLong(n) = line {
             text.push_str(&format!("… ({n} bytes)"));
         }
-        tracing::info!(listener, held_back, line = %text.trim_end(), "The persistent exec child wrote to stderr");
+        tracing::info!(listener, held_back, line = %Pii(text.trim_end()), "The persistent exec child wrote to stderr");
     }
 }
 

@@ -24,6 +24,7 @@ use self::rules::Rule;
 use crate::config::{Config, ResponderConfig};
 use crate::event::{Conversation, Event, Message, Recipient};
 use crate::listeners::{Context, Listener, ListenerError, Record, Reply};
+use crate::pii::Pii;
 
 /// The responder instance `name`, its sender lookups made with the
 /// account of `config`.
@@ -115,7 +116,7 @@ impl Listener for Responder {
         let conversation = conversation_key(event, m);
         if self.limit.admit(&conversation) == Admission::OverLimit {
             let n = self.over_limit.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(listener = %self.name, inbox_id = ctx.inbox_id, conversation = %conversation,
+            tracing::warn!(listener = %self.name, inbox_id = ctx.inbox_id, conversation = %Pii(&conversation),
                 over_limit_total = n, "Not answering: the conversation had rate_limit_per_conversation replies in the last minute");
             return Ok(Vec::new());
         }

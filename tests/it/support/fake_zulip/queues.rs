@@ -193,7 +193,7 @@ impl Queue {
     pub(super) fn reply(&self) -> Reply {
         Reply {
             synthetic: self.synthetic.clone(),
-            events: self.contents(),
+            events: self.contents().into_iter().map(served).collect(),
         }
     }
 
@@ -223,6 +223,19 @@ impl Queue {
             self.newest_pruned_id = id;
         }
     }
+}
+
+/// Marks an event served without its `id` (kept in the queue under it).
+pub(super) const WITHOUT_ID: &str = "fake_zulip_without_id";
+
+/// `event` as a poll gets it: without its `id` when marked [`WITHOUT_ID`].
+fn served(mut event: Value) -> Value {
+    if let Some(o) = event.as_object_mut() {
+        if o.remove(WITHOUT_ID).is_some() {
+            o.remove("id");
+        }
+    }
+    event
 }
 
 impl State {

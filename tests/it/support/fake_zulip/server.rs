@@ -174,6 +174,14 @@ impl FakeZulip {
         self.shared.lock().push_all(&event);
     }
 
+    /// Like [`FakeZulip::push_event`], but polls get the event without its
+    /// `id` (a broken server): the queue keeps it under its id, pruned once
+    /// a later event is acknowledged, so push one after it.
+    pub fn push_event_without_id(&self, mut event: Value) {
+        event[super::queues::WITHOUT_ID] = json!(true);
+        self.push_event(event);
+    }
+
     /// While `held`, events pushed wait in their queues (a parked poll is
     /// not answered); on release, a parked poll gets them all as one page.
     pub fn hold_delivery(&self, held: bool) {
