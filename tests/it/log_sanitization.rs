@@ -157,7 +157,7 @@ async fn by_default_no_log_line_carries_content_topics_emails_or_full_names(back
     assert!(log.contains("TRACE"), "the capture is at trace level");
     for expected in [
         "Connected as a bot",
-        "Zulip sent an event without an id",
+        "Zulip sent an element that is no event as it came",
         "The persistent exec child wrote to stderr",
         "Listener failed",
         "Not answering: the conversation had",
