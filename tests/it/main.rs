@@ -19,6 +19,7 @@ mod live;
 mod message_log;
 mod message_log_store;
 mod operations;
+mod organizations;
 mod poison;
 mod reliability;
 mod replies;
