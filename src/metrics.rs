@@ -7,8 +7,10 @@
 //! (anything else is `other`), never ids or free text.
 
 mod instances;
+mod organizations;
 
 pub(crate) use instances::{FailureClass, InstanceHandles};
+pub(crate) use organizations::render_organizations;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -202,7 +204,20 @@ impl Metrics {
     /// Never in practice: names are static and unique (a start-up invariant
     /// covered by the tests).
     pub fn new() -> Metrics {
-        let registry = Registry::new();
+        Metrics::build(None)
+    }
+
+    /// The metrics of organization `org`, one of several in the process:
+    /// each carries the label `org="<org>"` (bounded: the configured
+    /// names). The process metrics are the daemon's, not an organization's.
+    pub fn for_organization(org: &str) -> Metrics {
+        Metrics::build(Some(org))
+    }
+
+    fn build(org: Option<&str>) -> Metrics {
+        let labels = org.map(|o| std::iter::once(("org".to_owned(), o.to_owned())).collect());
+        // Only a prefix or labels that are not valid fail; neither is given.
+        let registry = Registry::new_custom(None, labels).expect("a valid `org` label");
         let latency_buckets = vec![
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0,
@@ -368,7 +383,7 @@ impl Metrics {
             .set(1);
         m.rate_limit_remaining.set(-1);
         #[cfg(target_os = "linux")]
-        {
+        if org.is_none() {
             // Fails only if registered twice; then the first one serves.
             let _ = m.registry.register(Box::new(process::Process::new(PREFIX)));
         }
@@ -424,11 +439,21 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        encode(&self.registry.gather())
     }
+
+    /// Every metric family, gathered.
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+}
+
+/// The Prometheus text of `families`.
+fn encode(families: &[prometheus::proto::MetricFamily]) -> String {
+    let mut buf = Vec::new();
+    // Encoding into a Vec cannot fail for well-formed families.
+    let _ = TextEncoder::new().encode(families, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// One listener's run counters, resolved once.

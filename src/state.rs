@@ -85,6 +85,9 @@ pub struct State {
     /// While the daemon starts (until its first poll is under way): what it
     /// is waiting for, e.g. Zulip to answer the account check.
     pub starting: Mutex<Option<String>>,
+    /// Intake stopped for good (Zulip refused the key, or the request):
+    /// why. With several organizations, the others go on.
+    pub stopped: Mutex<Option<String>>,
     /// A database write is being retried.
     pub database_retrying: AtomicBool,
     /// Shutdown has begun.
@@ -114,12 +117,66 @@ pub trait ListenerControls: Send + Sync {
     fn set_disabled(&self, listener: &str, reason: Option<String>);
 }
 
+/// The listener controls of every organization of the process, as one:
+/// the admin API's switch turns a listener off (or on) in each of them.
+pub(crate) struct EveryOrganization(pub(crate) Vec<Arc<State>>);
+
+impl EveryOrganization {
+    fn each(&self) -> impl Iterator<Item = &Arc<dyn ListenerControls>> {
+        self.0.iter().filter_map(|s| s.listeners.get())
+    }
+}
+
+impl ListenerControls for EveryOrganization {
+    fn disabled(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = Vec::new();
+        for (name, why) in self.each().flat_map(|c| c.disabled()) {
+            if !all.iter().any(|(n, _)| *n == name) {
+                all.push((name, why));
+            }
+        }
+        all
+    }
+
+    fn open_circuits(&self) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+        self.each().flat_map(|c| c.open_circuits()).collect()
+    }
+
+    fn set_disabled(&self, listener: &str, reason: Option<String>) {
+        for c in self.each() {
+            c.set_disabled(listener, reason.clone());
+        }
+    }
+}
+
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 impl State {
+    /// The state of organization `org`, one of several in the process: its
+    /// metrics carry the label `org`.
+    pub fn for_organization(org: &str) -> State {
+        State {
+            metrics: Metrics::for_organization(org),
+            ..State::default()
+        }
+    }
+
+    /// Why intake stopped for good, if it did.
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Says that intake stopped for good, and why.
+    pub fn set_stopped(&self, why: String) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
     /// What start-up waits for, while the daemon starts.
     pub fn starting(&self) -> Option<String> {
         self.starting

@@ -1,73 +1,28 @@
-//! [`Application`]: the daemon built ([`Application::build`]: credentials
-//! checked, store opened, HTTP served) and then run
-//! ([`Application::run_until_stopped`]: recorder and dispatcher started,
-//! unfinished events re-dispatched, the source fed through the inbox
-//! pipeline, then the drain).
+//! [`Application`]: the daemon built ([`Application::build`]: each
+//! organization's credentials checked, store opened and locked for every
+//! organization, HTTP served) and then run
+//! ([`Application::run_until_stopped`]: each organization in its own task,
+//! with its recorder and dispatcher started, unfinished events
+//! re-dispatched, its source fed through the inbox pipeline, then the
+//! drain; see `organization.rs`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::connect::{identify, open_store, zulip_client, Identity, CONNECTING};
-use super::drain::{drain, recover};
+use super::connect::open_store;
 use super::http::{serve_http, HttpParts};
-use super::services::{spawn_reply_sender, Services};
-use super::source::{intake_settings, Source};
+use super::organization::{Organization, Shared};
+use super::run::{RunOptions, RunReport};
+use super::services::Services;
 use super::AppError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, FilePermissions};
-use crate::dispatch::filters::Filters;
-use crate::dispatch::partition::Partitioner;
-use crate::dispatch::{
-    BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
-    RetryPolicy,
-};
-use crate::intake::{FileReport, Pipeline, PipelineMode};
-use crate::listeners::{BotIdentity, Instance, Listener, Registry};
-use crate::state::{State, OPERATOR_DISABLED};
-use crate::store::{InstanceLock, Store, StoreError, Summary};
-
-/// Capacity of the channel from listener runs to the recorder.
-const OUTCOME_CHANNEL: usize = 4096;
-
-/// Run-time choices from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Describe instead of storing and running.
-    pub dry_run: bool,
-    /// Run only these listeners instead of `[listeners] enabled`.
-    pub listeners: Option<Vec<String>>,
-    /// Read events from this JSON-lines file instead of Zulip.
-    pub events_file: Option<PathBuf>,
-    /// Delete the Zulip queue on exit.
-    pub release_queue: bool,
-    /// On the first start, backfill messages after this id.
-    pub backfill_since: Option<i64>,
-}
-
-/// What a run did.
-#[derive(Debug, Default)]
-pub struct RunReport {
-    /// The file source's counts, for `--events`.
-    pub file: Option<FileReport>,
-    /// Events stored by this run.
-    pub stored: u64,
-    /// Events that were already stored.
-    pub duplicates: u64,
-    /// Runs re-dispatched from before a restart.
-    pub recovered: usize,
-    /// The recorder's counts.
-    pub recorder: RecorderReport,
-    /// Row counts at the end (not in dry-run).
-    pub summary: Option<Summary>,
-    /// Where the data went.
-    pub location: Option<String>,
-}
+use crate::listeners::{Instance, Registry};
+use crate::state::{EveryOrganization, State};
+use crate::store::{InstanceLock, Store, StoreError};
 
 /// Runs the daemon until its source ends or `token` is cancelled.
 ///
@@ -90,11 +45,10 @@ pub async fn run(
 pub struct Application {
     config: Config,
     opts: RunOptions,
-    instances: Vec<Instance>,
-    source: Source,
-    identity: Identity,
+    orgs: Vec<Organization>,
     store: Option<Arc<dyn Store>>,
-    lock: Option<InstanceLock>,
+    locks: Vec<InstanceLock>,
+    /// The daemon's state: with one organization, that organization's.
     state: Arc<State>,
     http_addr: Option<SocketAddr>,
     services: Services,
@@ -102,8 +56,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Checks the credentials with Zulip (failing fast on a wrong key),
-    /// opens the database, and starts the HTTP server.
+    /// Checks each organization's credentials with Zulip (failing fast on
+    /// a wrong key; with several organizations, one Zulip refuses is left
+    /// stopped unless all are), opens the database, and starts the HTTP
+    /// server.
     ///
     /// # Errors
     ///
@@ -113,27 +69,30 @@ impl Application {
         registry: &Registry,
         opts: RunOptions,
     ) -> Result<Application, AppError> {
-        let names = opts
-            .listeners
-            .clone()
-            .unwrap_or_else(|| config.listeners.enabled.clone());
-        let instances = Instance::build_all(registry, config, &names)?;
-
+        let mut views = config.organizations();
+        if opts.events_file.is_some() && views.len() > 1 {
+            tracing::info!(organization = %views[0].scaling.instance_id, "The events file is read into the first organization");
+            views.truncate(1);
+        }
+        let several = views.len() > 1;
         let state = Arc::new(State::default());
-        // Zulip first: wrong credentials fail in a second, before any
-        // database work. A Zulip that does not answer yet is asked again
-        // once /health is served (as starting).
-        let (source, identity) = match &opts.events_file {
-            Some(path) => (Source::File(path.clone()), Identity::Known(None)),
-            None => {
-                let client = zulip_client(config)?;
-                let identity = identify(&client, config, &state).await?;
-                if matches!(identity, Identity::Known(_)) {
-                    state.set_starting(Some(CONNECTING.to_owned()));
-                }
-                (Source::Zulip(client), identity)
+        let mut orgs = Vec::with_capacity(views.len());
+        for view in views {
+            let org_state = match several {
+                true => Arc::new(State::for_organization(&view.scaling.instance_id)),
+                false => state.clone(),
+            };
+            orgs.push(Organization::build(view, registry, &opts, org_state, several).await?);
+        }
+        if orgs.iter().all(Organization::is_refused) {
+            if let Some(e) = orgs.first_mut().and_then(Organization::take_refusal) {
+                return Err(e);
             }
-        };
+        }
+        if several {
+            let every = orgs.iter().map(|o| o.state.clone()).collect();
+            let _ = state.listeners.set(Arc::new(EveryOrganization(every)));
+        }
         let store = if opts.dry_run {
             None
         } else {
@@ -141,13 +100,27 @@ impl Application {
         };
         // One daemon per (database, instance): a second one stops here,
         // naming the first, before it resumes (and steals) its queue.
-        let lock = match &store {
-            Some(s) => Some(s.lock_instance(&config.scaling.instance_id).await?),
-            None => None,
+        let names: Vec<String> = orgs.iter().map(|o| o.name().to_owned()).collect();
+        let locks = match &store {
+            Some(s) => s.lock_instances(&names).await?,
+            None => Vec::new(),
         };
+        let listeners = every_listener(&orgs);
         // Logged once the credentials and the database are known good, so a
         // wrong key or a bad database URL is the only line printed.
-        tracing::info!(listeners = %names.join(","), dry_run = opts.dry_run, "Starting");
+        let listed = listeners
+            .iter()
+            .map(|i| i.listener.name())
+            .collect::<Vec<_>>();
+        match several {
+            true => {
+                tracing::info!(organizations = %names.join(","), listeners = %listed.join(","), dry_run = opts.dry_run, "Starting")
+            }
+            false => {
+                tracing::info!(listeners = %listed.join(","), dry_run = opts.dry_run, "Starting")
+            }
+        }
+        warn_shared_tables(&orgs);
         if config.file_permissions == FilePermissions::AllowInsecure {
             tracing::warn!("Secret files that others may read, or that another user owns, are used anyway (--allow-insecure-permissions)");
         }
@@ -163,8 +136,12 @@ impl Application {
                 let parts = HttpParts {
                     config,
                     state: &state,
+                    orgs: orgs
+                        .iter()
+                        .map(|o| (o.name().to_owned(), o.state.clone()))
+                        .collect(),
                     store: store.as_ref(),
-                    instances: &instances,
+                    instances: &listeners,
                 };
                 Some(serve_http(addr, parts, &services).await?)
             }
@@ -173,29 +150,14 @@ impl Application {
         Ok(Application {
             config: config.clone(),
             opts,
-            instances,
-            source,
-            identity,
+            orgs,
             store,
-            lock,
+            locks,
             state,
             http_addr,
             services,
             clock: Arc::new(SystemClock),
         })
-    }
-
-    /// The listeners of the instances, in order.
-    fn listeners(&self) -> Vec<Arc<dyn Listener>> {
-        self.instances.iter().map(|i| i.listener.clone()).collect()
-    }
-
-    /// The bot's identity, once Zulip told it.
-    fn bot(&self) -> Option<Arc<BotIdentity>> {
-        match &self.identity {
-            Identity::Known(bot) => bot.clone(),
-            Identity::Pending(_) => None,
-        }
     }
 
     /// Replaces the clocks the poll loop compares to notice a suspend or a
@@ -210,35 +172,69 @@ impl Application {
         self.http_addr
     }
 
-    /// The live state (metrics, health facts).
+    /// The live state (metrics, health facts): with several organizations,
+    /// the daemon's own (each organization has its own).
     pub fn state(&self) -> Arc<State> {
         self.state.clone()
     }
 
-    /// Consumes events until the source ends or `token` is cancelled, then
-    /// drains in-flight runs and records them.
+    /// Consumes events until the sources end or `token` is cancelled, then
+    /// drains in-flight runs and records them. Each organization runs in
+    /// its own task; one that Zulip refuses stops alone, and any other
+    /// failure stops them all.
     ///
     /// # Errors
     ///
-    /// [`AppError`] for whatever stopped it.
+    /// [`AppError`] for whatever stopped it: a failure shared by the
+    /// organizations, or, when every organization stopped, the first one's.
     pub async fn run_until_stopped(
         mut self,
         token: CancellationToken,
     ) -> Result<RunReport, AppError> {
         self.spawn_watchers(&token);
-        let lost = self.watch_lock(&token);
-        let result = match self
-            .identity
-            .settle(&self.source, &self.state, &token)
-            .await
-        {
-            Ok(true) => match self.store.clone() {
-                Some(store) => self.consume(store, token).await,
-                None => self.describe(token).await,
-            },
-            Ok(false) => Ok(RunReport::default()),
-            Err(e) => Err(e),
+        let lost = self.watch_locks(&token);
+        if let (Some(store), true) = (&self.store, self.config.statistics.enabled) {
+            crate::store::retention::spawn_retention(
+                store.clone(),
+                self.config.statistics.retention_days,
+                self.services.token(),
+            );
+        }
+        let shared = Shared {
+            store: self.store.clone(),
+            opts: self.opts.clone(),
+            services: self.services.clone(),
+            clock: self.clock.clone(),
+            several: self.orgs.len() > 1,
         };
+        // A failure the organizations share (the database) stops them all.
+        let all = token.child_token();
+        let tasks: Vec<_> = std::mem::take(&mut self.orgs)
+            .into_iter()
+            .map(|org| {
+                let (shared, all) = (shared.clone(), all.clone());
+                tokio::spawn(async move {
+                    let result = org.run(shared, all.clone()).await;
+                    if matches!(&result, Err(e) if !e.is_organization_own()) {
+                        all.cancel();
+                    }
+                    result
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            // A task only ends by returning or panicking (none is aborted):
+            // a panic goes on as the panic it was.
+            match task.await {
+                Ok(result) => results.push(result),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        let mut result = combine(results);
+        if let (Ok(report), Some(store)) = (&mut result, &self.store) {
+            report.summary = store.summary().await.ok();
+        }
         let result = match lost {
             Some(lost) if lost.is_cancelled() => Err(AppError::Store(StoreError::InstanceLocked {
                 what: format!("instance `{}`", self.config.scaling.instance_id),
@@ -258,182 +254,105 @@ impl Application {
         {
             self.services.spawn(watchdog);
         }
-        let (state, shutdown, done) = (self.state.clone(), shutdown.clone(), self.services.token());
+        let mut states = vec![self.state.clone()];
+        states.extend(self.orgs.iter().map(|o| o.state.clone()));
+        let (shutdown, done) = (shutdown.clone(), self.services.token());
         self.services.spawn(async move {
             tokio::select! {
-                _ = shutdown.cancelled() => state.draining.store(true, Ordering::Relaxed),
+                _ = shutdown.cancelled() => {
+                    for state in states {
+                        state.draining.store(true, Ordering::Relaxed);
+                    }
+                }
                 _ = done.cancelled() => {}
             }
         });
     }
 
-    /// Stops the run (cancels `shutdown`) when another process takes the
+    /// Stops the run (cancels `shutdown`) when another process takes an
     /// instance lock; returns the token that says it happened.
-    fn watch_lock(&self, shutdown: &CancellationToken) -> Option<CancellationToken> {
-        let lost = self.lock.as_ref()?.lost();
-        let (watch, shutdown, done) = (lost.clone(), shutdown.clone(), self.services.token());
-        self.services.spawn(async move {
-            tokio::select! {
-                _ = watch.cancelled() => shutdown.cancel(),
-                _ = done.cancelled() => {}
-            }
-        });
-        Some(lost)
-    }
-
-    /// `--dry-run`: every event described, nothing stored or run.
-    async fn describe(&self, token: CancellationToken) -> Result<RunReport, AppError> {
-        let pipeline = Pipeline::new(
-            self.config.scaling.instance_id.clone(),
-            PipelineMode::DryRun {
-                listeners: self.listeners(),
-            },
-            self.state.clone(),
-        );
-        let mut settings = intake_settings(&self.config, &self.opts, self.clock.clone());
-        settings.release_queue = true;
-        let file = self
-            .source
-            .feed(&pipeline, settings, self.state.clone(), token)
-            .await?;
-        Ok(RunReport {
-            file,
-            stored: pipeline.stored_total(),
-            ..RunReport::default()
-        })
-    }
-
-    /// Events stored, dispatched and recorded.
-    async fn consume(
-        &self,
-        store: Arc<dyn Store>,
-        token: CancellationToken,
-    ) -> Result<RunReport, AppError> {
-        let config = &self.config;
-        let instance = config.scaling.instance_id.clone();
-        if config.statistics.enabled {
-            crate::store::retention::spawn_retention(
-                store.clone(),
-                config.statistics.retention_days,
+    fn watch_locks(&self, shutdown: &CancellationToken) -> Option<CancellationToken> {
+        if self.locks.is_empty() {
+            return None;
+        }
+        let lost = CancellationToken::new();
+        for lock in &self.locks {
+            let (watch, lost, shutdown, done) = (
+                lock.lost(),
+                lost.clone(),
+                shutdown.clone(),
                 self.services.token(),
             );
+            self.services.spawn(async move {
+                tokio::select! {
+                    _ = watch.cancelled() => {
+                        lost.cancel();
+                        shutdown.cancel();
+                    }
+                    _ = done.cancelled() => {}
+                }
+            });
         }
-        let progress = Arc::new(Progress::default());
-        let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
-        let give_up = CancellationToken::new();
-        let recorder: JoinHandle<RecorderReport> = tokio::spawn(
-            Recorder::new(
-                store.clone(),
-                instance.clone(),
-                progress.clone(),
-                rx,
-                self.state.clone(),
-            )
-            .audit_disables(config.data_protection.audit_trail)
-            .run(give_up.clone()),
-        );
-        let dispatcher = Dispatcher::new(
-            self.instances.clone(),
-            self.dispatcher_settings(&token),
-            tx,
-            progress,
-            self.state.clone(),
-        );
-        let dispatcher = self.attach_controls(dispatcher, &store).await?;
-        if let Source::Zulip(client) = &self.source {
-            spawn_reply_sender(&self.services, &store, client, config, &self.state);
-        }
-        let recovered = recover(&store, &instance, &dispatcher).await?;
-
-        let pipeline = Pipeline::new(
-            instance,
-            PipelineMode::Store {
-                store: store.clone(),
-                dispatcher: Box::new(dispatcher),
-            },
-            self.state.clone(),
-        );
-        let settings = intake_settings(config, &self.opts, self.clock.clone());
-        let outcome = self
-            .source
-            .feed(&pipeline, settings, self.state.clone(), token)
-            .await;
-        let mut report = RunReport {
-            recovered,
-            location: Some(store.location()),
-            stored: pipeline.stored_total(),
-            duplicates: pipeline.duplicates_total(),
-            ..RunReport::default()
-        };
-        report.recorder = drain(
-            pipeline,
-            recorder,
-            give_up,
-            config.performance.handler_timeout,
-        )
-        .await;
-        report.file = outcome?;
-        report.summary = store.summary().await.ok();
-        Ok(report)
+        Some(lost)
     }
+}
 
-    fn dispatcher_settings(&self, stop: &CancellationToken) -> DispatcherSettings {
-        let config = &self.config;
-        DispatcherSettings {
-            max_concurrent: config.performance.max_concurrent_handlers,
-            timeout: config.performance.handler_timeout,
-            org: Arc::from(config.scaling.instance_id.as_str()),
-            bot_user_id: self.bot().map(|b| b.user_id),
-            bot: self.bot(),
-            stop: stop.clone(),
-            retry: RetryPolicy::from_queue(&config.queue),
-            breaker: BreakerSettings {
-                failure_threshold: config.error_handling.circuit_breaker_threshold,
-                cooldown: config.error_handling.circuit_breaker_cooldown,
-                max_failures_per_hour: config.error_handling.max_failures_per_hour,
-                auto_disable_threshold: config.error_handling.auto_disable_threshold,
-            },
-            partitioner: Partitioner::from_config(&config.scaling),
-            filters: Arc::new(Filters::new(config)),
+/// Every organization's listener instances, each name once (the HTTP
+/// server's list and admin API).
+fn every_listener(orgs: &[Organization]) -> Vec<Instance> {
+    let mut all: Vec<Instance> = Vec::new();
+    for instance in orgs.iter().flat_map(|o| &o.instances) {
+        if !all
+            .iter()
+            .any(|i| i.listener.name() == instance.listener.name())
+        {
+            all.push(instance.clone());
         }
     }
+    all
+}
 
-    /// Wires the dispatcher's listener controls: notices to the webhook
-    /// notifier, the controls to `/health`, the listeners an operator (or an
-    /// auto-disable) switched off before this start, and the sync that
-    /// applies `enable`/`disable` while running.
-    async fn attach_controls(
-        &self,
-        dispatcher: Dispatcher,
-        store: &Arc<dyn Store>,
-    ) -> Result<Dispatcher, AppError> {
-        let instance = self.config.scaling.instance_id.clone();
-        let (notice_tx, notice_rx) = mpsc::channel(crate::notify::NOTICE_QUEUE);
-        let dispatcher = dispatcher.with_notices(notice_tx);
-        crate::notify::spawn_notifier(
-            notice_rx,
-            self.config.error_handling.notification_webhook.clone(),
-            instance,
-            self.services.token(),
-        );
-        let control = dispatcher.control();
-        let _ = self.state.listeners.set(Arc::new(control.clone()));
-        // Listeners disabled before this start stay disabled: their runs are
-        // skipped and dead-lettered.
-        for s in store.listener_states().await? {
-            if !s.enabled {
-                let reason = s
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| OPERATOR_DISABLED.to_owned());
-                control.set_disabled(&s.name, Some(reason));
+/// The built-in listeners whose tables are keyed by Zulip's ids alone
+/// (the message log by message id, user activity by user id): run for
+/// several organizations, the ids of one collide with the other's.
+const SHARED_TABLES: &[&str] = &["message_logger", "user_activity_tracker"];
+
+/// Warns when a listener of [`SHARED_TABLES`] runs for several organizations.
+fn warn_shared_tables(orgs: &[Organization]) {
+    for name in SHARED_TABLES {
+        let with: Vec<&str> = orgs
+            .iter()
+            .filter(|o| o.instances.iter().any(|i| i.listener.name() == *name))
+            .map(Organization::name)
+            .collect();
+        if with.len() > 1 {
+            tracing::warn!(listener = name, organizations = %with.join(","),
+                "This listener's table is keyed by Zulip's ids, which two organizations share: a message or user of one may hide the other's (the first row is kept). Select it for one organization ([[zulip]] listeners)");
+        }
+    }
+}
+
+/// The run's outcome from each organization's: a shared failure wins;
+/// else the counts of those that ran, unless every one stopped (then the
+/// first one's error).
+fn combine(results: Vec<Result<RunReport, AppError>>) -> Result<RunReport, AppError> {
+    let mut report = RunReport::default();
+    let mut ran = false;
+    let mut first_own = None;
+    for result in results {
+        match result {
+            Ok(r) => {
+                ran = true;
+                report.absorb(r);
             }
+            Err(e) if e.is_organization_own() => {
+                first_own.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
         }
-        crate::notify::spawn_state_sync(
-            store.clone(),
-            move |name, reason| control.set_disabled(name, reason),
-            self.services.token(),
-        );
-        Ok(dispatcher)
+    }
+    match (ran, first_own) {
+        (false, Some(e)) => Err(e),
+        _ => Ok(report),
     }
 }

@@ -20,7 +20,10 @@ use crate::store::{AuditTrail, Store};
 /// What the HTTP server serves.
 pub(super) struct HttpParts<'a> {
     pub(super) config: &'a Config,
+    /// The daemon's state (with one organization, that one's).
     pub(super) state: &'a Arc<State>,
+    /// Each organization's name and state.
+    pub(super) orgs: Vec<(String, Arc<State>)>,
     /// `None` in a dry run: no admin API then.
     pub(super) store: Option<&'a Arc<dyn Store>>,
     pub(super) instances: &'a [Instance],
@@ -42,9 +45,14 @@ pub(super) async fn serve_http(
     let HttpParts {
         config,
         state,
+        orgs,
         store,
         instances,
     } = parts;
+    // The admin API's replays are recorded for the first organization.
+    let first = orgs
+        .first()
+        .map_or_else(|| config.scaling.instance_id.clone(), |(n, _)| n.clone());
     let tokens = match &config.http.admin_token_file {
         Some(path) => Some(read_admin_tokens(path, config.file_permissions)?),
         None => None,
@@ -53,19 +61,14 @@ pub(super) async fn serve_http(
         tracing::warn!(address = %addr, "/health and /metrics are served beyond this host without any token: set [http] admin_token_file (and health_requires_token, metrics_requires_token), or bind to 127.0.0.1");
     }
     let names = instances.iter().map(|i| i.listener.name().to_owned());
-    let health = Health::new(
-        state.clone(),
-        store.cloned(),
-        config.scaling.instance_id.clone(),
-        names.collect(),
-    );
+    let health = Health::new(state.clone(), orgs, store.cloned(), names.collect());
     let admin = match (&tokens, store) {
         (Some(_), Some(store)) => Some(Arc::new(AdminApi::new(
             store.clone(),
             AuditTrail::new(store.clone(), config.data_protection.audit_trail),
             state.clone(),
             instances,
-            config.scaling.instance_id.clone(),
+            first,
             config.performance.handler_timeout,
         ))),
         (Some(_), None) => {

@@ -4,7 +4,10 @@
 //! unfinished, consumes its [`Source`] (the Zulip queue or a file) until it
 //! ends or shutdown is asked for, then drains under a deadline.
 //!
-//! - `application`: build and run, and the [`RunReport`].
+//! - `application`: build and run.
+//! - `run`: the [`RunOptions`] and the [`RunReport`].
+//! - `organization`: one organization's part (its client, intake,
+//!   dispatcher, recorder and reply sender), several per process.
 //! - `connect`: the outside world (Zulip client, identity check, store).
 //! - `source`: where events come from.
 //! - `http`: the HTTP server and admin API assembled.
@@ -17,14 +20,17 @@ mod drain;
 mod error;
 mod http;
 pub mod malloc_tuning;
+mod organization;
+mod run;
 mod services;
 mod source;
 
 pub use crate::clock::{Clock, SystemClock};
-pub use application::{run, Application, RunOptions, RunReport};
+pub use application::{run, Application};
 pub(crate) use connect::check_credentials;
 pub use connect::{open_store, store_options, zulip_client};
 pub use error::AppError;
+pub use run::{RunOptions, RunReport};
 pub use source::Source;
 
 /// How many operator notifications wait for the webhook before more are

@@ -22,8 +22,8 @@ use crate::zulip::Client;
 /// How long [`Services::stop`] waits for the tasks to end.
 const STOP_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The background tasks of one run.
-#[derive(Default)]
+/// The background tasks of one run (a clone is a handle on the same ones).
+#[derive(Default, Clone)]
 pub(crate) struct Services {
     tracker: TaskTracker,
     /// Cancelled by [`Services::stop`], once the run is over: every task

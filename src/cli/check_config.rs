@@ -1,6 +1,7 @@
 //! `check-config`: check everything `run` would refuse before it contacts
-//! anyone — the file (every key and value, the database URL's form), its
-//! log file, the admin token file, the Zulip credentials, read exactly as
+//! anyone — the file (every key and value, the database URL's form, the
+//! organizations and `[security] allowed_realms`), its
+//! log file, the admin token file, each organization's Zulip credentials, read exactly as
 //! `run` reads them (the zuliprc, the `ZULIP_*` variables, a site, the TLS
 //! files), and every secret (the database password; the webhook secrets,
 //! read when the instances are built), with the permissions rule — and
@@ -49,9 +50,23 @@ pub(crate) fn cmd_check_config(
     if let Some(c) = config.as_mut() {
         c.file_permissions = permissions;
     }
-    let credentials = config.as_ref().map(check_credentials);
-    if let Some(Err(errors)) = &credentials {
-        problems.extend(errors.iter().map(|e| format!("credentials: {e}")));
+    // Each organization's, read as `run` reads them.
+    let views = config
+        .as_ref()
+        .map(Config::organizations)
+        .unwrap_or_default();
+    let several = views.len() > 1;
+    let mut loaded = Vec::new();
+    for view in &views {
+        let name = &view.scaling.instance_id;
+        let whose = match several {
+            true => format!("credentials of organization `{name}`"),
+            false => "credentials".to_owned(),
+        };
+        match check_credentials(view) {
+            Ok(creds) => loaded.push((name.clone(), creds)),
+            Err(errors) => problems.extend(errors.iter().map(|e| format!("{whose}: {e}"))),
+        }
     }
     // `run` opens its log file first of all (creating it, as here).
     if let Some(file) = config.as_ref().and_then(|c| c.logging.file.as_deref()) {
@@ -82,7 +97,7 @@ pub(crate) fn cmd_check_config(
         }
         None => Vec::new(),
     };
-    let (Some(config), Some(Ok(creds)), true) = (config, credentials, problems.is_empty()) else {
+    let (Some(config), true) = (config, problems.is_empty()) else {
         return Err(ConfigError {
             path: Some(path),
             problems,
@@ -95,12 +110,18 @@ pub(crate) fn cmd_check_config(
         config.database.url.redacted(),
         config.listeners.enabled.join(", ")
     );
-    println!(
-        "Zulip credentials load: {} at {} (not checked with Zulip; run does that first).",
-        creds.email, creds.site
-    );
-    if creds.tls.insecure {
-        println!("Warning: insecure = true (or ZULIP_ALLOW_INSECURE): the server's TLS certificate is not verified; run warns of it at every start.");
+    for (name, creds) in &loaded {
+        let whose = match several {
+            true => format!(" of organization {name}"),
+            false => String::new(),
+        };
+        println!(
+            "Zulip credentials{whose} load: {} at {} (not checked with Zulip; run does that first).",
+            creds.email, creds.site
+        );
+        if creds.tls.insecure {
+            println!("Warning{whose}: insecure = true (or ZULIP_ALLOW_INSECURE): the server's TLS certificate is not verified; run warns of it at every start.");
+        }
     }
     if permissions == FilePermissions::AllowInsecure {
         println!(

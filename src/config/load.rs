@@ -20,6 +20,7 @@ use super::http::{self, HttpConfig};
 use super::listeners::{self, ListenersConfig};
 use super::logging::{self, LoggingConfig};
 use super::network::{self, NetworkConfig};
+use super::organizations;
 use super::performance::{self, PerformanceConfig};
 use super::permissions::FilePermissions;
 use super::queue::{self, QueueConfig};
@@ -32,8 +33,13 @@ use super::zulip::{self, ZulipConfig};
 /// The whole validated configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// `[zulip]`: where the credentials are and how to register the queue.
+    /// `[zulip]`: where the credentials are and how to register the queue
+    /// (with several organizations, the first one's; see
+    /// [`Config::organizations`]).
     pub zulip: ZulipConfig,
+    /// The `[[zulip]]` entries when there are several organizations; empty
+    /// for one (then `zulip` is it).
+    pub organizations: Vec<ZulipConfig>,
     /// `[database]`.
     pub database: DatabaseConfig,
     /// `[listeners]`: which listeners run.
@@ -200,6 +206,10 @@ impl Config {
         let mut r = Reader::new(known_listeners);
         let mut cfg = Config::default();
         for (name, value) in &table {
+            if let (zulip::SECTION, Some(items)) = (name.as_str(), value.as_array()) {
+                organizations::read_entries(&mut r, items, &mut cfg.zulip, &mut cfg.organizations);
+                continue;
+            }
             let Some(t) = value.as_table() else {
                 r.problem(format!("`{name}` must be a [section]"));
                 continue;
@@ -218,6 +228,14 @@ impl Config {
                 }
             }
         }
+        let parts = organizations::Parts {
+            zulip: &mut cfg.zulip,
+            organizations: &mut cfg.organizations,
+            scaling: &mut cfg.scaling,
+            enabled: &cfg.listeners.enabled,
+            allowed: cfg.security.allowed_realms.as_deref(),
+        };
+        organizations::check(&mut r, parts);
         (Some(cfg), r.problems)
     }
 }
@@ -550,9 +568,9 @@ mod tests {
     }
 
     #[test]
-    fn realm_settings_are_refused_with_a_reason() {
+    fn allowed_realms_must_be_organization_names() {
         let err = Config::parse("[security]\nallowed_realms = [1]\n", KNOWN).unwrap_err();
-        assert!(err.problems[0].contains("one organization"), "{err}");
+        assert!(err.problems[0].contains("organization names"), "{err}");
     }
 
     #[test]

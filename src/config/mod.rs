@@ -1,7 +1,9 @@
 //! The configuration file: TOML text → a validated [`Config`], with every
 //! problem reported at once in a [`ConfigError`]. `load.rs` walks the
 //! sections, `reader.rs` collects the problems, and each `[section]` has its
-//! own file (struct, defaults, known keys, reader).
+//! own file (struct, defaults, known keys, reader); `organizations.rs`
+//! reads `[[zulip]]`, and `views.rs` gives each organization its view of
+//! the whole.
 
 mod data_protection;
 mod database;
@@ -16,6 +18,7 @@ mod listeners;
 mod load;
 mod logging;
 mod network;
+mod organizations;
 mod performance;
 mod permissions;
 mod queue;
@@ -26,6 +29,7 @@ mod secret;
 mod security;
 mod statistics;
 mod users;
+mod views;
 mod zulip;
 
 pub use data_protection::DataProtectionConfig;

@@ -13,6 +13,15 @@ pub(super) const MAX_DURATION_SECS: u64 = 31_536_000;
 const DURATION_FORMS: &str =
     "a number of seconds or a duration such as \"90s\", \"5m\" or \"1h 30m\"";
 
+/// Whether `name` is a valid instance or organization name.
+pub(super) fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// Collects problems while sections are read.
 pub(super) struct Reader<'a> {
     /// One sentence per problem, in the order they were found.
@@ -82,6 +91,23 @@ impl<'a> Reader<'a> {
         match v {
             Value::String(s) => Some(s.clone()),
             _ => self.wrong(key, v, "a string"),
+        }
+    }
+
+    /// An instance or organization name: 1 to 64 letters, digits, `-`,
+    /// `_` or `.` (a number is taken as its digits).
+    pub(super) fn name(&mut self, key: &str, v: &Value) -> Option<String> {
+        let name = match v {
+            Value::Integer(i) => i.to_string(),
+            _ => self.string(key, v)?,
+        };
+        if is_name(&name) {
+            Some(name)
+        } else {
+            self.problem(format!(
+                "`{key}` must be 1 to 64 letters, digits, '-', '_' or '.', got `{name}`"
+            ));
+            None
         }
     }
 

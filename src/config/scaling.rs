@@ -78,24 +78,8 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ScalingConfig) {
 }
 
 fn read_instance_id(r: &mut Reader, key: &str, v: &Value, out: &mut ScalingConfig) {
-    let id = match v {
-        Value::Integer(i) => Some(i.to_string()),
-        _ => r.string(key, v),
-    };
-    match id {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
-        {
-            out.instance_id = id;
-        }
-        Some(id) => r.problem(format!(
-            "`{key}` must be 1 to 64 letters, digits, '-', '_' or '.', got `{id}`"
-        )),
-        None => {}
+    if let Some(id) = r.name(key, v) {
+        out.instance_id = id;
     }
 }
 

@@ -1,5 +1,6 @@
-//! `[security]`: users whose events run no listener, and the per-user rate
-//! limit.
+//! `[security]`: users whose events run no listener, the per-user rate
+//! limit, and the organizations allowed to run (`allowed_realms`, checked
+//! against the `[[zulip]]` names in `organizations.rs`).
 
 use toml::Table;
 
@@ -10,7 +11,7 @@ use super::users::{read_users, UserRef};
 pub(super) const SECTION: &str = "security";
 
 /// The keys of `[security]`.
-pub(super) const KNOWN: &[&str] = &["blocked_users", "rate_limit_per_user"];
+pub(super) const KNOWN: &[&str] = &["blocked_users", "rate_limit_per_user", "allowed_realms"];
 
 /// Highest `rate_limit_per_user` (a typo guard).
 const MAX_RATE_LIMIT: u64 = 1_000_000;
@@ -23,6 +24,9 @@ pub struct SecurityConfig {
     /// Events per minute from one user beyond which that user's events are
     /// skipped until the minute is over.
     pub rate_limit_per_user: Option<u32>,
+    /// The organization names allowed to run; `None` for any. A configured
+    /// organization not in it is a configuration problem.
+    pub allowed_realms: Option<Vec<String>>,
 }
 
 /// Reads `[security]` into `out`.
@@ -42,9 +46,9 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut SecurityConfig) {
                 )),
                 None => {}
             },
-            "allowed_realms" => r.problem(format!(
-                "`{key}` only made sense for the Python plugin inside a Zulip server hosting several organizations; this daemon is an API client of one organization (the bot's): remove the key"
-            )),
+            "allowed_realms" => {
+                out.allowed_realms = r.strings(&key, v, "organization names ([[zulip]] name)")
+            }
             "require_authentication" => r.problem(format!(
                 "`{key}` only made sense for the Python plugin; every request this daemon makes is authenticated with the bot's API key, and there is nothing to turn off: remove the key"
             )),

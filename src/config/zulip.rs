@@ -1,6 +1,8 @@
-//! `[zulip]`: where the bot's credentials are and how the event queue is
-//! registered. The API key itself is refused here: it lives in the zuliprc
-//! or in `ZULIP_API_KEY`, never in this file.
+//! `[zulip]` (or each `[[zulip]]` entry, one per organization): where the
+//! bot's credentials are, how the event queue is registered, and, for an
+//! organization, its name and which listeners run for it. The API key
+//! itself is refused here: it lives in the zuliprc or in `ZULIP_API_KEY`,
+//! never in this file.
 
 use std::path::PathBuf;
 
@@ -13,6 +15,8 @@ pub(super) const SECTION: &str = "zulip";
 
 /// The keys of `[zulip]`.
 pub(super) const KNOWN: &[&str] = &[
+    "name",
+    "listeners",
     "zuliprc",
     "site",
     "email",
@@ -37,9 +41,21 @@ pub const DEFAULT_QUEUE_LIFESPAN_SECS: u64 = 86_400;
 /// Longest queue lifetime Zulip grants: 7 days.
 const MAX_QUEUE_LIFESPAN_SECS: u64 = 604_800;
 
-/// `[zulip]`.
+/// `[zulip]`, or one `[[zulip]]` entry.
 #[derive(Debug, Clone)]
 pub struct ZulipConfig {
+    /// The organization's name: its rows' `instance`, its metrics' `org`
+    /// label. Required with several organizations; for one, `[scaling]
+    /// instance_id` when absent.
+    pub name: Option<String>,
+    /// The listeners that run for this organization, among `[listeners]
+    /// enabled`; `None` for all of them.
+    pub listeners: Option<Vec<String>>,
+    /// Whether the `ZULIP_*` variables, `ZULIP_CONFIG` and `~/.zuliprc` may
+    /// supply what this section leaves out: true for one organization,
+    /// false for each of several (they would give every organization the
+    /// same account). Not a key of the file.
+    pub use_environment: bool,
     /// Path of the bot's `zuliprc`; `ZULIP_CONFIG` and `~/.zuliprc` apply when absent.
     pub zuliprc: Option<PathBuf>,
     /// The site, overriding the one in the zuliprc.
@@ -69,6 +85,9 @@ pub struct ZulipConfig {
 impl Default for ZulipConfig {
     fn default() -> Self {
         ZulipConfig {
+            name: None,
+            listeners: None,
+            use_environment: true,
             zuliprc: None,
             site: None,
             email: None,
@@ -88,6 +107,8 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ZulipConfig) {
     for (k, v) in t {
         let key = r.key(k);
         match k.as_str() {
+            "name" => out.name = r.name(&key, v),
+            "listeners" => out.listeners = r.strings(&key, v, "listener names"),
             "zuliprc" => out.zuliprc = r.string(&key, v).map(PathBuf::from),
             "site" => out.site = r.string(&key, v),
             "email" => out.email = r.string(&key, v),

@@ -38,6 +38,10 @@ pub trait Store: StatsStore + AdminStore + AuditStore + OutboxStore + Send + Syn
     /// Takes the exclusive lock of `instance` for this process's lifetime
     /// (see `lock.rs`); `run` holds it to the end.
     async fn lock_instance(&self, instance: &str) -> Result<InstanceLock, StoreError>;
+    /// [`Store::lock_instance`] for each of `instances` (the organizations
+    /// of one process); on SQLite, whose lock covers the whole file, the
+    /// one lock serves them all.
+    async fn lock_instances(&self, instances: &[String]) -> Result<Vec<InstanceLock>, StoreError>;
     /// The stored queue position of `instance`.
     async fn load_cursor(&self, instance: &str) -> Result<Option<Cursor>, StoreError>;
     /// Stores `events` from `origin` and, in the same transaction, moves

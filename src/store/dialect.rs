@@ -72,6 +72,9 @@ pub(crate) trait InboxDialect: Dialect {
         Ok(())
     }
 
+    /// Whether one lock covers every instance (SQLite's, on the file).
+    const LOCK_COVERS_EVERY_INSTANCE: bool = false;
+
     /// `Store::lock_instance`.
     async fn take_lock(&self, instance: &str) -> Result<InstanceLock, StoreError>;
 }

@@ -121,6 +121,17 @@ where
         self.take_lock(instance).await
     }
 
+    async fn lock_instances(&self, instances: &[String]) -> Result<Vec<InstanceLock>, StoreError> {
+        let mut locks = Vec::with_capacity(instances.len());
+        for instance in instances {
+            locks.push(self.take_lock(instance).await?);
+            if Self::LOCK_COVERS_EVERY_INSTANCE {
+                break;
+            }
+        }
+        Ok(locks)
+    }
+
     async fn record_batch(
         &self,
         instance: &str,

@@ -63,6 +63,10 @@ pub(crate) struct CredentialSources<'a> {
     pub allow_insecure_http: bool,
     /// Whether a zuliprc or client key others may read is refused.
     pub file_permissions: FilePermissions,
+    /// Read no `ZULIP_*` variable and no `~/.zuliprc` (each of several
+    /// organizations has its own zuliprc: the environment would give every
+    /// one the same account).
+    pub ignore_environment: bool,
 }
 
 impl fmt::Debug for CredentialSources<'_> {
@@ -208,7 +212,12 @@ pub(crate) fn resolve_credentials(
     home: Option<&Path>,
 ) -> Result<Credentials, Vec<CredentialsError>> {
     let mut problems = Vec::new();
-    let var = |name: &str| env(name).as_deref().and_then(nonempty);
+    let var = |name: &str| {
+        if sources.ignore_environment {
+            return None;
+        }
+        env(name).as_deref().and_then(nonempty)
+    };
     let arg_or_var = |arg: Option<&str>, name| arg.and_then(nonempty).or_else(|| var(name));
     let key = arg_or_var(sources.api_key, "ZULIP_API_KEY");
     let email = arg_or_var(sources.email, "ZULIP_EMAIL");
@@ -217,7 +226,10 @@ pub(crate) fn resolve_credentials(
         .map(Path::to_path_buf)
         .or_else(|| var("ZULIP_CONFIG").map(PathBuf::from))
         .map(|p| expand_tilde(&p, home))
-        .or_else(|| home.map(|h| h.join(".zuliprc")));
+        .or_else(|| {
+            home.filter(|_| !sources.ignore_environment)
+                .map(|h| h.join(".zuliprc"))
+        });
     let looked = path.as_ref().map_or_else(
         || "~/.zuliprc (home directory unknown)".to_owned(),
         |p| p.display().to_string(),
@@ -345,6 +357,7 @@ mod tests {
         site: None,
         allow_insecure_http: false,
         file_permissions: FilePermissions::Enforce,
+        ignore_environment: false,
     };
 
     /// A home directory holding the given files, e.g. `.zuliprc`.
@@ -392,6 +405,39 @@ mod tests {
         assert_eq!(c.email, "test-bot@zulip.example.com");
         assert_eq!((c.api_key.expose_secret(), c.site.as_str()), (KEY, URL));
         assert!(!c.tls.insecure && c.tls.cert_bundle.is_none());
+    }
+
+    #[test]
+    fn an_organization_of_several_reads_only_its_own_zuliprc() {
+        let own = home(&[
+            (".zuliprc", RC),
+            (
+                "own.rc",
+                "[api]\nemail=own@x\nkey=own\nsite=https://own.example\n",
+            ),
+        ]);
+        let path = own.path().join("own.rc");
+        let src = CredentialSources {
+            ignore_environment: true,
+            ..with_rc(&path)
+        };
+        let vars = [
+            ("ZULIP_API_KEY", "shared"),
+            ("ZULIP_SITE", "https://shared.example"),
+        ];
+        assert_eq!(
+            load(&own, &src, &vars),
+            "own@x own https://own.example/api/v1/"
+        );
+        let no_file = CredentialSources {
+            ignore_environment: true,
+            ..NO
+        };
+        let got = load(&own, &no_file, &vars);
+        assert!(
+            got.starts_with("error:"),
+            "neither ~/.zuliprc nor ZULIP_* is read: {got}"
+        );
     }
 
     #[test]

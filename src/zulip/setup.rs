@@ -34,6 +34,7 @@ impl<'a> CredentialSources<'a> {
             site: z.site.as_deref(),
             allow_insecure_http: z.allow_insecure_http,
             file_permissions: config.file_permissions,
+            ignore_environment: !z.use_environment,
         }
     }
 }

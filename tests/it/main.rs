@@ -21,6 +21,7 @@ mod log_sanitization;
 mod message_log;
 mod message_log_store;
 mod operations;
+mod organizations;
 mod poison;
 mod poison_pages;
 mod reliability;

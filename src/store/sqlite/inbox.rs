@@ -26,6 +26,8 @@ impl InboxDialect for SqliteStore {
            (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
          ORDER BY i.id";
 
+    const LOCK_COVERS_EVERY_INSTANCE: bool = true;
+
     async fn take_lock(&self, _instance: &str) -> Result<InstanceLock, StoreError> {
         let file = self.pool().connect_options().get_filename().to_owned();
         super::lock::take(&file, self.lock_state().clone(), self.files())

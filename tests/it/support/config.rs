@@ -105,3 +105,39 @@ pub fn write_secret(path: &std::path::Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .expect("chmod 600 a secret file");
 }
+
+/// A directory with one zuliprc per organization (`name`, its fake Zulip)
+/// and a config listing them as `[[zulip]]` entries, each with `per_org`
+/// TOML inside its entry, on `db_url`, with `extra` TOML appended.
+pub fn setup_organizations(orgs: &[(&str, &FakeZulip, &str)], db_url: &str, extra: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut text = String::new();
+    for (name, fake, per_org) in orgs {
+        let zuliprc = dir.path().join(format!("{name}.zuliprc"));
+        write_secret(
+            &zuliprc,
+            &format!(
+                "[api]\nemail={}\nkey={}\nsite={}\n",
+                fake.email(),
+                fake.api_key(),
+                fake.site()
+            ),
+        );
+        text.push_str(&format!(
+            "[[zulip]]\nname = \"{name}\"\nzuliprc = \"{}\"\n{per_org}\n",
+            zuliprc.display()
+        ));
+    }
+    text.push_str(&format!(
+        "[database]\nurl = \"{db_url}\"\n[http]\nbind = \"off\"\n{}{extra}\n",
+        reliability_defaults(extra)
+    ));
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, &text).expect("write config");
+    let config = Config::parse(&text, &known_listener_names()).expect("valid test config");
+    Setup {
+        dir,
+        config_path,
+        config,
+    }
+}

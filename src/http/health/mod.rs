@@ -1,9 +1,18 @@
 //! `/health`: the daemon's state as starting, healthy, degraded or
-//! unhealthy, with the reasons, computed from [`State`] and a database ping.
+//! unhealthy, with the reasons, computed from each organization's
+//! [`State`] (`organization.rs`) and a database ping. With several
+//! organizations, one that stopped (a refused key) is unhealthy in its own
+//! section and makes the whole degraded; the whole is unhealthy only when
+//! every organization is, or what they share (the database, the drain)
+//! fails.
+
+mod organization;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+
+use organization::{judge, rfc3339, Judged, OrganizationHealth};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -50,7 +59,7 @@ pub(crate) struct HealthReport {
     pub error_rate: f64,
     /// Seconds since the last successful poll (heartbeat or events).
     pub seconds_since_last_poll: Option<f64>,
-    /// The queue of this instance.
+    /// The queue of this instance (the first organization's).
     pub queue: QueueHealth,
     /// The database.
     pub database: DatabaseHealth,
@@ -62,6 +71,8 @@ pub(crate) struct HealthReport {
     pub memory_backpressure: bool,
     /// Shutdown has begun.
     pub draining: bool,
+    /// Each organization (one unless `[[zulip]]` lists several).
+    pub organizations: Vec<OrganizationHealth>,
 }
 
 /// An open circuit in `/health`.
@@ -99,28 +110,36 @@ pub(crate) struct DatabaseHealth {
 
 /// Everything `/health` reads.
 pub(crate) struct Health {
-    state: Arc<State>,
+    /// The daemon's state: the drain flag, its own metrics.
+    daemon: Arc<State>,
+    /// Each organization's name and state (the daemon's, for one).
+    orgs: Vec<(String, Arc<State>)>,
     store: Option<Arc<dyn Store>>,
-    instance: String,
     listeners: Vec<String>,
     samples: Mutex<VecDeque<(tokio::time::Instant, u64, u64)>>,
 }
 
 impl Health {
-    /// Health of the daemon described by `state`.
+    /// Health of the daemon described by `daemon` and the organizations'
+    /// states `orgs` (for one organization, `daemon` itself).
     pub(crate) fn new(
-        state: Arc<State>,
+        daemon: Arc<State>,
+        orgs: Vec<(String, Arc<State>)>,
         store: Option<Arc<dyn Store>>,
-        instance: String,
         listeners: Vec<String>,
     ) -> Arc<Health> {
         Arc::new(Health {
-            state,
+            daemon,
+            orgs,
             store,
-            instance,
             listeners,
             samples: Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// Whether the organizations' metrics are apart from the daemon's.
+    fn several(&self) -> bool {
+        !(self.orgs.len() == 1 && Arc::ptr_eq(&self.orgs[0].1, &self.daemon))
     }
 
     /// Samples run totals every few seconds for the error-rate window and
@@ -139,19 +158,30 @@ impl Health {
     }
 
     /// Sets the gauges computed from the live state rather than counted
-    /// (the age of the last poll). Cheap and never touches the database, so
-    /// a `/metrics` scrape calls it and never waits on the store.
-    pub(crate) fn refresh_gauges(&self) -> Option<f64> {
-        let age = self.state.last_poll_age();
-        self.state
-            .metrics
-            .last_poll_age_seconds
-            .set(age.unwrap_or(0.0));
-        age
+    /// (the age of the last poll), per organization. Cheap and never
+    /// touches the database, so a `/metrics` scrape calls it and never
+    /// waits on the store.
+    pub(crate) fn refresh_gauges(&self) -> Vec<Option<f64>> {
+        self.orgs
+            .iter()
+            .map(|(_, state)| {
+                let age = state.last_poll_age();
+                state.metrics.last_poll_age_seconds.set(age.unwrap_or(0.0));
+                age
+            })
+            .collect()
+    }
+
+    /// Runs and failed runs of every organization.
+    fn run_totals(&self) -> (u64, u64) {
+        self.orgs.iter().fold((0, 0), |(r, f), (_, state)| {
+            let (runs, failed) = state.metrics.run_totals();
+            (r + runs, f + failed)
+        })
     }
 
     fn sample(&self) {
-        let (runs, failed) = self.state.metrics.run_totals();
+        let (runs, failed) = self.run_totals();
         let now = tokio::time::Instant::now();
         let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         s.push_back((now, runs, failed));
@@ -165,7 +195,7 @@ impl Health {
 
     /// Failed share of runs over the window (since start when younger).
     pub(crate) fn error_rate(&self) -> f64 {
-        let (runs, failed) = self.state.metrics.run_totals();
+        let (runs, failed) = self.run_totals();
         let s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let (r0, f0) = s.front().map(|(_, r, f)| (*r, *f)).unwrap_or((0, 0));
         let dr = runs.saturating_sub(r0);
@@ -176,9 +206,14 @@ impl Health {
         }
     }
 
-    /// The Prometheus text of the daemon's metrics.
+    /// The Prometheus text of the daemon's metrics (and, with several
+    /// organizations, of each one's, labelled `org`).
     pub(crate) fn metrics_text(&self) -> String {
-        self.state.metrics.render()
+        if !self.several() {
+            return self.daemon.metrics.render();
+        }
+        let orgs: Vec<_> = self.orgs.iter().map(|(_, s)| &s.metrics).collect();
+        crate::metrics::render_organizations(&self.daemon.metrics, &orgs)
     }
 
     /// The current report; pings the database (at most 2 s).
@@ -190,15 +225,21 @@ impl Health {
             ),
             None => true,
         };
-        let s = &self.state;
-        let i = &s.intake;
-        let polling = i.polling.load(Ordering::Relaxed);
-        let longpoll = i.longpoll_secs.load(Ordering::Relaxed).max(1);
-        let age = self.refresh_gauges();
+        let ages = self.refresh_gauges();
+        let judged: Vec<Judged> = self
+            .orgs
+            .iter()
+            .zip(&ages)
+            .map(|((name, state), age)| judge(name, state, *age))
+            .collect();
         let error_rate = self.error_rate();
-        let draining = s.draining.load(Ordering::Relaxed);
-        let retrying = s.database_retrying.load(Ordering::Relaxed);
-        let backpressure = s.backpressure.load(Ordering::Relaxed);
+        let draining = self.daemon.draining.load(Ordering::Relaxed);
+        let several = self.several();
+        // With several organizations, each reason names its organization.
+        let named = |j: &Judged, reason: &String| match several {
+            true => format!("organization {}: {reason}", j.report.name),
+            false => reason.clone(),
+        };
 
         let mut unhealthy = Vec::new();
         let mut degraded = Vec::new();
@@ -208,91 +249,97 @@ impl Health {
         if !reachable {
             unhealthy.push("the database does not answer".to_owned());
         }
-        if polling {
-            match age {
-                Some(a) if a > 600.0 => unhealthy.push(format!(
-                    "no successful poll for {a:.0} s: the queue is probably lost"
-                )),
-                Some(a) if a > 2.0 * longpoll as f64 => degraded.push(format!(
-                    "no heartbeat or event for {a:.0} s (over twice the {longpoll} s long-poll timeout)"
-                )),
-                _ => {}
+        // Every organization unhealthy makes the daemon so; some only, degraded.
+        let all_down = judged.iter().all(|j| !j.unhealthy.is_empty());
+        for j in &judged {
+            let reasons = j.unhealthy.iter().map(|r| named(j, r));
+            match all_down {
+                true => unhealthy.extend(reasons),
+                false => degraded.extend(reasons),
             }
         }
-        if i.degraded.load(Ordering::Relaxed) {
-            degraded.push(format!(
-                "requests to Zulip have failed for {:.0} s ({} in a row; still retrying)",
-                i.failing_for().unwrap_or_default().as_secs_f64(),
-                i.consecutive_failures.load(Ordering::Relaxed)
-            ));
+        for j in &judged {
+            degraded.extend(j.degraded.iter().map(|r| named(j, r)));
         }
         if error_rate > ERROR_RATE_THRESHOLD {
             degraded.push(format!("listener error rate {:.0}%", error_rate * 100.0));
         }
-        if retrying {
-            degraded.push("retrying database writes".to_owned());
-        }
-        if backpressure {
-            degraded.push("polling paused by memory backpressure".to_owned());
-        }
-        let (disabled, open) = match s.listeners.get() {
-            Some(c) => (c.disabled(), c.open_circuits()),
-            None => (Vec::new(), Vec::new()),
-        };
-        for (name, why) in &disabled {
-            degraded.push(format!("listener {name} is disabled: {why}"));
-        }
-        for (name, until) in &open {
-            degraded.push(format!(
-                "listener {name}'s circuit is open until {}",
-                until.to_rfc3339()
-            ));
-        }
-        let starting = s.starting();
+        let starting: Vec<String> = judged
+            .iter()
+            .filter_map(|j| {
+                let what = j.starting.as_ref()?;
+                Some(named(j, &format!("starting: {what}")))
+            })
+            .collect();
         let status = if !unhealthy.is_empty() {
             Status::Unhealthy
-        } else if let Some(what) = &starting {
+        } else if !starting.is_empty() {
             // What start-up waits for is the one reason that matters.
-            degraded = vec![format!("starting: {what}")];
+            degraded = starting;
             Status::Starting
         } else if !degraded.is_empty() {
             Status::Degraded
         } else {
             Status::Healthy
         };
-        let last_event_ms = i.last_event_ms.load(Ordering::Relaxed);
+        let retrying = self
+            .orgs
+            .iter()
+            .any(|(_, s)| s.database_retrying.load(Ordering::Relaxed));
+        let backpressure = self
+            .orgs
+            .iter()
+            .any(|(_, s)| s.backpressure.load(Ordering::Relaxed));
+        let runs_in_flight = self
+            .orgs
+            .iter()
+            .map(|(_, s)| s.metrics.runs_in_flight.get())
+            .sum();
+        let last_event_ms = judged.iter().map(|j| j.last_event_ms).max().unwrap_or(0);
+        // The oldest last poll among the organizations still polling.
+        let age = judged
+            .iter()
+            .filter(|j| j.unhealthy.is_empty() || all_down)
+            .filter_map(|j| j.report.seconds_since_last_poll)
+            .reduce(f64::max);
+        let queue = judged
+            .first()
+            .map(|j| j.report.queue.clone())
+            .unwrap_or_else(|| QueueHealth {
+                instance: String::new(),
+                queue_id: None,
+                consecutive_failures: 0,
+                longpoll_timeout_seconds: 1,
+            });
+        let mut disabled_listeners = Vec::new();
+        let mut open_circuits = Vec::new();
+        for j in &judged {
+            for (name, _) in &j.disabled {
+                if !disabled_listeners.contains(name) {
+                    disabled_listeners.push(name.clone());
+                }
+            }
+            open_circuits.extend(j.open.iter().cloned());
+        }
         HealthReport {
             status,
             reasons: unhealthy.into_iter().chain(degraded).collect(),
             active_handlers: self.listeners.len(),
-            runs_in_flight: s.metrics.runs_in_flight.get(),
-            last_event_time: (last_event_ms > 0)
-                .then(|| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(last_event_ms))
-                .flatten()
-                .map(|t| t.to_rfc3339()),
+            runs_in_flight,
+            last_event_time: rfc3339(last_event_ms),
             error_rate,
             seconds_since_last_poll: age,
-            queue: QueueHealth {
-                instance: self.instance.clone(),
-                queue_id: i.queue_id(),
-                consecutive_failures: i.consecutive_failures.load(Ordering::Relaxed),
-                longpoll_timeout_seconds: longpoll,
-            },
+            queue,
             database: DatabaseHealth {
                 backend: self.store.as_ref().map(|s| s.backend()).unwrap_or("none"),
                 reachable,
                 retrying,
             },
-            disabled_listeners: disabled.into_iter().map(|(n, _)| n).collect(),
-            open_circuits: open
-                .into_iter()
-                .map(|(listener, until)| OpenCircuit {
-                    listener,
-                    until: until.to_rfc3339(),
-                })
-                .collect(),
+            disabled_listeners,
+            open_circuits,
             memory_backpressure: backpressure,
             draining,
+            organizations: judged.into_iter().map(|j| j.report).collect(),
         }
     }
 }

@@ -1,0 +1,349 @@
+//! [`Organization`]: one organization's part of the daemon — its view of
+//! the configuration (`Config::organizations`), its listener instances,
+//! its source (its own Zulip client and account check), its live
+//! [`State`], and, once run, its own recorder, dispatcher, listener
+//! controls, reply sender and intake, all tagged with its name (the store's
+//! `instance`). The organizations of one process share the store, the
+//! HTTP server, the background services and the shutdown token; when Zulip
+//! refuses one of them (a revoked key), that one stops, loudly, and the
+//! others go on.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::connect::{identify, zulip_client, Identity, CONNECTING};
+use super::drain::{drain, recover};
+use super::run::{RunOptions, RunReport};
+use super::services::{spawn_reply_sender, Services};
+use super::source::{intake_settings, Source};
+use super::AppError;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::dispatch::filters::Filters;
+use crate::dispatch::partition::Partitioner;
+use crate::dispatch::{
+    BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
+    RetryPolicy,
+};
+use crate::intake::{Pipeline, PipelineMode};
+use crate::listeners::{BotIdentity, Instance, Listener, Registry};
+use crate::state::{State, OPERATOR_DISABLED};
+use crate::store::Store;
+
+/// Capacity of the channel from listener runs to the recorder.
+const OUTCOME_CHANNEL: usize = 4096;
+
+/// What the organizations of one run share.
+#[derive(Clone)]
+pub(super) struct Shared {
+    /// `None` in a dry run.
+    pub(super) store: Option<Arc<dyn Store>>,
+    pub(super) opts: RunOptions,
+    pub(super) services: Services,
+    pub(super) clock: Arc<dyn Clock>,
+    /// Several organizations: one Zulip refuses stops alone.
+    pub(super) several: bool,
+}
+
+/// One organization, built, not yet consuming events.
+pub(super) struct Organization {
+    /// The configuration as this organization sees it.
+    pub(super) config: Config,
+    pub(super) instances: Vec<Instance>,
+    source: Source,
+    identity: Identity,
+    pub(super) state: Arc<State>,
+    /// Zulip refused the account check at build: the organization does
+    /// not run (with several organizations; one alone fails the start).
+    refused: Option<AppError>,
+}
+
+impl AppError {
+    /// Whether the error is one organization's own (Zulip refused its key
+    /// or its request), which stops that organization only.
+    pub(super) fn is_organization_own(&self) -> bool {
+        matches!(self, AppError::Auth(_) | AppError::Zulip(_))
+    }
+}
+
+impl Organization {
+    /// Builds the listener instances and the source of the organization
+    /// `config` describes, and checks its account with Zulip. With
+    /// `isolated`, a refusal by Zulip leaves the organization stopped
+    /// (logged, `/health` unhealthy for it) instead of failing.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError`] when the organization cannot be built.
+    pub(super) async fn build(
+        config: Config,
+        registry: &Registry,
+        opts: &RunOptions,
+        state: Arc<State>,
+        isolated: bool,
+    ) -> Result<Organization, AppError> {
+        let names = opts
+            .listeners
+            .clone()
+            .unwrap_or_else(|| config.listeners.enabled.clone());
+        let instances = Instance::build_all(registry, &config, &names)?;
+        let mut refused = None;
+        // Zulip first: wrong credentials fail in a second, before any
+        // database work. A Zulip that does not answer yet is asked again
+        // once /health is served (as starting).
+        let (source, identity) = match &opts.events_file {
+            Some(path) => (Source::File(path.clone()), Identity::Known(None)),
+            None => {
+                let client = zulip_client(&config)?;
+                let identity = match identify(&client, &config, &state).await {
+                    Ok(identity) => identity,
+                    Err(e) if isolated && e.is_organization_own() => {
+                        stopped(&config, &state, &e);
+                        refused = Some(e);
+                        Identity::Known(None)
+                    }
+                    Err(e) => return Err(e),
+                };
+                if matches!(identity, Identity::Known(Some(_))) {
+                    state.set_starting(Some(CONNECTING.to_owned()));
+                }
+                (Source::Zulip(client), identity)
+            }
+        };
+        Ok(Organization {
+            config,
+            instances,
+            source,
+            identity,
+            state,
+            refused,
+        })
+    }
+
+    /// Its name: its rows' `instance`.
+    pub(super) fn name(&self) -> &str {
+        &self.config.scaling.instance_id
+    }
+
+    /// Whether Zulip refused it at build.
+    pub(super) fn is_refused(&self) -> bool {
+        self.refused.is_some()
+    }
+
+    /// Takes the error that stopped it at build.
+    pub(super) fn take_refusal(&mut self) -> Option<AppError> {
+        self.refused.take()
+    }
+
+    fn listeners(&self) -> Vec<Arc<dyn Listener>> {
+        self.instances.iter().map(|i| i.listener.clone()).collect()
+    }
+
+    fn bot(&self) -> Option<Arc<BotIdentity>> {
+        match &self.identity {
+            Identity::Known(bot) => bot.clone(),
+            Identity::Pending(_) => None,
+        }
+    }
+
+    /// Consumes the organization's events until its source ends, `token`
+    /// is cancelled, or Zulip refuses it (then it is marked stopped).
+    ///
+    /// # Errors
+    ///
+    /// [`AppError`] for whatever stopped it.
+    pub(super) async fn run(
+        mut self,
+        shared: Shared,
+        token: CancellationToken,
+    ) -> Result<RunReport, AppError> {
+        if let Some(e) = self.refused.take() {
+            return Err(e);
+        }
+        let result = match self
+            .identity
+            .settle(&self.source, &self.state, &token)
+            .await
+        {
+            Ok(true) => match shared.store.clone() {
+                Some(store) => self.consume(store, &shared, token).await,
+                None => self.describe(&shared, token).await,
+            },
+            Ok(false) => Ok(RunReport::default()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            if shared.several && e.is_organization_own() {
+                stopped(&self.config, &self.state, e);
+            }
+        }
+        result
+    }
+
+    /// `--dry-run`: every event described, nothing stored or run.
+    async fn describe(
+        &self,
+        shared: &Shared,
+        token: CancellationToken,
+    ) -> Result<RunReport, AppError> {
+        let pipeline = Pipeline::new(
+            self.name().to_owned(),
+            PipelineMode::DryRun {
+                listeners: self.listeners(),
+            },
+            self.state.clone(),
+        );
+        let mut settings = intake_settings(&self.config, &shared.opts, shared.clock.clone());
+        settings.release_queue = true;
+        let file = self
+            .source
+            .feed(&pipeline, settings, self.state.clone(), token)
+            .await?;
+        Ok(RunReport {
+            file,
+            stored: pipeline.stored_total(),
+            ..RunReport::default()
+        })
+    }
+
+    /// Events stored, dispatched and recorded.
+    async fn consume(
+        &self,
+        store: Arc<dyn Store>,
+        shared: &Shared,
+        token: CancellationToken,
+    ) -> Result<RunReport, AppError> {
+        let config = &self.config;
+        let instance = self.name().to_owned();
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
+        let give_up = CancellationToken::new();
+        let recorder: JoinHandle<RecorderReport> = tokio::spawn(
+            Recorder::new(
+                store.clone(),
+                instance.clone(),
+                progress.clone(),
+                rx,
+                self.state.clone(),
+            )
+            .audit_disables(config.data_protection.audit_trail)
+            .run(give_up.clone()),
+        );
+        let dispatcher = Dispatcher::new(
+            self.instances.clone(),
+            self.dispatcher_settings(&token),
+            tx,
+            progress,
+            self.state.clone(),
+        );
+        let dispatcher = self
+            .attach_controls(dispatcher, &store, &shared.services)
+            .await?;
+        if let Source::Zulip(client) = &self.source {
+            spawn_reply_sender(&shared.services, &store, client, config, &self.state);
+        }
+        let recovered = recover(&store, &instance, &dispatcher).await?;
+
+        let pipeline = Pipeline::new(
+            instance,
+            PipelineMode::Store {
+                store: store.clone(),
+                dispatcher: Box::new(dispatcher),
+            },
+            self.state.clone(),
+        );
+        let settings = intake_settings(config, &shared.opts, shared.clock.clone());
+        let outcome = self
+            .source
+            .feed(&pipeline, settings, self.state.clone(), token)
+            .await;
+        let mut report = RunReport {
+            recovered,
+            location: Some(store.location()),
+            stored: pipeline.stored_total(),
+            duplicates: pipeline.duplicates_total(),
+            ..RunReport::default()
+        };
+        report.recorder = drain(
+            pipeline,
+            recorder,
+            give_up,
+            config.performance.handler_timeout,
+        )
+        .await;
+        report.file = outcome?;
+        Ok(report)
+    }
+
+    fn dispatcher_settings(&self, stop: &CancellationToken) -> DispatcherSettings {
+        let config = &self.config;
+        DispatcherSettings {
+            max_concurrent: config.performance.max_concurrent_handlers,
+            timeout: config.performance.handler_timeout,
+            org: Arc::from(self.name()),
+            bot_user_id: self.bot().map(|b| b.user_id),
+            bot: self.bot(),
+            stop: stop.clone(),
+            retry: RetryPolicy::from_queue(&config.queue),
+            breaker: BreakerSettings {
+                failure_threshold: config.error_handling.circuit_breaker_threshold,
+                cooldown: config.error_handling.circuit_breaker_cooldown,
+                max_failures_per_hour: config.error_handling.max_failures_per_hour,
+                auto_disable_threshold: config.error_handling.auto_disable_threshold,
+            },
+            partitioner: Partitioner::from_config(&config.scaling),
+            filters: Arc::new(Filters::new(config)),
+        }
+    }
+
+    /// Wires the dispatcher's listener controls: notices to the webhook
+    /// notifier, the controls to `/health`, the listeners an operator (or an
+    /// auto-disable) switched off before this start, and the sync that
+    /// applies `enable`/`disable` while running.
+    async fn attach_controls(
+        &self,
+        dispatcher: Dispatcher,
+        store: &Arc<dyn Store>,
+        services: &Services,
+    ) -> Result<Dispatcher, AppError> {
+        let (notice_tx, notice_rx) = mpsc::channel(crate::notify::NOTICE_QUEUE);
+        let dispatcher = dispatcher.with_notices(notice_tx);
+        crate::notify::spawn_notifier(
+            notice_rx,
+            self.config.error_handling.notification_webhook.clone(),
+            self.name().to_owned(),
+            services.token(),
+        );
+        let control = dispatcher.control();
+        let _ = self.state.listeners.set(Arc::new(control.clone()));
+        // Listeners disabled before this start stay disabled: their runs are
+        // skipped and dead-lettered.
+        for s in store.listener_states().await? {
+            if !s.enabled {
+                let reason = s
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| OPERATOR_DISABLED.to_owned());
+                control.set_disabled(&s.name, Some(reason));
+            }
+        }
+        crate::notify::spawn_state_sync(
+            store.clone(),
+            move |name, reason| control.set_disabled(name, reason),
+            services.token(),
+        );
+        Ok(dispatcher)
+    }
+}
+
+/// Says, loudly, that Zulip refused organization `config` for good: the
+/// error log, and `/health` unhealthy for it.
+fn stopped(config: &Config, state: &State, e: &AppError) {
+    tracing::error!(organization = %config.scaling.instance_id, error = %e,
+        "This organization stopped: Zulip refused it; the daemon's other organizations, if any, go on (fix its key and restart)");
+    state.set_starting(None);
+    state.set_stopped(e.to_string());
+}

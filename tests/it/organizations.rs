@@ -1,0 +1,295 @@
+//! Several organizations in one process: two `[[zulip]]` entries on two
+//! fake Zulip servers share one database and one HTTP server; each one's
+//! events are stored under its name and dispatched to its listeners; a key
+//! revoked in one stops that one (unhealthy in `/health`) while the other
+//! stores every event; `[security] allowed_realms` refuses an organization
+//! at `check-config`; a single `[zulip]` reports as before.
+
+use std::time::Duration;
+
+use zulip_event_listeners::app::RunOptions;
+
+use crate::support::fake_zulip::{FakeOptions, FakeZulip, Fault, FaultPlan};
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Messages of organization `instance` in the inbox.
+async fn stored(db: &TestDb, instance: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT count(*) FROM event_listeners_inbox WHERE instance = '{instance}' AND event_type = 'message'"
+    ))
+    .await
+}
+
+/// Runs of `listener` recorded for organization `instance`'s events.
+async fn runs(db: &TestDb, instance: &str, listener: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT count(*) FROM event_listeners_eventlog l JOIN event_listeners_inbox i ON i.id = l.inbox_id
+         WHERE i.instance = '{instance}' AND l.listener_name = '{listener}' AND l.success"
+    ))
+    .await
+}
+
+fn send(fake: &FakeZulip, n: usize, topic: &str) {
+    for k in 0..n {
+        fake.send_channel_message(7, "user@example.com", "general", topic, &format!("m{k}"));
+    }
+}
+
+/// The `/health` section of organization `name`.
+fn section<'a>(health: &'a Health, name: &str) -> &'a serde_json::Value {
+    let orgs = health.body["organizations"]
+        .as_array()
+        .expect("a list of organizations");
+    orgs.iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no section for {name}: {}", health.body))
+}
+
+async fn a_revoked_key_stops_its_organization_only(backend: Backend) {
+    let mut app = TestApp::new(backend, FakeOptions::default(), "").await;
+    let acme = app.fake.clone();
+    let globex = FakeZulip::start(FakeOptions::default()).await;
+    app.setup = setup_organizations(
+        &[
+            ("acme", &acme, ""),
+            ("globex", &globex, "listeners = [\"counting\"]"),
+        ],
+        &app.db.url,
+        "[listeners]\nenabled = [\"counting\", \"message_logger\"]\n",
+    );
+    let db = app.db.clone();
+    db.migrate().await;
+    let (registry, _) = registry_with_test_listeners();
+    app.start(registry, RunOptions::default()).await;
+    assert!(
+        eventually(WAIT, || async {
+            acme.register_count() == 1 && globex.register_count() == 1
+        })
+        .await
+    );
+
+    // Arrange: both flow, each under its own name, to its own listeners.
+    send(&acme, 10, "a");
+    send(&globex, 10, "g");
+    assert!(
+        eventually(WAIT, || async {
+            runs(&db, "acme", "counting").await == 10 && runs(&db, "globex", "counting").await == 10
+        })
+        .await,
+        "each organization's events are stored under its name and dispatched"
+    );
+    assert!(
+        eventually(WAIT, || async {
+            runs(&db, "acme", "message_logger").await == 10
+        })
+        .await
+    );
+    assert_eq!(
+        runs(&db, "globex", "message_logger").await,
+        0,
+        "globex selects counting only"
+    );
+    let metrics = app.metrics().await;
+    for org in ["acme", "globex"] {
+        assert_eq!(
+            metrics.sample(
+                "zulip_event_listeners_events_received_total",
+                &[("org", org), ("type", "message")]
+            ),
+            Some(10.0),
+            "{org}"
+        );
+        assert!(metrics
+            .sample("zulip_event_listeners_polls_total", &[("org", org)])
+            .is_some());
+    }
+    let health = app.health().await;
+    assert_eq!(
+        section(&health, "acme")["status"],
+        "healthy",
+        "{}",
+        health.body
+    );
+    assert_eq!(
+        section(&health, "globex")["status"],
+        "healthy",
+        "{}",
+        health.body
+    );
+
+    // Act: globex's key is revoked mid-stream; acme goes on.
+    globex.set_faults(FaultPlan {
+        every: vec![(1, Fault::Unauthorized)],
+        only_paths: None,
+    });
+    send(&acme, 40, "a");
+
+    // Assert: globex stopped, loudly, in /health; acme stored everything.
+    assert!(
+        eventually(WAIT, || async {
+            let health = app.health().await;
+            section(&health, "globex")["status"] == "unhealthy"
+        })
+        .await,
+        "the refused organization is unhealthy"
+    );
+    // Sent once refused: Zulip keeps them for a fixed key, none is stored.
+    send(&globex, 5, "g");
+    let health = app.health().await;
+    assert_eq!(health.code, 200, "the daemon still works: {}", health.body);
+    assert_eq!(health.body["status"], "degraded", "{}", health.body);
+    let globex_reasons = section(&health, "globex")["reasons"].to_string();
+    assert!(
+        globex_reasons.contains("intake stopped"),
+        "{globex_reasons}"
+    );
+    assert!(
+        eventually(WAIT, || async { runs(&db, "acme", "counting").await == 50 }).await,
+        "the other organization loses nothing"
+    );
+    send(&acme, 10, "a");
+    assert!(
+        eventually(WAIT, || async {
+            runs(&db, "acme", "message_logger").await == 60
+        })
+        .await
+    );
+    assert!(
+        !app.is_finished(),
+        "one refused organization does not stop the daemon"
+    );
+
+    app.stop()
+        .await
+        .expect("a clean stop: one organization ran to the end");
+    assert_eq!(
+        stored(&db, "acme").await,
+        60,
+        "each acme message stored once"
+    );
+    assert_eq!(
+        stored(&db, "globex").await,
+        10,
+        "nothing of globex's after its key was revoked"
+    );
+    assert_eq!(runs(&db, "globex", "counting").await, 10);
+}
+
+both_backends!(a_revoked_key_stops_its_organization_only =>
+    a_revoked_key_stops_its_organization_only_on_sqlite,
+    a_revoked_key_stops_its_organization_only_on_postgres);
+
+#[tokio::test]
+async fn every_organization_refused_at_start_fails_the_start_with_the_auth_error() {
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
+    let acme = app.fake.clone();
+    let globex = FakeZulip::start(FakeOptions::default()).await;
+    for fake in [&acme, &globex] {
+        fake.set_faults(FaultPlan {
+            every: vec![(1, Fault::Unauthorized)],
+            only_paths: None,
+        });
+    }
+    app.setup = setup_organizations(
+        &[("acme", &acme, ""), ("globex", &globex, "")],
+        &app.db.url,
+        "",
+    );
+    let (registry, _) = registry_with_test_listeners();
+    let err = app
+        .try_start(registry, RunOptions::default())
+        .await
+        .expect_err("no organization can run");
+    assert!(
+        matches!(err, zulip_event_listeners::app::AppError::Auth(_)),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_refuses_an_organization_outside_allowed_realms() {
+    let dir = tempfile::tempdir().unwrap();
+    let rc = |name: &str| {
+        let path = dir.path().join(format!("{name}.zuliprc"));
+        write_secret(
+            &path,
+            &format!("[api]\nemail=bot@{name}.example\nkey=k\nsite=https://{name}.example\n"),
+        );
+        path.display().to_string()
+    };
+    let orgs = format!(
+        "[[zulip]]\nname = \"acme\"\nzuliprc = \"{}\"\n[[zulip]]\nname = \"globex\"\nzuliprc = \"{}\"\n",
+        rc("acme"),
+        rc("globex")
+    );
+    let check = |security: &str| {
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!("{orgs}[database]\nurl = \"sqlite::memory:\"\n{security}"),
+        )
+        .unwrap();
+        zel(&["--config", &path.display().to_string(), "check-config"])
+    };
+
+    let refused = check("[security]\nallowed_realms = [\"acme\"]\n");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("organization `globex` is not in `security.allowed_realms`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`acme` is not"), "{stderr}");
+
+    let allowed = check("[security]\nallowed_realms = [\"acme\", \"globex\"]\n");
+    let stdout = String::from_utf8_lossy(&allowed.stdout);
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    assert!(
+        stdout.contains("Zulip credentials of organization acme load: bot@acme.example"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Zulip credentials of organization globex load: bot@globex.example"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn a_single_zulip_table_has_one_section_and_no_org_label() {
+    let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
+    let fake = app.fake.clone();
+    app.start(
+        zulip_event_listeners::listeners::Registry::builtin(),
+        RunOptions::default(),
+    )
+    .await;
+    assert!(eventually(WAIT, || async { fake.register_count() == 1 }).await);
+    assert!(eventually(WAIT, || async { app.health().await.code == 200 }).await);
+    let health = app.health().await;
+    assert_eq!(
+        section(&health, "default")["status"],
+        "healthy",
+        "{}",
+        health.body
+    );
+    assert_eq!(health.body["queue"]["instance"], "default");
+    let metrics = app.metrics().await;
+    let polls: Vec<_> = metrics
+        .samples
+        .iter()
+        .filter(|s| s.metric == "zulip_event_listeners_polls_total")
+        .collect();
+    assert_eq!(polls.len(), 1);
+    assert!(
+        polls[0].labels.get("org").is_none(),
+        "no org label with one organization"
+    );
+    app.stop().await.expect("clean stop");
+}
