@@ -108,7 +108,6 @@ async fn a_large_response_is_committed_chunk_by_chunk_while_it_arrives(backend: 
         let requests = fake.requests();
         requests.iter().filter(|r| r.path == "/events").count()
     };
-    let polls_before = polls();
     release_backlog(
         &fake,
         BodyFault::Stall {
@@ -117,6 +116,10 @@ async fn a_large_response_is_committed_chunk_by_chunk_while_it_arrives(backend: 
         },
     )
     .await;
+    // Counted once the poll that takes the backlog is parked (it made the
+    // acknowledgement `release_backlog` waited for): polls made while the
+    // earlier ones were held are not new polls of the stalled response.
+    let polls_before = polls();
 
     // The first chunks are committed, and acknowledged in the cursor, while
     // the response is still open: the body stalls half-way.
