@@ -17,6 +17,8 @@ mod poller;
 mod queue;
 mod wakeup;
 
-pub(crate) use file::{run_file, FileError, FileReport, LineProblem};
+pub(crate) use file::{
+    event_of, run_file, FileError, FileReport, LineProblem, LineReader, LINE_LIMIT, READ_BUFFER,
+};
 pub(crate) use inbox::{Pipeline, PipelineError, PipelineMode};
 pub(crate) use poller::{Intake, IntakeError, IntakeSettings};
