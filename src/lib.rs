@@ -30,7 +30,8 @@
 //! The public API is what a custom listener and an embedding binary need:
 //! [`listeners`], [`event`], [`config`], [`app`], [`cli`], the [`store`]
 //! (for tools and tests) and [`dispatch::replay`]; everything else is
-//! internal to the crate.
+//! internal to the crate. (`fuzzing`, hidden, is not API: the entry
+//! points of the fuzz targets in `fuzz/`.)
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
@@ -41,6 +42,8 @@ pub(crate) mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod http;
 pub(crate) mod intake;
 pub mod listeners;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use chrono::Utc;
+use tokio::io::BufReader;
 
 use crate::cli::args::TestArgs;
 use crate::cli::exit::{Failure, EXIT_CONFIG, EXIT_FAILURE};
@@ -23,6 +24,7 @@ use crate::dispatch::filters::Filters;
 use crate::dispatch::partition::Partitioner;
 use crate::dispatch::{guard, route};
 use crate::event::{Event, Recipient};
+use crate::intake::{event_of, LineProblem, LineReader, LINE_LIMIT, READ_BUFFER};
 use crate::listeners::{Context, DryRun, Instance, Listener, Record, Registry, ReplyTo};
 
 /// One (event, listener) pair: the event's own `id`, or `line:N` without one.
@@ -33,7 +35,9 @@ type Pair = (String, String);
 /// # Errors
 ///
 /// A [`Failure`]: exit 2 when a file cannot be read or a listener cannot be
-/// built, 1 when a line is malformed or the pairs differ from `--expect`.
+/// built, 1 when a line was skipped (malformed, not UTF-8, or longer than
+/// `run --events`' line limit; each is printed with its number, and the
+/// lines after it still run) or the pairs differ from `--expect`.
 pub(crate) async fn cmd_test(
     config: &Config,
     registry: &Registry,
@@ -45,27 +49,34 @@ pub(crate) async fn cmd_test(
         .unwrap_or_else(|| config.listeners.enabled.clone());
     let instances = Instance::build_all(registry, config, &names)?;
     let listeners: Vec<Arc<dyn Listener>> = instances.iter().map(|i| i.listener.clone()).collect();
-    let text = read(&args.events)?;
     let filters = Filters::new(config);
     let partitioner = Partitioner::from_config(&config.scaling);
     let mut pairs: BTreeSet<Pair> = BTreeSet::new();
-    let mut malformed = 0usize;
-    for (n, line) in text.lines().enumerate() {
-        let number = n as i64 + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event = match Event::parse_line(line, number) {
-            Ok(e) => e,
-            Err(e) => {
-                malformed += 1;
+    let mut skipped = 0usize;
+    let mut lines = open_lines(&args.events).await?;
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| unreadable(&args.events, e))?
+    {
+        let number = line.number as i64;
+        let event = match event_of(&line) {
+            Ok(Some((e, _))) => e,
+            Ok(None) => continue,
+            Err(problem) => {
+                skipped += 1;
                 if !args.pairs {
-                    println!("line {number}: malformed, skipped: {e}");
+                    match problem {
+                        LineProblem::Malformed(e) => {
+                            println!("line {number}: malformed, skipped: {e}");
+                        }
+                        other => println!("line {number}: skipped: {other}"),
+                    }
                 }
                 continue;
             }
         };
-        let key = event_key(line, number);
+        let key = event_key(event.raw(), number);
         let r = route(&listeners, &filters, &partitioner, &event, Utc::now());
         let runs: Vec<&Arc<dyn Listener>> = r
             .runs
@@ -126,16 +137,36 @@ pub(crate) async fn cmd_test(
             );
         }
     }
-    if malformed > 0 {
+    if skipped > 0 {
         return Err(Failure::new(
             EXIT_FAILURE,
             anyhow!(
-                "{} has {malformed} malformed line(s)",
+                "{}: {skipped} line(s) skipped (malformed, not UTF-8 or too long)",
                 args.events.display()
             ),
         ));
     }
     Ok(())
+}
+
+/// The lines of the events file, each bounded as `run --events` bounds
+/// them (a line over the limit is read to its end without being kept).
+async fn open_lines(path: &Path) -> Result<LineReader<BufReader<tokio::fs::File>>, Failure> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| unreadable(path, e))?;
+    Ok(LineReader::new(
+        BufReader::with_capacity(READ_BUFFER, file),
+        LINE_LIMIT,
+    ))
+}
+
+/// Exit 2: the file cannot be read.
+fn unreadable(path: &Path, e: std::io::Error) -> Failure {
+    Failure::new(
+        EXIT_CONFIG,
+        anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+    )
 }
 
 fn read(path: &Path) -> Result<String, Failure> {

@@ -22,6 +22,8 @@ mod queue;
 mod sift;
 mod wakeup;
 
-pub(crate) use file::{run_file, FileError, FileReport, LineProblem};
+pub(crate) use file::{
+    event_of, run_file, FileError, FileReport, LineProblem, LineReader, LINE_LIMIT, READ_BUFFER,
+};
 pub(crate) use inbox::{Pipeline, PipelineError, PipelineMode};
 pub(crate) use poller::{Intake, IntakeError, IntakeSettings};

@@ -34,3 +34,9 @@ pub(crate) use payloads::{
 pub(crate) use rate_limit::RateBudget;
 pub(crate) use setup::SetupError;
 pub(crate) use stream::{Chunk, Element, EventsStream};
+
+// The parsers of outside input that the fuzz entry points (`src/fuzzing.rs`) drive.
+pub(crate) use credentials::api_base_url;
+pub(crate) use scan::{Scanner, Step};
+pub(crate) use tls::is_remote_plain_http;
+pub(crate) use zuliprc::parse_api_section;

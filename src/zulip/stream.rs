@@ -33,7 +33,7 @@ pub(crate) const CHUNK_EVENTS: usize = 1000;
 pub(crate) const CHUNK_BYTES: usize = 4 << 20;
 
 /// The pieces of a body as the network delivers them.
-type Pieces = Pin<Box<dyn Stream<Item = Result<Bytes, ZulipError>> + Send>>;
+pub(crate) type Pieces = Pin<Box<dyn Stream<Item = Result<Bytes, ZulipError>> + Send>>;
 
 /// One element of `events`, as read.
 #[derive(Debug)]
@@ -115,8 +115,15 @@ impl EventsStream {
         EventsStream::start(Box::pin(pieces), status.as_u16(), idle).await
     }
 
-    /// Reads up to the first byte that is not whitespace, which must be `{`.
-    async fn start(
+    /// A stream over `pieces` (`open` passes the response's body; the fuzz
+    /// entry points in `src/fuzzing.rs` a body of their own): reads up to
+    /// the first byte that is not whitespace, which must be `{`.
+    ///
+    /// # Errors
+    ///
+    /// [`ZulipError::NonJson`] for a body that does not open with `{`, or
+    /// the error reading it.
+    pub(crate) async fn start(
         pieces: Pieces,
         status: u16,
         idle: Duration,

@@ -208,7 +208,7 @@ impl TlsOptions {
 /// Whether `base_url` is plain `http://` to a host other than this one
 /// (`localhost`, `127.0.0.0/8`, `::1`), where the API key would cross the
 /// network unencrypted.
-pub(super) fn is_remote_plain_http(base_url: &str) -> bool {
+pub(crate) fn is_remote_plain_http(base_url: &str) -> bool {
     let Some(rest) = base_url
         .get(..7)
         .filter(|s| s.eq_ignore_ascii_case("http://"))

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-pub(super) type Section = HashMap<String, String>;
+pub(crate) type Section = HashMap<String, String>;
 
 /// Parses INI text as Python's `configparser.ConfigParser` (strict, default
 /// options) does, returning the `[api]` options (falling back to `[DEFAULT]`),
@@ -18,7 +18,7 @@ pub(super) type Section = HashMap<String, String>;
 /// As in configparser: the first `=` or `:` separates, `#`/`;` start full-line
 /// comments only, option names are lower-cased, section names are not.
 /// Not supported: `%` interpolation (Zulip keys are alphanumeric).
-pub(super) fn parse_api_section(text: &str) -> Result<Option<Section>, (usize, String)> {
+pub(crate) fn parse_api_section(text: &str) -> Result<Option<Section>, (usize, String)> {
     let mut sections: HashMap<String, Section> = HashMap::new();
     let mut cur_sect: Option<String> = None;
     let mut cur_opt: Option<String> = None;

@@ -413,6 +413,61 @@ channels = ["support"]
     );
 }
 
+/// `test` reads its file as `run --events` does: a line that is not UTF-8
+/// or is over the 16 MiB line limit is skipped and named with its number,
+/// the lines after it still run, and the exit is 1.
+#[test]
+fn test_skips_a_line_that_is_not_utf8_or_too_long_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[listeners]\nenabled = [\"user_activity_tracker\"]\n",
+    )
+    .unwrap();
+    let event = |id: i64, pad: usize| {
+        format!(
+            r#"{{"type":"message","id":{id},"message":{{"id":{id},"sender_id":3,"sender_email":"a@x","display_recipient":"general","subject":"t","timestamp":1790000000,"content":"{}"}}}}"#,
+            "x".repeat(pad)
+        )
+    };
+    let mut text = Vec::new();
+    text.extend_from_slice(event(1, 1).as_bytes());
+    text.extend_from_slice(b"\n{\"type\":\"x\",\"id\":2,\"s\":\"\xff\"}\n");
+    // A valid event, but longer than the limit: never held whole.
+    text.extend_from_slice(event(3, 17 << 20).as_bytes());
+    text.extend_from_slice(b"\n{not json\n");
+    text.extend_from_slice(event(5, 1).as_bytes());
+    text.push(b'\n');
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, &text).unwrap();
+    let (cfg, ev) = (config.display().to_string(), events.display().to_string());
+
+    let out = zel(&["--config", &cfg, "test", &ev]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(lines[0].starts_with("line 1 (id 1, message"), "{stdout}");
+    let in_file = event(1, 1).len() + 1 + 24;
+    assert_eq!(
+        lines[1],
+        format!("line 2: skipped: not UTF-8: byte 0xFF at byte 24 of the line (byte {in_file} of the file)"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("line 3: skipped: longer than the 16 MiB line limit ("),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("line 4: malformed, skipped: "),
+        "{stdout}"
+    );
+    assert!(lines[4].starts_with("line 5 (id 5, message"), "{stdout}");
+    assert!(stderr.contains("3 line(s) skipped"), "{stderr}");
+}
+
 /// The example binary registers its own listener, runs the daemon's whole
 /// command line, and its `Record::Data` rows are written with its runs.
 #[test]

@@ -13,6 +13,7 @@ mod dispatch_defects;
 mod exec;
 mod faults;
 mod file_source;
+mod fuzz_corpus;
 mod http_limits;
 mod instance_lock;
 mod intake;

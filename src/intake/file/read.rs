@@ -21,7 +21,7 @@ const BATCH: usize = 500;
 /// [`LINE_LIMIT`], what a batch holds in memory stays bounded.
 const BATCH_BYTES: usize = 4 << 20;
 /// Bytes read from the file at a time.
-const READ_BUFFER: usize = 64 << 10;
+pub(crate) const READ_BUFFER: usize = 64 << 10;
 
 /// What reading a file did.
 #[derive(Debug, Default, Clone)]
@@ -160,8 +160,9 @@ pub(crate) async fn run_file(
 }
 
 /// The event on `line` with the length of its text, `None` for a blank
-/// line, or why the line is skipped.
-fn event_of(line: &FileLine<'_>) -> Result<Option<(Event, usize)>, LineProblem> {
+/// line, or why the line is skipped (also how `test EVENTS.jsonl` reads
+/// its lines).
+pub(crate) fn event_of(line: &FileLine<'_>) -> Result<Option<(Event, usize)>, LineProblem> {
     let bytes = match line.body {
         LineBody::Bytes(b) => b,
         LineBody::TooLong(n) => return Err(LineProblem::TooLong(n)),

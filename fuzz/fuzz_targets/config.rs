@@ -1,0 +1,6 @@
+//! Fuzz target `config`: arbitrary bytes through
+//! `zulip_event_listeners::fuzzing::config` (what it drives and checks is
+//! documented there).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| zulip_event_listeners::fuzzing::config(data));
