@@ -23,6 +23,7 @@ use super::model::{
     DeadLetterRow, ListenerOverview, ListenerState, LoggedEvent, LoggedEventRow, Origin, RunRecord,
     Summary, Unfinished, UnfinishedRow,
 };
+use super::rotation::RotationStore;
 use super::sql::{self, on_conn, on_pool, stamped, Conn, Pool};
 use super::statistics::{
     assemble, ListenerSummary, RetentionReport, RunCounts, StatsStore, SummaryRows, TOP_ERRORS,
@@ -32,7 +33,7 @@ use crate::event::Event;
 #[async_trait]
 impl<T> Store for T
 where
-    T: InboxDialect + RecordDialect + AdminStore + AuditStore + StatsStore,
+    T: InboxDialect + RecordDialect + AdminStore + AuditStore + StatsStore + RotationStore,
 {
     fn backend(&self) -> &'static str {
         T::NAME
@@ -160,7 +161,7 @@ where
             }
             (rows, done)
         });
-        rows_to_unfinished(rows, done)
+        rows_to_unfinished(rows, done, self.cipher(), instance)
     }
 
     async fn cleanup(&self, before: DateTime<Utc>) -> Result<CleanupCounts, StoreError> {
@@ -261,7 +262,11 @@ impl<T: AdminDialect> AdminStore for T {
             .bind(include_replayed)
             .fetch_all(p)
             .await?);
-        Ok(rows.into_iter().filter_map(DeadLetterRow::decode).collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.extend(row.decode(self.cipher())?);
+        }
+        Ok(out)
     }
 
     async fn logged_events(
@@ -276,10 +281,11 @@ impl<T: AdminDialect> AdminStore for T {
             .bind(inbox_id)
             .fetch_all(p)
             .await?);
-        Ok(rows
-            .into_iter()
-            .filter_map(LoggedEventRow::decode)
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.extend(row.decode(self.cipher())?);
+        }
+        Ok(out)
     }
 
     async fn mark_replayed(&self, ids: &[i64], success: bool) -> Result<u64, StoreError> {

@@ -9,6 +9,7 @@ mod backfilled_rows;
 mod cli;
 mod current_servers;
 mod dispatch_defects;
+mod encryption;
 mod exec;
 mod faults;
 mod file_source;
