@@ -182,19 +182,37 @@ struct Scenario {
     db_url: Option<String>,
 }
 
-fn write_config(fake: &FakeZulip, db_url: Option<&str>, port: u16) -> Scenario {
+/// Writes a secret file readable by its owner only, as the daemon demands.
+fn write_secret(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A config for `fake` on `db_url`; with `encrypted`, the inbox, listener
+/// data and replies are encrypted at rest.
+fn write_config(fake: &FakeZulip, db_url: Option<&str>, port: u16, encrypted: bool) -> Scenario {
     let dir = tempfile::tempdir().unwrap();
     let rc = dir.path().join("zuliprc");
-    std::fs::write(
+    write_secret(
         &rc,
-        format!(
+        &format!(
             "[api]\nemail={}\nkey={}\nsite={}\n",
             fake.email(),
             fake.api_key(),
             fake.site()
         ),
-    )
-    .unwrap();
+    );
+    let protection = if encrypted {
+        let keys = dir.path().join("keys");
+        write_secret(&keys, &"ab".repeat(32));
+        format!(
+            "[data_protection]\nencrypt_sensitive_data = true\nkey_file = \"{}\"\n",
+            keys.display()
+        )
+    } else {
+        String::new()
+    };
     let db = db_url
         .map(str::to_owned)
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("unused.db").display()));
@@ -202,7 +220,7 @@ fn write_config(fake: &FakeZulip, db_url: Option<&str>, port: u16) -> Scenario {
     std::fs::write(
         &config,
         format!(
-            "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db}\"\n[http]\nbind = \"127.0.0.1:{port}\"\n[logging]\nlevel = \"warn\"\n",
+            "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{db}\"\n[http]\nbind = \"127.0.0.1:{port}\"\n[logging]\nlevel = \"warn\"\n{protection}",
             rc.display()
         ),
     )
@@ -290,7 +308,13 @@ struct Measured {
 }
 
 /// Runs the daemon binary on a backlog of `n` events and measures it.
-async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool) -> Measured {
+async fn backlog_run(
+    label: &str,
+    n: usize,
+    db_url: Option<&str>,
+    dry_run: bool,
+    encrypted: bool,
+) -> Measured {
     let fake = FakeZulip::start(FakeOptions {
         heartbeat: Duration::from_secs(1),
         // The daemon's own speed, not Zulip's rate limit.
@@ -299,7 +323,7 @@ async fn backlog_run(label: &str, n: usize, db_url: Option<&str>, dry_run: bool)
     })
     .await;
     let port = free_port();
-    let sc = write_config(&fake, db_url, port);
+    let sc = write_config(&fake, db_url, port, encrypted);
     let queue = register_queue(&fake).await;
     if !dry_run {
         eprintln!("[{label}] generating {n} events…");
@@ -555,7 +579,7 @@ async fn offered_load(rate: usize, seconds: usize) -> (f64, f64, usize) {
     })
     .await;
     let port = free_port();
-    let sc = write_config(&fake, Some(&url), port);
+    let sc = write_config(&fake, Some(&url), port, false);
     {
         let s = store::open(&url.parse().unwrap(), &Default::default())
             .await
@@ -671,7 +695,7 @@ async fn soak(n: usize) -> (u64, u64, u64, f64, u64) {
     })
     .await;
     let port = free_port();
-    let sc = write_config(&fake, Some(&url), port);
+    let sc = write_config(&fake, Some(&url), port, false);
     {
         let s = store::open(&url.parse().unwrap(), &Default::default())
             .await
@@ -920,8 +944,13 @@ async fn bench() {
         return;
     }
     if let Ok(only) = std::env::var("ZEL_BENCH_ONLY") {
-        // For profiling one scenario: ZEL_BENCH_ONLY=postgres|sqlite|dry-run.
-        let url = match only.as_str() {
+        // For profiling one scenario: ZEL_BENCH_ONLY=postgres|sqlite|dry-run,
+        // postgres-encrypted|sqlite-encrypted with encryption at rest.
+        let (backend, encrypted) = match only.strip_suffix("-encrypted") {
+            Some(b) => (b, true),
+            None => (only.as_str(), false),
+        };
+        let url = match backend {
             "postgres" => Some(fresh_pg("zel_bench_pg").await),
             "sqlite" => Some(format!(
                 "sqlite://{}/bench-only.db",
@@ -933,7 +962,7 @@ async fn bench() {
         if let Some(path) = parsed.as_ref().and_then(DatabaseUrl::sqlite_path) {
             let _ = std::fs::remove_file(path);
         }
-        let m = backlog_run(&only, n, url.as_deref(), url.is_none()).await;
+        let m = backlog_run(&only, n, url.as_deref(), url.is_none(), encrypted).await;
         println!(
             "{only}: {:.0} events/s, peak RSS {:.1} MB, {:.2} CPU s / 100k events",
             m.events_per_s,
@@ -943,17 +972,26 @@ async fn bench() {
         return;
     }
     let pg_url = fresh_pg("zel_bench_pg").await;
-    let pg = backlog_run("postgres", n, Some(&pg_url), false).await;
+    let pg = backlog_run("postgres", n, Some(&pg_url), false, false).await;
     quiesce().await;
     let (copy_rows, copy_rate) = copy_baseline(&pg_url).await;
     drop_pg("zel_bench_pg").await;
     quiesce().await;
+    let pg_url = fresh_pg("zel_bench_pg").await;
+    let pg_sealed = backlog_run("postgres-encrypted", n, Some(&pg_url), false, true).await;
+    drop_pg("zel_bench_pg").await;
+    quiesce().await;
     let dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let sqlite = backlog_run("sqlite", n, Some(&sqlite_url), false).await;
+    let sqlite = backlog_run("sqlite", n, Some(&sqlite_url), false, false).await;
     drop(dir);
     quiesce().await;
-    let dry = backlog_run("dry-run", n, None, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let sqlite_sealed = backlog_run("sqlite-encrypted", n, Some(&sqlite_url), false, true).await;
+    drop(dir);
+    quiesce().await;
+    let dry = backlog_run("dry-run", n, None, true, false).await;
     let (p50, p99, samples) = offered_load(5_000, 10).await;
     drop_pg("zel_bench_latency").await;
     quiesce().await;
@@ -991,7 +1029,9 @@ async fn bench() {
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (label, m) in [
         ("PostgreSQL, 2 listeners", &pg),
+        ("PostgreSQL, 2 listeners, encrypted at rest", &pg_sealed),
         ("SQLite, 2 listeners", &sqlite),
+        ("SQLite, 2 listeners, encrypted at rest", &sqlite_sealed),
         ("dry-run (no database)", &dry),
     ] {
         println!(

@@ -55,7 +55,7 @@ pub(crate) async fn big_response(n: usize) -> (f64, u64, u64) {
     })
     .await;
     let port = free_port();
-    let sc = write_config(&fake, Some(&url), port);
+    let sc = write_config(&fake, Some(&url), port, false);
     let queue = register_queue(&fake).await;
     fake.push_synthetic(&queue, n as i64, synthetic_message);
     {

@@ -17,7 +17,7 @@ use crate::intake::pacing::{RateLimitEpisodes, WaitReason};
 use crate::listeners::BotIdentity;
 use crate::pii::Pii;
 use crate::state::State;
-use crate::store::{self, Store, StoreError, StoreOptions};
+use crate::store::{self, Cipher, Keyring, Store, StoreError, StoreOptions};
 use crate::zulip::{
     resolve_credentials, Client, CredentialSources, Credentials, CredentialsError, ErrorAction,
     SetupError, UserMe, ZulipError,
@@ -30,11 +30,28 @@ use crate::zulip::{
 ///
 /// [`StoreError`] when it cannot be opened, or has pending migrations.
 pub async fn open_store(config: &Config, auto_migrate: bool) -> Result<Arc<dyn Store>, StoreError> {
+    let opts = StoreOptions {
+        cipher: cipher(config)?,
+        ..store_options(config)
+    };
+    open_store_with(config, &opts, auto_migrate).await
+}
+
+/// [`open_store`] with `opts` rather than those the configuration asks for.
+///
+/// # Errors
+///
+/// As [`open_store`].
+pub async fn open_store_with(
+    config: &Config,
+    opts: &StoreOptions,
+    auto_migrate: bool,
+) -> Result<Arc<dyn Store>, StoreError> {
     let url = config
         .database
         .connect_url(config.file_permissions)
         .map_err(StoreError::Password)?;
-    let store = store::open(&url, &store_options(config)).await?;
+    let store = store::open(&url, opts).await?;
     if store.backend() == "sqlite" || auto_migrate {
         for m in store.migrate().await? {
             tracing::info!(migration = %m, "Applied a migration");
@@ -57,7 +74,25 @@ pub fn store_options(config: &Config) -> StoreOptions {
         max_connections: config.database.max_connections,
         stats_interval: config.statistics.aggregation_interval,
         stats_enabled: config.statistics.enabled,
+        cipher: Cipher::default(),
     }
+}
+
+/// The encryption `[data_protection]` asks for: its keyring read (by the
+/// permissions rule), new rows encrypted when `encrypt_sensitive_data` is on.
+///
+/// # Errors
+///
+/// [`StoreError::Keyring`] when the keys cannot be read.
+pub fn cipher(config: &Config) -> Result<Cipher, StoreError> {
+    let dp = &config.data_protection;
+    let keys = dp
+        .key
+        .as_ref()
+        .map(|source| Keyring::read(source, config.file_permissions))
+        .transpose()
+        .map_err(StoreError::Keyring)?;
+    Ok(Cipher::new(keys.map(Arc::new), dp.encrypt_sensitive_data))
 }
 
 fn home() -> Option<PathBuf> {

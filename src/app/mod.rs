@@ -28,7 +28,7 @@ mod source;
 pub use crate::clock::{Clock, SystemClock};
 pub use application::{run, Application};
 pub(crate) use connect::check_credentials;
-pub use connect::{open_store, store_options, zulip_client};
+pub use connect::{cipher, open_store, open_store_with, store_options, zulip_client};
 pub use error::AppError;
 pub use run::{RunOptions, RunReport};
 pub use source::Source;

@@ -99,6 +99,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-encrypt every encrypted (and plain) inbox, listener data and reply row under the first key of a new key file, in batches, resumably, while the daemon runs.
+    RotateKey {
+        /// The file whose first key the rows are moved to; it must already be the first key of `[data_protection] key_file`.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+        /// Wait this long between batches (e.g. 100ms), to spare a busy database.
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+        pause: Duration,
+    },
     /// Run recorded events through the configured filters, partitioning and routing, and print which listeners would run each (--run runs them, --expect checks the pairs).
     Test(TestArgs),
 }

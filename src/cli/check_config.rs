@@ -89,6 +89,10 @@ pub(crate) fn cmd_check_config(
     if let Some(Err(e)) = config.as_ref().map(|c| c.database.connect_url(permissions)) {
         problems.push(format!("`database.password_file`/`password_env`: {e}"));
     }
+    // `run` reads the encryption keys when it opens the store.
+    if let Some(Err(e)) = config.as_ref().map(crate::app::cipher) {
+        problems.push(format!("`data_protection.key_file`/`key_env`: {e}"));
+    }
     let instances = match &config {
         Some(c) => {
             let (built, why) = build_each(c, registry);

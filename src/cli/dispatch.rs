@@ -10,6 +10,7 @@ use crate::cli::exit::Failure;
 use crate::cli::list::cmd_list;
 use crate::cli::migrate::cmd_migrate;
 use crate::cli::replay::cmd_replay;
+use crate::cli::rotate_key::cmd_rotate_key;
 use crate::cli::run::cmd_run;
 use crate::cli::set_enabled::cmd_set_enabled;
 use crate::cli::stats::cmd_stats;
@@ -54,5 +55,10 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
         Command::Replay(args) => cmd_replay(&config, &registry, &args).await,
         Command::Audit { since, limit, json } => cmd_audit(&config, since, limit, json).await,
         Command::Test(args) => cmd_test(&config, &registry, &args).await,
+        Command::RotateKey {
+            new_key_file,
+            batch_size,
+            pause,
+        } => cmd_rotate_key(&config, &new_key_file, batch_size, pause).await,
     }
 }

@@ -51,7 +51,7 @@ impl From<AppError> for Failure {
         let code = match &e {
             AppError::Auth(_) | AppError::Credentials(_) => EXIT_AUTH,
             AppError::Store(StoreError::InstanceLocked { .. }) => EXIT_FAILURE,
-            AppError::Store(StoreError::Password(_)) => EXIT_CONFIG,
+            AppError::Store(StoreError::Password(_) | StoreError::Keyring(_)) => EXIT_CONFIG,
             AppError::Store(_) => EXIT_DATABASE,
             AppError::Listeners(_) | AppError::AdminTokens(_) => EXIT_CONFIG,
             AppError::Zulip(_) | AppError::File(_) | AppError::Http(..) | AppError::Pipeline(_) => {
@@ -66,7 +66,7 @@ impl From<AppError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         let code = match e {
-            StoreError::Password(_) => EXIT_CONFIG,
+            StoreError::Password(_) | StoreError::Keyring(_) => EXIT_CONFIG,
             _ => EXIT_DATABASE,
         };
         Failure::new(code, e)

@@ -16,6 +16,7 @@ mod exit;
 mod list;
 mod migrate;
 mod replay;
+mod rotate_key;
 mod run;
 mod set_enabled;
 pub mod stats;

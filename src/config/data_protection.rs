@@ -1,14 +1,16 @@
-//! `[data_protection]`: the guide's section of that name. Read so far:
-//! `audit_trail` (whether every operator action and automatic disable is
-//! written to `event_listeners_audit`), `log_sanitization` (whether log
-//! lines may carry what people wrote, or ids only) and
-//! `max_content_length` with `truncate_payloads` (how much of a message's
-//! content the daemon stores for listeners and sends to webhooks and
-//! commands).
+//! `[data_protection]`: the guide's section of that name. `audit_trail`:
+//! whether every operator action and automatic disable is written to
+//! `event_listeners_audit`. `log_sanitization`: whether log lines may carry
+//! what people wrote, or ids only. `max_content_length` with
+//! `truncate_payloads`: how much of a message's content webhooks and
+//! commands receive. `encrypt_sensitive_data` and `key_file` (or
+//! `key_env`): whether the sensitive columns are encrypted at rest, and the
+//! keys that encrypt and decrypt them (read by `store::Keyring`).
 
 use toml::Table;
 
 use super::reader::Reader;
+use super::secret::{read_secret, SecretSource};
 
 /// The section's name.
 pub(super) const SECTION: &str = "data_protection";
@@ -19,6 +21,10 @@ pub(super) const KNOWN: &[&str] = &[
     "log_sanitization",
     "max_content_length",
     "truncate_payloads",
+    "encrypt_sensitive_data",
+    "key",
+    "key_file",
+    "key_env",
 ];
 
 /// `[data_protection]`.
@@ -44,6 +50,14 @@ pub struct DataProtectionConfig {
     /// commands receive too (the content cut, `content_truncated: true`).
     /// Off by default: a receiver gets the event as Zulip sent it.
     pub truncate_payloads: bool,
+    /// New inbox rows (raw event JSON), listener data values and reply
+    /// contents are encrypted with the first key of [`Self::key`]. Off by
+    /// default; on, it needs a key.
+    pub encrypt_sensitive_data: bool,
+    /// Where the keys come from (`key_file` / `key_env`): one per line, the
+    /// first encrypting, all decrypting. Without encryption on, it only
+    /// reads rows encrypted earlier.
+    pub key: Option<SecretSource>,
 }
 
 impl Default for DataProtectionConfig {
@@ -53,6 +67,8 @@ impl Default for DataProtectionConfig {
             log_sanitization: true,
             max_content_length: None,
             truncate_payloads: false,
+            encrypt_sensitive_data: false,
+            key: None,
         }
     }
 }
@@ -82,6 +98,13 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut DataProtectionConfig) {
                     out.truncate_payloads = b;
                 }
             }
+            "encrypt_sensitive_data" => {
+                if let Some(b) = r.bool(&key, v) {
+                    out.encrypt_sensitive_data = b;
+                }
+            }
+            // Read below, together.
+            "key" | "key_file" | "key_env" => {}
             _ => r.unknown_key(k),
         }
     }
@@ -90,6 +113,12 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut DataProtectionConfig) {
             "`{}` needs `{}`: there is no length to cut payloads to",
             r.key("truncate_payloads"),
             r.key("max_content_length")
+        ));
+    }
+    out.key = read_secret(r, SECTION, t, "key");
+    if out.encrypt_sensitive_data && out.key.is_none() {
+        r.problem(format!(
+            "`{SECTION}.encrypt_sensitive_data = true` needs `{SECTION}.key_file` (or `key_env`): a file of 256-bit keys, one per line, e.g. from `openssl rand -hex 32`"
         ));
     }
 }
@@ -131,6 +160,35 @@ mod tests {
         assert!(
             alone.contains("needs `data_protection.max_content_length`"),
             "{alone}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod encryption_tests {
+    use crate::config::{Config, SecretSource};
+
+    #[test]
+    fn encryption_needs_a_key_file_and_a_key_in_the_config_file_is_refused() {
+        let err = Config::parse("[data_protection]\nencrypt_sensitive_data = true\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs `data_protection.key_file`"), "{err}");
+        let err = Config::parse("[data_protection]\nkey = \"00ff\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("data_protection.key_file"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("00ff"), "{err}");
+        let c = Config::parse(
+            "[data_protection]\nencrypt_sensitive_data = true\nkey_file = \"/etc/zel/keys\"\n",
+            &[],
+        )
+        .unwrap();
+        assert!(c.data_protection.encrypt_sensitive_data);
+        assert_eq!(
+            c.data_protection.key,
+            Some(SecretSource::File("/etc/zel/keys".into()))
         );
     }
 }

@@ -10,6 +10,7 @@ use super::error::StoreError;
 use super::lock::InstanceLock;
 use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
 use super::outbox::OutboxStore;
+use super::rotation::RotationStore;
 use super::statistics::StatsStore;
 use crate::event::{Event, Quarantined};
 
@@ -19,7 +20,9 @@ use crate::event::{Event, Quarantined};
 /// methods ([`Store::append`], [`Store::record`]) write whole batches with
 /// multi-row statements.
 #[async_trait]
-pub trait Store: StatsStore + AdminStore + AuditStore + OutboxStore + Send + Sync {
+pub trait Store:
+    StatsStore + AdminStore + AuditStore + OutboxStore + RotationStore + Send + Sync
+{
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// Where the data lives, without credentials.

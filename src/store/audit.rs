@@ -31,7 +31,7 @@ pub enum AuditAction {
     Cleanup,
     /// Database migrations were applied.
     Migrate,
-    /// Rows were re-encrypted under a new key (no such command yet).
+    /// Rows were re-encrypted under a new key (`rotate-key`).
     RotateKey,
     /// The configuration was reloaded (not possible yet).
     ConfigReload,

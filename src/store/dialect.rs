@@ -11,6 +11,7 @@ use sqlx::migrate::Migrator;
 
 use std::sync::Arc;
 
+use super::crypto::Cipher;
 use super::error::StoreError;
 use super::lock::{InstanceLock, LockState};
 use super::model::{Cursor, RunRecord};
@@ -31,6 +32,8 @@ pub(crate) trait Dialect: Send + Sync {
     fn pool(&self) -> Pool<'_>;
     /// Where the data lives, without credentials.
     fn location(&self) -> &str;
+    /// How the sensitive columns are sealed and opened.
+    fn cipher(&self) -> &Cipher;
     /// Whether appends may go on (the instance lock, once taken, is held).
     fn lock_state(&self) -> &Arc<LockState>;
     /// `e`, with its cause when it says only that no connection came in
@@ -43,8 +46,8 @@ pub(crate) trait Dialect: Send + Sync {
 /// A backend's inbox: its hot-path append and its lookups.
 #[async_trait]
 pub(crate) trait InboxDialect: Dialect {
-    /// `(id, event id, backfilled, raw, received_at)` of instance `$1`'s inbox rows after
-    /// its `dispatched_through`, by id.
+    /// `(id, event id, backfilled, raw, received_at, queue id, key id)` of
+    /// instance `$1`'s inbox rows after its `dispatched_through`, by id.
     const UNFINISHED: &'static str;
 
     /// `Store::append_quarantining` with the origin as stored.

@@ -32,6 +32,13 @@ pub enum StoreError {
     /// The database password could not be read (a configuration problem).
     #[error("the database password: {0}")]
     Password(#[source] crate::config::SecretError),
+    /// The encryption keys could not be read (a configuration problem).
+    #[error("the encryption keys: {0}")]
+    Keyring(#[source] super::crypto::KeyringError),
+    /// A row could not be encrypted or decrypted (its key is not held, or it
+    /// was altered).
+    #[error(transparent)]
+    Crypto(#[from] super::crypto::CryptoError),
     /// The instance lock's connection is down: nothing may be appended
     /// (acknowledged) until it is taken again.
     #[error("the database connection holding the instance lock is down; retrying")]

@@ -1,10 +1,14 @@
 //! The rows of a batch's `Record::Data` (one upsert per listener and key)
-//! and `Record::Reply` (one reply-outbox row each), shared by both backends.
+//! and `Record::Reply` (one reply-outbox row each), shared by both backends,
+//! their sensitive column (the value, the content) sealed by the store's
+//! [`Cipher`] with its key's id beside it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use super::crypto::{Aad, Cipher, CryptoError, KeyId};
 use super::model::RunRecord;
 use crate::listeners::{Record, ReplyTo};
 
@@ -13,14 +17,24 @@ use crate::listeners::{Record, ReplyTo};
 pub(super) struct DataRow<'a> {
     pub(super) listener: &'a str,
     pub(super) key: &'a str,
-    pub(super) value: &'a serde_json::Value,
+    /// The value, or its sealed text as a JSON string.
+    pub(super) value: Cow<'a, serde_json::Value>,
+    /// The key that sealed it; `None` when stored in plain text.
+    pub(super) key_id: Option<String>,
     pub(super) inbox_id: i64,
     pub(super) at: DateTime<Utc>,
 }
 
 /// The `Record::Data` of a batch, one per (listener, key): the last in run
 /// order wins (one upsert statement cannot touch a row twice).
-pub(super) fn listener_data(runs: &[RunRecord]) -> Vec<DataRow<'_>> {
+///
+/// # Errors
+///
+/// [`CryptoError`] when a value cannot be sealed.
+pub(super) fn listener_data<'a>(
+    runs: &'a [RunRecord],
+    cipher: &Cipher,
+) -> Result<Vec<DataRow<'a>>, CryptoError> {
     let mut rows: Vec<DataRow<'_>> = Vec::new();
     let mut at: HashMap<(&str, &str), usize> = HashMap::new();
     for r in runs {
@@ -29,7 +43,8 @@ pub(super) fn listener_data(runs: &[RunRecord]) -> Vec<DataRow<'_>> {
                 let row = DataRow {
                     listener: &r.listener,
                     key,
-                    value,
+                    value: Cow::Borrowed(value),
+                    key_id: None,
                     inbox_id: r.inbox_id,
                     at: r.finished_at,
                 };
@@ -43,7 +58,19 @@ pub(super) fn listener_data(runs: &[RunRecord]) -> Vec<DataRow<'_>> {
             }
         }
     }
-    rows
+    if cipher.encrypting().is_some() {
+        for row in &mut rows {
+            let aad = Aad::ListenerData {
+                listener: row.listener,
+                key: row.key,
+            };
+            let plain = row.value.to_string();
+            let (id, sealed) = cipher.seal(&aad, &plain)?;
+            row.key_id = id.map(KeyId::to_string);
+            row.value = Cow::Owned(serde_json::Value::String(sealed.into_owned()));
+        }
+    }
+    Ok(rows)
 }
 
 /// One `Record::Reply` of a batch, as its outbox row.
@@ -59,12 +86,22 @@ pub(super) struct ReplyRow<'a> {
     pub(super) topic: Option<&'a str>,
     /// Comma-separated user ids, for direct messages.
     pub(super) user_ids: Option<String>,
-    pub(super) content: &'a str,
+    /// The content, or its sealed text.
+    pub(super) content: Cow<'a, str>,
+    /// The key that sealed the content; `None` when stored in plain text.
+    pub(super) key_id: Option<String>,
     pub(super) at: DateTime<Utc>,
 }
 
 /// The `Record::Reply` of a batch, as outbox rows.
-pub(super) fn replies(runs: &[RunRecord]) -> Vec<ReplyRow<'_>> {
+///
+/// # Errors
+///
+/// [`CryptoError`] when a content cannot be sealed.
+pub(super) fn replies<'a>(
+    runs: &'a [RunRecord],
+    cipher: &Cipher,
+) -> Result<Vec<ReplyRow<'a>>, CryptoError> {
     let mut rows = Vec::new();
     for r in runs {
         let mut seq = 0;
@@ -90,11 +127,23 @@ pub(super) fn replies(runs: &[RunRecord]) -> Vec<ReplyRow<'_>> {
                 channel,
                 topic,
                 user_ids,
-                content: &reply.content,
+                content: Cow::Borrowed(&reply.content),
+                key_id: None,
                 at: r.finished_at,
             });
             seq += 1;
         }
     }
-    rows
+    for row in &mut rows {
+        let aad = Aad::Outbox {
+            listener: row.listener,
+            inbox_id: row.inbox_id,
+            seq: i64::from(row.seq),
+        };
+        if let (Some(id), Cow::Owned(sealed)) = cipher.seal(&aad, &row.content)? {
+            row.key_id = Some(id.to_string());
+            row.content = Cow::Owned(sealed);
+        }
+    }
+    Ok(rows)
 }

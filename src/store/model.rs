@@ -12,6 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
+use super::crypto::Cipher;
+use super::crypto::{Aad, CryptoError};
 use super::error::StoreError;
 use crate::event::Event;
 use crate::listeners::Record;
@@ -170,6 +172,8 @@ pub struct StoreOptions {
     pub stats_interval: Duration,
     /// Whether recording runs writes listener stats rows.
     pub stats_enabled: bool,
+    /// How the sensitive columns are sealed and opened (none by default).
+    pub cipher: Cipher,
 }
 
 impl Default for StoreOptions {
@@ -178,6 +182,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             stats_interval: Duration::from_secs(300),
             stats_enabled: true,
+            cipher: Cipher::default(),
         }
     }
 }
@@ -238,13 +243,31 @@ pub(super) struct DeadLetterRow {
     backfilled: bool,
     raw: String,
     received_at: DateTime<Utc>,
+    instance: String,
+    queue_id: String,
+    key_id: Option<String>,
 }
 
 impl DeadLetterRow {
-    /// The dead letter; `None` (logged) when its inbox row is unreadable.
-    pub(super) fn decode(self) -> Option<DeadLetter> {
-        Some(DeadLetter {
-            event: inbox_event(self.inbox_id, self.event_id, self.backfilled, self.raw)?,
+    /// The dead letter; `None` (logged) when its inbox row is no event.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError`] when its inbox row does not decrypt.
+    pub(super) fn decode(self, cipher: &Cipher) -> Result<Option<DeadLetter>, CryptoError> {
+        let raw = open_raw(
+            cipher,
+            &self.instance,
+            &self.queue_id,
+            self.event_id,
+            self.key_id.as_deref(),
+            self.raw,
+        )?;
+        let Some(event) = inbox_event(self.inbox_id, self.event_id, self.backfilled, raw) else {
+            return Ok(None);
+        };
+        Ok(Some(DeadLetter {
+            event,
             id: self.id,
             inbox_id: self.inbox_id,
             event_type: self.event_type,
@@ -254,7 +277,7 @@ impl DeadLetterRow {
             replayed_at: self.replayed_at,
             replay_success: self.replay_success,
             received_at: self.received_at,
-        })
+        }))
     }
 }
 
@@ -280,17 +303,36 @@ pub(super) struct LoggedEventRow {
     backfilled: bool,
     raw: String,
     received_at: DateTime<Utc>,
+    instance: String,
+    queue_id: String,
+    key_id: Option<String>,
 }
 
 impl LoggedEventRow {
-    /// The logged event; `None` (logged) when its inbox row is unreadable.
-    pub(super) fn decode(self) -> Option<LoggedEvent> {
-        Some(LoggedEvent {
-            event: inbox_event(self.inbox_id, self.event_id, self.backfilled, self.raw)?,
-            inbox_id: self.inbox_id,
-            attempts: attempts(self.attempts),
-            received_at: self.received_at,
-        })
+    /// The logged event; `None` (logged) when its inbox row is no event.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError`] when its inbox row does not decrypt.
+    pub(super) fn decode(self, cipher: &Cipher) -> Result<Option<LoggedEvent>, CryptoError> {
+        let raw = open_raw(
+            cipher,
+            &self.instance,
+            &self.queue_id,
+            self.event_id,
+            self.key_id.as_deref(),
+            self.raw,
+        )?;
+        Ok(
+            inbox_event(self.inbox_id, self.event_id, self.backfilled, raw).map(|event| {
+                LoggedEvent {
+                    event,
+                    inbox_id: self.inbox_id,
+                    attempts: attempts(self.attempts),
+                    received_at: self.received_at,
+                }
+            }),
+        )
     }
 }
 
@@ -303,6 +345,28 @@ pub struct ListenerOverview {
     pub failures: i64,
     /// When a run of it last succeeded.
     pub last_success: Option<DateTime<Utc>>,
+}
+
+/// The plain raw JSON of the inbox row of (`instance`, `queue_id`,
+/// `event_id`) stored as `raw` under `key_id`.
+///
+/// # Errors
+///
+/// [`CryptoError`] when its key is not held or it does not decrypt.
+pub(super) fn open_raw(
+    cipher: &Cipher,
+    instance: &str,
+    queue_id: &str,
+    event_id: i64,
+    key_id: Option<&str>,
+    raw: String,
+) -> Result<String, CryptoError> {
+    let row = Aad::Inbox {
+        instance,
+        queue_id,
+        event_id,
+    };
+    cipher.open(key_id, &row, raw)
 }
 
 /// Rebuilds an inbox row's event; an unreadable row is logged and gives `None`.
@@ -325,8 +389,16 @@ pub(super) fn inbox_event(
 }
 
 /// An inbox row read by `InboxDialect::UNFINISHED`: id, event id,
-/// backfilled, raw JSON, received at.
-pub(super) type UnfinishedRow = (i64, i64, bool, String, DateTime<Utc>);
+/// backfilled, raw JSON, received at, queue id, key id.
+pub(super) type UnfinishedRow = (
+    i64,
+    i64,
+    bool,
+    String,
+    DateTime<Utc>,
+    String,
+    Option<String>,
+);
 
 /// A non-negative attempt count read from the database.
 pub(super) fn attempts(n: i64) -> u32 {
@@ -334,15 +406,26 @@ pub(super) fn attempts(n: i64) -> u32 {
 }
 
 /// Builds [`Unfinished`] values from `(inbox id, event id, backfilled, raw,
-/// received at)` rows and the listeners that already ran each inbox id. A row that is not
-/// JSON fails the read; one that is JSON but no event is logged and skipped
-/// (one stored as `malformed` is `malformed` again).
+/// received at, …)` rows of `instance` and the listeners that already ran
+/// each inbox id. A row that does not decrypt or is not JSON fails the
+/// read; one that is JSON but no event is logged and skipped (one stored
+/// as `malformed` is `malformed` again).
 pub(super) fn rows_to_unfinished(
     rows: Vec<UnfinishedRow>,
     mut done: HashMap<i64, Vec<String>>,
+    cipher: &Cipher,
+    instance: &str,
 ) -> Result<Vec<Unfinished>, StoreError> {
     let mut out = Vec::new();
-    for (inbox_id, event_id, backfilled, raw, received_at) in rows {
+    for (inbox_id, event_id, backfilled, raw, received_at, queue_id, key_id) in rows {
+        let raw = open_raw(
+            cipher,
+            instance,
+            &queue_id,
+            event_id,
+            key_id.as_deref(),
+            raw,
+        )?;
         let raw = RawValue::from_string(raw)
             .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?;
         match Event::from_stored(raw, event_id, backfilled) {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::crypto::{Aad, Cipher, CryptoError};
 use super::dialect::Dialect;
 use super::error::StoreError;
 use super::sql::{self, on_pool};
@@ -102,12 +103,14 @@ struct OutboxRow {
     id: i64,
     listener_name: String,
     inbox_id: i64,
+    seq: i32,
     status: String,
     recipient_type: String,
     channel: Option<String>,
     topic: Option<String>,
     user_ids: Option<String>,
     content: String,
+    key_id: Option<String>,
     attempts: i32,
     queue_id: Option<String>,
     echo_after: Option<i64>,
@@ -116,14 +119,25 @@ struct OutboxRow {
 }
 
 impl OutboxRow {
-    fn decode(self) -> OutboxReply {
+    /// The reply, its content decrypted by `cipher`.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError`] when the content does not decrypt.
+    fn decode(self, cipher: &Cipher) -> Result<OutboxReply, CryptoError> {
+        let row = Aad::Outbox {
+            listener: &self.listener_name,
+            inbox_id: self.inbox_id,
+            seq: i64::from(self.seq),
+        };
+        let content = cipher.open(self.key_id.as_deref(), &row, self.content)?;
         let to = match (self.recipient_type.as_str(), self.channel, self.topic) {
             ("channel", Some(channel), Some(topic)) => Ok(ReplyTo::Channel { channel, topic }),
             ("direct", ..) => parse_user_ids(self.user_ids.as_deref().unwrap_or_default())
                 .map(|user_ids| ReplyTo::Direct { user_ids }),
             (other, ..) => Err(format!("the outbox row has no valid recipient ({other})")),
         };
-        OutboxReply {
+        Ok(OutboxReply {
             id: self.id,
             listener: self.listener_name,
             inbox_id: self.inbox_id,
@@ -133,13 +147,13 @@ impl OutboxRow {
                 OpenStatus::Pending
             },
             to,
-            content: self.content,
+            content,
             attempts: self.attempts,
             queue_id: self.queue_id,
             echo_after: self.echo_after,
             updated_at: self.updated_at,
             error: self.error,
-        }
+        })
     }
 }
 
@@ -205,7 +219,11 @@ impl<T: Dialect> OutboxStore for T {
             .bind(limit)
             .fetch_all(p)
             .await?);
-        Ok(rows.into_iter().map(OutboxRow::decode).collect())
+        let cipher = self.cipher();
+        Ok(rows
+            .into_iter()
+            .map(|r| r.decode(cipher))
+            .collect::<Result<_, _>>()?)
     }
 
     async fn open_reply_count(&self, instance: &str) -> Result<i64, StoreError> {
@@ -254,16 +272,25 @@ impl<T: Dialect> OutboxStore for T {
         // The quotes make `zel-5` miss `zel-50`; the parse below makes
         // text inside a message miss too.
         let pattern = format!("%\"{local}\"%");
-        let rows: Vec<(Option<i64>, String)> = on_pool!(self.pool(), p => sqlx::query_as(sql::REPLY_ECHO_CANDIDATES)
+        type Candidate = (Option<i64>, String, String, i64, Option<String>);
+        let rows: Vec<Candidate> = on_pool!(self.pool(), p => sqlx::query_as(sql::REPLY_ECHO_CANDIDATES)
                 .bind(instance)
                 .bind(after)
                 .bind(&pattern)
                 .fetch_all(p)
                 .await?);
-        Ok(rows
-            .into_iter()
-            .find(|(_, raw)| is_echo_of(raw, &local))
-            .and_then(|(message_id, _)| message_id))
+        for (message_id, raw, queue_id, event_id, key_id) in rows {
+            let row = Aad::Inbox {
+                instance,
+                queue_id: &queue_id,
+                event_id,
+            };
+            let raw = self.cipher().open(key_id.as_deref(), &row, raw)?;
+            if is_echo_of(&raw, &local) {
+                return Ok(message_id);
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -20,6 +20,7 @@ use super::model::{
     DeadLetterRow, ListenerOverview, ListenerState, LoggedEvent, LoggedEventRow, Origin, RunRecord,
     Summary, Unfinished, UnfinishedRow,
 };
+use super::rotation::RotationStore;
 use super::sql::{self, on_pool, stamped};
 use super::statistics::StatsStore;
 use crate::event::{Event, Quarantined};
@@ -27,7 +28,7 @@ use crate::event::{Event, Quarantined};
 #[async_trait]
 impl<T> Store for T
 where
-    T: InboxDialect + RecordDialect + AdminStore + AuditStore + StatsStore,
+    T: InboxDialect + RecordDialect + AdminStore + AuditStore + StatsStore + RotationStore,
 {
     fn backend(&self) -> &'static str {
         T::NAME
@@ -100,14 +101,28 @@ where
         origin: &Origin,
         event_id: i64,
     ) -> Result<Option<String>, StoreError> {
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query_scalar(sql::INBOX_RAW)
+        let queue_id = origin.as_stored();
+        let row: Option<(String, Option<String>)> = on_pool!(self.pool(), p => sqlx::query_as(sql::INBOX_RAW)
             .bind(instance)
-            .bind(origin.as_stored())
+            .bind(&queue_id)
             .bind(event_id)
             .fetch_optional(p)
-            .await?),
-        )
+            .await?);
+        // Compared with the copy that came again: the plain text, whatever
+        // the row is encrypted with.
+        let cipher = self.cipher();
+        row.map(|(raw, key_id)| {
+            super::model::open_raw(
+                cipher,
+                instance,
+                &queue_id,
+                event_id,
+                key_id.as_deref(),
+                raw,
+            )
+            .map_err(StoreError::from)
+        })
+        .transpose()
     }
 
     async fn explain(&self, e: StoreError) -> StoreError {
@@ -185,7 +200,7 @@ where
             }
             (rows, done)
         });
-        rows_to_unfinished(rows, done)
+        rows_to_unfinished(rows, done, self.cipher(), instance)
     }
 
     async fn cleanup(&self, before: DateTime<Utc>) -> Result<CleanupCounts, StoreError> {
@@ -305,7 +320,11 @@ impl<T: AdminDialect> AdminStore for T {
             .bind(include_replayed)
             .fetch_all(p)
             .await?);
-        Ok(rows.into_iter().filter_map(DeadLetterRow::decode).collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.extend(row.decode(self.cipher())?);
+        }
+        Ok(out)
     }
 
     async fn logged_events(
@@ -320,10 +339,11 @@ impl<T: AdminDialect> AdminStore for T {
             .bind(inbox_id)
             .fetch_all(p)
             .await?);
-        Ok(rows
-            .into_iter()
-            .filter_map(LoggedEventRow::decode)
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.extend(row.decode(self.cipher())?);
+        }
+        Ok(out)
     }
 
     async fn mark_replayed(&self, ids: &[i64], success: bool) -> Result<u64, StoreError> {

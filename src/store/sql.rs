@@ -90,9 +90,9 @@ pub(crate) const DONE_RUNS: &str =
 pub(crate) const CLEANUP_EVENTLOG: &str =
     "DELETE FROM event_listeners_eventlog WHERE timestamp < $1";
 
-/// `Store::inbox_raw`: the raw JSON of instance `$1`'s event `$3` of origin `$2`.
+/// `Store::inbox_raw`: the raw JSON (as stored) and key id of instance `$1`'s event `$3` of origin `$2`.
 pub(crate) const INBOX_RAW: &str =
-    "SELECT raw FROM event_listeners_inbox WHERE instance = $1 AND queue_id = $2 AND event_id = $3";
+    "SELECT raw, key_id FROM event_listeners_inbox WHERE instance = $1 AND queue_id = $2 AND event_id = $3";
 
 /// `cleanup`: inbox rows received before `$1`.
 pub(crate) const CLEANUP_INBOX: &str = "DELETE FROM event_listeners_inbox WHERE received_at < $1";
@@ -208,8 +208,8 @@ pub(crate) const STATS_LAST_SUCCESS: &str =
 /// The open (pending or sending) replies of instance `$1`, oldest first,
 /// at most `$2`, as `OutboxRow`s.
 pub(crate) const OPEN_REPLIES: &str =
-    "SELECT id, listener_name, inbox_id, status, recipient_type, channel, topic, user_ids,
-            content, attempts, queue_id, echo_after, updated_at, error
+    "SELECT id, listener_name, inbox_id, seq, status, recipient_type, channel, topic, user_ids,
+            content, key_id, attempts, queue_id, echo_after, updated_at, error
      FROM event_listeners_replyoutbox
      WHERE instance = $1 AND status IN ('pending', 'sending')
      ORDER BY id LIMIT $2";
@@ -251,11 +251,14 @@ pub(crate) const MARK_REPLY_FAILED: &str = "UPDATE event_listeners_replyoutbox
      SET status = 'failed', error = $2, updated_at = $3
      WHERE id = $1 AND status IN ('pending', 'sending')";
 
-/// `(message id, raw)` of instance `$1`'s message events stored after inbox
-/// row `$2` whose raw JSON contains `$3` (a LIKE pattern): the candidates
-/// for a reply's echo, checked by parsing.
-pub(crate) const REPLY_ECHO_CANDIDATES: &str = "SELECT message_id, raw FROM event_listeners_inbox
-     WHERE instance = $1 AND id > $2 AND event_type = 'message' AND raw LIKE $3
+/// `(message id, raw, queue id, event id, key id)` of instance `$1`'s
+/// message events stored after inbox row `$2` whose raw JSON contains `$3`
+/// (a LIKE pattern), or is encrypted (and so cannot be searched): the
+/// candidates for a reply's echo, checked by parsing.
+pub(crate) const REPLY_ECHO_CANDIDATES: &str =
+    "SELECT message_id, raw, queue_id, event_id, key_id FROM event_listeners_inbox
+     WHERE instance = $1 AND id > $2 AND event_type = 'message'
+       AND (key_id IS NOT NULL OR raw LIKE $3)
      ORDER BY id";
 
 /// `cleanup` and retention: sent replies last updated before `$1`.

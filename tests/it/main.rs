@@ -10,6 +10,7 @@ mod cli;
 mod content_length;
 mod current_servers;
 mod dispatch_defects;
+mod encryption;
 mod exec;
 mod faults;
 mod file_source;

@@ -13,7 +13,7 @@ impl AdminDialect for PgStore {
     const DEAD_LETTERS: &'static str =
         "SELECT d.id, d.inbox_id, d.event_type, d.error, d.attempts::int8 AS attempts,
                 d.created_at, d.replayed_at, d.replay_success, i.event_id, i.backfilled,
-                i.raw::text AS raw, i.received_at
+                i.raw::text AS raw, i.received_at, i.instance, i.queue_id, i.key_id
          FROM event_listeners_deadletter d
          JOIN event_listeners_inbox i ON i.id = d.inbox_id
          WHERE d.listener_name = $1
@@ -24,7 +24,7 @@ impl AdminDialect for PgStore {
 
     const LOGGED_EVENTS: &'static str =
         "SELECT i.id AS inbox_id, max(e.attempts)::int8 AS attempts, i.event_id, i.backfilled,
-                i.raw::text AS raw, i.received_at
+                i.raw::text AS raw, i.received_at, i.instance, i.queue_id, i.key_id
          FROM event_listeners_eventlog e
          JOIN event_listeners_inbox i ON i.id = e.inbox_id
          WHERE e.listener_name = $1

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use crate::store::crypto::Cipher;
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
 use crate::store::lock::LockState;
@@ -91,6 +92,10 @@ impl Dialect for PgStore {
 
     fn location(&self) -> &str {
         &self.location
+    }
+
+    fn cipher(&self) -> &Cipher {
+        &self.opts.cipher
     }
 
     fn lock_state(&self) -> &Arc<LockState> {

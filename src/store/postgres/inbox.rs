@@ -18,6 +18,7 @@ use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
 use std::borrow::Cow;
 
+use crate::store::crypto::{Cipher, KeyId};
 use crate::store::lock::InstanceLock;
 use crate::store::model::Cursor;
 use crate::store::storable;
@@ -25,7 +26,8 @@ use crate::store::storable;
 #[async_trait]
 impl InboxDialect for PgStore {
     const UNFINISHED: &'static str =
-        "SELECT i.id, i.event_id, i.backfilled, i.raw::text, i.received_at FROM event_listeners_inbox i
+        "SELECT i.id, i.event_id, i.backfilled, i.raw::text, i.received_at, i.queue_id, i.key_id
+         FROM event_listeners_inbox i
          WHERE i.instance = $1 AND i.id > COALESCE(
            (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
          ORDER BY i.id";
@@ -54,7 +56,16 @@ impl InboxDialect for PgStore {
         // (a backfilled message arriving live, or a retried batch whose
         // first COMMIT answer was lost): the careful form skips them.
         Insert::plain_then_skipping(|mode| async move {
-            append_once(self.pool(), instance, origin, events, cursor, mode).await
+            append_once(
+                self.pool(),
+                &self.opts().cipher,
+                instance,
+                origin,
+                events,
+                cursor,
+                mode,
+            )
+            .await
         })
         .await
     }
@@ -84,6 +95,7 @@ impl InboxDialect for PgStore {
 /// transaction between them.
 async fn append_once<'c, E>(
     conn: E,
+    cipher: &Cipher,
     instance: &str,
     origin: &str,
     events: &[Event],
@@ -110,7 +122,9 @@ where
         events.iter().map(|e| e.op().map(storable::text)).collect();
     let message_ids: Vec<Option<i64>> = events.iter().map(Event::message_id).collect();
     let backfilled: Vec<bool> = events.iter().map(Event::is_backfilled).collect();
-    let raws: Vec<&str> = events.iter().map(Event::raw).collect();
+    let sealed = cipher.seal_inbox(instance, origin, events)?;
+    let raws: Vec<&str> = sealed.iter().map(|(_, raw)| raw.as_ref()).collect();
+    let key_ids: Vec<Option<&str>> = sealed.iter().map(|(id, _)| id.map(KeyId::as_str)).collect();
     let sql = match (mode, cursor.is_some()) {
         (Insert::Plain, false) => APPEND_PLAIN,
         (Insert::Plain, true) => APPEND_PLAIN_CURSOR,
@@ -125,7 +139,8 @@ where
         .bind(&ops)
         .bind(&message_ids)
         .bind(&backfilled)
-        .bind(&raws);
+        .bind(&raws)
+        .bind(&key_ids);
     if let Some(c) = cursor {
         query = query
             .bind(&c.site)
@@ -189,6 +204,7 @@ async fn append_quarantining(
     .await?;
     let ids = append_once(
         &mut *tx,
+        &store.opts().cipher,
         instance,
         origin,
         events,
@@ -200,15 +216,17 @@ async fn append_quarantining(
     Ok(ids)
 }
 
-/// `$1` instance, `$2` queue (the origin as stored), `$3`-`$8` the events' columns.
+/// `$1` instance, `$2` queue (the origin as stored), `$3`-`$9` the events' columns.
 macro_rules! inbox_insert {
     ($conflict:literal) => {
         concat!(
             "INSERT INTO event_listeners_inbox
-               (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw)
-             SELECT $1, $2, t.event_id, t.event_type, t.op, t.message_id, t.backfilled, t.raw
-             FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[])
-               AS t(event_id, event_type, op, message_id, backfilled, raw) ",
+               (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw, key_id)
+             SELECT $1, $2, t.event_id, t.event_type, t.op, t.message_id, t.backfilled, t.raw,
+                    t.key_id
+             FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::int8[], $7::bool[], $8::text[],
+                         $9::text[])
+               AS t(event_id, event_type, op, message_id, backfilled, raw, key_id) ",
             $conflict,
             " RETURNING id, event_id"
         )
@@ -239,7 +257,7 @@ macro_rules! append_with_cursor {
             "WITH ins AS (",
             inbox_insert!($conflict),
             "), cur AS (",
-            cursor_upsert!("$9", "$10", "$11", "$12"),
+            cursor_upsert!("$10", "$11", "$12", "$13"),
             ") SELECT id, event_id FROM ins"
         )
     };

@@ -26,6 +26,7 @@ use super::changes::apply_message_changes;
 use super::connect::{Insert, PgStore};
 use crate::store::aggregate::{activity_totals, message_logs, stats_buckets};
 use crate::store::changes::message_changes;
+use crate::store::crypto::Cipher;
 use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
 use crate::store::listener_rows::{listener_data, replies};
@@ -103,8 +104,8 @@ impl RecordStatement {
             s.dead_letters(runs)?;
             s.messagelog(runs, mode)?;
             s.activity(runs)?;
-            s.listener_data(runs)?;
-            s.replies(instance, runs)?;
+            s.listener_data(runs, &opts.cipher)?;
+            s.replies(instance, runs, &opts.cipher)?;
             if opts.stats_enabled {
                 s.stats(runs, opts)?;
             }
@@ -288,8 +289,12 @@ impl RecordStatement {
         Ok(())
     }
 
-    fn listener_data(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
-        let rows = listener_data(runs);
+    fn listener_data(
+        &mut self,
+        runs: &[RunRecord],
+        cipher: &Cipher,
+    ) -> Result<(), sqlx::error::BoxDynError> {
+        let rows = listener_data(runs, cipher)?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -297,17 +302,20 @@ impl RecordStatement {
         let keys = self.bind(rows.iter().map(|d| d.key).collect::<Vec<_>>())?;
         let values = self.bind(
             rows.iter()
-                .map(|d| sqlx::types::Json(d.value))
+                .map(|d| sqlx::types::Json(d.value.as_ref()))
                 .collect::<Vec<_>>(),
         )?;
+        let key_ids = self.bind(rows.iter().map(|d| d.key_id.as_deref()).collect::<Vec<_>>())?;
         let inbox = self.bind(rows.iter().map(|d| d.inbox_id).collect::<Vec<_>>())?;
         let times = self.bind(rows.iter().map(|d| d.at).collect::<Vec<_>>())?;
         self.parts.push(format!(
-            "INSERT INTO event_listeners_listenerdata (listener_name, key, value, inbox_id, updated_at)
+            "INSERT INTO event_listeners_listenerdata
+               (listener_name, key, value, key_id, inbox_id, updated_at)
              SELECT * FROM UNNEST({names}::text[], {keys}::text[], {values}::jsonb[],
-               {inbox}::int8[], {times}::timestamptz[])
+               {key_ids}::text[], {inbox}::int8[], {times}::timestamptz[])
              ON CONFLICT (listener_name, key) DO UPDATE SET value = excluded.value,
-               inbox_id = excluded.inbox_id, updated_at = excluded.updated_at"
+               key_id = excluded.key_id, inbox_id = excluded.inbox_id,
+               updated_at = excluded.updated_at"
         ));
         Ok(())
     }
@@ -316,8 +324,9 @@ impl RecordStatement {
         &mut self,
         instance: &str,
         runs: &[RunRecord],
+        cipher: &Cipher,
     ) -> Result<(), sqlx::error::BoxDynError> {
-        let rows = replies(runs);
+        let rows = replies(runs, cipher)?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -333,16 +342,18 @@ impl RecordStatement {
                 .map(|r| r.user_ids.as_deref())
                 .collect::<Vec<_>>(),
         )?;
-        let contents = self.bind(rows.iter().map(|r| r.content).collect::<Vec<_>>())?;
+        let contents = self.bind(rows.iter().map(|r| r.content.as_ref()).collect::<Vec<_>>())?;
+        let key_ids = self.bind(rows.iter().map(|r| r.key_id.as_deref()).collect::<Vec<_>>())?;
         let times = self.bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())?;
         self.parts.push(format!(
             "INSERT INTO event_listeners_replyoutbox
                (instance, listener_name, inbox_id, seq, recipient_type, channel, topic, user_ids,
-                content, created_at, updated_at)
-             SELECT {instance}::text, n, i, s, k, c, t, u, b, at, at FROM UNNEST({names}::text[],
+                content, key_id, created_at, updated_at)
+             SELECT {instance}::text, n, i, s, k, c, t, u, b, kid, at, at FROM UNNEST({names}::text[],
                {inbox}::int8[], {seqs}::int4[], {kinds}::text[], {channels}::text[],
-               {topics}::text[], {users}::text[], {contents}::text[], {times}::timestamptz[])
-               AS x(n, i, s, k, c, t, u, b, at)
+               {topics}::text[], {users}::text[], {contents}::text[], {key_ids}::text[],
+               {times}::timestamptz[])
+               AS x(n, i, s, k, c, t, u, b, kid, at)
              ON CONFLICT (listener_name, inbox_id, seq) DO NOTHING"
         ));
         Ok(())

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, SqliteConnection, TransactionManager};
 
 use super::identity::{OpenFiles, Watched};
+use crate::store::crypto::Cipher;
 use crate::store::dialect::Dialect;
 use crate::store::error::StoreError;
 use crate::store::lock::LockState;
@@ -156,6 +157,10 @@ impl Dialect for SqliteStore {
 
     fn location(&self) -> &str {
         &self.location
+    }
+
+    fn cipher(&self) -> &Cipher {
+        &self.opts.cipher
     }
 
     fn lock_state(&self) -> &Arc<LockState> {

@@ -4,6 +4,7 @@
 //! cursor in the same transaction; the commit counts only if the file is
 //! still the one opened.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::connect::{SqliteStore, CHUNK};
 use crate::event::{Event, Quarantined};
+use crate::store::crypto::KeyId;
 use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
 use crate::store::lock::InstanceLock;
@@ -21,7 +23,8 @@ use crate::store::storable;
 #[async_trait]
 impl InboxDialect for SqliteStore {
     const UNFINISHED: &'static str =
-        "SELECT i.id, i.event_id, i.backfilled, i.raw, i.received_at FROM event_listeners_inbox i
+        "SELECT i.id, i.event_id, i.backfilled, i.raw, i.received_at, i.queue_id, i.key_id
+         FROM event_listeners_inbox i
          WHERE i.instance = $1 AND i.id > COALESCE(
            (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
          ORDER BY i.id";
@@ -46,13 +49,17 @@ impl InboxDialect for SqliteStore {
         let mut conn = self.pool().acquire().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let now = Utc::now();
+        let sealed = self.opts().cipher.seal_inbox(instance, origin, events)?;
         let mut by_event: HashMap<i64, i64> = HashMap::with_capacity(events.len());
-        for chunk in events.chunks(CHUNK) {
+        let rows: Vec<(&Event, &(Option<&KeyId>, Cow<'_, str>))> =
+            events.iter().zip(&sealed).collect();
+        for chunk in rows.chunks(CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO event_listeners_inbox
-                   (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw, received_at) ",
+                   (instance, queue_id, event_id, event_type, op, message_id, backfilled, raw,
+                    key_id, received_at) ",
             );
-            q.push_values(chunk, |mut b, e| {
+            q.push_values(chunk, |mut b, (e, (key_id, raw))| {
                 b.push_bind(instance)
                     .push_bind(origin)
                     .push_bind(e.id())
@@ -60,7 +67,8 @@ impl InboxDialect for SqliteStore {
                     .push_bind(e.op())
                     .push_bind(e.message_id())
                     .push_bind(e.is_backfilled())
-                    .push_bind(e.raw())
+                    .push_bind(raw.as_ref())
+                    .push_bind(key_id.map(KeyId::as_str))
                     .push_bind(now);
             });
             q.push(" ON CONFLICT DO NOTHING RETURNING id, event_id");

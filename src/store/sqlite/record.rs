@@ -14,7 +14,7 @@ use crate::store::aggregate::{activity_totals, message_logs, stats_buckets, Stat
 use crate::store::changes::message_changes;
 use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
-use crate::store::listener_rows::{listener_data, replies};
+use crate::store::listener_rows::{listener_data, replies, DataRow, ReplyRow};
 use crate::store::model::{RunRecord, StoreOptions};
 
 #[async_trait]
@@ -33,8 +33,9 @@ impl RecordDialect for SqliteStore {
             insert_messagelog(&mut tx, runs).await?;
             apply_message_changes(&mut tx, &message_changes(runs)).await?;
             upsert_activity(&mut tx, runs).await?;
-            upsert_listener_data(&mut tx, runs).await?;
-            insert_replies(&mut tx, instance, runs).await?;
+            let cipher = &self.opts().cipher;
+            upsert_listener_data(&mut tx, &listener_data(runs, cipher)?).await?;
+            insert_replies(&mut tx, instance, &replies(runs, cipher)?).await?;
             if self.opts().stats_enabled {
                 upsert_stats(&mut tx, runs, self.opts()).await?;
             }
@@ -223,23 +224,24 @@ async fn insert_dead_letters(
 /// Upserts the batch's `Record::Data`, one row per (listener, key).
 async fn upsert_listener_data(
     tx: &mut Transaction<'_, Sqlite>,
-    runs: &[RunRecord],
+    rows: &[DataRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    let rows = listener_data(runs);
     for chunk in rows.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO event_listeners_listenerdata (listener_name, key, value, inbox_id, updated_at) ",
+            "INSERT INTO event_listeners_listenerdata (listener_name, key, value, key_id, inbox_id, updated_at) ",
         );
         q.push_values(chunk, |mut b, d| {
             b.push_bind(d.listener)
                 .push_bind(d.key)
                 .push_bind(d.value.to_string())
+                .push_bind(d.key_id.as_deref())
                 .push_bind(d.inbox_id)
                 .push_bind(d.at);
         });
         q.push(
             " ON CONFLICT (listener_name, key) DO UPDATE SET value = excluded.value,
-               inbox_id = excluded.inbox_id, updated_at = excluded.updated_at",
+               key_id = excluded.key_id, inbox_id = excluded.inbox_id,
+               updated_at = excluded.updated_at",
         );
         q.build().execute(&mut **tx).await?;
     }
@@ -250,14 +252,13 @@ async fn upsert_listener_data(
 async fn insert_replies(
     tx: &mut Transaction<'_, Sqlite>,
     instance: &str,
-    runs: &[RunRecord],
+    rows: &[ReplyRow<'_>],
 ) -> Result<(), sqlx::Error> {
-    let rows = replies(runs);
     for chunk in rows.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_listeners_replyoutbox
                (instance, listener_name, inbox_id, seq, recipient_type, channel, topic, user_ids,
-                content, created_at, updated_at) ",
+                content, key_id, created_at, updated_at) ",
         );
         q.push_values(chunk, |mut b, r| {
             b.push_bind(instance)
@@ -268,7 +269,8 @@ async fn insert_replies(
                 .push_bind(r.channel)
                 .push_bind(r.topic)
                 .push_bind(r.user_ids.as_deref())
-                .push_bind(r.content)
+                .push_bind(r.content.as_ref())
+                .push_bind(r.key_id.as_deref())
                 .push_bind(r.at)
                 .push_bind(r.at);
         });
