@@ -41,16 +41,15 @@ pub(super) async fn persistent_exec_run(n: usize) -> f64 {
         .await
         .unwrap();
     let rc = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
+    super::write_secret(
         rc.path(),
-        format!(
+        &format!(
             "[api]\nemail={}\nkey={}\nsite={}\n",
             fake.email(),
             fake.api_key(),
             fake.site()
         ),
-    )
-    .unwrap();
+    );
     let handler =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/exec/persistent.py");
     let registry = Registry::builtin();

@@ -65,17 +65,16 @@ pub(super) async fn webhooks_run(k: usize, n: usize) -> (f64, u64) {
     let (hook_url, requests) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let (rc, secret) = (dir.path().join("zuliprc"), dir.path().join("secret"));
-    std::fs::write(
+    super::write_secret(
         &rc,
-        format!(
+        &format!(
             "[api]\nemail={}\nkey={}\nsite={}\n",
             fake.email(),
             fake.api_key(),
             fake.site()
         ),
-    )
-    .unwrap();
-    std::fs::write(&secret, "bench-secret").unwrap();
+    );
+    super::write_secret(&secret, "bench-secret");
     let names: Vec<String> = (1..=k).map(|i| format!("hook_{i}")).collect();
     let mut text = format!(
         "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"off\"\n[performance]\nmax_concurrent_handlers = 16\n[listeners]\nenabled = {names:?}\n",
