@@ -79,6 +79,65 @@ fn show(value: &dyn fmt::Display, policy: Policy, f: &mut fmt::Formatter<'_>) ->
     }
 }
 
+/// Installs a panic hook that prints a panic's message through [`Pii`]:
+/// a custom listener's panic may quote what it was handling, and Rust's
+/// default hook writes it to stderr, beside the log. The thread and the
+/// place are printed as they are; the default hook (with its backtrace)
+/// still runs when sanitization is off.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(install_panic_hook_now);
+}
+
+fn install_panic_hook_now() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !SANITIZE.load(Ordering::Relaxed) {
+            return default(info);
+        }
+        let thread = std::thread::current();
+        let place = info.location().map(ToString::to_string);
+        eprintln!(
+            "{}",
+            panic_line(thread.name(), place.as_deref(), panic_message(info))
+        );
+    }));
+}
+
+/// A panic's message, when it is text.
+fn panic_message<'a>(info: &'a std::panic::PanicHookInfo<'_>) -> &'a str {
+    let payload = info.payload();
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("")
+}
+
+/// The line a sanitized panic prints: its thread and place, its message
+/// redacted.
+fn panic_line(thread: Option<&str>, place: Option<&str>, message: &str) -> String {
+    let policy = Policy {
+        sanitize: true,
+        max_length: usize::MAX,
+    };
+    format!(
+        "thread '{}' panicked at {}: {} (log_sanitization)",
+        thread.unwrap_or("<unnamed>"),
+        place.unwrap_or("an unknown place"),
+        Redacted(message, policy)
+    )
+}
+
+/// `text` as [`show`] prints it under `policy`.
+struct Redacted<'a>(&'a str, Policy);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        show(&self.0, self.1, f)
+    }
+}
+
 /// A writer that only counts the characters written to it.
 struct CharCount(usize);
 
@@ -129,6 +188,20 @@ mod tests {
             "hé… [truncated: 11 characters]"
         );
         assert_eq!(Shown("héllo", false, 5).to_string(), "héllo");
+    }
+
+    #[test]
+    fn a_sanitized_panic_names_its_thread_and_place_but_not_its_message() {
+        let line = panic_line(
+            Some("tokio-runtime-worker"),
+            Some("src/my_listener.rs:12:5"),
+            "cannot handle jane@example.com's message",
+        );
+
+        assert_eq!(
+            line,
+            "thread 'tokio-runtime-worker' panicked at src/my_listener.rs:12:5: [redacted: 40 characters] (log_sanitization)"
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn load_and_run(cli: Cli, registry: Registry) -> Result<(), Failure> {
         // for the process, before the first of them.
         let dp = &config.data_protection;
         crate::pii::set_log_policy(dp.log_sanitization, dp.max_content_length);
+        crate::pii::install_panic_hook();
         let log_file = telemetry::init(&config.logging).map_err(|e| {
             Failure::new(
                 EXIT_CONFIG,
