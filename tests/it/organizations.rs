@@ -3,7 +3,9 @@
 //! events are stored under its name and dispatched to its listeners; a key
 //! revoked in one stops that one (unhealthy in `/health`) while the other
 //! stores every event; `[security] allowed_realms` refuses an organization
-//! at `check-config`; a single `[zulip]` reports as before.
+//! at `check-config`; a single `[zulip]` reports as before; the built-in
+//! message log and user activity keep each organization's rows apart when
+//! both reuse a message id and a user id.
 
 use std::time::Duration;
 
@@ -180,6 +182,101 @@ async fn a_revoked_key_stops_its_organization_only(backend: Backend) {
 both_backends!(a_revoked_key_stops_its_organization_only =>
     a_revoked_key_stops_its_organization_only_on_sqlite,
     a_revoked_key_stops_its_organization_only_on_postgres);
+
+/// One integer of organization `instance`'s row of `table` for `key`.
+async fn column(db: &TestDb, table: &str, column: &str, instance: &str, key: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT CAST({column} AS BIGINT) FROM event_listeners_{table} WHERE instance = '{instance}' AND {key}"
+    ))
+    .await
+}
+
+async fn two_organizations_reusing_ids_keep_their_own_rows(backend: Backend) {
+    let mut app = TestApp::new(backend, FakeOptions::default(), "").await;
+    let acme = app.fake.clone();
+    let globex = FakeZulip::start(FakeOptions::default()).await;
+    app.setup = setup_organizations(
+        &[("acme", &acme, ""), ("globex", &globex, "")],
+        &app.db.url,
+        "[listeners]\nenabled = [\"message_logger\", \"user_activity_tracker\"]\n",
+    );
+    let db = app.db.clone();
+    db.migrate().await;
+    let (registry, _) = registry_with_test_listeners();
+    app.start(registry, RunOptions::default()).await;
+    assert!(
+        eventually(WAIT, || async {
+            acme.register_count() == 1 && globex.register_count() == 1
+        })
+        .await
+    );
+
+    // Arrange: each fake numbers its messages from 1, and user 7 is a
+    // different person in each organization.
+    let a = acme.send_channel_message(7, "user@acme.example", "general", "a", "hello");
+    let g = globex.send_channel_message(7, "user@globex.example", "sales", "g", "hi there");
+    assert_eq!(a, g, "both organizations use the same message id");
+    assert!(
+        eventually(WAIT, || async {
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 2
+        })
+        .await,
+        "each organization's message is logged (the second one was dropped)"
+    );
+    let id = format!("message_id = {a}");
+    assert_eq!(
+        column(&db, "messagelog", "content_length", "acme", &id).await,
+        5
+    );
+    assert_eq!(
+        column(&db, "messagelog", "content_length", "globex", &id).await,
+        8
+    );
+
+    // Act: acme's message is edited.
+    acme.edit_message(a, 7, "hello, edited at acme");
+    assert!(
+        eventually(WAIT, || async {
+            column(&db, "messagelog", "content_length", "acme", &id).await == 21
+        })
+        .await,
+        "acme's row follows its edit"
+    );
+
+    // Assert: globex's message of the same id is as it was.
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM event_listeners_messagelog
+             WHERE instance = 'globex' AND {id} AND content_length = 8 AND edited_at IS NULL
+               AND channel = 'sales' AND topic = 'g'"
+        ))
+        .await,
+        1,
+        "an edit in acme leaves globex's message alone"
+    );
+    assert!(
+        eventually(WAIT, || async {
+            column(&db, "useractivity", "edit_count", "acme", "user_id = 7").await == 1
+        })
+        .await
+    );
+    for org in ["acme", "globex"] {
+        assert_eq!(
+            column(&db, "useractivity", "message_count", org, "user_id = 7").await,
+            1,
+            "{org}'s user 7 is counted apart"
+        );
+    }
+    assert_eq!(
+        column(&db, "useractivity", "edit_count", "globex", "user_id = 7").await,
+        0
+    );
+    let _ = app.stop().await;
+}
+
+both_backends!(two_organizations_reusing_ids_keep_their_own_rows =>
+    two_organizations_reusing_ids_keep_their_own_rows_on_sqlite,
+    two_organizations_reusing_ids_keep_their_own_rows_on_postgres);
 
 #[tokio::test]
 async fn every_organization_refused_at_start_fails_the_start_with_the_auth_error() {
