@@ -278,6 +278,79 @@ both_backends!(two_organizations_reusing_ids_keep_their_own_rows =>
     two_organizations_reusing_ids_keep_their_own_rows_on_sqlite,
     two_organizations_reusing_ids_keep_their_own_rows_on_postgres);
 
+/// A database of the release before the organizations' keys, with rows of
+/// acme and globex (or of acme alone), migrated: each message-log row
+/// takes its inbox row's organization; user activity (and a message whose
+/// inbox row is gone) the only organization's name, else ''.
+async fn rows_logged_before_the_migration_get_their_organization(backend: Backend) {
+    for (orgs, alone) in [(&["acme", "globex"][..], ""), (&["acme"][..], "acme")] {
+        let db = TestDb::new(backend).await;
+        db.migrate_before(20261203000005).await;
+        let at = "2026-12-01T00:00:00Z";
+        for (k, org) in orgs.iter().enumerate() {
+            let id = k + 1;
+            db.execute(&format!(
+                "INSERT INTO event_listeners_cursor (instance, updated_at) VALUES ('{org}', '{at}')"
+            ))
+            .await;
+            db.execute(&format!(
+                "INSERT INTO event_listeners_inbox (id, instance, queue_id, event_id, event_type, raw, received_at)
+                 VALUES ({id}, '{org}', 'q', {id}, 'message', '{{}}', '{at}')"
+            ))
+            .await;
+            db.execute(&format!(
+                "INSERT INTO event_listeners_messagelog
+                   (message_id, inbox_id, sender_id, sender_email, recipient_type, content_length, sent_at)
+                 VALUES ({id}, {id}, 7, 'a@example.com', 'stream', 1, '{at}')"
+            ))
+            .await;
+        }
+        db.execute(&format!(
+            "INSERT INTO event_listeners_messagelog
+               (message_id, inbox_id, sender_id, sender_email, recipient_type, content_length, sent_at)
+             VALUES (9, 99, 7, 'a@example.com', 'stream', 1, '{at}')"
+        ))
+        .await;
+        db.execute(&format!(
+            "INSERT INTO event_listeners_useractivity (user_id, last_seen, message_count) VALUES (7, '{at}', 3)"
+        ))
+        .await;
+
+        db.migrate().await;
+
+        for (k, org) in orgs.iter().enumerate() {
+            let id = k + 1;
+            assert_eq!(
+                column(
+                    &db,
+                    "messagelog",
+                    "inbox_id",
+                    org,
+                    &format!("message_id = {id}")
+                )
+                .await,
+                id as i64,
+                "{orgs:?}: message {id} is {org}'s"
+            );
+        }
+        assert_eq!(
+            column(&db, "messagelog", "inbox_id", alone, "message_id = 9").await,
+            99,
+            "{orgs:?}: a message without its inbox row"
+        );
+        assert_eq!(
+            column(&db, "useractivity", "message_count", alone, "user_id = 7").await,
+            3,
+            "{orgs:?}: user activity"
+        );
+        db.drop_db().await;
+    }
+}
+
+both_backends!(rows_logged_before_the_migration_get_their_organization =>
+    rows_logged_before_the_migration_get_their_organization_on_sqlite,
+    rows_logged_before_the_migration_get_their_organization_on_postgres);
+
 #[tokio::test]
 async fn every_organization_refused_at_start_fails_the_start_with_the_auth_error() {
     let mut app = TestApp::new(Backend::Sqlite, FakeOptions::default(), "").await;
