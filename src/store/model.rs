@@ -205,6 +205,8 @@ pub struct DeadLetter {
     pub id: i64,
     /// The event's inbox row.
     pub inbox_id: i64,
+    /// The organization (`instance`) of that inbox row.
+    pub instance: String,
     /// The event's type.
     pub event_type: String,
     /// The run's error.
@@ -228,6 +230,7 @@ pub struct DeadLetter {
 pub(super) struct DeadLetterRow {
     id: i64,
     inbox_id: i64,
+    instance: String,
     event_type: String,
     error: Option<String>,
     attempts: i64,
@@ -247,6 +250,7 @@ impl DeadLetterRow {
             event: inbox_event(self.inbox_id, self.event_id, self.backfilled, self.raw)?,
             id: self.id,
             inbox_id: self.inbox_id,
+            instance: self.instance,
             event_type: self.event_type,
             error: self.error,
             attempts: attempts(self.attempts),
@@ -263,6 +267,8 @@ impl DeadLetterRow {
 pub struct LoggedEvent {
     /// The event's inbox row.
     pub inbox_id: i64,
+    /// The organization (`instance`) of that inbox row.
+    pub instance: String,
     /// The most tries any logged run of the listener on it took.
     pub attempts: u32,
     /// The event, rebuilt from the inbox row's raw JSON.
@@ -275,6 +281,7 @@ pub struct LoggedEvent {
 #[derive(sqlx::FromRow)]
 pub(super) struct LoggedEventRow {
     inbox_id: i64,
+    instance: String,
     attempts: i64,
     event_id: i64,
     backfilled: bool,
@@ -288,6 +295,7 @@ impl LoggedEventRow {
         Some(LoggedEvent {
             event: inbox_event(self.inbox_id, self.event_id, self.backfilled, self.raw)?,
             inbox_id: self.inbox_id,
+            instance: self.instance,
             attempts: attempts(self.attempts),
             received_at: self.received_at,
         })

@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
 use zulip_event_listeners::app::RunOptions;
+use zulip_event_listeners::store::RunRecord;
 
 use crate::support::fake_zulip::{FakeOptions, FakeZulip, Fault, FaultPlan};
 use crate::support::*;
@@ -350,6 +352,97 @@ async fn rows_logged_before_the_migration_get_their_organization(backend: Backen
 both_backends!(rows_logged_before_the_migration_get_their_organization =>
     rows_logged_before_the_migration_get_their_organization_on_sqlite,
     rows_logged_before_the_migration_get_their_organization_on_postgres);
+
+/// `message_logger`'s run on `inbox_id`, failed for good (a dead letter).
+fn dead_run(inbox_id: i64) -> RunRecord {
+    RunRecord {
+        inbox_id,
+        listener: "message_logger".into(),
+        event_type: "message".into(),
+        success: false,
+        attempts: 2,
+        error: Some("down".to_owned()),
+        duration: Duration::from_millis(2),
+        finished_at: Utc::now(),
+        records: vec![],
+        dead_letter: true,
+    }
+}
+
+/// Pending dead letters of organization `instance`.
+async fn pending(db: &TestDb, instance: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT count(*) FROM event_listeners_deadletter d JOIN event_listeners_inbox i ON i.id = d.inbox_id
+         WHERE i.instance = '{instance}' AND d.replayed_at IS NULL"
+    ))
+    .await
+}
+
+/// `replay --org` replays that organization's dead letters only, recorded
+/// under its name; without it, the first organization's; an unknown name
+/// is refused.
+async fn replay_acts_on_the_organization_it_names(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    // The same event and message ids in both organizations.
+    let a = append_messages(&s, "acme", 1, 1).await[0];
+    let g = append_messages(&s, "globex", 1, 1).await[0];
+    s.record("acme", &[dead_run(a)], Some(a)).await.unwrap();
+    s.record("globex", &[dead_run(g)], Some(g)).await.unwrap();
+    let (acme, globex) = (
+        FakeZulip::start(FakeOptions::default()).await,
+        FakeZulip::start(FakeOptions::default()).await,
+    );
+    let setup = setup_organizations(&[("acme", &acme, ""), ("globex", &globex, "")], &db.url, "");
+    let cfg = setup.config_path.display().to_string();
+    let replay = |org: Option<&'static str>| {
+        let mut args = vec!["--config", &cfg, "replay", "--listener", "message_logger"];
+        if let Some(org) = org {
+            args.extend(["--org", org]);
+        }
+        zel_async(args.into_iter().map(str::to_owned).collect::<Vec<_>>())
+    };
+
+    let out = replay(Some("initech")).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no organization is named `initech`; the organizations are: acme, globex"),
+        "{stderr}"
+    );
+
+    let out = replay(Some("globex")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("inbox {g} ")), "{stdout}");
+    assert!(!stdout.contains(&format!("inbox {a} ")), "{stdout}");
+    assert!(stdout.contains("of organization globex"), "{stdout}");
+    assert_eq!(
+        (pending(&db, "acme").await, pending(&db, "globex").await),
+        (1, 0)
+    );
+    let logged = "SELECT count(*) FROM event_listeners_messagelog WHERE instance =";
+    assert_eq!(db.scalar(&format!("{logged} 'globex'")).await, 1);
+    assert_eq!(db.scalar(&format!("{logged} 'acme'")).await, 0);
+
+    let out = replay(None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pending(&db, "acme").await, 0, "the first organization's");
+    assert_eq!(db.scalar(&format!("{logged} 'acme'")).await, 1);
+    db.drop_db().await;
+}
+
+both_backends!(replay_acts_on_the_organization_it_names =>
+    replay_acts_on_the_organization_it_names_on_sqlite,
+    replay_acts_on_the_organization_it_names_on_postgres);
 
 #[tokio::test]
 async fn every_organization_refused_at_start_fails_the_start_with_the_auth_error() {
