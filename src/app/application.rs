@@ -120,7 +120,6 @@ impl Application {
                 tracing::info!(listeners = %listed.join(","), dry_run = opts.dry_run, "Starting")
             }
         }
-        warn_shared_tables(&orgs);
         if config.file_permissions == FilePermissions::AllowInsecure {
             tracing::warn!("Secret files that others may read, or that another user owns, are used anyway (--allow-insecure-permissions)");
         }
@@ -310,26 +309,6 @@ fn every_listener(orgs: &[Organization]) -> Vec<Instance> {
         }
     }
     all
-}
-
-/// The built-in listeners whose tables are keyed by Zulip's ids alone
-/// (the message log by message id, user activity by user id): run for
-/// several organizations, the ids of one collide with the other's.
-const SHARED_TABLES: &[&str] = &["message_logger", "user_activity_tracker"];
-
-/// Warns when a listener of [`SHARED_TABLES`] runs for several organizations.
-fn warn_shared_tables(orgs: &[Organization]) {
-    for name in SHARED_TABLES {
-        let with: Vec<&str> = orgs
-            .iter()
-            .filter(|o| o.instances.iter().any(|i| i.listener.name() == *name))
-            .map(Organization::name)
-            .collect();
-        if with.len() > 1 {
-            tracing::warn!(listener = name, organizations = %with.join(","),
-                "This listener's table is keyed by Zulip's ids, which two organizations share: a message or user of one may hide the other's (the first row is kept). Select it for one organization ([[zulip]] listeners)");
-        }
-    }
 }
 
 /// The run's outcome from each organization's: a shared failure wins;

@@ -49,10 +49,12 @@ pub(super) async fn serve_http(
         store,
         instances,
     } = parts;
-    // The admin API's replays are recorded for the first organization.
-    let first = orgs
-        .first()
-        .map_or_else(|| config.scaling.instance_id.clone(), |(n, _)| n.clone());
+    // The admin API replays one organization's events, the first one's
+    // unless the body names another.
+    let org_names: Vec<String> = match orgs.is_empty() {
+        true => vec![config.scaling.instance_id.clone()],
+        false => orgs.iter().map(|(n, _)| n.clone()).collect(),
+    };
     let tokens = match &config.http.admin_token_file {
         Some(path) => Some(read_admin_tokens(path, config.file_permissions)?),
         None => None,
@@ -68,7 +70,7 @@ pub(super) async fn serve_http(
             AuditTrail::new(store.clone(), config.data_protection.audit_trail),
             state.clone(),
             instances,
-            first,
+            org_names,
             config.performance.handler_timeout,
         ))),
         (Some(_), None) => {

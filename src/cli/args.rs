@@ -172,4 +172,8 @@ pub struct ReplayArgs {
     /// has a logged run of.
     #[arg(long = "event", value_name = "INBOX_ID")]
     pub event: Option<i64>,
+    /// The organization (`[[zulip]] name`) whose events to replay; default:
+    /// the first (or only) one.
+    #[arg(long, value_name = "NAME")]
+    pub org: Option<String>,
 }

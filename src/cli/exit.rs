@@ -12,7 +12,7 @@
 
 use crate::app::AppError;
 use crate::cli::age::AgeError;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, UnknownOrganization};
 use crate::listeners::{InstanceError, RegistryError};
 use crate::store::StoreError;
 
@@ -95,6 +95,12 @@ impl From<InstanceError> for Failure {
 }
 
 /// An age the command line gave cannot be used: exit 2.
+impl From<UnknownOrganization> for Failure {
+    fn from(e: UnknownOrganization) -> Self {
+        Failure::new(EXIT_CONFIG, e)
+    }
+}
+
 impl From<AgeError> for Failure {
     fn from(e: AgeError) -> Self {
         Failure::new(EXIT_CONFIG, e)

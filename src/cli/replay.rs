@@ -1,6 +1,7 @@
-//! `replay --listener NAME [--since TIME] [--event INBOX_ID]`: a listener's
-//! dead letters (or one logged event) run again in this process, each
-//! outcome printed and recorded, and the whole replay audited.
+//! `replay --listener NAME [--since TIME] [--event INBOX_ID] [--org NAME]`:
+//! a listener's dead letters (or one logged event) of one organization run
+//! again in this process, each outcome printed and recorded for that
+//! organization, and the whole replay audited.
 
 use std::fmt::Write as _;
 
@@ -31,22 +32,32 @@ fn nothing_to_replay(args: &ReplayArgs, filters: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `replay --listener NAME [--since TIME] [--event INBOX_ID]`.
+/// `replay --listener NAME [--since TIME] [--event INBOX_ID] [--org NAME]`.
 ///
 /// # Errors
 ///
-/// A [`Failure`]: exit 2 for an unknown listener, 4 when the database
-/// fails, 1 when `--event` finds nothing or a replay fails again.
+/// A [`Failure`]: exit 2 for an unknown listener or organization, 4 when
+/// the database fails, 1 when `--event` finds nothing or a replay fails
+/// again.
 pub(crate) async fn cmd_replay(
     config: &Config,
     registry: &Registry,
     args: &ReplayArgs,
 ) -> Result<(), Failure> {
-    let instance = instance(config, registry, &args.listener)?;
+    let org = config.organization(args.org.as_deref())?;
+    let org_name = org.scaling.instance_id.as_str();
+    let instance = instance(&org, registry, &args.listener)?;
     let listener = instance.listener.clone();
     let store = app::open_store(config, false).await?;
-    let items = replay::select(store.as_ref(), &args.listener, args.since, args.event).await?;
-    let filters = describe_filters(args);
+    let items = replay::select(
+        store.as_ref(),
+        org_name,
+        &args.listener,
+        args.since,
+        args.event,
+    )
+    .await?;
+    let filters = describe_filters(args, config.has_several_organizations().then_some(org_name));
     let trail = AuditTrail::new(store.clone(), config.data_protection.audit_trail);
     if items.is_empty() {
         let result = nothing_to_replay(args, &filters);
@@ -58,7 +69,7 @@ pub(crate) async fn cmd_replay(
         return result;
     }
     let settings = ReplaySettings {
-        instance: config.scaling.instance_id.clone(),
+        instance: org_name.to_owned(),
         timeout: config.performance.handler_timeout,
     };
     let mut outcomes = Vec::with_capacity(items.len());
@@ -111,8 +122,13 @@ async fn audit(trail: &AuditTrail, args: &ReplayArgs, outcome: AuditOutcome, det
         .await;
 }
 
-fn describe_filters(args: &ReplayArgs) -> String {
+/// The filters of `args` as words, with the organization `org` when the
+/// daemon has several.
+fn describe_filters(args: &ReplayArgs, org: Option<&str>) -> String {
     let mut out = String::new();
+    if let Some(org) = org {
+        let _ = write!(out, " of organization {org}");
+    }
     if let Some(id) = args.event {
         let _ = write!(out, " for inbox event {id}");
     }

@@ -59,4 +59,5 @@ pub use secret::{SecretError, SecretSource};
 pub use security::SecurityConfig;
 pub use statistics::StatisticsConfig;
 pub use users::UserRef;
+pub use views::UnknownOrganization;
 pub use zulip::{ZulipConfig, DEFAULT_BACKFILL_WINDOW, DEFAULT_QUEUE_LIFESPAN_SECS};

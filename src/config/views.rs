@@ -3,9 +3,20 @@
 //! entry, `scaling.instance_id` its name and `listeners.enabled` its
 //! selection, so that the code that runs one organization (its client,
 //! intake, dispatcher, recorder, reply sender) reads it as it reads a
-//! single `[zulip]`.
+//! single `[zulip]`. [`Config::organization`] picks one by name, for the
+//! commands that act on one organization (`replay --org`).
 
 use super::load::Config;
+
+/// An organization name that no `[[zulip]]` entry has.
+#[derive(Debug, thiserror::Error)]
+#[error("no organization is named `{name}`; the organizations are: {available}")]
+pub struct UnknownOrganization {
+    /// The name asked for.
+    pub name: String,
+    /// The configured names, comma-separated.
+    pub available: String,
+}
 
 impl Config {
     /// Whether the file configures several organizations (`[[zulip]]`).
@@ -45,6 +56,26 @@ impl Config {
                 view
             })
             .collect()
+    }
+
+    /// Organization `name`'s view ([`Config::organizations`]), or the first
+    /// organization's without a name.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownOrganization`] when no organization has that name.
+    pub fn organization(&self, name: Option<&str>) -> Result<Config, UnknownOrganization> {
+        let mut views = self.organizations();
+        let Some(name) = name else {
+            return Ok(views.swap_remove(0));
+        };
+        match views.iter().position(|v| v.scaling.instance_id == name) {
+            Some(i) => Ok(views.swap_remove(i)),
+            None => Err(UnknownOrganization {
+                name: name.to_owned(),
+                available: self.organization_names().join(", "),
+            }),
+        }
     }
 }
 
@@ -90,6 +121,25 @@ mod tests {
             "no organization reads ZULIP_* or ~/.zuliprc"
         );
         assert!(views.iter().all(|v| !v.has_several_organizations()));
+    }
+
+    #[test]
+    fn an_organization_is_picked_by_name_or_the_first_one() {
+        let cfg = Config::parse(TWO, KNOWN).unwrap();
+        assert_eq!(cfg.organization(None).unwrap().scaling.instance_id, "acme");
+        let globex = cfg.organization(Some("globex")).unwrap();
+        assert_eq!(globex.listeners.enabled, ["message_logger"]);
+        let e = cfg.organization(Some("initech")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no organization is named `initech`; the organizations are: acme, globex"
+        );
+        let one = Config::parse("[zulip]\nname = \"acme\"\n", KNOWN).unwrap();
+        assert_eq!(
+            one.organization(Some("acme")).unwrap().scaling.instance_id,
+            "acme"
+        );
+        assert!(one.organization(Some("globex")).is_err());
     }
 
     #[test]

@@ -64,21 +64,25 @@ pub struct ReplaySettings {
     pub timeout: Duration,
 }
 
-/// The events to replay through `listener`: its pending dead letters
-/// (created at or after `since`, of inbox row `inbox_id`, when given), one
-/// item per event, oldest first. With `inbox_id` and no pending dead letter
-/// for it, the event itself when the listener has a logged run of it.
+/// The events of organization `instance` to replay through `listener`:
+/// its pending dead letters (created at or after `since`, of inbox row
+/// `inbox_id`, when given), one item per event, oldest first. With
+/// `inbox_id` and no pending dead letter for it, the event itself when the
+/// listener has a logged run of it. Another organization's events are
+/// left out: their runs belong to that organization.
 ///
 /// # Errors
 ///
 /// [`StoreError`] when the database fails.
 pub async fn select(
     store: &dyn Store,
+    instance: &str,
     listener: &str,
     since: Option<DateTime<Utc>>,
     inbox_id: Option<i64>,
 ) -> Result<Vec<ReplayItem>, StoreError> {
-    let letters = store.dead_letters(listener, since, inbox_id, false).await?;
+    let mut letters = store.dead_letters(listener, since, inbox_id, false).await?;
+    letters.retain(|d| d.instance == instance);
     if letters.is_empty() {
         let Some(id) = inbox_id else {
             return Ok(Vec::new());
@@ -87,6 +91,7 @@ pub async fn select(
             .logged_events(listener, since, Some(id))
             .await?
             .into_iter()
+            .filter(|l| l.instance == instance)
             .map(|l| ReplayItem {
                 inbox_id: l.inbox_id,
                 event: l.event,

@@ -210,6 +210,8 @@ pub struct DeadLetter {
     pub id: i64,
     /// The event's inbox row.
     pub inbox_id: i64,
+    /// The organization (`instance`) of that inbox row.
+    pub instance: String,
     /// The event's type.
     pub event_type: String,
     /// The run's error.
@@ -270,6 +272,7 @@ impl DeadLetterRow {
             event,
             id: self.id,
             inbox_id: self.inbox_id,
+            instance: self.instance,
             event_type: self.event_type,
             error: self.error,
             attempts: attempts(self.attempts),
@@ -286,6 +289,8 @@ impl DeadLetterRow {
 pub struct LoggedEvent {
     /// The event's inbox row.
     pub inbox_id: i64,
+    /// The organization (`instance`) of that inbox row.
+    pub instance: String,
     /// The most tries any logged run of the listener on it took.
     pub attempts: u32,
     /// The event, rebuilt from the inbox row's raw JSON.
@@ -328,6 +333,7 @@ impl LoggedEventRow {
                 LoggedEvent {
                     event,
                     inbox_id: self.inbox_id,
+                    instance: self.instance,
                     attempts: attempts(self.attempts),
                     received_at: self.received_at,
                 }

@@ -142,7 +142,7 @@ async fn replays_settle_dead_letters_or_write_new_ones(backend: Backend) {
 
     // A listener that now succeeds: one success run, the letter settled.
     let counting = registry.get("counting").unwrap().clone();
-    let items = replay::select(s.as_ref(), "counting", None, None)
+    let items = replay::select(s.as_ref(), "default", "counting", None, None)
         .await
         .unwrap();
     assert_eq!(items.len(), 1);
@@ -180,7 +180,7 @@ async fn replays_settle_dead_letters_or_write_new_ones(backend: Backend) {
 
     // A listener that still fails: the old letter settled, a new one pending.
     let failing = registry.get("failing").unwrap().clone();
-    let items = replay::select(s.as_ref(), "failing", None, None)
+    let items = replay::select(s.as_ref(), "default", "failing", None, None)
         .await
         .unwrap();
     let outcome = replay::replay_one(s.as_ref(), &failing, &items[0], &settings())
@@ -216,7 +216,7 @@ async fn replays_settle_dead_letters_or_write_new_ones(backend: Backend) {
     )
     .await
     .unwrap();
-    let items = replay::select(s.as_ref(), "counting", None, Some(ids[1]))
+    let items = replay::select(s.as_ref(), "default", "counting", None, Some(ids[1]))
         .await
         .unwrap();
     assert_eq!(items.len(), 1);
@@ -224,7 +224,7 @@ async fn replays_settle_dead_letters_or_write_new_ones(backend: Backend) {
     assert_eq!(items[0].previous_attempts, 1);
     assert_eq!(items[0].event.id(), 2);
     assert!(
-        replay::select(s.as_ref(), "message_logger", None, Some(ids[1]))
+        replay::select(s.as_ref(), "default", "message_logger", None, Some(ids[1]))
             .await
             .unwrap()
             .is_empty(),

@@ -3,7 +3,8 @@
 //! token, a disable stops the listener in the running daemon and an enable
 //! starts it again, a replay re-runs the dead letters, dead letters are
 //! listed; oversize bodies are refused with 413; `/metrics` can require the
-//! token; a token file open to others stops the start.
+//! token; a token file open to others stops the start; with several
+//! organizations, a replay's `org` picks whose events run.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use zulip_event_listeners::app::{AppError, RunOptions};
 use zulip_event_listeners::listeners::Registry;
 use zulip_event_listeners::store::RunRecord;
 
-use crate::support::fake_zulip::FakeOptions;
+use crate::support::fake_zulip::{FakeOptions, FakeZulip};
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -318,6 +319,83 @@ async fn a_replay_over_the_api_reruns_the_dead_letters(backend: Backend) {
     );
     app.stop().await.expect("clean stop");
 }
+
+/// `message_logger`'s run on `inbox_id`, dead-lettered.
+fn dead_letter(inbox_id: i64) -> RunRecord {
+    RunRecord {
+        inbox_id,
+        listener: "message_logger".into(),
+        event_type: "message".into(),
+        success: false,
+        attempts: 2,
+        error: Some("down".to_owned()),
+        duration: Duration::from_millis(2),
+        finished_at: Utc::now(),
+        records: vec![],
+        dead_letter: true,
+    }
+}
+
+async fn a_replay_over_the_api_takes_the_organization_of_its_body(backend: Backend) {
+    let mut app = TestApp::new(backend, FakeOptions::default(), "").await;
+    let acme = app.fake.clone();
+    let globex = FakeZulip::start(FakeOptions::default()).await;
+    app.setup = setup_organizations(
+        &[("acme", &acme, ""), ("globex", &globex, "")],
+        &app.db.url,
+        "",
+    );
+    with_tokens(&mut app);
+    let db = app.db.clone();
+    let s = db.store().await;
+    let a = append_messages(&s, "acme", 1, 1).await[0];
+    let g = append_messages(&s, "globex", 1, 1).await[0];
+    s.record("acme", &[dead_letter(a)], Some(a)).await.unwrap();
+    s.record("globex", &[dead_letter(g)], Some(g))
+        .await
+        .unwrap();
+    app.start(Registry::builtin(), RunOptions::default()).await;
+    let path = "/admin/listeners/message_logger/replay";
+    let logged = |org: &str| {
+        format!("SELECT count(*) FROM event_listeners_messagelog WHERE instance = '{org}'")
+    };
+
+    let (code, body) = call(
+        &app,
+        "POST",
+        path,
+        Some(CI),
+        Some(json!({"org": "initech"})),
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.to_string()
+            .contains("the organizations are: acme, globex"),
+        "{body}"
+    );
+
+    let (code, body) = call(&app, "POST", path, Some(CI), Some(json!({"org": "globex"}))).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["replayed"], json!(1), "{body}");
+    assert_eq!(body["outcomes"][0]["inbox_id"], json!(g), "{body}");
+    assert_eq!(db.scalar(&logged("globex")).await, 1);
+    assert_eq!(db.scalar(&logged("acme")).await, 0, "acme's letter waits");
+
+    let (code, body) = call(&app, "POST", path, Some(CI), None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["outcomes"][0]["inbox_id"],
+        json!(a),
+        "the first organization's: {body}"
+    );
+    assert_eq!(db.scalar(&logged("acme")).await, 1);
+    app.stop().await.expect("clean stop");
+}
+
+both_backends!(a_replay_over_the_api_takes_the_organization_of_its_body =>
+    a_replay_over_the_api_takes_the_organization_of_its_body_on_sqlite,
+    a_replay_over_the_api_takes_the_organization_of_its_body_on_postgres);
 
 both_backends!(a_replay_over_the_api_reruns_the_dead_letters =>
     a_replay_over_the_api_reruns_the_dead_letters_on_sqlite,

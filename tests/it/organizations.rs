@@ -3,11 +3,15 @@
 //! events are stored under its name and dispatched to its listeners; a key
 //! revoked in one stops that one (unhealthy in `/health`) while the other
 //! stores every event; `[security] allowed_realms` refuses an organization
-//! at `check-config`; a single `[zulip]` reports as before.
+//! at `check-config`; a single `[zulip]` reports as before; the built-in
+//! message log and user activity keep each organization's rows apart when
+//! both reuse a message id and a user id.
 
 use std::time::Duration;
 
+use chrono::Utc;
 use zulip_event_listeners::app::RunOptions;
+use zulip_event_listeners::store::RunRecord;
 
 use crate::support::fake_zulip::{FakeOptions, FakeZulip, Fault, FaultPlan};
 use crate::support::*;
@@ -180,6 +184,265 @@ async fn a_revoked_key_stops_its_organization_only(backend: Backend) {
 both_backends!(a_revoked_key_stops_its_organization_only =>
     a_revoked_key_stops_its_organization_only_on_sqlite,
     a_revoked_key_stops_its_organization_only_on_postgres);
+
+/// One integer of organization `instance`'s row of `table` for `key`.
+async fn column(db: &TestDb, table: &str, column: &str, instance: &str, key: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT CAST({column} AS BIGINT) FROM event_listeners_{table} WHERE instance = '{instance}' AND {key}"
+    ))
+    .await
+}
+
+async fn two_organizations_reusing_ids_keep_their_own_rows(backend: Backend) {
+    let mut app = TestApp::new(backend, FakeOptions::default(), "").await;
+    let acme = app.fake.clone();
+    let globex = FakeZulip::start(FakeOptions::default()).await;
+    app.setup = setup_organizations(
+        &[("acme", &acme, ""), ("globex", &globex, "")],
+        &app.db.url,
+        "[listeners]\nenabled = [\"message_logger\", \"user_activity_tracker\"]\n",
+    );
+    let db = app.db.clone();
+    db.migrate().await;
+    let (registry, _) = registry_with_test_listeners();
+    app.start(registry, RunOptions::default()).await;
+    assert!(
+        eventually(WAIT, || async {
+            acme.register_count() == 1 && globex.register_count() == 1
+        })
+        .await
+    );
+
+    // Arrange: each fake numbers its messages from 1, and user 7 is a
+    // different person in each organization.
+    let a = acme.send_channel_message(7, "user@acme.example", "general", "a", "hello");
+    let g = globex.send_channel_message(7, "user@globex.example", "sales", "g", "hi there");
+    assert_eq!(a, g, "both organizations use the same message id");
+    assert!(
+        eventually(WAIT, || async {
+            count(&db, "SELECT count(*) FROM event_listeners_messagelog").await == 2
+        })
+        .await,
+        "each organization's message is logged (the second one was dropped)"
+    );
+    let id = format!("message_id = {a}");
+    assert_eq!(
+        column(&db, "messagelog", "content_length", "acme", &id).await,
+        5
+    );
+    assert_eq!(
+        column(&db, "messagelog", "content_length", "globex", &id).await,
+        8
+    );
+
+    // Act: acme's message is edited.
+    acme.edit_message(a, 7, "hello, edited at acme");
+    assert!(
+        eventually(WAIT, || async {
+            column(&db, "messagelog", "content_length", "acme", &id).await == 21
+        })
+        .await,
+        "acme's row follows its edit"
+    );
+
+    // Assert: globex's message of the same id is as it was.
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM event_listeners_messagelog
+             WHERE instance = 'globex' AND {id} AND content_length = 8 AND edited_at IS NULL
+               AND channel = 'sales' AND topic = 'g'"
+        ))
+        .await,
+        1,
+        "an edit in acme leaves globex's message alone"
+    );
+    assert!(
+        eventually(WAIT, || async {
+            column(&db, "useractivity", "edit_count", "acme", "user_id = 7").await == 1
+        })
+        .await
+    );
+    for org in ["acme", "globex"] {
+        assert_eq!(
+            column(&db, "useractivity", "message_count", org, "user_id = 7").await,
+            1,
+            "{org}'s user 7 is counted apart"
+        );
+    }
+    assert_eq!(
+        column(&db, "useractivity", "edit_count", "globex", "user_id = 7").await,
+        0
+    );
+    let _ = app.stop().await;
+}
+
+both_backends!(two_organizations_reusing_ids_keep_their_own_rows =>
+    two_organizations_reusing_ids_keep_their_own_rows_on_sqlite,
+    two_organizations_reusing_ids_keep_their_own_rows_on_postgres);
+
+/// A database of the release before the organizations' keys, with rows of
+/// acme and globex (or of acme alone), migrated: each message-log row
+/// takes its inbox row's organization; user activity (and a message whose
+/// inbox row is gone) the only organization's name, else ''.
+async fn rows_logged_before_the_migration_get_their_organization(backend: Backend) {
+    for (orgs, alone) in [(&["acme", "globex"][..], ""), (&["acme"][..], "acme")] {
+        let db = TestDb::new(backend).await;
+        db.migrate_before(20261203000005).await;
+        let at = "2026-12-01T00:00:00Z";
+        for (k, org) in orgs.iter().enumerate() {
+            let id = k + 1;
+            db.execute(&format!(
+                "INSERT INTO event_listeners_cursor (instance, updated_at) VALUES ('{org}', '{at}')"
+            ))
+            .await;
+            db.execute(&format!(
+                "INSERT INTO event_listeners_inbox (id, instance, queue_id, event_id, event_type, raw, received_at)
+                 VALUES ({id}, '{org}', 'q', {id}, 'message', '{{}}', '{at}')"
+            ))
+            .await;
+            db.execute(&format!(
+                "INSERT INTO event_listeners_messagelog
+                   (message_id, inbox_id, sender_id, sender_email, recipient_type, content_length, sent_at)
+                 VALUES ({id}, {id}, 7, 'a@example.com', 'stream', 1, '{at}')"
+            ))
+            .await;
+        }
+        db.execute(&format!(
+            "INSERT INTO event_listeners_messagelog
+               (message_id, inbox_id, sender_id, sender_email, recipient_type, content_length, sent_at)
+             VALUES (9, 99, 7, 'a@example.com', 'stream', 1, '{at}')"
+        ))
+        .await;
+        db.execute(&format!(
+            "INSERT INTO event_listeners_useractivity (user_id, last_seen, message_count) VALUES (7, '{at}', 3)"
+        ))
+        .await;
+
+        db.migrate().await;
+
+        for (k, org) in orgs.iter().enumerate() {
+            let id = k + 1;
+            assert_eq!(
+                column(
+                    &db,
+                    "messagelog",
+                    "inbox_id",
+                    org,
+                    &format!("message_id = {id}")
+                )
+                .await,
+                id as i64,
+                "{orgs:?}: message {id} is {org}'s"
+            );
+        }
+        assert_eq!(
+            column(&db, "messagelog", "inbox_id", alone, "message_id = 9").await,
+            99,
+            "{orgs:?}: a message without its inbox row"
+        );
+        assert_eq!(
+            column(&db, "useractivity", "message_count", alone, "user_id = 7").await,
+            3,
+            "{orgs:?}: user activity"
+        );
+        db.drop_db().await;
+    }
+}
+
+both_backends!(rows_logged_before_the_migration_get_their_organization =>
+    rows_logged_before_the_migration_get_their_organization_on_sqlite,
+    rows_logged_before_the_migration_get_their_organization_on_postgres);
+
+/// `message_logger`'s run on `inbox_id`, failed for good (a dead letter).
+fn dead_run(inbox_id: i64) -> RunRecord {
+    RunRecord {
+        inbox_id,
+        listener: "message_logger".into(),
+        event_type: "message".into(),
+        success: false,
+        attempts: 2,
+        error: Some("down".to_owned()),
+        duration: Duration::from_millis(2),
+        finished_at: Utc::now(),
+        records: vec![],
+        dead_letter: true,
+    }
+}
+
+/// Pending dead letters of organization `instance`.
+async fn pending(db: &TestDb, instance: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT count(*) FROM event_listeners_deadletter d JOIN event_listeners_inbox i ON i.id = d.inbox_id
+         WHERE i.instance = '{instance}' AND d.replayed_at IS NULL"
+    ))
+    .await
+}
+
+/// `replay --org` replays that organization's dead letters only, recorded
+/// under its name; without it, the first organization's; an unknown name
+/// is refused.
+async fn replay_acts_on_the_organization_it_names(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    // The same event and message ids in both organizations.
+    let a = append_messages(&s, "acme", 1, 1).await[0];
+    let g = append_messages(&s, "globex", 1, 1).await[0];
+    s.record("acme", &[dead_run(a)], Some(a)).await.unwrap();
+    s.record("globex", &[dead_run(g)], Some(g)).await.unwrap();
+    let (acme, globex) = (
+        FakeZulip::start(FakeOptions::default()).await,
+        FakeZulip::start(FakeOptions::default()).await,
+    );
+    let setup = setup_organizations(&[("acme", &acme, ""), ("globex", &globex, "")], &db.url, "");
+    let cfg = setup.config_path.display().to_string();
+    let replay = |org: Option<&'static str>| {
+        let mut args = vec!["--config", &cfg, "replay", "--listener", "message_logger"];
+        if let Some(org) = org {
+            args.extend(["--org", org]);
+        }
+        zel_async(args.into_iter().map(str::to_owned).collect::<Vec<_>>())
+    };
+
+    let out = replay(Some("initech")).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no organization is named `initech`; the organizations are: acme, globex"),
+        "{stderr}"
+    );
+
+    let out = replay(Some("globex")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("inbox {g} ")), "{stdout}");
+    assert!(!stdout.contains(&format!("inbox {a} ")), "{stdout}");
+    assert!(stdout.contains("of organization globex"), "{stdout}");
+    assert_eq!(
+        (pending(&db, "acme").await, pending(&db, "globex").await),
+        (1, 0)
+    );
+    let logged = "SELECT count(*) FROM event_listeners_messagelog WHERE instance =";
+    assert_eq!(db.scalar(&format!("{logged} 'globex'")).await, 1);
+    assert_eq!(db.scalar(&format!("{logged} 'acme'")).await, 0);
+
+    let out = replay(None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pending(&db, "acme").await, 0, "the first organization's");
+    assert_eq!(db.scalar(&format!("{logged} 'acme'")).await, 1);
+    db.drop_db().await;
+}
+
+both_backends!(replay_acts_on_the_organization_it_names =>
+    replay_acts_on_the_organization_it_names_on_sqlite,
+    replay_acts_on_the_organization_it_names_on_postgres);
 
 #[tokio::test]
 async fn every_organization_refused_at_start_fails_the_start_with_the_auth_error() {

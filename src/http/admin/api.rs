@@ -28,21 +28,23 @@ pub(crate) struct AdminApi {
     pub(super) audit: AuditTrail,
     pub(super) state: Arc<State>,
     pub(super) listeners: BTreeMap<String, AdminListener>,
-    /// The instance (organization) replayed runs are recorded for.
-    pub(super) instance: String,
+    /// The organizations (`instance`s) whose events a replay may run, the
+    /// default first; never empty.
+    pub(super) organizations: Vec<String>,
     /// One replay at a time: two at once could run a dead letter twice.
     pub(super) replaying: Semaphore,
 }
 
 impl AdminApi {
     /// The API over `instances` (this daemon's), their runs bounded by
-    /// `default_timeout` unless their own, recorded for `instance`.
+    /// `default_timeout` unless their own, replaying the events of one of
+    /// `organizations` (the first by default).
     pub(crate) fn new(
         store: Arc<dyn Store>,
         audit: AuditTrail,
         state: Arc<State>,
         instances: &[Instance],
-        instance: String,
+        organizations: Vec<String>,
         default_timeout: Duration,
     ) -> AdminApi {
         let listeners = instances
@@ -61,9 +63,28 @@ impl AdminApi {
             audit,
             state,
             listeners,
-            instance,
+            organizations,
             replaying: Semaphore::new(1),
         }
+    }
+
+    /// Organization `name`, or the first without one.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::NotFound`] naming the organizations there are.
+    pub(super) fn organization(&self, name: Option<&str>) -> Result<&str, ApiError> {
+        let found = match name {
+            None => self.organizations.first(),
+            Some(name) => self.organizations.iter().find(|o| *o == name),
+        };
+        found.map(String::as_str).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no organization is named `{}`; the organizations are: {}",
+                name.unwrap_or_default(),
+                self.organizations.join(", ")
+            ))
+        })
     }
 
     /// This daemon's listener `name`.

@@ -1,6 +1,6 @@
 //! `POST /admin/listeners/{name}/replay` with an optional
-//! `{"since": RFC 3339, "event": INBOX_ID}`: what `replay --listener NAME
-//! [--since] [--event]` does, in the daemon, through the daemon's own
+//! `{"since": RFC 3339, "event": INBOX_ID, "org": NAME}`: what `replay
+//! --listener NAME [--since] [--event] [--org]` does, in the daemon, through the daemon's own
 //! instance of the listener: its pending dead letters (or one logged
 //! event) run again one by one, each outcome recorded. One replay at a
 //! time (409 while one runs). The answer lists every outcome; runs that
@@ -30,6 +30,8 @@ pub(super) struct ReplayBody {
     since: Option<DateTime<Utc>>,
     /// Only this inbox event; without a dead letter, a logged run of it.
     event: Option<i64>,
+    /// The organization whose events to replay; default: the first.
+    org: Option<String>,
 }
 
 /// The answer of a replay.
@@ -101,20 +103,21 @@ async fn run(
 ) -> Result<ReplayReport, ApiError> {
     let body: ReplayBody = read_json(headers, body).await?;
     let listener = api.listener(name)?;
+    let org = api.organization(body.org.as_deref())?;
     let Ok(_one_at_a_time) = api.replaying.try_acquire() else {
         return Err(ApiError::Conflict(
             "a replay is already running; try again when it is done".to_owned(),
         ));
     };
     let store = api.store.as_ref();
-    let items = replay::select(store, name, body.since, body.event).await?;
+    let items = replay::select(store, org, name, body.since, body.event).await?;
     if let (Some(id), true) = (body.event, items.is_empty()) {
         return Err(ApiError::NotFound(format!(
             "inbox event {id} has no pending dead letter and no logged run of `{name}`; nothing to replay"
         )));
     }
     let settings = ReplaySettings {
-        instance: api.instance.clone(),
+        instance: org.to_owned(),
         timeout: listener.timeout,
     };
     let mut outcomes = Vec::with_capacity(items.len());

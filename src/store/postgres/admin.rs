@@ -11,7 +11,7 @@ use crate::store::error::StoreError;
 #[async_trait]
 impl AdminDialect for PgStore {
     const DEAD_LETTERS: &'static str =
-        "SELECT d.id, d.inbox_id, d.event_type, d.error, d.attempts::int8 AS attempts,
+        "SELECT d.id, d.inbox_id, i.instance, d.event_type, d.error, d.attempts::int8 AS attempts,
                 d.created_at, d.replayed_at, d.replay_success, i.event_id, i.backfilled,
                 i.raw::text AS raw, i.received_at, i.instance, i.queue_id, i.key_id
          FROM event_listeners_deadletter d
@@ -30,7 +30,7 @@ impl AdminDialect for PgStore {
          WHERE e.listener_name = $1
            AND ($2::timestamptz IS NULL OR e.timestamp >= $2)
            AND ($3::int8 IS NULL OR e.inbox_id = $3)
-         GROUP BY i.id
+         GROUP BY i.id, i.instance
          ORDER BY i.id";
 
     const BINDS_NOW: bool = false;

@@ -3,6 +3,7 @@
 //! the wait at start for a killed predecessor's last statements.
 
 mod admin;
+mod builtin_rows;
 mod changes;
 mod connect;
 mod inbox;

@@ -15,7 +15,8 @@
 //! A batch that edits, moves or deletes logged messages is the exception:
 //! those changes must see the rows the batch logs, which another part of
 //! the same statement cannot, so they follow as a second statement in one
-//! transaction (`changes.rs`).
+//! transaction (`changes.rs`). The built-in listeners' parts (message
+//! log, user activity) are in `builtin_rows.rs`.
 
 use async_trait::async_trait;
 use sqlx::encode::Encode;
@@ -24,7 +25,7 @@ use sqlx::{Arguments, Postgres, Type};
 
 use super::changes::apply_message_changes;
 use super::connect::{Insert, PgStore};
-use crate::store::aggregate::{activity_totals, message_logs, stats_buckets};
+use crate::store::aggregate::stats_buckets;
 use crate::store::changes::message_changes;
 use crate::store::crypto::Cipher;
 use crate::store::dialect::RecordDialect;
@@ -69,7 +70,7 @@ impl RecordDialect for PgStore {
             if let Some((sql, args)) = parts {
                 sqlx::query_with(&sql, args).execute(&mut *tx).await?;
             }
-            apply_message_changes(&mut tx, changes).await?;
+            apply_message_changes(&mut tx, instance, changes).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -78,8 +79,8 @@ impl RecordDialect for PgStore {
 }
 
 /// The statement and its arguments, built part by part.
-struct RecordStatement {
-    parts: Vec<String>,
+pub(super) struct RecordStatement {
+    pub(super) parts: Vec<String>,
     args: PgArguments,
     next: usize,
 }
@@ -102,8 +103,8 @@ impl RecordStatement {
         if !runs.is_empty() {
             s.eventlog(runs)?;
             s.dead_letters(runs)?;
-            s.messagelog(runs, mode)?;
-            s.activity(runs)?;
+            s.messagelog(instance, runs, mode)?;
+            s.activity(instance, runs)?;
             s.listener_data(runs, &opts.cipher)?;
             s.replies(instance, runs, &opts.cipher)?;
             if opts.stats_enabled {
@@ -131,7 +132,7 @@ impl RecordStatement {
     }
 
     /// Binds `value` and returns its placeholder, such as `$3`.
-    fn bind<'q, T>(&mut self, value: T) -> Result<String, sqlx::error::BoxDynError>
+    pub(super) fn bind<'q, T>(&mut self, value: T) -> Result<String, sqlx::error::BoxDynError>
     where
         T: Encode<'q, Postgres> + Type<Postgres> + Send + 'q,
     {
@@ -188,103 +189,6 @@ impl RecordStatement {
                (listener_name, inbox_id, event_type, error, attempts, created_at)
              SELECT * FROM UNNEST({names}::text[], {inbox}::int8[], {types}::text[],
                {errors}::text[], {tries}::int4[], {times}::timestamptz[])"
-        ));
-        Ok(())
-    }
-
-    fn messagelog(
-        &mut self,
-        runs: &[RunRecord],
-        mode: Insert,
-    ) -> Result<(), sqlx::error::BoxDynError> {
-        let logs = message_logs(runs);
-        if logs.is_empty() {
-            return Ok(());
-        }
-        let ids = self.bind(logs.iter().map(|(_, m)| m.message_id).collect::<Vec<_>>())?;
-        let inbox = self.bind(logs.iter().map(|(i, _)| *i).collect::<Vec<_>>())?;
-        let senders = self.bind(logs.iter().map(|(_, m)| m.sender_id).collect::<Vec<_>>())?;
-        let emails = self.bind(
-            logs.iter()
-                .map(|(_, m)| m.sender_email.as_str())
-                .collect::<Vec<_>>(),
-        )?;
-        let kinds = self.bind(
-            logs.iter()
-                .map(|(_, m)| m.recipient_type)
-                .collect::<Vec<_>>(),
-        )?;
-        let channels = self.bind(
-            logs.iter()
-                .map(|(_, m)| m.channel.as_deref())
-                .collect::<Vec<_>>(),
-        )?;
-        let channel_ids = self.bind(logs.iter().map(|(_, m)| m.channel_id).collect::<Vec<_>>())?;
-        let topics = self.bind(
-            logs.iter()
-                .map(|(_, m)| m.topic.as_deref())
-                .collect::<Vec<_>>(),
-        )?;
-        let dms = self.bind(
-            logs.iter()
-                .map(|(_, m)| m.dm_recipients.as_deref())
-                .collect::<Vec<_>>(),
-        )?;
-        let lengths = self.bind(
-            logs.iter()
-                .map(|(_, m)| i32::try_from(m.content_length).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )?;
-        let sent = self.bind(logs.iter().map(|(_, m)| m.sent_at).collect::<Vec<_>>())?;
-        let conflict = match mode {
-            Insert::Plain => "",
-            Insert::SkipExisting => "ON CONFLICT (message_id) DO NOTHING",
-        };
-        self.parts.push(format!(
-            "INSERT INTO event_listeners_messagelog
-               (message_id, inbox_id, sender_id, sender_email, recipient_type, channel, topic,
-                dm_recipients, content_length, sent_at, channel_id)
-             SELECT * FROM UNNEST({ids}::int8[], {inbox}::int8[], {senders}::int8[],
-               {emails}::text[], {kinds}::text[], {channels}::text[], {topics}::text[],
-               {dms}::text[], {lengths}::int4[], {sent}::timestamptz[], {channel_ids}::int8[])
-             {conflict}"
-        ));
-        Ok(())
-    }
-
-    fn activity(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
-        let totals = activity_totals(runs);
-        if totals.is_empty() {
-            return Ok(());
-        }
-        let users = self.bind(totals.iter().map(|t| t.user_id).collect::<Vec<_>>())?;
-        let emails = self.bind(
-            totals
-                .iter()
-                .map(|t| t.email.as_deref())
-                .collect::<Vec<_>>(),
-        )?;
-        let seen = self.bind(totals.iter().map(|t| t.last_seen).collect::<Vec<_>>())?;
-        let messages = self.bind(totals.iter().map(|t| t.messages).collect::<Vec<_>>())?;
-        let reactions = self.bind(totals.iter().map(|t| t.reactions).collect::<Vec<_>>())?;
-        let presence = self.bind(totals.iter().map(|t| t.presence).collect::<Vec<_>>())?;
-        let typing = self.bind(totals.iter().map(|t| t.typing).collect::<Vec<_>>())?;
-        let edits = self.bind(totals.iter().map(|t| t.edits).collect::<Vec<_>>())?;
-        self.parts.push(format!(
-            "INSERT INTO event_listeners_useractivity AS a
-               (user_id, email, last_seen, message_count, reaction_count, presence_count,
-                typing_count, edit_count)
-             SELECT * FROM UNNEST({users}::int8[], {emails}::text[], {seen}::timestamptz[],
-               {messages}::int8[], {reactions}::int8[], {presence}::int8[], {typing}::int8[],
-               {edits}::int8[])
-             ON CONFLICT (user_id) DO UPDATE SET
-               email = COALESCE(excluded.email, a.email),
-               last_seen = GREATEST(a.last_seen, excluded.last_seen),
-               message_count = a.message_count + excluded.message_count,
-               reaction_count = a.reaction_count + excluded.reaction_count,
-               presence_count = a.presence_count + excluded.presence_count,
-               typing_count = a.typing_count + excluded.typing_count,
-               edit_count = a.edit_count + excluded.edit_count"
         ));
         Ok(())
     }

@@ -32,7 +32,7 @@ impl AdminDialect for SqliteStore {
          WHERE e.listener_name = $1
            AND ($2 IS NULL OR e.timestamp >= $2)
            AND ($3 IS NULL OR e.inbox_id = $3)
-         GROUP BY i.id
+         GROUP BY i.id, i.instance
          ORDER BY i.id";
 
     const BINDS_NOW: bool = true;

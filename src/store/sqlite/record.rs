@@ -2,7 +2,8 @@
 //! rows as multi-row statements in chunks of [`CHUNK`] rows. Times are
 //! bound from Rust, so they compare as text with each other. Edits, moves
 //! and deletions of logged messages follow the batch's new rows
-//! (`changes.rs`).
+//! (`changes.rs`). The message log and user activity rows are the
+//! batch's organization's (`instance`).
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -30,9 +31,9 @@ impl RecordDialect for SqliteStore {
         if !runs.is_empty() {
             insert_eventlog(&mut tx, runs).await?;
             insert_dead_letters(&mut tx, runs).await?;
-            insert_messagelog(&mut tx, runs).await?;
-            apply_message_changes(&mut tx, &message_changes(runs)).await?;
-            upsert_activity(&mut tx, runs).await?;
+            insert_messagelog(&mut tx, instance, runs).await?;
+            apply_message_changes(&mut tx, instance, &message_changes(runs)).await?;
+            upsert_activity(&mut tx, instance, runs).await?;
             let cipher = &self.opts().cipher;
             upsert_listener_data(&mut tx, &listener_data(runs, cipher)?).await?;
             insert_replies(&mut tx, instance, &replies(runs, cipher)?).await?;
@@ -87,17 +88,19 @@ async fn insert_eventlog(
 
 async fn insert_messagelog(
     tx: &mut Transaction<'_, Sqlite>,
+    instance: &str,
     runs: &[RunRecord],
 ) -> Result<(), sqlx::Error> {
     let logs = message_logs(runs);
     for chunk in logs.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_listeners_messagelog
-               (message_id, inbox_id, sender_id, sender_email, recipient_type, channel, topic,
-                dm_recipients, content_length, sent_at, channel_id) ",
+               (instance, message_id, inbox_id, sender_id, sender_email, recipient_type, channel,
+                topic, dm_recipients, content_length, sent_at, channel_id) ",
         );
         q.push_values(chunk, |mut b, (inbox_id, m)| {
-            b.push_bind(m.message_id)
+            b.push_bind(instance)
+                .push_bind(m.message_id)
                 .push_bind(*inbox_id)
                 .push_bind(m.sender_id)
                 .push_bind(m.sender_email.as_str())
@@ -109,7 +112,7 @@ async fn insert_messagelog(
                 .push_bind(m.sent_at)
                 .push_bind(m.channel_id);
         });
-        q.push(" ON CONFLICT (message_id) DO NOTHING");
+        q.push(" ON CONFLICT (instance, message_id) DO NOTHING");
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
@@ -117,17 +120,19 @@ async fn insert_messagelog(
 
 async fn upsert_activity(
     tx: &mut Transaction<'_, Sqlite>,
+    instance: &str,
     runs: &[RunRecord],
 ) -> Result<(), sqlx::Error> {
     let totals = activity_totals(runs);
     for chunk in totals.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_listeners_useractivity
-               (user_id, email, last_seen, message_count, reaction_count, presence_count,
-                typing_count, edit_count) ",
+               (instance, user_id, email, last_seen, message_count, reaction_count,
+                presence_count, typing_count, edit_count) ",
         );
         q.push_values(chunk, |mut b, t| {
-            b.push_bind(t.user_id)
+            b.push_bind(instance)
+                .push_bind(t.user_id)
                 .push_bind(t.email.as_deref())
                 .push_bind(t.last_seen)
                 .push_bind(t.messages)
@@ -137,7 +142,7 @@ async fn upsert_activity(
                 .push_bind(t.edits);
         });
         q.push(
-            " ON CONFLICT (user_id) DO UPDATE SET
+            " ON CONFLICT (instance, user_id) DO UPDATE SET
                email = COALESCE(excluded.email, email),
                last_seen = MAX(last_seen, excluded.last_seen),
                message_count = message_count + excluded.message_count,

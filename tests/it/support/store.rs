@@ -1,12 +1,14 @@
 //! The store as tests open it (the one place that calls the library's
 //! `store::open`), and inbox fixtures: message events and appending them.
 
+use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use zulip_event_listeners::event::Event;
 use zulip_event_listeners::store::{self, Origin, Store, StoreOptions};
 
-use super::db::TestDb;
+use super::db::{Backend, TestDb};
 
 /// Opens the store at `url` with `opts` and runs its migrations.
 pub async fn open_migrated(url: &str, opts: &StoreOptions) -> Arc<dyn Store> {
@@ -20,6 +22,47 @@ impl TestDb {
     /// Runs `migrate` (PostgreSQL databases are not migrated by `run`).
     pub async fn migrate(&self) {
         self.store().await;
+    }
+
+    /// Applies the backend's migrations older than `version` only (a
+    /// database as an earlier release left it), so that a test can fill
+    /// it in the old shape and then [`TestDb::migrate`] it.
+    pub async fn migrate_before(&self, version: i64) {
+        use sqlx::Connection as _;
+        let folder = match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(folder);
+        let mut migrator = sqlx::migrate::Migrator::new(dir)
+            .await
+            .expect("read the migrations");
+        migrator.migrations = migrator
+            .migrations
+            .iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        match self.backend {
+            Backend::Sqlite => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&self.url)
+                    .expect("a SQLite URL")
+                    .create_if_missing(true);
+                let mut c = sqlx::SqliteConnection::connect_with(&opts)
+                    .await
+                    .expect("connect");
+                migrator.run(&mut c).await.expect("the older migrations");
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                migrator.run(&mut c).await.expect("the older migrations");
+            }
+        }
     }
 
     /// The migrated store of this database, with default options.
