@@ -6,6 +6,7 @@ mod admin;
 mod admin_api;
 mod audit;
 mod backfilled_rows;
+mod backup;
 mod cli;
 mod content_length;
 mod current_servers;

@@ -87,6 +87,17 @@ impl TestApp {
         }
     }
 
+    /// Another daemon on the same fake Zulip, on `db` (e.g. a backup
+    /// restored into a fresh database), with its own config with `extra`.
+    pub fn on_same_zulip(&self, db: TestDb, extra: &str) -> TestApp {
+        TestApp {
+            fake: self.fake.clone(),
+            setup: setup(Some(&self.fake), &db.url, extra),
+            db: Arc::new(db),
+            daemon: None,
+        }
+    }
+
     /// Starts the daemon on the config with `registry` and `opts`, HTTP on
     /// a free port; returns once it is built. Panics if it fails to build.
     pub async fn start(&mut self, registry: Registry, opts: RunOptions) {
