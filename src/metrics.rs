@@ -87,7 +87,7 @@ pub struct Metrics {
     /// Open rows of the reply outbox (pending or sending).
     pub reply_outbox_open: IntGauge,
     /// Requests refused for a missing or wrong admin token, by route
-    /// (`admin`, `health`, `metrics`).
+    /// (`admin`, `health` for `/health` and `/ready`, `metrics`).
     pub http_unauthorized: IntCounterVec,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,

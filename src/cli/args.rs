@@ -113,6 +113,14 @@ pub enum Command {
     },
     /// Run recorded events through the configured filters, partitioning and routing, and print which listeners would run each (--run runs them, --expect checks the pairs).
     Test(TestArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout; reads no configuration.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g. `man <(zulip-event-listeners man)`; reads no configuration.
+    Man,
 }
 
 /// `test` options.

@@ -7,6 +7,7 @@ use crate::cli::audit::cmd_audit;
 use crate::cli::check_config::cmd_check_config;
 use crate::cli::cleanup::cmd_cleanup;
 use crate::cli::exit::Failure;
+use crate::cli::generate::{cmd_completions, cmd_man};
 use crate::cli::list::cmd_list;
 use crate::cli::migrate::cmd_migrate;
 use crate::cli::replay::cmd_replay;
@@ -60,5 +61,7 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
             batch_size,
             pause,
         } => cmd_rotate_key(&config, &new_key_file, batch_size, pause).await,
+        Command::Completions { shell } => cmd_completions(shell),
+        Command::Man => cmd_man(),
     }
 }

@@ -11,6 +11,7 @@ use super::args::{Cli, Command};
 use super::check_config::cmd_check_config;
 use super::dispatch::{load_config, run};
 use super::exit::{Failure, EXIT_CONFIG, EXIT_FAILURE};
+use super::generate::{cmd_completions, cmd_man};
 use crate::listeners::Registry;
 use crate::telemetry;
 
@@ -22,11 +23,14 @@ pub fn main(registry: Registry) -> ExitCode {
         quiet_on_closed_pipe();
     }
     // check-config reads the file itself: a problem in it must not hide
-    // the others (the credentials it names).
+    // the others (the credentials it names). Completions and the man page
+    // need no configuration at all.
     let outcome = match cli.command {
         Command::CheckConfig => {
             cmd_check_config(cli.config.as_deref(), cli.file_permissions(), &registry)
         }
+        Command::Completions { shell } => cmd_completions(shell),
+        Command::Man => cmd_man(),
         _ => load_and_run(cli, registry),
     };
     match outcome {

@@ -1,7 +1,7 @@
 //! The command line: [`main`], the whole binary (`entry.rs`); clap's
 //! definitions (`args.rs`); the exit codes and the mapping of each
 //! boundary's error to one (`exit.rs`); [`run`] handing each subcommand to
-//! its own file (`dispatch.rs`); and one file per subcommand.
+//! its own file (`dispatch.rs`); and one file per subcommand (`generate.rs`: completions and the man page).
 
 mod actor;
 mod age;
@@ -13,6 +13,7 @@ mod cleanup;
 mod dispatch;
 mod entry;
 mod exit;
+mod generate;
 mod list;
 mod migrate;
 mod replay;

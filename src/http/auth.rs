@@ -117,10 +117,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The metric label of a guarded path.
+/// The metric label of a guarded path (`/ready` is guarded with `/health`).
 fn route_label(path: &str) -> &'static str {
     match path {
-        "/health" => "health",
+        "/health" | "/ready" => "health",
         "/metrics" => "metrics",
         _ => "admin",
     }

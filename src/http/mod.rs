@@ -1,5 +1,6 @@
 //! The HTTP server: `GET /health` (JSON; 200 when healthy or degraded, 503
-//! when starting, unhealthy or draining), `GET /metrics` (Prometheus
+//! when starting, unhealthy or draining), `GET /ready` (200, or 503 naming
+//! the failing components; guarded as `/health` is), `GET /metrics` (Prometheus
 //! text) and, with admin tokens, the admin API (`admin/`), the routes that
 //! need a token behind `auth::require_token`; all behind an accept loop
 //! that slow or numerous clients cannot exhaust.
@@ -27,7 +28,7 @@ pub(crate) mod health;
 
 use admin::AdminApi;
 use auth::Tokens;
-use health::{Health, Status};
+use health::{Health, Readiness, Status};
 
 /// Who may call what.
 pub(crate) struct Access {
@@ -39,7 +40,7 @@ pub(crate) struct Access {
     pub(crate) metrics: bool,
 }
 
-/// The router: `/health` and `/metrics` over `health` (which also holds
+/// The router: `/health` (and `/ready`) and `/metrics` over `health` (which also holds
 /// the metrics), and the admin API when there are tokens and an `admin`.
 /// Only matched routes pass the token check, so an unknown path is a 404
 /// with a token or without. (Without tokens, `access.health` and
@@ -52,7 +53,9 @@ pub(crate) fn router(health: Arc<Health>, access: Access, admin: Option<Arc<Admi
     let mut any_guarded = false;
     for (route, guarded_route) in [
         (
-            Router::new().route("/health", get(get_health)),
+            Router::new()
+                .route("/health", get(get_health))
+                .route("/ready", get(get_ready)),
             guard(access.health),
         ),
         (
@@ -89,6 +92,15 @@ async fn get_health(AxumState(health): AxumState<Arc<Health>>) -> Response {
         Status::Starting | Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
     (code, Json(report)).into_response()
+}
+
+async fn get_ready(AxumState(health): AxumState<Arc<Health>>) -> Response {
+    let readiness: Readiness = health.readiness();
+    let code = match readiness.ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(readiness)).into_response()
 }
 
 async fn get_metrics(AxumState(health): AxumState<Arc<Health>>) -> Response {

@@ -542,3 +542,32 @@ fn a_custom_listener_binary_runs_every_subcommand_and_stores_its_data() {
         .unwrap();
     assert_eq!(general["message_id"].as_i64(), Some(last_general));
 }
+
+/// `completions` and `man` come from the clap definitions and need no
+/// configuration: a config path that does not exist is never read.
+#[test]
+fn completions_and_the_man_page_print_without_a_config_file() {
+    let missing = "/nonexistent/zulip-event-listeners.toml";
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(["--config", missing])
+            .args(args)
+            .env_remove("ZULIP_EVENT_LISTENERS_CONFIG")
+            .output()
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.contains("rotate-key"), "{bash}");
+    assert!(bash.contains("--allow-insecure-permissions"), "{bash}");
+    for shell in ["zsh", "fish"] {
+        let script = run(&["completions", shell]);
+        assert!(script.contains("rotate-key"), "{shell}: {script}");
+    }
+    let man = run(&["man"]);
+    assert!(man.contains("\n.TH zulip-event-listeners 1"), "{man}");
+    assert!(man.contains(".SH SYNOPSIS"), "{man}");
+    assert!(man.contains("new\\-key\\-file"), "{man}");
+}

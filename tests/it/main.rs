@@ -27,6 +27,7 @@ mod operations;
 mod organizations;
 mod poison;
 mod poison_pages;
+mod ready;
 mod reliability;
 mod replies;
 mod replies_faults;

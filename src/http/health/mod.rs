@@ -4,15 +4,18 @@
 //! organizations, one that stopped (a refused key) is unhealthy in its own
 //! section and makes the whole degraded; the whole is unhealthy only when
 //! every organization is, or what they share (the database, the drain)
-//! fails.
+//! fails. `/ready` (`ready.rs`) reads the same state, without the ping:
+//! 200 or 503 naming what fails.
 
 mod organization;
+mod ready;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use organization::{judge, rfc3339, Judged, OrganizationHealth};
+pub(crate) use ready::Readiness;
 use std::time::Duration;
 
 use serde::Serialize;

@@ -145,6 +145,16 @@ impl TestApp {
         Health { code, body }
     }
 
+    /// `GET /ready`.
+    pub async fn ready(&self) -> Health {
+        let response = reqwest::get(format!("http://{}/ready", self.address()))
+            .await
+            .expect("GET /ready");
+        let code = response.status().as_u16();
+        let body = response.json().await.expect("a JSON readiness report");
+        Health { code, body }
+    }
+
     /// `GET /metrics`.
     pub async fn metrics(&self) -> Metrics {
         let text = reqwest::get(format!("http://{}/metrics", self.address()))
