@@ -9,6 +9,7 @@ mod backfilled_rows;
 mod cli;
 mod content_length;
 mod current_servers;
+mod cursor;
 mod dispatch_defects;
 mod encryption;
 mod exec;
