@@ -244,4 +244,33 @@ async fn rewind_reruns_the_chosen_range_for_the_chosen_listener_and_skip_holds(b
     )
     .await;
     assert!(!success && stderr.contains("no stored event"), "{stderr}");
+
+    // --since: by the inbox rows' time.
+    let rows = count(&db, "SELECT count(*) FROM event_listeners_rewind").await;
+    let later = ok(
+        &cfg,
+        &["cursor", "rewind", "--since", "2999-01-01T00:00:00Z"],
+    )
+    .await;
+    assert!(later.contains("nothing changed"), "{later}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM event_listeners_rewind").await,
+        rows
+    );
+    let all = ok(
+        &cfg,
+        &[
+            "cursor",
+            "rewind",
+            "--since",
+            "1h",
+            "--listener",
+            "user_activity_tracker",
+        ],
+    )
+    .await;
+    assert!(
+        all.contains(&format!("4 stored event(s) from inbox id {} on", ids[0])),
+        "{all}"
+    );
 }
