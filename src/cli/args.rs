@@ -111,6 +111,12 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
         pause: Duration,
     },
+    /// An organization's queue position and dispatch watermark: show it, or (with the daemon stopped) rewind it for chosen listeners or skip one event for one listener.
+    Cursor {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: CursorCommand,
+    },
     /// Run recorded events through the configured filters, partitioning and routing, and print which listeners would run each (--run runs them, --expect checks the pairs).
     Test(TestArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout; reads no configuration.
@@ -121,6 +127,52 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout, e.g. `man <(zulip-event-listeners man)`; reads no configuration.
     Man,
+}
+
+/// `cursor` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CursorCommand {
+    /// The queue id, last event id, last message id and dispatched-through of an organization.
+    Show {
+        /// The organization (`[[zulip]] name`); default: the first (or only) one.
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+        /// Print it as a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dispatch stored events again, from an inbox id or a time on, to the chosen listeners at the next start (daemon stopped; nothing is deleted).
+    Rewind {
+        /// The first inbox id to dispatch again.
+        #[arg(
+            long,
+            value_name = "N",
+            required_unless_present = "since",
+            conflicts_with = "since"
+        )]
+        to_inbox_id: Option<i64>,
+        /// The first event stored this long ago (e.g. 2h) or at this RFC 3339 time on.
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
+        since: Option<DateTime<Utc>>,
+        /// A listener to run them again (repeatable); default: every enabled one.
+        #[arg(long, value_name = "NAME")]
+        listener: Vec<String>,
+        /// The organization (`[[zulip]] name`); default: the first (or only) one.
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+    },
+    /// Mark one (poison) event done for one listener without running it (daemon stopped; audited).
+    Skip {
+        /// The event's inbox id.
+        #[arg(long, value_name = "N")]
+        inbox_id: i64,
+        /// The listener that will not run it.
+        #[arg(long, value_name = "NAME")]
+        listener: String,
+        /// The organization (`[[zulip]] name`); default: the first (or only) one.
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+    },
 }
 
 /// `test` options.

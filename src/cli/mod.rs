@@ -10,6 +10,7 @@ mod args;
 mod audit;
 mod check_config;
 mod cleanup;
+mod cursor;
 mod dispatch;
 mod entry;
 mod exit;
@@ -24,7 +25,7 @@ pub mod stats;
 mod test;
 
 pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
-pub use args::{Cli, Command, ReplayArgs, RunArgs, TestArgs};
+pub use args::{Cli, Command, CursorCommand, ReplayArgs, RunArgs, TestArgs};
 pub use dispatch::{load_config, run};
 pub use entry::main;
 pub use exit::{Failure, EXIT_AUTH, EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_OK};

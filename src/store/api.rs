@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::admin::AdminStore;
 use super::audit::AuditStore;
+use super::cursor_control::CursorStore;
 use super::error::StoreError;
 use super::lock::InstanceLock;
 use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
@@ -21,7 +22,7 @@ use crate::event::{Event, Quarantined};
 /// multi-row statements.
 #[async_trait]
 pub trait Store:
-    StatsStore + AdminStore + AuditStore + OutboxStore + RotationStore + Send + Sync
+    StatsStore + AdminStore + AuditStore + CursorStore + OutboxStore + RotationStore + Send + Sync
 {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;

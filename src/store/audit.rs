@@ -33,6 +33,10 @@ pub enum AuditAction {
     Migrate,
     /// Rows were re-encrypted under a new key (`rotate-key`).
     RotateKey,
+    /// `cursor rewind`: stored events are dispatched again at the next start.
+    CursorRewind,
+    /// `cursor skip`: one event marked done for one listener.
+    CursorSkip,
     /// The configuration was reloaded (not possible yet).
     ConfigReload,
     /// The admin API listed the listeners.
@@ -51,6 +55,8 @@ impl AuditAction {
             AuditAction::Cleanup => "cleanup",
             AuditAction::Migrate => "migrate",
             AuditAction::RotateKey => "rotate-key",
+            AuditAction::CursorRewind => "cursor-rewind",
+            AuditAction::CursorSkip => "cursor-skip",
             AuditAction::ConfigReload => "config-reload",
             AuditAction::ListListeners => "list-listeners",
             AuditAction::ListDeadLetters => "list-deadletters",

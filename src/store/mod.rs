@@ -12,6 +12,7 @@ mod audit;
 mod audit_trail;
 mod changes;
 mod crypto;
+mod cursor_control;
 mod dialect;
 mod error;
 mod listener_rows;
@@ -36,6 +37,7 @@ pub use api::Store;
 pub use audit::{AuditAction, AuditEntry, AuditOutcome, AuditRow, AuditStore};
 pub use audit_trail::AuditTrail;
 pub use crypto::{Aad, Cipher, CryptoError, KeyId, Keyring, KeyringError};
+pub use cursor_control::{CursorPosition, CursorStore, RewindFrom, Rewound, SKIPPED_PREFIX};
 pub use error::StoreError;
 pub use lock::InstanceLock;
 pub use model::{

@@ -82,9 +82,15 @@ pub(crate) const CURSOR_UPDATED_AT: &str =
 pub(crate) const LAST_RECORD_BATCH: &str =
     "SELECT COALESCE((SELECT record_batch FROM event_listeners_cursor WHERE instance = $1), 0)";
 
-/// `(inbox id, listener)` of the runs logged for inbox ids from `$1` on.
+/// `(inbox id, listener)` of the runs logged for inbox ids from `$1` on,
+/// leaving out those a `cursor rewind` of instance `$2` made to be run again
+/// (logged before the rewind, for a listener and an inbox id it covers).
 pub(crate) const DONE_RUNS: &str =
-    "SELECT inbox_id, listener_name FROM event_listeners_eventlog WHERE inbox_id >= $1";
+    "SELECT e.inbox_id, e.listener_name FROM event_listeners_eventlog e
+     WHERE e.inbox_id >= $1 AND NOT EXISTS (
+       SELECT 1 FROM event_listeners_rewind r
+       WHERE r.instance = $2 AND r.listener_name = e.listener_name
+         AND e.inbox_id >= r.from_inbox_id AND e.id <= r.eventlog_through)";
 
 /// `cleanup`: event log rows older than `$1`.
 pub(crate) const CLEANUP_EVENTLOG: &str =

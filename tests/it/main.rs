@@ -10,6 +10,7 @@ mod backup;
 mod cli;
 mod content_length;
 mod current_servers;
+mod cursor;
 mod dispatch_defects;
 mod encryption;
 mod exec;
