@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::error::StoreError;
-use super::model::{DeadLetter, ListenerOverview, ListenerState, LoggedEvent};
+use super::inbox_rows::{DeadLetter, LoggedEvent};
+use super::model::{ListenerOverview, ListenerState};
 
 /// Operator state and history; every `Store` implements it.
 #[async_trait]

@@ -15,6 +15,7 @@ mod crypto;
 mod cursor_control;
 mod dialect;
 mod error;
+mod inbox_rows;
 mod listener_rows;
 mod lock;
 mod model;
@@ -39,10 +40,11 @@ pub use audit_trail::AuditTrail;
 pub use crypto::{Aad, Cipher, CryptoError, KeyId, Keyring, KeyringError};
 pub use cursor_control::{CursorPosition, CursorStore, RewindFrom, Rewound, SKIPPED_PREFIX};
 pub use error::StoreError;
+pub use inbox_rows::{DeadLetter, LoggedEvent};
 pub use lock::InstanceLock;
 pub use model::{
-    CleanupCounts, Cursor, DeadLetter, ListenerOverview, ListenerState, LoggedEvent, Origin,
-    RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
+    CleanupCounts, Cursor, ListenerOverview, ListenerState, Origin, RunRecord, StoreOptions,
+    StoredEvent, Summary, Unfinished,
 };
 pub use open::open;
 pub use outbox::{local_id, OpenStatus, OutboxReply, OutboxStore, LOCAL_ID_PREFIX};

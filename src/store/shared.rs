@@ -14,11 +14,14 @@ use super::api::Store;
 use super::audit::{AuditAction, AuditOutcome, AuditStore};
 use super::dialect::{AdminDialect, Dialect, InboxDialect, RecordDialect};
 use super::error::StoreError;
+use super::inbox_rows::{
+    open_raw, rows_to_unfinished, DeadLetter, DeadLetterRow, LoggedEvent, LoggedEventRow,
+    UnfinishedRow,
+};
 use super::lock::InstanceLock;
 use super::model::{
-    merge_overview, rows_to_unfinished, CleanupCounts, Cursor, CursorRow, DeadLetter,
-    DeadLetterRow, ListenerOverview, ListenerState, LoggedEvent, LoggedEventRow, Origin, RunRecord,
-    Summary, Unfinished, UnfinishedRow,
+    merge_overview, CleanupCounts, Cursor, CursorRow, ListenerOverview, ListenerState, Origin,
+    RunRecord, Summary, Unfinished,
 };
 use super::rotation::RotationStore;
 use super::sql::{self, on_pool, stamped};
@@ -112,7 +115,7 @@ where
         // the row is encrypted with.
         let cipher = self.cipher();
         row.map(|(raw, key_id)| {
-            super::model::open_raw(
+            open_raw(
                 cipher,
                 instance,
                 &queue_id,
