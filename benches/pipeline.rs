@@ -182,6 +182,51 @@ struct Scenario {
     db_url: Option<String>,
 }
 
+/// A PostgreSQL store at `url`, migrated, whose cursor stands at the start
+/// of a new queue on `fake` holding `n` messages: the daemon started on it
+/// resumes that queue and takes the backlog.
+async fn queued_backlog(url: &str, fake: &FakeZulip, n: usize) {
+    let queue = register_queue(fake).await;
+    push_messages(fake, 0, n);
+    resume_at(url, fake, &queue).await;
+}
+
+/// Migrates the store at `url` and sets its cursor at the start of `queue`
+/// on `fake`, as after an outage: the daemon resumes that queue.
+async fn resume_at(url: &str, fake: &FakeZulip, queue: &str) {
+    let s = store::open(&url.parse().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    s.migrate().await.unwrap();
+    let cursor = Cursor {
+        site: format!("{}/api/v1/", fake.site()),
+        queue_id: queue.to_owned(),
+        last_event_id: -1,
+        last_message_id: None,
+    };
+    s.append(
+        "default",
+        &Origin::Queue(queue.to_owned()),
+        &[],
+        Some(&cursor),
+    )
+    .await
+    .unwrap();
+}
+
+/// Writes the zuliprc of `fake`'s bot at `path`, owner-only.
+fn write_zuliprc(path: &std::path::Path, fake: &FakeZulip) {
+    write_secret(
+        path,
+        &format!(
+            "[api]\nemail={}\nkey={}\nsite={}\n",
+            fake.email(),
+            fake.api_key(),
+            fake.site()
+        ),
+    );
+}
+
 /// Writes a secret file readable by its owner only, as the daemon demands.
 fn write_secret(path: &std::path::Path, text: &str) {
     use std::os::unix::fs::PermissionsExt as _;
@@ -194,15 +239,7 @@ fn write_secret(path: &std::path::Path, text: &str) {
 fn write_config(fake: &FakeZulip, db_url: Option<&str>, port: u16, encrypted: bool) -> Scenario {
     let dir = tempfile::tempdir().unwrap();
     let rc = dir.path().join("zuliprc");
-    write_secret(
-        &rc,
-        &format!(
-            "[api]\nemail={}\nkey={}\nsite={}\n",
-            fake.email(),
-            fake.api_key(),
-            fake.site()
-        ),
-    );
+    write_zuliprc(&rc, fake);
     let protection = if encrypted {
         let keys = dir.path().join("keys");
         write_secret(&keys, &"ab".repeat(32));
@@ -331,19 +368,7 @@ async fn backlog_run(
     }
     if let Some(url) = &sc.db_url {
         // Resume the queue holding the backlog, as after an outage.
-        let s = store::open(&url.parse().unwrap(), &Default::default())
-            .await
-            .unwrap();
-        s.migrate().await.unwrap();
-        let cursor = Cursor {
-            site: format!("{}/api/v1/", fake.site()),
-            queue_id: queue.clone(),
-            last_event_id: -1,
-            last_message_id: None,
-        };
-        s.append("default", &Origin::Queue(queue.clone()), &[], Some(&cursor))
-            .await
-            .unwrap();
+        resume_at(url, &fake, &queue).await;
     }
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_zulip-event-listeners"));
     cmd.args(["--config", &sc.config.display().to_string(), "run"]);
@@ -790,21 +815,7 @@ async fn listeners_run(k: usize, n: usize) -> f64 {
         ..FakeOptions::default()
     })
     .await;
-    let queue = register_queue(&fake).await;
-    push_messages(&fake, 0, n);
-    let s = store::open(&url.parse().unwrap(), &Default::default())
-        .await
-        .unwrap();
-    s.migrate().await.unwrap();
-    let cursor = Cursor {
-        site: format!("{}/api/v1/", fake.site()),
-        queue_id: queue.clone(),
-        last_event_id: -1,
-        last_message_id: None,
-    };
-    s.append("default", &Origin::Queue(queue.clone()), &[], Some(&cursor))
-        .await
-        .unwrap();
+    queued_backlog(&url, &fake, n).await;
     let mut registry = Registry::builtin();
     let mut names = vec!["message_logger".to_owned()];
     for i in 1..k {
@@ -814,16 +825,7 @@ async fn listeners_run(k: usize, n: usize) -> f64 {
     }
     let known: Vec<&str> = registry.names();
     let rc = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        rc.path(),
-        format!(
-            "[api]\nemail={}\nkey={}\nsite={}\n",
-            fake.email(),
-            fake.api_key(),
-            fake.site()
-        ),
-    )
-    .unwrap();
+    write_zuliprc(rc.path(), &fake);
     let config = Config::parse(
         &format!(
             "[zulip]\nzuliprc = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"off\"\n[performance]\nmax_concurrent_handlers = 16\n[listeners]\nenabled = {:?}\n",

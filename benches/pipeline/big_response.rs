@@ -6,8 +6,6 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zulip_event_listeners::store::{self, Cursor, Origin};
-
 use super::fake_zulip::{FakeOptions, FakeZulip};
 use super::{
     content, drop_pg, free_port, fresh_pg, mb, proc_usage, register_queue, rss_peak, write_config,
@@ -58,21 +56,7 @@ pub(crate) async fn big_response(n: usize) -> (f64, u64, u64) {
     let sc = write_config(&fake, Some(&url), port, false);
     let queue = register_queue(&fake).await;
     fake.push_synthetic(&queue, n as i64, synthetic_message);
-    {
-        let s = store::open(&url.parse().unwrap(), &Default::default())
-            .await
-            .unwrap();
-        s.migrate().await.unwrap();
-        let cursor = Cursor {
-            site: format!("{}/api/v1/", fake.site()),
-            queue_id: queue.clone(),
-            last_event_id: -1,
-            last_message_id: None,
-        };
-        s.append("default", &Origin::Queue(queue.clone()), &[], Some(&cursor))
-            .await
-            .unwrap();
-    }
+    super::resume_at(&url, &fake, &queue).await;
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_zulip-event-listeners"))
         .args(["--config", &sc.config.display().to_string(), "run"])

@@ -9,10 +9,9 @@ use tokio_util::sync::CancellationToken;
 use zulip_event_listeners::app::{Application, RunOptions};
 use zulip_event_listeners::config::Config;
 use zulip_event_listeners::listeners::Registry;
-use zulip_event_listeners::store::{self, Cursor, Origin};
 
 use super::fake_zulip::{FakeOptions, FakeZulip};
-use super::{fresh_pg, push_messages, register_queue, Probe, PROBE_CHEAP};
+use super::{fresh_pg, Probe, PROBE_CHEAP};
 
 /// Requests in flight to the child, and the daemon's concurrency bound.
 const IN_FLIGHT: usize = 64;
@@ -25,31 +24,9 @@ pub(super) async fn persistent_exec_run(n: usize) -> f64 {
         ..FakeOptions::default()
     })
     .await;
-    let queue = register_queue(&fake).await;
-    push_messages(&fake, 0, n);
-    let s = store::open(&url.parse().unwrap(), &Default::default())
-        .await
-        .unwrap();
-    s.migrate().await.unwrap();
-    let cursor = Cursor {
-        site: format!("{}/api/v1/", fake.site()),
-        queue_id: queue.clone(),
-        last_event_id: -1,
-        last_message_id: None,
-    };
-    s.append("default", &Origin::Queue(queue.clone()), &[], Some(&cursor))
-        .await
-        .unwrap();
+    super::queued_backlog(&url, &fake, n).await;
     let rc = tempfile::NamedTempFile::new().unwrap();
-    super::write_secret(
-        rc.path(),
-        &format!(
-            "[api]\nemail={}\nkey={}\nsite={}\n",
-            fake.email(),
-            fake.api_key(),
-            fake.site()
-        ),
-    );
+    super::write_zuliprc(rc.path(), &fake);
     let handler =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/exec/persistent.py");
     let registry = Registry::builtin();

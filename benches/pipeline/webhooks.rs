@@ -16,10 +16,9 @@ use tokio_util::sync::CancellationToken;
 use zulip_event_listeners::app::{Application, RunOptions};
 use zulip_event_listeners::config::Config;
 use zulip_event_listeners::listeners::Registry;
-use zulip_event_listeners::store::{self, Cursor, Origin};
 
 use super::fake_zulip::{FakeOptions, FakeZulip};
-use super::{fresh_pg, push_messages, register_queue, Probe, PROBE_CHEAP};
+use super::{fresh_pg, Probe, PROBE_CHEAP};
 
 /// A receiver that counts requests and answers 200 with an empty body.
 async fn receiver() -> (String, Arc<AtomicU64>) {
@@ -47,33 +46,11 @@ pub(super) async fn webhooks_run(k: usize, n: usize) -> (f64, u64) {
         ..FakeOptions::default()
     })
     .await;
-    let queue = register_queue(&fake).await;
-    push_messages(&fake, 0, n);
-    let s = store::open(&url.parse().unwrap(), &Default::default())
-        .await
-        .unwrap();
-    s.migrate().await.unwrap();
-    let cursor = Cursor {
-        site: format!("{}/api/v1/", fake.site()),
-        queue_id: queue.clone(),
-        last_event_id: -1,
-        last_message_id: None,
-    };
-    s.append("default", &Origin::Queue(queue), &[], Some(&cursor))
-        .await
-        .unwrap();
+    super::queued_backlog(&url, &fake, n).await;
     let (hook_url, requests) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let (rc, secret) = (dir.path().join("zuliprc"), dir.path().join("secret"));
-    super::write_secret(
-        &rc,
-        &format!(
-            "[api]\nemail={}\nkey={}\nsite={}\n",
-            fake.email(),
-            fake.api_key(),
-            fake.site()
-        ),
-    );
+    super::write_zuliprc(&rc, &fake);
     super::write_secret(&secret, "bench-secret");
     let names: Vec<String> = (1..=k).map(|i| format!("hook_{i}")).collect();
     let mut text = format!(
