@@ -193,7 +193,9 @@ pub enum Record {
     Data {
         /// The key, unique per listener.
         key: String,
-        /// The value stored (replacing the key's earlier value).
+        /// The value stored, replacing the one an earlier event set: runs
+        /// finish in any order, and a run of an older event (a retry, a
+        /// rewind) never overwrites the value of a newer one.
         value: serde_json::Value,
     },
     /// A message to post to Zulip, sent exactly once through the reply

@@ -25,8 +25,10 @@ pub(super) struct DataRow<'a> {
     pub(super) at: DateTime<Utc>,
 }
 
-/// The `Record::Data` of a batch, one per (listener, key): the last in run
-/// order wins (one upsert statement cannot touch a row twice).
+/// The `Record::Data` of a batch, one per (listener, key): the value set by
+/// the latest event (highest inbox id; the later run of one event) wins,
+/// whatever order the runs finished in (one upsert statement cannot touch a
+/// row twice, and the statement itself keeps a newer stored value).
 ///
 /// # Errors
 ///
@@ -49,7 +51,8 @@ pub(super) fn listener_data<'a>(
                     at: r.finished_at,
                 };
                 match at.get(&(&*r.listener, key.as_str())) {
-                    Some(&i) => rows[i] = row,
+                    Some(&i) if rows[i].inbox_id <= row.inbox_id => rows[i] = row,
+                    Some(_) => {}
                     None => {
                         at.insert((&r.listener, key), rows.len());
                         rows.push(row);

@@ -22,6 +22,7 @@ both_backends!(mod:
     a_batch_mixing_a_stored_event_with_new_ones_stores_the_new_ones_once,
     a_message_logged_twice_keeps_one_row_and_both_runs,
     listener_data_is_upserted_and_replies_queued_with_their_run,
+    listener_data_keeps_the_latest_events_value_whatever_order_runs_finish_in,
     a_batch_repeating_an_event_id_gives_its_row_to_the_first_copy_only,
     quarantined_elements_commit_with_their_batch_bytes_and_all,
 );
@@ -430,5 +431,51 @@ async fn listener_data_is_upserted_and_replies_queued_with_their_run(backend: Ba
             .await,
         3
     );
+    db.drop_db().await;
+}
+
+/// Runs finish in any order (bounded concurrency, retries): the value of the
+/// latest event wins, within one batch and across batches. Regression: the
+/// last run recorded used to win, so the example `last_word` listener kept
+/// an older message of a channel when an older run committed last (CI).
+async fn listener_data_keeps_the_latest_events_value_whatever_order_runs_finish_in(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let s = db.store().await;
+    let (a, b) = store_two(&s).await;
+    assert!(a < b);
+    let data = |n: i64| Record::Data {
+        key: "last".into(),
+        value: serde_json::json!({ "n": n }),
+    };
+    let stored = || async {
+        db.text_pairs("SELECT key, CAST(value AS TEXT) FROM event_listeners_listenerdata")
+            .await
+            .into_iter()
+            .map(|(_, v)| {
+                serde_json::from_str::<serde_json::Value>(&v.unwrap()).unwrap()["n"].clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    // One batch, the newer event's run first.
+    s.record(
+        "i",
+        &[run(b, "bot", vec![data(2)]), run(a, "bot", vec![data(1)])],
+        Some(b),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored().await, vec![serde_json::json!(2)]);
+    // A later batch holding only the older event's run (a retry).
+    s.record("i", &[run(a, "bot", vec![data(1)])], None)
+        .await
+        .unwrap();
+    assert_eq!(stored().await, vec![serde_json::json!(2)]);
+    // The same event again (a rewind) still sets its value.
+    s.record("i", &[run(b, "bot", vec![data(3)])], None)
+        .await
+        .unwrap();
+    assert_eq!(stored().await, vec![serde_json::json!(3)]);
     db.drop_db().await;
 }

@@ -246,7 +246,8 @@ async fn upsert_listener_data(
         q.push(
             " ON CONFLICT (listener_name, key) DO UPDATE SET value = excluded.value,
                key_id = excluded.key_id, inbox_id = excluded.inbox_id,
-               updated_at = excluded.updated_at",
+               updated_at = excluded.updated_at
+             WHERE excluded.inbox_id >= event_listeners_listenerdata.inbox_id",
         );
         q.build().execute(&mut **tx).await?;
     }
