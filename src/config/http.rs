@@ -28,6 +28,9 @@ pub(super) const KNOWN: &[&str] = &[
     "metrics_requires_token",
 ];
 
+/// The port of the default `bind`.
+const DEFAULT_PORT: u16 = 9187;
+
 /// Shortest admin token accepted.
 const MIN_TOKEN_CHARS: usize = 16;
 
@@ -35,7 +38,12 @@ const MIN_TOKEN_CHARS: usize = 16;
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// Address of the `/health` and `/metrics` server; `None` disables it.
+    /// Left out, it is 127.0.0.1:9187, plus the instance's index when
+    /// `[scaling] total_instances` > 1 (instance 2 of 3: 9188), so
+    /// instances configured alike but for `instance_id` run on one host.
     pub bind: Option<SocketAddr>,
+    /// `bind` was written in the file (and is used as it is).
+    pub bind_configured: bool,
     /// How long a client may take to send a request's headers before its
     /// connection is closed.
     pub header_read_timeout: Duration,
@@ -54,7 +62,8 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            bind: Some(SocketAddr::from(([127, 0, 0, 1], 9187))),
+            bind: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
+            bind_configured: false,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 64,
             admin_token_file: None,
@@ -69,7 +78,7 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut HttpConfig) {
     for (k, v) in t {
         let key = r.key(k);
         match k.as_str() {
-            "bind" => match r.string(&key, v).as_deref() {
+            "bind" => match r.string(&key, v).as_deref().inspect(|_| out.bind_configured = true) {
                 Some("" | "off") => out.bind = None,
                 Some(s) => match s.parse::<SocketAddr>() {
                     Ok(a) => out.bind = Some(a),
@@ -111,6 +120,20 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut HttpConfig) {
         r.problem(
             "`http.health_requires_token` and `http.metrics_requires_token` need `http.admin_token_file`, the tokens they accept".to_owned(),
         );
+    }
+}
+
+/// Gives each of several instances its own default port: 9187 + its index
+/// (`instance_id` − 1), unless `bind` was written in the file.
+pub(super) fn per_instance_default(out: &mut HttpConfig, instance_index: u32) {
+    if out.bind_configured {
+        return;
+    }
+    let port = u16::try_from(instance_index)
+        .ok()
+        .and_then(|i| DEFAULT_PORT.checked_add(i));
+    if let (Some(addr), Some(port)) = (out.bind.as_mut(), port) {
+        addr.set_port(port);
     }
 }
 

@@ -236,6 +236,7 @@ impl Config {
             allowed: cfg.security.allowed_realms.as_deref(),
         };
         organizations::check(&mut r, parts);
+        http::per_instance_default(&mut cfg.http, cfg.scaling.instance_index);
         (Some(cfg), r.problems)
     }
 }
@@ -581,6 +582,35 @@ mod tests {
             assert_eq!(err.problems.len(), 1, "{err}");
             assert!(err.problems[0].contains("1 to 3"), "{err}");
         }
+    }
+
+    /// Regression (issue 16): three instances configured alike but for
+    /// `instance_id` all bound 127.0.0.1:9187, so two of them could not
+    /// start on one host.
+    #[test]
+    fn instances_alike_but_for_their_id_get_a_port_each_unless_bind_is_set() {
+        let bind = |id: u32, extra: &str| {
+            let text = format!("{extra}[scaling]\ninstance_id = {id}\ntotal_instances = 3\n");
+            Config::parse(&text, KNOWN)
+                .unwrap()
+                .http
+                .bind
+                .map(|a| a.to_string())
+        };
+        let ports: Vec<_> = (1..=3).map(|id| bind(id, "")).collect();
+        assert_eq!(
+            ports,
+            ["127.0.0.1:9187", "127.0.0.1:9188", "127.0.0.1:9189"].map(|s| Some(s.to_owned()))
+        );
+        let set = "[http]\nbind = \"0.0.0.0:9300\"\n";
+        assert_eq!(bind(2, set).as_deref(), Some("0.0.0.0:9300"));
+        assert_eq!(bind(2, "[http]\nbind = \"off\"\n"), None);
+        let one = Config::parse("", KNOWN)
+            .unwrap()
+            .http
+            .bind
+            .map(|a| a.to_string());
+        assert_eq!(one.as_deref(), Some("127.0.0.1:9187"));
     }
 
     #[test]
