@@ -89,6 +89,8 @@ pub struct Metrics {
     /// Requests refused for a missing or wrong admin token, by route
     /// (`admin`, `health` for `/health` and `/ready`, `metrics`).
     pub http_unauthorized: IntCounterVec,
+    /// Configuration reloads (SIGHUP), by result (`ok`, `failed`).
+    pub config_reloads: IntCounterVec,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -282,6 +284,10 @@ impl Metrics {
                 ),
                 &["route"]
             )),
+            config_reloads: reg!(IntCounterVec::new(
+                Opts::new(name("config_reloads_total"), "Configuration reloads, by result"),
+                &["result"]
+            )),
             run_counts: Arc::default(),
             registry,
         };
@@ -289,6 +295,9 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         m.rate_limit_remaining.set(-1);
+        for result in ["ok", "failed"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
         #[cfg(target_os = "linux")]
         if org.is_none() {
             // Fails only if registered twice; then the first one serves.

@@ -23,16 +23,15 @@
 //!   dead-lettered. A listener's [`Breaker`] skips runs while its circuit is
 //!   open or it is disabled; skipped runs are dead-lettered for `replay`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use super::breaker::Breaker;
-use super::control::{Control, Slot};
+use super::control::{current, Control, Current, Roster};
 use super::lanes::Lanes;
 use super::notice::Notice;
 use super::ordering::{ordering_key, OrderingKey};
@@ -41,7 +40,7 @@ use super::recorder::Recording;
 use super::route::route;
 use super::run::Run;
 use super::settings::DispatcherSettings;
-use crate::listeners::{Instance, Listener};
+use crate::listeners::Instance;
 use crate::metrics::Outcome;
 use crate::state::State;
 use crate::store::StoredEvent;
@@ -54,12 +53,15 @@ pub(crate) const ADMISSION_FACTOR: usize = 16;
 
 /// Starts listener runs and sends their outcomes to the recorder.
 pub(crate) struct Dispatcher {
-    slots: Arc<[Slot]>,
-    listeners: Vec<Arc<dyn Listener>>,
+    /// The instances and settings new events go to (a reload replaces it).
+    roster: Current,
     admission: Arc<Semaphore>,
     running: Arc<Semaphore>,
-    lanes: Arc<Lanes<(usize, OrderingKey)>>,
-    settings: Arc<DispatcherSettings>,
+    /// Keyed by instance name, so an instance a reload keeps keeps its
+    /// order across the reload.
+    lanes: Arc<Lanes<(Arc<str>, OrderingKey)>>,
+    /// Shutdown: no new run starts once cancelled (the same in every roster).
+    stop: tokio_util::sync::CancellationToken,
     outcomes: mpsc::Sender<Recording>,
     notices: Option<mpsc::Sender<Notice>>,
     progress: Arc<Progress>,
@@ -78,29 +80,15 @@ impl Dispatcher {
         progress: Arc<Progress>,
         state: Arc<State>,
     ) -> Dispatcher {
-        let listeners: Vec<Arc<dyn Listener>> =
-            instances.iter().map(|i| i.listener.clone()).collect();
-        let slots: Arc<[Slot]> = instances
-            .iter()
-            .map(|i| Slot {
-                listener: i.listener.clone(),
-                name: Arc::from(i.name()),
-                timeout: i.timeout.unwrap_or(settings.timeout),
-                retry: i.retry.unwrap_or(settings.retry),
-                limit: i.max_concurrent.map(|n| Arc::new(Semaphore::new(n.max(1)))),
-                handles: state.metrics.run_handles(i.name()),
-                breaker: Breaker::new(settings.breaker),
-                in_flight: AtomicUsize::new(0),
-            })
-            .collect();
         let max = settings.max_concurrent.max(1);
+        let stop = settings.stop.clone();
+        let roster = Roster::new(&instances, settings, &state, None, &[]);
         Dispatcher {
-            slots,
-            listeners,
+            roster: Arc::new(RwLock::new(Arc::new(roster))),
             admission: Arc::new(Semaphore::new(max * ADMISSION_FACTOR)),
             running: Arc::new(Semaphore::new(max)),
             lanes: Arc::default(),
-            settings: Arc::new(settings),
+            stop,
             outcomes,
             notices: None,
             progress,
@@ -117,18 +105,24 @@ impl Dispatcher {
 
     /// A handle to disable, enable and inspect listeners while running.
     pub(crate) fn control(&self) -> Control {
-        Control(self.slots.clone())
+        Control {
+            roster: self.roster.clone(),
+            state: self.state.clone(),
+        }
     }
 
     /// Starts the runs of one committed event, skipping the listeners named
     /// in `already_done` (runs recorded before a restart). Waits while the
     /// admission limit is reached, which slows intake down in turn.
     pub(crate) async fn dispatch(&self, stored: StoredEvent, already_done: &[String]) {
-        if self.settings.stop.is_cancelled() {
+        if self.stop.is_cancelled() {
             return;
         }
+        // One roster for the whole event: a reload in between changes the
+        // next event's listeners, never half of this one's.
+        let roster = current(&self.roster);
         let key = ordering_key(&stored.event);
-        let targets = self.targets(&stored, already_done);
+        let targets = self.targets(&roster, &stored, already_done);
         self.progress.begin(stored.inbox_id, targets.len());
         if targets.is_empty() {
             tracing::debug!(
@@ -144,25 +138,26 @@ impl Dispatcher {
         for i in targets {
             let permit = tokio::select! {
                 p = self.admission.clone().acquire_owned() => p,
-                _ = self.settings.stop.cancelled() => return,
+                _ = self.stop.cancelled() => return,
             };
             let Ok(permit) = permit else {
                 return;
             };
+            let name = roster.slots[i].name.clone();
             let lanes = std::iter::once(key.clone())
                 .chain(touched.iter().map(|&id| OrderingKey::Message(id)))
-                .map(|k| (i, k));
-            self.spawn_run(i, lanes, &stored, &event_type, permit);
+                .map(|k| (name.clone(), k));
+            self.spawn_run(&roster, i, lanes, &stored, &event_type, permit);
         }
     }
 
     /// The listeners that run `stored` here: none when another instance
     /// owns it; else the interested ones not in `already_done` that no
     /// filter skips (skipped runs are counted and logged).
-    fn targets(&self, stored: &StoredEvent, already_done: &[String]) -> Vec<usize> {
-        let settings = &self.settings;
+    fn targets(&self, roster: &Roster, stored: &StoredEvent, already_done: &[String]) -> Vec<usize> {
+        let settings = &roster.settings;
         let route = route(
-            &self.listeners,
+            &roster.listeners,
             &settings.filters,
             &settings.partitioner,
             &stored.event,
@@ -170,7 +165,7 @@ impl Dispatcher {
         );
         let mut targets = Vec::new();
         for (i, skip) in route.runs {
-            let slot = &self.slots[i];
+            let slot = &roster.slots[i];
             if already_done.iter().any(|d| **d == *slot.name) {
                 continue;
             }
@@ -193,8 +188,9 @@ impl Dispatcher {
     /// admission `permit` until the run is over.
     fn spawn_run(
         &self,
+        roster: &Roster,
         index: usize,
-        lanes: impl IntoIterator<Item = (usize, OrderingKey)>,
+        lanes: impl IntoIterator<Item = (Arc<str>, OrderingKey)>,
         stored: &Arc<StoredEvent>,
         event_type: &Arc<str>,
         permit: OwnedSemaphorePermit,
@@ -202,11 +198,11 @@ impl Dispatcher {
         // Taken here, in dispatch order, so the lanes keep event order.
         let mut turn = self.lanes.enter_all(lanes);
         let run = Run {
-            slots: self.slots.clone(),
+            slots: roster.slots.clone(),
             index,
             stored: stored.clone(),
             event_type: event_type.clone(),
-            settings: self.settings.clone(),
+            settings: roster.settings.clone(),
             running: self.running.clone(),
             notices: self.notices.clone(),
             outcomes: self.outcomes.clone(),
@@ -215,8 +211,8 @@ impl Dispatcher {
         let outcomes = self.outcomes.clone();
         let lanes = self.lanes.clone();
         self.state.metrics.runs_in_flight.inc();
-        self.slots[index].in_flight.fetch_add(1, Ordering::Relaxed);
-        self.slots[index].handles.instance.in_flight.inc();
+        roster.slots[index].in_flight.fetch_add(1, Ordering::Relaxed);
+        roster.slots[index].handles.instance.in_flight.inc();
         self.tracker.spawn(async move {
             turn.wait().await;
             let record = run.execute().await;
@@ -268,7 +264,8 @@ impl Dispatcher {
 
     /// `name (count), …` of the listeners with runs in flight.
     pub(super) fn in_flight_by_listener(&self) -> String {
-        self.slots
+        current(&self.roster)
+            .slots
             .iter()
             .filter_map(|s| {
                 let n = s.in_flight.load(Ordering::Relaxed);
