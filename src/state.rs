@@ -214,7 +214,10 @@ impl State {
 
     /// The last reload's outcome, if there was one.
     pub fn reload(&self) -> Option<ReloadStatus> {
-        self.reload.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Seconds since the last successful poll, if there was one.

@@ -32,9 +32,9 @@ pub use application::{run, Application};
 pub(crate) use connect::check_credentials;
 pub use connect::{cipher, open_store, open_store_with, store_options, zulip_client};
 pub use error::AppError;
-pub(crate) use reload::{validate, Validated};
 #[cfg(test)]
 pub(crate) use reload::build_each;
+pub(crate) use reload::{validate, Validated};
 pub use run::{RunOptions, RunReport};
 pub use source::Source;
 

@@ -51,9 +51,7 @@ pub(crate) fn cmd_check_config(
         credentials: loaded,
         instances,
     } = validate(&text, permissions, registry);
-    let several = config
-        .as_ref()
-        .is_some_and(|c| c.organizations().len() > 1);
+    let several = config.as_ref().is_some_and(|c| c.organizations().len() > 1);
     let (Some(config), true) = (config, problems.is_empty()) else {
         return Err(ConfigError {
             path: Some(path),

@@ -68,7 +68,10 @@ impl Slot {
             limit,
             max_concurrent,
             handles: state.metrics.run_handles(instance.name()),
-            breaker: old.map_or_else(|| Arc::new(Breaker::new(settings.breaker)), |o| o.breaker.clone()),
+            breaker: old.map_or_else(
+                || Arc::new(Breaker::new(settings.breaker)),
+                |o| o.breaker.clone(),
+            ),
             in_flight: old.map_or_else(Arc::default, |o| o.in_flight.clone()),
         }
     }
@@ -178,10 +181,18 @@ impl Control {
         if let Some(filters) = new.filters {
             settings.filters = filters;
         }
-        let roster = Roster::new(new.instances, settings, &self.state, Some(&old), new.rebuilt);
+        let roster = Roster::new(
+            new.instances,
+            settings,
+            &self.state,
+            Some(&old),
+            new.rebuilt,
+        );
         for slot in roster.slots.iter() {
             let added = !old.slots.iter().any(|s| s.name == slot.name);
-            if let (true, Some((_, why))) = (added, new.disabled.iter().find(|(n, _)| **n == *slot.name)) {
+            if let (true, Some((_, why))) =
+                (added, new.disabled.iter().find(|(n, _)| **n == *slot.name))
+            {
                 slot.breaker.set_disabled(Some(why.clone()));
             }
         }

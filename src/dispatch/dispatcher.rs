@@ -154,7 +154,12 @@ impl Dispatcher {
     /// The listeners that run `stored` here: none when another instance
     /// owns it; else the interested ones not in `already_done` that no
     /// filter skips (skipped runs are counted and logged).
-    fn targets(&self, roster: &Roster, stored: &StoredEvent, already_done: &[String]) -> Vec<usize> {
+    fn targets(
+        &self,
+        roster: &Roster,
+        stored: &StoredEvent,
+        already_done: &[String],
+    ) -> Vec<usize> {
         let settings = &roster.settings;
         let route = route(
             &roster.listeners,
@@ -211,7 +216,9 @@ impl Dispatcher {
         let outcomes = self.outcomes.clone();
         let lanes = self.lanes.clone();
         self.state.metrics.runs_in_flight.inc();
-        roster.slots[index].in_flight.fetch_add(1, Ordering::Relaxed);
+        roster.slots[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
         roster.slots[index].handles.instance.in_flight.inc();
         self.tracker.spawn(async move {
             turn.wait().await;
@@ -287,7 +294,7 @@ mod tests {
     use crate::dispatch::partition::Partitioner;
     use crate::dispatch::{BreakerSettings, RetryPolicy};
     use crate::event::Event;
-    use crate::listeners::{Context, ListenerError, Record};
+    use crate::listeners::{Context, Listener, ListenerError, Record};
     use crate::store::RunRecord;
 
     /// The next finished run the dispatcher sends the recorder.
@@ -415,7 +422,7 @@ mod tests {
     async fn an_instance_keeps_its_own_retry_policy_and_counts_failures_by_class() {
         let (tx, mut rx) = mpsc::channel(16);
         let (template, _) = dispatcher(Arc::new(FlakyTwice), 5);
-        let settings = DispatcherSettings::clone(&template.settings);
+        let settings = DispatcherSettings::clone(&current(&template.roster).settings);
         let mut instance = Instance::plain(Arc::new(FlakyTwice));
         instance.retry = Some(RetryPolicy {
             max_attempts: 2,
@@ -440,7 +447,7 @@ mod tests {
             text.contains(r#"zulip_event_listeners_listener_runs_in_flight{listener="flaky"}"#),
             "{text}"
         );
-        assert_eq!(d.slots[0].handles.instance.in_flight.get(), 0);
+        assert_eq!(current(&d.roster).slots[0].handles.instance.in_flight.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -552,7 +559,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
 
         // Act: shutdown begins while runs wait for a slot.
-        d.settings.stop.cancel();
+        d.stop.cancel();
         let left = d.drain(Duration::from_secs(5)).await;
 
         // Assert: the waiting runs never started; only the two running
@@ -640,5 +647,73 @@ mod tests {
         assert_eq!(d.progress.unrecorded(DRAIN_NAMED_EVENTS), "7, 8");
         assert_eq!(d.progress.unrecorded(1), "7, … (2 in all)");
         assert_eq!(d.drain(Duration::from_secs(1)).await, 2);
+    }
+
+    /// Succeeds once a permit is added to its semaphore.
+    struct Held(Arc<Semaphore>);
+
+    #[async_trait]
+    impl Listener for Held {
+        test_identity!("held", "waits for a permit", ["message"]);
+        async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+            let _permit = self.0.acquire().await;
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_replace_new_events_go_to_the_new_set_and_a_started_run_finishes_on_the_old() {
+        let gate = Arc::new(Semaphore::new(0));
+        let (d, mut rx) = dispatcher(Arc::new(Held(gate.clone())), 0);
+        d.dispatch(message_in_own_topic(1), &[]).await;
+        let control = d.control();
+        control.replace(crate::dispatch::Replacement {
+            instances: &[Instance::plain(Arc::new(Broken))],
+            rebuilt: &[],
+            retry: current(&d.roster).settings.retry,
+            filters: None,
+            disabled: &[],
+        });
+        assert_eq!(control.names(), vec!["broken".to_owned()]);
+
+        d.dispatch(message_in_own_topic(2), &[]).await;
+        let second = next_run(&mut rx).await;
+        gate.add_permits(1);
+        let first = next_run(&mut rx).await;
+
+        assert_eq!(
+            (&*second.listener, second.inbox_id, second.success),
+            ("broken", 2, false)
+        );
+        assert_eq!(
+            (&*first.listener, first.inbox_id, first.success),
+            ("held", 1, true)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instance_a_replace_keeps_keeps_its_disable_and_an_added_one_takes_the_stores() {
+        let (d, _rx) = dispatcher(Arc::new(Fine), 0);
+        let control = d.control();
+        control.set_disabled("fine", Some("by hand".to_owned()));
+        control.replace(crate::dispatch::Replacement {
+            instances: &[
+                Instance::plain(Arc::new(Fine)),
+                Instance::plain(Arc::new(Broken)),
+            ],
+            rebuilt: &["fine".to_owned()],
+            retry: current(&d.roster).settings.retry,
+            filters: None,
+            disabled: &[("broken".to_owned(), "in the store".to_owned())],
+        });
+        let mut disabled = control.disabled();
+        disabled.sort();
+        assert_eq!(
+            disabled,
+            vec![
+                ("broken".to_owned(), "in the store".to_owned()),
+                ("fine".to_owned(), "by hand".to_owned())
+            ]
+        );
     }
 }

@@ -42,7 +42,9 @@ impl Reloadable {
         let stderr = setup.dir.path().join("stderr.log");
         let port = free_port();
         let mut daemon = Reloadable {
-            child: std::process::Command::new("true").spawn().expect("spawn true"),
+            child: std::process::Command::new("true")
+                .spawn()
+                .expect("spawn true"),
             fake,
             db,
             setup,
@@ -130,8 +132,13 @@ impl Reloadable {
 
     fn send(&self, channel: &str, n: usize) {
         for i in 0..n {
-            self.fake
-                .send_channel_message(10, "user10@example.com", channel, "t", &format!("m{i}"));
+            self.fake.send_channel_message(
+                10,
+                "user10@example.com",
+                channel,
+                "t",
+                &format!("m{i}"),
+            );
         }
     }
 
@@ -150,15 +157,23 @@ where
     assert!(eventually(WAIT, check).await, "{what}: {}", daemon.log());
 }
 
-const LOGGER_ONLY: &str = "[logging]\nlevel = \"info\"\n[listeners]\nenabled = [\"message_logger\"]\n";
+const LOGGER_ONLY: &str =
+    "[logging]\nlevel = \"info\"\n[listeners]\nenabled = [\"message_logger\"]\n";
 
 #[tokio::test]
 async fn a_valid_reload_changes_listeners_filters_and_level_for_new_events_with_nothing_lost_or_doubled(
 ) {
     let d = Reloadable::start(LOGGER_ONLY).await;
     d.send("general", 3);
-    reach("the logger runs for the first 3", &d, || async { d.runs("message_logger").await == 3 }).await;
-    assert!(!d.log().contains("DEBUG"), "info level before the reload: {}", d.log());
+    reach("the logger runs for the first 3", &d, || async {
+        d.runs("message_logger").await == 3
+    })
+    .await;
+    assert!(
+        !d.log().contains("DEBUG"),
+        "info level before the reload: {}",
+        d.log()
+    );
 
     // Add an instance, filter the logger to another channel, log at debug.
     d.write(
@@ -175,9 +190,11 @@ async fn a_valid_reload_changes_listeners_filters_and_level_for_new_events_with_
     assert!(applied.contains("logging.level"), "{health}");
     d.send("general", 2);
     d.send("other", 2);
-    reach("the added tracker runs for the 4 new events only", &d, || async {
-        d.runs("user_activity_tracker").await == 4
-    })
+    reach(
+        "the added tracker runs for the 4 new events only",
+        &d,
+        || async { d.runs("user_activity_tracker").await == 4 },
+    )
     .await;
     reach("the logger runs for the 2 in `other` only", &d, || async {
         d.runs("message_logger").await == 5
@@ -197,7 +214,11 @@ async fn a_valid_reload_changes_listeners_filters_and_level_for_new_events_with_
         d.runs("user_activity_tracker").await == 6
     })
     .await;
-    assert_eq!(d.runs("message_logger").await, 5, "a removed instance runs no more");
+    assert_eq!(
+        d.runs("message_logger").await,
+        5,
+        "a removed instance runs no more"
+    );
     assert_eq!(
         count(&d.db, "SELECT count(*) FROM event_listeners_inbox").await,
         9,
@@ -228,13 +249,22 @@ async fn a_reload_with_mistakes_keeps_the_running_configuration_and_names_every_
         .collect();
     assert!(refused.iter().any(|l| l.contains("enabeld")), "{log}");
     assert!(
-        refused.iter().any(|l| l.contains("performance.handler_timeout")),
+        refused
+            .iter()
+            .any(|l| l.contains("performance.handler_timeout")),
         "{log}"
     );
 
     d.send("general", 2);
-    reach("the running listeners go on", &d, || async { d.runs("message_logger").await == 2 }).await;
-    assert_eq!(d.runs("user_activity_tracker").await, 0, "nothing of the bad file applied");
+    reach("the running listeners go on", &d, || async {
+        d.runs("message_logger").await == 2
+    })
+    .await;
+    assert_eq!(
+        d.runs("user_activity_tracker").await,
+        0,
+        "nothing of the bad file applied"
+    );
 
     // Fixed, the next reload applies.
     d.write("[listeners]\nenabled = [\"message_logger\", \"user_activity_tracker\"]\n");
@@ -247,10 +277,9 @@ async fn a_reload_with_mistakes_keeps_the_running_configuration_and_names_every_
 async fn a_setting_that_needs_a_restart_is_named_in_the_log_and_not_applied() {
     let d = Reloadable::start(LOGGER_ONLY).await;
     let other = d.setup.dir.path().join("other.db");
-    let text = std::fs::read_to_string(&d.config).unwrap().replace(
-        &d.db.url,
-        &format!("sqlite://{}", other.display()),
-    );
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace(&d.db.url, &format!("sqlite://{}", other.display()));
     std::fs::write(&d.config, text).unwrap();
     d.reload("ok", 1).await;
     let health = d.health().await;
@@ -271,6 +300,9 @@ async fn a_setting_that_needs_a_restart_is_named_in_the_log_and_not_applied() {
         d.runs("message_logger").await == 1
     })
     .await;
-    assert!(!Path::new(&other).exists(), "the new database is not opened");
+    assert!(
+        !Path::new(&other).exists(),
+        "the new database is not opened"
+    );
     d.stop().await;
 }

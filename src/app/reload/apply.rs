@@ -87,11 +87,8 @@ fn plan<'a>(
     let running_views = r.running.organizations();
     let views = applied.organizations();
     let several = views.len() > 1;
-    let find = |views: &[Config], name: &str| {
-        views
-            .iter()
-            .position(|v| v.scaling.instance_id == name)
-    };
+    let find =
+        |views: &[Config], name: &str| views.iter().position(|v| v.scaling.instance_id == name);
     let mut problems = Vec::new();
     let mut plans = Vec::new();
     let mut changes = Vec::new();

@@ -84,26 +84,49 @@ fn changed_keys(section: &str, a: &Table, b: &Table) -> Vec<String> {
 /// The live changes from `running` to `applied` of one organization (its
 /// views), each a sentence for the log: instances added, removed and
 /// reconfigured, and the other live settings that differ.
-pub(super) fn live_changes(running: &Config, applied: &Config, names: (&[String], &[String])) -> Vec<String> {
+pub(super) fn live_changes(
+    running: &Config,
+    applied: &Config,
+    names: (&[String], &[String]),
+) -> Vec<String> {
     let (before, after) = names;
     let mut out = Vec::new();
-    let added: Vec<&str> = after.iter().filter(|n| !before.contains(n)).map(String::as_str).collect();
-    let removed: Vec<&str> = before.iter().filter(|n| !after.contains(n)).map(String::as_str).collect();
+    let added: Vec<&str> = after
+        .iter()
+        .filter(|n| !before.contains(n))
+        .map(String::as_str)
+        .collect();
+    let removed: Vec<&str> = before
+        .iter()
+        .filter(|n| !after.contains(n))
+        .map(String::as_str)
+        .collect();
     if !added.is_empty() {
         out.push(format!("listener instances added: {}", added.join(", ")));
     }
     if !removed.is_empty() {
-        out.push(format!("listener instances removed: {}", removed.join(", ")));
+        out.push(format!(
+            "listener instances removed: {}",
+            removed.join(", ")
+        ));
     }
     let changed = reconfigured(running, applied, after);
     if !changed.is_empty() {
-        out.push(format!("listener instances reconfigured: {}", changed.join(", ")));
+        out.push(format!(
+            "listener instances reconfigured: {}",
+            changed.join(", ")
+        ));
     }
     let differs = |f: fn(&Config) -> String| f(running) != f(applied);
     if differs(|c| format!("{:?}", c.filters)) {
         out.push("[filters] changed".to_owned());
     }
-    if differs(|c| format!("{:?}{:?}", c.security.blocked_users, c.security.rate_limit_per_user)) {
+    if differs(|c| {
+        format!(
+            "{:?}{:?}",
+            c.security.blocked_users, c.security.rate_limit_per_user
+        )
+    }) {
         out.push("[security] blocked_users / rate_limit_per_user changed".to_owned());
     }
     if differs(|c| format!("{:?}", c.queue)) {
@@ -135,7 +158,12 @@ pub(super) fn reconfigured(running: &Config, applied: &Config, names: &[String])
 /// (`[filters]`, `[security]`, the instances' filter keys) differ.
 pub(super) fn filters_changed(running: &Config, applied: &Config) -> bool {
     let parts = |c: &Config| {
-        let filters: Vec<_> = c.listeners.instances.values().map(|i| format!("{:?}", i.filter)).collect();
+        let filters: Vec<_> = c
+            .listeners
+            .instances
+            .values()
+            .map(|i| format!("{:?}", i.filter))
+            .collect();
         format!("{:?}{:?}{filters:?}", c.filters, c.security)
     };
     parts(running) != parts(applied)
@@ -153,7 +181,10 @@ mod tests {
     fn a_restart_only_key_is_named_and_a_live_one_is_not() {
         let started = table("[database]\nurl = \"a\"\n[logging]\nlevel = \"info\"\n[listeners]\nenabled = [\"x\"]\n");
         let new = table("[database]\nurl = \"b\"\n[logging]\nlevel = \"debug\"\n[listeners]\nenabled = [\"y\"]\n[http]\nbind = \"off\"\n");
-        assert_eq!(restart_needed(&started, &new), vec!["database.url", "http.bind"]);
+        assert_eq!(
+            restart_needed(&started, &new),
+            vec!["database.url", "http.bind"]
+        );
     }
 
     #[test]
@@ -165,7 +196,11 @@ mod tests {
 
     #[test]
     fn the_live_configuration_keeps_what_needs_a_restart() {
-        let running = Config::parse("[database]\nurl = \"sqlite://a.db\"\n", &["message_logger", "user_activity_tracker"]).unwrap();
+        let running = Config::parse(
+            "[database]\nurl = \"sqlite://a.db\"\n",
+            &["message_logger", "user_activity_tracker"],
+        )
+        .unwrap();
         let new = Config::parse(
             "[database]\nurl = \"sqlite://b.db\"\n[listeners]\nenabled = [\"message_logger\"]\n[logging]\nlevel = \"debug\"\n",
             &["message_logger", "user_activity_tracker"],
