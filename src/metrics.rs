@@ -295,9 +295,6 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         m.rate_limit_remaining.set(-1);
-        for result in ["ok", "failed"] {
-            m.config_reloads.with_label_values(&[result]);
-        }
         #[cfg(target_os = "linux")]
         if org.is_none() {
             // Fails only if registered twice; then the first one serves.

@@ -447,7 +447,10 @@ mod tests {
             text.contains(r#"zulip_event_listeners_listener_runs_in_flight{listener="flaky"}"#),
             "{text}"
         );
-        assert_eq!(current(&d.roster).slots[0].handles.instance.in_flight.get(), 0);
+        assert_eq!(
+            current(&d.roster).slots[0].handles.instance.in_flight.get(),
+            0
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -82,6 +82,13 @@ impl Reloader {
             tracing::warn!("Cannot listen for SIGHUP; the configuration will not be reloaded");
             return;
         };
+        // Both results at 0 from the start, so a query of `failed` has a series.
+        for result in ["ok", "failed"] {
+            self.daemon
+                .metrics
+                .config_reloads
+                .with_label_values(&[result]);
+        }
         loop {
             tokio::select! {
                 got = hup.recv() => if got.is_none() { return },
