@@ -89,6 +89,8 @@ pub struct Metrics {
     /// Requests refused for a missing or wrong admin token, by route
     /// (`admin`, `health` for `/health` and `/ready`, `metrics`).
     pub http_unauthorized: IntCounterVec,
+    /// Configuration reloads (SIGHUP), by result (`ok`, `failed`).
+    pub config_reloads: IntCounterVec,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -281,6 +283,10 @@ impl Metrics {
                     "HTTP requests refused for a missing or wrong admin token, by route"
                 ),
                 &["route"]
+            )),
+            config_reloads: reg!(IntCounterVec::new(
+                Opts::new(name("config_reloads_total"), "Configuration reloads, by result"),
+                &["result"]
             )),
             run_counts: Arc::default(),
             registry,

@@ -99,6 +99,23 @@ pub struct State {
     /// Notified by the recorder when it has committed replies to the
     /// outbox: wakes the reply sender.
     pub replies_queued: tokio::sync::Notify,
+    /// The last configuration reload (SIGHUP), for `/health`.
+    pub reload: Mutex<Option<ReloadStatus>>,
+}
+
+/// The last configuration reload, as `/health` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadStatus {
+    /// When it was attempted (RFC 3339).
+    pub last_attempt: String,
+    /// `ok` (applied) or `failed` (the running configuration kept).
+    pub result: &'static str,
+    /// Why it failed: every problem found.
+    pub problems: Vec<String>,
+    /// The live changes it applied.
+    pub applied: Vec<String>,
+    /// Settings that changed in the file but need a restart.
+    pub restart_needed: Vec<String>,
 }
 
 /// Why a listener is disabled when the operator who disabled it gave no
@@ -188,6 +205,19 @@ impl State {
     /// Sets what start-up waits for; `None` once the daemon is running.
     pub fn set_starting(&self, what: Option<String>) {
         *self.starting.lock().unwrap_or_else(|p| p.into_inner()) = what;
+    }
+
+    /// Records a reload's outcome for `/health`.
+    pub fn set_reload(&self, status: ReloadStatus) {
+        *self.reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+    }
+
+    /// The last reload's outcome, if there was one.
+    pub fn reload(&self) -> Option<ReloadStatus> {
+        self.reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Seconds since the last successful poll, if there was one.

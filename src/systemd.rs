@@ -1,5 +1,6 @@
 //! systemd integration: `READY=1` once the daemon polls and serves HTTP,
-//! `STOPPING=1` at shutdown, and watchdog pings while the poll loop is
+//! `STOPPING=1` at shutdown, `RELOADING=1` … `READY=1` around a
+//! configuration reload, and watchdog pings while the poll loop is
 //! healthy. Every call is a no-op when not started by systemd
 //! (`NOTIFY_SOCKET` / `WATCHDOG_USEC` unset).
 
@@ -15,6 +16,29 @@ pub(crate) fn notify_ready() {
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::debug!(error = %e, "Cannot notify systemd");
     }
+}
+
+/// Tells systemd a reload has begun (`RELOADING=1` with the monotonic
+/// time, as `Type=notify-reload` wants it); [`notify_ready`] ends it.
+pub(crate) fn notify_reloading() {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given, which
+    // lives on this stack for the whole call.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+    }
+    let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
+    let monotonic = format!("MONOTONIC_USEC={usec}");
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::Custom(&monotonic),
+        ],
+    );
 }
 
 /// Tells systemd the daemon is stopping.

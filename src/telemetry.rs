@@ -1,14 +1,18 @@
 //! Logging: a `tracing` subscriber writing text or JSON lines to stderr
 //! (journald under systemd) or appending to a file that SIGHUP reopens, so
 //! both of logrotate's ways (`copytruncate`, or move + `reload`) are safe.
+//! The level filter sits behind a `reload` layer, so a configuration
+//! reload changes it in place ([`set_level`]) unless `RUST_LOG` set it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Layered, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LoggingConfig};
 
@@ -80,6 +84,14 @@ impl<'a> MakeWriter<'a> for LogFile {
     }
 }
 
+/// The subscriber below the formatting layer: the registry and the
+/// reloadable level filter.
+type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+
+/// The handle that changes the level filter, once the subscriber is
+/// installed with the configured level (`None` inside: `RUST_LOG` set it).
+static LEVEL: OnceLock<Option<reload::Handle<EnvFilter, Registry>>> = OnceLock::new();
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
 /// configured level. Returns the log file, to reopen on SIGHUP.
 ///
@@ -87,24 +99,63 @@ impl<'a> MakeWriter<'a> for LogFile {
 ///
 /// The I/O error when the log file cannot be opened.
 pub(crate) fn init(cfg: &LoggingConfig) -> io::Result<Option<LogFile>> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let overridden = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(&cfg.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let file = cfg.file.as_deref().map(LogFile::open).transpose()?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    // try_init: a second call (tests) keeps the first subscriber.
-    let _ = match (&file, cfg.format) {
-        (Some(f), LogFormat::Json) => builder.json().with_writer(f.clone()).try_init(),
-        (Some(f), LogFormat::Text) => builder.with_ansi(false).with_writer(f.clone()).try_init(),
-        (None, LogFormat::Json) => builder.json().with_writer(io::stderr).try_init(),
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer();
+    let output: Box<dyn Layer<Filtered> + Send + Sync> = match (&file, cfg.format) {
+        (Some(f), LogFormat::Json) => fmt.json().with_writer(f.clone()).boxed(),
+        (Some(f), LogFormat::Text) => fmt.with_ansi(false).with_writer(f.clone()).boxed(),
+        (None, LogFormat::Json) => fmt.json().with_writer(io::stderr).boxed(),
         // Colour only for a person at a terminal: journald and redirects
         // would store the escape codes.
-        (None, LogFormat::Text) => builder
+        (None, LogFormat::Text) => fmt
             .with_ansi(io::stderr().is_terminal())
             .with_writer(io::stderr)
-            .try_init(),
+            .boxed(),
     };
+    // try_init: a second call (tests) keeps the first subscriber.
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .is_ok()
+    {
+        let _ = LEVEL.set((!overridden).then_some(handle));
+    }
     Ok(file)
+}
+
+/// What [`set_level`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LevelChange {
+    /// The new level filters from now on.
+    Applied,
+    /// `RUST_LOG` sets the level: the configured one is not used.
+    Overridden,
+    /// No subscriber of this crate is installed (an embedding program's).
+    NotInstalled,
+}
+
+/// Changes the level filter to `level` (a validated `[logging] level`).
+///
+/// # Errors
+///
+/// The reason the filter could not be replaced.
+pub(crate) fn set_level(level: &str) -> Result<LevelChange, String> {
+    let Some(installed) = LEVEL.get() else {
+        return Ok(LevelChange::NotInstalled);
+    };
+    let Some(handle) = installed else {
+        return Ok(LevelChange::Overridden);
+    };
+    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    handle.reload(filter).map_err(|e| e.to_string())?;
+    Ok(LevelChange::Applied)
 }
 
 /// Reopens `file` on every SIGHUP (systemd's `ExecReload`, logrotate's

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::connect::open_store;
 use super::http::{serve_http, HttpParts};
 use super::organization::{Organization, Shared};
+use super::reload::{OrgHandle, Reloader};
 use super::run::{RunOptions, RunReport};
 use super::services::Services;
 use super::AppError;
@@ -53,6 +54,8 @@ pub struct Application {
     http_addr: Option<SocketAddr>,
     services: Services,
     clock: Arc<dyn Clock>,
+    /// Reloads the configuration on SIGHUP, for a daemon run from a file.
+    reloader: Option<Reloader>,
 }
 
 impl Application {
@@ -146,7 +149,9 @@ impl Application {
             }
             None => None,
         };
+        let reloader = reloader(config, registry, &opts, &orgs, store.as_ref(), &state);
         Ok(Application {
+            reloader,
             config: config.clone(),
             opts,
             orgs,
@@ -191,6 +196,9 @@ impl Application {
         token: CancellationToken,
     ) -> Result<RunReport, AppError> {
         self.spawn_watchers(&token);
+        if let Some(reloader) = self.reloader.take() {
+            self.services.spawn(reloader.run(self.services.token()));
+        }
         let lost = self.watch_locks(&token);
         if let (Some(store), true) = (&self.store, self.config.statistics.enabled) {
             crate::store::retention::spawn_retention(
@@ -294,6 +302,39 @@ impl Application {
         }
         Some(lost)
     }
+}
+
+/// The reloader of a daemon run from a configuration file (not of a dry
+/// run nor of an events file, which end on their own).
+fn reloader(
+    config: &Config,
+    registry: &Registry,
+    opts: &RunOptions,
+    orgs: &[Organization],
+    store: Option<&Arc<dyn Store>>,
+    state: &Arc<State>,
+) -> Option<Reloader> {
+    let (path, store) = (opts.config_file.clone()?, store?.clone());
+    if opts.events_file.is_some() {
+        return None;
+    }
+    Some(Reloader {
+        started: Reloader::started_table(&path),
+        path,
+        registry: registry.clone(),
+        listeners: opts.listeners.clone(),
+        running: config.clone(),
+        orgs: orgs
+            .iter()
+            .map(|o| OrgHandle {
+                name: o.name().to_owned(),
+                state: o.state.clone(),
+                control: o.control.clone(),
+            })
+            .collect(),
+        store,
+        daemon: state.clone(),
+    })
 }
 
 /// Every organization's listener instances, each name once (the HTTP

@@ -13,6 +13,7 @@
 //! - `http`: the HTTP server and admin API assembled.
 //! - `services`: every background task, under one tracker and one token.
 //! - `drain`: the shutdown deadline.
+//! - `reload`: SIGHUP re-reads, checks and applies the configuration.
 
 mod application;
 mod connect;
@@ -21,6 +22,7 @@ mod error;
 mod http;
 pub mod malloc_tuning;
 mod organization;
+mod reload;
 mod run;
 mod services;
 mod source;
@@ -30,6 +32,9 @@ pub use application::{run, Application};
 pub(crate) use connect::check_credentials;
 pub use connect::{cipher, open_store, open_store_with, store_options, zulip_client};
 pub use error::AppError;
+#[cfg(test)]
+pub(crate) use reload::build_each;
+pub(crate) use reload::{validate, Validated};
 pub use run::{RunOptions, RunReport};
 pub use source::Source;
 

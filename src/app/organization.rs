@@ -8,7 +8,7 @@
 //! refuses one of them (a revoked key), that one stops, loudly, and the
 //! others go on.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::dispatch::filters::Filters;
 use crate::dispatch::partition::Partitioner;
 use crate::dispatch::{
-    BreakerSettings, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
+    BreakerSettings, Control, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
     RetryPolicy,
 };
 use crate::intake::{Pipeline, PipelineMode};
@@ -56,6 +56,9 @@ pub(super) struct Organization {
     source: Source,
     identity: Identity,
     pub(super) state: Arc<State>,
+    /// Its dispatcher's controls, once it runs: a reload replaces its
+    /// listener set through them.
+    pub(super) control: Arc<OnceLock<Control>>,
     /// Zulip refused the account check at build: the organization does
     /// not run (with several organizations; one alone fails the start).
     refused: Option<AppError>,
@@ -119,6 +122,7 @@ impl Organization {
             source,
             identity,
             state,
+            control: Arc::default(),
             refused,
         })
     }
@@ -319,6 +323,7 @@ impl Organization {
         );
         let control = dispatcher.control();
         let _ = self.state.listeners.set(Arc::new(control.clone()));
+        let _ = self.control.set(control.clone());
         // Listeners disabled before this start stay disabled: their runs are
         // skipped and dead-lettered.
         for s in store.listener_states().await? {

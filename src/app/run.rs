@@ -20,6 +20,9 @@ pub struct RunOptions {
     pub release_queue: bool,
     /// On the first start, backfill messages after this id.
     pub backfill_since: Option<i64>,
+    /// The configuration file a SIGHUP re-reads and applies (`None`: a
+    /// SIGHUP only reopens the log file).
+    pub config_file: Option<PathBuf>,
 }
 
 /// What a run did.

@@ -17,11 +17,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context as _};
 
-use crate::app::check_credentials;
+use crate::app::{validate, Validated};
 use crate::cli::exit::{Failure, EXIT_CONFIG};
-use crate::config::{read_admin_tokens, Config, ConfigError, FilePermissions};
+use crate::config::{Config, ConfigError, FilePermissions};
 use crate::listeners::{Instance, Registry};
-use crate::telemetry::LogFile;
 
 /// `check-config`. It reads the file itself, rather than being given the
 /// loaded configuration, so that a problem in the file does not hide one
@@ -46,61 +45,13 @@ pub(crate) fn cmd_check_config(
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(|e| Failure::new(EXIT_CONFIG, e))?;
-    let (mut config, mut problems) = Config::parse_with_problems(&text, &registry.names());
-    if let Some(c) = config.as_mut() {
-        c.file_permissions = permissions;
-    }
-    // Each organization's, read as `run` reads them.
-    let views = config
-        .as_ref()
-        .map(Config::organizations)
-        .unwrap_or_default();
-    let several = views.len() > 1;
-    let mut loaded = Vec::new();
-    for view in &views {
-        let name = &view.scaling.instance_id;
-        let whose = match several {
-            true => format!("credentials of organization `{name}`"),
-            false => "credentials".to_owned(),
-        };
-        match check_credentials(view) {
-            Ok(creds) => loaded.push((name.clone(), creds)),
-            Err(errors) => problems.extend(errors.iter().map(|e| format!("{whose}: {e}"))),
-        }
-    }
-    // `run` opens its log file first of all (creating it, as here).
-    if let Some(file) = config.as_ref().and_then(|c| c.logging.file.as_deref()) {
-        if let Err(e) = LogFile::open(file) {
-            problems.push(format!(
-                "`logging.file`: cannot open the log file {}: {e}",
-                file.display()
-            ));
-        }
-    }
-    // `run` reads the admin tokens before it serves HTTP.
-    if let Some(path) = config
-        .as_ref()
-        .and_then(|c| c.http.admin_token_file.as_deref())
-    {
-        if let Err(e) = read_admin_tokens(path, permissions) {
-            problems.push(format!("`http.admin_token_file`: {e}"));
-        }
-    }
-    if let Some(Err(e)) = config.as_ref().map(|c| c.database.connect_url(permissions)) {
-        problems.push(format!("`database.password_file`/`password_env`: {e}"));
-    }
-    // `run` reads the encryption keys when it opens the store.
-    if let Some(Err(e)) = config.as_ref().map(crate::app::cipher) {
-        problems.push(format!("`data_protection.key_file`/`key_env`: {e}"));
-    }
-    let instances = match &config {
-        Some(c) => {
-            let (built, why) = build_each(c, registry);
-            problems.extend(why);
-            built
-        }
-        None => Vec::new(),
-    };
+    let Validated {
+        config,
+        problems,
+        credentials: loaded,
+        instances,
+    } = validate(&text, permissions, registry);
+    let several = config.as_ref().is_some_and(|c| c.organizations().len() > 1);
     let (Some(config), true) = (config, problems.is_empty()) else {
         return Err(ConfigError {
             path: Some(path),
@@ -141,22 +92,6 @@ pub(crate) fn cmd_check_config(
     Ok(())
 }
 
-/// Every enabled instance built as `run` builds it, one by one, with why
-/// each that cannot be is not (a secret file that cannot be read, an unset
-/// variable, a template that does not compile): every problem, not the
-/// first. The built ones serve the event-types note.
-fn build_each(config: &Config, registry: &Registry) -> (Vec<Instance>, Vec<String>) {
-    let mut built = Vec::new();
-    let mut problems = Vec::new();
-    for name in &config.listeners.enabled {
-        match Instance::build_all(registry, config, std::slice::from_ref(name)) {
-            Ok(mut one) => built.append(&mut one),
-            Err(e) => problems.push(e.to_string()),
-        }
-    }
-    (built, problems)
-}
-
 /// What the registration asks Zulip for, and its trade-off: every type
 /// (all stored) by default; with `[zulip] event_types`, the types left out
 /// are never received, so never stored nor replayable, and an enabled
@@ -193,6 +128,7 @@ fn event_types_note(config: &Config, instances: &[Instance]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::build_each;
 
     #[test]
     fn the_note_says_every_type_is_asked_for_by_default() {

@@ -41,7 +41,7 @@ pub fn load_config(cli: &Cli, registry: &Registry) -> Result<Config, Failure> {
 /// A [`Failure`] carrying the exit code.
 pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Failure> {
     match cli.command {
-        Command::Run(args) => cmd_run(args, &config, &registry).await,
+        Command::Run(args) => cmd_run(args, cli.config.as_deref(), &config, &registry).await,
         Command::List => cmd_list(&config, &registry).await,
         Command::Migrate => cmd_migrate(&config).await,
         Command::Cleanup { days } => cmd_cleanup(&config, days).await,

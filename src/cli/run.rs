@@ -19,6 +19,7 @@ use crate::store::Summary;
 /// or [`EXIT_DATABASE`] when an events file's runs could not all be recorded.
 pub(crate) async fn cmd_run(
     args: RunArgs,
+    config_file: Option<&std::path::Path>,
     config: &Config,
     registry: &Registry,
 ) -> Result<(), Failure> {
@@ -28,6 +29,7 @@ pub(crate) async fn cmd_run(
         events_file: args.events,
         release_queue: args.release_queue,
         backfill_since: args.backfill_since,
+        config_file: config_file.map(std::path::Path::to_owned),
     };
     let token = CancellationToken::new();
     crate::shutdown::cancel_on_signal(token.clone());

@@ -23,16 +23,15 @@
 //!   dead-lettered. A listener's [`Breaker`] skips runs while its circuit is
 //!   open or it is disabled; skipped runs are dead-lettered for `replay`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use super::breaker::Breaker;
-use super::control::{Control, Slot};
+use super::control::{current, Control, Current, Roster};
 use super::lanes::Lanes;
 use super::notice::Notice;
 use super::ordering::{ordering_key, OrderingKey};
@@ -41,7 +40,7 @@ use super::recorder::Recording;
 use super::route::route;
 use super::run::Run;
 use super::settings::DispatcherSettings;
-use crate::listeners::{Instance, Listener};
+use crate::listeners::Instance;
 use crate::metrics::Outcome;
 use crate::state::State;
 use crate::store::StoredEvent;
@@ -54,12 +53,15 @@ pub(crate) const ADMISSION_FACTOR: usize = 16;
 
 /// Starts listener runs and sends their outcomes to the recorder.
 pub(crate) struct Dispatcher {
-    slots: Arc<[Slot]>,
-    listeners: Vec<Arc<dyn Listener>>,
+    /// The instances and settings new events go to (a reload replaces it).
+    roster: Current,
     admission: Arc<Semaphore>,
     running: Arc<Semaphore>,
-    lanes: Arc<Lanes<(usize, OrderingKey)>>,
-    settings: Arc<DispatcherSettings>,
+    /// Keyed by instance name, so an instance a reload keeps keeps its
+    /// order across the reload.
+    lanes: Arc<Lanes<(Arc<str>, OrderingKey)>>,
+    /// Shutdown: no new run starts once cancelled (the same in every roster).
+    stop: tokio_util::sync::CancellationToken,
     outcomes: mpsc::Sender<Recording>,
     notices: Option<mpsc::Sender<Notice>>,
     progress: Arc<Progress>,
@@ -78,29 +80,15 @@ impl Dispatcher {
         progress: Arc<Progress>,
         state: Arc<State>,
     ) -> Dispatcher {
-        let listeners: Vec<Arc<dyn Listener>> =
-            instances.iter().map(|i| i.listener.clone()).collect();
-        let slots: Arc<[Slot]> = instances
-            .iter()
-            .map(|i| Slot {
-                listener: i.listener.clone(),
-                name: Arc::from(i.name()),
-                timeout: i.timeout.unwrap_or(settings.timeout),
-                retry: i.retry.unwrap_or(settings.retry),
-                limit: i.max_concurrent.map(|n| Arc::new(Semaphore::new(n.max(1)))),
-                handles: state.metrics.run_handles(i.name()),
-                breaker: Breaker::new(settings.breaker),
-                in_flight: AtomicUsize::new(0),
-            })
-            .collect();
         let max = settings.max_concurrent.max(1);
+        let stop = settings.stop.clone();
+        let roster = Roster::new(&instances, settings, &state, None, &[]);
         Dispatcher {
-            slots,
-            listeners,
+            roster: Arc::new(RwLock::new(Arc::new(roster))),
             admission: Arc::new(Semaphore::new(max * ADMISSION_FACTOR)),
             running: Arc::new(Semaphore::new(max)),
             lanes: Arc::default(),
-            settings: Arc::new(settings),
+            stop,
             outcomes,
             notices: None,
             progress,
@@ -117,18 +105,24 @@ impl Dispatcher {
 
     /// A handle to disable, enable and inspect listeners while running.
     pub(crate) fn control(&self) -> Control {
-        Control(self.slots.clone())
+        Control {
+            roster: self.roster.clone(),
+            state: self.state.clone(),
+        }
     }
 
     /// Starts the runs of one committed event, skipping the listeners named
     /// in `already_done` (runs recorded before a restart). Waits while the
     /// admission limit is reached, which slows intake down in turn.
     pub(crate) async fn dispatch(&self, stored: StoredEvent, already_done: &[String]) {
-        if self.settings.stop.is_cancelled() {
+        if self.stop.is_cancelled() {
             return;
         }
+        // One roster for the whole event: a reload in between changes the
+        // next event's listeners, never half of this one's.
+        let roster = current(&self.roster);
         let key = ordering_key(&stored.event);
-        let targets = self.targets(&stored, already_done);
+        let targets = self.targets(&roster, &stored, already_done);
         self.progress.begin(stored.inbox_id, targets.len());
         if targets.is_empty() {
             tracing::debug!(
@@ -144,25 +138,31 @@ impl Dispatcher {
         for i in targets {
             let permit = tokio::select! {
                 p = self.admission.clone().acquire_owned() => p,
-                _ = self.settings.stop.cancelled() => return,
+                _ = self.stop.cancelled() => return,
             };
             let Ok(permit) = permit else {
                 return;
             };
+            let name = roster.slots[i].name.clone();
             let lanes = std::iter::once(key.clone())
                 .chain(touched.iter().map(|&id| OrderingKey::Message(id)))
-                .map(|k| (i, k));
-            self.spawn_run(i, lanes, &stored, &event_type, permit);
+                .map(|k| (name.clone(), k));
+            self.spawn_run(&roster, i, lanes, &stored, &event_type, permit);
         }
     }
 
     /// The listeners that run `stored` here: none when another instance
     /// owns it; else the interested ones not in `already_done` that no
     /// filter skips (skipped runs are counted and logged).
-    fn targets(&self, stored: &StoredEvent, already_done: &[String]) -> Vec<usize> {
-        let settings = &self.settings;
+    fn targets(
+        &self,
+        roster: &Roster,
+        stored: &StoredEvent,
+        already_done: &[String],
+    ) -> Vec<usize> {
+        let settings = &roster.settings;
         let route = route(
-            &self.listeners,
+            &roster.listeners,
             &settings.filters,
             &settings.partitioner,
             &stored.event,
@@ -170,7 +170,7 @@ impl Dispatcher {
         );
         let mut targets = Vec::new();
         for (i, skip) in route.runs {
-            let slot = &self.slots[i];
+            let slot = &roster.slots[i];
             if already_done.iter().any(|d| **d == *slot.name) {
                 continue;
             }
@@ -193,8 +193,9 @@ impl Dispatcher {
     /// admission `permit` until the run is over.
     fn spawn_run(
         &self,
+        roster: &Roster,
         index: usize,
-        lanes: impl IntoIterator<Item = (usize, OrderingKey)>,
+        lanes: impl IntoIterator<Item = (Arc<str>, OrderingKey)>,
         stored: &Arc<StoredEvent>,
         event_type: &Arc<str>,
         permit: OwnedSemaphorePermit,
@@ -202,11 +203,11 @@ impl Dispatcher {
         // Taken here, in dispatch order, so the lanes keep event order.
         let mut turn = self.lanes.enter_all(lanes);
         let run = Run {
-            slots: self.slots.clone(),
+            slots: roster.slots.clone(),
             index,
             stored: stored.clone(),
             event_type: event_type.clone(),
-            settings: self.settings.clone(),
+            settings: roster.settings.clone(),
             running: self.running.clone(),
             notices: self.notices.clone(),
             outcomes: self.outcomes.clone(),
@@ -215,8 +216,10 @@ impl Dispatcher {
         let outcomes = self.outcomes.clone();
         let lanes = self.lanes.clone();
         self.state.metrics.runs_in_flight.inc();
-        self.slots[index].in_flight.fetch_add(1, Ordering::Relaxed);
-        self.slots[index].handles.instance.in_flight.inc();
+        roster.slots[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        roster.slots[index].handles.instance.in_flight.inc();
         self.tracker.spawn(async move {
             turn.wait().await;
             let record = run.execute().await;
@@ -268,7 +271,8 @@ impl Dispatcher {
 
     /// `name (count), …` of the listeners with runs in flight.
     pub(super) fn in_flight_by_listener(&self) -> String {
-        self.slots
+        current(&self.roster)
+            .slots
             .iter()
             .filter_map(|s| {
                 let n = s.in_flight.load(Ordering::Relaxed);
@@ -290,7 +294,7 @@ mod tests {
     use crate::dispatch::partition::Partitioner;
     use crate::dispatch::{BreakerSettings, RetryPolicy};
     use crate::event::Event;
-    use crate::listeners::{Context, ListenerError, Record};
+    use crate::listeners::{Context, Listener, ListenerError, Record};
     use crate::store::RunRecord;
 
     /// The next finished run the dispatcher sends the recorder.
@@ -418,7 +422,7 @@ mod tests {
     async fn an_instance_keeps_its_own_retry_policy_and_counts_failures_by_class() {
         let (tx, mut rx) = mpsc::channel(16);
         let (template, _) = dispatcher(Arc::new(FlakyTwice), 5);
-        let settings = DispatcherSettings::clone(&template.settings);
+        let settings = DispatcherSettings::clone(&current(&template.roster).settings);
         let mut instance = Instance::plain(Arc::new(FlakyTwice));
         instance.retry = Some(RetryPolicy {
             max_attempts: 2,
@@ -443,7 +447,10 @@ mod tests {
             text.contains(r#"zulip_event_listeners_listener_runs_in_flight{listener="flaky"}"#),
             "{text}"
         );
-        assert_eq!(d.slots[0].handles.instance.in_flight.get(), 0);
+        assert_eq!(
+            current(&d.roster).slots[0].handles.instance.in_flight.get(),
+            0
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -555,7 +562,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
 
         // Act: shutdown begins while runs wait for a slot.
-        d.settings.stop.cancel();
+        d.stop.cancel();
         let left = d.drain(Duration::from_secs(5)).await;
 
         // Assert: the waiting runs never started; only the two running
@@ -643,5 +650,73 @@ mod tests {
         assert_eq!(d.progress.unrecorded(DRAIN_NAMED_EVENTS), "7, 8");
         assert_eq!(d.progress.unrecorded(1), "7, … (2 in all)");
         assert_eq!(d.drain(Duration::from_secs(1)).await, 2);
+    }
+
+    /// Succeeds once a permit is added to its semaphore.
+    struct Held(Arc<Semaphore>);
+
+    #[async_trait]
+    impl Listener for Held {
+        test_identity!("held", "waits for a permit", ["message"]);
+        async fn handle(&self, _: &Event, _: &Context) -> Result<Vec<Record>, ListenerError> {
+            let _permit = self.0.acquire().await;
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_replace_new_events_go_to_the_new_set_and_a_started_run_finishes_on_the_old() {
+        let gate = Arc::new(Semaphore::new(0));
+        let (d, mut rx) = dispatcher(Arc::new(Held(gate.clone())), 0);
+        d.dispatch(message_in_own_topic(1), &[]).await;
+        let control = d.control();
+        control.replace(crate::dispatch::Replacement {
+            instances: &[Instance::plain(Arc::new(Broken))],
+            rebuilt: &[],
+            retry: current(&d.roster).settings.retry,
+            filters: None,
+            disabled: &[],
+        });
+        assert_eq!(control.names(), vec!["broken".to_owned()]);
+
+        d.dispatch(message_in_own_topic(2), &[]).await;
+        let second = next_run(&mut rx).await;
+        gate.add_permits(1);
+        let first = next_run(&mut rx).await;
+
+        assert_eq!(
+            (&*second.listener, second.inbox_id, second.success),
+            ("broken", 2, false)
+        );
+        assert_eq!(
+            (&*first.listener, first.inbox_id, first.success),
+            ("held", 1, true)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_instance_a_replace_keeps_keeps_its_disable_and_an_added_one_takes_the_stores() {
+        let (d, _rx) = dispatcher(Arc::new(Fine), 0);
+        let control = d.control();
+        control.set_disabled("fine", Some("by hand".to_owned()));
+        control.replace(crate::dispatch::Replacement {
+            instances: &[
+                Instance::plain(Arc::new(Fine)),
+                Instance::plain(Arc::new(Broken)),
+            ],
+            rebuilt: &["fine".to_owned()],
+            retry: current(&d.roster).settings.retry,
+            filters: None,
+            disabled: &[("broken".to_owned(), "in the store".to_owned())],
+        });
+        let mut disabled = control.disabled();
+        disabled.sort();
+        assert_eq!(
+            disabled,
+            vec![
+                ("broken".to_owned(), "in the store".to_owned()),
+                ("fine".to_owned(), "by hand".to_owned())
+            ]
+        );
     }
 }

@@ -26,6 +26,7 @@ mod run;
 mod settings;
 
 pub(crate) use breaker::BreakerSettings;
+pub(crate) use control::{Control, Replacement};
 pub(crate) use dispatcher::Dispatcher;
 pub(crate) use notice::Notice;
 pub(crate) use progress::Progress;

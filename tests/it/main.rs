@@ -30,6 +30,7 @@ mod poison;
 mod poison_pages;
 mod ready;
 mod reliability;
+mod reload;
 mod replies;
 mod replies_faults;
 mod replies_store;

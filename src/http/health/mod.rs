@@ -76,6 +76,9 @@ pub(crate) struct HealthReport {
     pub draining: bool,
     /// Each organization (one unless `[[zulip]]` lists several).
     pub organizations: Vec<OrganizationHealth>,
+    /// The last configuration reload (SIGHUP), if there was one: a failed
+    /// one leaves the status as it is (the running configuration is kept).
+    pub reload: Option<crate::state::ReloadStatus>,
 }
 
 /// An open circuit in `/health`.
@@ -343,6 +346,7 @@ impl Health {
             memory_backpressure: backpressure,
             draining,
             organizations: judged.into_iter().map(|j| j.report).collect(),
+            reload: self.daemon.reload(),
         }
     }
 }
