@@ -132,6 +132,9 @@ pub(crate) fn cmd_check_config(
             "Warning: --allow-insecure-permissions: secret files others may read are used anyway."
         );
     }
+    for chain in fallback_chains(&config) {
+        println!("Fallback chain: {chain} (each gets the events the one before it fails for the last time).");
+    }
     for line in event_types_note(&config, &instances) {
         println!("{line}");
     }
@@ -141,20 +144,41 @@ pub(crate) fn cmd_check_config(
     Ok(())
 }
 
-/// Every enabled instance built as `run` builds it, one by one, with why
+/// Every enabled instance (and every fallback they reach) built as `run`
+/// builds it, one by one, with why
 /// each that cannot be is not (a secret file that cannot be read, an unset
 /// variable, a template that does not compile): every problem, not the
 /// first. The built ones serve the event-types note.
 fn build_each(config: &Config, registry: &Registry) -> (Vec<Instance>, Vec<String>) {
     let mut built = Vec::new();
     let mut problems = Vec::new();
-    for name in &config.listeners.enabled {
+    for name in &config.listeners.with_fallbacks(&config.listeners.enabled) {
         match Instance::build_all(registry, config, std::slice::from_ref(name)) {
             Ok(mut one) => built.append(&mut one),
             Err(e) => problems.push(e.to_string()),
         }
     }
     (built, problems)
+}
+
+/// The fallback chains of the enabled instances, as `a → b → c`.
+fn fallback_chains(config: &Config) -> Vec<String> {
+    let listeners = &config.listeners;
+    listeners
+        .enabled
+        .iter()
+        .filter(|n| {
+            listeners
+                .instances
+                .get(*n)
+                .is_some_and(|i| i.fallback.is_some())
+        })
+        .map(|n| {
+            listeners
+                .with_fallbacks(std::slice::from_ref(n))
+                .join(" → ")
+        })
+        .collect()
 }
 
 /// What the registration asks Zulip for, and its trade-off: every type

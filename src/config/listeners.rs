@@ -2,7 +2,7 @@
 //! `[listeners.NAME]` tables that define them: a `kind` (a built-in or
 //! registered listener, `webhook`, `exec`, `responder`), the filter keys
 //! every kind shares, the instance's `timeout`, `max_concurrent` and
-//! `retry` policy, and the kind's own keys. A table without `kind` whose
+//! `retry` policy, its `fallback` (`fallback.rs`), and the kind's own keys. A table without `kind` whose
 //! name is a registered listener configures that listener.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,7 +22,7 @@ pub(super) const SECTION: &str = "listeners";
 pub(super) const KNOWN: &[&str] = &["enabled", "[listeners.NAME]"];
 
 /// The keys every `[listeners.NAME]` table may have, whatever its kind.
-const COMMON: &[&str] = &["kind", "timeout", "max_concurrent", "retry"];
+const COMMON: &[&str] = &["kind", "timeout", "max_concurrent", "retry", "fallback"];
 
 /// The listeners enabled when the configuration does not say.
 pub const DEFAULT_LISTENERS: &[&str] = &["message_logger", "user_activity_tracker"];
@@ -42,6 +42,8 @@ pub struct ListenerInstanceConfig {
     pub max_concurrent: Option<usize>,
     /// The retry keys it sets; the others follow `[queue]`.
     pub retry: Option<PartialRetry>,
+    /// The instance its events go to when its run fails for the last time.
+    pub fallback: Option<String>,
 }
 
 impl ListenerInstanceConfig {
@@ -54,6 +56,7 @@ impl ListenerInstanceConfig {
             timeout: None,
             max_concurrent: None,
             retry: None,
+            fallback: None,
         }
     }
 }
@@ -117,6 +120,7 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ListenersConfig) {
             _ => r.unknown_key(k),
         }
     }
+    super::fallback::check(r, &out.instances);
     // Read last: `enabled` may name the instances defined below it.
     if let Some((key, v)) = enabled {
         if let Some(names) = read_enabled(r, &key, v, out) {
@@ -193,6 +197,9 @@ fn read_instance(r: &mut Reader, name: &str, t: &Table) -> Option<ListenerInstan
         .and_then(|v| r.positive_int(&format!("{prefix}.max_concurrent"), v))
         .map(|n| n.min(100_000) as usize);
     let retry = t.get("retry").and_then(|v| retry::read(r, name, v));
+    let fallback = t
+        .get("fallback")
+        .and_then(|v| r.string(&format!("{prefix}.fallback"), v));
     Some(ListenerInstanceConfig {
         name: name.to_owned(),
         kind: kind?,
@@ -200,6 +207,7 @@ fn read_instance(r: &mut Reader, name: &str, t: &Table) -> Option<ListenerInstan
         timeout,
         max_concurrent,
         retry,
+        fallback,
     })
 }
 

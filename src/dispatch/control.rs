@@ -31,6 +31,10 @@ pub(super) struct Slot {
     /// Runs spawned and not yet ended (waiting for their lane or a slot,
     /// or running), for the drain to name what it abandons.
     pub(super) in_flight: AtomicUsize,
+    /// The slot of its fallback (`[listeners.NAME] fallback`).
+    pub(super) fallback: Option<usize>,
+    /// It is another slot's fallback: no event is routed to it directly.
+    pub(super) fallback_only: bool,
 }
 
 /// Disables, enables and inspects the dispatcher's listeners at run time.
