@@ -2,34 +2,35 @@
 //! NAME's run for it fails for the last time. Checked once every table is
 //! read: the name must be another configured instance (or a registered
 //! listener), and following fallbacks must never come back to where it
-//! started (a chain is fine, a cycle is a configuration error). Also the
-//! chains as the rest of the daemon asks for them.
+//! started (a chain is fine, a cycle is a configuration error).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::listeners::{ListenerInstanceConfig, ListenersConfig};
 use super::reader::Reader;
 
-/// Reports every unknown fallback, self-fallback and cycle among `instances`.
-pub(super) fn check(r: &mut Reader, instances: &BTreeMap<String, ListenerInstanceConfig>) {
-    for (name, ic) in instances {
-        let Some(target) = &ic.fallback else {
+/// Every configured instance by name, with the fallback it names.
+pub(super) type Links<'a> = BTreeMap<&'a str, Option<&'a str>>;
+
+/// Reports every unknown fallback, self-fallback and cycle among `links`.
+pub(super) fn check(r: &mut Reader, links: &Links<'_>) {
+    for (&name, &target) in links {
+        let Some(target) = target else {
             continue;
         };
         if target == name {
             r.problem(format!(
                 "`listeners.{name}.fallback` names `{name}` itself: a fallback must be another instance"
             ));
-        } else if !instances.contains_key(target) && !r.listeners.contains(&target.as_str()) {
+        } else if !links.contains_key(target) && !r.listeners.contains(&target) {
             let mut available: Vec<&str> = r.listeners.to_vec();
-            available.extend(instances.keys().map(String::as_str).filter(|n| n != name));
+            available.extend(links.keys().copied().filter(|n| *n != name));
             r.problem(format!(
                 "`listeners.{name}.fallback` names `{target}`, which is no listener instance (available: {})",
                 available.join(", ")
             ));
         }
     }
-    for cycle in cycles(instances) {
+    for cycle in cycles(links) {
         r.problem(format!(
             "the fallbacks of [listeners] go round in a cycle: {} (a chain must end)",
             cycle.join(" → ")
@@ -39,15 +40,10 @@ pub(super) fn check(r: &mut Reader, instances: &BTreeMap<String, ListenerInstanc
 
 /// Every cycle of two or more instances, each once, written from its
 /// smallest name and back to it (`a → b → a`).
-fn cycles(instances: &BTreeMap<String, ListenerInstanceConfig>) -> BTreeSet<Vec<String>> {
-    let next = |n: &str| {
-        instances
-            .get(n)
-            .and_then(|ic| ic.fallback.as_deref())
-            .filter(|t| *t != n)
-    };
+fn cycles(links: &Links<'_>) -> BTreeSet<Vec<String>> {
+    let next = |n: &str| links.get(n).copied().flatten().filter(|t| *t != n);
     let mut found = BTreeSet::new();
-    for start in instances.keys() {
+    for &start in links.keys() {
         let mut path: Vec<&str> = vec![start];
         while let Some(t) = next(path[path.len() - 1]) {
             if let Some(at) = path.iter().position(|p| *p == t) {
@@ -63,25 +59,6 @@ fn cycles(instances: &BTreeMap<String, ListenerInstanceConfig>) -> BTreeSet<Vec<
         }
     }
     found
-}
-
-impl ListenersConfig {
-    /// `names` and every fallback their chains reach, without repeats, in
-    /// that order: the instances a daemon running `names` builds.
-    pub fn with_fallbacks(&self, names: &[String]) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for name in names {
-            let mut at = Some(name.clone());
-            while let Some(n) = at {
-                if out.contains(&n) {
-                    break;
-                }
-                at = self.instances.get(&n).and_then(|ic| ic.fallback.clone());
-                out.push(n);
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]

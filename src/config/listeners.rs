@@ -2,14 +2,16 @@
 //! `[listeners.NAME]` tables that define them: a `kind` (a built-in or
 //! registered listener, `webhook`, `exec`, `responder`), the filter keys
 //! every kind shares, the instance's `timeout`, `max_concurrent` and
-//! `retry` policy, its `fallback` (`fallback.rs`), and the kind's own keys. A table without `kind` whose
-//! name is a registered listener configures that listener.
+//! `retry` policy, its `fallback` (checked in `fallback.rs`), and the
+//! kind's own keys. A table without `kind` whose name is a registered
+//! listener configures that listener.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use toml::{Table, Value};
 
+use super::fallback;
 use super::kinds::{self, ListenerKind, CONFIG_KINDS};
 use super::listener_filter::{self, ListenerFilterConfig};
 use super::reader::Reader;
@@ -103,6 +105,25 @@ impl ListenersConfig {
     }
 }
 
+impl ListenersConfig {
+    /// `names` and every fallback their chains reach, without repeats, in
+    /// that order: the instances a daemon running `names` builds.
+    pub fn with_fallbacks(&self, names: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in names {
+            let mut at = Some(name.clone());
+            while let Some(n) = at {
+                if out.contains(&n) {
+                    break;
+                }
+                at = self.instances.get(&n).and_then(|ic| ic.fallback.clone());
+                out.push(n);
+            }
+        }
+        out
+    }
+}
+
 /// Reads `[listeners]` into `out`.
 pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ListenersConfig) {
     let mut enabled = None;
@@ -120,7 +141,10 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ListenersConfig) {
             _ => r.unknown_key(k),
         }
     }
-    super::fallback::check(r, &out.instances);
+    let links: fallback::Links = (out.instances.iter())
+        .map(|(n, i)| (n.as_str(), i.fallback.as_deref()))
+        .collect();
+    fallback::check(r, &links);
     // Read last: `enabled` may name the instances defined below it.
     if let Some((key, v)) = enabled {
         if let Some(names) = read_enabled(r, &key, v, out) {
