@@ -92,6 +92,7 @@ impl Organization {
             .listeners
             .clone()
             .unwrap_or_else(|| config.listeners.enabled.clone());
+        let names = config.listeners.with_fallbacks(&names);
         let instances = Instance::build_all(registry, &config, &names)?;
         let mut refused = None;
         // Zulip first: wrong credentials fail in a second, before any

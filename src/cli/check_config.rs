@@ -83,6 +83,9 @@ pub(crate) fn cmd_check_config(
             "Warning: --allow-insecure-permissions: secret files others may read are used anyway."
         );
     }
+    for chain in fallback_chains(&config) {
+        println!("Fallback chain: {chain} (each gets the events the one before it fails for the last time).");
+    }
     for line in event_types_note(&config, &instances) {
         println!("{line}");
     }
@@ -90,6 +93,26 @@ pub(crate) fn cmd_check_config(
         println!("Note: [network] max_retries is no longer used: the daemon never gives up on Zulip, and /health reports it degraded once requests have failed for [error_handling] degraded_after ({}).", humantime::format_duration(config.error_handling.degraded_after));
     }
     Ok(())
+}
+
+/// The fallback chains of the enabled instances, as `a → b → c`.
+fn fallback_chains(config: &Config) -> Vec<String> {
+    let listeners = &config.listeners;
+    listeners
+        .enabled
+        .iter()
+        .filter(|n| {
+            listeners
+                .instances
+                .get(*n)
+                .is_some_and(|i| i.fallback.is_some())
+        })
+        .map(|n| {
+            listeners
+                .with_fallbacks(std::slice::from_ref(n))
+                .join(" → ")
+        })
+        .collect()
 }
 
 /// What the registration asks Zulip for, and its trade-off: every type

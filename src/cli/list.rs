@@ -221,6 +221,9 @@ pub(super) fn render_list(
             "{:<24} {:<22} {:<8} {:<28} {:<12} {:<23} {}",
             name, row.kind, enabled, row.event_types, failures, last_success, row.about
         );
+        for line in fallback_lines(config, name) {
+            let _ = writeln!(out, "    {line}");
+        }
         if let Some(s) = off {
             let reason = s
                 .reason
@@ -236,6 +239,28 @@ pub(super) fn render_list(
         }
     }
     out
+}
+
+/// `fallback: OTHER` when `name` has a fallback, and `fallback of: A, B
+/// (runs only as a fallback)` when it is one.
+fn fallback_lines(config: &Config, name: &str) -> Vec<String> {
+    let instances = &config.listeners.instances;
+    let mut lines = Vec::new();
+    if let Some(to) = instances.get(name).and_then(|i| i.fallback.as_deref()) {
+        lines.push(format!("fallback: {to}"));
+    }
+    let of: Vec<&str> = instances
+        .values()
+        .filter(|i| i.fallback.as_deref() == Some(name))
+        .map(|i| i.name.as_str())
+        .collect();
+    if !of.is_empty() {
+        lines.push(format!(
+            "fallback of: {} (runs only as a fallback)",
+            of.join(", ")
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -48,7 +48,12 @@ pub(crate) async fn cmd_test(
         .clone()
         .unwrap_or_else(|| config.listeners.enabled.clone());
     let instances = Instance::build_all(registry, config, &names)?;
-    let listeners: Vec<Arc<dyn Listener>> = instances.iter().map(|i| i.listener.clone()).collect();
+    // A fallback gets events only from its primary's failures.
+    let listeners: Vec<Arc<dyn Listener>> = instances
+        .iter()
+        .filter(|i| !i.is_fallback_of_any(&instances))
+        .map(|i| i.listener.clone())
+        .collect();
     let filters = Filters::new(config);
     let partitioner = Partitioner::from_config(&config.scaling);
     let mut pairs: BTreeSet<Pair> = BTreeSet::new();
@@ -222,6 +227,7 @@ async fn run_one(
         attempt: 1,
         bot: None,
         received_at: None,
+        fallback_of: None,
     };
     let name = listener.name();
     if dry {

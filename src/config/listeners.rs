@@ -2,14 +2,16 @@
 //! `[listeners.NAME]` tables that define them: a `kind` (a built-in or
 //! registered listener, `webhook`, `exec`, `responder`), the filter keys
 //! every kind shares, the instance's `timeout`, `max_concurrent` and
-//! `retry` policy, and the kind's own keys. A table without `kind` whose
-//! name is a registered listener configures that listener.
+//! `retry` policy, its `fallback` (checked in `fallback.rs`), and the
+//! kind's own keys. A table without `kind` whose name is a registered
+//! listener configures that listener.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use toml::{Table, Value};
 
+use super::fallback;
 use super::kinds::{self, ListenerKind, CONFIG_KINDS};
 use super::listener_filter::{self, ListenerFilterConfig};
 use super::reader::Reader;
@@ -22,7 +24,7 @@ pub(super) const SECTION: &str = "listeners";
 pub(super) const KNOWN: &[&str] = &["enabled", "[listeners.NAME]"];
 
 /// The keys every `[listeners.NAME]` table may have, whatever its kind.
-const COMMON: &[&str] = &["kind", "timeout", "max_concurrent", "retry"];
+const COMMON: &[&str] = &["kind", "timeout", "max_concurrent", "retry", "fallback"];
 
 /// The listeners enabled when the configuration does not say.
 pub const DEFAULT_LISTENERS: &[&str] = &["message_logger", "user_activity_tracker"];
@@ -42,6 +44,8 @@ pub struct ListenerInstanceConfig {
     pub max_concurrent: Option<usize>,
     /// The retry keys it sets; the others follow `[queue]`.
     pub retry: Option<PartialRetry>,
+    /// The instance its events go to when its run fails for the last time.
+    pub fallback: Option<String>,
 }
 
 impl ListenerInstanceConfig {
@@ -54,6 +58,7 @@ impl ListenerInstanceConfig {
             timeout: None,
             max_concurrent: None,
             retry: None,
+            fallback: None,
         }
     }
 }
@@ -100,6 +105,25 @@ impl ListenersConfig {
     }
 }
 
+impl ListenersConfig {
+    /// `names` and every fallback their chains reach, without repeats, in
+    /// that order: the instances a daemon running `names` builds.
+    pub fn with_fallbacks(&self, names: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in names {
+            let mut at = Some(name.clone());
+            while let Some(n) = at {
+                if out.contains(&n) {
+                    break;
+                }
+                at = self.instances.get(&n).and_then(|ic| ic.fallback.clone());
+                out.push(n);
+            }
+        }
+        out
+    }
+}
+
 /// Reads `[listeners]` into `out`.
 pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ListenersConfig) {
     let mut enabled = None;
@@ -117,6 +141,10 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ListenersConfig) {
             _ => r.unknown_key(k),
         }
     }
+    let links: fallback::Links = (out.instances.iter())
+        .map(|(n, i)| (n.as_str(), i.fallback.as_deref()))
+        .collect();
+    fallback::check(r, &links);
     // Read last: `enabled` may name the instances defined below it.
     if let Some((key, v)) = enabled {
         if let Some(names) = read_enabled(r, &key, v, out) {
@@ -193,6 +221,9 @@ fn read_instance(r: &mut Reader, name: &str, t: &Table) -> Option<ListenerInstan
         .and_then(|v| r.positive_int(&format!("{prefix}.max_concurrent"), v))
         .map(|n| n.min(100_000) as usize);
     let retry = t.get("retry").and_then(|v| retry::read(r, name, v));
+    let fallback = t
+        .get("fallback")
+        .and_then(|v| r.string(&format!("{prefix}.fallback"), v));
     Some(ListenerInstanceConfig {
         name: name.to_owned(),
         kind: kind?,
@@ -200,6 +231,7 @@ fn read_instance(r: &mut Reader, name: &str, t: &Table) -> Option<ListenerInstan
         timeout,
         max_concurrent,
         retry,
+        fallback,
     })
 }
 

@@ -10,6 +10,7 @@ mod database;
 mod database_url;
 mod error;
 mod error_handling;
+mod fallback;
 mod filters;
 mod http;
 mod kinds;

@@ -38,6 +38,10 @@ pub(super) struct Slot {
     /// Runs spawned and not yet ended (waiting for their lane or a slot,
     /// or running), for the drain to name what it abandons.
     pub(super) in_flight: Arc<AtomicUsize>,
+    /// The slot of its fallback (`[listeners.NAME] fallback`).
+    pub(super) fallback: Option<usize>,
+    /// It is another slot's fallback: no event is routed to it directly.
+    pub(super) fallback_only: bool,
 }
 
 impl Slot {
@@ -73,6 +77,8 @@ impl Slot {
                 |o| o.breaker.clone(),
             ),
             in_flight: old.map_or_else(Arc::default, |o| o.in_flight.clone()),
+            fallback: None,
+            fallback_only: false,
         }
     }
 }
@@ -96,12 +102,17 @@ impl Roster {
         old: Option<&Roster>,
         rebuilt: &[String],
     ) -> Roster {
+        let index_of = |name: &str| instances.iter().position(|i| i.name() == name);
         let slots: Arc<[Slot]> = instances
             .iter()
             .map(|i| {
                 let before = old.and_then(|o| o.slots.iter().find(|s| &*s.name == i.name()));
                 let keep = !rebuilt.iter().any(|n| n == i.name());
-                Slot::new(i, &settings, state, before, keep)
+                Slot {
+                    fallback: i.fallback.as_deref().and_then(index_of),
+                    fallback_only: i.is_fallback_of_any(instances),
+                    ..Slot::new(i, &settings, state, before, keep)
+                }
             })
             .collect();
         Roster {

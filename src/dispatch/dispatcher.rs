@@ -22,6 +22,9 @@
 //!   own lane; a permanent error is not retried; the last failure is
 //!   dead-lettered. A listener's [`Breaker`] skips runs while its circuit is
 //!   open or it is disabled; skipped runs are dead-lettered for `replay`.
+//!   A last failure is then handed to the instance's fallback, if it has
+//!   one (`fallback.rs`); an instance that is a fallback gets no event
+//!   directly.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -171,7 +174,7 @@ impl Dispatcher {
         let mut targets = Vec::new();
         for (i, skip) in route.runs {
             let slot = &roster.slots[i];
-            if already_done.iter().any(|d| **d == *slot.name) {
+            if slot.fallback_only || already_done.iter().any(|d| **d == *slot.name) {
                 continue;
             }
             match skip {
@@ -212,6 +215,7 @@ impl Dispatcher {
             notices: self.notices.clone(),
             outcomes: self.outcomes.clone(),
             state: self.state.clone(),
+            fallback_of: None,
         };
         let outcomes = self.outcomes.clone();
         let lanes = self.lanes.clone();
@@ -222,15 +226,21 @@ impl Dispatcher {
         roster.slots[index].handles.instance.in_flight.inc();
         self.tracker.spawn(async move {
             turn.wait().await;
-            let record = run.execute().await;
+            let chain = run.execute().await;
             // Sent before the lanes' next run may start, so that the
             // recorder gets each lane's runs in order: an edit is never
             // committed in a batch before its message's. The recorder
             // outlives every run; if it is gone the daemon is stopping and
             // the event is re-dispatched at next start, as it is when
             // shutdown came before the run could start.
-            if let Some(record) = record {
-                let _ = outcomes.send(Recording::Run(record)).await;
+            match chain {
+                Some(mut runs) if runs.len() == 1 => {
+                    let _ = outcomes.send(Recording::Run(runs.remove(0))).await;
+                }
+                Some(runs) => {
+                    let _ = outcomes.send(Recording::Chain(runs)).await;
+                }
+                None => {}
             }
             lanes.leave_all(turn);
             // Only now: a finished run waiting for a busy recorder still
@@ -295,13 +305,14 @@ mod tests {
     use crate::dispatch::{BreakerSettings, RetryPolicy};
     use crate::event::Event;
     use crate::listeners::{Context, Listener, ListenerError, Record};
-    use crate::store::RunRecord;
+    use crate::store::{FallbackOutcome, RunRecord};
 
     /// The next finished run the dispatcher sends the recorder.
     async fn next_run(rx: &mut mpsc::Receiver<Recording>) -> RunRecord {
         loop {
             match rx.recv().await.unwrap() {
                 Recording::Run(r) => return r,
+                Recording::Chain(mut runs) => return runs.remove(0),
                 Recording::Disabled { .. } => {}
             }
         }
@@ -521,6 +532,92 @@ mod tests {
         assert!(record.error.unwrap().contains("disabled (by test)"));
         d.control().set_disabled("flaky", None);
         assert!(d.control().disabled().is_empty());
+    }
+
+    /// Remembers the `fallback_of` of every run it gets.
+    #[derive(Default)]
+    struct Seer {
+        seen: std::sync::Mutex<Vec<Option<crate::listeners::FallbackOf>>>,
+    }
+
+    #[async_trait]
+    impl Listener for Seer {
+        test_identity!("seer", "takes what others fail", ["message"]);
+        async fn handle(&self, _: &Event, ctx: &Context) -> Result<Vec<Record>, ListenerError> {
+            let of = ctx.fallback_of.as_deref().cloned();
+            self.seen.lock().unwrap().push(of);
+            Ok(Vec::new())
+        }
+    }
+
+    /// A dispatcher over `primary` (with `seer` as its fallback) and `seer`.
+    fn with_fallback(
+        primary: Arc<dyn Listener>,
+        seer: Arc<Seer>,
+    ) -> (Dispatcher, mpsc::Receiver<Recording>) {
+        let (tx, rx) = mpsc::channel(16);
+        let (template, _) = dispatcher(Arc::new(Fine), 0);
+        let settings = DispatcherSettings::clone(&current(&template.roster).settings);
+        let mut first = Instance::plain(primary);
+        first.fallback = Some("seer".into());
+        let instances = vec![first, Instance::plain(seer)];
+        let d = Dispatcher::new(instances, settings, tx, Arc::default(), Arc::default());
+        (d, rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_last_failure_is_handed_to_the_fallback_and_both_runs_are_sent_together() {
+        // Arrange: a listener that fails for good, with a fallback.
+        let seer = Arc::new(Seer::default());
+        let (d, mut rx) = with_fallback(Arc::new(Broken), seer.clone());
+
+        // Act
+        d.dispatch(message(1), &[]).await;
+        let Some(Recording::Chain(chain)) = rx.recv().await else {
+            panic!("expected a chain")
+        };
+
+        // Assert: the primary's dead letter names the fallback and how it
+        // ended; the fallback's run is its own, once, with the failure.
+        assert_eq!(chain.len(), 2);
+        assert!(chain[0].dead_letter && !chain[0].success);
+        let handed_to = chain[0].fallback.handed_to.clone();
+        assert_eq!(handed_to, Some((Arc::from("seer"), FallbackOutcome::RanOk)));
+        assert_eq!(&*chain[1].listener, "seer");
+        assert!(chain[1].success && !chain[1].dead_letter);
+        assert_eq!(chain[1].fallback.handed_from.as_deref(), Some("broken"));
+        let seen = seer.seen.lock().unwrap().clone();
+        let of = seen[0].clone().unwrap();
+        assert_eq!(seen.len(), 1, "the fallback gets no run of its own");
+        assert_eq!(
+            (of.listener.as_str(), of.class.as_str(), of.error.as_str()),
+            ("broken", "permanent", "cannot handle this")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_disabled_listener_hands_its_events_straight_to_its_fallback() {
+        let seer = Arc::new(Seer::default());
+        let (d, mut rx) = with_fallback(Arc::new(Fine), seer.clone());
+        d.control().set_disabled("fine", Some("by test".into()));
+
+        d.dispatch(message(1), &[]).await;
+        let Some(Recording::Chain(chain)) = rx.recv().await else {
+            panic!("expected a chain")
+        };
+
+        assert_eq!(chain[0].attempts, 0);
+        assert!(chain[0].dead_letter);
+        let of = seer.seen.lock().unwrap()[0].clone().unwrap();
+        assert_eq!(of.class, "disabled");
+        assert!(of.error.contains("disabled (by test)"), "{}", of.error);
+        d.control().set_disabled("fine", None);
+        d.dispatch(message(2), &[]).await;
+        let Some(Recording::Run(run)) = rx.recv().await else {
+            panic!("expected a single run")
+        };
+        assert_eq!((&*run.listener, run.success), ("fine", true));
+        assert_eq!(seer.seen.lock().unwrap().len(), 1);
     }
 
     /// Counts how many of its runs execute at once.

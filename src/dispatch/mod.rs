@@ -13,6 +13,7 @@
 mod breaker;
 mod control;
 mod dispatcher;
+mod fallback;
 pub(crate) mod filters;
 mod lanes;
 mod notice;

@@ -150,6 +150,7 @@ pub async fn replay_one(
         attempt,
         bot: None,
         received_at: Some(item.received_at),
+        fallback_of: None,
     };
     let started = Instant::now();
     let result = guard(listener.as_ref(), &item.event, &ctx, settings.timeout).await;
@@ -169,6 +170,7 @@ pub async fn replay_one(
         finished_at: Utc::now(),
         records,
         dead_letter: !success,
+        fallback: Default::default(),
     };
     store.record(&settings.instance, &[run], None).await?;
     store.mark_replayed(&item.dead_letters, success).await?;
@@ -218,6 +220,7 @@ mod tests {
             attempt: 2,
             bot: None,
             received_at: None,
+            fallback_of: None,
         }
     }
 

@@ -18,7 +18,7 @@ use super::notice::Notice;
 use super::recorder::Recording;
 use super::settings::{retry_delay, DispatcherSettings};
 use crate::event::Event;
-use crate::listeners::{Context, Listener, ListenerError, Record};
+use crate::listeners::{Context, FallbackOf, Listener, ListenerError, Record};
 use crate::metrics::{FailureClass, Outcome};
 use crate::pii::Pii;
 use crate::state::State;
@@ -103,6 +103,7 @@ pub(crate) async fn guard(
 }
 
 /// One (event, listener) run with its retries.
+#[derive(Clone)]
 pub(super) struct Run {
     pub(super) slots: Arc<[Slot]>,
     pub(super) index: usize,
@@ -113,10 +114,12 @@ pub(super) struct Run {
     pub(super) notices: Option<mpsc::Sender<Notice>>,
     pub(super) outcomes: mpsc::Sender<Recording>,
     pub(super) state: Arc<State>,
+    /// Set on a fallback's run: the failure that handed it the event.
+    pub(super) fallback_of: Option<Arc<FallbackOf>>,
 }
 
 impl Run {
-    fn slot(&self) -> &Slot {
+    pub(super) fn slot(&self) -> &Slot {
         &self.slots[self.index]
     }
 
@@ -137,15 +140,21 @@ impl Run {
     }
 
     /// Runs the listener, retrying as the policy allows, and returns the
-    /// run to record; `None` when shutdown came before a try could take a
+    /// run to record with the class of its last failure (`None` when it
+    /// succeeded); `None` when shutdown came before a try could take a
     /// concurrency slot (nothing started: the event is dispatched again at
     /// the next start).
-    pub(super) async fn execute(&self) -> Option<RunRecord> {
+    pub(super) async fn execute_one(&self) -> Option<(RunRecord, Option<&'static str>)> {
         let slot = self.slot();
         let started = Instant::now();
         let admission = slot.breaker.admit();
         if let Admission::SkipOpen | Admission::SkipDisabled = admission {
-            return Some(self.skipped(admission, started));
+            let class = if admission == Admission::SkipOpen {
+                "circuit_open"
+            } else {
+                "disabled"
+            };
+            return Some((self.skipped(admission, started), Some(class)));
         }
         let mut attempt = 0u32;
         loop {
@@ -157,7 +166,10 @@ impl Run {
                 if slot.breaker.record(true) == Transition::Closed {
                     tracing::info!(listener = %slot.name, "The listener's trial run succeeded; circuit closed");
                 }
-                return Some(self.record(true, attempt, None, records, started, false));
+                return Some((
+                    self.record(true, attempt, None, records, started, false),
+                    None,
+                ));
             };
             let retryable = !error.is_permanent()
                 && attempt < slot.retry.max_attempts
@@ -175,7 +187,8 @@ impl Run {
                 inbox_id: self.stored.inbox_id,
                 error: message.clone(),
             });
-            return Some(self.record(false, attempt, Some(message), Vec::new(), started, true));
+            let record = self.record(false, attempt, Some(message), Vec::new(), started, true);
+            return Some((record, Some(error.class().as_str())));
         }
     }
 
@@ -276,6 +289,7 @@ impl Run {
             attempt,
             bot: self.settings.bot.clone(),
             received_at: Some(self.stored.received_at),
+            fallback_of: self.fallback_of.clone(),
         };
         let event: &Event = &self.stored.event;
         let failure = match guard(slot.listener.as_ref(), event, &ctx, slot.timeout).await {
@@ -319,6 +333,7 @@ impl Run {
             finished_at: Utc::now(),
             records,
             dead_letter,
+            fallback: Default::default(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The envelope: the JSON object the `webhook` kind POSTs (`format =
 //! "event"`) and the `exec` kind writes on stdin — the run's facts
-//! (`listener`, `idempotency_key`, `attempt`, `inbox_id`, `received_at`)
-//! and the event exactly as Zulip sent it, byte for byte, under `event`.
+//! (`listener`, `idempotency_key`, `attempt`, `inbox_id`, `received_at`,
+//! and in a fallback's run `fallback_of`: the primary's `listener`, `class`
+//! and `error`) and the event exactly as Zulip sent it, byte for byte, under `event`.
 //!
 //! The head is serialized by serde_json; the raw event is spliced in
 //! unparsed (it is valid JSON: every `Event` constructor checked it), so a
@@ -10,7 +11,7 @@
 use chrono::SecondsFormat;
 use serde::Serialize;
 
-use super::listener::Context;
+use super::listener::{Context, FallbackOf};
 use crate::event::Event;
 
 /// The run's facts, in the envelope's key order (`event` comes last).
@@ -22,11 +23,14 @@ struct Head<'a> {
     inbox_id: i64,
     /// RFC 3339 in UTC to the millisecond; `null` when not known.
     received_at: Option<String>,
+    /// Only in a fallback's run: the primary's failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_of: Option<&'a FallbackOf>,
 }
 
 /// The envelope of `event`'s run `ctx` for the instance `listener`:
 /// `{"listener", "idempotency_key", "attempt", "inbox_id", "received_at",
-/// "event"}` as one line of JSON (no newline at the end).
+/// ["fallback_of",] "event"}` as one line of JSON (no newline at the end).
 pub(crate) fn envelope(listener: &str, event: &Event, ctx: &Context) -> String {
     let head = Head {
         listener,
@@ -36,6 +40,7 @@ pub(crate) fn envelope(listener: &str, event: &Event, ctx: &Context) -> String {
         received_at: ctx
             .received_at
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        fallback_of: ctx.fallback_of.as_deref(),
     };
     // Serializing a struct of strings and integers cannot fail; should it
     // ever, the envelope still carries the event.
@@ -70,6 +75,7 @@ mod tests {
             attempt,
             bot: None,
             received_at: Some(Utc.with_ymd_and_hms(2026, 12, 1, 8, 30, 5).unwrap()),
+            fallback_of: None,
         }
     }
 
@@ -111,5 +117,23 @@ mod tests {
         assert_eq!(first["idempotency_key"], second["idempotency_key"]);
         assert_eq!(second["attempt"], 2);
         assert!(second["received_at"].is_null());
+    }
+
+    #[test]
+    fn a_fallback_run_names_the_failure_that_handed_it_the_event() {
+        let event = Event::parse(r#"{"type":"presence","id":4}"#).unwrap();
+        let mut c = ctx(1);
+        c.fallback_of = Some(Arc::new(FallbackOf {
+            listener: "ticket_hook".into(),
+            class: "transient".into(),
+            error: "HTTP 500".into(),
+        }));
+
+        let v: serde_json::Value = serde_json::from_str(&envelope("ops_log", &event, &c)).unwrap();
+
+        assert_eq!(v["fallback_of"]["listener"], "ticket_hook");
+        assert_eq!(v["fallback_of"]["class"], "transient");
+        assert_eq!(v["fallback_of"]["error"], "HTTP 500");
+        assert_eq!(v["event"]["type"], "presence");
     }
 }

@@ -1,7 +1,7 @@
 //! [`Instance`]: one configured listener instance, ready to run: the
 //! listener (a registered one, possibly renamed, or one built from a
-//! configurable kind) with its own timeout, concurrency bound and retry
-//! policy. [`Instance::build_all`] turns `[listeners]` into them.
+//! configurable kind) with its own timeout, concurrency bound, retry
+//! policy and fallback. [`Instance::build_all`] turns `[listeners]` into them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,9 @@ pub struct Instance {
     pub max_concurrent: Option<usize>,
     /// Its retry policy (`[queue]`'s when `None`).
     pub retry: Option<RetryConfig>,
+    /// The instance that gets the events its runs fail for the last time
+    /// (`[listeners.NAME] fallback`).
+    pub fallback: Option<String>,
 }
 
 /// Why the instances cannot be built.
@@ -59,12 +62,21 @@ impl Instance {
             timeout: None,
             max_concurrent: None,
             retry: None,
+            fallback: None,
         }
     }
 
     /// The instance's name.
     pub fn name(&self) -> &str {
         self.listener.name()
+    }
+
+    /// Whether one of `instances` names this one as its fallback: then it
+    /// runs only as a fallback, and no event is routed to it directly.
+    pub fn is_fallback_of_any(&self, instances: &[Instance]) -> bool {
+        instances
+            .iter()
+            .any(|i| i.fallback.as_deref() == Some(self.name()))
     }
 
     /// The instances called `names`, in that order, as `config` defines
@@ -143,6 +155,7 @@ impl Instance {
             timeout: ic.timeout,
             max_concurrent: ic.max_concurrent,
             retry: ic.retry.map(|r| r.over(defaults)),
+            fallback: ic.fallback.clone(),
         })
     }
 }

@@ -111,6 +111,21 @@ pub struct Context {
     pub bot: Option<Arc<BotIdentity>>,
     /// When the event was stored in the inbox, when known.
     pub received_at: Option<DateTime<Utc>>,
+    /// Set when this run is a fallback (`[listeners.NAME] fallback`): the
+    /// primary's last failure, which handed the event over.
+    pub fallback_of: Option<Arc<FallbackOf>>,
+}
+
+/// The failure that handed a fallback listener its event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FallbackOf {
+    /// The primary listener's instance name.
+    pub listener: String,
+    /// How it failed: `transient`, `permanent`, `timeout`, `panic`,
+    /// `circuit_open` or `disabled`.
+    pub class: String,
+    /// Its last error message.
+    pub error: String,
 }
 
 /// Who the daemon is on Zulip (`GET /users/me`).

@@ -130,6 +130,7 @@ mod tests {
             attempt: 1,
             bot: None,
             received_at: None,
+            fallback_of: None,
         }
     }
 

@@ -20,8 +20,8 @@ pub use instance::{Instance, InstanceError};
 #[cfg(test)]
 pub(crate) use listener::test_identity;
 pub use listener::{
-    ActivityKind, ActivityRecord, BotIdentity, Context, DryRun, Listener, ListenerError,
-    MessageLogRecord, Record, Reply, ReplyTo, ALL_EVENT_TYPES,
+    ActivityKind, ActivityRecord, BotIdentity, Context, DryRun, FallbackOf, Listener,
+    ListenerError, MessageLogRecord, Record, Reply, ReplyTo, ALL_EVENT_TYPES,
 };
 pub use message_logger::MessageLogger;
 pub use registry::{interested, wanted_event_types, Registry, RegistryError};

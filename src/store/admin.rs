@@ -133,4 +133,8 @@ pub struct PendingDeadLetter {
     pub attempts: i64,
     /// When the run failed for the last time.
     pub created_at: DateTime<Utc>,
+    /// The fallback listener the event was handed to, if one ran.
+    pub fallback_listener: Option<String>,
+    /// How that fallback's run ended: `ran_ok` or `failed`.
+    pub fallback_outcome: Option<String>,
 }

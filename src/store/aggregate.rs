@@ -151,6 +151,7 @@ mod tests {
             finished_at: DateTime::<Utc>::from_timestamp(secs, 0).unwrap(),
             records,
             dead_letter: false,
+            fallback: Default::default(),
         }
     }
 

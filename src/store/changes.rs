@@ -97,6 +97,7 @@ mod tests {
             finished_at: at(1),
             records,
             dead_letter: false,
+            fallback: Default::default(),
         }
     }
 

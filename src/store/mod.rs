@@ -43,8 +43,8 @@ pub use error::StoreError;
 pub use inbox_rows::{DeadLetter, LoggedEvent};
 pub use lock::InstanceLock;
 pub use model::{
-    CleanupCounts, Cursor, ListenerOverview, ListenerState, Origin, RunRecord, StoreOptions,
-    StoredEvent, Summary, Unfinished,
+    CleanupCounts, Cursor, FallbackLink, FallbackOutcome, ListenerOverview, ListenerState, Origin,
+    RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
 };
 pub use open::open;
 pub use outbox::{local_id, OpenStatus, OutboxReply, OutboxStore, LOCAL_ID_PREFIX};

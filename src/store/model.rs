@@ -128,6 +128,51 @@ pub struct RunRecord {
     /// The run failed for the last time: also write it to
     /// `event_listeners_deadletter` for `replay`.
     pub dead_letter: bool,
+    /// How the run is tied to fallback listeners (`[listeners.NAME]
+    /// fallback`): none for most runs.
+    pub fallback: FallbackLink,
+}
+
+/// A run's place in a fallback chain. The runs of one chain (a primary's
+/// last failure and the fallback runs it handed the event to) are committed
+/// in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FallbackLink {
+    /// On a fallback's run: the listener whose failure handed it the event.
+    /// Such a run is not one the dispatcher started for the event, so it
+    /// does not count towards the event's outstanding runs.
+    pub handed_from: Option<Arc<str>>,
+    /// On a dead-lettered run: the fallback it handed the event to, and how
+    /// that run ended (`fallback_listener`, `fallback_outcome` of its dead
+    /// letter).
+    pub handed_to: Option<(Arc<str>, FallbackOutcome)>,
+}
+
+/// A dead letter's `fallback_listener` and `fallback_outcome` columns.
+pub(crate) fn fallback_columns(run: &RunRecord) -> (Option<&str>, Option<&'static str>) {
+    match &run.fallback.handed_to {
+        Some((name, outcome)) => (Some(&**name), Some(outcome.as_str())),
+        None => (None, None),
+    }
+}
+
+/// How a fallback's run ended, as its primary's dead letter records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackOutcome {
+    /// The fallback ran and succeeded.
+    RanOk,
+    /// The fallback failed too (and was dead-lettered itself).
+    Failed,
+}
+
+impl FallbackOutcome {
+    /// `ran_ok` or `failed`, the `fallback_outcome` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackOutcome::RanOk => "ran_ok",
+            FallbackOutcome::Failed => "failed",
+        }
+    }
 }
 
 /// What `cleanup` deleted.

@@ -132,7 +132,8 @@ pub(crate) const AUDIT_ROWS: &str = "SELECT id, at, actor, action, target, detai
 /// empty, newest first; without their events.
 pub(crate) const PENDING_DEAD_LETTERS: &str =
     "SELECT id, listener_name, inbox_id, event_type, error,
-            CAST(attempts AS BIGINT) AS attempts, created_at
+            CAST(attempts AS BIGINT) AS attempts, created_at,
+            fallback_listener, fallback_outcome
      FROM event_listeners_deadletter
      WHERE replayed_at IS NULL AND ($1 = '' OR listener_name = $1)
      ORDER BY id DESC LIMIT $2";

@@ -28,6 +28,7 @@ fn run(inbox_id: i64, listener: &str, attempts: u32, dead: bool, at: DateTime<Ut
         finished_at: at,
         records: vec![],
         dead_letter: dead,
+        fallback: Default::default(),
     }
 }
 

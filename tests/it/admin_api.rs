@@ -253,6 +253,7 @@ async fn a_replay_over_the_api_reruns_the_dead_letters(backend: Backend) {
         finished_at: Utc::now(),
         records: vec![],
         dead_letter: true,
+        fallback: Default::default(),
     };
     s.record("default", &[failed], Some(ids[0])).await.unwrap();
     app.start(Registry::builtin(), RunOptions::default()).await;
@@ -333,6 +334,7 @@ fn dead_letter(inbox_id: i64) -> RunRecord {
         finished_at: Utc::now(),
         records: vec![],
         dead_letter: true,
+        fallback: Default::default(),
     }
 }
 

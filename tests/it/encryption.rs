@@ -148,6 +148,7 @@ fn run_with_records(inbox_id: i64, n: i64) -> RunRecord {
             }),
         ],
         dead_letter: false,
+        fallback: Default::default(),
     }
 }
 

@@ -14,6 +14,7 @@ mod cursor;
 mod dispatch_defects;
 mod encryption;
 mod exec;
+mod fallback;
 mod faults;
 mod file_source;
 mod fuzz_corpus;

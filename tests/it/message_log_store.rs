@@ -79,6 +79,7 @@ fn run(inbox_id: i64, records: Vec<Record>) -> RunRecord {
         finished_at: Utc::now(),
         records,
         dead_letter: false,
+        fallback: Default::default(),
     }
 }
 

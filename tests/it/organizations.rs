@@ -366,6 +366,7 @@ fn dead_run(inbox_id: i64) -> RunRecord {
         finished_at: Utc::now(),
         records: vec![],
         dead_letter: true,
+        fallback: Default::default(),
     }
 }
 

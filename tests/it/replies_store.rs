@@ -53,6 +53,7 @@ async fn queue_replies(s: &dyn Store, n: usize) -> i64 {
         finished_at: chrono::Utc::now(),
         records,
         dead_letter: false,
+        fallback: Default::default(),
     };
     s.record("i", &[run], None).await.unwrap();
     inbox_id

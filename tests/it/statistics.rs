@@ -50,6 +50,7 @@ fn run(
         finished_at,
         records: vec![],
         dead_letter: false,
+        fallback: Default::default(),
     }
 }
 

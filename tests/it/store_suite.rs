@@ -46,6 +46,7 @@ fn run(inbox_id: i64, listener: &str, records: Vec<Record>) -> RunRecord {
         finished_at: chrono::Utc::now(),
         records,
         dead_letter: false,
+        fallback: Default::default(),
     }
 }
 

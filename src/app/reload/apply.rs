@@ -112,6 +112,7 @@ fn plan<'a>(
             .listeners
             .clone()
             .unwrap_or_else(|| view.listeners.enabled.clone());
+        let names = view.listeners.with_fallbacks(&names);
         let instances = match Instance::build_all(&r.registry, view, &names) {
             Ok(instances) => instances,
             Err(e) => {

@@ -97,14 +97,15 @@ fn check_files(config: &Config, permissions: FilePermissions, problems: &mut Vec
     }
 }
 
-/// Every enabled instance built as `run` builds it, one by one, with why
+/// Every enabled instance (and every fallback they reach) built as `run`
+/// builds it, one by one, with why
 /// each that cannot be is not (a secret file that cannot be read, an unset
 /// variable, a template that does not compile): every problem, not the
 /// first.
 pub(crate) fn build_each(config: &Config, registry: &Registry) -> (Vec<Instance>, Vec<String>) {
     let mut built = Vec::new();
     let mut problems = Vec::new();
-    for name in &config.listeners.enabled {
+    for name in &config.listeners.with_fallbacks(&config.listeners.enabled) {
         match Instance::build_all(registry, config, std::slice::from_ref(name)) {
             Ok(mut one) => built.append(&mut one),
             Err(e) => problems.push(e.to_string()),

@@ -75,7 +75,9 @@ impl Writer {
         refusals: u32,
         give_up: &CancellationToken,
     ) -> Written {
-        let (watermark, counts) = self.progress.preview(runs.iter().map(|r| r.inbox_id));
+        // A fallback's run is not one the dispatcher counted for its event.
+        let dispatched = runs.iter().filter(|r| r.fallback.handed_from.is_none());
+        let (watermark, counts) = self.progress.preview(dispatched.map(|r| r.inbox_id));
         let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
         let mut attempt = 0u32;
         // Tags the transaction: if an attempt fails in a way that leaves the

@@ -35,10 +35,9 @@ impl Writer {
         report: &mut RecorderReport,
     ) {
         tracing::warn!(runs = runs.len(), error = %error, "The database refuses a batch of listener runs; writing them apart to find the runs it cannot store");
-        if runs.len() == 1 {
-            for run in runs {
-                self.record_unrecordable(run, &error, give_up, report).await;
-            }
+        if is_one_chain(&runs) {
+            self.record_unrecordable(runs, &error, give_up, report)
+                .await;
             return;
         }
         // A stack of groups not tried yet, the next one on top.
@@ -51,51 +50,74 @@ impl Writer {
                     report.unrecorded += (group.len() + left) as u64;
                     return;
                 }
-                Written::Refused(e) if group.len() == 1 => {
-                    for run in group {
-                        self.record_unrecordable(run, &e, give_up, report).await;
-                    }
+                Written::Refused(e) if is_one_chain(&group) => {
+                    self.record_unrecordable(group, &e, give_up, report).await;
                 }
                 Written::Refused(_) => untried.extend(halves(group)),
             }
         }
     }
 
-    /// Records `run`, which the database refused with `error`, as a
-    /// failure without its rows. Should even that be refused, the run stays
-    /// unrecorded and its event is dispatched again at the next start.
+    /// Records `chain` (one run, or a run and the fallback runs it handed
+    /// its event to), which the database refused with `error`, as failures
+    /// without their rows, in one transaction. Should even that be refused,
+    /// the runs stay unrecorded and their event is dispatched again at the
+    /// next start.
     async fn record_unrecordable(
         &self,
-        run: RunRecord,
+        chain: Vec<RunRecord>,
         error: &StoreError,
         give_up: &CancellationToken,
         report: &mut RecorderReport,
     ) {
-        tracing::error!(listener = %run.listener, inbox_id = run.inbox_id, error = %error, "The database refuses a listener run's rows; recording the run as failed, without them, and dead-lettering it");
-        self.state
-            .metrics
-            .instances
-            .failed(&run.listener, FailureClass::Unrecordable);
-        let failed = [unrecordable(run, error)];
+        let failed: Vec<RunRecord> = chain
+            .into_iter()
+            .map(|run| {
+                tracing::error!(listener = %run.listener, inbox_id = run.inbox_id, error = %error, "The database refuses a listener run's rows; recording the run as failed, without them, and dead-lettering it");
+                self.state
+                    .metrics
+                    .instances
+                    .failed(&run.listener, FailureClass::Unrecordable);
+                unrecordable(run, error)
+            })
+            .collect();
+        let n = failed.len() as u64;
         match self.commit(&failed, GROUP_REFUSALS, give_up).await {
             Written::Committed => {
                 self.committed(&failed, report);
-                report.unrecordable += 1;
+                report.unrecordable += n;
             }
-            Written::GaveUp => report.unrecorded += 1,
+            Written::GaveUp => report.unrecorded += n,
             Written::Refused(e) => {
-                report.unrecorded += 1;
-                let [r] = &failed;
-                tracing::error!(listener = %r.listener, inbox_id = r.inbox_id, error = %e, "Cannot record the listener run even as a failure; its event is dispatched again at next start");
+                report.unrecorded += n;
+                for r in &failed {
+                    tracing::error!(listener = %r.listener, inbox_id = r.inbox_id, error = %e, "Cannot record the listener run even as a failure; its event is dispatched again at next start");
+                }
             }
         }
     }
 }
 
-/// `runs` in two halves, as a stack: the first half last, to be taken first.
+/// `runs` in two halves, as a stack: the first half last, to be taken
+/// first. A fallback chain is never cut (its runs commit together), so the
+/// cut moves to the next run that starts a chain, or the one before.
 fn halves(mut runs: Vec<RunRecord>) -> Vec<Vec<RunRecord>> {
-    let second = runs.split_off(runs.len() / 2);
+    let starts_chain = |i: usize| runs[i].fallback.handed_from.is_none();
+    let mid = runs.len() / 2;
+    let cut = (mid..runs.len())
+        .find(|&i| starts_chain(i))
+        .or_else(|| (1..mid).rev().find(|&i| starts_chain(i)))
+        .unwrap_or(mid);
+    let second = runs.split_off(cut);
     vec![second, runs]
+}
+
+/// Whether `runs` is one run and the fallback runs it handed its event
+/// to: a group that is not split further.
+fn is_one_chain(runs: &[RunRecord]) -> bool {
+    runs.iter()
+        .skip(1)
+        .all(|r| r.fallback.handed_from.is_some())
 }
 
 /// `run` as a failed, dead-lettered run without the rows it wanted to
@@ -142,6 +164,7 @@ mod tests {
                 value: serde_json::json!(1),
             }],
             dead_letter: false,
+            fallback: Default::default(),
         }
     }
 
@@ -156,6 +179,23 @@ mod tests {
         assert_eq!(ids(stack.pop().unwrap()), [1, 2]);
         assert_eq!(ids(stack.pop().unwrap()), [3, 4, 5]);
         assert!(stack.is_empty());
+    }
+
+    #[test]
+    fn halves_never_cut_a_fallback_chain() {
+        // Runs 1, 2 (with its fallback runs 2', 2''), 3.
+        let mut runs: Vec<RunRecord> = [1, 2, 2, 2, 3].iter().map(|&i| run(i, None)).collect();
+        for r in &mut runs[2..4] {
+            r.fallback.handed_from = Some(Arc::from("hook"));
+        }
+        assert!(!is_one_chain(&runs));
+        let mut stack = halves(runs);
+        let ids = |g: Vec<RunRecord>| g.iter().map(|r| r.inbox_id).collect::<Vec<_>>();
+        let first = stack.pop().unwrap();
+        assert_eq!(ids(first), [1, 2, 2, 2]);
+        let second = stack.pop().unwrap();
+        assert!(is_one_chain(&second));
+        assert_eq!(ids(second), [3]);
     }
 
     #[test]

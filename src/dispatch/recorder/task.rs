@@ -30,6 +30,9 @@ const BATCH_REFUSALS: u32 = 5;
 pub(crate) enum Recording {
     /// A finished run.
     Run(RunRecord),
+    /// A run that failed for the last time and the fallback runs it handed
+    /// its event to, in order: put in one batch, so committed together.
+    Chain(Vec<RunRecord>),
     /// A listener the breaker disabled (`auto_disable_threshold`,
     /// `max_failures_per_hour`): written to the listener state table.
     Disabled {
@@ -175,6 +178,7 @@ impl Recorder {
 fn sort(r: Recording, batch: &mut Vec<RunRecord>, disabled: &mut Vec<(Arc<str>, String)>) {
     match r {
         Recording::Run(run) => batch.push(run),
+        Recording::Chain(runs) => batch.extend(runs),
         Recording::Disabled { listener, reason } => disabled.push((listener, reason)),
     }
 }

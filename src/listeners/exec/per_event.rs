@@ -186,6 +186,7 @@ mod tests {
             attempt: 2,
             bot: None,
             received_at: None,
+            fallback_of: None,
         }
     }
 

@@ -223,6 +223,7 @@ while True:
             attempt: 1,
             bot: None,
             received_at: None,
+            fallback_of: None,
         }
     }
 

@@ -14,6 +14,7 @@ fn ctx() -> Context {
         attempt: 1,
         bot: None,
         received_at: None,
+        fallback_of: None,
     }
 }
 

@@ -159,6 +159,7 @@ mod tests {
                 full_name: "Listener Bot".into(),
             })),
             received_at: None,
+            fallback_of: None,
         }
     }
 

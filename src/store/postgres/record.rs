@@ -31,7 +31,7 @@ use crate::store::crypto::Cipher;
 use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
 use crate::store::listener_rows::{listener_data, replies};
-use crate::store::model::{RunRecord, StoreOptions};
+use crate::store::model::{fallback_columns, RunRecord, StoreOptions};
 
 #[async_trait]
 impl RecordDialect for PgStore {
@@ -184,11 +184,17 @@ impl RecordStatement {
                 .collect::<Vec<_>>(),
         )?;
         let times = self.bind(dead.iter().map(|r| r.finished_at).collect::<Vec<_>>())?;
+        let (fb_names, fb_outcomes): (Vec<_>, Vec<_>) =
+            dead.iter().map(|r| fallback_columns(r)).unzip();
+        let fb_names = self.bind(fb_names)?;
+        let fb_outcomes = self.bind(fb_outcomes)?;
         self.parts.push(format!(
             "INSERT INTO event_listeners_deadletter
-               (listener_name, inbox_id, event_type, error, attempts, created_at)
+               (listener_name, inbox_id, event_type, error, attempts, created_at,
+                fallback_listener, fallback_outcome)
              SELECT * FROM UNNEST({names}::text[], {inbox}::int8[], {types}::text[],
-               {errors}::text[], {tries}::int4[], {times}::timestamptz[])"
+               {errors}::text[], {tries}::int4[], {times}::timestamptz[],
+               {fb_names}::text[], {fb_outcomes}::text[])"
         ));
         Ok(())
     }

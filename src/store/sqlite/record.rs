@@ -16,7 +16,7 @@ use crate::store::changes::message_changes;
 use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
 use crate::store::listener_rows::{listener_data, replies, DataRow, ReplyRow};
-use crate::store::model::{RunRecord, StoreOptions};
+use crate::store::model::{fallback_columns, RunRecord, StoreOptions};
 
 #[async_trait]
 impl RecordDialect for SqliteStore {
@@ -211,15 +211,19 @@ async fn insert_dead_letters(
     for chunk in dead.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_listeners_deadletter
-               (listener_name, inbox_id, event_type, error, attempts, created_at) ",
+               (listener_name, inbox_id, event_type, error, attempts, created_at,
+                fallback_listener, fallback_outcome) ",
         );
         q.push_values(chunk, |mut b, r| {
+            let (fb_name, fb_outcome) = fallback_columns(r);
             b.push_bind(&*r.listener)
                 .push_bind(r.inbox_id)
                 .push_bind(&*r.event_type)
                 .push_bind(r.error.as_deref())
                 .push_bind(i64::from(r.attempts))
-                .push_bind(r.finished_at);
+                .push_bind(r.finished_at)
+                .push_bind(fb_name)
+                .push_bind(fb_outcome);
         });
         q.build().execute(&mut **tx).await?;
     }
