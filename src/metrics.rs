@@ -89,6 +89,8 @@ pub struct Metrics {
     /// Requests refused for a missing or wrong admin token, by route
     /// (`admin`, `health` for `/health` and `/ready`, `metrics`).
     pub http_unauthorized: IntCounterVec,
+    /// Tap lines lost because their subscriber did not keep up.
+    pub tap_lines_dropped: IntCounter,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -282,6 +284,10 @@ impl Metrics {
                 ),
                 &["route"]
             )),
+            tap_lines_dropped: reg!(IntCounter::new(
+                name("tap_lines_dropped_total"),
+                "Tap lines dropped because their subscriber did not keep up (events are never dropped)"
+            )),
             run_counts: Arc::default(),
             registry,
         };
@@ -297,8 +303,7 @@ impl Metrics {
         m
     }
 
-    /// Counts one listener run (runs count through [`RunHandles`]; this is
-    /// the tests' shortcut).
+    /// Counts one listener run (the tests' shortcut; runs use [`RunHandles`]).
     #[cfg(test)]
     pub fn record_run(&self, listener: &str, outcome: Outcome, seconds: f64) {
         self.events_processed

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::metrics::Metrics;
+use crate::tap::Tap;
 
 /// Live state of the poll loop.
 #[derive(Debug, Default)]
@@ -99,6 +100,9 @@ pub struct State {
     /// Notified by the recorder when it has committed replies to the
     /// outbox: wakes the reply sender.
     pub replies_queued: tokio::sync::Notify,
+    /// The tap: the dispatchers publish to it, `GET /admin/tap` reads it.
+    /// Every organization's state shares the daemon's.
+    pub(crate) tap: Arc<Tap>,
 }
 
 /// Why a listener is disabled when the operator who disabled it gave no

@@ -41,6 +41,7 @@ use super::recorder::Recording;
 use super::route::route;
 use super::run::Run;
 use super::settings::DispatcherSettings;
+use super::tapped::Entered;
 use crate::listeners::{Instance, Listener};
 use crate::metrics::Outcome;
 use crate::state::State;
@@ -130,6 +131,8 @@ impl Dispatcher {
         let key = ordering_key(&stored.event);
         let targets = self.targets(&stored, already_done);
         self.progress.begin(stored.inbox_id, targets.len());
+        let stored = Arc::new(stored);
+        self.tap_entered(&stored, &targets);
         if targets.is_empty() {
             tracing::debug!(
                 inbox_id = stored.inbox_id,
@@ -140,7 +143,6 @@ impl Dispatcher {
         }
         let event_type: Arc<str> = Arc::from(stored.event.event_type());
         let touched = stored.event.messages_touched();
-        let stored = Arc::new(stored);
         for i in targets {
             let permit = tokio::select! {
                 p = self.admission.clone().acquire_owned() => p,
@@ -154,6 +156,23 @@ impl Dispatcher {
                 .map(|k| (i, k));
             self.spawn_run(i, lanes, &stored, &event_type, permit);
         }
+    }
+
+    /// Publishes `stored` entering dispatch, bound for `targets`, to the
+    /// tap (nothing while nobody taps).
+    fn tap_entered(&self, stored: &Arc<StoredEvent>, targets: &[usize]) {
+        let make = || -> Arc<dyn crate::tap::Tapped> {
+            Arc::new(Entered {
+                org: self.settings.org.clone(),
+                stored: stored.clone(),
+                listeners: targets
+                    .iter()
+                    .map(|&i| self.slots[i].name.clone())
+                    .collect(),
+            })
+        };
+        let dropped = &self.state.metrics.tap_lines_dropped;
+        self.state.tap.publish(make, dropped);
     }
 
     /// The listeners that run `stored` here: none when another instance
