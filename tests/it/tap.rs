@@ -7,7 +7,7 @@
 
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -183,11 +183,7 @@ async fn show_content_is_refused_unless_the_config_allows_it() {
 
 /// Runs `tap` with `rest` on `config` while messages keep arriving, until
 /// it exits; returns its exit code and stdout lines.
-async fn tap_cli_under_traffic(
-    app: &TestApp,
-    config: &PathBuf,
-    rest: &[&str],
-) -> (i32, Vec<Value>) {
+async fn tap_cli_under_traffic(app: &TestApp, config: &Path, rest: &[&str]) -> (i32, Vec<Value>) {
     let mut child = Command::new(bin())
         .args(["--config", config.to_str().unwrap(), "tap"])
         .args(rest)
@@ -296,7 +292,7 @@ async fn the_cli_says_so_when_the_daemon_is_not_running() {
 
 #[tokio::test]
 async fn a_tap_that_never_reads_loses_tap_lines_never_events() {
-    const MESSAGES: usize = 3000;
+    const MESSAGES: usize = 5000;
     let mut app = started(|_| {}).await;
     // A client that asks for the tap and then reads nothing, through a
     // small receive buffer.
