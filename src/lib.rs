@@ -25,7 +25,7 @@
 //! - [`cli`]: the subcommands and their exit codes; [`cli::main`] is the
 //!   whole binary.
 //! - `state`, `metrics`, `backoff`, `clock`, `telemetry`, `pii`, `notify`,
-//!   `systemd`, `shutdown`: what every component shares.
+//!   `systemd`, `shutdown`, `tap`: what every component shares.
 //!
 //! The public API is what a custom listener and an embedding binary need:
 //! [`listeners`], [`event`], [`config`], [`app`], [`cli`], the [`store`]
@@ -55,5 +55,6 @@ pub(crate) mod shutdown;
 pub(crate) mod state;
 pub mod store;
 pub(crate) mod systemd;
+pub(crate) mod tap;
 pub(crate) mod telemetry;
 pub(crate) mod zulip;

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub http_unauthorized: IntCounterVec,
     /// Configuration reloads (SIGHUP), by result (`ok`, `failed`).
     pub config_reloads: IntCounterVec,
+    /// Tap lines lost because their subscriber did not keep up.
+    pub tap_lines_dropped: IntCounter,
     /// (runs, failed runs), for the health endpoint's error rate.
     run_counts: Arc<(AtomicU64, AtomicU64)>,
 }
@@ -288,6 +290,10 @@ impl Metrics {
                 Opts::new(name("config_reloads_total"), "Configuration reloads, by result"),
                 &["result"]
             )),
+            tap_lines_dropped: reg!(IntCounter::new(
+                name("tap_lines_dropped_total"),
+                "Tap lines dropped because their subscriber did not keep up (events are never dropped)"
+            )),
             run_counts: Arc::default(),
             registry,
         };
@@ -303,8 +309,7 @@ impl Metrics {
         m
     }
 
-    /// Counts one listener run (runs count through [`RunHandles`]; this is
-    /// the tests' shortcut).
+    /// Counts one listener run (the tests' shortcut; runs use [`RunHandles`]).
     #[cfg(test)]
     pub fn record_run(&self, listener: &str, outcome: Outcome, seconds: f64) {
         self.events_processed

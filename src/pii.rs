@@ -37,6 +37,12 @@ pub(crate) fn cut_chars(text: &str, max: usize) -> Option<&str> {
     text.char_indices().nth(max).map(|(i, _)| &text[..i])
 }
 
+/// The marker that replaces `text` where it may not be shown (log lines,
+/// the tap).
+pub(crate) fn redacted(text: &str) -> String {
+    format!("[redacted: {} characters]", text.chars().count())
+}
+
 /// Text that is printed in a log line only when sanitization is off.
 pub(crate) struct Pii<T>(pub(crate) T);
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::metrics::Metrics;
+use crate::tap::Tap;
 
 /// Live state of the poll loop.
 #[derive(Debug, Default)]
@@ -101,6 +102,9 @@ pub struct State {
     pub replies_queued: tokio::sync::Notify,
     /// The last configuration reload (SIGHUP), for `/health`.
     pub reload: Mutex<Option<ReloadStatus>>,
+    /// The tap: the dispatchers publish to it, `GET /admin/tap` reads it.
+    /// Every organization's state shares the daemon's.
+    pub(crate) tap: Arc<Tap>,
 }
 
 /// The last configuration reload, as `/health` shows it.

@@ -82,7 +82,10 @@ impl Application {
         let mut orgs = Vec::with_capacity(views.len());
         for view in views {
             let org_state = match several {
-                true => Arc::new(State::for_organization(&view.scaling.instance_id)),
+                true => Arc::new(State {
+                    tap: state.tap.clone(),
+                    ..State::for_organization(&view.scaling.instance_id)
+                }),
                 false => state.clone(),
             };
             orgs.push(Organization::build(view, registry, &opts, org_state, several).await?);

@@ -1,6 +1,7 @@
 //! The HTTP server assembled: the admin tokens read (a bad token file
 //! stops the start), `/health` and `/metrics` guarded as `[http]` asks,
-//! the admin API over the store and the daemon's instances, and the
+//! the admin API over the store and the daemon's instances, the tap
+//! (behind the tokens; without any, only on a loopback address), and the
 //! listening socket bound, served as a service.
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use crate::config::{read_admin_tokens, Config};
 use crate::http::admin::AdminApi;
 use crate::http::auth::Tokens;
 use crate::http::health::Health;
+use crate::http::tap::TapApi;
 use crate::http::{router, Access, Limits};
 use crate::listeners::Instance;
 use crate::state::State;
@@ -84,8 +86,14 @@ pub(super) async fn serve_http(
         tokens: tokens.map(|t| Arc::new(Tokens::new(&t, state.clone()))),
         health: config.http.health_requires_token,
         metrics: config.http.metrics_requires_token,
+        tap_without_token: addr.ip().is_loopback(),
     };
-    let app = router(health.clone(), access, admin);
+    let tap = Arc::new(TapApi {
+        tap: state.tap.clone(),
+        show_content_allowed: config.http.tap_show_content,
+        stop: services.token(),
+    });
+    let app = router(health.clone(), access, admin, tap);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| AppError::Http(addr, e))?;

@@ -117,6 +117,8 @@ pub enum Command {
         #[command(subcommand)]
         action: CursorCommand,
     },
+    /// Stream, from the running daemon, each event entering dispatch and each run's outcome as JSON lines, live (content, topics, emails and names redacted unless --show-content and `[http] tap_show_content`).
+    Tap(TapArgs),
     /// Run recorded events through the configured filters, partitioning and routing, and print which listeners would run each (--run runs them, --expect checks the pairs).
     Test(TestArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout; reads no configuration.
@@ -173,6 +175,26 @@ pub enum CursorCommand {
         #[arg(long, value_name = "NAME")]
         org: Option<String>,
     },
+}
+
+/// `tap` options.
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    /// Only events routed to this listener instance, and its outcomes.
+    #[arg(long, value_name = "NAME")]
+    pub listener: Option<String>,
+    /// Only events (and outcomes) of this event type, e.g. message.
+    #[arg(long = "type", value_name = "T")]
+    pub event_type: Option<String>,
+    /// Only events (and outcomes) in this channel: its name or its id.
+    #[arg(long, value_name = "C")]
+    pub channel: Option<String>,
+    /// Exit (0) after this many event and outcome lines.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Show content, topics, emails and names (only when `[http] tap_show_content = true`).
+    #[arg(long)]
+    pub show_content: bool,
 }
 
 /// `test` options.

@@ -16,6 +16,7 @@ use crate::cli::rotate_key::cmd_rotate_key;
 use crate::cli::run::cmd_run;
 use crate::cli::set_enabled::cmd_set_enabled;
 use crate::cli::stats::cmd_stats;
+use crate::cli::tap::cmd_tap;
 use crate::cli::test::cmd_test;
 use crate::config::Config;
 use crate::listeners::Registry;
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
         Command::Replay(args) => cmd_replay(&config, &registry, &args).await,
         Command::Audit { since, limit, json } => cmd_audit(&config, since, limit, json).await,
         Command::Cursor { action } => cmd_cursor(&config, &registry, action).await,
+        Command::Tap(args) => cmd_tap(&config, &args).await,
         Command::Test(args) => cmd_test(&config, &registry, &args).await,
         Command::RotateKey {
             new_key_file,

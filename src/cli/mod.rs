@@ -22,10 +22,11 @@ mod rotate_key;
 mod run;
 mod set_enabled;
 pub mod stats;
+mod tap;
 mod test;
 
 pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
-pub use args::{Cli, Command, CursorCommand, ReplayArgs, RunArgs, TestArgs};
+pub use args::{Cli, Command, CursorCommand, ReplayArgs, RunArgs, TapArgs, TestArgs};
 pub use dispatch::{load_config, run};
 pub use entry::main;
 pub use exit::{Failure, EXIT_AUTH, EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_OK};

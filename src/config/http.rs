@@ -2,7 +2,8 @@
 //! server, or `off`; its bounds against slow or too many clients; and the
 //! admin tokens: the file that holds them ([`read_admin_tokens`] reads it,
 //! at start and in `check-config`, never when the configuration is loaded)
-//! and whether `/health` and `/metrics` need one too.
+//! and whether `/health` and `/metrics` need one too; and whether the tap
+//! may show content when asked (`tap_show_content`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub(super) const KNOWN: &[&str] = &[
     "admin_token_file",
     "health_requires_token",
     "metrics_requires_token",
+    "tap_show_content",
 ];
 
 /// The port of the default `bind`.
@@ -57,6 +59,9 @@ pub struct HttpConfig {
     pub health_requires_token: bool,
     /// `/metrics` answers only with an admin token.
     pub metrics_requires_token: bool,
+    /// The tap (`GET /admin/tap`, the `tap` subcommand) may show content,
+    /// topics, emails and names when asked (`--show-content`).
+    pub tap_show_content: bool,
 }
 
 impl Default for HttpConfig {
@@ -69,6 +74,7 @@ impl Default for HttpConfig {
             admin_token_file: None,
             health_requires_token: false,
             metrics_requires_token: false,
+            tap_show_content: false,
         }
     }
 }
@@ -111,6 +117,11 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut HttpConfig) {
             "metrics_requires_token" => {
                 if let Some(b) = r.bool(&key, v) {
                     out.metrics_requires_token = b;
+                }
+            }
+            "tap_show_content" => {
+                if let Some(b) = r.bool(&key, v) {
+                    out.tap_show_content = b;
                 }
             }
             _ => r.unknown_key(k),

@@ -43,6 +43,7 @@ use super::recorder::Recording;
 use super::route::route;
 use super::run::Run;
 use super::settings::DispatcherSettings;
+use super::tapped::Entered;
 use crate::listeners::Instance;
 use crate::metrics::Outcome;
 use crate::state::State;
@@ -127,6 +128,8 @@ impl Dispatcher {
         let key = ordering_key(&stored.event);
         let targets = self.targets(&roster, &stored, already_done);
         self.progress.begin(stored.inbox_id, targets.len());
+        let stored = Arc::new(stored);
+        self.tap_entered(&roster, &stored, &targets);
         if targets.is_empty() {
             tracing::debug!(
                 inbox_id = stored.inbox_id,
@@ -137,7 +140,6 @@ impl Dispatcher {
         }
         let event_type: Arc<str> = Arc::from(stored.event.event_type());
         let touched = stored.event.messages_touched();
-        let stored = Arc::new(stored);
         for i in targets {
             let permit = tokio::select! {
                 p = self.admission.clone().acquire_owned() => p,
@@ -152,6 +154,23 @@ impl Dispatcher {
                 .map(|k| (name.clone(), k));
             self.spawn_run(&roster, i, lanes, &stored, &event_type, permit);
         }
+    }
+
+    /// Publishes `stored` entering dispatch, bound for `targets`, to the
+    /// tap (nothing while nobody taps).
+    fn tap_entered(&self, roster: &Roster, stored: &Arc<StoredEvent>, targets: &[usize]) {
+        let make = || -> Arc<dyn crate::tap::Tapped> {
+            Arc::new(Entered {
+                org: roster.settings.org.clone(),
+                stored: stored.clone(),
+                listeners: targets
+                    .iter()
+                    .map(|&i| roster.slots[i].name.clone())
+                    .collect(),
+            })
+        };
+        let dropped = &self.state.metrics.tap_lines_dropped;
+        self.state.tap.publish(make, dropped);
     }
 
     /// The listeners that run `stored` here: none when another instance

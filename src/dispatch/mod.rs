@@ -8,7 +8,8 @@
 //! tracks which inbox events still have runs outstanding so that a restart
 //! re-dispatches exactly those. `ordering` and `partition` say which
 //! runs keep their order and which events this instance owns; `filters`
-//! which runs are skipped.
+//! which runs are skipped; `tapped` what the tap shows of an event
+//! entering dispatch and of each run's outcome.
 
 mod breaker;
 mod control;
@@ -25,6 +26,7 @@ pub mod replay;
 mod route;
 mod run;
 mod settings;
+mod tapped;
 
 pub(crate) use breaker::BreakerSettings;
 pub(crate) use control::{Control, Replacement};

@@ -17,6 +17,7 @@ use super::control::Slot;
 use super::notice::Notice;
 use super::recorder::Recording;
 use super::settings::{retry_delay, DispatcherSettings};
+use super::tapped::Finished;
 use crate::event::Event;
 use crate::listeners::{Context, FallbackOf, Listener, ListenerError, Record};
 use crate::metrics::{FailureClass, Outcome};
@@ -166,10 +167,8 @@ impl Run {
                 if slot.breaker.record(true) == Transition::Closed {
                     tracing::info!(listener = %slot.name, "The listener's trial run succeeded; circuit closed");
                 }
-                return Some((
-                    self.record(true, attempt, None, records, started, false),
-                    None,
-                ));
+                let record = self.record(true, attempt, None, records, started, false);
+                return Some((self.tapped(record, None), None));
             };
             let retryable = !error.is_permanent()
                 && attempt < slot.retry.max_attempts
@@ -188,7 +187,8 @@ impl Run {
                 error: message.clone(),
             });
             let record = self.record(false, attempt, Some(message), Vec::new(), started, true);
-            return Some((record, Some(error.class().as_str())));
+            let class = error.class().as_str();
+            return Some((self.tapped(record, Some(class)), Some(class)));
         }
     }
 
@@ -203,7 +203,33 @@ impl Run {
             )
         };
         self.count(Outcome::Skipped);
-        self.record(false, 0, Some(why), Vec::new(), started, true)
+        let class = match admission {
+            Admission::SkipOpen => "circuit",
+            _ => "disabled",
+        };
+        let record = self.record(false, 0, Some(why), Vec::new(), started, true);
+        self.tapped(record, Some(class))
+    }
+
+    /// Publishes `record`'s outcome to the tap (nothing while nobody taps).
+    fn tapped(&self, record: RunRecord, class: Option<&'static str>) -> RunRecord {
+        let dropped = &self.state.metrics.tap_lines_dropped;
+        self.state.tap.publish(
+            || {
+                Arc::new(Finished {
+                    org: self.settings.org.clone(),
+                    stored: self.stored.clone(),
+                    listener: record.listener.clone(),
+                    success: record.success,
+                    attempts: record.attempts,
+                    class,
+                    duration: record.duration,
+                    error: record.error.clone(),
+                })
+            },
+            dropped,
+        );
+        record
     }
 
     /// One try under a concurrency slot; `None`, without trying, once

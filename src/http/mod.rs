@@ -1,8 +1,9 @@
 //! The HTTP server: `GET /health` (JSON; 200 when healthy or degraded, 503
 //! when starting, unhealthy or draining), `GET /ready` (200, or 503 naming
 //! the failing components; guarded as `/health` is), `GET /metrics` (Prometheus
-//! text) and, with admin tokens, the admin API (`admin/`), the routes that
-//! need a token behind `auth::require_token`; all behind an accept loop
+//! text), the tap (`GET /admin/tap`, `tap.rs`) and, with admin tokens, the
+//! admin API (`admin/`), the routes that need a token behind
+//! `auth::require_token`; all behind an accept loop
 //! that slow or numerous clients cannot exhaust.
 
 use std::sync::Arc;
@@ -25,10 +26,12 @@ use tokio_util::task::TaskTracker;
 pub(crate) mod admin;
 pub(crate) mod auth;
 pub(crate) mod health;
+pub(crate) mod tap;
 
 use admin::AdminApi;
 use auth::Tokens;
 use health::{Health, Readiness, Status};
+use tap::TapApi;
 
 /// Who may call what.
 pub(crate) struct Access {
@@ -38,19 +41,27 @@ pub(crate) struct Access {
     pub(crate) health: bool,
     /// `/metrics` needs a token.
     pub(crate) metrics: bool,
+    /// Without tokens, `GET /admin/tap` is served all the same (the server
+    /// listens on a loopback address only).
+    pub(crate) tap_without_token: bool,
 }
 
 /// The router: `/health` (and `/ready`) and `/metrics` over `health` (which also holds
-/// the metrics), and the admin API when there are tokens and an `admin`.
+/// the metrics), the admin API when there are tokens and an `admin`, and
+/// the tap behind the tokens, or open when `access.tap_without_token`.
 /// Only matched routes pass the token check, so an unknown path is a 404
 /// with a token or without. (Without tokens, `access.health` and
 /// `access.metrics` cannot be set: the configuration refuses it.)
-pub(crate) fn router(health: Arc<Health>, access: Access, admin: Option<Arc<AdminApi>>) -> Router {
+pub(crate) fn router(
+    health: Arc<Health>,
+    access: Access,
+    admin: Option<Arc<AdminApi>>,
+    tap: Arc<TapApi>,
+) -> Router {
     let tokens = access.tokens;
     let guard = |on: bool| on && tokens.is_some();
     let mut open = Router::new();
     let mut guarded = Router::new();
-    let mut any_guarded = false;
     for (route, guarded_route) in [
         (
             Router::new()
@@ -65,22 +76,20 @@ pub(crate) fn router(health: Arc<Health>, access: Access, admin: Option<Arc<Admi
     ] {
         let route = route.with_state(health.clone());
         if guarded_route {
-            any_guarded = true;
             guarded = guarded.merge(route);
         } else {
             open = open.merge(route);
         }
     }
     let Some(tokens) = tokens else {
-        return open;
+        return match access.tap_without_token {
+            true => open.merge(tap::routes(tap)),
+            false => open,
+        };
     };
+    guarded = guarded.merge(tap::routes(tap));
     if let Some(admin) = admin {
-        any_guarded = true;
         guarded = guarded.merge(admin::routes(admin));
-    }
-    if !any_guarded {
-        // (axum refuses a route layer over no route.)
-        return open;
     }
     open.merge(guarded.route_layer(from_fn_with_state(tokens, auth::require_token)))
 }

@@ -42,6 +42,7 @@ mod statistics;
 mod store_suite;
 mod streaming;
 mod support;
+mod tap;
 mod tls;
 mod unreachable_db;
 mod webhook;
