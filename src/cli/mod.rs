@@ -23,6 +23,7 @@ mod run;
 mod set_enabled;
 pub mod stats;
 mod test;
+mod top;
 
 pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
 pub use args::{Cli, Command, CursorCommand, ReplayArgs, RunArgs, TestArgs};

@@ -82,15 +82,19 @@ impl Dispatcher {
             instances.iter().map(|i| i.listener.clone()).collect();
         let slots: Arc<[Slot]> = instances
             .iter()
-            .map(|i| Slot {
-                listener: i.listener.clone(),
-                name: Arc::from(i.name()),
-                timeout: i.timeout.unwrap_or(settings.timeout),
-                retry: i.retry.unwrap_or(settings.retry),
-                limit: i.max_concurrent.map(|n| Arc::new(Semaphore::new(n.max(1)))),
-                handles: state.metrics.run_handles(i.name()),
-                breaker: Breaker::new(settings.breaker),
-                in_flight: AtomicUsize::new(0),
+            .map(|i| {
+                let handles = state.metrics.run_handles(i.name());
+                let circuit = handles.instance.circuit_state.clone();
+                Slot {
+                    listener: i.listener.clone(),
+                    name: Arc::from(i.name()),
+                    timeout: i.timeout.unwrap_or(settings.timeout),
+                    retry: i.retry.unwrap_or(settings.retry),
+                    limit: i.max_concurrent.map(|n| Arc::new(Semaphore::new(n.max(1)))),
+                    handles,
+                    breaker: Breaker::new(settings.breaker).publishing(circuit),
+                    in_flight: AtomicUsize::new(0),
+                }
             })
             .collect();
         let max = settings.max_concurrent.max(1);
