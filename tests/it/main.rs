@@ -41,5 +41,6 @@ mod store_suite;
 mod streaming;
 mod support;
 mod tls;
+mod top;
 mod unreachable_db;
 mod webhook;

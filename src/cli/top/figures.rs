@@ -184,7 +184,8 @@ impl Pair<'_> {
     fn rate(&self, name: &str, keep: impl Fn(&Sample) -> bool + Copy) -> Option<f64> {
         let prev = self.prev?;
         let name = metric(name);
-        let now = self.cur.sum(&name, keep)?;
+        // A labelled counter has no sample before its first increment.
+        let now = self.cur.sum(&name, keep).unwrap_or(0.0);
         let before = prev.sum(&name, keep).unwrap_or(0.0);
         // A smaller total means the daemon restarted: all of it is new.
         let delta = if now >= before { now - before } else { now };

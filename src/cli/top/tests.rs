@@ -344,3 +344,15 @@ fn the_interval_is_a_number_of_seconds_within_bounds() {
     assert!(parse_interval("0").is_err());
     assert!(parse_interval("soon").is_err());
 }
+
+#[test]
+fn a_counter_with_no_sample_yet_counts_zero_per_second() {
+    let t = format!("{P}polls_total 3\n");
+    let s = Snapshot {
+        metrics: Exposition::parse(&t),
+        health: None,
+    };
+    let f = Figures::between(Some(&s), &s, Duration::from_secs(1));
+    assert_eq!(f.intake[0].poll_errors_per_s, Some(0.0));
+    assert_eq!(f.intake[0].rate_limit_remaining, None);
+}
