@@ -192,6 +192,24 @@ async fn live_view_under_tmux(cfg: &str) {
     assert!(ended, "q ends top");
 }
 
+/// `top --once` of `app`'s daemon (no token), printed and returned.
+async fn once(app: &TestApp) -> String {
+    let config = top_config(app.setup.dir.path(), app.address(), None);
+    let out = zel_async(args(
+        config.to_str().unwrap(),
+        &["top", "--once", "--interval", "0.2"],
+    ))
+    .await;
+    let frame = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{frame}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{frame}");
+    frame
+}
+
 #[tokio::test]
 async fn runs_waiting_to_retry_are_counted_per_instance() {
     let mut app = TestApp::new(
@@ -229,6 +247,8 @@ async fn runs_waiting_to_retry_are_counted_per_instance() {
         waiting("failing").await
     );
     assert_eq!(waiting("message_logger").await, Some(0.0));
+    let frame = once(&app).await;
+    assert_eq!(row(&frame, "failing")[6], "2", "RETRY: {frame}");
     app.stop().await.expect("clean stop");
 }
 
@@ -269,5 +289,8 @@ async fn the_circuit_state_gauge_says_open_once_the_breaker_trips() {
         state("failing").await
     );
     assert_eq!(state("message_logger").await, Some(0.0));
+    let frame = once(&app).await;
+    assert_eq!(row(&frame, "failing")[7], "open", "CIRCUIT: {frame}");
+    assert_eq!(row(&frame, "message_logger")[7], "closed", "{frame}");
     app.stop().await.expect("clean stop");
 }
