@@ -10,7 +10,7 @@ mod instances;
 mod labels;
 mod organizations;
 
-pub(crate) use instances::{FailureClass, InstanceHandles};
+pub(crate) use instances::{CircuitState, FailureClass, InstanceHandles};
 pub(crate) use labels::type_label;
 pub(crate) use labels::Outcome;
 pub(crate) use organizations::render_organizations;

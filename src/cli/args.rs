@@ -121,6 +121,15 @@ pub enum Command {
     Tap(TapArgs),
     /// Run recorded events through the configured filters, partitioning and routing, and print which listeners would run each (--run runs them, --expect checks the pairs).
     Test(TestArgs),
+    /// A live view of the running daemon, read from its /metrics and /health: each listener instance's runs/s, failures/s, p50/p99 latency, in flight, retries waiting, circuit and dead letters pending; intake's events/s, queue lag, last poll and rate-limit budget. q quits, arrows or j/k scroll.
+    Top {
+        /// Seconds between scrapes (a decimal number, 0.1 to 3600).
+        #[arg(long, value_name = "SECS", default_value = "2", value_parser = crate::cli::top::parse_interval)]
+        interval: Duration,
+        /// Print one plain-text frame (two scrapes one interval apart) to stdout and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout; reads no configuration.
     Completions {
         /// The shell.

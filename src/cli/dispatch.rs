@@ -18,6 +18,7 @@ use crate::cli::set_enabled::cmd_set_enabled;
 use crate::cli::stats::cmd_stats;
 use crate::cli::tap::cmd_tap;
 use crate::cli::test::cmd_test;
+use crate::cli::top::cmd_top;
 use crate::config::Config;
 use crate::listeners::Registry;
 
@@ -65,6 +66,7 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
             batch_size,
             pause,
         } => cmd_rotate_key(&config, &new_key_file, batch_size, pause).await,
+        Command::Top { interval, once } => cmd_top(&config, interval, once).await,
         Command::Completions { shell } => cmd_completions(shell),
         Command::Man => cmd_man(),
     }

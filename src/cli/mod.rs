@@ -24,6 +24,7 @@ mod set_enabled;
 pub mod stats;
 mod tap;
 mod test;
+mod top;
 
 pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
 pub use args::{Cli, Command, CursorCommand, ReplayArgs, RunArgs, TapArgs, TestArgs};

@@ -11,7 +11,10 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use prometheus::IntGauge;
 use tokio::time::Instant;
+
+use crate::metrics::CircuitState;
 
 /// Breaker and auto-disable settings.
 #[derive(Debug, Clone, Copy)]
@@ -81,11 +84,51 @@ struct Inner {
     disabled: Option<String>,
 }
 
+impl Inner {
+    fn state(&self) -> CircuitState {
+        match (&self.disabled, &self.circuit) {
+            (Some(_), _) => CircuitState::Disabled,
+            (None, Circuit::Closed) => CircuitState::Closed,
+            (None, Circuit::HalfOpen { .. }) => CircuitState::HalfOpen,
+            (None, Circuit::Open { .. }) => CircuitState::Open,
+        }
+    }
+}
+
 /// One listener's breaker.
 #[derive(Debug)]
 pub(crate) struct Breaker {
     settings: BreakerSettings,
     inner: Mutex<Inner>,
+    /// `listener_circuit_state`, set after every change.
+    gauge: Option<IntGauge>,
+}
+
+/// The lock on a breaker's state that publishes the state when released.
+struct Guard<'a> {
+    inner: std::sync::MutexGuard<'a, Inner>,
+    gauge: Option<&'a IntGauge>,
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.gauge {
+            g.set(self.inner.state().value());
+        }
+    }
 }
 
 impl Breaker {
@@ -99,11 +142,28 @@ impl Breaker {
                 recent: VecDeque::new(),
                 disabled: None,
             }),
+            gauge: None,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// The breaker, keeping `gauge` set to its [`CircuitState`].
+    pub(crate) fn publishing(mut self, gauge: IntGauge) -> Breaker {
+        gauge.set(CircuitState::Closed.value());
+        self.gauge = Some(gauge);
+        self
+    }
+
+    fn lock(&self) -> Guard<'_> {
+        Guard {
+            inner: self.inner.lock().unwrap_or_else(|p| p.into_inner()),
+            gauge: self.gauge.as_ref(),
+        }
+    }
+
+    /// The circuit's state now.
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> CircuitState {
+        self.lock().state()
     }
 
     /// Decides about the next run.
@@ -284,5 +344,26 @@ mod tests {
         b.record(false);
         tokio::time::advance(Duration::from_secs(3601)).await;
         assert_eq!(b.record(false), Transition::None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gauge_follows_the_circuit_through_open_half_open_closed_and_disabled() {
+        let gauge = IntGauge::new("circuit", "test").expect("a valid gauge");
+        let b = Breaker::new(settings()).publishing(gauge.clone());
+        assert_eq!(gauge.get(), CircuitState::Closed.value());
+        for _ in 0..3 {
+            b.record(false);
+        }
+        assert_eq!(gauge.get(), CircuitState::Open.value());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(b.admit(), Admission::Trial);
+        assert_eq!(gauge.get(), CircuitState::HalfOpen.value());
+        b.record(true);
+        assert_eq!(gauge.get(), CircuitState::Closed.value());
+        b.set_disabled(Some("by hand".into()));
+        assert_eq!(gauge.get(), CircuitState::Disabled.value());
+        assert_eq!(b.state(), CircuitState::Disabled);
+        b.set_disabled(None);
+        assert_eq!(gauge.get(), CircuitState::Closed.value());
     }
 }

@@ -56,6 +56,8 @@ impl Slot {
         keep_listener: bool,
     ) -> Slot {
         let max_concurrent = instance.max_concurrent;
+        let handles = state.metrics.run_handles(instance.name());
+        let circuit = handles.instance.circuit_state.clone();
         let limit = match old {
             Some(o) if o.max_concurrent == max_concurrent => o.limit.clone(),
             _ => max_concurrent.map(|n| Arc::new(Semaphore::new(n.max(1)))),
@@ -71,11 +73,11 @@ impl Slot {
             retry: instance.retry.unwrap_or(settings.retry),
             limit,
             max_concurrent,
-            handles: state.metrics.run_handles(instance.name()),
             breaker: old.map_or_else(
-                || Arc::new(Breaker::new(settings.breaker)),
+                || Arc::new(Breaker::new(settings.breaker).publishing(circuit)),
                 |o| o.breaker.clone(),
             ),
+            handles,
             in_flight: old.map_or_else(Arc::default, |o| o.in_flight.clone()),
             fallback: None,
             fallback_only: false,

@@ -267,6 +267,7 @@ impl Run {
             delay = delay.max(after);
         }
         tracing::info!(listener = %self.slot().name, inbox_id = self.stored.inbox_id, attempt, retry_in_ms = delay.as_millis() as u64, "Retrying a failed listener run");
+        let _waiting = self.slot().handles.instance.waiting_to_retry();
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = self.settings.stop.cancelled() => {}

@@ -1,8 +1,56 @@
-//! Per listener instance: failures by class and runs in flight, beside the
-//! run counters and latency histogram of [`Metrics`](super::Metrics); the
-//! label is the instance's name, bounded by the configuration.
+//! Per listener instance: failures by class, runs in flight, runs waiting
+//! to retry and the circuit's state, beside the run counters and latency
+//! histogram of [`Metrics`](super::Metrics); the label is the instance's
+//! name, bounded by the configuration.
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// A listener's circuit as `listener_circuit_state` says it: one number
+/// per state, so a dashboard maps values to names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CircuitState {
+    /// Runs go through (0).
+    Closed,
+    /// One trial run decides (1).
+    HalfOpen,
+    /// Runs are skipped until the cool-down has passed and a run comes (2).
+    Open,
+    /// The listener is disabled (3).
+    Disabled,
+}
+
+impl CircuitState {
+    /// The gauge's value.
+    pub(crate) fn value(self) -> i64 {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::HalfOpen => 1,
+            CircuitState::Open => 2,
+            CircuitState::Disabled => 3,
+        }
+    }
+
+    /// The state a gauge value stands for (`None` for an unknown one).
+    pub(crate) fn from_value(v: i64) -> Option<CircuitState> {
+        match v {
+            0 => Some(CircuitState::Closed),
+            1 => Some(CircuitState::HalfOpen),
+            2 => Some(CircuitState::Open),
+            3 => Some(CircuitState::Disabled),
+            _ => None,
+        }
+    }
+
+    /// Its name, as `top` shows it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::HalfOpen => "half-open",
+            CircuitState::Open => "open",
+            CircuitState::Disabled => "disabled",
+        }
+    }
+}
 
 /// Why a listener run failed, as the `class` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +96,10 @@ pub struct InstanceMetrics {
     pub failures: IntCounterVec,
     /// Runs of each listener in flight (waiting for their turn or running).
     pub in_flight: IntGaugeVec,
+    /// Runs of each listener waiting out a retry delay.
+    pub retries_waiting: IntGaugeVec,
+    /// Each listener's circuit ([`CircuitState::value`]).
+    pub circuit_state: IntGaugeVec,
 }
 
 impl InstanceMetrics {
@@ -70,11 +122,29 @@ impl InstanceMetrics {
             ),
             &["listener"],
         )?;
+        let retries_waiting = IntGaugeVec::new(
+            Opts::new(
+                name("listener_retries_waiting"),
+                "Runs of each listener waiting out the delay before their next try",
+            ),
+            &["listener"],
+        )?;
+        let circuit_state = IntGaugeVec::new(
+            Opts::new(
+                name("listener_circuit_state"),
+                "Each listener's circuit: 0 closed, 1 half-open (a trial run), 2 open, 3 disabled",
+            ),
+            &["listener"],
+        )?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(retries_waiting.clone()))?;
+        registry.register(Box::new(circuit_state.clone()))?;
         Ok(InstanceMetrics {
             failures,
             in_flight,
+            retries_waiting,
+            circuit_state,
         })
     }
 
@@ -91,6 +161,8 @@ impl InstanceMetrics {
             failures: FailureClass::ALL
                 .map(|c| self.failures.with_label_values(&[listener, c.as_str()])),
             in_flight: self.in_flight.with_label_values(&[listener]),
+            retries_waiting: self.retries_waiting.with_label_values(&[listener]),
+            circuit_state: self.circuit_state.with_label_values(&[listener]),
         }
     }
 }
@@ -101,6 +173,10 @@ pub struct InstanceHandles {
     failures: [IntCounter; 5],
     /// Its runs in flight.
     pub in_flight: IntGauge,
+    /// Its runs waiting to retry.
+    pub retries_waiting: IntGauge,
+    /// Its circuit's state.
+    pub circuit_state: IntGauge,
 }
 
 impl InstanceHandles {
@@ -111,5 +187,59 @@ impl InstanceHandles {
             .position(|c| *c == class)
             .unwrap_or(0);
         self.failures[i].inc();
+    }
+
+    /// Counts one run waiting to retry until the returned guard drops
+    /// (also when the run's future is dropped mid-wait, at a timeout or
+    /// the drain).
+    pub fn waiting_to_retry(&self) -> RetryWait {
+        self.retries_waiting.inc();
+        RetryWait(self.retries_waiting.clone())
+    }
+}
+
+/// One run counted in `listener_retries_waiting` while it lives.
+#[must_use = "the wait is counted only while the guard lives"]
+pub struct RetryWait(IntGauge);
+
+impl Drop for RetryWait {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> InstanceMetrics {
+        InstanceMetrics::register(&Registry::new(), |n| format!("t_{n}"))
+            .expect("valid, unique metric definitions")
+    }
+
+    #[test]
+    fn a_retry_wait_is_counted_while_its_guard_lives() {
+        let m = metrics();
+        let h = m.handles("hook");
+        let first = h.waiting_to_retry();
+        let second = h.waiting_to_retry();
+        assert_eq!(h.retries_waiting.get(), 2);
+        drop(first);
+        assert_eq!(h.retries_waiting.get(), 1);
+        drop(second);
+        assert_eq!(h.retries_waiting.get(), 0);
+    }
+
+    #[test]
+    fn circuit_states_round_trip_through_their_gauge_values() {
+        for s in [
+            CircuitState::Closed,
+            CircuitState::HalfOpen,
+            CircuitState::Open,
+            CircuitState::Disabled,
+        ] {
+            assert_eq!(CircuitState::from_value(s.value()), Some(s));
+        }
+        assert_eq!(CircuitState::from_value(7), None);
     }
 }

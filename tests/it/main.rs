@@ -44,5 +44,6 @@ mod streaming;
 mod support;
 mod tap;
 mod tls;
+mod top;
 mod unreachable_db;
 mod webhook;
