@@ -291,7 +291,7 @@ mod tests {
     use crate::dispatch::{BreakerSettings, RetryPolicy};
     use crate::event::Event;
     use crate::listeners::{Context, ListenerError, Record};
-    use crate::store::RunRecord;
+    use crate::store::{ErrorClass, RunRecord, Stage};
 
     /// The next finished run the dispatcher sends the recorder.
     async fn next_run(rx: &mut mpsc::Receiver<Recording>) -> RunRecord {
@@ -406,7 +406,7 @@ mod tests {
         let waited = start.elapsed();
         assert!(record.success);
         assert_eq!(record.attempts, 3);
-        assert!(!record.dead_letter);
+        assert!(record.dead_letter.is_none());
         // Two waits of 10 s each, jittered to [5 s, 15 s).
         assert!(
             waited >= Duration::from_secs(10) && waited < Duration::from_secs(30),
@@ -431,7 +431,7 @@ mod tests {
         let record = next_run(&mut rx).await;
         // The instance's 2 tries, not the daemon's 6.
         assert_eq!(record.attempts, 2);
-        assert!(record.dead_letter);
+        assert!(record.dead_letter.is_some());
         let text = d.state.metrics.render();
         assert!(
             text.contains(r#"zulip_event_listeners_listener_failures_total{class="transient",listener="flaky"} 2"#),
@@ -488,7 +488,9 @@ mod tests {
         let record = next_run(&mut rx).await;
         assert!(!record.success);
         assert_eq!(record.attempts, 2);
-        assert!(record.dead_letter);
+        let cause = record.dead_letter.expect("dead-lettered");
+        assert_eq!((cause.stage, cause.class), (Stage::Run, ErrorClass::Transient));
+        assert!(cause.first_failed_at <= record.finished_at);
         assert_eq!(record.error.as_deref(), Some("not yet"));
     }
 
@@ -499,7 +501,8 @@ mod tests {
         d.dispatch(message(1), &[]).await;
         let record = next_run(&mut rx).await;
         assert_eq!(record.attempts, 1);
-        assert!(record.dead_letter);
+        let cause = record.dead_letter.expect("dead-lettered");
+        assert_eq!(cause.class, ErrorClass::Permanent);
         assert!(start.elapsed() < Duration::from_secs(1));
     }
 
@@ -510,7 +513,8 @@ mod tests {
         d.dispatch(message(1), &[]).await;
         let record = next_run(&mut rx).await;
         assert_eq!(record.attempts, 0);
-        assert!(record.dead_letter);
+        let cause = record.dead_letter.expect("kept as a dead letter");
+        assert_eq!(cause.class, ErrorClass::Circuit);
         assert!(record.error.unwrap().contains("disabled (by test)"));
         d.control().set_disabled("flaky", None);
         assert!(d.control().disabled().is_empty());

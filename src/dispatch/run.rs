@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use rand::Rng;
 use tokio::sync::{mpsc, Semaphore};
@@ -22,7 +22,7 @@ use crate::listeners::{Context, Listener, ListenerError, Record};
 use crate::metrics::{FailureClass, Outcome};
 use crate::pii::Pii;
 use crate::state::State;
-use crate::store::{RunRecord, StoredEvent};
+use crate::store::{DeadLetterCause, ErrorClass, RunRecord, Stage, StoredEvent};
 
 /// Why one guarded try of a listener did not succeed.
 #[derive(Debug)]
@@ -56,6 +56,26 @@ impl Failure {
             Failure::Listener(_) => FailureClass::Transient,
             Failure::Panicked(_) => FailureClass::Panic,
             Failure::TimedOut(_) => FailureClass::Timeout,
+        }
+    }
+
+    /// The error class its dead letter records.
+    fn dead_letter_class(&self) -> ErrorClass {
+        match self {
+            Failure::Listener(ListenerError::Permanent(_)) => ErrorClass::Permanent,
+            Failure::Listener(_) => ErrorClass::Transient,
+            Failure::Panicked(_) => ErrorClass::Panic,
+            Failure::TimedOut(_) => ErrorClass::Timeout,
+        }
+    }
+
+    /// The dead letter of a run whose last try failed with this, and whose
+    /// first failed at `first_failed_at`.
+    pub(crate) fn dead_letter(&self, first_failed_at: DateTime<Utc>) -> DeadLetterCause {
+        DeadLetterCause {
+            stage: Stage::Run,
+            class: self.dead_letter_class(),
+            first_failed_at,
         }
     }
 
@@ -148,6 +168,7 @@ impl Run {
             return Some(self.skipped(admission, started));
         }
         let mut attempt = 0u32;
+        let mut first_failed_at = None;
         loop {
             attempt += 1;
             let (outcome, error, records) = self.try_with_slot(attempt).await?;
@@ -157,8 +178,9 @@ impl Run {
                 if slot.breaker.record(true) == Transition::Closed {
                     tracing::info!(listener = %slot.name, "The listener's trial run succeeded; circuit closed");
                 }
-                return Some(self.record(true, attempt, None, records, started, false));
+                return Some(self.record(true, attempt, None, records, started, None));
             };
+            let first_failed_at = *first_failed_at.get_or_insert_with(Utc::now);
             let retryable = !error.is_permanent()
                 && attempt < slot.retry.max_attempts
                 && !self.settings.stop.is_cancelled()
@@ -175,7 +197,8 @@ impl Run {
                 inbox_id: self.stored.inbox_id,
                 error: message.clone(),
             });
-            return Some(self.record(false, attempt, Some(message), Vec::new(), started, true));
+            let cause = error.dead_letter(first_failed_at);
+            return Some(self.record(false, attempt, Some(message), Vec::new(), started, Some(cause)));
         }
     }
 
@@ -190,7 +213,12 @@ impl Run {
             )
         };
         self.count(Outcome::Skipped);
-        self.record(false, 0, Some(why), Vec::new(), started, true)
+        let cause = DeadLetterCause {
+            stage: Stage::Run,
+            class: ErrorClass::Circuit,
+            first_failed_at: Utc::now(),
+        };
+        self.record(false, 0, Some(why), Vec::new(), started, Some(cause))
     }
 
     /// One try under a concurrency slot; `None`, without trying, once
@@ -306,7 +334,7 @@ impl Run {
         error: Option<String>,
         records: Vec<Record>,
         started: Instant,
-        dead_letter: bool,
+        dead_letter: Option<DeadLetterCause>,
     ) -> RunRecord {
         RunRecord {
             inbox_id: self.stored.inbox_id,
