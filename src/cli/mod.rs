@@ -11,12 +11,15 @@ mod audit;
 mod check_config;
 mod cleanup;
 mod cursor;
+mod deadletters;
+mod deadletters_retry;
 mod dispatch;
 mod entry;
 mod exit;
 mod generate;
 mod list;
 mod migrate;
+mod progress;
 mod replay;
 mod rotate_key;
 mod run;
@@ -25,7 +28,9 @@ pub mod stats;
 mod test;
 
 pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
-pub use args::{Cli, Command, CursorCommand, ReplayArgs, RunArgs, TestArgs};
+pub use args::{
+    Cli, Command, CursorCommand, DeadLetterArgs, DeadlettersCommand, ReplayArgs, RunArgs, TestArgs,
+};
 pub use dispatch::{load_config, run};
 pub use entry::main;
 pub use exit::{Failure, EXIT_AUTH, EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_OK};

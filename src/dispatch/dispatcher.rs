@@ -489,7 +489,10 @@ mod tests {
         assert!(!record.success);
         assert_eq!(record.attempts, 2);
         let cause = record.dead_letter.expect("dead-lettered");
-        assert_eq!((cause.stage, cause.class), (Stage::Run, ErrorClass::Transient));
+        assert_eq!(
+            (cause.stage, cause.class),
+            (Stage::Run, ErrorClass::Transient)
+        );
         assert!(cause.first_failed_at <= record.finished_at);
         assert_eq!(record.error.as_deref(), Some("not yet"));
     }

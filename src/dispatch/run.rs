@@ -198,7 +198,14 @@ impl Run {
                 error: message.clone(),
             });
             let cause = error.dead_letter(first_failed_at);
-            return Some(self.record(false, attempt, Some(message), Vec::new(), started, Some(cause)));
+            return Some(self.record(
+                false,
+                attempt,
+                Some(message),
+                Vec::new(),
+                started,
+                Some(cause),
+            ));
         }
     }
 

@@ -1,4 +1,5 @@
-//! Per listener instance: failures by class and runs in flight, beside the
+//! Per listener instance: failures by class, runs in flight and pending
+//! dead letters, beside the
 //! run counters and latency histogram of [`Metrics`](super::Metrics); the
 //! label is the instance's name, bounded by the configuration.
 
@@ -48,6 +49,9 @@ pub struct InstanceMetrics {
     pub failures: IntCounterVec,
     /// Runs of each listener in flight (waiting for their turn or running).
     pub in_flight: IntGaugeVec,
+    /// Pending dead letters of each listener, as last read from the store
+    /// (`app::dead_letter_gauge` refreshes it).
+    pub deadletters_pending: IntGaugeVec,
 }
 
 impl InstanceMetrics {
@@ -70,11 +74,20 @@ impl InstanceMetrics {
             ),
             &["listener"],
         )?;
+        let deadletters_pending = IntGaugeVec::new(
+            Opts::new(
+                name("deadletters_pending"),
+                "Dead letters of each listener not yet retried or replayed, read from the database every 15 s",
+            ),
+            &["listener"],
+        )?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(deadletters_pending.clone()))?;
         Ok(InstanceMetrics {
             failures,
             in_flight,
+            deadletters_pending,
         })
     }
 

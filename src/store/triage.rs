@@ -81,8 +81,11 @@ pub trait DeadLetterStore: Send + Sync {
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    async fn requeue_failed_replies(&self, listener: &str, inbox_id: i64)
-        -> Result<u64, StoreError>;
+    async fn requeue_failed_replies(
+        &self,
+        listener: &str,
+        inbox_id: i64,
+    ) -> Result<u64, StoreError>;
 }
 
 /// A bound value of a filtered statement.
@@ -124,8 +127,10 @@ fn filtered(filter: &DeadLetterFilter, summary: bool) -> (String, Vec<Arg>) {
     }
     match filter.status {
         DeadLetterStatus::Pending => clauses.push("d.replayed_at IS NULL".to_owned()),
-        DeadLetterStatus::Resolved => clauses
-            .push("d.replayed_at IS NOT NULL AND d.replay_success IS NOT NULL AND d.replay_success".to_owned()),
+        DeadLetterStatus::Resolved => clauses.push(
+            "d.replayed_at IS NOT NULL AND d.replay_success IS NOT NULL AND d.replay_success"
+                .to_owned(),
+        ),
         DeadLetterStatus::Failed => clauses.push(
             "d.replayed_at IS NOT NULL AND (d.replay_success IS NULL OR NOT d.replay_success)"
                 .to_owned(),
@@ -138,7 +143,10 @@ fn filtered(filter: &DeadLetterFilter, summary: bool) -> (String, Vec<Arg>) {
     }
     sql.push_str(" ORDER BY d.id DESC");
     if let Some(n) = filter.limit {
-        sql.push_str(&format!(" LIMIT {}", bind(Arg::Int(i64::from(n)), &mut args)));
+        sql.push_str(&format!(
+            " LIMIT {}",
+            bind(Arg::Int(i64::from(n)), &mut args)
+        ));
     }
     (sql, args)
 }

@@ -252,7 +252,10 @@ async fn a_replay_over_the_api_reruns_the_dead_letters(backend: Backend) {
         duration: Duration::from_millis(2),
         finished_at: Utc::now(),
         records: vec![],
-        dead_letter: dead_letter_of(zulip_event_listeners::store::ErrorClass::Transient, Utc::now()),
+        dead_letter: dead_letter_of(
+            zulip_event_listeners::store::ErrorClass::Transient,
+            Utc::now(),
+        ),
     };
     s.record("default", &[failed], Some(ids[0])).await.unwrap();
     app.start(Registry::builtin(), RunOptions::default()).await;
@@ -332,7 +335,10 @@ fn dead_letter(inbox_id: i64) -> RunRecord {
         duration: Duration::from_millis(2),
         finished_at: Utc::now(),
         records: vec![],
-        dead_letter: dead_letter_of(zulip_event_listeners::store::ErrorClass::Transient, Utc::now()),
+        dead_letter: dead_letter_of(
+            zulip_event_listeners::store::ErrorClass::Transient,
+            Utc::now(),
+        ),
     }
 }
 

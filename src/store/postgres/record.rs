@@ -192,8 +192,16 @@ impl RecordStatement {
                 .collect::<Vec<_>>(),
         )?;
         let times = self.bind(dead.iter().map(|(r, _)| r.finished_at).collect::<Vec<_>>())?;
-        let stages = self.bind(dead.iter().map(|(_, c)| c.stage.as_str()).collect::<Vec<_>>())?;
-        let classes = self.bind(dead.iter().map(|(_, c)| c.class.as_str()).collect::<Vec<_>>())?;
+        let stages = self.bind(
+            dead.iter()
+                .map(|(_, c)| c.stage.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        let classes = self.bind(
+            dead.iter()
+                .map(|(_, c)| c.class.as_str())
+                .collect::<Vec<_>>(),
+        )?;
         let firsts = self.bind(
             dead.iter()
                 .map(|(r, c)| c.first_failed_at.min(r.finished_at))
