@@ -117,7 +117,7 @@ async fn cmd_list(config: &Config, filter: &DeadLetterFilter, json: bool) -> Res
         return Ok(());
     }
     println!(
-        "{:>6}  {:<22} {:>8}  {:<12} {:<6} {:<9} {:>3}  {:<20} {:<20} {:<8} ERROR",
+        "{:>6}  {:<22} {:>8}  {:<12} {:<6} {:<9} {:>3}  {:<23} {:<23} {:<8} ERROR",
         "ID",
         "LISTENER",
         "INBOX",
@@ -144,7 +144,7 @@ fn list_line(r: &DeadLetterSummary) -> String {
         short.push('…');
     }
     format!(
-        "{:>6}  {:<22} {:>8}  {:<12} {:<6} {:<9} {:>3}  {:<20} {:<20} {:<8} {}",
+        "{:>6}  {:<22} {:>8}  {:<12} {:<6} {:<9} {:>3}  {:<23} {:<23} {:<8} {}",
         r.id,
         r.listener,
         r.inbox_id,
