@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use crate::app;
 use crate::cli::actor::actor;
 use crate::cli::age::format_time;
-use crate::cli::args::{DeadLetterArgs, DeadlettersCommand};
+use crate::cli::args::DeadlettersCommand;
+use crate::cli::deadletter_filter::{describe, status_word, to_filter};
 use crate::cli::deadletters_retry::cmd_retry;
 use crate::cli::exit::{Failure, EXIT_CONFIG, EXIT_FAILURE};
 use crate::config::Config;
@@ -67,39 +68,6 @@ pub(crate) async fn cmd_deadletters(
             all,
         } => cmd_delete(config, &to_filter(&filter, status), all).await,
     }
-}
-
-/// The store's filter of the command line's.
-fn to_filter(args: &DeadLetterArgs, status: DeadLetterStatus) -> DeadLetterFilter {
-    DeadLetterFilter {
-        listener: args.listener.clone(),
-        since: args.since,
-        class: args.class,
-        status,
-        limit: args.limit,
-    }
-}
-
-/// The filter in words, for the summary lines and the audit trail.
-pub(super) fn describe(filter: &DeadLetterFilter) -> String {
-    let mut out = format!("status {}", status_word(filter.status));
-    if let Some(l) = &filter.listener {
-        let _ = write!(out, ", listener {l}");
-    }
-    if let Some(t) = filter.since {
-        let _ = write!(out, ", since {}", format_time(t));
-    }
-    if let Some(c) = filter.class {
-        let _ = write!(out, ", class {c}");
-    }
-    if let Some(n) = filter.limit {
-        let _ = write!(out, ", the newest {n}");
-    }
-    out
-}
-
-fn status_word(s: DeadLetterStatus) -> &'static str {
-    s.as_str()
 }
 
 /// `deadletters list`.
@@ -231,20 +199,6 @@ mod tests {
 
     use super::*;
     use crate::store::{ErrorClass, Stage};
-
-    #[test]
-    fn a_filter_in_words_names_each_narrowing() {
-        let f = DeadLetterFilter {
-            listener: Some("hook".into()),
-            class: Some(ErrorClass::Timeout),
-            limit: Some(3),
-            ..DeadLetterFilter::default()
-        };
-        assert_eq!(
-            describe(&f),
-            "status pending, listener hook, class timeout, the newest 3"
-        );
-    }
 
     #[test]
     fn list_lines_shorten_the_error_and_show_says_it_all() {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::app;
 use crate::cli::actor::{actor, instance};
-use crate::cli::deadletters::describe;
+use crate::cli::deadletter_filter::describe;
 use crate::cli::exit::{Failure, EXIT_FAILURE};
 use crate::cli::progress::Progress;
 use crate::cli::replay::replay_line;

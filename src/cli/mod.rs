@@ -11,6 +11,7 @@ mod audit;
 mod check_config;
 mod cleanup;
 mod cursor;
+mod deadletter_filter;
 mod deadletters;
 mod deadletters_retry;
 mod dispatch;
