@@ -210,6 +210,14 @@ impl Application {
                 self.services.token(),
             );
         }
+        let dead_days = self.config.error_handling.deadletter_retention_days;
+        if let (Some(store), true) = (&self.store, dead_days > 0) {
+            crate::store::retention::spawn_deadletter_retention(
+                store.clone(),
+                dead_days,
+                self.services.token(),
+            );
+        }
         let shared = Shared {
             store: self.store.clone(),
             opts: self.opts.clone(),

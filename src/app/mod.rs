@@ -12,11 +12,13 @@
 //! - `source`: where events come from.
 //! - `http`: the HTTP server and admin API assembled.
 //! - `services`: every background task, under one tracker and one token.
+//! - `dead_letter_gauge`: the pending dead letters per listener, read from the store.
 //! - `drain`: the shutdown deadline.
 //! - `reload`: SIGHUP re-reads, checks and applies the configuration.
 
 mod application;
 mod connect;
+mod dead_letter_gauge;
 mod drain;
 mod error;
 mod http;

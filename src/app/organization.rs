@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::connect::{identify, zulip_client, Identity, CONNECTING};
+use super::dead_letter_gauge::spawn_dead_letter_gauge;
 use super::drain::{drain, recover};
 use super::run::{RunOptions, RunReport};
 use super::services::{spawn_reply_sender, Services};
@@ -250,6 +251,13 @@ impl Organization {
         if let Source::Zulip(client) = &self.source {
             spawn_reply_sender(&shared.services, &store, client, config, &self.state);
         }
+        spawn_dead_letter_gauge(
+            &shared.services,
+            store.clone(),
+            instance.clone(),
+            self.instances.iter().map(|i| i.name().to_owned()).collect(),
+            self.state.clone(),
+        );
         let recovered = recover(&store, &instance, &dispatcher).await?;
 
         let pipeline = Pipeline::new(

@@ -1,5 +1,6 @@
 //! `aggregate [--since AGE]`: recompute the listener statistics buckets
-//! from the event log, and say how many were written or left alone.
+//! from the event log (a progress bar, or log lines, while it works), and
+//! say how many were written or left alone.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use chrono::Utc;
 use crate::app;
 use crate::cli::age::{ago, format_time};
 use crate::cli::exit::Failure;
+use crate::cli::progress::Progress;
 use crate::config::Config;
 
 /// `aggregate [--since AGE]`.
@@ -22,7 +24,12 @@ pub(crate) async fn cmd_aggregate(config: &Config, since: Option<Duration>) -> R
         None => None,
     };
     let interval = config.statistics.aggregation_interval;
-    let report = store.aggregate(interval, since).await?;
+    // One transaction: the bar (or log lines) says it is at work, not how far.
+    let mut progress = Progress::new("Recomputing statistics", "steps", 1);
+    let report = store.aggregate(interval, since).await;
+    progress.inc(1);
+    progress.finish();
+    let report = report?;
     println!(
         "Wrote {} listener stats bucket(s) of {} s from {} logged run(s){}.",
         report.written,

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cli::age::{parse_age, parse_since};
 use crate::config::FilePermissions;
+use crate::store::{DeadLetterStatus, ErrorClass, UnknownWord};
 
 /// Turns a Zulip organization's event stream into reliable work.
 #[derive(Debug, Parser)]
@@ -87,6 +88,12 @@ pub enum Command {
     },
     /// Run a listener's dead letters (or one logged event) again and record the outcomes.
     Replay(ReplayArgs),
+    /// Dead-letter triage: list, show, retry or delete dead letters, by listener, age, class and count.
+    Deadletters {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: DeadlettersCommand,
+    },
     /// The audit trail, newest last: who enabled, disabled, replayed, cleaned up or migrated what, and how it ended.
     Audit {
         /// Only rows from this long ago (e.g. 1h, 2d) or this RFC 3339 time on.
@@ -138,6 +145,74 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout, e.g. `man <(zulip-event-listeners man)`; reads no configuration.
     Man,
+}
+
+/// `deadletters` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeadlettersCommand {
+    /// The dead letters the filters select, newest first: id, listener, inbox event, stage, class, attempts, first and last failure, status, error.
+    List {
+        /// Which ones.
+        #[command(flatten)]
+        filter: DeadLetterArgs,
+        /// Of this status: pending (not retried yet), resolved (retried, succeeded), failed (retried, failed again) or any.
+        #[arg(long, default_value = "pending", value_parser = parse_status)]
+        status: DeadLetterStatus,
+        /// Print them as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter, every column.
+    Show {
+        /// Its id (the first column of `deadletters list`).
+        id: i64,
+        /// Print it as a JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the pending dead letters the filters select again, as `replay` does (a refused reply goes back to the outbox), with a progress bar.
+    Retry {
+        /// Which ones (pending ones only).
+        #[command(flatten)]
+        filter: DeadLetterArgs,
+    },
+    /// Delete the dead letters the filters select (of any status unless --status); a filter or --all is required.
+    Delete {
+        /// Which ones.
+        #[command(flatten)]
+        filter: DeadLetterArgs,
+        /// Of this status only: pending, resolved, failed or any.
+        #[arg(long, default_value = "any", value_parser = parse_status)]
+        status: DeadLetterStatus,
+        /// Delete every dead letter (of the status given) when no other filter is.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// The filters of `deadletters list|retry|delete`.
+#[derive(Debug, Args)]
+pub struct DeadLetterArgs {
+    /// Only this listener instance's.
+    #[arg(long, value_name = "NAME")]
+    pub listener: Option<String>,
+    /// Only those that last failed this long ago (e.g. 2h, 7d) or at this RFC 3339 time, or later.
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only this error class: transient, permanent, timeout, panic or circuit.
+    #[arg(long, value_name = "CLASS", value_parser = parse_class)]
+    pub class: Option<ErrorClass>,
+    /// At most this many, the newest (`list`: 100 unless given).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+}
+
+fn parse_class(s: &str) -> Result<ErrorClass, UnknownWord> {
+    s.parse()
+}
+
+fn parse_status(s: &str) -> Result<DeadLetterStatus, UnknownWord> {
+    s.parse()
 }
 
 /// `cursor` subcommands.

@@ -7,6 +7,7 @@ use crate::cli::audit::cmd_audit;
 use crate::cli::check_config::cmd_check_config;
 use crate::cli::cleanup::cmd_cleanup;
 use crate::cli::cursor::cmd_cursor;
+use crate::cli::deadletters::cmd_deadletters;
 use crate::cli::exit::Failure;
 use crate::cli::generate::{cmd_completions, cmd_man};
 use crate::cli::list::cmd_list;
@@ -60,6 +61,7 @@ pub async fn run(cli: Cli, config: Config, registry: Registry) -> Result<(), Fai
         Command::Audit { since, limit, json } => cmd_audit(&config, since, limit, json).await,
         Command::Cursor { action } => cmd_cursor(&config, &registry, action).await,
         Command::Tap(args) => cmd_tap(&config, &args).await,
+        Command::Deadletters { action } => cmd_deadletters(&config, &registry, action).await,
         Command::Test(args) => cmd_test(&config, &registry, &args).await,
         Command::RotateKey {
             new_key_file,

@@ -11,12 +11,16 @@ mod audit;
 mod check_config;
 mod cleanup;
 mod cursor;
+mod deadletter_filter;
+mod deadletters;
+mod deadletters_retry;
 mod dispatch;
 mod entry;
 mod exit;
 mod generate;
 mod list;
 mod migrate;
+mod progress;
 mod replay;
 mod rotate_key;
 mod run;
@@ -27,7 +31,10 @@ mod test;
 mod top;
 
 pub use age::{format_age, parse_age, parse_since, AgeError, SinceError};
-pub use args::{Cli, Command, CursorCommand, ReplayArgs, RunArgs, TapArgs, TestArgs};
+pub use args::{
+    Cli, Command, CursorCommand, DeadLetterArgs, DeadlettersCommand, ReplayArgs, RunArgs, TapArgs,
+    TestArgs,
+};
 pub use dispatch::{load_config, run};
 pub use entry::main;
 pub use exit::{Failure, EXIT_AUTH, EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_OK};

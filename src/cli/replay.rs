@@ -1,7 +1,8 @@
 //! `replay --listener NAME [--since TIME] [--event INBOX_ID] [--org NAME]`:
 //! a listener's dead letters (or one logged event) of one organization run
 //! again in this process, each outcome printed and recorded for that
-//! organization, and the whole replay audited.
+//! organization (a progress bar, or log lines, counting them), and the
+//! whole replay audited.
 
 use std::fmt::Write as _;
 
@@ -10,6 +11,7 @@ use crate::cli::actor::{actor, instance};
 use crate::cli::age::format_time;
 use crate::cli::args::ReplayArgs;
 use crate::cli::exit::{Failure, EXIT_FAILURE};
+use crate::cli::progress::Progress;
 use crate::config::Config;
 use crate::dispatch::replay::{self, ReplayOutcome, ReplaySettings};
 use crate::listeners::Registry;
@@ -73,11 +75,20 @@ pub(crate) async fn cmd_replay(
         timeout: config.performance.handler_timeout,
     };
     let mut outcomes = Vec::with_capacity(items.len());
+    let mut progress = Progress::new("Replaying", "events", items.len() as u64);
     for item in &items {
-        let outcome = replay::replay_one(store.as_ref(), &listener, item, &settings).await?;
+        let outcome = match replay::replay_one(store.as_ref(), &listener, item, &settings).await {
+            Ok(o) => o,
+            Err(e) => {
+                progress.finish();
+                return Err(e.into());
+            }
+        };
         println!("{}", replay_line(&outcome));
         outcomes.push(outcome);
+        progress.inc(1);
     }
+    progress.finish();
     let failed = outcomes.iter().filter(|o| !o.success).count();
     let total = format!(
         "Replayed {} event(s) through `{}`{filters}: {} succeeded, {failed} failed{}.",

@@ -19,7 +19,11 @@ pub(super) const KNOWN: &[&str] = &[
     "circuit_breaker_cooldown",
     "notification_webhook",
     "degraded_after",
+    "deadletter_retention_days",
 ];
+
+/// Longest dead-letter retention, in days (a typo guard).
+const MAX_RETENTION_DAYS: i64 = 36_500;
 
 /// Highest failure count a threshold may name (a typo guard).
 const MAX_COUNT: i64 = 1_000_000;
@@ -40,6 +44,10 @@ pub struct ErrorHandlingConfig {
     /// How long requests to Zulip may keep failing, without one succeeding,
     /// before the daemon reports itself degraded (and logs an error).
     pub degraded_after: Duration,
+    /// Days a dead letter is kept after its last failure, whatever its
+    /// status, by `cleanup` and the daemon's daily retention (0: until
+    /// `deadletters delete`, or until its inbox row is cleaned up).
+    pub deadletter_retention_days: u32,
 }
 
 impl Default for ErrorHandlingConfig {
@@ -51,6 +59,7 @@ impl Default for ErrorHandlingConfig {
             circuit_breaker_cooldown: Duration::from_secs(300),
             notification_webhook: None,
             degraded_after: Duration::from_secs(30),
+            deadletter_retention_days: 0,
         }
     }
 }
@@ -77,6 +86,17 @@ pub(super) fn read(r: &mut Reader, t: &Table, out: &mut ErrorHandlingConfig) {
             }
             "notification_webhook" => {
                 read_webhook(r, &key, v, out);
+                continue;
+            }
+            "deadletter_retention_days" => {
+                match v {
+                    Value::Integer(i) if (0..=MAX_RETENTION_DAYS).contains(i) => {
+                        out.deadletter_retention_days = *i as u32
+                    }
+                    _ => r.problem(format!(
+                        "`{key}` must be a number of days from 0 (keep) to {MAX_RETENTION_DAYS}, got `{v}`"
+                    )),
+                }
                 continue;
             }
             _ => {

@@ -518,6 +518,22 @@ mod tests {
     }
 
     #[test]
+    fn deadletter_retention_is_off_by_default_and_takes_whole_days() {
+        let cfg = Config::parse("", KNOWN).unwrap();
+        assert_eq!(cfg.error_handling.deadletter_retention_days, 0);
+        let cfg =
+            Config::parse("[error_handling]\ndeadletter_retention_days = 14\n", KNOWN).unwrap();
+        assert_eq!(cfg.error_handling.deadletter_retention_days, 14);
+        let err = Config::parse("[error_handling]\ndeadletter_retention_days = -1\n", KNOWN)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("error_handling.deadletter_retention_days"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn one_instance_keeps_any_instance_name() {
         let cfg = Config::parse("[scaling]\ninstance_id = \"eu-1\"\n", KNOWN).unwrap();
         assert_eq!(cfg.scaling.instance_index, 0);

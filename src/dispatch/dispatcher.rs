@@ -324,7 +324,7 @@ mod tests {
     use crate::dispatch::{BreakerSettings, RetryPolicy};
     use crate::event::Event;
     use crate::listeners::{Context, Listener, ListenerError, Record};
-    use crate::store::{FallbackOutcome, RunRecord};
+    use crate::store::{ErrorClass, FallbackOutcome, RunRecord, Stage};
 
     /// The next finished run the dispatcher sends the recorder.
     async fn next_run(rx: &mut mpsc::Receiver<Recording>) -> RunRecord {
@@ -440,7 +440,7 @@ mod tests {
         let waited = start.elapsed();
         assert!(record.success);
         assert_eq!(record.attempts, 3);
-        assert!(!record.dead_letter);
+        assert!(record.dead_letter.is_none());
         // Two waits of 10 s each, jittered to [5 s, 15 s).
         assert!(
             waited >= Duration::from_secs(10) && waited < Duration::from_secs(30),
@@ -465,7 +465,7 @@ mod tests {
         let record = next_run(&mut rx).await;
         // The instance's 2 tries, not the daemon's 6.
         assert_eq!(record.attempts, 2);
-        assert!(record.dead_letter);
+        assert!(record.dead_letter.is_some());
         let text = d.state.metrics.render();
         assert!(
             text.contains(r#"zulip_event_listeners_listener_failures_total{class="transient",listener="flaky"} 2"#),
@@ -525,7 +525,12 @@ mod tests {
         let record = next_run(&mut rx).await;
         assert!(!record.success);
         assert_eq!(record.attempts, 2);
-        assert!(record.dead_letter);
+        let cause = record.dead_letter.expect("dead-lettered");
+        assert_eq!(
+            (cause.stage, cause.class),
+            (Stage::Run, ErrorClass::Transient)
+        );
+        assert!(cause.first_failed_at <= record.finished_at);
         assert_eq!(record.error.as_deref(), Some("not yet"));
     }
 
@@ -536,7 +541,8 @@ mod tests {
         d.dispatch(message(1), &[]).await;
         let record = next_run(&mut rx).await;
         assert_eq!(record.attempts, 1);
-        assert!(record.dead_letter);
+        let cause = record.dead_letter.expect("dead-lettered");
+        assert_eq!(cause.class, ErrorClass::Permanent);
         assert!(start.elapsed() < Duration::from_secs(1));
     }
 
@@ -547,7 +553,8 @@ mod tests {
         d.dispatch(message(1), &[]).await;
         let record = next_run(&mut rx).await;
         assert_eq!(record.attempts, 0);
-        assert!(record.dead_letter);
+        let cause = record.dead_letter.expect("kept as a dead letter");
+        assert_eq!(cause.class, ErrorClass::Circuit);
         assert!(record.error.unwrap().contains("disabled (by test)"));
         d.control().set_disabled("flaky", None);
         assert!(d.control().disabled().is_empty());
@@ -599,11 +606,11 @@ mod tests {
         // Assert: the primary's dead letter names the fallback and how it
         // ended; the fallback's run is its own, once, with the failure.
         assert_eq!(chain.len(), 2);
-        assert!(chain[0].dead_letter && !chain[0].success);
+        assert!(chain[0].dead_letter.is_some() && !chain[0].success);
         let handed_to = chain[0].fallback.handed_to.clone();
         assert_eq!(handed_to, Some((Arc::from("seer"), FallbackOutcome::RanOk)));
         assert_eq!(&*chain[1].listener, "seer");
-        assert!(chain[1].success && !chain[1].dead_letter);
+        assert!(chain[1].success && chain[1].dead_letter.is_none());
         assert_eq!(chain[1].fallback.handed_from.as_deref(), Some("broken"));
         let seen = seer.seen.lock().unwrap().clone();
         let of = seen[0].clone().unwrap();
@@ -626,7 +633,7 @@ mod tests {
         };
 
         assert_eq!(chain[0].attempts, 0);
-        assert!(chain[0].dead_letter);
+        assert!(chain[0].dead_letter.is_some());
         let of = seer.seen.lock().unwrap()[0].clone().unwrap();
         assert_eq!(of.class, "disabled");
         assert!(of.error.contains("disabled (by test)"), "{}", of.error);

@@ -34,6 +34,10 @@ pub struct ReplayItem {
     pub dead_letters: Vec<i64>,
     /// When the event was stored.
     pub received_at: DateTime<Utc>,
+    /// When the run being repeated first failed (the earliest of its dead
+    /// letters); `None` for a logged event without one. A replay that fails
+    /// again keeps it in its new dead letter.
+    pub first_failed_at: Option<DateTime<Utc>>,
 }
 
 /// What one replay did.
@@ -98,6 +102,7 @@ pub async fn select(
                 previous_attempts: l.attempts,
                 dead_letters: Vec::new(),
                 received_at: l.received_at,
+                first_failed_at: None,
             })
             .collect());
     }
@@ -110,6 +115,7 @@ pub async fn select(
             Some(item) => {
                 item.previous_attempts = item.previous_attempts.max(d.attempts);
                 item.dead_letters.push(d.id);
+                item.first_failed_at = item.first_failed_at.min(Some(d.first_failed_at));
             }
             None => {
                 by_event.insert(
@@ -120,6 +126,7 @@ pub async fn select(
                         previous_attempts: d.attempts,
                         dead_letters: vec![d.id],
                         received_at: d.received_at,
+                        first_failed_at: Some(d.first_failed_at),
                     },
                 );
             }
@@ -155,9 +162,13 @@ pub async fn replay_one(
     let started = Instant::now();
     let result = guard(listener.as_ref(), &item.event, &ctx, settings.timeout).await;
     let duration = started.elapsed();
-    let (success, error, records) = match result {
-        Ok(records) => (true, None, records),
-        Err(e) => (false, Some(e.to_string()), Vec::new()),
+    let finished_at = Utc::now();
+    let (success, error, records, dead_letter) = match result {
+        Ok(records) => (true, None, records, None),
+        Err(e) => {
+            let cause = e.dead_letter(item.first_failed_at.unwrap_or(finished_at));
+            (false, Some(e.to_string()), Vec::new(), Some(cause))
+        }
     };
     let run = RunRecord {
         inbox_id: item.inbox_id,
@@ -167,9 +178,9 @@ pub async fn replay_one(
         attempts: attempt,
         error: error.clone(),
         duration,
-        finished_at: Utc::now(),
+        finished_at,
         records,
-        dead_letter: !success,
+        dead_letter,
         fallback: Default::default(),
     };
     store.record(&settings.instance, &[run], None).await?;

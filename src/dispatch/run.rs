@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use rand::Rng;
 use tokio::sync::{mpsc, Semaphore};
@@ -23,7 +23,7 @@ use crate::listeners::{Context, FallbackOf, Listener, ListenerError, Record};
 use crate::metrics::{FailureClass, Outcome};
 use crate::pii::Pii;
 use crate::state::State;
-use crate::store::{RunRecord, StoredEvent};
+use crate::store::{DeadLetterCause, ErrorClass, RunRecord, Stage, StoredEvent};
 
 /// Why one guarded try of a listener did not succeed.
 #[derive(Debug)]
@@ -57,6 +57,26 @@ impl Failure {
             Failure::Listener(_) => FailureClass::Transient,
             Failure::Panicked(_) => FailureClass::Panic,
             Failure::TimedOut(_) => FailureClass::Timeout,
+        }
+    }
+
+    /// The error class its dead letter records.
+    fn dead_letter_class(&self) -> ErrorClass {
+        match self {
+            Failure::Listener(ListenerError::Permanent(_)) => ErrorClass::Permanent,
+            Failure::Listener(_) => ErrorClass::Transient,
+            Failure::Panicked(_) => ErrorClass::Panic,
+            Failure::TimedOut(_) => ErrorClass::Timeout,
+        }
+    }
+
+    /// The dead letter of a run whose last try failed with this, and whose
+    /// first failed at `first_failed_at`.
+    pub(crate) fn dead_letter(&self, first_failed_at: DateTime<Utc>) -> DeadLetterCause {
+        DeadLetterCause {
+            stage: Stage::Run,
+            class: self.dead_letter_class(),
+            first_failed_at,
         }
     }
 
@@ -158,6 +178,7 @@ impl Run {
             return Some((self.skipped(admission, started), Some(class)));
         }
         let mut attempt = 0u32;
+        let mut first_failed_at = None;
         loop {
             attempt += 1;
             let (outcome, error, records) = self.try_with_slot(attempt).await?;
@@ -167,9 +188,10 @@ impl Run {
                 if slot.breaker.record(true) == Transition::Closed {
                     tracing::info!(listener = %slot.name, "The listener's trial run succeeded; circuit closed");
                 }
-                let record = self.record(true, attempt, None, records, started, false);
+                let record = self.record(true, attempt, None, records, started, None);
                 return Some((self.tapped(record, None), None));
             };
+            let first_failed_at = *first_failed_at.get_or_insert_with(Utc::now);
             let retryable = !error.is_permanent()
                 && attempt < slot.retry.max_attempts
                 && !self.settings.stop.is_cancelled()
@@ -186,8 +208,16 @@ impl Run {
                 inbox_id: self.stored.inbox_id,
                 error: message.clone(),
             });
-            let record = self.record(false, attempt, Some(message), Vec::new(), started, true);
             let class = error.class().as_str();
+            let cause = error.dead_letter(first_failed_at);
+            let record = self.record(
+                false,
+                attempt,
+                Some(message),
+                Vec::new(),
+                started,
+                Some(cause),
+            );
             return Some((self.tapped(record, Some(class)), Some(class)));
         }
     }
@@ -207,7 +237,12 @@ impl Run {
             Admission::SkipOpen => "circuit",
             _ => "disabled",
         };
-        let record = self.record(false, 0, Some(why), Vec::new(), started, true);
+        let cause = DeadLetterCause {
+            stage: Stage::Run,
+            class: ErrorClass::Circuit,
+            first_failed_at: Utc::now(),
+        };
+        let record = self.record(false, 0, Some(why), Vec::new(), started, Some(cause));
         self.tapped(record, Some(class))
     }
 
@@ -347,7 +382,7 @@ impl Run {
         error: Option<String>,
         records: Vec<Record>,
         started: Instant,
-        dead_letter: bool,
+        dead_letter: Option<DeadLetterCause>,
     ) -> RunRecord {
         RunRecord {
             inbox_id: self.stored.inbox_id,

@@ -1,7 +1,7 @@
 //! Per listener instance: failures by class, runs in flight, runs waiting
-//! to retry and the circuit's state, beside the run counters and latency
-//! histogram of [`Metrics`](super::Metrics); the label is the instance's
-//! name, bounded by the configuration.
+//! to retry, the circuit's state and pending dead letters, beside the run
+//! counters and latency histogram of [`Metrics`](super::Metrics); the label
+//! is the instance's name, bounded by the configuration.
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -100,6 +100,9 @@ pub struct InstanceMetrics {
     pub retries_waiting: IntGaugeVec,
     /// Each listener's circuit ([`CircuitState::value`]).
     pub circuit_state: IntGaugeVec,
+    /// Pending dead letters of each listener, as last read from the store
+    /// (`app::dead_letter_gauge` refreshes it).
+    pub deadletters_pending: IntGaugeVec,
 }
 
 impl InstanceMetrics {
@@ -136,15 +139,24 @@ impl InstanceMetrics {
             ),
             &["listener"],
         )?;
+        let deadletters_pending = IntGaugeVec::new(
+            Opts::new(
+                name("deadletters_pending"),
+                "Dead letters of each listener not yet retried or replayed, read from the database every 15 s",
+            ),
+            &["listener"],
+        )?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(retries_waiting.clone()))?;
         registry.register(Box::new(circuit_state.clone()))?;
+        registry.register(Box::new(deadletters_pending.clone()))?;
         Ok(InstanceMetrics {
             failures,
             in_flight,
             retries_waiting,
             circuit_state,
+            deadletters_pending,
         })
     }
 

@@ -42,10 +42,12 @@ pub trait AdminStore: Send + Sync {
         audited: bool,
     ) -> Result<(), StoreError>;
 
-    /// Dead letters of `listener`, oldest first: those created at or after
-    /// `since`, of inbox row `inbox_id`, when given; only those not yet
+    /// Dead letters of `listener`'s runs, oldest first: those created at or
+    /// after `since`, of inbox row `inbox_id`, when given; only those not yet
     /// replayed unless `include_replayed`. A dead letter whose inbox row is
-    /// unreadable is logged and left out.
+    /// unreadable is logged and left out, and so is a refused reply's
+    /// (stage `reply`): running the listener again would not send it, the
+    /// reply sender does (`DeadLetterStore::requeue_failed_replies`).
     ///
     /// # Errors
     ///

@@ -150,7 +150,7 @@ mod tests {
             duration: Duration::from_millis(10),
             finished_at: DateTime::<Utc>::from_timestamp(secs, 0).unwrap(),
             records,
-            dead_letter: false,
+            dead_letter: None,
             fallback: Default::default(),
         }
     }

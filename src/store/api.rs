@@ -13,6 +13,7 @@ use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished
 use super::outbox::OutboxStore;
 use super::rotation::RotationStore;
 use super::statistics::StatsStore;
+use super::triage::DeadLetterStore;
 use crate::event::{Event, Quarantined};
 
 /// The database behind the daemon.
@@ -22,7 +23,15 @@ use crate::event::{Event, Quarantined};
 /// multi-row statements.
 #[async_trait]
 pub trait Store:
-    StatsStore + AdminStore + AuditStore + CursorStore + OutboxStore + RotationStore + Send + Sync
+    StatsStore
+    + AdminStore
+    + AuditStore
+    + CursorStore
+    + DeadLetterStore
+    + OutboxStore
+    + RotationStore
+    + Send
+    + Sync
 {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;

@@ -43,6 +43,10 @@ pub enum AuditAction {
     ListListeners,
     /// The admin API listed dead letters.
     ListDeadLetters,
+    /// `deadletters retry`: dead letters run (or their replies queued) again.
+    RetryDeadLetters,
+    /// `deadletters delete`: dead letters deleted.
+    DeleteDeadLetters,
 }
 
 impl AuditAction {
@@ -60,6 +64,8 @@ impl AuditAction {
             AuditAction::ConfigReload => "config-reload",
             AuditAction::ListListeners => "list-listeners",
             AuditAction::ListDeadLetters => "list-deadletters",
+            AuditAction::RetryDeadLetters => "retry-deadletters",
+            AuditAction::DeleteDeadLetters => "delete-deadletters",
         }
     }
 }

@@ -96,7 +96,7 @@ mod tests {
             duration: Duration::from_millis(1),
             finished_at: at(1),
             records,
-            dead_letter: false,
+            dead_letter: None,
             fallback: Default::default(),
         }
     }

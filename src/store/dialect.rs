@@ -98,8 +98,9 @@ pub(crate) trait RecordDialect: Dialect {
 /// A backend's operator writes and the reads whose casts differ.
 #[async_trait]
 pub(crate) trait AdminDialect: Dialect {
-    /// A `DeadLetterRow` per dead letter of listener `$1`, created at or
-    /// after `$2` and of inbox row `$3` unless NULL, replayed ones only if `$4`.
+    /// A `DeadLetterRow` per dead letter of listener `$1`'s runs (not its
+    /// refused replies), created at or after `$2` and of inbox row `$3`
+    /// unless NULL, replayed ones only if `$4`.
     const DEAD_LETTERS: &'static str;
     /// A `LoggedEventRow` per inbox row with a run of listener `$1` logged
     /// at or after `$2` and of inbox row `$3` unless NULL.

@@ -29,8 +29,10 @@ pub struct DeadLetter {
     pub error: Option<String>,
     /// Tries the run took.
     pub attempts: u32,
-    /// When the run was dead-lettered.
+    /// When the run was dead-lettered (its last failure).
     pub created_at: DateTime<Utc>,
+    /// When its first try failed.
+    pub first_failed_at: DateTime<Utc>,
     /// When it was replayed, if it was.
     pub replayed_at: Option<DateTime<Utc>>,
     /// Whether that replay succeeded.
@@ -50,6 +52,7 @@ pub(super) struct DeadLetterRow {
     error: Option<String>,
     attempts: i64,
     created_at: DateTime<Utc>,
+    first_failed_at: DateTime<Utc>,
     replayed_at: Option<DateTime<Utc>>,
     replay_success: Option<bool>,
     event_id: i64,
@@ -88,6 +91,7 @@ impl DeadLetterRow {
             error: self.error,
             attempts: attempts(self.attempts),
             created_at: self.created_at,
+            first_failed_at: self.first_failed_at,
             replayed_at: self.replayed_at,
             replay_success: self.replay_success,
             received_at: self.received_at,

@@ -1,4 +1,5 @@
-//! Persistence: the [`Store`], [`AdminStore`], [`AuditStore`] and [`StatsStore`] traits,
+//! Persistence: the [`Store`], [`AdminStore`], [`AuditStore`], [`StatsStore`] and
+//! [`DeadLetterStore`] traits,
 //! the rows they move, and their PostgreSQL and SQLite implementations side
 //! by side, with one migrations folder per backend. What both backends
 //! share is written once: the rows and their decoding (`model`), the
@@ -30,6 +31,8 @@ mod sql;
 mod sqlite;
 mod statistics;
 mod storable;
+mod triage;
+mod triage_model;
 
 pub use crate::config::{DatabaseUrl, UrlError};
 pub use admin::{AdminStore, PendingDeadLetter};
@@ -52,3 +55,8 @@ pub use postgres::PgStore;
 pub use rotation::{RotatedBatch, RotationStore, SealedTable, WalkFrom};
 pub use sqlite::SqliteStore;
 pub use statistics::{AggregateReport, ErrorCount, ListenerSummary, RetentionReport, StatsStore};
+pub use triage::DeadLetterStore;
+pub use triage_model::{
+    DeadLetterCause, DeadLetterFilter, DeadLetterStatus, DeadLetterSummary, ErrorClass, Stage,
+    UnknownWord,
+};

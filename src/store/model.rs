@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::crypto::Cipher;
+use super::triage_model::DeadLetterCause;
 use crate::event::Event;
 use crate::listeners::Record;
 
@@ -125,9 +126,10 @@ pub struct RunRecord {
     pub finished_at: DateTime<Utc>,
     /// Rows to commit with it.
     pub records: Vec<Record>,
-    /// The run failed for the last time: also write it to
-    /// `event_listeners_deadletter` for `replay`.
-    pub dead_letter: bool,
+    /// The run failed for the last time: also write it, with where and
+    /// how it failed, to `event_listeners_deadletter` for `replay` and
+    /// `deadletters retry`.
+    pub dead_letter: Option<DeadLetterCause>,
     /// How the run is tied to fallback listeners (`[listeners.NAME]
     /// fallback`): none for most runs.
     pub fallback: FallbackLink,

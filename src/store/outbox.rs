@@ -84,7 +84,8 @@ pub trait OutboxStore: Send + Sync {
     async fn mark_reply_pending(&self, id: i64, error: &str) -> Result<(), StoreError>;
     /// Marks reply `id` as sent, as Zulip's message `message_id`.
     async fn mark_reply_sent(&self, id: i64, message_id: i64) -> Result<(), StoreError>;
-    /// Marks reply `id` as failed for good, with `error`.
+    /// Marks reply `id` as failed for good, with `error`, and writes its
+    /// dead letter (stage `reply`, class `permanent`) in the same transaction.
     async fn mark_reply_failed(&self, id: i64, error: &str) -> Result<(), StoreError>;
     /// The message id of the echo of reply `id` in `instance`'s inbox: a
     /// message event stored after inbox row `after` whose top-level
@@ -259,7 +260,29 @@ impl<T: Dialect> OutboxStore for T {
     }
 
     async fn mark_reply_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        update(self, sql::MARK_REPLY_FAILED, id, error).await
+        let now = Utc::now();
+        on_pool!(self.pool(), p => {
+            let mut tx = p.begin().await?;
+            let failed = sqlx::query(sql::MARK_REPLY_FAILED)
+                .bind(id)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            // Only the change to `failed` writes the dead letter, so a
+            // repeated call does not write a second one.
+            if failed > 0 {
+                sqlx::query(sql::REPLY_DEAD_LETTER)
+                    .bind(id)
+                    .bind(error)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     async fn find_reply_echo(

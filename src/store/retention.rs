@@ -1,7 +1,10 @@
-//! The daemon's statistics retention: a task that deletes stats buckets,
-//! event log rows, fully dispatched inbox rows and sent replies older than
-//! `[statistics] retention_days`, shortly after start and then daily.
+//! The daemon's retention: a task that deletes stats buckets, event log
+//! rows, fully dispatched inbox rows and sent replies older than
+//! `[statistics] retention_days`, and one that deletes dead letters (of
+//! any status) whose last failure is older than `[error_handling]
+//! deadletter_retention_days`, each shortly after start and then daily.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,23 +47,89 @@ pub async fn run_retention(
     interval: Duration,
     stop: CancellationToken,
 ) {
+    on_schedule(first_delay, interval, stop, || async {
+        let before = Utc::now() - chrono::Duration::days(i64::from(retention_days));
+        match store.retention(before).await {
+            Ok(report) => log_pass(&report, retention_days),
+            Err(e) => tracing::warn!(
+                error = %e,
+                retry_in_seconds = interval.as_secs(),
+                "Statistics retention failed; the next pass tries again"
+            ),
+        }
+    })
+    .await;
+}
+
+/// Spawns [`run_deadletter_retention`] with the daemon's schedule; it ends
+/// when `stop` is cancelled.
+pub fn spawn_deadletter_retention(
+    store: Arc<dyn Store>,
+    retention_days: u32,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(run_deadletter_retention(
+        store,
+        retention_days,
+        FIRST_PASS_DELAY,
+        PASS_INTERVAL,
+        stop,
+    ))
+}
+
+/// Deletes dead letters, of any status, that last failed more than
+/// `retention_days` ago, after `first_delay`, then every `interval`, until
+/// `stop` is cancelled. A failed pass is logged and tried again at the next.
+pub async fn run_deadletter_retention(
+    store: Arc<dyn Store>,
+    retention_days: u32,
+    first_delay: Duration,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    on_schedule(first_delay, interval, stop, || async {
+        let before = Utc::now() - chrono::Duration::days(i64::from(retention_days));
+        match store.retain_dead_letters(before).await {
+            Ok(0) => tracing::debug!(
+                retention_days,
+                "Dead-letter retention found nothing to delete"
+            ),
+            Ok(deleted) => tracing::info!(
+                retention_days,
+                deleted,
+                "Deleted dead letters older than the dead-letter retention"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                retry_in_seconds = interval.as_secs(),
+                "Dead-letter retention failed; the next pass tries again"
+            ),
+        }
+    })
+    .await;
+}
+
+/// Runs `pass` after `first_delay`, then every `interval`, until `stop` is
+/// cancelled; a pass cut short by `stop` is dropped (its transaction rolls
+/// back).
+async fn on_schedule<F, Fut>(
+    first_delay: Duration,
+    interval: Duration,
+    stop: CancellationToken,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut wait = first_delay;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        let before = Utc::now() - chrono::Duration::days(i64::from(retention_days));
         tokio::select! {
             _ = stop.cancelled() => return,
-            result = store.retention(before) => match result {
-                Ok(report) => log_pass(&report, retention_days),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    retry_in_seconds = interval.as_secs(),
-                    "Statistics retention failed; the next pass tries again"
-                ),
-            },
+            _ = pass() => {}
         }
         wait = interval;
     }

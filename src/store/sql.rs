@@ -258,6 +258,17 @@ pub(crate) const MARK_REPLY_FAILED: &str = "UPDATE event_listeners_replyoutbox
      SET status = 'failed', error = $2, updated_at = $3
      WHERE id = $1 AND status IN ('pending', 'sending')";
 
+/// The dead letter of reply `$1`, refused for good with error `$2` at
+/// `$3`: stage `reply`, class `permanent`, its tries (at least one).
+pub(crate) const REPLY_DEAD_LETTER: &str = "INSERT INTO event_listeners_deadletter
+       (listener_name, inbox_id, event_type, error, attempts, created_at, stage, error_class,
+        first_failed_at, last_failed_at)
+     SELECT o.listener_name, o.inbox_id, i.event_type, $2,
+            CASE WHEN o.attempts > 1 THEN o.attempts ELSE 1 END, $3, 'reply', 'permanent', $3, $3
+     FROM event_listeners_replyoutbox o
+     JOIN event_listeners_inbox i ON i.id = o.inbox_id
+     WHERE o.id = $1";
+
 /// `(message id, raw, queue id, event id, key id)` of instance `$1`'s
 /// message events stored after inbox row `$2` whose raw JSON contains `$3`
 /// (a LIKE pattern), or is encrypted (and so cannot be searched): the

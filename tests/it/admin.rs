@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::dispatch::replay::{self, ReplaySettings};
-use zulip_event_listeners::store::{AuditAction, AuditEntry, AuditOutcome, RunRecord};
+use zulip_event_listeners::store::{AuditAction, AuditEntry, AuditOutcome, ErrorClass, RunRecord};
 
 use crate::support::fake_zulip::FakeOptions;
 use crate::support::*;
@@ -27,7 +27,11 @@ fn run(inbox_id: i64, listener: &str, attempts: u32, dead: bool, at: DateTime<Ut
         duration: Duration::from_millis(2),
         finished_at: at,
         records: vec![],
-        dead_letter: dead,
+        dead_letter: if dead {
+            dead_letter_of(ErrorClass::Transient, at)
+        } else {
+            None
+        },
         fallback: Default::default(),
     }
 }

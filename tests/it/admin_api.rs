@@ -252,7 +252,10 @@ async fn a_replay_over_the_api_reruns_the_dead_letters(backend: Backend) {
         duration: Duration::from_millis(2),
         finished_at: Utc::now(),
         records: vec![],
-        dead_letter: true,
+        dead_letter: dead_letter_of(
+            zulip_event_listeners::store::ErrorClass::Transient,
+            Utc::now(),
+        ),
         fallback: Default::default(),
     };
     s.record("default", &[failed], Some(ids[0])).await.unwrap();
@@ -333,7 +336,10 @@ fn dead_letter(inbox_id: i64) -> RunRecord {
         duration: Duration::from_millis(2),
         finished_at: Utc::now(),
         records: vec![],
-        dead_letter: true,
+        dead_letter: dead_letter_of(
+            zulip_event_listeners::store::ErrorClass::Transient,
+            Utc::now(),
+        ),
         fallback: Default::default(),
     }
 }

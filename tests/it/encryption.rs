@@ -147,7 +147,7 @@ fn run_with_records(inbox_id: i64, n: i64) -> RunRecord {
                 content: format!("hello {n}"),
             }),
         ],
-        dead_letter: false,
+        dead_letter: None,
         fallback: Default::default(),
     }
 }

@@ -11,6 +11,7 @@ mod cli;
 mod content_length;
 mod current_servers;
 mod cursor;
+mod deadletters;
 mod dispatch_defects;
 mod encryption;
 mod exec;

@@ -78,7 +78,7 @@ fn run(inbox_id: i64, records: Vec<Record>) -> RunRecord {
         duration: Duration::from_millis(1),
         finished_at: Utc::now(),
         records,
-        dead_letter: false,
+        dead_letter: None,
         fallback: Default::default(),
     }
 }

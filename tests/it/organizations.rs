@@ -365,7 +365,10 @@ fn dead_run(inbox_id: i64) -> RunRecord {
         duration: Duration::from_millis(2),
         finished_at: Utc::now(),
         records: vec![],
-        dead_letter: true,
+        dead_letter: dead_letter_of(
+            zulip_event_listeners::store::ErrorClass::Transient,
+            Utc::now(),
+        ),
         fallback: Default::default(),
     }
 }

@@ -52,7 +52,7 @@ async fn queue_replies(s: &dyn Store, n: usize) -> i64 {
         duration: Duration::from_millis(1),
         finished_at: chrono::Utc::now(),
         records,
-        dead_letter: false,
+        dead_letter: None,
         fallback: Default::default(),
     };
     s.record("i", &[run], None).await.unwrap();

@@ -49,7 +49,7 @@ fn run(
         duration: Duration::from_millis(millis),
         finished_at,
         records: vec![],
-        dead_letter: false,
+        dead_letter: None,
         fallback: Default::default(),
     }
 }

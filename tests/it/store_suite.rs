@@ -45,7 +45,7 @@ fn run(inbox_id: i64, listener: &str, records: Vec<Record>) -> RunRecord {
         duration: Duration::from_millis(3),
         finished_at: chrono::Utc::now(),
         records,
-        dead_letter: false,
+        dead_letter: None,
         fallback: Default::default(),
     }
 }

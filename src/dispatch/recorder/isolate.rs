@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::{RecorderReport, Writer, Written};
 use crate::metrics::FailureClass;
-use crate::store::{RunRecord, StoreError};
+use crate::store::{DeadLetterCause, ErrorClass, RunRecord, Stage, StoreError};
 
 /// Tries of a group the database refused as part of a larger one.
 const GROUP_REFUSALS: u32 = 1;
@@ -132,11 +132,18 @@ fn unrecordable(run: RunRecord, error: &StoreError) -> RunRecord {
             reason.push('…');
         }
     }
+    // A run that had failed keeps where and how; a successful one whose
+    // rows were refused is permanent: the same rows are refused again.
+    let dead_letter = run.dead_letter.or(Some(DeadLetterCause {
+        stage: Stage::Run,
+        class: ErrorClass::Permanent,
+        first_failed_at: run.finished_at,
+    }));
     RunRecord {
         success: false,
         error: Some(reason),
         records: Vec::new(),
-        dead_letter: true,
+        dead_letter,
         ..run
     }
 }
@@ -163,7 +170,7 @@ mod tests {
                 key: "k".into(),
                 value: serde_json::json!(1),
             }],
-            dead_letter: false,
+            dead_letter: None,
             fallback: Default::default(),
         }
     }
@@ -202,7 +209,7 @@ mod tests {
     fn an_unrecordable_run_fails_without_its_rows_and_says_why() {
         let r = unrecordable(run(7, None), &refusal());
         assert!(!r.success);
-        assert!(r.dead_letter);
+        assert_eq!(r.dead_letter.map(|c| c.class), Some(ErrorClass::Permanent));
         assert!(r.records.is_empty());
         assert_eq!(r.inbox_id, 7);
         let reason = r.error.unwrap();

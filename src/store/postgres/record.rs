@@ -32,6 +32,7 @@ use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
 use crate::store::listener_rows::{listener_data, replies};
 use crate::store::model::{fallback_columns, RunRecord, StoreOptions};
+use crate::store::triage_model::DeadLetterCause;
 
 #[async_trait]
 impl RecordDialect for PgStore {
@@ -170,31 +171,55 @@ impl RecordStatement {
     }
 
     fn dead_letters(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
-        let dead: Vec<&RunRecord> = runs.iter().filter(|r| r.dead_letter).collect();
+        let dead: Vec<(&RunRecord, &DeadLetterCause)> = runs
+            .iter()
+            .filter_map(|r| r.dead_letter.as_ref().map(|c| (r, c)))
+            .collect();
         if dead.is_empty() {
             return Ok(());
         }
-        let names = self.bind(dead.iter().map(|r| &*r.listener).collect::<Vec<_>>())?;
-        let inbox = self.bind(dead.iter().map(|r| r.inbox_id).collect::<Vec<_>>())?;
-        let types = self.bind(dead.iter().map(|r| &*r.event_type).collect::<Vec<_>>())?;
-        let errors = self.bind(dead.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())?;
-        let tries = self.bind(
+        let names = self.bind(dead.iter().map(|(r, _)| &*r.listener).collect::<Vec<_>>())?;
+        let inbox = self.bind(dead.iter().map(|(r, _)| r.inbox_id).collect::<Vec<_>>())?;
+        let types = self.bind(dead.iter().map(|(r, _)| &*r.event_type).collect::<Vec<_>>())?;
+        let errors = self.bind(
             dead.iter()
-                .map(|r| attempts(r.attempts))
+                .map(|(r, _)| r.error.as_deref())
                 .collect::<Vec<_>>(),
         )?;
-        let times = self.bind(dead.iter().map(|r| r.finished_at).collect::<Vec<_>>())?;
+        let tries = self.bind(
+            dead.iter()
+                .map(|(r, _)| attempts(r.attempts))
+                .collect::<Vec<_>>(),
+        )?;
+        let times = self.bind(dead.iter().map(|(r, _)| r.finished_at).collect::<Vec<_>>())?;
+        let stages = self.bind(
+            dead.iter()
+                .map(|(_, c)| c.stage.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        let classes = self.bind(
+            dead.iter()
+                .map(|(_, c)| c.class.as_str())
+                .collect::<Vec<_>>(),
+        )?;
+        let firsts = self.bind(
+            dead.iter()
+                .map(|(r, c)| c.first_failed_at.min(r.finished_at))
+                .collect::<Vec<_>>(),
+        )?;
         let (fb_names, fb_outcomes): (Vec<_>, Vec<_>) =
-            dead.iter().map(|r| fallback_columns(r)).unzip();
+            dead.iter().map(|(r, _)| fallback_columns(r)).unzip();
         let fb_names = self.bind(fb_names)?;
         let fb_outcomes = self.bind(fb_outcomes)?;
         self.parts.push(format!(
             "INSERT INTO event_listeners_deadletter
-               (listener_name, inbox_id, event_type, error, attempts, created_at,
-                fallback_listener, fallback_outcome)
-             SELECT * FROM UNNEST({names}::text[], {inbox}::int8[], {types}::text[],
-               {errors}::text[], {tries}::int4[], {times}::timestamptz[],
-               {fb_names}::text[], {fb_outcomes}::text[])"
+               (listener_name, inbox_id, event_type, error, attempts, created_at, stage,
+                error_class, first_failed_at, last_failed_at, fallback_listener, fallback_outcome)
+             SELECT n, i, t, e, a, at, s, c, f, at, fl, fo FROM UNNEST({names}::text[],
+               {inbox}::int8[], {types}::text[], {errors}::text[], {tries}::int4[],
+               {times}::timestamptz[], {stages}::text[], {classes}::text[], {firsts}::timestamptz[],
+               {fb_names}::text[], {fb_outcomes}::text[])
+               AS u(n, i, t, e, a, at, s, c, f, fl, fo)"
         ));
         Ok(())
     }

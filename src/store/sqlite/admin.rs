@@ -14,11 +14,11 @@ use crate::store::error::StoreError;
 impl AdminDialect for SqliteStore {
     const DEAD_LETTERS: &'static str =
         "SELECT d.id, d.inbox_id, d.event_type, d.error, d.attempts, d.created_at,
-                d.replayed_at, d.replay_success, i.event_id, i.backfilled, i.raw, i.received_at,
+                d.first_failed_at, d.replayed_at, d.replay_success, i.event_id, i.backfilled, i.raw, i.received_at,
                 i.instance, i.queue_id, i.key_id
          FROM event_listeners_deadletter d
          JOIN event_listeners_inbox i ON i.id = d.inbox_id
-         WHERE d.listener_name = $1
+         WHERE d.listener_name = $1 AND d.stage <> 'reply'
            AND ($2 IS NULL OR d.created_at >= $2)
            AND ($3 IS NULL OR d.inbox_id = $3)
            AND ($4 OR d.replayed_at IS NULL)

@@ -17,6 +17,7 @@ use crate::store::dialect::RecordDialect;
 use crate::store::error::StoreError;
 use crate::store::listener_rows::{listener_data, replies, DataRow, ReplyRow};
 use crate::store::model::{fallback_columns, RunRecord, StoreOptions};
+use crate::store::triage_model::DeadLetterCause;
 
 #[async_trait]
 impl RecordDialect for SqliteStore {
@@ -201,26 +202,34 @@ async fn upsert_stats(
     Ok(())
 }
 
-/// Inserts one `event_listeners_deadletter` row per run of `runs` marked
-/// [`RunRecord::dead_letter`], in multi-row statements.
+/// Inserts one `event_listeners_deadletter` row per run of `runs` with a
+/// [`RunRecord::dead_letter`] cause, in multi-row statements.
 async fn insert_dead_letters(
     tx: &mut Transaction<'_, Sqlite>,
     runs: &[RunRecord],
 ) -> Result<(), sqlx::Error> {
-    let dead: Vec<&RunRecord> = runs.iter().filter(|r| r.dead_letter).collect();
+    let dead: Vec<(&RunRecord, &DeadLetterCause)> = runs
+        .iter()
+        .filter_map(|r| r.dead_letter.as_ref().map(|c| (r, c)))
+        .collect();
     for chunk in dead.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO event_listeners_deadletter
-               (listener_name, inbox_id, event_type, error, attempts, created_at,
-                fallback_listener, fallback_outcome) ",
+               (listener_name, inbox_id, event_type, error, attempts, created_at, stage,
+                error_class, first_failed_at, last_failed_at, fallback_listener,
+                fallback_outcome) ",
         );
-        q.push_values(chunk, |mut b, r| {
+        q.push_values(chunk, |mut b, (r, c)| {
             let (fb_name, fb_outcome) = fallback_columns(r);
             b.push_bind(&*r.listener)
                 .push_bind(r.inbox_id)
                 .push_bind(&*r.event_type)
                 .push_bind(r.error.as_deref())
                 .push_bind(i64::from(r.attempts))
+                .push_bind(r.finished_at)
+                .push_bind(c.stage.as_str())
+                .push_bind(c.class.as_str())
+                .push_bind(c.first_failed_at.min(r.finished_at))
                 .push_bind(r.finished_at)
                 .push_bind(fb_name)
                 .push_bind(fb_outcome);

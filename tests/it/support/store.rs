@@ -99,3 +99,15 @@ pub async fn append_messages(
         .map(Option::unwrap)
         .collect()
 }
+
+/// The dead letter of a run whose tries failed as `class`, the first at `first`.
+pub fn dead_letter_of(
+    class: store::ErrorClass,
+    first: chrono::DateTime<chrono::Utc>,
+) -> Option<store::DeadLetterCause> {
+    Some(store::DeadLetterCause {
+        stage: store::Stage::Run,
+        class,
+        first_failed_at: first,
+    })
+}
