@@ -28,6 +28,7 @@ mod message_log;
 mod message_log_store;
 mod operations;
 mod organizations;
+mod packaging;
 mod poison;
 mod poison_pages;
 mod ready;
