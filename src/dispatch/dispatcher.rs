@@ -41,8 +41,8 @@ use super::recorder::Recording;
 use super::route::route;
 use super::run::Run;
 use super::settings::DispatcherSettings;
-use crate::listeners::{Instance, Listener};
-use crate::metrics::Outcome;
+use crate::listeners::{interested, Instance, Listener};
+use crate::metrics::{DiscardReason, Outcome};
 use crate::state::State;
 use crate::store::StoredEvent;
 
@@ -94,11 +94,16 @@ impl Dispatcher {
             })
             .collect();
         let max = settings.max_concurrent.max(1);
+        let admission = Arc::new(Semaphore::new(max * ADMISSION_FACTOR));
+        let running = Arc::new(Semaphore::new(max));
+        let buffers = &state.metrics.buffers;
+        buffers.watch_semaphore("dispatch_admission", &admission, max * ADMISSION_FACTOR);
+        buffers.watch_semaphore("run_slots", &running, max);
         Dispatcher {
             slots,
             listeners,
-            admission: Arc::new(Semaphore::new(max * ADMISSION_FACTOR)),
-            running: Arc::new(Semaphore::new(max)),
+            admission,
+            running,
             lanes: Arc::default(),
             settings: Arc::new(settings),
             outcomes,
@@ -168,6 +173,17 @@ impl Dispatcher {
             &stored.event,
             Utc::now(),
         );
+        let metrics = &self.state.metrics;
+        if !route.owned {
+            for i in interested(&self.listeners, stored.event.event_type()) {
+                let slot = &self.slots[i];
+                if !already_done.iter().any(|d| **d == *slot.name) {
+                    metrics
+                        .discards
+                        .count(&slot.name, DiscardReason::NotPartition, 1);
+                }
+            }
+        }
         let mut targets = Vec::new();
         for (i, skip) in route.runs {
             let slot = &self.slots[i];
@@ -176,11 +192,11 @@ impl Dispatcher {
             }
             match skip {
                 Some(reason) => {
-                    self.state
-                        .metrics
+                    metrics
                         .events_processed
                         .with_label_values(&[&slot.name, Outcome::Skipped.as_str()])
                         .inc();
+                    metrics.discards.count(&slot.name, reason.discard(), 1);
                     tracing::debug!(listener = %slot.name, inbox_id = stored.inbox_id, reason = reason.as_str(), "Skipping a run");
                 }
                 None => targets.push(i),

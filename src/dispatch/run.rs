@@ -19,7 +19,7 @@ use super::recorder::Recording;
 use super::settings::{retry_delay, DispatcherSettings};
 use crate::event::Event;
 use crate::listeners::{Context, Listener, ListenerError, Record};
-use crate::metrics::{FailureClass, Outcome};
+use crate::metrics::{self, DiscardReason, FailureClass, Outcome};
 use crate::pii::Pii;
 use crate::state::State;
 use crate::store::{RunRecord, StoredEvent};
@@ -128,6 +128,13 @@ impl Run {
         }
     }
 
+    fn discarded(&self, reason: DiscardReason) {
+        self.state
+            .metrics
+            .discards
+            .count(&self.slot().name, reason, 1);
+    }
+
     fn count(&self, outcome: Outcome) {
         self.state
             .metrics
@@ -170,6 +177,7 @@ impl Run {
             let message = error.to_string();
             self.trip_breaker().await;
             self.count(Outcome::DeadLettered);
+            self.discarded(DiscardReason::DeadLettered);
             self.notify(Notice::DeadLettered {
                 listener: slot.name.to_string(),
                 inbox_id: self.stored.inbox_id,
@@ -182,8 +190,10 @@ impl Run {
     /// The record of a run the breaker skips (open circuit, disabled).
     fn skipped(&self, admission: Admission, started: Instant) -> RunRecord {
         let why = if admission == Admission::SkipOpen {
+            self.discarded(DiscardReason::CircuitOpen);
             "skipped: the listener's circuit is open".to_owned()
         } else {
+            self.discarded(DiscardReason::Disabled);
             format!(
                 "skipped: the listener is disabled ({})",
                 self.slot().breaker.disabled().unwrap_or_default()
@@ -278,7 +288,11 @@ impl Run {
             received_at: Some(self.stored.received_at),
         };
         let event: &Event = &self.stored.event;
-        let failure = match guard(slot.listener.as_ref(), event, &ctx, slot.timeout).await {
+        let executing = slot.handles.instance.executing();
+        let tried = guard(slot.listener.as_ref(), event, &ctx, slot.timeout);
+        let tried = metrics::scoped(slot.handles.own_message.clone(), tried).await;
+        drop(executing);
+        let failure = match tried {
             Ok(records) => return (Outcome::Success, None, records),
             Err(f) => f,
         };

@@ -11,6 +11,7 @@ mod cli;
 mod content_length;
 mod current_servers;
 mod cursor;
+mod discards;
 mod dispatch_defects;
 mod encryption;
 mod exec;
