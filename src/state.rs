@@ -99,6 +99,8 @@ pub struct State {
     /// Notified by the recorder when it has committed replies to the
     /// outbox: wakes the reply sender.
     pub replies_queued: tokio::sync::Notify,
+    /// Spans of events whose replies are not sent yet (with tracing on).
+    pub held_spans: crate::telemetry::HeldSpans,
 }
 
 /// Why a listener is disabled when the operator who disabled it gave no

@@ -1,6 +1,16 @@
-//! Logging: a `tracing` subscriber writing text or JSON lines to stderr
-//! (journald under systemd) or appending to a file that SIGHUP reopens, so
-//! both of logrotate's ways (`copytruncate`, or move + `reload`) are safe.
+//! Logging and traces: a `tracing` subscriber writing text or JSON lines
+//! to stderr (journald under systemd) or appending to a file that SIGHUP
+//! reopens, so both of logrotate's ways (`copytruncate`, or move +
+//! `reload`) are safe; and, with `[telemetry] otlp_endpoint`, a second
+//! layer exporting the spans of `spans.rs` over OTLP (`otlp.rs`). Without
+//! the endpoint that layer is not installed at all.
+
+mod otlp;
+mod spans;
+
+pub(crate) use otlp::{Tracing, TracingError};
+pub(crate) use spans::HeldSpans;
+pub(crate) use spans::TARGET;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
@@ -8,9 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, LoggingConfig};
+use crate::config::{LogFormat, LoggingConfig, TelemetryConfig};
 
 /// A log file opened in append mode that can be reopened in place.
 #[derive(Clone, Debug)]
@@ -80,31 +93,78 @@ impl<'a> MakeWriter<'a> for LogFile {
     }
 }
 
+/// Why the subscriber could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InitError {
+    /// The log file cannot be opened.
+    #[error("cannot open the log file: {0}")]
+    LogFile(#[from] io::Error),
+    /// The OTLP exporter cannot be built.
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
+}
+
+/// What [`init`] set up: the log file, to reopen on SIGHUP, and the
+/// exporter, to shut down last.
+pub(crate) struct Telemetry {
+    pub(crate) log_file: Option<LogFile>,
+    pub(crate) tracing: Option<Tracing>,
+}
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
-/// configured level. Returns the log file, to reopen on SIGHUP.
+/// configured level; it never turns the log output to the trace spans.
 ///
 /// # Errors
 ///
-/// The I/O error when the log file cannot be opened.
-pub(crate) fn init(cfg: &LoggingConfig) -> io::Result<Option<LogFile>> {
-    let filter = EnvFilter::try_from_default_env()
+/// The I/O error when the log file cannot be opened, or why the OTLP
+/// exporter cannot be built.
+pub(crate) fn init(cfg: &LoggingConfig, traces: &TelemetryConfig) -> Result<Telemetry, InitError> {
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    if let Ok(off) = format!("{TARGET}=off").parse() {
+        filter = filter.add_directive(off);
+    }
     let file = cfg.file.as_deref().map(LogFile::open).transpose()?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // try_init: a second call (tests) keeps the first subscriber.
-    let _ = match (&file, cfg.format) {
-        (Some(f), LogFormat::Json) => builder.json().with_writer(f.clone()).try_init(),
-        (Some(f), LogFormat::Text) => builder.with_ansi(false).with_writer(f.clone()).try_init(),
-        (None, LogFormat::Json) => builder.json().with_writer(io::stderr).try_init(),
+    let tracing = match otlp::layer(traces)? {
+        Some((tracing, spans)) => {
+            let lines = log_lines(file.as_ref(), cfg.format).with_filter(filter);
+            let _ = tracing_subscriber::registry()
+                .with(spans)
+                .with(lines)
+                .try_init();
+            Some(tracing)
+        }
+        None => {
+            let lines = log_lines(file.as_ref(), cfg.format).with_filter(filter);
+            let _ = tracing_subscriber::registry().with(lines).try_init();
+            None
+        }
+    };
+    Ok(Telemetry {
+        log_file: file,
+        tracing,
+    })
+}
+
+/// The layer writing log lines to `file` or stderr in `format`.
+fn log_lines<S>(file: Option<&LogFile>, format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let layer = tracing_subscriber::fmt::layer();
+    match (file, format) {
+        (Some(f), LogFormat::Json) => layer.json().with_writer(f.clone()).boxed(),
+        (Some(f), LogFormat::Text) => layer.with_ansi(false).with_writer(f.clone()).boxed(),
+        (None, LogFormat::Json) => layer.json().with_writer(io::stderr).boxed(),
         // Colour only for a person at a terminal: journald and redirects
         // would store the escape codes.
-        (None, LogFormat::Text) => builder
+        (None, LogFormat::Text) => layer
             .with_ansi(io::stderr().is_terminal())
             .with_writer(io::stderr)
-            .try_init(),
-    };
-    Ok(file)
+            .boxed(),
+    }
 }
 
 /// Reopens `file` on every SIGHUP (systemd's `ExecReload`, logrotate's

@@ -45,6 +45,7 @@ use crate::listeners::{interested, Instance, Listener};
 use crate::metrics::{DiscardReason, Outcome};
 use crate::state::State;
 use crate::store::StoredEvent;
+use crate::telemetry;
 
 /// How many inbox ids a drain that runs out of time names in its log.
 const DRAIN_NAMED_EVENTS: usize = 20;
@@ -134,6 +135,10 @@ impl Dispatcher {
         }
         let key = ordering_key(&stored.event);
         let targets = self.targets(&stored, already_done);
+        // The trace's root; its runs' tries and replies are its children.
+        let trace = tracing::info_span!(target: telemetry::TARGET, "event",
+            org = %self.settings.org, event_type = stored.event.event_type(),
+            inbox_id = stored.inbox_id, event_id = stored.event.id(), runs = targets.len());
         self.progress.begin(stored.inbox_id, targets.len());
         if targets.is_empty() {
             tracing::debug!(
@@ -157,7 +162,7 @@ impl Dispatcher {
             let lanes = std::iter::once(key.clone())
                 .chain(touched.iter().map(|&id| OrderingKey::Message(id)))
                 .map(|k| (i, k));
-            self.spawn_run(i, lanes, &stored, &event_type, permit);
+            self.spawn_run(i, lanes, &stored, &event_type, permit, &trace);
         }
     }
 
@@ -214,6 +219,7 @@ impl Dispatcher {
         stored: &Arc<StoredEvent>,
         event_type: &Arc<str>,
         permit: OwnedSemaphorePermit,
+        trace: &tracing::Span,
     ) {
         // Taken here, in dispatch order, so the lanes keep event order.
         let mut turn = self.lanes.enter_all(lanes);
@@ -227,6 +233,7 @@ impl Dispatcher {
             notices: self.notices.clone(),
             outcomes: self.outcomes.clone(),
             state: self.state.clone(),
+            trace: trace.clone(),
         };
         let outcomes = self.outcomes.clone();
         let lanes = self.lanes.clone();

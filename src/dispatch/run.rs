@@ -11,6 +11,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use rand::Rng;
 use tokio::sync::{mpsc, Semaphore};
+use tracing::Instrument;
 
 use super::breaker::{Admission, Transition};
 use super::control::Slot;
@@ -23,6 +24,7 @@ use crate::metrics::{self, DiscardReason, FailureClass, Outcome};
 use crate::pii::Pii;
 use crate::state::State;
 use crate::store::{RunRecord, StoredEvent};
+use crate::telemetry;
 
 /// Why one guarded try of a listener did not succeed.
 #[derive(Debug)]
@@ -113,6 +115,8 @@ pub(super) struct Run {
     pub(super) notices: Option<mpsc::Sender<Notice>>,
     pub(super) outcomes: mpsc::Sender<Recording>,
     pub(super) state: Arc<State>,
+    /// The event's span: each try's is its child.
+    pub(super) trace: tracing::Span,
 }
 
 impl Run {
@@ -164,6 +168,13 @@ impl Run {
                 if slot.breaker.record(true) == Transition::Closed {
                     tracing::info!(listener = %slot.name, "The listener's trial run succeeded; circuit closed");
                 }
+                let replies = records
+                    .iter()
+                    .filter(|r| matches!(r, Record::Reply(_)))
+                    .count();
+                self.state
+                    .held_spans
+                    .hold(self.stored.inbox_id, &self.trace, replies);
                 return Some(self.record(true, attempt, None, records, started, false));
             };
             let retryable = !error.is_permanent()
@@ -288,14 +299,22 @@ impl Run {
             received_at: Some(self.stored.received_at),
         };
         let event: &Event = &self.stored.event;
+        let span = tracing::info_span!(target: telemetry::TARGET, parent: &self.trace,
+            "listener attempt", listener = %slot.name, attempt, outcome = tracing::field::Empty);
         let executing = slot.handles.instance.executing();
         let tried = guard(slot.listener.as_ref(), event, &ctx, slot.timeout);
-        let tried = metrics::scoped(slot.handles.own_message.clone(), tried).await;
+        let tried = metrics::scoped(slot.handles.own_message.clone(), tried)
+            .instrument(span.clone())
+            .await;
         drop(executing);
         let failure = match tried {
-            Ok(records) => return (Outcome::Success, None, records),
+            Ok(records) => {
+                span.record("outcome", Outcome::Success.as_str());
+                return (Outcome::Success, None, records);
+            }
             Err(f) => f,
         };
+        span.record("outcome", failure.outcome().as_str());
         slot.handles.instance.failed(failure.class());
         match &failure {
             Failure::Listener(e) => {

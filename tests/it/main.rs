@@ -42,5 +42,6 @@ mod store_suite;
 mod streaming;
 mod support;
 mod tls;
+mod traces;
 mod unreachable_db;
 mod webhook;
