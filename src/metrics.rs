@@ -6,16 +6,22 @@
 //! run outcomes, poll error reasons, a fixed list of Zulip event types
 //! (anything else is `other`), never ids or free text.
 
+mod buffers;
+mod discards;
 mod instances;
 mod labels;
 mod organizations;
+mod runs;
 
+pub(crate) use buffers::BufferMetrics;
+pub(crate) use discards::{own_message, scoped, DiscardMetrics, DiscardReason};
 pub(crate) use instances::{CircuitState, FailureClass, InstanceHandles};
 pub(crate) use labels::type_label;
 pub(crate) use labels::Outcome;
 pub(crate) use organizations::render_organizations;
+pub(crate) use runs::RunHandles;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus::{
@@ -54,6 +60,8 @@ pub struct Metrics {
     pub rate_limit_wait_seconds: CounterVec,
     /// Requests left in the poll's rate-limit budget (-1 until Zulip said).
     pub rate_limit_remaining: IntGauge,
+    /// Requests the poll's rate-limit window allows (-1 until Zulip said).
+    pub rate_limit_limit: IntGauge,
     /// Suspends and clock jumps that made the poll loop start afresh.
     pub clock_jumps: IntCounter,
     /// Queues registered.
@@ -81,6 +89,10 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Failures by class and runs in flight, per listener instance.
     pub instances: instances::InstanceMetrics,
+    /// Events discarded, by listener, reason and intent.
+    pub discards: DiscardMetrics,
+    /// The bounded queues' fill against their capacity.
+    pub buffers: BufferMetrics,
     /// Replies, by listener and outcome (`sent`, `deduplicated`,
     /// `dead_lettered`, `retried`).
     pub replies: IntCounterVec,
@@ -211,6 +223,10 @@ impl Metrics {
                 name("rate_limit_remaining"),
                 "Requests left in the rate-limit budget the last GET /events answer reported (-1 until one did)"
             )),
+            rate_limit_limit: reg!(IntGauge::new(
+                name("rate_limit_limit"),
+                "Requests per window the last GET /events answer's X-RateLimit-Limit allowed (-1 until one said)"
+            )),
             clock_jumps: reg!(IntCounter::new(
                 name("clock_jumps_total"),
                 "Suspends or wall-clock jumps after which the poll loop aborted its poll and reset its backoff"
@@ -268,6 +284,10 @@ impl Metrics {
             )),
             instances: instances::InstanceMetrics::register(&registry, name)
                 .expect("valid, unique metric definitions"),
+            discards: DiscardMetrics::register(&registry, name)
+                .expect("valid, unique metric definitions"),
+            buffers: BufferMetrics::register(&registry, name)
+                .expect("valid, unique metric definitions"),
             replies: reg!(IntCounterVec::new(
                 Opts::new(
                     name("replies_total"),
@@ -301,58 +321,13 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         m.rate_limit_remaining.set(-1);
+        m.rate_limit_limit.set(-1);
         #[cfg(target_os = "linux")]
         if org.is_none() {
             // Fails only if registered twice; then the first one serves.
             let _ = m.registry.register(Box::new(process::Process::new(PREFIX)));
         }
         m
-    }
-
-    /// Counts one listener run (the tests' shortcut; runs use [`RunHandles`]).
-    #[cfg(test)]
-    pub fn record_run(&self, listener: &str, outcome: Outcome, seconds: f64) {
-        self.events_processed
-            .with_label_values(&[listener, outcome.as_str()])
-            .inc();
-        if matches!(
-            outcome,
-            Outcome::Success | Outcome::Failure | Outcome::Timeout
-        ) {
-            self.run_counts.0.fetch_add(1, Ordering::Relaxed);
-        }
-        if matches!(outcome, Outcome::Failure | Outcome::Timeout) {
-            self.run_counts.1.fetch_add(1, Ordering::Relaxed);
-        }
-        if outcome != Outcome::Skipped {
-            self.run_duration
-                .with_label_values(&[listener])
-                .observe(seconds);
-        }
-    }
-
-    /// Pre-resolved counters of one listener, for the hot path.
-    pub fn run_handles(&self, listener: &str) -> RunHandles {
-        let c = |o: Outcome| {
-            self.events_processed
-                .with_label_values(&[listener, o.as_str()])
-        };
-        RunHandles {
-            success: c(Outcome::Success),
-            failure: c(Outcome::Failure),
-            timeout: c(Outcome::Timeout),
-            duration: self.run_duration.with_label_values(&[listener]),
-            counts: self.run_counts.clone(),
-            instance: self.instances.handles(listener),
-        }
-    }
-
-    /// Total runs and failed runs (failure + timeout) so far.
-    pub fn run_totals(&self) -> (u64, u64) {
-        (
-            self.run_counts.0.load(Ordering::Relaxed),
-            self.run_counts.1.load(Ordering::Relaxed),
-        )
     }
 
     /// The Prometheus text exposition of every metric.
@@ -372,35 +347,6 @@ fn encode(families: &[prometheus::proto::MetricFamily]) -> String {
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(families, &mut buf);
     String::from_utf8(buf).unwrap_or_default()
-}
-
-/// One listener's run counters, resolved once.
-#[derive(Clone)]
-pub struct RunHandles {
-    success: IntCounter,
-    failure: IntCounter,
-    timeout: IntCounter,
-    duration: Histogram,
-    counts: Arc<(AtomicU64, AtomicU64)>,
-    /// Failures by class and runs in flight.
-    pub instance: InstanceHandles,
-}
-
-impl RunHandles {
-    /// Counts one finished run (success, failure or timeout).
-    pub fn record(&self, outcome: Outcome, seconds: f64) {
-        let counter = match outcome {
-            Outcome::Success => &self.success,
-            Outcome::Timeout => &self.timeout,
-            _ => &self.failure,
-        };
-        counter.inc();
-        self.duration.observe(seconds);
-        self.counts.0.fetch_add(1, Ordering::Relaxed);
-        if outcome != Outcome::Success {
-            self.counts.1.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 #[cfg(test)]

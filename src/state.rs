@@ -105,6 +105,8 @@ pub struct State {
     /// The tap: the dispatchers publish to it, `GET /admin/tap` reads it.
     /// Every organization's state shares the daemon's.
     pub(crate) tap: Arc<Tap>,
+    /// Spans of events whose replies are not sent yet (with tracing on).
+    pub held_spans: crate::telemetry::HeldSpans,
 }
 
 /// The last configuration reload, as `/health` shows it.

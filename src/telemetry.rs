@@ -1,8 +1,18 @@
-//! Logging: a `tracing` subscriber writing text or JSON lines to stderr
-//! (journald under systemd) or appending to a file that SIGHUP reopens, so
-//! both of logrotate's ways (`copytruncate`, or move + `reload`) are safe.
-//! The level filter sits behind a `reload` layer, so a configuration
-//! reload changes it in place ([`set_level`]) unless `RUST_LOG` set it.
+//! Logging and traces: a `tracing` subscriber writing text or JSON lines
+//! to stderr (journald under systemd) or appending to a file that SIGHUP
+//! reopens, so both of logrotate's ways (`copytruncate`, or move +
+//! `reload`) are safe; and, with `[telemetry] otlp_endpoint`, a second
+//! layer exporting the spans of `spans.rs` over OTLP (`otlp.rs`). Without
+//! the endpoint that layer is not installed at all. The log lines' level
+//! filter sits behind a `reload` layer, so a configuration reload changes
+//! it in place ([`set_level`]) unless `RUST_LOG` set it.
+
+mod otlp;
+mod spans;
+
+pub(crate) use otlp::{Tracing, TracingError};
+pub(crate) use spans::HeldSpans;
+pub(crate) use spans::TARGET;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
@@ -14,7 +24,7 @@ use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-use crate::config::{LogFormat, LoggingConfig};
+use crate::config::{LogFormat, LoggingConfig, TelemetryConfig};
 
 /// A log file opened in append mode that can be reopened in place.
 #[derive(Clone, Debug)]
@@ -84,50 +94,92 @@ impl<'a> MakeWriter<'a> for LogFile {
     }
 }
 
-/// The subscriber below the formatting layer: the registry and the
-/// reloadable level filter.
-type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+/// The trace spans' layer, when `[telemetry] otlp_endpoint` is set.
+type Spans = Option<Box<dyn Layer<Registry> + Send + Sync>>;
 
-/// The handle that changes the level filter, once the subscriber is
-/// installed with the configured level (`None` inside: `RUST_LOG` set it).
-static LEVEL: OnceLock<Option<reload::Handle<EnvFilter, Registry>>> = OnceLock::new();
+/// The subscriber below the log lines' layer: the registry and the spans.
+type Below = Layered<Spans, Registry>;
+
+/// The handle that changes the log lines' level filter, once the subscriber
+/// is installed with the configured level (`None` inside: `RUST_LOG` set it).
+static LEVEL: OnceLock<Option<reload::Handle<EnvFilter, Below>>> = OnceLock::new();
+
+/// Why the subscriber could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InitError {
+    /// The log file cannot be opened.
+    #[error("cannot open the log file: {0}")]
+    LogFile(#[from] io::Error),
+    /// The OTLP exporter cannot be built.
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
+}
+
+/// What [`init`] set up: the log file, to reopen on SIGHUP, and the
+/// exporter, to shut down last.
+pub(crate) struct Telemetry {
+    pub(crate) log_file: Option<LogFile>,
+    pub(crate) tracing: Option<Tracing>,
+}
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
-/// configured level. Returns the log file, to reopen on SIGHUP.
+/// configured level; it never turns the log output to the trace spans.
 ///
 /// # Errors
 ///
-/// The I/O error when the log file cannot be opened.
-pub(crate) fn init(cfg: &LoggingConfig) -> io::Result<Option<LogFile>> {
+/// The I/O error when the log file cannot be opened, or why the OTLP
+/// exporter cannot be built.
+pub(crate) fn init(cfg: &LoggingConfig, traces: &TelemetryConfig) -> Result<Telemetry, InitError> {
     let from_env = EnvFilter::try_from_default_env().ok();
     let overridden = from_env.is_some();
     let filter = from_env
         .or_else(|| EnvFilter::try_new(&cfg.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let file = cfg.file.as_deref().map(LogFile::open).transpose()?;
-    let (filter, handle) = reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer();
-    let output: Box<dyn Layer<Filtered> + Send + Sync> = match (&file, cfg.format) {
-        (Some(f), LogFormat::Json) => fmt.json().with_writer(f.clone()).boxed(),
-        (Some(f), LogFormat::Text) => fmt.with_ansi(false).with_writer(f.clone()).boxed(),
-        (None, LogFormat::Json) => fmt.json().with_writer(io::stderr).boxed(),
-        // Colour only for a person at a terminal: journald and redirects
-        // would store the escape codes.
-        (None, LogFormat::Text) => fmt
-            .with_ansi(io::stderr().is_terminal())
-            .with_writer(io::stderr)
-            .boxed(),
+    let (tracing, spans): (Option<Tracing>, Spans) = match otlp::layer(traces)? {
+        Some((tracing, spans)) => (Some(tracing), Some(spans.boxed())),
+        None => (None, None),
     };
+    let (filter, handle) = reload::Layer::new(without_spans(filter));
+    let lines = log_lines(file.as_ref(), cfg.format).with_filter(filter);
     // try_init: a second call (tests) keeps the first subscriber.
     if tracing_subscriber::registry()
-        .with(filter)
-        .with(output)
+        .with(spans)
+        .with(lines)
         .try_init()
         .is_ok()
     {
         let _ = LEVEL.set((!overridden).then_some(handle));
     }
-    Ok(file)
+    Ok(Telemetry {
+        log_file: file,
+        tracing,
+    })
+}
+
+/// `filter` with the trace spans' target turned off: they are exported,
+/// never written as log lines.
+fn without_spans(filter: EnvFilter) -> EnvFilter {
+    match format!("{TARGET}=off").parse() {
+        Ok(off) => filter.add_directive(off),
+        Err(_) => filter,
+    }
+}
+
+/// The layer writing log lines to `file` or stderr in `format`.
+fn log_lines(file: Option<&LogFile>, format: LogFormat) -> Box<dyn Layer<Below> + Send + Sync> {
+    let layer = tracing_subscriber::fmt::layer();
+    match (file, format) {
+        (Some(f), LogFormat::Json) => layer.json().with_writer(f.clone()).boxed(),
+        (Some(f), LogFormat::Text) => layer.with_ansi(false).with_writer(f.clone()).boxed(),
+        (None, LogFormat::Json) => layer.json().with_writer(io::stderr).boxed(),
+        // Colour only for a person at a terminal: journald and redirects
+        // would store the escape codes.
+        (None, LogFormat::Text) => layer
+            .with_ansi(io::stderr().is_terminal())
+            .with_writer(io::stderr)
+            .boxed(),
+    }
 }
 
 /// What [`set_level`] did.
@@ -154,7 +206,9 @@ pub(crate) fn set_level(level: &str) -> Result<LevelChange, String> {
         return Ok(LevelChange::Overridden);
     };
     let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-    handle.reload(filter).map_err(|e| e.to_string())?;
+    handle
+        .reload(without_spans(filter))
+        .map_err(|e| e.to_string())?;
     Ok(LevelChange::Applied)
 }
 

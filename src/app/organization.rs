@@ -226,6 +226,8 @@ impl Organization {
         let instance = self.name().to_owned();
         let progress = Arc::new(Progress::default());
         let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
+        let buffers = &self.state.metrics.buffers;
+        buffers.watch_channel("recorder_outcomes", &tx);
         let give_up = CancellationToken::new();
         let recorder: JoinHandle<RecorderReport> = tokio::spawn(
             Recorder::new(
@@ -323,6 +325,10 @@ impl Organization {
         services: &Services,
     ) -> Result<Dispatcher, AppError> {
         let (notice_tx, notice_rx) = mpsc::channel(crate::notify::NOTICE_QUEUE);
+        self.state
+            .metrics
+            .buffers
+            .watch_channel("notices", &notice_tx);
         let dispatcher = dispatcher.with_notices(notice_tx);
         crate::notify::spawn_notifier(
             notice_rx,

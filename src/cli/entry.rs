@@ -51,17 +51,18 @@ fn load_and_run(cli: Cli, registry: Registry) -> Result<(), Failure> {
         let dp = &config.data_protection;
         crate::pii::set_log_policy(dp.log_sanitization, dp.max_content_length);
         crate::pii::install_panic_hook();
-        let log_file = telemetry::init(&config.logging).map_err(|e| {
-            Failure::new(
-                EXIT_CONFIG,
-                anyhow::anyhow!("cannot open the log file: {e}"),
-            )
-        })?;
+        let telemetry = telemetry::init(&config.logging, &config.telemetry)
+            .map_err(|e| Failure::new(EXIT_CONFIG, anyhow::anyhow!("{e}")))?;
         let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::new(EXIT_FAILURE, e))?;
-        runtime.block_on(async {
-            telemetry::reopen_on_sighup(log_file);
+        let outcome = runtime.block_on(async {
+            telemetry::reopen_on_sighup(telemetry.log_file);
             run(cli, config, registry).await
-        })
+        });
+        // Last: the spans of the runs the drain waited for go out too.
+        if let Some(tracing) = telemetry.tracing {
+            tracing.shutdown();
+        }
+        outcome
     })
 }
 

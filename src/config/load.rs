@@ -28,6 +28,7 @@ use super::reader::Reader;
 use super::scaling::{self, ScalingConfig};
 use super::security::{self, SecurityConfig};
 use super::statistics::{self, StatisticsConfig};
+use super::telemetry::{self, TelemetryConfig};
 use super::zulip::{self, ZulipConfig};
 
 /// The whole validated configuration.
@@ -48,6 +49,8 @@ pub struct Config {
     pub performance: PerformanceConfig,
     /// `[logging]`.
     pub logging: LoggingConfig,
+    /// `[telemetry]`: traces over OTLP.
+    pub telemetry: TelemetryConfig,
     /// `[network]`: HTTP timeouts and retry behaviour towards Zulip.
     pub network: NetworkConfig,
     /// `[http]`: the health and metrics server.
@@ -107,6 +110,11 @@ const SECTIONS: &[Section] = &[
         name: logging::SECTION,
         keys: logging::KNOWN,
         read: |r, t, c| logging::read(r, t, &mut c.logging),
+    },
+    Section {
+        name: telemetry::SECTION,
+        keys: telemetry::KNOWN,
+        read: |r, t, c| telemetry::read(r, t, &mut c.telemetry),
     },
     Section {
         name: network::SECTION,
@@ -659,7 +667,7 @@ mod tests {
         let err = Config::parse("[stats]\n", KNOWN).unwrap_err();
         assert_eq!(
             err.problems,
-            vec!["unknown section [stats] (known: zulip, database, listeners, performance, logging, network, http, scaling, statistics, queue, error_handling, filters, security, data_protection)"]
+            vec!["unknown section [stats] (known: zulip, database, listeners, performance, logging, telemetry, network, http, scaling, statistics, queue, error_handling, filters, security, data_protection)"]
         );
     }
 

@@ -44,10 +44,11 @@ use super::route::route;
 use super::run::Run;
 use super::settings::DispatcherSettings;
 use super::tapped::Entered;
-use crate::listeners::Instance;
-use crate::metrics::Outcome;
+use crate::listeners::{interested, Instance};
+use crate::metrics::{DiscardReason, Outcome};
 use crate::state::State;
 use crate::store::StoredEvent;
+use crate::telemetry;
 
 /// How many inbox ids a drain that runs out of time names in its log.
 const DRAIN_NAMED_EVENTS: usize = 20;
@@ -73,6 +74,14 @@ pub(crate) struct Dispatcher {
     state: Arc<State>,
 }
 
+/// One event being dispatched, as each of its runs takes it.
+struct Dispatched {
+    stored: Arc<StoredEvent>,
+    event_type: Arc<str>,
+    /// The event's span (the trace's root).
+    trace: tracing::Span,
+}
+
 impl Dispatcher {
     /// A dispatcher over `listeners` whose outcomes (finished runs, and
     /// automatic disables) go to `outcomes`, read by the
@@ -87,10 +96,15 @@ impl Dispatcher {
         let max = settings.max_concurrent.max(1);
         let stop = settings.stop.clone();
         let roster = Roster::new(&instances, settings, &state, None, &[]);
+        let admission = Arc::new(Semaphore::new(max * ADMISSION_FACTOR));
+        let running = Arc::new(Semaphore::new(max));
+        let buffers = &state.metrics.buffers;
+        buffers.watch_semaphore("dispatch_admission", &admission, max * ADMISSION_FACTOR);
+        buffers.watch_semaphore("run_slots", &running, max);
         Dispatcher {
             roster: Arc::new(RwLock::new(Arc::new(roster))),
-            admission: Arc::new(Semaphore::new(max * ADMISSION_FACTOR)),
-            running: Arc::new(Semaphore::new(max)),
+            admission,
+            running,
             lanes: Arc::default(),
             stop,
             outcomes,
@@ -127,6 +141,10 @@ impl Dispatcher {
         let roster = current(&self.roster);
         let key = ordering_key(&stored.event);
         let targets = self.targets(&roster, &stored, already_done);
+        // The trace's root; its runs' tries and replies are its children.
+        let trace = tracing::info_span!(target: telemetry::TARGET, "event",
+            org = %roster.settings.org, event_type = stored.event.event_type(),
+            inbox_id = stored.inbox_id, event_id = stored.event.id(), runs = targets.len());
         self.progress.begin(stored.inbox_id, targets.len());
         let stored = Arc::new(stored);
         self.tap_entered(&roster, &stored, &targets);
@@ -138,8 +156,12 @@ impl Dispatcher {
             );
             return;
         }
-        let event_type: Arc<str> = Arc::from(stored.event.event_type());
         let touched = stored.event.messages_touched();
+        let dispatched = Dispatched {
+            event_type: Arc::from(stored.event.event_type()),
+            stored,
+            trace,
+        };
         for i in targets {
             let permit = tokio::select! {
                 p = self.admission.clone().acquire_owned() => p,
@@ -152,7 +174,7 @@ impl Dispatcher {
             let lanes = std::iter::once(key.clone())
                 .chain(touched.iter().map(|&id| OrderingKey::Message(id)))
                 .map(|k| (name.clone(), k));
-            self.spawn_run(&roster, i, lanes, &stored, &event_type, permit);
+            self.spawn_run(&roster, i, lanes, &dispatched, permit);
         }
     }
 
@@ -190,6 +212,17 @@ impl Dispatcher {
             &stored.event,
             Utc::now(),
         );
+        let metrics = &self.state.metrics;
+        if !route.owned {
+            for i in interested(&roster.listeners, stored.event.event_type()) {
+                let slot = &roster.slots[i];
+                if !already_done.iter().any(|d| **d == *slot.name) {
+                    metrics
+                        .discards
+                        .count(&slot.name, DiscardReason::NotPartition, 1);
+                }
+            }
+        }
         let mut targets = Vec::new();
         for (i, skip) in route.runs {
             let slot = &roster.slots[i];
@@ -198,11 +231,11 @@ impl Dispatcher {
             }
             match skip {
                 Some(reason) => {
-                    self.state
-                        .metrics
+                    metrics
                         .events_processed
                         .with_label_values(&[&slot.name, Outcome::Skipped.as_str()])
                         .inc();
+                    metrics.discards.count(&slot.name, reason.discard(), 1);
                     tracing::debug!(listener = %slot.name, inbox_id = stored.inbox_id, reason = reason.as_str(), "Skipping a run");
                 }
                 None => targets.push(i),
@@ -211,17 +244,21 @@ impl Dispatcher {
         targets
     }
 
-    /// Spawns listener `index`'s run of `stored` in `lanes`, holding its
+    /// Spawns listener `index`'s run of the event in `lanes`, holding its
     /// admission `permit` until the run is over.
     fn spawn_run(
         &self,
         roster: &Roster,
         index: usize,
         lanes: impl IntoIterator<Item = (Arc<str>, OrderingKey)>,
-        stored: &Arc<StoredEvent>,
-        event_type: &Arc<str>,
+        event: &Dispatched,
         permit: OwnedSemaphorePermit,
     ) {
+        let Dispatched {
+            stored,
+            event_type,
+            trace,
+        } = event;
         // Taken here, in dispatch order, so the lanes keep event order.
         let mut turn = self.lanes.enter_all(lanes);
         let run = Run {
@@ -235,6 +272,7 @@ impl Dispatcher {
             outcomes: self.outcomes.clone(),
             state: self.state.clone(),
             fallback_of: None,
+            trace: trace.clone(),
         };
         let outcomes = self.outcomes.clone();
         let lanes = self.lanes.clone();

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use rand::Rng;
 use tokio::sync::{mpsc, Semaphore};
+use tracing::Instrument;
 
 use super::breaker::{Admission, Transition};
 use super::control::Slot;
@@ -20,10 +21,11 @@ use super::settings::{retry_delay, DispatcherSettings};
 use super::tapped::Finished;
 use crate::event::Event;
 use crate::listeners::{Context, FallbackOf, Listener, ListenerError, Record};
-use crate::metrics::{FailureClass, Outcome};
+use crate::metrics::{self, DiscardReason, FailureClass, Outcome};
 use crate::pii::Pii;
 use crate::state::State;
 use crate::store::{DeadLetterCause, ErrorClass, RunRecord, Stage, StoredEvent};
+use crate::telemetry;
 
 /// Why one guarded try of a listener did not succeed.
 #[derive(Debug)]
@@ -137,6 +139,8 @@ pub(super) struct Run {
     pub(super) state: Arc<State>,
     /// Set on a fallback's run: the failure that handed it the event.
     pub(super) fallback_of: Option<Arc<FallbackOf>>,
+    /// The event's span: each try's is its child.
+    pub(super) trace: tracing::Span,
 }
 
 impl Run {
@@ -150,6 +154,13 @@ impl Run {
                 tracing::warn!("The notification queue is full; dropping a notification");
             }
         }
+    }
+
+    fn discarded(&self, reason: DiscardReason) {
+        self.state
+            .metrics
+            .discards
+            .count(&self.slot().name, reason, 1);
     }
 
     fn count(&self, outcome: Outcome) {
@@ -188,6 +199,13 @@ impl Run {
                 if slot.breaker.record(true) == Transition::Closed {
                     tracing::info!(listener = %slot.name, "The listener's trial run succeeded; circuit closed");
                 }
+                let replies = records
+                    .iter()
+                    .filter(|r| matches!(r, Record::Reply(_)))
+                    .count();
+                self.state
+                    .held_spans
+                    .hold(self.stored.inbox_id, &self.trace, replies);
                 let record = self.record(true, attempt, None, records, started, None);
                 return Some((self.tapped(record, None), None));
             };
@@ -203,6 +221,7 @@ impl Run {
             let message = error.to_string();
             self.trip_breaker().await;
             self.count(Outcome::DeadLettered);
+            self.discarded(DiscardReason::DeadLettered);
             self.notify(Notice::DeadLettered {
                 listener: slot.name.to_string(),
                 inbox_id: self.stored.inbox_id,
@@ -225,8 +244,10 @@ impl Run {
     /// The record of a run the breaker skips (open circuit, disabled).
     fn skipped(&self, admission: Admission, started: Instant) -> RunRecord {
         let why = if admission == Admission::SkipOpen {
+            self.discarded(DiscardReason::CircuitOpen);
             "skipped: the listener's circuit is open".to_owned()
         } else {
+            self.discarded(DiscardReason::Disabled);
             format!(
                 "skipped: the listener is disabled ({})",
                 self.slot().breaker.disabled().unwrap_or_default()
@@ -354,10 +375,22 @@ impl Run {
             fallback_of: self.fallback_of.clone(),
         };
         let event: &Event = &self.stored.event;
-        let failure = match guard(slot.listener.as_ref(), event, &ctx, slot.timeout).await {
-            Ok(records) => return (Outcome::Success, None, records),
+        let span = tracing::info_span!(target: telemetry::TARGET, parent: &self.trace,
+            "listener attempt", listener = %slot.name, attempt, outcome = tracing::field::Empty);
+        let executing = slot.handles.instance.executing();
+        let tried = guard(slot.listener.as_ref(), event, &ctx, slot.timeout);
+        let tried = metrics::scoped(slot.handles.own_message.clone(), tried)
+            .instrument(span.clone())
+            .await;
+        drop(executing);
+        let failure = match tried {
+            Ok(records) => {
+                span.record("outcome", Outcome::Success.as_str());
+                return (Outcome::Success, None, records);
+            }
             Err(f) => f,
         };
+        span.record("outcome", failure.outcome().as_str());
         slot.handles.instance.failed(failure.class());
         match &failure {
             Failure::Listener(e) => {

@@ -84,8 +84,9 @@ struct Handoff {
 }
 
 impl Handoff {
-    fn start(dispatcher: Dispatcher) -> Handoff {
+    fn start(dispatcher: Dispatcher, state: &State) -> Handoff {
         let (tx, mut rx) = mpsc::channel::<Vec<StoredEvent>>(HANDOFF_BATCHES);
+        state.metrics.buffers.watch_channel("intake_handoff", &tx);
         let task = tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
                 for stored in batch {
@@ -125,7 +126,7 @@ impl Pipeline {
         let sink = match mode {
             PipelineMode::Store { store, dispatcher } => Sink::Store {
                 store,
-                handoff: Handoff::start(*dispatcher),
+                handoff: Handoff::start(*dispatcher, &state),
             },
             PipelineMode::DryRun { listeners } => Sink::DryRun { listeners },
         };

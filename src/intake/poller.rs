@@ -232,10 +232,9 @@ impl<'a> Intake<'a> {
             _ = token.cancelled() => return Polled::Stop(Ok(())),
         };
         if let Some(b) = self.client.poll_budget() {
-            self.state
-                .metrics
-                .rate_limit_remaining
-                .set(i64::from(b.remaining));
+            let metrics = &self.state.metrics;
+            metrics.rate_limit_remaining.set(i64::from(b.remaining));
+            metrics.rate_limit_limit.set(i64::from(b.limit));
         }
         match polled {
             Ok(page) => {

@@ -1,9 +1,16 @@
-//! Per listener instance: failures by class, runs in flight, runs waiting
-//! to retry, the circuit's state and pending dead letters, beside the run
-//! counters and latency histogram of [`Metrics`](super::Metrics); the label
-//! is the instance's name, bounded by the configuration.
+//! Per listener instance: failures by class, runs in flight (waiting or
+//! running), tries executing now and when the last try finished — so a
+//! dashboard shows a stalled listener, one executing with no completion —
+//! runs waiting to retry, the circuit's state and pending dead letters,
+//! beside the run counters and latency histogram of
+//! [`Metrics`](super::Metrics); the label is the instance's name, bounded
+//! by the configuration.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// A listener's circuit as `listener_circuit_state` says it: one number
 /// per state, so a dashboard maps values to names.
@@ -103,6 +110,11 @@ pub struct InstanceMetrics {
     /// Pending dead letters of each listener, as last read from the store
     /// (`app::dead_letter_gauge` refreshes it).
     pub deadletters_pending: IntGaugeVec,
+    /// Tries of each listener executing now (holding a concurrency slot).
+    pub executing: IntGaugeVec,
+    /// Unix time at which each listener's last try finished (its start
+    /// until the first).
+    pub last_completion: GaugeVec,
 }
 
 impl InstanceMetrics {
@@ -146,17 +158,35 @@ impl InstanceMetrics {
             ),
             &["listener"],
         )?;
+        let executing = IntGaugeVec::new(
+            Opts::new(
+                name("listener_in_flight"),
+                "Tries of each listener executing now (inside the listener, holding a concurrency slot)",
+            ),
+            &["listener"],
+        )?;
+        let last_completion = GaugeVec::new(
+            Opts::new(
+                name("listener_last_completion_timestamp_seconds"),
+                "Unix time at which each listener's last try finished, whatever its outcome (the daemon's start until the first)",
+            ),
+            &["listener"],
+        )?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(retries_waiting.clone()))?;
         registry.register(Box::new(circuit_state.clone()))?;
         registry.register(Box::new(deadletters_pending.clone()))?;
+        registry.register(Box::new(executing.clone()))?;
+        registry.register(Box::new(last_completion.clone()))?;
         Ok(InstanceMetrics {
             failures,
             in_flight,
             retries_waiting,
             circuit_state,
             deadletters_pending,
+            executing,
+            last_completion,
         })
     }
 
@@ -169,17 +199,30 @@ impl InstanceMetrics {
 
     /// The handles of one instance, resolved once.
     pub fn handles(&self, listener: &str) -> InstanceHandles {
+        let last_completion = self.last_completion.with_label_values(&[listener]);
+        if last_completion.get() == 0.0 {
+            last_completion.set(unix_now());
+        }
         InstanceHandles {
             failures: FailureClass::ALL
                 .map(|c| self.failures.with_label_values(&[listener, c.as_str()])),
             in_flight: self.in_flight.with_label_values(&[listener]),
             retries_waiting: self.retries_waiting.with_label_values(&[listener]),
             circuit_state: self.circuit_state.with_label_values(&[listener]),
+            executing: self.executing.with_label_values(&[listener]),
+            last_completion,
         }
     }
 }
 
-/// One instance's failure counters and in-flight gauge.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// One instance's failure counters and in-flight gauges.
 #[derive(Clone)]
 pub struct InstanceHandles {
     failures: [IntCounter; 5],
@@ -189,6 +232,8 @@ pub struct InstanceHandles {
     pub retries_waiting: IntGauge,
     /// Its circuit's state.
     pub circuit_state: IntGauge,
+    executing: IntGauge,
+    last_completion: Gauge,
 }
 
 impl InstanceHandles {
@@ -207,6 +252,23 @@ impl InstanceHandles {
     pub fn waiting_to_retry(&self) -> RetryWait {
         self.retries_waiting.inc();
         RetryWait(self.retries_waiting.clone())
+    }
+
+    /// Notes that a try begins; the guard notes its end, also when the try
+    /// is dropped unfinished.
+    pub fn executing(&self) -> Executing {
+        self.executing.inc();
+        Executing(self.clone())
+    }
+}
+
+/// One try executing (see [`InstanceHandles::executing`]).
+pub struct Executing(InstanceHandles);
+
+impl Drop for Executing {
+    fn drop(&mut self) {
+        self.0.executing.dec();
+        self.0.last_completion.set(unix_now());
     }
 }
 
@@ -253,5 +315,18 @@ mod tests {
             assert_eq!(CircuitState::from_value(s.value()), Some(s));
         }
         assert_eq!(CircuitState::from_value(7), None);
+    }
+
+    #[test]
+    fn a_try_is_executing_until_its_guard_drops_which_stamps_the_completion() {
+        let registry = Registry::new();
+        let m = InstanceMetrics::register(&registry, |n| n.to_owned()).unwrap();
+        let h = m.handles("a");
+        h.last_completion.set(1.0);
+        let guard = h.executing();
+        assert_eq!(m.executing.with_label_values(&["a"]).get(), 1);
+        drop(guard);
+        assert_eq!(m.executing.with_label_values(&["a"]).get(), 0);
+        assert!(m.last_completion.with_label_values(&["a"]).get() > 1.0);
     }
 }

@@ -6,10 +6,13 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::notes::{note_dead_lettered, note_retried, note_sent};
 use super::sender::{ReplySender, Step};
 use crate::listeners::ReplyTo;
 use crate::store::{local_id, OutboxReply};
+use crate::telemetry;
 use crate::zulip::{Destination, OutgoingMessage, SendError, ZulipError};
 
 impl ReplySender {
@@ -29,9 +32,22 @@ impl ReplySender {
             queue_id: Some(queue_id),
             local_id: Some(&local),
         };
-        match self.client.send_message(&message).await {
+        // A child of the event's span while the event's trace is held
+        // (tracing on, the reply written in this process), else a root.
+        let parent = self.state.held_spans.get(row.inbox_id);
+        let span = tracing::info_span!(target: telemetry::TARGET, parent: parent.as_ref().and_then(|p| p.id()),
+            "reply send", listener = %row.listener, reply_id = row.id, inbox_id = row.inbox_id,
+            attempt = row.attempts + 1, outcome = tracing::field::Empty);
+        let sent = self
+            .client
+            .send_message(&message)
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", if sent.is_ok() { "sent" } else { "failed" });
+        match sent {
             Ok(message_id) => {
                 self.backoff.reset();
+                self.state.held_spans.release(row.inbox_id);
                 note_sent(&self.state.metrics, row, message_id);
                 match self.store.mark_reply_sent(row.id, message_id).await {
                     Ok(()) => Step::Done,
@@ -57,6 +73,7 @@ impl ReplySender {
         }
         match refusal(&e.error) {
             Refusal::Permanent => {
+                self.state.held_spans.release(row.inbox_id);
                 note_dead_lettered(&self.state.metrics, row, &reason);
                 match self.store.mark_reply_failed(row.id, &reason).await {
                     Ok(()) => Step::Done,

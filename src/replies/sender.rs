@@ -216,6 +216,7 @@ impl ReplySender {
             }
         };
         self.state.metrics.reply_outbox_open.set(open);
+        self.state.metrics.buffers.set_reply_outbox(open);
     }
 
     /// A database failure during a pass: wait and try the pass again.

@@ -41,6 +41,7 @@ use self::listener::{ListenerFilter, Users};
 use self::rate_limit::RateLimiter;
 use crate::config::{Config, FiltersConfig, ListenerFilterConfig, SecurityConfig};
 use crate::event::Event;
+use crate::metrics::DiscardReason;
 
 /// Why a run is skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +73,16 @@ impl SkipReason {
             SkipReason::BlockedUser => "blocked_user",
             SkipReason::RateLimited => "rate_limited",
             SkipReason::ListenerFilter => "listener_filter",
+        }
+    }
+
+    /// The `events_discarded_total` reason.
+    pub(crate) fn discard(self) -> DiscardReason {
+        match self {
+            SkipReason::TooOld => DiscardReason::TooOld,
+            SkipReason::BlockedUser => DiscardReason::BlockedUser,
+            SkipReason::RateLimited => DiscardReason::RateLimited,
+            SkipReason::ListenerFilter => DiscardReason::Filtered,
         }
     }
 

@@ -100,6 +100,7 @@ impl Listener for Responder {
             ListenerError::permanent("message event without a valid message object")
         })?;
         if Self::is_own(m, ctx) {
+            crate::metrics::own_message();
             return Ok(Vec::new());
         }
         let Some((rule, captures)) = self

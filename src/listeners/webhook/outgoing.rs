@@ -86,6 +86,10 @@ pub(super) fn payload(
         return Ok(None);
     };
     let bot_id = ctx.bot.as_ref().map(|b| b.user_id).or(ctx.bot_user_id);
+    if bot_id == Some(message.sender_id) {
+        crate::metrics::own_message();
+        return Ok(None);
+    }
     let Some(trigger) = trigger(message.sender_id, &message.recipient, bot_id, || {
         has_flag(&wire, "mentioned")
     }) else {
