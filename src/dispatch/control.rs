@@ -6,7 +6,7 @@
 //! and a run keeps the roster it was started with to its end.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -157,7 +157,10 @@ pub(crate) struct Replacement<'a> {
 #[derive(Clone)]
 pub(crate) struct Control {
     pub(super) roster: Current,
-    pub(super) state: Arc<State>,
+    /// Weak: the state holds this control (`State::listeners`), and a
+    /// strong reference back would keep the roster, so its listeners and
+    /// their children (a persistent exec's), alive after the daemon stops.
+    pub(super) state: Weak<State>,
 }
 
 impl Control {
@@ -187,6 +190,9 @@ impl Control {
     /// in-flight count; an added one the store says is disabled starts
     /// disabled.
     pub(crate) fn replace(&self, new: Replacement<'_>) {
+        let Some(state) = self.state.upgrade() else {
+            return; // the daemon has stopped: nothing runs to replace
+        };
         let mut cell = self.roster.write().unwrap_or_else(|p| p.into_inner());
         let old = cell.clone();
         let mut settings = (*old.settings).clone();
@@ -194,13 +200,7 @@ impl Control {
         if let Some(filters) = new.filters {
             settings.filters = filters;
         }
-        let roster = Roster::new(
-            new.instances,
-            settings,
-            &self.state,
-            Some(&old),
-            new.rebuilt,
-        );
+        let roster = Roster::new(new.instances, settings, &state, Some(&old), new.rebuilt);
         for slot in roster.slots.iter() {
             let added = !old.slots.iter().any(|s| s.name == slot.name);
             if let (true, Some((_, why))) =

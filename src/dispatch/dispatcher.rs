@@ -125,7 +125,7 @@ impl Dispatcher {
     pub(crate) fn control(&self) -> Control {
         Control {
             roster: self.roster.clone(),
-            state: self.state.clone(),
+            state: Arc::downgrade(&self.state),
         }
     }
 

@@ -14,6 +14,7 @@
 mod breaker;
 mod control;
 mod dispatcher;
+mod failure;
 mod fallback;
 pub(crate) mod filters;
 mod lanes;
@@ -31,9 +32,9 @@ mod tapped;
 pub(crate) use breaker::BreakerSettings;
 pub(crate) use control::{Control, Replacement};
 pub(crate) use dispatcher::Dispatcher;
+pub(crate) use failure::guard;
 pub(crate) use notice::Notice;
 pub(crate) use progress::Progress;
 pub(crate) use recorder::{Recorder, RecorderReport};
 pub(crate) use route::route;
-pub(crate) use run::guard;
 pub(crate) use settings::{DispatcherSettings, RetryPolicy};

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::run::guard;
+use super::failure::guard;
 use crate::event::Event;
 use crate::listeners::{Context, Listener};
 use crate::store::{RunRecord, Store, StoreError};
