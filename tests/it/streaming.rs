@@ -38,12 +38,16 @@ async fn polling_app(backend: Backend) -> TestApp {
     app
 }
 
-/// Holds polls and waits until the daemon has acknowledged everything:
-/// what is queued next comes in one response.
+/// Holds polls and waits until the daemon has acknowledged everything and
+/// its next poll is parked: what is queued next comes in one response.
+/// (Right after registering the queue is empty before the first poll is
+/// made; a poll made while the backlog is being queued would take part of
+/// it at once.)
 async fn hold_polls(fake: &FakeZulip) -> String {
     fake.hold_polls(true);
     let queue = fake.queue_ids().pop().expect("a queue");
-    assert!(eventually(WAIT, || async { fake.pending(&queue) == Some(0) }).await);
+    let parked = || fake.pending(&queue) == Some(0) && fake.has_parked_poll(&queue);
+    assert!(eventually(WAIT, || async { parked() }).await);
     queue
 }
 

@@ -249,6 +249,13 @@ impl FakeZulip {
         Some(q.events.len() + synthetic)
     }
 
+    /// Whether a `GET /events` is parked on the queue now (the daemon is
+    /// waiting on it, not between polls).
+    pub fn has_parked_poll(&self, queue_id: &str) -> bool {
+        let mut st = self.shared.lock();
+        st.gc().get(queue_id).is_some_and(|q| q.parked.is_some())
+    }
+
     /// The events currently held (unacknowledged) in a queue, with their ids.
     pub fn events(&self, queue_id: &str) -> Option<Vec<Value>> {
         self.shared.lock().gc().get(queue_id).map(Queue::contents)
