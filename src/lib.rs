@@ -41,6 +41,7 @@ pub mod cli;
 pub(crate) mod clock;
 pub mod config;
 pub mod dispatch;
+pub(crate) mod distributed;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -72,6 +72,12 @@ impl Application {
         registry: &Registry,
         opts: RunOptions,
     ) -> Result<Application, AppError> {
+        crate::distributed::check_role(
+            config,
+            opts.role,
+            opts.events_file.is_some(),
+            opts.dry_run,
+        )?;
         let mut views = config.organizations();
         if opts.events_file.is_some() && views.len() > 1 {
             tracing::info!(organization = %views[0].scaling.instance_id, "The events file is read into the first organization");
@@ -107,9 +113,12 @@ impl Application {
         // One daemon per (database, instance): a second one stops here,
         // naming the first, before it resumes (and steals) its queue.
         let names: Vec<String> = orgs.iter().map(|o| o.name().to_owned()).collect();
+        // In a distributed deployment the ingests take the lock themselves,
+        // waiting for it as standbys (it makes one the leader), and any
+        // number of workers share an instance.
         let locks = match &store {
-            Some(s) => s.lock_instances(&names).await?,
-            None => Vec::new(),
+            Some(s) if !opts.role.is_distributed() => s.lock_instances(&names).await?,
+            _ => Vec::new(),
         };
         let listeners = every_listener(&orgs);
         // Logged once the credentials and the database are known good, so a

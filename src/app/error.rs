@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::config::AdminTokenError;
+use crate::distributed::DistributedError;
 use crate::intake::{FileError, IntakeError, PipelineError};
 use crate::listeners::InstanceError;
 use crate::store::StoreError;
@@ -39,6 +40,9 @@ pub enum AppError {
     /// Events can no longer be dispatched.
     #[error(transparent)]
     Pipeline(PipelineError),
+    /// A distributed role (`--role ingest|worker`) cannot start or go on.
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
 }
 
 impl From<IntakeError> for AppError {

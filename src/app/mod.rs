@@ -15,6 +15,8 @@
 //! - `dead_letter_gauge`: the pending dead letters per listener, read from the store.
 //! - `drain`: the shutdown deadline.
 //! - `reload`: SIGHUP re-reads, checks and applies the configuration.
+//! - `ingest_role`, `worker_role`: an organization run as `--role ingest`
+//!   (lead or stand by, store, publish) or `--role worker` (consume, run, record).
 
 mod application;
 mod connect;
@@ -22,12 +24,14 @@ mod dead_letter_gauge;
 mod drain;
 mod error;
 mod http;
+mod ingest_role;
 pub mod malloc_tuning;
 mod organization;
 mod reload;
 mod run;
 mod services;
 mod source;
+mod worker_role;
 
 pub use crate::clock::{Clock, SystemClock};
 pub use application::{run, Application};

@@ -22,7 +22,7 @@ use super::services::{spawn_reply_sender, Services};
 use super::source::{intake_settings, Source};
 use super::AppError;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::dispatch::filters::Filters;
 use crate::dispatch::partition::Partitioner;
 use crate::dispatch::{
@@ -174,9 +174,11 @@ impl Organization {
             .settle(&self.source, &self.state, &token)
             .await
         {
-            Ok(true) => match shared.store.clone() {
-                Some(store) => self.consume(store, &shared, token).await,
-                None => self.describe(&shared, token).await,
+            Ok(true) => match (shared.store.clone(), shared.opts.role) {
+                (Some(store), Role::All) => self.consume(store, &shared, token).await,
+                (Some(store), Role::Ingest) => self.ingest(store, &shared, token).await,
+                (Some(store), Role::Worker) => self.work(store, &shared, token).await,
+                (None, _) => self.describe(&shared, token).await,
             },
             Ok(false) => Ok(RunReport::default()),
             Err(e) => Err(e),

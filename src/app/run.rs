@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::config::Role;
 use crate::dispatch::RecorderReport;
 use crate::intake::FileReport;
 use crate::store::Summary;
@@ -23,6 +24,8 @@ pub struct RunOptions {
     /// The configuration file a SIGHUP re-reads and applies (`None`: a
     /// SIGHUP only reopens the log file).
     pub config_file: Option<PathBuf>,
+    /// What this process does in a distributed deployment (`--role`).
+    pub role: Role,
 }
 
 /// What a run did.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cli::age::{parse_age, parse_since};
-use crate::config::FilePermissions;
+use crate::config::{FilePermissions, Role};
 use crate::store::{DeadLetterStatus, ErrorClass, UnknownWord};
 
 /// Turns a Zulip organization's event stream into reliable work.
@@ -323,6 +323,12 @@ pub struct RunArgs {
     /// On the very first start, also fetch messages newer than this message id.
     #[arg(long, value_name = "MESSAGE_ID")]
     pub backfill_since: Option<i64>,
+    /// What this process does: `all` (poll, store and run listeners, the
+    /// default), `ingest` (poll Zulip when leading, store, publish to
+    /// RabbitMQ) or `worker` (consume from RabbitMQ, run listeners, record);
+    /// `ingest` and `worker` need `[distributed]` and PostgreSQL.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub role: Role,
 }
 
 /// `replay` options.

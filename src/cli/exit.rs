@@ -13,6 +13,7 @@
 use crate::app::AppError;
 use crate::cli::age::AgeError;
 use crate::config::{ConfigError, UnknownOrganization};
+use crate::distributed::DistributedError;
 use crate::listeners::{InstanceError, RegistryError};
 use crate::store::StoreError;
 
@@ -54,6 +55,9 @@ impl From<AppError> for Failure {
             AppError::Store(StoreError::Password(_) | StoreError::Keyring(_)) => EXIT_CONFIG,
             AppError::Store(_) => EXIT_DATABASE,
             AppError::Listeners(_) | AppError::AdminTokens(_) => EXIT_CONFIG,
+            AppError::Distributed(DistributedError::Setup(_)) => EXIT_CONFIG,
+            AppError::Distributed(DistributedError::Store(_)) => EXIT_DATABASE,
+            AppError::Distributed(DistributedError::Broker { .. }) => EXIT_FAILURE,
             AppError::Zulip(_) | AppError::File(_) | AppError::Http(..) | AppError::Pipeline(_) => {
                 EXIT_FAILURE
             }

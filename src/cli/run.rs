@@ -30,6 +30,7 @@ pub(crate) async fn cmd_run(
         release_queue: args.release_queue,
         backfill_since: args.backfill_since,
         config_file: config_file.map(std::path::Path::to_owned),
+        role: args.role,
     };
     let token = CancellationToken::new();
     crate::shutdown::cancel_on_signal(token.clone());

@@ -13,6 +13,7 @@ use toml::Table;
 
 use super::data_protection::{self, DataProtectionConfig};
 use super::database::{self, DatabaseConfig};
+use super::distributed::{self, DistributedConfig};
 use super::error::ConfigError;
 use super::error_handling::{self, ErrorHandlingConfig};
 use super::filters::{self, FiltersConfig};
@@ -57,6 +58,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[scaling]`: which instance this process is.
     pub scaling: ScalingConfig,
+    /// `[distributed]`: the RabbitMQ mode's broker, partitions and lease.
+    pub distributed: DistributedConfig,
     /// `[statistics]`: per-listener statistics buckets and their retention.
     pub statistics: StatisticsConfig,
     /// `[filters]`: events no listener runs for.
@@ -130,6 +133,11 @@ const SECTIONS: &[Section] = &[
         name: scaling::SECTION,
         keys: scaling::KNOWN,
         read: |r, t, c| scaling::read(r, t, &mut c.scaling),
+    },
+    Section {
+        name: distributed::SECTION,
+        keys: distributed::KNOWN,
+        read: |r, t, c| distributed::read(r, t, &mut c.distributed),
     },
     Section {
         name: statistics::SECTION,

@@ -8,6 +8,7 @@
 mod data_protection;
 mod database;
 mod database_url;
+mod distributed;
 mod error;
 mod error_handling;
 mod fallback;
@@ -37,6 +38,7 @@ mod zulip;
 pub use data_protection::DataProtectionConfig;
 pub use database::{DatabaseConfig, DEFAULT_DATABASE_URL};
 pub use database_url::{Backend, DatabaseUrl, UrlError};
+pub use distributed::{AmqpUrl, DistributedConfig, Role};
 pub use error::ConfigError;
 pub use error_handling::ErrorHandlingConfig;
 pub use filters::FiltersConfig;

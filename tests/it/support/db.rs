@@ -326,7 +326,7 @@ pub async fn count(db: &TestDb, sql: &str) -> i64 {
     db.try_scalar(sql).await.unwrap_or(-1)
 }
 
-fn rand_suffix() -> String {
+pub(crate) fn rand_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..12)

@@ -1,6 +1,7 @@
 //! Test support: the in-process [`TestApp`], the fake Zulip server, fresh
 //! databases, config files, the daemon as a process, test listeners, a
-//! clock that jumps, a tmpfs that fills up, TLS in front of the fake, and [`both_backends!`].
+//! clock that jumps, a tmpfs that fills up, TLS in front of the fake, the real RabbitMQ
+//! under a prefix of each test's own, and [`both_backends!`].
 #![allow(dead_code)]
 
 mod app;
@@ -12,6 +13,7 @@ mod eventually;
 pub mod fake_zulip;
 mod otlp;
 mod process;
+mod rabbit;
 mod receiver;
 mod store;
 mod tcp_proxy;
@@ -28,6 +30,7 @@ pub use db::*;
 pub use eventually::*;
 pub use otlp::*;
 pub use process::*;
+pub use rabbit::*;
 pub use receiver::*;
 pub use store::*;
 pub use tcp_proxy::*;

@@ -1,0 +1,24 @@
+//! `run --role ingest`: one organization's poller in a distributed
+//! deployment. (Being built: see issue 16.)
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::organization::{Organization, Shared};
+use super::run::RunReport;
+use super::AppError;
+use crate::distributed::DistributedError;
+use crate::store::Store;
+
+impl Organization {
+    /// Leads (or stands by), stores and publishes until `token`.
+    pub(super) async fn ingest(
+        &self,
+        _store: Arc<dyn Store>,
+        _shared: &Shared,
+        _token: CancellationToken,
+    ) -> Result<RunReport, AppError> {
+        Err(DistributedError::Setup(vec!["`--role ingest` is not built yet".to_owned()]).into())
+    }
+}

@@ -1,0 +1,81 @@
+//! The distributed mode on RabbitMQ: `run --role ingest` polls Zulip
+//! (while it leads), commits to the inbox and publishes each committed
+//! event to a partition; `run --role worker` consumes partitions, runs the
+//! listeners and records their outcomes; any number of each share one
+//! PostgreSQL database. `run --role all` (the default) is the single
+//! process and touches none of this.
+//!
+//! - `topology`: the exchanges and quorum queues, declared by every role.
+//! - `envelope`: an inbox event as a message, and back.
+//! - `route`: the partition of an event (its conversation's).
+//! - `error`: [`DistributedError`].
+//!
+//! It sits on the intake floor: it uses `dispatch`, `store`, `event` and
+//! `config`, and `app` runs it.
+
+#[allow(dead_code)] // Used by the roles being built (issue 16).
+mod envelope;
+mod error;
+#[allow(dead_code)]
+mod route;
+#[allow(dead_code)]
+mod topology;
+
+#[allow(unused_imports)]
+pub(crate) use envelope::{Envelope, EnvelopeError, Opened};
+pub(crate) use error::DistributedError;
+#[allow(unused_imports)]
+pub(crate) use route::partition_of;
+#[allow(unused_imports)]
+pub(crate) use topology::Topology;
+
+use crate::config::{Config, Role};
+
+/// Whether `role` can run with `config` (and an events file or a dry run
+/// as asked): every problem at once.
+///
+/// # Errors
+///
+/// [`DistributedError::Setup`] naming each problem.
+pub(crate) fn check_role(
+    config: &Config,
+    role: Role,
+    events_file: bool,
+    dry_run: bool,
+) -> Result<(), DistributedError> {
+    if !role.is_distributed() {
+        return Ok(());
+    }
+    let name = role.as_str();
+    let mut problems = Vec::new();
+    if config.distributed.amqp_url.is_none() {
+        problems.push(format!(
+            "`--role {name}` needs a [distributed] section with `amqp_url` (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)"
+        ));
+    }
+    if config.database.url.backend() != "postgres" {
+        problems.push(format!(
+            "`--role {name}` needs PostgreSQL: SQLite is single-host only, and the ingest and its workers on other machines share one database (set [database] url = \"postgres://…\", or run `--role all`)"
+        ));
+    }
+    if events_file {
+        problems.push(format!(
+            "`--role {name}` does not read --events files (run them with `--role all`)"
+        ));
+    }
+    if dry_run {
+        problems.push(format!(
+            "`--role {name}` has no --dry-run (use `--role all --dry-run`)"
+        ));
+    }
+    if config.organizations.len() > 1 {
+        problems.push(format!(
+            "`--role {name}` runs one organization per deployment; give each [[zulip]] organization its own configuration and [distributed] prefix or vhost"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DistributedError::Setup(problems))
+    }
+}
