@@ -1,0 +1,258 @@
+//! The distributed scenarios, against the real RabbitMQ and PostgreSQL,
+//! every daemon a child process of the release binary:
+//!
+//! - the worker curve: one `--role ingest` and 1, 2, 4 and 8
+//!   `--role worker` processes over a backlog of messages, one webhook
+//!   listener whose receiver answers after 50 ms (I/O-bound work): events/s
+//!   from the first recorded run to the last;
+//! - leader failover: two ingests (one leads, one stands by) and a worker
+//!   while messages arrive at a steady rate; the leader is SIGKILLed,
+//!   several times: the time from the last event committed before the
+//!   kill to the first committed after it (inbox `received_at`), median.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::Router;
+use sqlx::{Connection, PgConnection};
+
+use super::fake_zulip::{FakeOptions, FakeZulip};
+use super::fresh_pg;
+
+/// The receiver's answer delay: a slow service behind the webhook.
+const HOOK_DELAY: Duration = Duration::from_millis(50);
+/// Partitions of the benchmark's deployments.
+const PARTITIONS: u32 = 16;
+/// Each worker's concurrent runs (and prefetch).
+const CONCURRENCY: usize = 16;
+
+/// A receiver that answers 200 after [`HOOK_DELAY`], counting requests.
+async fn slow_receiver() -> (String, Arc<AtomicU64>) {
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    let app = Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            tokio::time::sleep(HOOK_DELAY).await;
+            counted.fetch_add(1, Ordering::Relaxed);
+            StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), count)
+}
+
+fn amqp_url() -> String {
+    std::env::var("BENCH_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// One deployment's configuration file.
+struct Deployment {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    db_url: String,
+}
+
+fn deployment(fake: &FakeZulip, db_url: &str, prefix: &str, hook_url: &str) -> Deployment {
+    let dir = tempfile::tempdir().unwrap();
+    let (rc, secret) = (dir.path().join("zuliprc"), dir.path().join("secret"));
+    super::write_zuliprc(&rc, fake);
+    super::write_secret(&secret, "bench-secret");
+    let config = dir.path().join("config.toml");
+    let text = format!(
+        "[zulip]\nzuliprc = \"{rc}\"\n[database]\nurl = \"{db_url}\"\n[http]\nbind = \"off\"\n\
+         [logging]\nlevel = \"warn\"\n[performance]\nmax_concurrent_handlers = {CONCURRENCY}\n\
+         [listeners]\nenabled = [\"hook\"]\n[listeners.hook]\nkind = \"webhook\"\nurl = \"{hook_url}\"\n\
+         secret_file = \"{secret}\"\n[distributed]\namqp_url = \"{amqp}\"\npartitions = {PARTITIONS}\n\
+         prefix = \"{prefix}\"\nlease_seconds = 3\n",
+        rc = rc.display(),
+        secret = secret.display(),
+        amqp = amqp_url(),
+    );
+    std::fs::write(&config, text).unwrap();
+    Deployment {
+        dir,
+        config,
+        db_url: db_url.to_owned(),
+    }
+}
+
+impl Deployment {
+    fn spawn(&self, role: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_zulip-event-listeners"))
+            .args(["--config", &self.config.display().to_string()])
+            .args(["run", "--role", role])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .current_dir(self.dir.path())
+            .spawn()
+            .unwrap()
+    }
+
+    async fn scalar(&self, q: &str) -> i64 {
+        let mut c = PgConnection::connect(&self.db_url).await.unwrap();
+        let v: Option<i64> = sqlx::query_scalar(q).fetch_one(&mut c).await.ok();
+        let _ = c.close().await;
+        v.unwrap_or(0)
+    }
+}
+
+/// Deletes a deployment's queues and exchanges from the broker.
+async fn clean_broker(prefix: &str) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let Ok(conn) =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    let mut queues: Vec<String> = (0..PARTITIONS)
+        .map(|k| format!("{prefix}.partition.{k}"))
+        .collect();
+    queues.push(format!("{prefix}.dead"));
+    for q in queues {
+        if let Ok(ch) = conn.create_channel().await {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+    for x in [format!("{prefix}.events"), format!("{prefix}.dlx")] {
+        if let Ok(ch) = conn.create_channel().await {
+            let _ = ch
+                .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+    let _ = conn.close(200, "benchmark done".into()).await;
+}
+
+fn kill(child: &mut Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+const RUNS: &str = "SELECT count(*) FROM event_listeners_eventlog WHERE listener_name = 'hook'";
+
+/// Events/s through `workers` worker processes over `n` queued messages.
+pub(super) async fn workers_run(workers: usize, n: usize) -> f64 {
+    let url = fresh_pg("zel_bench_dist").await;
+    let fake = FakeZulip::start(FakeOptions {
+        heartbeat: Duration::from_secs(1),
+        ..FakeOptions::default()
+    })
+    .await;
+    super::queued_backlog(&url, &fake, n).await;
+    let (hook_url, _requests) = slow_receiver().await;
+    let prefix = format!("zb{}", std::process::id() as usize * 16 + workers);
+    let d = deployment(&fake, &url, &prefix, &hook_url);
+    let mut children: Vec<Child> = (0..workers).map(|_| d.spawn("worker")).collect();
+    // The workers first, so the partitions have consumers when the
+    // backlog is published.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    children.push(d.spawn("ingest"));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut start = None;
+    loop {
+        let runs = d.scalar(RUNS).await as usize;
+        if start.is_none() && runs > 0 {
+            start = Some(Instant::now());
+        }
+        if runs >= n || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.map_or(f64::NAN, |s| s.elapsed().as_secs_f64());
+    for c in &mut children {
+        kill(c, "-TERM");
+    }
+    clean_broker(&prefix).await;
+    n as f64 / elapsed
+}
+
+/// Seconds from the last event committed before a leader's SIGKILL to the
+/// first committed after it, for each of `kills` kills.
+pub(super) async fn failover(kills: usize) -> Vec<f64> {
+    let url = fresh_pg("zel_bench_failover").await;
+    let fake = Arc::new(
+        FakeZulip::start(FakeOptions {
+            heartbeat: Duration::from_secs(1),
+            ..FakeOptions::default()
+        })
+        .await,
+    );
+    super::queued_backlog(&url, &fake, 0).await;
+    let (hook_url, _requests) = slow_receiver().await;
+    let prefix = format!("zf{}", std::process::id());
+    let d = deployment(&fake, &url, &prefix, &hook_url);
+    let mut worker = d.spawn("worker");
+    let mut a = d.spawn("ingest");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut b = d.spawn("ingest");
+    // A steady stream: 100 messages a second.
+    let feeding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let feeder = {
+        let (fake, feeding) = (fake.clone(), feeding.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while feeding.load(Ordering::Relaxed) {
+                super::push_messages(&fake, i, 1);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut gaps = Vec::new();
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let leader = d
+            .scalar("SELECT COALESCE(max(epoch), 0) FROM event_listeners_leader")
+            .await;
+        let killed_at = chrono::Utc::now();
+        kill(&mut a, "-KILL");
+        // The standby leads within the lease; wait for a new epoch and
+        // for events committed after the kill.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let epoch = d
+                .scalar("SELECT COALESCE(max(epoch), 0) FROM event_listeners_leader")
+                .await;
+            if epoch > leader {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut c = PgConnection::connect(&d.db_url).await.unwrap();
+        let gap: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM
+                 (SELECT min(received_at) FROM event_listeners_inbox WHERE received_at > $1)
+               - (SELECT max(received_at) FROM event_listeners_inbox WHERE received_at <= $1))::float8",
+        )
+        .bind(killed_at)
+        .fetch_one(&mut c)
+        .await
+        .ok()
+        .flatten();
+        let _ = c.close().await;
+        gaps.push(gap.unwrap_or(f64::NAN));
+        // The killed one comes back as the new standby.
+        std::mem::swap(&mut a, &mut b);
+        b = d.spawn("ingest");
+    }
+    feeding.store(false, Ordering::Relaxed);
+    let _ = feeder.await;
+    for c in [&mut a, &mut b, &mut worker] {
+        kill(c, "-TERM");
+    }
+    clean_broker(&prefix).await;
+    gaps
+}
