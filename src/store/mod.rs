@@ -33,6 +33,7 @@ mod statistics;
 mod storable;
 mod triage;
 mod triage_model;
+mod workers;
 
 pub use crate::config::{DatabaseUrl, UrlError};
 pub use admin::{AdminStore, PendingDeadLetter};
@@ -56,6 +57,7 @@ pub use rotation::{RotatedBatch, RotationStore, SealedTable, WalkFrom};
 pub use sqlite::SqliteStore;
 pub use statistics::{AggregateReport, ErrorCount, ListenerSummary, RetentionReport, StatsStore};
 pub use triage::DeadLetterStore;
+pub use workers::WorkerStore;
 pub use triage_model::{
     DeadLetterCause, DeadLetterFilter, DeadLetterStatus, DeadLetterSummary, ErrorClass, Stage,
     UnknownWord,
