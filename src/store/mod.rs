@@ -57,8 +57,8 @@ pub use rotation::{RotatedBatch, RotationStore, SealedTable, WalkFrom};
 pub use sqlite::SqliteStore;
 pub use statistics::{AggregateReport, ErrorCount, ListenerSummary, RetentionReport, StatsStore};
 pub use triage::DeadLetterStore;
-pub use workers::WorkerStore;
 pub use triage_model::{
     DeadLetterCause, DeadLetterFilter, DeadLetterStatus, DeadLetterSummary, ErrorClass, Stage,
     UnknownWord,
 };
+pub use workers::WorkerStore;

@@ -20,7 +20,8 @@ const LOGGED_RUNS_PG: &str = "SELECT e.inbox_id, e.listener_name FROM event_list
        SELECT 1 FROM event_listeners_rewind r
        WHERE r.instance = $2 AND r.listener_name = e.listener_name
          AND e.inbox_id >= r.from_inbox_id AND e.id <= r.eventlog_through)";
-const LOGGED_RUNS_SQLITE: &str = "SELECT e.inbox_id, e.listener_name FROM event_listeners_eventlog e
+const LOGGED_RUNS_SQLITE: &str =
+    "SELECT e.inbox_id, e.listener_name FROM event_listeners_eventlog e
      WHERE e.inbox_id = $1 AND NOT EXISTS (
        SELECT 1 FROM event_listeners_rewind r
        WHERE r.instance = $2 AND r.listener_name = e.listener_name
