@@ -7,7 +7,7 @@ use prometheus::{IntCounter, IntGauge, Registry};
 
 /// A worker's counters and gauge (zero in the other roles).
 #[derive(Clone)]
-pub(crate) struct WorkerMetrics {
+pub struct WorkerMetrics {
     /// Deliveries received.
     pub deliveries: IntCounter,
     /// Deliveries the broker marked redelivered.
