@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect::{identify, zulip_client, Identity, CONNECTING};
 use super::drain::{drain, recover};
-use super::engine::Engine;
 use super::run::{RunOptions, RunReport};
 use super::services::{spawn_reply_sender, Services};
 use super::source::{intake_settings, Source};
@@ -216,13 +215,10 @@ impl Organization {
     ) -> Result<RunReport, AppError> {
         let config = &self.config;
         let instance = self.name().to_owned();
-        let Engine {
-            dispatcher,
-            recorder,
-            give_up,
-        } = self
+        let engine = self
             .engine(&store, shared, &token, Arc::default(), false)
             .await?;
+        let (dispatcher, recorder, give_up) = (engine.dispatcher, engine.recorder, engine.give_up);
         if let Source::Zulip(client) = &self.source {
             spawn_reply_sender(&shared.services, &store, client, config, &self.state);
         }

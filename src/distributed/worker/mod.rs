@@ -18,7 +18,8 @@
 //! lost; the redelivery is then skipped as recorded); it reconnects with
 //! backoff, declares the topology and resubscribes. Shutdown: new
 //! deliveries are held, in-flight runs drain, what committed is acked,
-//! the connection is closed (the rest is requeued).
+//! the connection is closed (the rest is requeued). Acking, giving up a
+//! partition and the shutdown are in `settle.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,11 +27,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Acker, Channel, Connection, ConnectionProperties};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+mod settle;
 
 use super::{Envelope, Topology};
 use crate::backoff::Backoff;
@@ -57,7 +60,7 @@ pub(crate) struct WorkerSettings {
 /// A delivery, or the end of a partition's consumer, tagged with the
 /// connection it came on.
 enum Incoming {
-    Delivery(u32, u64, Delivery),
+    Delivery(u32, u64, Box<Delivery>),
     Ended(u32, u64),
 }
 
@@ -187,7 +190,9 @@ impl Worker {
                 sub.leaving = false;
                 let held = std::mem::take(&mut sub.held);
                 for d in held {
-                    let _ = self.tx.try_send(Incoming::Delivery(*p, self.generation, d));
+                    let _ = self
+                        .tx
+                        .try_send(Incoming::Delivery(*p, self.generation, Box::new(d)));
                 }
             }
         }
@@ -224,7 +229,11 @@ impl Worker {
         let (tx, generation) = (self.tx.clone(), self.generation);
         tokio::spawn(async move {
             while let Some(Ok(d)) = consumer.next().await {
-                if tx.send(Incoming::Delivery(p, generation, d)).await.is_err() {
+                if tx
+                    .send(Incoming::Delivery(p, generation, Box::new(d)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -271,7 +280,7 @@ impl Worker {
                     }
                     continue;
                 }
-                Incoming::Delivery(p, g, d) => (p, g, d),
+                Incoming::Delivery(p, g, d) => (p, g, *d),
             };
             if generation != self.generation {
                 continue; // Its channel is gone: the broker redelivers it.
@@ -333,121 +342,5 @@ impl Worker {
                 dispatcher.dispatch(stored, already).await;
             }
         }
-    }
-
-    /// The logged runs of `ids`, retried while the database is away
-    /// (`None` at shutdown).
-    async fn logged(
-        &self,
-        ids: &[i64],
-        token: &CancellationToken,
-    ) -> Option<HashMap<i64, Vec<String>>> {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            match self.store.logged_runs(&self.settings.org, ids).await {
-                Ok(done) => return Some(done),
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot read which runs are recorded; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = token.cancelled() => return None,
-                    }
-                }
-            }
-        }
-    }
-
-    async fn reject(&self, d: &Delivery, why: &str) {
-        tracing::error!(delivery_tag = d.delivery_tag, reason = why, "A delivery that is not this organization's event; rejected to the dead-letter exchange");
-        self.metrics.nacks.inc();
-        let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
-    }
-
-    /// Acks every delivery of inbox id `id`, whose runs are all committed.
-    pub(crate) async fn complete(&mut self, id: i64) {
-        let Some(pending) = self.pending.remove(&id) else {
-            return;
-        };
-        for acker in pending.ackers {
-            match acker.ack(BasicAckOptions::default()).await {
-                Ok(_) => self.metrics.acks.inc(),
-                Err(e) => {
-                    tracing::debug!(inbox_id = id, error = %e, "Ack lost with its channel; the redelivery will be skipped as recorded");
-                }
-            }
-        }
-    }
-
-    /// Closes the partitions being given up whose in-flight deliveries are
-    /// all acked: closing requeues the held ones, in order, for the next
-    /// consumer.
-    async fn finish_leaving(&mut self) {
-        let leaving: Vec<u32> = self
-            .subs
-            .iter()
-            .filter(|(p, s)| s.leaving && !self.pending.values().any(|x| x.partition == **p))
-            .map(|(p, _)| *p)
-            .collect();
-        for p in leaving {
-            if let Some(sub) = self.subs.remove(&p) {
-                self.metrics.nacks.inc_by(sub.held.len() as u64);
-                let _ = sub.channel.close(200, "handed over".into()).await;
-                tracing::info!(
-                    partition = p,
-                    requeued = sub.held.len(),
-                    "Gave up the partition"
-                );
-            }
-        }
-        self.publish_consumed();
-    }
-
-    /// Shutdown: `finish` drains the dispatcher (and the recorder) while
-    /// the loop acks each event as it completes and holds new deliveries;
-    /// then the connection is closed, which requeues everything unacked.
-    pub(crate) async fn stop<F: std::future::Future>(
-        mut self,
-        finish: impl FnOnce(Dispatcher) -> F,
-    ) -> Option<F::Output> {
-        let dispatcher = self.dispatcher.take()?;
-        let finish = finish(dispatcher);
-        tokio::pin!(finish);
-        let out = loop {
-            tokio::select! {
-                biased;
-                out = &mut finish => break out,
-                Some(id) = self.completions.recv() => self.complete(id).await,
-                Some(incoming) = self.rx.recv() => {
-                    if let Incoming::Delivery(p, _, d) = incoming {
-                        if let Some(sub) = self.subs.get_mut(&p) {
-                            sub.held.push(d);
-                        }
-                    }
-                }
-            }
-        };
-        self.close().await;
-        Some(out)
-    }
-
-    /// Acks what completed, and closes the connection, which requeues
-    /// everything else.
-    async fn close(mut self) {
-        while let Ok(id) = self.completions.try_recv() {
-            self.complete(id).await;
-        }
-        let unacked: usize = self.pending.values().map(|p| p.ackers.len()).sum();
-        let held: usize = self.subs.values().map(|s| s.held.len()).sum();
-        self.metrics.nacks.inc_by((unacked + held) as u64);
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.close(200, "shutdown".into()).await;
-        }
-        self.subs.clear();
-        self.publish_consumed();
-        tracing::info!(
-            requeued = unacked + held,
-            "Worker stopped; unfinished deliveries requeued"
-        );
     }
 }
