@@ -12,6 +12,7 @@ mod instances;
 mod labels;
 mod organizations;
 mod runs;
+mod worker;
 
 pub(crate) use buffers::BufferMetrics;
 pub(crate) use discards::{own_message, scoped, DiscardMetrics, DiscardReason};
@@ -20,6 +21,7 @@ pub(crate) use labels::type_label;
 pub(crate) use labels::Outcome;
 pub(crate) use organizations::render_organizations;
 pub(crate) use runs::RunHandles;
+pub(crate) use worker::WorkerMetrics;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -93,6 +95,8 @@ pub struct Metrics {
     pub discards: DiscardMetrics,
     /// The bounded queues' fill against their capacity.
     pub buffers: BufferMetrics,
+    /// A distributed worker's deliveries, acks and partitions.
+    pub worker: WorkerMetrics,
     /// Replies, by listener and outcome (`sent`, `deduplicated`,
     /// `dead_lettered`, `retried`).
     pub replies: IntCounterVec,
@@ -287,6 +291,8 @@ impl Metrics {
             discards: DiscardMetrics::register(&registry, name)
                 .expect("valid, unique metric definitions"),
             buffers: BufferMetrics::register(&registry, name)
+                .expect("valid, unique metric definitions"),
+            worker: WorkerMetrics::register(&registry, name)
                 .expect("valid, unique metric definitions"),
             replies: reg!(IntCounterVec::new(
                 Opts::new(

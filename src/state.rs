@@ -107,6 +107,8 @@ pub struct State {
     pub(crate) tap: Arc<Tap>,
     /// Spans of events whose replies are not sent yet (with tracing on).
     pub held_spans: crate::telemetry::HeldSpans,
+    /// A distributed worker's partitions (`run --role worker`), for `/health`.
+    pub worker_partitions: Mutex<Option<Arc<Mutex<Vec<u32>>>>>,
 }
 
 /// The last configuration reload, as `/health` shows it.

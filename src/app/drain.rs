@@ -28,7 +28,23 @@ pub(super) async fn drain(
     give_up: CancellationToken,
     handler_timeout: Duration,
 ) -> RecorderReport {
-    if let Some(dispatcher) = pipeline.into_dispatcher().await {
+    finish(
+        pipeline.into_dispatcher().await,
+        recorder,
+        give_up,
+        handler_timeout,
+    )
+    .await
+}
+
+/// Drains `dispatcher` (if any) and waits for `recorder`, as [`drain`].
+pub(super) async fn finish(
+    dispatcher: Option<Dispatcher>,
+    recorder: JoinHandle<RecorderReport>,
+    give_up: CancellationToken,
+    handler_timeout: Duration,
+) -> RecorderReport {
+    if let Some(dispatcher) = dispatcher {
         if dispatcher.drain(handler_timeout + RUN_GRACE).await > 0 {
             give_up.cancel();
         }

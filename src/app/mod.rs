@@ -22,6 +22,7 @@ mod application;
 mod connect;
 mod dead_letter_gauge;
 mod drain;
+mod engine;
 mod error;
 mod http;
 mod ingest_role;

@@ -10,12 +10,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::connect::{identify, zulip_client, Identity, CONNECTING};
-use super::dead_letter_gauge::spawn_dead_letter_gauge;
 use super::drain::{drain, recover};
 use super::run::{RunOptions, RunReport};
 use super::services::{spawn_reply_sender, Services};
@@ -23,19 +20,11 @@ use super::source::{intake_settings, Source};
 use super::AppError;
 use crate::clock::Clock;
 use crate::config::{Config, Role};
-use crate::dispatch::filters::Filters;
-use crate::dispatch::partition::Partitioner;
-use crate::dispatch::{
-    BreakerSettings, Control, Dispatcher, DispatcherSettings, Progress, Recorder, RecorderReport,
-    RetryPolicy,
-};
+use crate::dispatch::Control;
 use crate::intake::{Pipeline, PipelineMode};
 use crate::listeners::{BotIdentity, Instance, Listener, Registry};
-use crate::state::{State, OPERATOR_DISABLED};
+use crate::state::State;
 use crate::store::Store;
-
-/// Capacity of the channel from listener runs to the recorder.
-const OUTCOME_CHANNEL: usize = 4096;
 
 /// What the organizations of one run share.
 #[derive(Clone)]
@@ -148,7 +137,7 @@ impl Organization {
         self.instances.iter().map(|i| i.listener.clone()).collect()
     }
 
-    fn bot(&self) -> Option<Arc<BotIdentity>> {
+    pub(super) fn bot(&self) -> Option<Arc<BotIdentity>> {
         match &self.identity {
             Identity::Known(bot) => bot.clone(),
             Identity::Pending(_) => None,
@@ -226,42 +215,13 @@ impl Organization {
     ) -> Result<RunReport, AppError> {
         let config = &self.config;
         let instance = self.name().to_owned();
-        let progress = Arc::new(Progress::default());
-        let (tx, rx) = mpsc::channel(OUTCOME_CHANNEL);
-        let buffers = &self.state.metrics.buffers;
-        buffers.watch_channel("recorder_outcomes", &tx);
-        let give_up = CancellationToken::new();
-        let recorder: JoinHandle<RecorderReport> = tokio::spawn(
-            Recorder::new(
-                store.clone(),
-                instance.clone(),
-                progress.clone(),
-                rx,
-                self.state.clone(),
-            )
-            .audit_disables(config.data_protection.audit_trail)
-            .run(give_up.clone()),
-        );
-        let dispatcher = Dispatcher::new(
-            self.instances.clone(),
-            self.dispatcher_settings(&token),
-            tx,
-            progress,
-            self.state.clone(),
-        );
-        let dispatcher = self
-            .attach_controls(dispatcher, &store, &shared.services)
+        let engine = self
+            .engine(&store, shared, &token, Arc::default(), false)
             .await?;
+        let (dispatcher, recorder, give_up) = (engine.dispatcher, engine.recorder, engine.give_up);
         if let Source::Zulip(client) = &self.source {
             spawn_reply_sender(&shared.services, &store, client, config, &self.state);
         }
-        spawn_dead_letter_gauge(
-            &shared.services,
-            store.clone(),
-            instance.clone(),
-            self.instances.iter().map(|i| i.name().to_owned()).collect(),
-            self.state.clone(),
-        );
         let recovered = recover(&store, &instance, &dispatcher).await?;
 
         let pipeline = Pipeline::new(
@@ -293,71 +253,6 @@ impl Organization {
         .await;
         report.file = outcome?;
         Ok(report)
-    }
-
-    fn dispatcher_settings(&self, stop: &CancellationToken) -> DispatcherSettings {
-        let config = &self.config;
-        DispatcherSettings {
-            max_concurrent: config.performance.max_concurrent_handlers,
-            timeout: config.performance.handler_timeout,
-            org: Arc::from(self.name()),
-            bot_user_id: self.bot().map(|b| b.user_id),
-            bot: self.bot(),
-            stop: stop.clone(),
-            retry: RetryPolicy::from_queue(&config.queue),
-            breaker: BreakerSettings {
-                failure_threshold: config.error_handling.circuit_breaker_threshold,
-                cooldown: config.error_handling.circuit_breaker_cooldown,
-                max_failures_per_hour: config.error_handling.max_failures_per_hour,
-                auto_disable_threshold: config.error_handling.auto_disable_threshold,
-            },
-            partitioner: Partitioner::from_config(&config.scaling),
-            filters: Arc::new(Filters::new(config)),
-        }
-    }
-
-    /// Wires the dispatcher's listener controls: notices to the webhook
-    /// notifier, the controls to `/health`, the listeners an operator (or an
-    /// auto-disable) switched off before this start, and the sync that
-    /// applies `enable`/`disable` while running.
-    async fn attach_controls(
-        &self,
-        dispatcher: Dispatcher,
-        store: &Arc<dyn Store>,
-        services: &Services,
-    ) -> Result<Dispatcher, AppError> {
-        let (notice_tx, notice_rx) = mpsc::channel(crate::notify::NOTICE_QUEUE);
-        self.state
-            .metrics
-            .buffers
-            .watch_channel("notices", &notice_tx);
-        let dispatcher = dispatcher.with_notices(notice_tx);
-        crate::notify::spawn_notifier(
-            notice_rx,
-            self.config.error_handling.notification_webhook.clone(),
-            self.name().to_owned(),
-            services.token(),
-        );
-        let control = dispatcher.control();
-        let _ = self.state.listeners.set(Arc::new(control.clone()));
-        let _ = self.control.set(control.clone());
-        // Listeners disabled before this start stay disabled: their runs are
-        // skipped and dead-lettered.
-        for s in store.listener_states().await? {
-            if !s.enabled {
-                let reason = s
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| OPERATOR_DISABLED.to_owned());
-                control.set_disabled(&s.name, Some(reason));
-            }
-        }
-        crate::notify::spawn_state_sync(
-            store.clone(),
-            move |name, reason| control.set_disabled(name, reason),
-            services.token(),
-        );
-        Ok(dispatcher)
     }
 }
 

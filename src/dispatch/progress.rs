@@ -5,14 +5,23 @@
 //! all its runs recorded. It is written in the same transaction as the runs
 //! that move it, so after a crash exactly the events above it are looked at
 //! again.
+//!
+//! A worker (`run --role worker`) also wants to know when each event is
+//! done: [`Progress::with_completions`] sends the inbox id of every event
+//! whose runs are all committed (at once for an event with no run), so it
+//! acks the delivery only then.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+
+use tokio::sync::mpsc;
 
 /// Outstanding runs per inbox id.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     state: Mutex<State>,
+    /// Where completed inbox ids go, if anyone asked.
+    completions: Option<mpsc::UnboundedSender<i64>>,
 }
 
 #[derive(Debug, Default)]
@@ -24,12 +33,31 @@ struct State {
 }
 
 impl Progress {
+    /// A progress that sends each inbox id whose runs are all committed to
+    /// `tx`.
+    pub(crate) fn with_completions(tx: mpsc::UnboundedSender<i64>) -> Progress {
+        Progress {
+            state: Mutex::default(),
+            completions: Some(tx),
+        }
+    }
+
+    fn complete(&self, inbox_id: i64) {
+        if let Some(tx) = &self.completions {
+            // Nobody listening any more (shutdown): nothing to tell.
+            let _ = tx.send(inbox_id);
+        }
+    }
+
     /// Notes that `inbox_id` is being dispatched to `runs` listeners.
     pub(crate) fn begin(&self, inbox_id: i64, runs: usize) {
         let mut s = self.lock();
         s.high = s.high.max(inbox_id);
         if runs > 0 {
             *s.remaining.entry(inbox_id).or_default() += runs;
+        } else if !s.remaining.contains_key(&inbox_id) {
+            drop(s);
+            self.complete(inbox_id);
         }
     }
 
@@ -57,14 +85,20 @@ impl Progress {
     /// Applies the run counts returned by [`Progress::preview`] once their
     /// runs are committed.
     pub(crate) fn commit(&self, counts: &HashMap<i64, usize>) {
+        let mut done = Vec::new();
         let mut s = self.lock();
         for (id, c) in counts {
             if let Some(left) = s.remaining.get_mut(id) {
                 *left = left.saturating_sub(*c);
                 if *left == 0 {
                     s.remaining.remove(id);
+                    done.push(*id);
                 }
             }
+        }
+        drop(s);
+        for id in done {
+            self.complete(id);
         }
     }
 
@@ -109,6 +143,21 @@ mod tests {
         assert_eq!(w, 3, "events without runs count as done");
         p.commit(&counts);
         assert_eq!(p.outstanding(), 0);
+    }
+
+    #[test]
+    fn completions_come_once_every_run_is_committed_and_at_once_without_runs() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let p = Progress::with_completions(tx);
+        p.begin(1, 2);
+        p.begin(2, 0);
+        assert_eq!(rx.try_recv().ok(), Some(2));
+        let (_, counts) = p.preview([1].into_iter());
+        p.commit(&counts);
+        assert!(rx.try_recv().is_err(), "one of two runs committed");
+        let (_, counts) = p.preview([1].into_iter());
+        p.commit(&counts);
+        assert_eq!(rx.try_recv().ok(), Some(1));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - `envelope`: an inbox event as a message, and back.
 //! - `route`: the partition of an event (its conversation's).
 //! - `error`: [`DistributedError`].
+//! - `membership`: how the live workers split the partitions.
+//! - `worker`: a worker's consumer loop, acking after commit.
 //!
 //! It sits on the intake floor: it uses `dispatch`, `store`, `event` and
 //! `config`, and `app` runs it.
@@ -16,18 +18,22 @@
 #[allow(dead_code)] // Used by the roles being built (issue 16).
 mod envelope;
 mod error;
+mod membership;
 #[allow(dead_code)]
 mod route;
 #[allow(dead_code)]
 mod topology;
+mod worker;
 
 #[allow(unused_imports)]
 pub(crate) use envelope::{Envelope, EnvelopeError, Opened};
 pub(crate) use error::DistributedError;
+pub(crate) use membership::{balance, leave, worker_id};
 #[allow(unused_imports)]
 pub(crate) use route::partition_of;
 #[allow(unused_imports)]
 pub(crate) use topology::Topology;
+pub(crate) use worker::{Worker, WorkerSettings};
 
 use crate::config::{Config, Role};
 

@@ -14,6 +14,7 @@ use super::outbox::OutboxStore;
 use super::rotation::RotationStore;
 use super::statistics::StatsStore;
 use super::triage::DeadLetterStore;
+use super::workers::WorkerStore;
 use crate::event::{Event, Quarantined};
 
 /// The database behind the daemon.
@@ -30,6 +31,7 @@ pub trait Store:
     + DeadLetterStore
     + OutboxStore
     + RotationStore
+    + WorkerStore
     + Send
     + Sync
 {

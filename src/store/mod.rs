@@ -33,6 +33,7 @@ mod statistics;
 mod storable;
 mod triage;
 mod triage_model;
+mod workers;
 
 pub use crate::config::{DatabaseUrl, UrlError};
 pub use admin::{AdminStore, PendingDeadLetter};
@@ -60,3 +61,4 @@ pub use triage_model::{
     DeadLetterCause, DeadLetterFilter, DeadLetterStatus, DeadLetterSummary, ErrorClass, Stage,
     UnknownWord,
 };
+pub use workers::WorkerStore;

@@ -53,6 +53,10 @@ pub(super) struct Writer {
     pub(super) instance: String,
     pub(super) progress: Arc<Progress>,
     pub(super) state: Arc<State>,
+    /// Whether commits write the `dispatched_through` watermark (and the
+    /// batch tag with it): not for workers, which share the instance and
+    /// each see only their partitions' events.
+    pub(super) watermark: bool,
 }
 
 impl Writer {
@@ -86,7 +90,7 @@ impl Writer {
         let tag = batch_tag();
         loop {
             attempt += 1;
-            if attempt > 1 && self.store.last_record_batch(&self.instance).await.ok() == Some(tag) {
+            if attempt > 1 && self.landed(runs, tag).await {
                 self.progress.commit(&counts);
                 tracing::info!(
                     runs = runs.len(),
@@ -133,6 +137,25 @@ impl Writer {
         }
     }
 
+    /// Whether an attempt at committing `runs` (tagged `tag`) whose outcome
+    /// is unknown landed: the tag, or without the watermark (which carries
+    /// it), the first run in the event log (a batch is all or nothing).
+    async fn landed(&self, runs: &[RunRecord], tag: i64) -> bool {
+        if self.watermark {
+            return self.store.last_record_batch(&self.instance).await.ok() == Some(tag);
+        }
+        let Some(first) = runs.first() else {
+            return false;
+        };
+        self.store
+            .logged_runs(&self.instance, &[first.inbox_id])
+            .await
+            .is_ok_and(|done| {
+                done.get(&first.inbox_id)
+                    .is_some_and(|names| names.iter().any(|n| **n == *first.listener))
+            })
+    }
+
     /// One attempt at committing `runs` with the watermark, timed.
     async fn write(&self, runs: &[RunRecord], watermark: i64, tag: i64) -> Result<(), StoreError> {
         let timer = self
@@ -143,7 +166,12 @@ impl Writer {
             .start_timer();
         let result = self
             .store
-            .record_batch(&self.instance, runs, Some(watermark), tag)
+            .record_batch(
+                &self.instance,
+                runs,
+                self.watermark.then_some(watermark),
+                tag,
+            )
             .await;
         timer.observe_duration();
         result

@@ -69,6 +69,7 @@ impl Recorder {
                 instance,
                 progress,
                 state,
+                watermark: true,
             },
             rx,
             audit_disables: false,
@@ -79,6 +80,15 @@ impl Recorder {
     /// audit_trail`), under the actor `auto-disable`.
     pub(crate) fn audit_disables(mut self, on: bool) -> Recorder {
         self.audit_disables = on;
+        self
+    }
+
+    /// Commits runs without the `dispatched_through` watermark: the
+    /// recorder of a worker, one of several sharing the instance, each
+    /// with its own partitions' events (the broker's redelivery, not the
+    /// watermark, brings back what was not recorded).
+    pub(crate) fn without_watermark(mut self) -> Recorder {
+        self.writer.watermark = false;
         self
     }
 

@@ -27,6 +27,32 @@ pub(crate) struct OrganizationHealth {
     pub seconds_since_last_poll: Option<f64>,
     /// When its last event was stored (RFC 3339), if any.
     pub last_event_time: Option<String>,
+    /// A distributed worker's part (`run --role worker`): absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerHealth>,
+}
+
+/// What `/health` says of a distributed worker.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WorkerHealth {
+    /// Always `worker`.
+    pub role: &'static str,
+    /// The partitions this worker consumes now.
+    pub partitions: Vec<u32>,
+}
+
+/// The worker part of `state`, if it runs as a worker.
+fn worker(state: &State) -> Option<WorkerHealth> {
+    let held = state
+        .worker_partitions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()?;
+    let partitions = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Some(WorkerHealth {
+        role: "worker",
+        partitions,
+    })
 }
 
 /// One organization's state, judged.
@@ -119,6 +145,7 @@ pub(super) fn judge(name: &str, state: &Arc<State>, age: Option<f64>) -> Judged 
             },
             seconds_since_last_poll: age,
             last_event_time: rfc3339(last_event_ms),
+            worker: worker(state),
         },
         unhealthy,
         degraded,

@@ -120,6 +120,139 @@ impl TestBroker {
     }
 }
 
+/// One stored event as the ingest publishes it.
+pub struct Produced<'a> {
+    pub inbox_id: i64,
+    pub event: &'a zulip_event_listeners::event::Event,
+    pub partition: u32,
+}
+
+impl TestBroker {
+    /// Declares the topology (as every role does: same arguments) and
+    /// publishes each of `events` of organization `org` to
+    /// `{prefix}.events` with its partition's routing key, the raw event
+    /// JSON as body and the headers `Envelope::seal` writes; waits for
+    /// every confirm.
+    pub async fn publish(&self, org: &str, events: &[Produced<'_>]) {
+        use lapin::options::{
+            BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+        };
+        use lapin::types::{AMQPValue, LongString, ShortString};
+        use lapin::{BasicProperties, ExchangeKind};
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.expect("a channel");
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let dlx = format!("{}.dlx", self.prefix);
+        let exchange = format!("{}.events", self.prefix);
+        ch.exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the DLX");
+        ch.exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the exchange");
+        let q = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut dead_args = FieldTable::default();
+        dead_args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        let dead = format!("{}.dead", self.prefix);
+        ch.queue_declare(dead.as_str().into(), q, dead_args)
+            .await
+            .expect("declare the dead queue");
+        ch.queue_bind(
+            dead.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind the dead queue");
+        for k in 0..self.partitions {
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+            args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+            args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(20));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(dlx.as_str().into()),
+            );
+            let queue = self.queue(k);
+            ch.queue_declare(queue.as_str().into(), q, args)
+                .await
+                .expect("declare a partition");
+            ch.queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                k.to_string().as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind a partition");
+        }
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        for e in events {
+            let mut headers = FieldTable::default();
+            let mut put = |k: &str, v: AMQPValue| {
+                headers.insert(ShortString::from(k), v);
+            };
+            put("zel-inbox-id", AMQPValue::LongLongInt(e.inbox_id));
+            put("zel-event-id", AMQPValue::LongLongInt(e.event.id()));
+            put(
+                "zel-backfilled",
+                AMQPValue::Boolean(e.event.is_backfilled()),
+            );
+            put(
+                "zel-received-at-us",
+                AMQPValue::LongLongInt(chrono::Utc::now().timestamp_micros()),
+            );
+            put("zel-org", AMQPValue::LongString(LongString::from(org)));
+            put("zel-epoch", AMQPValue::LongLongInt(1));
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type(ShortString::from("application/json"))
+                .with_message_id(ShortString::from(e.inbox_id.to_string()))
+                .with_type(ShortString::from(e.event.event_type()))
+                .with_headers(headers);
+            ch.basic_publish(
+                exchange.as_str().into(),
+                e.partition.to_string().as_str().into(),
+                BasicPublishOptions::default(),
+                e.event.raw().as_bytes(),
+                props,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirmed");
+        }
+        let _ = conn.close(200, "published".into()).await;
+    }
+}
+
 impl Drop for TestBroker {
     fn drop(&mut self) {
         let (url, prefix, partitions) = (self.url.clone(), self.prefix.clone(), self.partitions);
