@@ -31,7 +31,13 @@ use crate::event::{Event, Quarantined};
 #[async_trait]
 impl<T> Store for T
 where
-    T: InboxDialect + RecordDialect + AdminStore + AuditStore + StatsStore + RotationStore,
+    T: InboxDialect
+        + RecordDialect
+        + AdminStore
+        + AuditStore
+        + StatsStore
+        + RotationStore
+        + super::leader::LeaderStore,
 {
     fn backend(&self) -> &'static str {
         T::NAME
