@@ -8,12 +8,14 @@
 
 mod buffers;
 mod discards;
+mod ingest;
 mod instances;
 mod labels;
 mod organizations;
 mod runs;
 
 pub(crate) use buffers::BufferMetrics;
+pub(crate) use ingest::IngestMetrics;
 pub(crate) use discards::{own_message, scoped, DiscardMetrics, DiscardReason};
 pub(crate) use instances::{CircuitState, FailureClass, InstanceHandles};
 pub(crate) use labels::type_label;
@@ -93,6 +95,8 @@ pub struct Metrics {
     pub discards: DiscardMetrics,
     /// The bounded queues' fill against their capacity.
     pub buffers: BufferMetrics,
+    /// The distributed ingest's (issue 16).
+    pub(crate) ingest: IngestMetrics,
     /// Replies, by listener and outcome (`sent`, `deduplicated`,
     /// `dead_lettered`, `retried`).
     pub replies: IntCounterVec,
@@ -287,6 +291,8 @@ impl Metrics {
             discards: DiscardMetrics::register(&registry, name)
                 .expect("valid, unique metric definitions"),
             buffers: BufferMetrics::register(&registry, name)
+                .expect("valid, unique metric definitions"),
+            ingest: IngestMetrics::register(&registry, name)
                 .expect("valid, unique metric definitions"),
             replies: reg!(IntCounterVec::new(
                 Opts::new(

@@ -107,6 +107,25 @@ pub struct State {
     pub(crate) tap: Arc<Tap>,
     /// Spans of events whose replies are not sent yet (with tracing on).
     pub held_spans: crate::telemetry::HeldSpans,
+    /// The distributed ingest's leadership and outbox (`run --role ingest`).
+    pub ingest: IngestStatus,
+}
+
+/// What `/health` shows of a distributed ingest (issue 16).
+#[derive(Debug, Default)]
+pub struct IngestStatus {
+    /// This process runs `--role ingest`.
+    pub enabled: AtomicBool,
+    /// It leads (polls and publishes); false while it stands by.
+    pub leading: AtomicBool,
+    /// Its epoch while it leads (the last one it held otherwise).
+    pub epoch: std::sync::atomic::AtomicI64,
+    /// Committed inbox rows not yet confirmed by the broker.
+    pub outbox_depth: std::sync::atomic::AtomicI64,
+    /// Polling is paused: the outbox reached `[distributed] outbox_limit`.
+    pub outbox_full: AtomicBool,
+    /// The broker cannot be reached (publishing waits).
+    pub broker_down: AtomicBool,
 }
 
 /// The last configuration reload, as `/health` shows it.
