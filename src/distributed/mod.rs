@@ -8,6 +8,8 @@
 //! - `topology`: the exchanges and quorum queues, declared by every role.
 //! - `envelope`: an inbox event as a message, and back.
 //! - `route`: the partition of an event (its conversation's).
+//! - `leader`: standing by, taking and keeping the lead (the fenced lease).
+//! - `publisher`: the leader's outbox drain, with publisher confirms.
 //! - `error`: [`DistributedError`].
 //!
 //! It sits on the intake floor: it uses `dispatch`, `store`, `event` and
@@ -16,6 +18,8 @@
 #[allow(dead_code)] // Used by the roles being built (issue 16).
 mod envelope;
 mod error;
+mod leader;
+mod publisher;
 #[allow(dead_code)]
 mod route;
 #[allow(dead_code)]
@@ -24,9 +28,10 @@ mod topology;
 #[allow(unused_imports)]
 pub(crate) use envelope::{Envelope, EnvelopeError, Opened};
 pub(crate) use error::DistributedError;
+pub(crate) use leader::{keep_lead, stand_by, wait_for_lead};
+pub(crate) use publisher::Publisher;
 #[allow(unused_imports)]
 pub(crate) use route::partition_of;
-#[allow(unused_imports)]
 pub(crate) use topology::Topology;
 
 use crate::config::{Config, Role};

@@ -55,11 +55,6 @@ impl OutboxGate {
         self.publishes.notify_waiters();
     }
 
-    /// The highest committed inbox id known.
-    pub(crate) fn committed_through(&self) -> i64 {
-        self.committed.load(Ordering::SeqCst)
-    }
-
     /// Rows committed and not yet confirmed (at most).
     pub(crate) fn depth(&self) -> i64 {
         (self.committed.load(Ordering::SeqCst) - self.published.load(Ordering::SeqCst)).max(0)

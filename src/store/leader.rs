@@ -59,14 +59,20 @@ pub trait Lease: Send {
 pub trait LeaderStore: Send + Sync {
     /// Takes the lock of `instance` if free: the epoch is bumped, `holder`
     /// written, and the store's appends for the instance are fenced with
-    /// the new epoch. `None` while another session holds it.
+    /// the new epoch. `None` while another session holds it (a holder
+    /// whose lease is older than `lease` has its connection terminated, so
+    /// that the next try can succeed).
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    async fn lead(&self, instance: &str, holder: &str)
-        -> Result<Option<Box<dyn Lease>>, StoreError> {
-        let _ = (instance, holder);
+    async fn lead(
+        &self,
+        instance: &str,
+        holder: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        let _ = (instance, holder, lease);
         Err(StoreError::Unsupported("leadership"))
     }
 

@@ -47,6 +47,7 @@ pub use error::StoreError;
 pub use inbox_rows::{DeadLetter, LoggedEvent};
 pub use leader::{LeaderRow, LeaderStore, Lease, OutboxBatch};
 pub use lock::InstanceLock;
+pub(crate) use lock::holder_name;
 pub use model::{
     CleanupCounts, Cursor, FallbackLink, FallbackOutcome, ListenerOverview, ListenerState, Origin,
     RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,

@@ -98,6 +98,7 @@ impl LeaderStore for PgStore {
         &self,
         instance: &str,
         holder: &str,
+        lease: Duration,
     ) -> Result<Option<Box<dyn Lease>>, StoreError> {
         let mut conn = PgConnection::connect_with(self.connect_options()).await?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
@@ -106,6 +107,25 @@ impl LeaderStore for PgStore {
             .fetch_one(&mut conn)
             .await?;
         if !got {
+            // A holder that stopped renewing (its host gone without closing
+            // its connection) is cut off, so that the next try succeeds.
+            let stale: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(l.pid)
+                 FROM pg_locks l, event_listeners_leader r
+                 WHERE r.instance = $2 AND r.renewed_at < now() - make_interval(secs => $3)
+                   AND l.locktype = 'advisory' AND l.granted
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.classid = ($1::int8 & 4294967295)::oid
+                   AND l.objid = (hashtext($2)::int8 & 4294967295)::oid AND l.objsubid = 2",
+            )
+            .bind(super::lock::CLASS)
+            .bind(instance)
+            .bind(lease.as_secs_f64())
+            .fetch_all(&mut conn)
+            .await?;
+            if stale.contains(&true) {
+                tracing::warn!(instance = %instance, "The leader stopped renewing its lease; its lock's connection was terminated");
+            }
             let _ = conn.close().await;
             return Ok(None);
         }
