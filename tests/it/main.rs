@@ -14,6 +14,7 @@ mod cursor;
 mod deadletters;
 mod discards;
 mod dispatch_defects;
+mod distributed_ingest;
 mod encryption;
 mod exec;
 mod fallback;
