@@ -126,6 +126,10 @@ pub struct IngestStatus {
     pub outbox_full: AtomicBool,
     /// The broker cannot be reached (publishing waits).
     pub broker_down: AtomicBool,
+    /// `[distributed] partitions`.
+    pub partitions: std::sync::atomic::AtomicU32,
+    /// The leader's holder name (`host=H pid=P`) as last seen.
+    pub holder: Mutex<Option<String>>,
 }
 
 /// The last configuration reload, as `/health` shows it.

@@ -38,6 +38,10 @@ impl Organization {
             .into());
         }
         self.state.ingest.enabled.store(true, Ordering::Relaxed);
+        self.state
+            .ingest
+            .partitions
+            .store(d.partitions, Ordering::Relaxed);
         let mut report = RunReport {
             location: Some(store.location()),
             ..RunReport::default()

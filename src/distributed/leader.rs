@@ -42,10 +42,16 @@ pub(crate) async fn wait_for_lead(
                 m.leader.set(1);
                 m.epoch.set(epoch);
                 m.leadership_changes.inc();
+                set_holder(state, Some(holder.clone()));
                 tracing::info!(instance = %instance, epoch, holder = %holder, "Leading: polling Zulip and publishing");
                 return Ok(Some(lease));
             }
             Ok(None) => {
+                if let Ok(Some(row)) = store.leader_row(instance).await {
+                    state.ingest.epoch.store(row.epoch, Ordering::Relaxed);
+                    state.ingest.outbox_depth.store(row.outbox_depth, Ordering::Relaxed);
+                    set_holder(state, row.holder);
+                }
                 if !said {
                     said = true;
                     tracing::info!(instance = %instance, "Standing by: another ingest leads");
@@ -88,4 +94,12 @@ pub(crate) fn stand_by(state: &State) {
         state.metrics.ingest.leadership_changes.inc();
     }
     state.metrics.ingest.leader.set(0);
+}
+
+fn set_holder(state: &State, holder: Option<String>) {
+    *state
+        .ingest
+        .holder
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = holder;
 }

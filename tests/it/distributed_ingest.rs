@@ -206,6 +206,20 @@ async fn messages_reach_the_partitions_each_conversation_in_order_each_once() {
         .await,
         "published_through catches up"
     );
+    let health = app.health().await.body;
+    let d = &health["distributed"];
+    assert_eq!(d["role"], "ingest", "{health}");
+    assert_eq!(d["leadership"], "leading", "{health}");
+    assert_eq!((d["epoch"].as_i64(), d["partitions"].as_i64()), (Some(1), Some(4)), "{health}");
+    assert_eq!(d["outbox_depth"], 0, "{health}");
+    let config = app.setup.config_path.display().to_string();
+    let list = zel(&["--config", &config, "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("role ingest led by host=") && text.contains("(epoch 1,")
+            && text.contains("outbox depth 0"),
+        "{text}"
+    );
     let m = app.metrics().await;
     assert_eq!(m.first("zulip_event_listeners_distributed_leader"), Some(1.0));
     assert_eq!(m.first("zulip_event_listeners_distributed_published_total"), Some(40.0));
@@ -275,13 +289,22 @@ async fn a_standby_takes_over_a_killed_leader_with_a_higher_epoch_and_no_gap() {
         "one leads: {}",
         stderr_of(&log)
     );
-    let mut b = spawn_daemon_with_role(config, &log);
     let fake = app.fake.clone();
+    assert!(
+        eventually(WAIT, || async { fake.register_count() == 1 }).await,
+        "the leader registers its queue: {}",
+        stderr_of(&log)
+    );
+    let mut b = spawn_daemon_with_role(config, &log);
     let mut sent = BTreeSet::new();
     for i in 0..10 {
         sent.insert(fake.send_channel_message(7, "u@x", "general", "t", &format!("a{i}")));
     }
-    assert!(eventually(WAIT, || async { broker.ready_in_partitions().await == 10 }).await);
+    assert!(
+        eventually(WAIT, || async { broker.ready_in_partitions().await == 10 }).await,
+        "published before the kill: {}",
+        stderr_of(&log)
+    );
     let (epoch, holder, _) = lease_row(&url).await.expect("a leader");
     let holder = holder.expect("a holder");
     let (leader, standby) = if holder.ends_with(&format!("pid={}", a.id())) {
