@@ -15,8 +15,8 @@ mod organizations;
 mod runs;
 
 pub(crate) use buffers::BufferMetrics;
-pub(crate) use ingest::IngestMetrics;
 pub(crate) use discards::{own_message, scoped, DiscardMetrics, DiscardReason};
+pub(crate) use ingest::IngestMetrics;
 pub(crate) use instances::{CircuitState, FailureClass, InstanceHandles};
 pub(crate) use labels::type_label;
 pub(crate) use labels::Outcome;

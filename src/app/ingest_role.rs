@@ -17,7 +17,9 @@ use super::organization::{Organization, Shared};
 use super::run::RunReport;
 use super::source::{intake_settings, Source};
 use super::AppError;
-use crate::distributed::{keep_lead, stand_by, wait_for_lead, DistributedError, Publisher, Topology};
+use crate::distributed::{
+    keep_lead, stand_by, wait_for_lead, DistributedError, Publisher, Topology,
+};
 use crate::intake::{OutboxGate, Pipeline, PipelineMode};
 use crate::replies::ReplySender;
 use crate::store::{Lease, Store, StoreError};
@@ -50,8 +52,8 @@ impl Organization {
         self.state.set_starting(None);
         crate::systemd::notify_ready();
         loop {
-            let lease = wait_for_lead(&store, self.name(), d.lease_seconds, &self.state, &token)
-                .await?;
+            let lease =
+                wait_for_lead(&store, self.name(), d.lease_seconds, &self.state, &token).await?;
             let Some(lease) = lease else {
                 return Ok(report);
             };
@@ -83,18 +85,13 @@ impl Organization {
         let instance = self.name().to_owned();
         let epoch = lease.epoch();
         let term = token.child_token();
-        let row = store.leader_row(&instance).await?.unwrap_or_else(|| {
-            crate::store::LeaderRow {
-                epoch,
-                holder: None,
-                renewed_at: None,
-                published_through: 0,
-                outbox_depth: 0,
-            }
-        });
+        let (published_through, depth) = match store.leader_row(&instance).await? {
+            Some(row) => (row.published_through, row.outbox_depth),
+            None => (0, 0),
+        };
         let gate = Arc::new(OutboxGate::new(
-            row.published_through + row.outbox_depth,
-            row.published_through,
+            published_through + depth,
+            published_through,
             d.outbox_limit,
         ));
         let publisher = Publisher {
@@ -107,7 +104,7 @@ impl Organization {
             })?,
             gate: gate.clone(),
             state: self.state.clone(),
-            published_through: row.published_through,
+            published_through,
         };
         let publishing = {
             let term = term.clone();

@@ -49,7 +49,10 @@ pub(crate) async fn wait_for_lead(
             Ok(None) => {
                 if let Ok(Some(row)) = store.leader_row(instance).await {
                     state.ingest.epoch.store(row.epoch, Ordering::Relaxed);
-                    state.ingest.outbox_depth.store(row.outbox_depth, Ordering::Relaxed);
+                    state
+                        .ingest
+                        .outbox_depth
+                        .store(row.outbox_depth, Ordering::Relaxed);
                     set_holder(state, row.holder);
                 }
                 if !said {

@@ -72,20 +72,24 @@ impl Publisher {
     pub(crate) async fn run(mut self, stop: CancellationToken) -> Result<(), StoreError> {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         loop {
-            let outcome = match self.connect().await {
-                Ok((conn, channel)) => {
-                    if backoff.failures() > 0 {
-                        tracing::info!(published_through = self.published_through,
+            let outcome =
+                match self.connect().await {
+                    Ok((conn, channel)) => {
+                        if backoff.failures() > 0 {
+                            tracing::info!(published_through = self.published_through,
                             "The broker is back; republishing the outbox from its confirmed end");
+                        }
+                        self.state
+                            .ingest
+                            .broker_down
+                            .store(false, Ordering::Relaxed);
+                        backoff.reset();
+                        let outcome = self.drain(&channel, &stop).await;
+                        let _ = conn.close(200, "publisher stopping".into()).await;
+                        outcome
                     }
-                    self.state.ingest.broker_down.store(false, Ordering::Relaxed);
-                    backoff.reset();
-                    let outcome = self.drain(&channel, &stop).await;
-                    let _ = conn.close(200, "publisher stopping".into()).await;
-                    outcome
-                }
-                Err(e) => Stop::from(e),
-            };
+                    Err(e) => Stop::from(e),
+                };
             match outcome {
                 Stop::Stopped => return Ok(()),
                 Stop::Store(e @ StoreError::Fenced { .. }) => return Err(e),
@@ -106,8 +110,7 @@ impl Publisher {
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), lapin::Error> {
-        let conn =
-            Connection::connect(self.url.expose(), ConnectionProperties::default()).await?;
+        let conn = Connection::connect(self.url.expose(), ConnectionProperties::default()).await?;
         let channel = conn.create_channel().await?;
         self.topology.declare(&channel).await?;
         channel
@@ -174,7 +177,8 @@ impl Publisher {
         let mut confirms = Vec::with_capacity(events.len());
         for stored in events {
             let envelope = Envelope::seal(stored, &self.instance, self.epoch);
-            let key = Topology::routing_key(partition_of(&stored.event, self.topology.partitions()));
+            let key =
+                Topology::routing_key(partition_of(&stored.event, self.topology.partitions()));
             let confirm = channel
                 .basic_publish(
                     exchange.as_str().into(),
@@ -216,7 +220,10 @@ impl Publisher {
 
     fn note_depth(&self) {
         let depth = self.gate.depth();
-        self.state.ingest.outbox_depth.store(depth, Ordering::Relaxed);
+        self.state
+            .ingest
+            .outbox_depth
+            .store(depth, Ordering::Relaxed);
         self.state.metrics.ingest.outbox_depth.set(depth);
     }
 }

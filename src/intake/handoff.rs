@@ -32,4 +32,3 @@ impl Handoff {
         Handoff { tx, task }
     }
 }
-

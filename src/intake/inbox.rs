@@ -258,11 +258,7 @@ impl Pipeline {
                             return Err(PipelineError::DispatchStopped);
                         }
                     }
-                    Sink::Publish { gate, .. } => {
-                        if let Some(last) = batch.iter().map(|s| s.inbox_id).max() {
-                            gate.committed(last);
-                        }
-                    }
+                    Sink::Publish { gate, .. } => gate.committed(batch.iter().map(|s| s.inbox_id)),
                     Sink::DryRun { .. } => {}
                 }
             }

@@ -27,6 +27,6 @@ mod wakeup;
 pub(crate) use file::{
     event_of, run_file, FileError, FileReport, LineProblem, LineReader, LINE_LIMIT, READ_BUFFER,
 };
-pub(crate) use outbox_gate::OutboxGate;
 pub(crate) use inbox::{Pipeline, PipelineError, PipelineMode};
+pub(crate) use outbox_gate::OutboxGate;
 pub(crate) use poller::{Intake, IntakeError, IntakeSettings};

@@ -43,10 +43,12 @@ impl OutboxGate {
         }
     }
 
-    /// Inbox rows up to `id` are committed.
-    pub(crate) fn committed(&self, id: i64) {
-        self.committed.fetch_max(id, Ordering::SeqCst);
-        self.commits.notify_one();
+    /// Inbox rows `ids` (a batch) are committed.
+    pub(crate) fn committed(&self, ids: impl Iterator<Item = i64>) {
+        if let Some(last) = ids.max() {
+            self.committed.fetch_max(last, Ordering::SeqCst);
+            self.commits.notify_one();
+        }
     }
 
     /// Rows up to `id` are confirmed by the broker.
@@ -82,7 +84,10 @@ impl OutboxGate {
             }
         }
         state.ingest.outbox_full.store(false, Ordering::Relaxed);
-        tracing::info!(depth = self.depth(), "The outbox drained below its limit; polling again");
+        tracing::info!(
+            depth = self.depth(),
+            "The outbox drained below its limit; polling again"
+        );
     }
 }
 

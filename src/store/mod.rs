@@ -46,8 +46,8 @@ pub use cursor_control::{CursorPosition, CursorStore, RewindFrom, Rewound, SKIPP
 pub use error::StoreError;
 pub use inbox_rows::{DeadLetter, LoggedEvent};
 pub use leader::{LeaderRow, LeaderStore, Lease, OutboxBatch};
-pub use lock::InstanceLock;
 pub(crate) use lock::holder_name;
+pub use lock::InstanceLock;
 pub use model::{
     CleanupCounts, Cursor, FallbackLink, FallbackOutcome, ListenerOverview, ListenerState, Origin,
     RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,

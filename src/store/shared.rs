@@ -31,13 +31,7 @@ use crate::event::{Event, Quarantined};
 #[async_trait]
 impl<T> Store for T
 where
-    T: InboxDialect
-        + RecordDialect
-        + AdminStore
-        + AuditStore
-        + StatsStore
-        + RotationStore
-        + super::leader::LeaderStore,
+    T: InboxDialect + RecordDialect + AdminStore + AuditStore + StatsStore + RotationStore,
 {
     fn backend(&self) -> &'static str {
         T::NAME

@@ -78,7 +78,10 @@ async fn drain(broker: &TestBroker) -> Vec<Delivered> {
                 partition: k,
                 inbox_id,
                 message_id: body["message"]["id"].as_i64().expect("a message event"),
-                topic: body["message"]["subject"].as_str().unwrap_or_default().to_owned(),
+                topic: body["message"]["subject"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             });
         }
         let _ = channel.close(200, "drained".into()).await;
@@ -124,7 +127,11 @@ async fn an_old_epochs_appends_cursor_writes_and_publishes_are_refused() {
     let old = open_migrated(&db.url, &opts).await;
     let new = open_migrated(&db.url, &opts).await;
     let lease = Duration::from_secs(10);
-    let first = old.lead("org", "old", lease).await.expect("lead").expect("free");
+    let first = old
+        .lead("org", "old", lease)
+        .await
+        .expect("lead")
+        .expect("free");
     assert_eq!(first.epoch(), 1);
     assert!(
         new.lead("org", "new", lease).await.expect("ask").is_none(),
@@ -142,14 +149,27 @@ async fn an_old_epochs_appends_cursor_writes_and_publishes_are_refused() {
         .expect("the leader appends");
     // The old leader's lock connection dies; the other takes over.
     first.release().await;
-    let second = new.lead("org", "new", lease).await.expect("lead").expect("free now");
+    let second = new
+        .lead("org", "new", lease)
+        .await
+        .expect("lead")
+        .expect("free now");
     assert_eq!(second.epoch(), 2);
 
     let err = old
         .append("org", &origin, &[message_event(2)], Some(&cursor(2)))
         .await
         .expect_err("the old epoch's append is refused");
-    assert!(matches!(err, StoreError::Fenced { mine: 1, current: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Fenced {
+                mine: 1,
+                current: 2
+            }
+        ),
+        "{err}"
+    );
     let err = old
         .append("org", &origin, &[], Some(&cursor(3)))
         .await
@@ -157,18 +177,33 @@ async fn an_old_epochs_appends_cursor_writes_and_publishes_are_refused() {
     assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
     let err = old.mark_published("org", 1, 1).await.expect_err("fenced");
     assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
-    let stored = new.load_cursor("org").await.expect("cursor").expect("a cursor");
-    assert_eq!(stored.last_event_id, 1, "nothing of the old epoch committed");
-    assert_eq!(scalar(&db.url, "SELECT count(*) FROM event_listeners_inbox").await, 1);
+    let stored = new
+        .load_cursor("org")
+        .await
+        .expect("cursor")
+        .expect("a cursor");
+    assert_eq!(
+        stored.last_event_id, 1,
+        "nothing of the old epoch committed"
+    );
+    assert_eq!(
+        scalar(&db.url, "SELECT count(*) FROM event_listeners_inbox").await,
+        1
+    );
 
     new.append("org", &origin, &[message_event(2)], Some(&cursor(2)))
         .await
         .expect("the new leader appends");
     let batch = new.outbox_after("org", 0, 10).await.expect("the outbox");
     assert_eq!(batch.events.len(), 2);
-    new.mark_published("org", 2, batch.through).await.expect("advances");
+    new.mark_published("org", 2, batch.through)
+        .await
+        .expect("advances");
     let row = new.leader_row("org").await.expect("row").expect("a row");
-    assert_eq!((row.epoch, row.published_through, row.outbox_depth), (2, batch.through, 0));
+    assert_eq!(
+        (row.epoch, row.published_through, row.outbox_depth),
+        (2, batch.through, 0)
+    );
     second.release().await;
     drop((old, new));
     db.drop_db().await;
@@ -197,11 +232,17 @@ async fn messages_reach_the_partitions_each_conversation_in_order_each_once() {
     assert_eq!(delivered.len(), 40, "each once");
     assert_eq!(ids, sent.iter().copied().collect(), "every message");
     assert_conversation_order(&delivered);
-    let max_inbox = delivered.iter().map(|d| d.inbox_id).max().unwrap_or_default();
+    let max_inbox = delivered
+        .iter()
+        .map(|d| d.inbox_id)
+        .max()
+        .unwrap_or_default();
     let url = app.db.url.clone();
     assert!(
         eventually(WAIT, || async {
-            lease_row(&url).await.is_some_and(|(_, _, through)| through == max_inbox)
+            lease_row(&url)
+                .await
+                .is_some_and(|(_, _, through)| through == max_inbox)
         })
         .await,
         "published_through catches up"
@@ -210,19 +251,30 @@ async fn messages_reach_the_partitions_each_conversation_in_order_each_once() {
     let d = &health["distributed"];
     assert_eq!(d["role"], "ingest", "{health}");
     assert_eq!(d["leadership"], "leading", "{health}");
-    assert_eq!((d["epoch"].as_i64(), d["partitions"].as_i64()), (Some(1), Some(4)), "{health}");
+    assert_eq!(
+        (d["epoch"].as_i64(), d["partitions"].as_i64()),
+        (Some(1), Some(4)),
+        "{health}"
+    );
     assert_eq!(d["outbox_depth"], 0, "{health}");
     let config = app.setup.config_path.display().to_string();
     let list = zel(&["--config", &config, "list"]);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
-        text.contains("role ingest led by host=") && text.contains("(epoch 1,")
+        text.contains("role ingest led by host=")
+            && text.contains("(epoch 1,")
             && text.contains("outbox depth 0"),
         "{text}"
     );
     let m = app.metrics().await;
-    assert_eq!(m.first("zulip_event_listeners_distributed_leader"), Some(1.0));
-    assert_eq!(m.first("zulip_event_listeners_distributed_published_total"), Some(40.0));
+    assert_eq!(
+        m.first("zulip_event_listeners_distributed_leader"),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.first("zulip_event_listeners_distributed_published_total"),
+        Some(40.0)
+    );
     app.stop().await.expect("a clean stop");
 }
 
@@ -230,10 +282,9 @@ async fn messages_reach_the_partitions_each_conversation_in_order_each_once() {
 async fn a_cut_broker_holds_publishing_not_intake_and_loses_nothing() {
     let broker = TestBroker::new(2).await;
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().expect("an address")).await;
-    let section = broker.section().replace(
-        "127.0.0.1:5672",
-        &proxy.addr().to_string(),
-    );
+    let section = broker
+        .section()
+        .replace("127.0.0.1:5672", &proxy.addr().to_string());
     assert!(section.contains(&proxy.addr().to_string()), "{section}");
     let mut app = TestApp::new(Backend::Postgres, FakeOptions::default(), &section).await;
     app.db.migrate().await;
@@ -261,7 +312,11 @@ async fn a_cut_broker_holds_publishing_not_intake_and_loses_nothing() {
         eventually(WAIT, || async { fake.pending(&queue) == Some(0) }).await,
         "Zulip is acknowledged"
     );
-    assert_eq!(broker.ready_in_partitions().await, 1, "nothing published meanwhile");
+    assert_eq!(
+        broker.ready_in_partitions().await,
+        1,
+        "nothing published meanwhile"
+    );
 
     proxy.restore();
     assert!(
@@ -312,7 +367,10 @@ async fn a_standby_takes_over_a_killed_leader_with_a_higher_epoch_and_no_gap() {
     } else {
         (&mut b, &mut a)
     };
-    assert!(holder.ends_with(&format!("pid={}", leader.id())), "{holder}");
+    assert!(
+        holder.ends_with(&format!("pid={}", leader.id())),
+        "{holder}"
+    );
     signal(leader, "-KILL");
     wait_exit(leader, WAIT).await.expect("killed");
     for i in 0..10 {
@@ -321,9 +379,9 @@ async fn a_standby_takes_over_a_killed_leader_with_a_higher_epoch_and_no_gap() {
     let standby_pid = format!("pid={}", standby.id());
     assert!(
         eventually(WAIT, || async {
-            lease_row(&url).await.is_some_and(|(e, h, _)| {
-                e > epoch && h.is_some_and(|h| h.ends_with(&standby_pid))
-            })
+            lease_row(&url)
+                .await
+                .is_some_and(|(e, h, _)| e > epoch && h.is_some_and(|h| h.ends_with(&standby_pid)))
         })
         .await,
         "the standby leads with a higher epoch: {}",
@@ -349,7 +407,13 @@ fn spawn_daemon_with_role(config: &std::path::Path, log: &std::path::Path) -> st
         .open(log)
         .expect("open the stderr log");
     std::process::Command::new(bin())
-        .args(["--config", &config.display().to_string(), "run", "--role", "ingest"])
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "run",
+            "--role",
+            "ingest",
+        ])
         .stdout(std::process::Stdio::null())
         .env("RUST_LOG", "warn")
         .stderr(log)

@@ -151,7 +151,13 @@ impl LeaderStore for PgStore {
     }
 
     async fn leader_row(&self, instance: &str) -> Result<Option<LeaderRow>, StoreError> {
-        type Row = (i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>, i64, i64);
+        type Row = (
+            i64,
+            Option<String>,
+            Option<chrono::DateTime<chrono::Utc>>,
+            i64,
+            i64,
+        );
         let row: Option<Row> = sqlx::query_as(
             "SELECT l.epoch, l.holder, l.renewed_at, l.published_through,
                (SELECT count(*) FROM event_listeners_inbox i
@@ -222,6 +228,7 @@ impl LeaderStore for PgStore {
     }
 
     fn fence(&self, epoch: Option<i64>) {
-        self.fence_cell().store(epoch.unwrap_or(0), Ordering::SeqCst);
+        self.fence_cell()
+            .store(epoch.unwrap_or(0), Ordering::SeqCst);
     }
 }
