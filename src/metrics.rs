@@ -8,6 +8,7 @@
 
 mod buffers;
 mod discards;
+mod ingest;
 mod instances;
 mod labels;
 mod organizations;
@@ -16,6 +17,7 @@ mod worker;
 
 pub(crate) use buffers::BufferMetrics;
 pub(crate) use discards::{own_message, scoped, DiscardMetrics, DiscardReason};
+pub(crate) use ingest::IngestMetrics;
 pub(crate) use instances::{CircuitState, FailureClass, InstanceHandles};
 pub(crate) use labels::type_label;
 pub(crate) use labels::Outcome;
@@ -97,6 +99,8 @@ pub struct Metrics {
     pub buffers: BufferMetrics,
     /// A distributed worker's deliveries, acks and partitions.
     pub worker: WorkerMetrics,
+    /// The distributed ingest's (issue 16).
+    pub(crate) ingest: IngestMetrics,
     /// Replies, by listener and outcome (`sent`, `deduplicated`,
     /// `dead_lettered`, `retried`).
     pub replies: IntCounterVec,
@@ -293,6 +297,8 @@ impl Metrics {
             buffers: BufferMetrics::register(&registry, name)
                 .expect("valid, unique metric definitions"),
             worker: WorkerMetrics::register(&registry, name)
+                .expect("valid, unique metric definitions"),
+            ingest: IngestMetrics::register(&registry, name)
                 .expect("valid, unique metric definitions"),
             replies: reg!(IntCounterVec::new(
                 Opts::new(

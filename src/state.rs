@@ -109,6 +109,29 @@ pub struct State {
     pub held_spans: crate::telemetry::HeldSpans,
     /// A distributed worker's partitions (`run --role worker`), for `/health`.
     pub worker_partitions: Mutex<Option<Arc<Mutex<Vec<u32>>>>>,
+    /// The distributed ingest's leadership and outbox (`run --role ingest`).
+    pub ingest: IngestStatus,
+}
+
+/// What `/health` shows of a distributed ingest (issue 16).
+#[derive(Debug, Default)]
+pub struct IngestStatus {
+    /// This process runs `--role ingest`.
+    pub enabled: AtomicBool,
+    /// It leads (polls and publishes); false while it stands by.
+    pub leading: AtomicBool,
+    /// Its epoch while it leads (the last one it held otherwise).
+    pub epoch: std::sync::atomic::AtomicI64,
+    /// Committed inbox rows not yet confirmed by the broker.
+    pub outbox_depth: std::sync::atomic::AtomicI64,
+    /// Polling is paused: the outbox reached `[distributed] outbox_limit`.
+    pub outbox_full: AtomicBool,
+    /// The broker cannot be reached (publishing waits).
+    pub broker_down: AtomicBool,
+    /// `[distributed] partitions`.
+    pub partitions: std::sync::atomic::AtomicU32,
+    /// The leader's holder name (`host=H pid=P`) as last seen.
+    pub holder: Mutex<Option<String>>,
 }
 
 /// The last configuration reload, as `/health` shows it.

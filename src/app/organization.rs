@@ -43,7 +43,7 @@ pub(super) struct Organization {
     /// The configuration as this organization sees it.
     pub(super) config: Config,
     pub(super) instances: Vec<Instance>,
-    source: Source,
+    pub(super) source: Source,
     identity: Identity,
     pub(super) state: Arc<State>,
     /// Its dispatcher's controls, once it runs: a reload replaces its

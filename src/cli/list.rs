@@ -12,7 +12,7 @@ use crate::cli::age::format_time;
 use crate::cli::exit::Failure;
 use crate::config::{Config, ListenerKind};
 use crate::listeners::Registry;
-use crate::store::{ListenerOverview, ListenerState, StoreOptions};
+use crate::store::{LeaderRow, ListenerOverview, ListenerState, StoreOptions};
 
 /// The window of `list`'s failure count.
 const LIST_WINDOW_HOURS: i64 = 1;
@@ -24,6 +24,8 @@ pub(super) struct RunState {
     pub states: Vec<ListenerState>,
     /// Failures in the window and last success, per listener.
     pub overview: Vec<ListenerOverview>,
+    /// The distributed ingest's lease row, with a `[distributed]` section.
+    pub leader: Option<LeaderRow>,
 }
 
 /// `list`: every registered listener with its configuration and, when the
@@ -35,6 +37,12 @@ pub(super) struct RunState {
 pub(crate) async fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failure> {
     let state = read_run_state(config).await;
     print!("{}", render_list(config, registry, state.as_ref().ok()));
+    if let Ok(RunState { leader, .. }) = &state {
+        if config.distributed.amqp_url.is_some() {
+            println!();
+            println!("{}", distributed_line(config, leader.as_ref()));
+        }
+    }
     if let Err(why) = &state {
         println!();
         println!("Note: run state (disabled listeners, failures, last success) not shown: {why}.");
@@ -107,13 +115,43 @@ async fn read_run_state(config: &Config) -> Result<RunState, String> {
         ));
     }
     let since = Utc::now() - ChronoDuration::hours(LIST_WINDOW_HOURS);
+    let leader = if config.distributed.amqp_url.is_some() && store.backend() == "postgres" {
+        store
+            .leader_row(&config.scaling.instance_id)
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        None
+    };
     Ok(RunState {
+        leader,
         states: store.listener_states().await.map_err(|e| e.to_string())?,
         overview: store
             .listener_overview(since)
             .await
             .map_err(|e| e.to_string())?,
     })
+}
+
+/// The distributed ingest's lead, as `list` says it.
+fn distributed_line(config: &Config, leader: Option<&LeaderRow>) -> String {
+    let d = &config.distributed;
+    match leader {
+        None => format!(
+            "Distributed ({} partitions, prefix `{}`): no ingest has led yet.",
+            d.partitions, d.prefix
+        ),
+        Some(l) => format!(
+            "Distributed ({} partitions, prefix `{}`): role ingest led by {} (epoch {}, lease renewed {}); outbox depth {} (published through inbox id {}).",
+            d.partitions,
+            d.prefix,
+            l.holder.as_deref().unwrap_or("nobody"),
+            l.epoch,
+            l.renewed_at.map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
+            l.outbox_depth,
+            l.published_through
+        ),
+    }
 }
 
 /// The `FAILURES` and `LAST SUCCESS` cells of `name`: dashes without a
@@ -290,6 +328,7 @@ mod tests {
                 failures: 3,
                 last_success: Some(at(1_790_000_600)),
             }],
+            leader: None,
         };
         let text = render_list(&config, &registry, Some(&state));
         let lines: Vec<&str> = text.lines().collect();

@@ -8,6 +8,8 @@
 //! - `topology`: the exchanges and quorum queues, declared by every role.
 //! - `envelope`: an inbox event as a message, and back.
 //! - `route`: the partition of an event (its conversation's).
+//! - `leader`: standing by, taking and keeping the lead (the fenced lease).
+//! - `publisher`: the leader's outbox drain, with publisher confirms.
 //! - `error`: [`DistributedError`].
 //! - `membership`: how the live workers split the partitions.
 //! - `worker`: a worker's consumer loop, acking after commit.
@@ -15,23 +17,20 @@
 //! It sits on the intake floor: it uses `dispatch`, `store`, `event` and
 //! `config`, and `app` runs it.
 
-#[allow(dead_code)] // Used by the roles being built (issue 16).
 mod envelope;
 mod error;
 mod membership;
-#[allow(dead_code)]
+mod leader;
+mod publisher;
 mod route;
-#[allow(dead_code)]
 mod topology;
 mod worker;
 
-#[allow(unused_imports)]
-pub(crate) use envelope::{Envelope, EnvelopeError, Opened};
+pub(crate) use envelope::Envelope;
 pub(crate) use error::DistributedError;
 pub(crate) use membership::{balance, leave, worker_id};
-#[allow(unused_imports)]
-pub(crate) use route::partition_of;
-#[allow(unused_imports)]
+pub(crate) use leader::{keep_lead, stand_by, wait_for_lead};
+pub(crate) use publisher::Publisher;
 pub(crate) use topology::Topology;
 pub(crate) use worker::{Worker, WorkerSettings};
 

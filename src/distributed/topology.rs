@@ -69,6 +69,7 @@ impl Topology {
     }
 
     /// Every queue, the partitions first.
+    #[cfg(test)]
     pub(crate) fn queues(&self) -> Vec<String> {
         let mut all: Vec<String> = (0..self.partitions).map(|k| self.queue(k)).collect();
         all.push(self.dead_queue());

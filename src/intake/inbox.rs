@@ -1,10 +1,11 @@
 //! [`Pipeline`]: where every source (the Zulip queue, a backfill, a file)
 //! hands its events. In the normal mode a batch is committed to the inbox
 //! (with the queue cursor, in one transaction) and then dispatched; in
-//! dry-run mode it is only described.
+//! dry-run mode it is only described; in a distributed ingest it is
+//! committed and the publisher told (the inbox is the outbox).
 //!
 //! Dispatch runs in a task of its own, fed committed batches through a
-//! channel of [`HANDOFF_BATCHES`] batches: the source commits batch k+1
+//! channel of `HANDOFF_BATCHES` (`handoff.rs`) batches: the source commits batch k+1
 //! while batch k's runs are being started, instead of the two taking turns.
 //! The channel is the only buffer between them, so memory stays bounded,
 //! and a batch is handed over only after its commit, so nothing is
@@ -15,11 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::dry_run::describe;
+use super::handoff::Handoff;
+use super::outbox_gate::OutboxGate;
 use super::quarantine::note_quarantined;
 use crate::backoff::Backoff;
 use crate::dispatch::Dispatcher;
@@ -37,6 +38,14 @@ pub(crate) enum PipelineMode {
         store: Arc<dyn Store>,
         /// The listeners' dispatcher.
         dispatcher: Box<Dispatcher>,
+    },
+    /// Store, and wake the distributed ingest's publisher (`gate`): the
+    /// inbox is the outbox, nothing is dispatched here.
+    Publish {
+        /// The database.
+        store: Arc<dyn Store>,
+        /// Told of each commit; holds intake back while the outbox is full.
+        gate: Arc<OutboxGate>,
     },
     /// Print which listeners would run; write nothing, run nothing.
     DryRun {
@@ -74,36 +83,15 @@ pub enum PipelineError {
     DispatchStopped,
 }
 
-/// Committed batches that may wait for dispatch at once.
-pub(super) const HANDOFF_BATCHES: usize = 1;
-
-/// The dispatch task and the channel that feeds it.
-struct Handoff {
-    tx: mpsc::Sender<Vec<StoredEvent>>,
-    task: JoinHandle<Dispatcher>,
-}
-
-impl Handoff {
-    fn start(dispatcher: Dispatcher, state: &State) -> Handoff {
-        let (tx, mut rx) = mpsc::channel::<Vec<StoredEvent>>(HANDOFF_BATCHES);
-        state.metrics.buffers.watch_channel("intake_handoff", &tx);
-        let task = tokio::spawn(async move {
-            while let Some(batch) = rx.recv().await {
-                for stored in batch {
-                    dispatcher.dispatch(stored, &[]).await;
-                }
-            }
-            dispatcher
-        });
-        Handoff { tx, task }
-    }
-}
-
 /// Where accepted events go.
 enum Sink {
     Store {
         store: Arc<dyn Store>,
         handoff: Handoff,
+    },
+    Publish {
+        store: Arc<dyn Store>,
+        gate: Arc<OutboxGate>,
     },
     DryRun {
         listeners: Vec<Arc<dyn Listener>>,
@@ -128,6 +116,7 @@ impl Pipeline {
                 store,
                 handoff: Handoff::start(*dispatcher, &state),
             },
+            PipelineMode::Publish { store, gate } => Sink::Publish { store, gate },
             PipelineMode::DryRun { listeners } => Sink::DryRun { listeners },
         };
         Pipeline {
@@ -147,8 +136,16 @@ impl Pipeline {
     /// The store, unless in dry-run mode.
     pub(crate) fn store(&self) -> Option<&Arc<dyn Store>> {
         match &self.sink {
-            Sink::Store { store, .. } => Some(store),
+            Sink::Store { store, .. } | Sink::Publish { store, .. } => Some(store),
             Sink::DryRun { .. } => None,
+        }
+    }
+
+    /// The outbox gate of a distributed ingest's pipeline.
+    pub(crate) fn outbox_gate(&self) -> Option<&Arc<OutboxGate>> {
+        match &self.sink {
+            Sink::Publish { gate, .. } => Some(gate),
+            _ => None,
         }
     }
 
@@ -176,7 +173,7 @@ impl Pipeline {
                     }
                 }
             }
-            Sink::DryRun { .. } => None,
+            Sink::Publish { .. } | Sink::DryRun { .. } => None,
         }
     }
 
@@ -224,7 +221,7 @@ impl Pipeline {
                 note_quarantined(&self.state, origin, quarantined);
                 report.stored = events.len();
             }
-            Sink::Store { store, handoff } => {
+            Sink::Store { store, .. } | Sink::Publish { store, .. } => {
                 if events.is_empty() && quarantined.is_empty() && cursor.is_none() {
                     return Ok(report);
                 }
@@ -255,8 +252,14 @@ impl Pipeline {
                 // which in turn holds back the next poll. Closed only if
                 // the task died: the batch is committed, so it is dispatched
                 // at the next start, and the daemon stops to get there.
-                if !batch.is_empty() && handoff.tx.send(batch).await.is_err() {
-                    return Err(PipelineError::DispatchStopped);
+                match &self.sink {
+                    Sink::Store { handoff, .. } => {
+                        if !batch.is_empty() && handoff.tx.send(batch).await.is_err() {
+                            return Err(PipelineError::DispatchStopped);
+                        }
+                    }
+                    Sink::Publish { gate, .. } => gate.committed(batch.iter().map(|s| s.inbox_id)),
+                    Sink::DryRun { .. } => {}
                 }
             }
         }

@@ -12,8 +12,10 @@ mod backfill;
 pub(crate) mod backpressure;
 mod dry_run;
 mod file;
+mod handoff;
 mod inbox;
 mod notes;
+mod outbox_gate;
 pub(crate) mod pacing;
 mod page;
 mod poller;
@@ -26,4 +28,5 @@ pub(crate) use file::{
     event_of, run_file, FileError, FileReport, LineProblem, LineReader, LINE_LIMIT, READ_BUFFER,
 };
 pub(crate) use inbox::{Pipeline, PipelineError, PipelineMode};
+pub(crate) use outbox_gate::OutboxGate;
 pub(crate) use poller::{Intake, IntakeError, IntakeSettings};

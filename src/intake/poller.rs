@@ -159,6 +159,9 @@ impl<'a> Intake<'a> {
             if let Some(ready) = on_polling.take() {
                 ready();
             }
+            if let Some(gate) = self.pipeline.outbox_gate() {
+                gate.wait_for_room(&self.state, &token).await;
+            }
             if let Some(threshold) = self.settings.memory_threshold {
                 crate::intake::backpressure::wait_below(threshold, &self.state, &token).await;
             }

@@ -8,6 +8,7 @@ use super::admin::AdminStore;
 use super::audit::AuditStore;
 use super::cursor_control::CursorStore;
 use super::error::StoreError;
+use super::leader::LeaderStore;
 use super::lock::InstanceLock;
 use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
 use super::outbox::OutboxStore;
@@ -32,6 +33,7 @@ pub trait Store:
     + OutboxStore
     + RotationStore
     + WorkerStore
+    + LeaderStore
     + Send
     + Sync
 {

@@ -45,7 +45,7 @@ pub(crate) trait Dialect: Send + Sync {
 
 /// A backend's inbox: its hot-path append and its lookups.
 #[async_trait]
-pub(crate) trait InboxDialect: Dialect {
+pub(crate) trait InboxDialect: Dialect + super::leader::LeaderStore {
     /// `(id, event id, backfilled, raw, received_at, queue id, key id)` of
     /// instance `$1`'s inbox rows after its `dispatched_through`, by id.
     const UNFINISHED: &'static str;

@@ -43,6 +43,18 @@ pub enum StoreError {
     /// (acknowledged) until it is taken again.
     #[error("the database connection holding the instance lock is down; retrying")]
     LockNotHeld,
+    /// Another ingest leads now (its epoch is not this process's): the
+    /// write was refused and rolled back; the caller demotes.
+    #[error("another ingest took the lead of this instance (epoch {current}, this one {mine}); this write was refused")]
+    Fenced {
+        /// This process's epoch.
+        mine: i64,
+        /// The stored epoch (0: no row).
+        current: i64,
+    },
+    /// What the backend cannot do (the distributed mode on SQLite).
+    #[error("{0} needs PostgreSQL")]
+    Unsupported(&'static str),
     /// The SQLite database file, or its lock file, was deleted or replaced
     /// while the daemon ran: its commits go to a file nobody will read, so
     /// it stops before acknowledging them.

@@ -17,6 +17,7 @@ mod cursor_control;
 mod dialect;
 mod error;
 mod inbox_rows;
+mod leader;
 mod listener_rows;
 mod lock;
 mod model;
@@ -45,6 +46,8 @@ pub use crypto::{Aad, Cipher, CryptoError, KeyId, Keyring, KeyringError};
 pub use cursor_control::{CursorPosition, CursorStore, RewindFrom, Rewound, SKIPPED_PREFIX};
 pub use error::StoreError;
 pub use inbox_rows::{DeadLetter, LoggedEvent};
+pub use leader::{LeaderRow, LeaderStore, Lease, OutboxBatch};
+pub(crate) use lock::holder_name;
 pub use lock::InstanceLock;
 pub use model::{
     CleanupCounts, Cursor, FallbackLink, FallbackOutcome, ListenerOverview, ListenerState, Origin,

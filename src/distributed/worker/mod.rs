@@ -309,6 +309,7 @@ impl Worker {
                     continue;
                 }
             };
+            tracing::trace!(inbox_id = opened.stored.inbox_id, epoch = opened.epoch, partition = p, "Delivery");
             todo.push((p, d, opened.stored));
         }
         if todo.is_empty() {

@@ -7,6 +7,7 @@
 //! fails. `/ready` (`ready.rs`) reads the same state, without the ping:
 //! 200 or 503 naming what fails.
 
+mod ingest;
 mod organization;
 mod ready;
 
@@ -79,6 +80,9 @@ pub(crate) struct HealthReport {
     /// The last configuration reload (SIGHUP), if there was one: a failed
     /// one leaves the status as it is (the running configuration is kept).
     pub reload: Option<crate::state::ReloadStatus>,
+    /// A distributed ingest's leadership and outbox (`run --role ingest`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<ingest::IngestHealth>,
 }
 
 /// An open circuit in `/health`.
@@ -347,6 +351,7 @@ impl Health {
             draining,
             organizations: judged.into_iter().map(|j| j.report).collect(),
             reload: self.daemon.reload(),
+            distributed: ingest::report(&self.daemon),
         }
     }
 }

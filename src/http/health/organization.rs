@@ -103,6 +103,7 @@ pub(super) fn judge(name: &str, state: &Arc<State>, age: Option<f64>) -> Judged 
     if state.backpressure.load(Ordering::Relaxed) {
         degraded.push("polling paused by memory backpressure".to_owned());
     }
+    degraded.extend(super::ingest::degraded(state));
     let (disabled, open) = match state.listeners.get() {
         Some(c) => (c.disabled(), c.open_circuits()),
         None => (Vec::new(), Vec::new()),

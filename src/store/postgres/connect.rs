@@ -1,6 +1,7 @@
 //! [`PgStore`]: connecting to PostgreSQL, its migrations, and [`Insert`],
 //! how its batch inserts treat rows stored already.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,6 +25,8 @@ pub struct PgStore {
     location: String,
     opts: StoreOptions,
     lock: Arc<LockState>,
+    /// The epoch its appends are fenced with (0: none; see `leader.rs`).
+    fence: AtomicI64,
 }
 
 impl PgStore {
@@ -63,12 +66,28 @@ impl PgStore {
             location,
             opts: opts.clone(),
             lock: Arc::default(),
+            fence: AtomicI64::new(0),
         })
     }
 
     /// The connection pool, for tests and the benchmark.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// What its connections connect with (for the leader's own).
+    pub(super) fn connect_options(&self) -> &PgConnectOptions {
+        &self.connect
+    }
+
+    /// The fence's cell.
+    pub(super) fn fence_cell(&self) -> &AtomicI64 {
+        &self.fence
+    }
+
+    /// The epoch appends are fenced with, if any.
+    pub(super) fn fence_epoch(&self) -> Option<i64> {
+        Some(self.fence.load(Ordering::SeqCst)).filter(|e| *e > 0)
     }
 
     /// The options it was opened with.

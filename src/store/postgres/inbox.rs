@@ -49,7 +49,7 @@ impl InboxDialect for PgStore {
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
-        if !quarantined.is_empty() {
+        if !quarantined.is_empty() || self.fence_epoch().is_some() {
             return append_quarantining(self, instance, origin, events, quarantined, cursor).await;
         }
         // A unique violation means some of these events are stored already
@@ -159,9 +159,10 @@ where
         .collect())
 }
 
-/// [`append_once`] with elements in quarantine (rare: Zulip sent something
-/// that is no event as it came): the quarantine rows, then the events in
-/// the careful form and the cursor, in one transaction.
+/// [`append_once`] in a transaction: with elements in quarantine (rare:
+/// Zulip sent something that is no event as it came), or fenced by a
+/// distributed ingest's epoch. The fence, the quarantine rows, then the
+/// events in the careful form and the cursor.
 async fn append_quarantining(
     store: &PgStore,
     instance: &str,
@@ -170,12 +171,40 @@ async fn append_quarantining(
     quarantined: &[Quarantined],
     cursor: Option<&Cursor>,
 ) -> Result<Vec<Option<i64>>, StoreError> {
+    let mut tx = store.pool().begin().await?;
+    // The distributed ingest's fence: this transaction commits only under
+    // its epoch (see `leader.rs`).
+    if let Some(epoch) = store.fence_epoch() {
+        super::leader::check(&mut tx, instance, epoch).await?;
+    }
+    if !quarantined.is_empty() {
+        write_quarantined(&mut tx, instance, origin, quarantined).await?;
+    }
+    let ids = append_once(
+        &mut *tx,
+        &store.opts().cipher,
+        instance,
+        origin,
+        events,
+        cursor,
+        Insert::SkipExisting,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ids)
+}
+
+async fn write_quarantined(
+    tx: &mut sqlx::PgConnection,
+    instance: &str,
+    origin: &str,
+    quarantined: &[Quarantined],
+) -> Result<(), StoreError> {
     let detail: Vec<Cow<'_, str>> = quarantined
         .iter()
         .map(|q| storable::text(&q.detail))
         .collect();
     let raw: Vec<Cow<'_, str>> = quarantined.iter().map(|q| storable::text(&q.raw)).collect();
-    let mut tx = store.pool().begin().await?;
     sqlx::query(
         "INSERT INTO event_listeners_quarantine
            (instance, queue_id, event_id, kind, reason, raw, raw_bytes)
@@ -202,18 +231,7 @@ async fn append_quarantining(
     )
     .execute(&mut *tx)
     .await?;
-    let ids = append_once(
-        &mut *tx,
-        &store.opts().cipher,
-        instance,
-        origin,
-        events,
-        cursor,
-        Insert::SkipExisting,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ids)
+    Ok(())
 }
 
 /// `$1` instance, `$2` queue (the origin as stored), `$3`-`$9` the events' columns.

@@ -17,7 +17,7 @@ use crate::store::error::StoreError;
 use crate::store::lock::{InstanceLock, LockState};
 
 /// The advisory lock class of this daemon: "ZEL".
-const CLASS: i32 = 0x005A_454C;
+pub(super) const CLASS: i32 = 0x005A_454C;
 /// How often the lock's connection is checked.
 const PING_EVERY: Duration = Duration::from_secs(2);
 /// How long a ping may take before the connection counts as down.

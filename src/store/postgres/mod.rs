@@ -7,6 +7,7 @@ mod builtin_rows;
 mod changes;
 mod connect;
 mod inbox;
+mod leader;
 mod lock;
 mod predecessor;
 mod record;

@@ -37,6 +37,9 @@ pub struct SqliteStore {
     files: OpenFiles,
 }
 
+/// The distributed mode needs PostgreSQL: every method says so.
+impl crate::store::leader::LeaderStore for SqliteStore {}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database file of `connect`;
     /// `location` is its absolute path.
