@@ -15,6 +15,7 @@ mod deadletters;
 mod discards;
 mod dispatch_defects;
 mod distributed_worker;
+mod distributed_e2e;
 mod distributed_ingest;
 mod encryption;
 mod exec;
