@@ -31,6 +31,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -61,6 +62,8 @@ pub(crate) struct Dispatcher {
     /// The instances and settings new events go to (a reload replaces it).
     roster: Current,
     admission: Arc<Semaphore>,
+    /// The admission limit: runs that may exist at once.
+    admission_size: usize,
     running: Arc<Semaphore>,
     /// Keyed by instance name, so an instance a reload keeps keeps its
     /// order across the reload.
@@ -104,6 +107,7 @@ impl Dispatcher {
         Dispatcher {
             roster: Arc::new(RwLock::new(Arc::new(roster))),
             admission,
+            admission_size: max * ADMISSION_FACTOR,
             running,
             lanes: Arc::default(),
             stop,
@@ -162,19 +166,27 @@ impl Dispatcher {
             stored,
             trace,
         };
-        for i in targets {
-            let permit = tokio::select! {
-                p = self.admission.clone().acquire_owned() => p,
+        // Every run of the event in one task (one per chunk of at most
+        // the admission limit, so that an event with more runs than that
+        // never waits for permits it holds itself).
+        for chunk in targets.chunks(self.admission_size) {
+            let wanted = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            let permits = tokio::select! {
+                p = self.admission.clone().acquire_many_owned(wanted) => p,
                 _ = self.stop.cancelled() => return,
             };
-            let Ok(permit) = permit else {
+            let Ok(mut permits) = permits else {
                 return;
             };
-            let name = roster.slots[i].name.clone();
-            let lanes = std::iter::once(key.clone())
-                .chain(touched.iter().map(|&id| OrderingKey::Message(id)))
-                .map(|k| (name.clone(), k));
-            self.spawn_run(&roster, i, lanes, &dispatched, permit);
+            let mut runs = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                let name = roster.slots[i].name.clone();
+                let lanes = std::iter::once(key.clone())
+                    .chain(touched.iter().map(|&id| OrderingKey::Message(id)))
+                    .map(|k| (name.clone(), k));
+                runs.push(self.run_in_lanes(&roster, i, lanes, &dispatched, permits.split(1)));
+            }
+            self.tracker.spawn(run_all(runs));
         }
     }
 
@@ -244,16 +256,17 @@ impl Dispatcher {
         targets
     }
 
-    /// Spawns listener `index`'s run of the event in `lanes`, holding its
-    /// admission `permit` until the run is over.
-    fn spawn_run(
+    /// Listener `index`'s run of the event in `lanes`, holding its
+    /// admission `permit` until the run is over: to be polled by the
+    /// event's task ([`run_all`]).
+    fn run_in_lanes(
         &self,
         roster: &Roster,
         index: usize,
         lanes: impl IntoIterator<Item = (Arc<str>, OrderingKey)>,
         event: &Dispatched,
-        permit: OwnedSemaphorePermit,
-    ) {
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let Dispatched {
             stored,
             event_type,
@@ -274,14 +287,13 @@ impl Dispatcher {
             fallback_of: None,
             trace: trace.clone(),
         };
-        let outcomes = self.outcomes.clone();
         let lanes = self.lanes.clone();
         self.state.metrics.runs_in_flight.inc();
         roster.slots[index]
             .in_flight
             .fetch_add(1, Ordering::Relaxed);
         roster.slots[index].handles.instance.in_flight.inc();
-        self.tracker.spawn(async move {
+        async move {
             turn.wait().await;
             let chain = run.execute().await;
             // Sent before the lanes' next run may start, so that the
@@ -292,10 +304,10 @@ impl Dispatcher {
             // shutdown came before the run could start.
             match chain {
                 Some(mut runs) if runs.len() == 1 => {
-                    let _ = outcomes.send(Recording::Run(runs.remove(0))).await;
+                    let _ = run.outcomes.send(Recording::Run(runs.remove(0))).await;
                 }
                 Some(runs) => {
-                    let _ = outcomes.send(Recording::Chain(runs)).await;
+                    let _ = run.outcomes.send(Recording::Chain(runs)).await;
                 }
                 None => {}
             }
@@ -309,7 +321,7 @@ impl Dispatcher {
                 .in_flight
                 .fetch_sub(1, Ordering::Relaxed);
             run.slots[run.index].handles.instance.in_flight.dec();
-        });
+        }
     }
 
     /// Stops accepting runs and waits up to `deadline` for those in flight.
@@ -324,7 +336,14 @@ impl Dispatcher {
         {
             return 0;
         }
-        let left = self.tracker.len();
+        // Runs, not tasks (a task holds an event's runs); a run of an
+        // instance a reload removed is counted by its task alone.
+        let counted: usize = current(&self.roster)
+            .slots
+            .iter()
+            .map(|s| s.in_flight.load(Ordering::Relaxed))
+            .sum();
+        let left = counted.max(self.tracker.len());
         let listeners = self.in_flight_by_listener();
         let events = self.progress.unrecorded(DRAIN_NAMED_EVENTS);
         tracing::warn!(
@@ -348,6 +367,22 @@ impl Dispatcher {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Polls the runs of one event together, in one task: a task per event,
+/// not per run, so a cheap run costs a poll, not a spawn. Each run still
+/// waits for its own lanes and slot, and ends on its own (its permit and
+/// lanes released as it finishes); a run that never ends keeps only the
+/// task, not its event's other runs.
+async fn run_all<F: std::future::Future<Output = ()>>(mut runs: Vec<F>) {
+    if runs.len() == 1 {
+        if let Some(run) = runs.pop() {
+            run.await;
+        }
+        return;
+    }
+    let mut all: FuturesUnordered<F> = runs.into_iter().collect();
+    while all.next().await.is_some() {}
 }
 
 #[cfg(test)]

@@ -18,10 +18,13 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
+/// Each lane's last place: its id and the signal that it is over.
+type Tails<K> = HashMap<K, (u64, oneshot::Receiver<()>)>;
+
 /// The ordering of runs by key.
 #[derive(Debug)]
 pub(crate) struct Lanes<K> {
-    tails: Mutex<HashMap<K, (u64, oneshot::Receiver<()>)>>,
+    tails: Mutex<Tails<K>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -45,17 +48,19 @@ pub(crate) struct Turn<K: Hash + Eq> {
 
 impl<K: Hash + Eq + Clone> Lanes<K> {
     /// Takes the next place in the lane of `key` (call in dispatch order).
+    #[cfg(test)]
     pub(crate) fn enter(&self, key: K) -> Turn<K> {
+        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        self.enter_locked(&mut tails, key)
+    }
+
+    /// [`Lanes::enter`] with the map already locked.
+    fn enter_locked(&self, tails: &mut Tails<K>, key: K) -> Turn<K> {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let previous = self
-            .tails
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), (id, rx))
-            .map(|(_, rx)| rx);
+        let previous = tails.insert(key.clone(), (id, rx)).map(|(_, rx)| rx);
         Turn {
             key,
             id,
@@ -66,11 +71,17 @@ impl<K: Hash + Eq + Clone> Lanes<K> {
 
     /// Ends a turn: the next run of the key may start, and an idle lane is
     /// forgotten.
-    pub(crate) fn leave(&self, mut turn: Turn<K>) {
+    #[cfg(test)]
+    pub(crate) fn leave(&self, turn: Turn<K>) {
+        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        Self::leave_locked(&mut tails, turn);
+    }
+
+    /// [`Lanes::leave`] with the map already locked.
+    fn leave_locked(tails: &mut Tails<K>, mut turn: Turn<K>) {
         if let Some(tx) = turn.done.take() {
             let _ = tx.send(());
         }
-        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
         if tails.get(&turn.key).is_some_and(|(id, _)| *id == turn.id) {
             tails.remove(&turn.key);
         }
@@ -85,13 +96,20 @@ impl<K: Hash + Eq + Clone> Lanes<K> {
                 distinct.push(key);
             }
         }
-        Turns(distinct.into_iter().map(|k| self.enter(k)).collect())
+        // One lock for all of them: a run's places are taken together.
+        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        let turns = distinct
+            .into_iter()
+            .map(|k| self.enter_locked(&mut tails, k))
+            .collect();
+        Turns(turns)
     }
 
     /// Ends every turn of `turns`.
     pub(crate) fn leave_all(&self, turns: Turns<K>) {
+        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
         for turn in turns.0 {
-            self.leave(turn);
+            Self::leave_locked(&mut tails, turn);
         }
     }
 
