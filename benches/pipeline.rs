@@ -25,13 +25,28 @@
 //! 7. events/s with 1, 4 and 16 webhook instances POSTing every event to
 //!    a local receiver (`pipeline/webhooks.rs`).
 //! 8. runs/s through one persistent exec child in Python (`exec.rs`).
+//! 9. the Python-client peer (`peer.rs`, `benches/python_peer.py`): the
+//!    official `zulip` package and one `psycopg` INSERT per event, on the
+//!    same fake Zulip and PostgreSQL server.
+//!
+//! Beside events/s, each scenario prints the PostgreSQL server's CPU µs per
+//! event and the daemon's (`cpu.rs`, from `/proc`), and the daemon's rate
+//! as a share of `COPY` and a multiple of the peer's.
+//! `-- --only pg,copy,peer` runs only the scenarios named (pg, copy,
+//! pg-enc, sqlite, sqlite-enc, dry, latency, listeners, webhooks, exec,
+//! soak, big, peer; copy runs pg too); `--peer-events N` sets the peer's
+//! backlog (default: `--events`, at most 30,000).
 //!
 //! Every figure is with `synchronous_commit` on and acknowledgement after commit.
 
 #[path = "pipeline/big_response.rs"]
 mod big_response;
+#[path = "pipeline/cpu.rs"]
+mod cpu;
 #[path = "../tests/it/support/fake_zulip.rs"]
 mod fake_zulip;
+#[path = "pipeline/peer.rs"]
+mod peer;
 #[path = "pipeline/webhooks.rs"]
 mod webhooks;
 
@@ -57,6 +72,17 @@ struct Args {
     events: usize,
     soak: usize,
     big: usize,
+    peer: Option<usize>,
+    only: Option<Vec<String>>,
+}
+
+impl Args {
+    /// Whether scenario `name` is to run (every one without `--only`).
+    fn runs(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == name))
+    }
 }
 
 fn args() -> Args {
@@ -64,6 +90,8 @@ fn args() -> Args {
         events: 100_000,
         soak: 1_000_000,
         big: 1_000_000,
+        peer: None,
+        only: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     for w in argv.windows(2) {
@@ -71,6 +99,8 @@ fn args() -> Args {
             "--events" => a.events = w[1].parse().expect("--events N"),
             "--soak" => a.soak = w[1].parse().expect("--soak N"),
             "--big" => a.big = w[1].parse().expect("--big N"),
+            "--peer-events" => a.peer = Some(w[1].parse().expect("--peer-events N")),
+            "--only" => a.only = Some(w[1].split(',').map(str::to_owned).collect()),
             _ => {}
         }
     }
@@ -342,6 +372,10 @@ struct Measured {
     events_per_s: f64,
     peak_rss: u64,
     cpu_per_100k: f64,
+    /// PostgreSQL server CPU µs per event (from the first event received).
+    server_us: f64,
+    /// The daemon's CPU µs per event (from the first event received).
+    daemon_us: f64,
 }
 
 /// Runs the daemon binary on a backlog of `n` events and measures it.
@@ -412,6 +446,7 @@ async fn backlog_run(
     // server's time to serialize a response of N events (a Zulip server's
     // work, on its own machine in real life) is not the daemon's.
     let mut first_received: Option<Instant> = None;
+    let mut window: Option<cpu::Window> = None;
     loop {
         if let Some((rss, c)) = proc_usage(pid) {
             peak = peak.max(rss);
@@ -424,6 +459,9 @@ async fn backlog_run(
                 > 0.0
         {
             first_received = Some(Instant::now());
+            window = Some(cpu::Window::start(
+                cpu::process_cpu(pid, false).unwrap_or(0.0),
+            ));
             eprintln!("[{label}] first event received");
         }
         let done = if dry_run {
@@ -443,6 +481,9 @@ async fn backlog_run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = first_received.unwrap_or(started).elapsed().as_secs_f64();
+    let (server_us, daemon_us) = window
+        .map(|w| w.per_event(cpu::process_cpu(pid, false).unwrap_or(0.0), n))
+        .unwrap_or((f64::NAN, f64::NAN));
     eprintln!(
         "[{label}] {:.2} s from spawn, {elapsed:.2} s from the first event received",
         started.elapsed().as_secs_f64()
@@ -471,6 +512,8 @@ async fn backlog_run(
         events_per_s: n as f64 / elapsed,
         peak_rss: peak,
         cpu_per_100k: cpu / n as f64 * 100_000.0,
+        server_us,
+        daemon_us,
     }
 }
 
@@ -561,8 +604,9 @@ async fn drop_pg(name: &str) {
     }
 }
 
-/// Rows/s of a raw COPY of the inbox rows into an unindexed scratch table.
-async fn copy_baseline(url: &str) -> (usize, f64) {
+/// Rows/s of a raw COPY of the inbox rows into an unindexed scratch table,
+/// and the server's CPU µs per row.
+async fn copy_baseline(url: &str) -> (usize, f64, f64) {
     let mut c = PgConnection::connect(url).await.unwrap();
     sqlx::query("DROP TABLE IF EXISTS bench_copy_baseline")
         .execute(&mut c)
@@ -583,6 +627,7 @@ async fn copy_baseline(url: &str) -> (usize, f64) {
     }
     let rows = out.iter().filter(|b| **b == b'\n').count();
     let start = Instant::now();
+    let window = cpu::Window::start(0.0);
     let mut tx = c.begin().await.unwrap();
     let mut copy = tx.copy_in_raw("COPY bench_copy_baseline (id, instance, queue_id, event_id, event_type, op, message_id, backfilled, raw, received_at) FROM STDIN").await.unwrap();
     for chunk in out.chunks(1 << 20) {
@@ -590,7 +635,8 @@ async fn copy_baseline(url: &str) -> (usize, f64) {
     }
     copy.finish().await.unwrap();
     tx.commit().await.unwrap();
-    (rows, rows as f64 / start.elapsed().as_secs_f64())
+    let rate = rows as f64 / start.elapsed().as_secs_f64();
+    (rows, rate, window.per_event(0.0, rows).0)
 }
 
 /// p50/p99 latency (ms) at a fixed offered load on PostgreSQL.
@@ -805,8 +851,10 @@ impl Listener for Light {
     }
 }
 
-/// Events/s with `k` listeners (message_logger plus k-1 light ones), in-process.
-async fn listeners_run(k: usize, n: usize) -> f64 {
+/// Events/s with `k` listeners (message_logger plus k-1 light ones),
+/// in-process, with the server's and this process's CPU µs per event (the
+/// process's includes the fake Zulip's serving).
+async fn listeners_run(k: usize, n: usize) -> (f64, f64, f64) {
     let url = fresh_pg("zel_bench_listeners").await;
     let fake = FakeZulip::start(FakeOptions {
         heartbeat: Duration::from_secs(1),
@@ -848,17 +896,20 @@ async fn listeners_run(k: usize, n: usize) -> f64 {
     // the ratio between them.
     let mut start = start;
     let mut started = false;
+    let mut window = cpu::Window::start(cpu::own_cpu());
     while !probe.done(n).await {
         if !started && probe.one(PROBE_CHEAP).await.is_some_and(|(max, _)| max > 0) {
             start = Instant::now();
+            window = cpu::Window::start(cpu::own_cpu());
             started = true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let (server_us, process_us) = window.per_event(cpu::own_cpu(), n);
     token.cancel();
     let _ = handle.await;
-    rate
+    (rate, server_us, process_us)
 }
 
 fn mb(b: u64) -> f64 {
@@ -918,8 +969,8 @@ async fn bench() {
     {
         // For profiling: ZEL_BENCH_ONLY=listeners16 (in-process, so perf
         // the benchmark itself).
-        let rate = listeners_run(k, (n / 2).max(10_000)).await;
-        println!("{k} listener(s): {rate:.0} events/s");
+        let (rate, server, process) = listeners_run(k, (n / 2).max(10_000)).await;
+        println!("{k} listener(s): {rate:.0} events/s, server {server:.1} µs/event, process {process:.1} µs/event");
         return;
     }
     if let Some(k) = std::env::var("ZEL_BENCH_ONLY")
@@ -973,62 +1024,115 @@ async fn bench() {
         );
         return;
     }
-    let pg_url = fresh_pg("zel_bench_pg").await;
-    let pg = backlog_run("postgres", n, Some(&pg_url), false, false).await;
-    quiesce().await;
-    let (copy_rows, copy_rate) = copy_baseline(&pg_url).await;
-    drop_pg("zel_bench_pg").await;
-    quiesce().await;
-    let pg_url = fresh_pg("zel_bench_pg").await;
-    let pg_sealed = backlog_run("postgres-encrypted", n, Some(&pg_url), false, true).await;
-    drop_pg("zel_bench_pg").await;
-    quiesce().await;
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let sqlite = backlog_run("sqlite", n, Some(&sqlite_url), false, false).await;
-    drop(dir);
-    quiesce().await;
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let sqlite_sealed = backlog_run("sqlite-encrypted", n, Some(&sqlite_url), false, true).await;
-    drop(dir);
-    quiesce().await;
-    let dry = backlog_run("dry-run", n, None, true, false).await;
-    let (p50, p99, samples) = offered_load(5_000, 10).await;
-    drop_pg("zel_bench_latency").await;
-    quiesce().await;
-    let ln = (n / 2).max(10_000);
-    let l1 = listeners_run(1, ln).await;
-    quiesce().await;
-    let l4 = listeners_run(4, ln).await;
-    quiesce().await;
-    let l16 = listeners_run(16, ln).await;
-    drop_pg("zel_bench_listeners").await;
-    quiesce().await;
-    let mut hooks = Vec::new();
-    for k in [1, 4, 16] {
-        hooks.push((k, webhooks::webhooks_run(k, ln).await.0));
-        drop_pg("zel_bench_webhooks").await;
+    let copy_too = a.runs("copy");
+    let mut copy = None;
+    let pg = if a.runs("pg") || copy_too {
+        let pg_url = fresh_pg("zel_bench_pg").await;
+        let pg = backlog_run("postgres", n, Some(&pg_url), false, false).await;
+        quiesce().await;
+        if copy_too {
+            copy = Some(copy_baseline(&pg_url).await);
+        }
+        drop_pg("zel_bench_pg").await;
+        quiesce().await;
+        Some(pg)
+    } else {
+        None
+    };
+    let peer = if a.runs("peer") {
+        let m = peer::peer_run(a.peer.unwrap_or(n.min(30_000))).await;
+        drop_pg("zel_bench_peer").await;
+        quiesce().await;
+        Some(m)
+    } else {
+        None
+    };
+    let pg_sealed = if a.runs("pg-enc") {
+        let pg_url = fresh_pg("zel_bench_pg").await;
+        let m = backlog_run("postgres-encrypted", n, Some(&pg_url), false, true).await;
+        drop_pg("zel_bench_pg").await;
+        quiesce().await;
+        Some(m)
+    } else {
+        None
+    };
+    let mut sqlite_runs = Vec::new();
+    for (name, label, encrypted) in [
+        ("sqlite", "sqlite", false),
+        ("sqlite-enc", "sqlite-encrypted", true),
+    ] {
+        if !a.runs(name) {
+            sqlite_runs.push(None);
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        sqlite_runs.push(Some(
+            backlog_run(label, n, Some(&sqlite_url), false, encrypted).await,
+        ));
+        drop(dir);
         quiesce().await;
     }
-    let exec_rate = exec::persistent_exec_run(ln).await;
-    drop_pg("zel_bench_exec").await;
-    quiesce().await;
-    let soak = if a.soak > 0 {
+    let sqlite_sealed = sqlite_runs.pop().flatten();
+    let sqlite = sqlite_runs.pop().flatten();
+    let dry = if a.runs("dry") {
+        Some(backlog_run("dry-run", n, None, true, false).await)
+    } else {
+        None
+    };
+    let latency = if a.runs("latency") {
+        let l = offered_load(5_000, 10).await;
+        drop_pg("zel_bench_latency").await;
+        quiesce().await;
+        Some(l)
+    } else {
+        None
+    };
+    let ln = (n / 2).max(10_000);
+    let mut listener_counts = Vec::new();
+    if a.runs("listeners") {
+        for k in [1, 4, 16] {
+            listener_counts.push((k, listeners_run(k, ln).await));
+            drop_pg("zel_bench_listeners").await;
+            quiesce().await;
+        }
+    }
+    let mut hooks = Vec::new();
+    if a.runs("webhooks") {
+        for k in [1, 4, 16] {
+            let w = cpu::Window::start(cpu::own_cpu());
+            let rate = webhooks::webhooks_run(k, ln).await.0;
+            hooks.push((k, rate, w.per_event(cpu::own_cpu(), ln)));
+            drop_pg("zel_bench_webhooks").await;
+            quiesce().await;
+        }
+    }
+    let exec_run = if a.runs("exec") {
+        let w = cpu::Window::start(cpu::own_cpu());
+        let rate = exec::persistent_exec_run(ln).await;
+        let cpu = w.per_event(cpu::own_cpu(), ln);
+        drop_pg("zel_bench_exec").await;
+        quiesce().await;
+        Some((rate, cpu))
+    } else {
+        None
+    };
+    let soak = if a.soak > 0 && a.runs("soak") {
         Some(soak(a.soak).await)
     } else {
         None
     };
     quiesce().await;
-    let big = if a.big > 0 {
+    let big = if a.big > 0 && a.runs("big") {
         Some(big_response::big_response(a.big).await)
     } else {
         None
     };
 
+    let copy_rate = copy.map_or(f64::NAN, |c| c.1);
     println!();
-    println!("| scenario | events/s | vs COPY | peak RSS MB | CPU s / 100k events |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!("| scenario | events/s | vs COPY | server CPU µs/event | daemon CPU µs/event | peak RSS MB | CPU s / 100k events |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (label, m) in [
         ("PostgreSQL, 2 listeners", &pg),
         ("PostgreSQL, 2 listeners, encrypted at rest", &pg_sealed),
@@ -1036,33 +1140,71 @@ async fn bench() {
         ("SQLite, 2 listeners, encrypted at rest", &sqlite_sealed),
         ("dry-run (no database)", &dry),
     ] {
+        let Some(m) = m else { continue };
         println!(
-            "| {label} | {:.0} | {:.0}% | {:.1} | {:.2} |",
+            "| {label} | {:.0} | {:.0}% | {:.1} | {:.1} | {:.1} | {:.2} |",
             m.events_per_s,
             m.events_per_s / copy_rate * 100.0,
+            m.server_us,
+            m.daemon_us,
             mb(m.peak_rss),
             m.cpu_per_100k
         );
     }
-    println!("| raw COPY of the same {copy_rows} inbox rows | {copy_rate:.0} | 100% | | |");
+    if let Some((copy_rows, copy_rate, copy_us)) = copy {
+        println!("| raw COPY of the same {copy_rows} inbox rows | {copy_rate:.0} | 100% | {copy_us:.1} | | | |");
+    }
+    if let Some(p) = &peer {
+        println!(
+            "| Python-client peer (zulip get_events, one psycopg INSERT per event), {} events | {:.0} | {:.0}% | {:.1} | {:.1} (Python) | | |",
+            p.events,
+            p.events_per_s,
+            p.events_per_s / copy_rate * 100.0,
+            p.server_us,
+            p.client_us
+        );
+    }
+    if let Some(pg) = &pg {
+        println!();
+        if let Some(p) = &peer {
+            println!(
+                "PostgreSQL, 2 listeners / Python-client peer: {:.1}× (server CPU per event {:.2}× the peer's)",
+                pg.events_per_s / p.events_per_s,
+                pg.server_us / p.server_us
+            );
+        }
+        if let Some((_, copy_rate, copy_us)) = copy {
+            println!(
+                "PostgreSQL, 2 listeners / raw COPY: {:.0}% of its rate, {:.1}× its server CPU per event",
+                pg.events_per_s / copy_rate * 100.0,
+                pg.server_us / copy_us
+            );
+        }
+    }
     println!();
     println!("| measure | value |");
     println!("| --- | ---: |");
-    println!("| latency p50 at 5,000 events/s offered (push → last run committed), {samples} events | {p50:.1} ms |");
-    println!("| latency p99 at 5,000 events/s offered | {p99:.1} ms |");
-    println!("| events/s, 1 listener ({ln} events, PostgreSQL) | {l1:.0} |");
-    println!("| events/s, 4 listeners | {l4:.0} |");
-    println!(
-        "| events/s, 16 listeners | {l16:.0} ({:.2}× the cost of 1) |",
-        l1 / l16
-    );
-    for (k, rate) in &hooks {
+    if let Some((p50, p99, samples)) = latency {
+        println!("| latency p50 at 5,000 events/s offered (push → last run committed), {samples} events | {p50:.1} ms |");
+        println!("| latency p99 at 5,000 events/s offered | {p99:.1} ms |");
+    }
+    let l1 = listener_counts.first().map(|(_, (r, _, _))| *r);
+    for (k, (rate, server, process)) in &listener_counts {
+        let cost = match l1 {
+            Some(l1) if *k > 1 => format!(", {:.2}× the cost of 1", l1 / rate),
+            _ => String::new(),
+        };
+        println!("| events/s, {k} listener(s) ({ln} events, PostgreSQL, in-process) | {rate:.0} (server {server:.1} µs/event, process {process:.1} µs/event{cost}) |");
+    }
+    for (k, rate, (server, process)) in &hooks {
         println!(
-            "| events/s, {k} webhook instance(s) ({ln} events, PostgreSQL, local receiver) | {rate:.0} ({:.0} deliveries/s) |",
+            "| events/s, {k} webhook instance(s) ({ln} events, PostgreSQL, local receiver) | {rate:.0} ({:.0} deliveries/s; server {server:.1} µs/event, process {process:.1} µs/event, set-up included) |",
             rate * *k as f64
         );
     }
-    println!("| runs/s, one persistent exec child in Python ({ln} events, PostgreSQL) | {exec_rate:.0} |");
+    if let Some((exec_rate, (server, process))) = exec_run {
+        println!("| runs/s, one persistent exec child in Python ({ln} events, PostgreSQL) | {exec_rate:.0} (server {server:.1} µs/run, process {process:.1} µs/run, set-up included) |");
+    }
     if let Some((at100k, peak, end, rate, anon)) = soak {
         println!(
             "| soak {} events: RSS at 100,000 | {:.1} MB |",

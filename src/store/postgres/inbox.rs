@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::connect::{Insert, PgStore};
+use super::copy_in::{copy_rows, CopyRow, COPY_FROM};
 use crate::event::{Event, Quarantined};
 use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
@@ -56,6 +57,9 @@ impl InboxDialect for PgStore {
         // (a backfilled message arriving live, or a retried batch whose
         // first COMMIT answer was lost): the careful form skips them.
         Insert::plain_then_skipping(|mode| async move {
+            if mode == Insert::Plain && events.len() >= COPY_FROM {
+                return append_copy(self, instance, origin, events, cursor).await;
+            }
             append_once(
                 self.pool(),
                 &self.opts().cipher,
@@ -157,6 +161,47 @@ where
         .iter()
         .map(|id| by_event.get(id).copied())
         .collect())
+}
+
+/// [`append_once`] for a large batch: the rows by `COPY`, then the cursor,
+/// in one transaction (`copy_in.rs` says why). Every event is new (the
+/// plain form), so each gets its id.
+async fn append_copy(
+    store: &PgStore,
+    instance: &str,
+    origin: &str,
+    events: &[Event],
+    cursor: Option<&Cursor>,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let types: Vec<Cow<'_, str>> = events
+        .iter()
+        .map(|e| storable::text(e.event_type()))
+        .collect();
+    let ops: Vec<Option<Cow<'_, str>>> =
+        events.iter().map(|e| e.op().map(storable::text)).collect();
+    let sealed = store.opts().cipher.seal_inbox(instance, origin, events)?;
+    let rows: Vec<CopyRow<'_>> = events
+        .iter()
+        .zip(&types)
+        .zip(&ops)
+        .zip(&sealed)
+        .map(|(((e, t), op), (key_id, raw))| CopyRow {
+            event_id: e.id(),
+            event_type: t,
+            op: op.as_deref(),
+            message_id: e.message_id(),
+            backfilled: e.is_backfilled(),
+            raw: raw.as_ref(),
+            key_id: key_id.map(KeyId::as_str),
+        })
+        .collect();
+    let mut tx = store.pool().begin().await?;
+    let ids = copy_rows(&mut tx, instance, origin, &rows).await?;
+    if let Some(c) = cursor {
+        write_cursor(&mut *tx, instance, c).await?;
+    }
+    tx.commit().await?;
+    Ok(ids.into_iter().map(Some).collect())
 }
 
 /// [`append_once`] in a transaction: with elements in quarantine (rare:

@@ -6,6 +6,7 @@ mod admin;
 mod builtin_rows;
 mod changes;
 mod connect;
+mod copy_in;
 mod inbox;
 mod leader;
 mod lock;
