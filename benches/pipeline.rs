@@ -29,12 +29,17 @@
 //!    official `zulip` package and one `psycopg` INSERT per event, on the
 //!    same fake Zulip and PostgreSQL server.
 //!
+//! 10. the distributed mode on the real RabbitMQ (`distributed.rs`): one
+//!     ingest and 1, 2, 4 and 8 worker processes over a backlog with a
+//!     webhook answering after 50 ms (events/s, and the speed-up over one
+//!     worker), and the leader failover time over several SIGKILLs.
+//!
 //! Beside events/s, each scenario prints the PostgreSQL server's CPU µs per
 //! event and the daemon's (`cpu.rs`, from `/proc`), and the daemon's rate
 //! as a share of `COPY` and a multiple of the peer's.
 //! `-- --only pg,copy,peer` runs only the scenarios named (pg, copy,
 //! pg-enc, sqlite, sqlite-enc, dry, latency, listeners, webhooks, exec,
-//! soak, big, peer; copy runs pg too); `--peer-events N` sets the peer's
+//! soak, big, peer, distributed; copy runs pg too); `--peer-events N` sets the peer's
 //! backlog (default: `--events`, at most 30,000).
 //!
 //! Every figure is with `synchronous_commit` on and acknowledgement after commit.
@@ -52,6 +57,9 @@ mod webhooks;
 
 #[path = "pipeline/exec.rs"]
 mod exec;
+
+#[path = "pipeline/distributed.rs"]
+mod distributed;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -1223,5 +1231,28 @@ async fn bench() {
             mb(hwm)
         );
         println!("| one {}-event response: events/s from start to the last run committed (PostgreSQL) | {rate:.0} |", a.big);
+    }
+    if a.runs("distributed") {
+        distributed_figures().await;
+    }
+}
+
+/// The distributed scenarios' figures (`distributed.rs`).
+async fn distributed_figures() {
+    const EVENTS: usize = 4_000;
+    let mut one = None;
+    for k in [1, 2, 4, 8] {
+        let rate = distributed::workers_run(k, EVENTS).await;
+        drop_pg("zel_bench_dist").await;
+        let base = *one.get_or_insert(rate);
+        println!("| events/s, {k} worker process(es), webhook answering after 50 ms ({EVENTS} events, 16 partitions, 16 runs at once per worker) | {rate:.0} ({:.2}× one worker) |", rate / base);
+    }
+    let mut gaps = distributed::failover(5).await;
+    drop_pg("zel_bench_failover").await;
+    println!("| leader failover, last commit before a SIGKILL → first after, each of {} kills (lease 3 s) | {} s |", gaps.len(),
+        gaps.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(", "));
+    gaps.sort_by(f64::total_cmp);
+    if let Some(median) = gaps.get(gaps.len() / 2) {
+        println!("| leader failover, median | {median:.2} s |");
     }
 }

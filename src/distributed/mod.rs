@@ -19,8 +19,8 @@
 
 mod envelope;
 mod error;
-mod membership;
 mod leader;
+mod membership;
 mod publisher;
 mod route;
 mod topology;
@@ -28,13 +28,17 @@ mod worker;
 
 pub(crate) use envelope::Envelope;
 pub(crate) use error::DistributedError;
-pub(crate) use membership::{balance, leave, worker_id};
 pub(crate) use leader::{keep_lead, stand_by, wait_for_lead};
+pub(crate) use membership::{balance, leave, worker_id};
 pub(crate) use publisher::Publisher;
 pub(crate) use topology::Topology;
 pub(crate) use worker::{Worker, WorkerSettings};
 
 use crate::config::{Config, Role};
+
+/// How long connecting to the broker (TCP, AMQP handshake, channel,
+/// declarations) may take before it counts as failed and is retried.
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether `role` can run with `config` (and an events file or a dry run
 /// as asked): every problem at once.

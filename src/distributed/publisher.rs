@@ -72,8 +72,18 @@ impl Publisher {
     pub(crate) async fn run(mut self, stop: CancellationToken) -> Result<(), StoreError> {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         loop {
+            // Bounded: a connection that dies in its handshake may never
+            // answer (seen with lapin when the socket closed mid-way).
+            let connected = match tokio::time::timeout(super::CONNECT_TIMEOUT, self.connect()).await
+            {
+                Ok(c) => c.map_err(Stop::from),
+                Err(_) => Err(Stop::Broker(format!(
+                    "no connection within {} s",
+                    super::CONNECT_TIMEOUT.as_secs()
+                ))),
+            };
             let outcome =
-                match self.connect().await {
+                match connected {
                     Ok((conn, channel)) => {
                         if backoff.failures() > 0 {
                             tracing::info!(published_through = self.published_through,
@@ -88,7 +98,7 @@ impl Publisher {
                         let _ = conn.close(200, "publisher stopping".into()).await;
                         outcome
                     }
-                    Err(e) => Stop::from(e),
+                    Err(stop) => stop,
                 };
             match outcome {
                 Stop::Stopped => return Ok(()),
@@ -143,7 +153,12 @@ impl Publisher {
             }
             let published = tokio::select! {
                 _ = stop.cancelled() => return Stop::Stopped,
-                p = self.publish(channel, &batch.events) => p,
+                p = tokio::time::timeout(CONFIRM_TIMEOUT, self.publish(channel, &batch.events)) => {
+                    p.unwrap_or_else(|_| Err(Stop::Broker(format!(
+                        "the batch was not published and confirmed within {} s",
+                        CONFIRM_TIMEOUT.as_secs()
+                    ))))
+                }
             };
             if let Err(stop) = published {
                 return stop;

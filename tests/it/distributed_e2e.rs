@@ -29,7 +29,7 @@ fn spawn(config: &Path, role: &str, log: &Path) -> Child {
         .expect("open the log");
     daemon_command(config)
         .args(["--role", role])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,zulip_event_listeners::distributed=info")
         .stderr(log)
         .spawn()
         .expect("spawn a daemon")
@@ -48,9 +48,7 @@ async fn runs(db: &TestDb) -> i64 {
 }
 
 async fn leader_pid(db: &TestDb) -> Option<u32> {
-    let holder: Vec<(Option<String>,)> = db
-        .rows("SELECT holder FROM event_listeners_leader")
-        .await;
+    let holder: Vec<(Option<String>,)> = db.rows("SELECT holder FROM event_listeners_leader").await;
     let holder = holder.into_iter().next()?.0?;
     holder.rsplit("pid=").next()?.trim().parse().ok()
 }
@@ -65,7 +63,9 @@ async fn killed_workers_a_killed_leader_and_a_cut_broker_lose_nothing_and_double
     let fake = FakeZulip::start(FakeOptions::default()).await;
     let db = TestDb::new(Backend::Postgres).await;
     db.migrate().await;
-    let extra = format!("[listeners]\nenabled = [\"message_logger\", \"user_activity_tracker\"]\n{section}");
+    let extra = format!(
+        "[listeners]\nenabled = [\"message_logger\", \"user_activity_tracker\"]\n{section}"
+    );
     let s = setup(Some(&fake), &db.url, &extra);
     let (config, dir) = (&s.config_path, s.dir.path());
     let log = dir.join("daemons.log");
@@ -107,7 +107,10 @@ async fn killed_workers_a_killed_leader_and_a_cut_broker_lose_nothing_and_double
     let standby_pid = standby.id();
     send(&fake, 2 * PHASE);
     assert!(
-        eventually(WAIT, || async { leader_pid(&db).await == Some(standby_pid) }).await,
+        eventually(WAIT, || async {
+            leader_pid(&db).await == Some(standby_pid)
+        })
+        .await,
         "the standby leads: {}",
         stderr_of(&log)
     );
@@ -119,12 +122,27 @@ async fn killed_workers_a_killed_leader_and_a_cut_broker_lose_nothing_and_double
     proxy.restore();
 
     let total = (4 * PHASE * listeners) as i64;
-    assert!(
-        eventually(Duration::from_secs(240), || async { runs(&db).await >= total }).await,
-        "every message's runs: {} of {total}: {}",
-        runs(&db).await,
-        stderr_of(&log)
-    );
+    let all = eventually(Duration::from_secs(240), || async {
+        runs(&db).await >= total
+    })
+    .await;
+    if !all {
+        let lease: Vec<(i64, i64)> = db
+            .rows("SELECT epoch, published_through FROM event_listeners_leader")
+            .await;
+        let mut ready = Vec::new();
+        for k in 0..broker.partitions {
+            ready.push(broker.ready(&broker.queue(k)).await);
+        }
+        panic!(
+            "every message's runs: {} of {total}; inbox {} rows, max id {}; lease (epoch, published_through) {lease:?}; ready per partition {ready:?}; workers alive: {:?}\n{}",
+            runs(&db).await,
+            db.scalar("SELECT count(*) FROM event_listeners_inbox").await,
+            db.scalar("SELECT COALESCE(max(id), 0) FROM event_listeners_inbox").await,
+            [w1.try_wait().ok().flatten().is_none(), w2.try_wait().ok().flatten().is_none()],
+            stderr_of(&log)
+        );
+    }
     let messages = db
         .scalar("SELECT count(DISTINCT message_id) FROM event_listeners_inbox")
         .await;

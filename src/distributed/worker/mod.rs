@@ -131,9 +131,22 @@ impl Worker {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         while !token.is_cancelled() {
             if self.conn.is_none() {
-                match self.connect().await {
+                let connected = tokio::time::timeout(super::CONNECT_TIMEOUT, self.connect())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(lapin::Error::from(lapin::ErrorKind::IOError(
+                            std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "no connection within the connect timeout",
+                            )
+                            .into(),
+                        )))
+                    });
+                match connected {
                     Ok(()) => backoff.reset(),
                     Err(e) => {
+                        // Whatever a cut-short connect left half set up.
+                        self.lost();
                         let delay = backoff.next_delay();
                         tracing::warn!(url = %self.settings.shown_url, error = %e, retry_in_ms = delay.as_millis() as u64, "Cannot reach RabbitMQ; retrying");
                         tokio::select! {
@@ -309,7 +322,12 @@ impl Worker {
                     continue;
                 }
             };
-            tracing::trace!(inbox_id = opened.stored.inbox_id, epoch = opened.epoch, partition = p, "Delivery");
+            tracing::trace!(
+                inbox_id = opened.stored.inbox_id,
+                epoch = opened.epoch,
+                partition = p,
+                "Delivery"
+            );
             todo.push((p, d, opened.stored));
         }
         if todo.is_empty() {
