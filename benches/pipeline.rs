@@ -32,7 +32,10 @@
 //! 10. the distributed mode on the real RabbitMQ (`distributed.rs`): one
 //!     ingest and 1, 2, 4 and 8 worker processes over a backlog with a
 //!     webhook answering after 50 ms (events/s, and the speed-up over one
-//!     worker), and the leader failover time over several SIGKILLs.
+//!     worker); 20,000 messages through two ingests and two workers while
+//!     a worker and the leader are SIGKILLed and RabbitMQ is stopped and
+//!     started (lost, doubled, out of order); and the leader failover time
+//!     over several SIGKILLs.
 //!
 //! Beside events/s, each scenario prints the PostgreSQL server's CPU µs per
 //! event and the daemon's (`cpu.rs`, from `/proc`), and the daemon's rate
@@ -1247,6 +1250,9 @@ async fn distributed_figures() {
         let base = *one.get_or_insert(rate);
         println!("| events/s, {k} worker process(es), webhook answering after 50 ms ({EVENTS} events, 16 partitions, 16 runs at once per worker) | {rate:.0} ({:.2}× one worker) |", rate / base);
     }
+    let f = distributed::faults(20_000).await;
+    drop_pg("zel_bench_faults").await;
+    println!("| 20,000 messages through 2 ingests and 2 workers while a worker is SIGKILLed, the leader is SIGKILLed and RabbitMQ is stopped and started | {} messages stored; {} without their run, {} run twice, {} out of conversation order; {:.0} s |", f.messages, f.lost, f.doubled, f.out_of_order, f.seconds);
     let mut gaps = distributed::failover(5).await;
     drop_pg("zel_bench_failover").await;
     println!("| leader failover, last commit before a SIGKILL → first after, each of {} kills (lease 3 s) | {} s |", gaps.len(),

@@ -256,3 +256,129 @@ pub(super) async fn failover(kills: usize) -> Vec<f64> {
     clean_broker(&prefix).await;
     gaps
 }
+
+/// What the faults scenario found.
+pub(super) struct Faults {
+    pub(super) messages: usize,
+    pub(super) lost: i64,
+    pub(super) doubled: i64,
+    pub(super) out_of_order: i64,
+    pub(super) seconds: f64,
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let _ = Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// `n` messages streamed through two ingests and two workers while a
+/// worker is SIGKILLed (and restarted), the leader is SIGKILLed, and
+/// RabbitMQ itself is stopped and started (`rabbitmqctl stop_app` /
+/// `start_app`): messages with no recorded run, (event, listener) pairs
+/// recorded twice, and runs recorded out of their conversation's order.
+pub(super) async fn faults(n: usize) -> Faults {
+    let url = fresh_pg("zel_bench_faults").await;
+    let fake = Arc::new(
+        FakeZulip::start(FakeOptions {
+            heartbeat: Duration::from_secs(1),
+            ..FakeOptions::default()
+        })
+        .await,
+    );
+    super::queued_backlog(&url, &fake, 0).await;
+    let (hook_url, _requests) = slow_receiver().await;
+    let prefix = format!("zx{}", std::process::id());
+    let d = deployment(&fake, &url, &prefix, &hook_url);
+    let mut w1 = d.spawn("worker");
+    let mut w2 = d.spawn("worker");
+    let mut i1 = d.spawn("ingest");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut i2 = d.spawn("ingest");
+    let started = Instant::now();
+    // The stream: 1,000 messages a second.
+    let feeder = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            let mut i = 0;
+            while i < n {
+                let k = 50.min(n - i);
+                super::push_messages(&fake, i, k);
+                i += k;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    kill(&mut w1, "-KILL");
+    w1 = d.spawn("worker");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let holder: Option<String> = {
+        let mut c = PgConnection::connect(&d.db_url).await.unwrap();
+        let h = sqlx::query_scalar("SELECT holder FROM event_listeners_leader")
+            .fetch_optional(&mut c)
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+        let _ = c.close().await;
+        h
+    };
+    let leader_is_i1 = holder.is_some_and(|h| h.ends_with(&format!("pid={}", i1.id())));
+    if leader_is_i1 {
+        kill(&mut i1, "-KILL");
+        i1 = d.spawn("ingest");
+    } else {
+        kill(&mut i2, "-KILL");
+        i2 = d.spawn("ingest");
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    rabbitmqctl(&["stop_app"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rabbitmqctl(&["start_app"]);
+    let _ = feeder.await;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while (d.scalar(RUNS).await as usize) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Redeliveries still in flight may add a doubled run: let them settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let lost = d
+        .scalar(
+            "SELECT count(*) FROM event_listeners_inbox i WHERE NOT EXISTS
+               (SELECT 1 FROM event_listeners_eventlog e WHERE e.inbox_id = i.id AND e.listener_name = 'hook')",
+        )
+        .await;
+    let doubled = d
+        .scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM event_listeners_eventlog WHERE listener_name = 'hook'
+               GROUP BY inbox_id HAVING count(*) > 1) x",
+        )
+        .await;
+    let out_of_order = d
+        .scalar(
+            "SELECT count(*) FROM (SELECT e.inbox_id, lag(e.inbox_id) OVER (
+                 PARTITION BY (i.raw::json->'message'->>'display_recipient') || '/' || COALESCE(i.raw::json->'message'->>'subject', '')
+                 ORDER BY e.id) AS prev
+               FROM event_listeners_eventlog e JOIN event_listeners_inbox i ON i.id = e.inbox_id
+               WHERE e.listener_name = 'hook') x WHERE prev > inbox_id",
+        )
+        .await;
+    let messages = d
+        .scalar("SELECT count(DISTINCT message_id) FROM event_listeners_inbox")
+        .await as usize;
+    for c in [&mut w1, &mut w2, &mut i1, &mut i2] {
+        kill(c, "-TERM");
+    }
+    clean_broker(&prefix).await;
+    Faults {
+        messages,
+        lost: lost + n.saturating_sub(messages) as i64,
+        doubled,
+        out_of_order,
+        seconds,
+    }
+}

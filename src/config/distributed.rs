@@ -181,6 +181,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_problem_of_the_section_is_said_at_once() {
+        let text = "[distributed]\namqp_url = \"http://mq\"\npartitions = 0\nlease_seconds = 1\nprefetch = 70000\ncolour = 1\n";
+        let err = crate::config::Config::parse(text, &[]).unwrap_err();
+        let all = err.problems.join("\n");
+        for expected in [
+            "`distributed.amqp_url` must be an amqp:// or amqps:// URL",
+            "`distributed.partitions` must be a positive integer",
+            "`distributed.lease_seconds` must be 2 to 3600 seconds",
+            "`distributed.prefetch` is at most 65535",
+            "unknown key `distributed.colour`",
+        ] {
+            assert!(all.contains(expected), "{expected} missing from:\n{all}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_and_a_full_section() {
+        let text = "[distributed]\namqp_url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"\npartitions = 16\nprefix = \"eu\"\nlease_seconds = \"30s\"\n";
+        let cfg = crate::config::Config::parse(text, &[]).expect("valid");
+        let d = &cfg.distributed;
+        assert_eq!((d.partitions, d.prefix.as_str()), (16, "eu"));
+        assert_eq!(d.lease_seconds, Duration::from_secs(30));
+        assert_eq!(d.outbox_limit, 1_000_000);
+        let absent = crate::config::Config::parse("", &[]).expect("valid");
+        assert!(absent.distributed.amqp_url.is_none());
+        assert_eq!(absent.distributed.partitions, 8);
+    }
+
+    #[test]
     fn the_password_is_never_shown() {
         let url = AmqpUrl("amqp://zel:s3cret@mq.example:5672/prod".to_owned());
         assert_eq!(url.to_string(), "amqp://zel:***@mq.example:5672/prod");

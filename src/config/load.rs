@@ -675,7 +675,7 @@ mod tests {
         let err = Config::parse("[stats]\n", KNOWN).unwrap_err();
         assert_eq!(
             err.problems,
-            vec!["unknown section [stats] (known: zulip, database, listeners, performance, logging, telemetry, network, http, scaling, statistics, queue, error_handling, filters, security, data_protection)"]
+            vec!["unknown section [stats] (known: zulip, database, listeners, performance, logging, telemetry, network, http, scaling, distributed, statistics, queue, error_handling, filters, security, data_protection)"]
         );
     }
 
