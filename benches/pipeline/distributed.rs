@@ -178,10 +178,10 @@ pub(super) async fn workers_run(workers: usize, n: usize) -> f64 {
     n as f64 / elapsed
 }
 
-/// Seconds from the last event committed before a leader's SIGKILL to the
-/// first committed after it, for each of `kills` kills.
-pub(super) async fn failover(kills: usize) -> Vec<f64> {
-    let url = fresh_pg("zel_bench_failover").await;
+/// A fresh database `db` resuming a new, empty queue on a fake Zulip, a
+/// slow receiver, and a deployment on them under a prefix starting `tag`.
+async fn live_deployment(db: &str, tag: &str) -> (Arc<FakeZulip>, Deployment, String) {
+    let url = fresh_pg(db).await;
     let fake = Arc::new(
         FakeZulip::start(FakeOptions {
             heartbeat: Duration::from_secs(1),
@@ -191,8 +191,15 @@ pub(super) async fn failover(kills: usize) -> Vec<f64> {
     );
     super::queued_backlog(&url, &fake, 0).await;
     let (hook_url, _requests) = slow_receiver().await;
-    let prefix = format!("zf{}", std::process::id());
+    let prefix = format!("{tag}{}", std::process::id());
     let d = deployment(&fake, &url, &prefix, &hook_url);
+    (fake, d, prefix)
+}
+
+/// Seconds from the last event committed before a leader's SIGKILL to the
+/// first committed after it, for each of `kills` kills.
+pub(super) async fn failover(kills: usize) -> Vec<f64> {
+    let (fake, d, prefix) = live_deployment("zel_bench_failover", "zf").await;
     let mut worker = d.spawn("worker");
     let mut a = d.spawn("ingest");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -280,18 +287,7 @@ fn rabbitmqctl(args: &[&str]) {
 /// `start_app`): messages with no recorded run, (event, listener) pairs
 /// recorded twice, and runs recorded out of their conversation's order.
 pub(super) async fn faults(n: usize) -> Faults {
-    let url = fresh_pg("zel_bench_faults").await;
-    let fake = Arc::new(
-        FakeZulip::start(FakeOptions {
-            heartbeat: Duration::from_secs(1),
-            ..FakeOptions::default()
-        })
-        .await,
-    );
-    super::queued_backlog(&url, &fake, 0).await;
-    let (hook_url, _requests) = slow_receiver().await;
-    let prefix = format!("zx{}", std::process::id());
-    let d = deployment(&fake, &url, &prefix, &hook_url);
+    let (fake, d, prefix) = live_deployment("zel_bench_faults", "zx").await;
     let mut w1 = d.spawn("worker");
     let mut w2 = d.spawn("worker");
     let mut i1 = d.spawn("ingest");

@@ -43,6 +43,8 @@ use crate::store::Store;
 
 /// Deliveries looked up in the event log at once.
 const BATCH: usize = 256;
+/// How often the connection's status is checked.
+const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 /// Capacity of the channel from the partitions' consumers to the loop.
 const INCOMING: usize = 1024;
 
@@ -129,6 +131,10 @@ impl Worker {
     /// Consumes until `token`.
     pub(crate) async fn run(&mut self, token: &CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        // A dead connection does not always end its consumers' streams
+        // (seen with a cut TCP connection): its status is checked too.
+        let mut check = tokio::time::interval(LIVENESS_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !token.is_cancelled() {
             if self.conn.is_none() {
                 let connected = tokio::time::timeout(super::CONNECT_TIMEOUT, self.connect())
@@ -162,6 +168,7 @@ impl Worker {
                 _ = token.cancelled() => break,
                 Some(id) = self.completions.recv() => self.complete(id).await,
                 Ok(()) = self.share.changed() => self.reconcile().await,
+                _ = check.tick() => self.check_alive(),
                 Some(first) = self.rx.recv() => {
                     let mut batch = vec![first];
                     while batch.len() < BATCH {
@@ -264,10 +271,24 @@ impl Worker {
         Ok(())
     }
 
+    /// Treats a connection or a partition channel that is no longer
+    /// connected as lost (reconnecting at the next turn).
+    fn check_alive(&mut self) {
+        let alive = self.conn.as_ref().is_some_and(|c| c.status().connected())
+            && self.subs.values().all(|s| s.channel.status().connected());
+        if self.conn.is_some() && !alive {
+            self.lost();
+        }
+    }
+
     /// The connection is gone: its deliveries come back from the broker.
     fn lost(&mut self) {
-        if self.conn.take().is_some() {
+        if let Some(conn) = self.conn.take() {
             tracing::warn!(url = %self.settings.shown_url, in_flight = self.pending.len(), "Lost the RabbitMQ connection; in-flight runs go on and are recorded, their redeliveries are skipped as recorded");
+            // Closed for sure, so the broker requeues its unacked deliveries.
+            tokio::spawn(async move {
+                let _ = conn.close(320, "reconnecting".into()).await;
+            });
         }
         self.subs.clear();
         self.publish_consumed();

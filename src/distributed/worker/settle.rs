@@ -15,6 +15,9 @@ use super::{Incoming, Worker};
 use crate::backoff::Backoff;
 use crate::dispatch::Dispatcher;
 
+/// How long an ack may take before its channel counts as gone.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Worker {
     /// The logged runs of `ids`, retried while the database is away
     /// (`None` at shutdown).
@@ -51,7 +54,15 @@ impl Worker {
             return;
         };
         for acker in pending.ackers {
-            match acker.ack(BasicAckOptions::default()).await {
+            // Bounded: an ack on a connection that died may never answer.
+            let acked = tokio::time::timeout(ACK_TIMEOUT, acker.ack(BasicAckOptions::default()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(lapin::Error::from(
+                        lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Error),
+                    ))
+                });
+            match acked {
                 Ok(_) => self.metrics.acks.inc(),
                 Err(e) => {
                     tracing::debug!(inbox_id = id, error = %e, "Ack lost with its channel; the redelivery will be skipped as recorded");
