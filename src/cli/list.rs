@@ -26,6 +26,8 @@ pub(super) struct RunState {
     pub overview: Vec<ListenerOverview>,
     /// The distributed ingest's lease row, with a `[distributed]` section.
     pub leader: Option<LeaderRow>,
+    /// The live workers, sorted, with a `[distributed]` section.
+    pub workers: Vec<String>,
 }
 
 /// `list`: every registered listener with its configuration and, when the
@@ -37,10 +39,14 @@ pub(super) struct RunState {
 pub(crate) async fn cmd_list(config: &Config, registry: &Registry) -> Result<(), Failure> {
     let state = read_run_state(config).await;
     print!("{}", render_list(config, registry, state.as_ref().ok()));
-    if let Ok(RunState { leader, .. }) = &state {
+    if let Ok(RunState {
+        leader, workers, ..
+    }) = &state
+    {
         if config.distributed.amqp_url.is_some() {
             println!();
             println!("{}", distributed_line(config, leader.as_ref()));
+            print!("{}", workers_lines(config, workers));
         }
     }
     if let Err(why) = &state {
@@ -123,8 +129,20 @@ async fn read_run_state(config: &Config) -> Result<RunState, String> {
     } else {
         None
     };
+    let workers = if config.distributed.amqp_url.is_some() && store.backend() == "postgres" {
+        store
+            .live_workers(
+                &config.scaling.instance_id,
+                config.distributed.lease_seconds,
+            )
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
     Ok(RunState {
         leader,
+        workers,
         states: store.listener_states().await.map_err(|e| e.to_string())?,
         overview: store
             .listener_overview(since)
@@ -152,6 +170,21 @@ fn distributed_line(config: &Config, leader: Option<&LeaderRow>) -> String {
             l.published_through
         ),
     }
+}
+
+/// The live workers and the partitions each consumes (the split every
+/// worker computes from the same sorted list, `distributed::membership`).
+fn workers_lines(config: &Config, workers: &[String]) -> String {
+    let partitions = config.distributed.partitions;
+    if workers.is_empty() {
+        return format!("No worker is alive: the {partitions} partitions wait for consumers.\n");
+    }
+    let mut out = format!("{} worker(s) alive:\n", workers.len());
+    for w in workers {
+        let share = crate::distributed::partition_share(workers, w, partitions);
+        let _ = writeln!(out, "  {w} consumes partitions {share:?}");
+    }
+    out
 }
 
 /// The `FAILURES` and `LAST SUCCESS` cells of `name`: dashes without a
@@ -312,6 +345,18 @@ mod tests {
     }
 
     #[test]
+    fn the_workers_lines_split_the_partitions_as_the_workers_do() {
+        let mut config = Config::default();
+        config.distributed.partitions = 5;
+        assert!(workers_lines(&config, &[]).starts_with("No worker is alive: the 5 partitions"));
+        let text = workers_lines(&config, &["a".to_owned(), "b".to_owned()]);
+        assert_eq!(
+            text,
+            "2 worker(s) alive:\n  a consumes partitions [0, 2, 4]\n  b consumes partitions [1, 3]\n"
+        );
+    }
+
+    #[test]
     fn list_shows_a_disabled_listener_with_who_and_why_and_its_run_state() {
         let config = Config::default();
         let registry = Registry::builtin();
@@ -329,6 +374,7 @@ mod tests {
                 last_success: Some(at(1_790_000_600)),
             }],
             leader: None,
+            workers: Vec::new(),
         };
         let text = render_list(&config, &registry, Some(&state));
         let lines: Vec<&str> = text.lines().collect();

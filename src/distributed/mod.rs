@@ -29,7 +29,7 @@ mod worker;
 pub(crate) use envelope::Envelope;
 pub(crate) use error::DistributedError;
 pub(crate) use leader::{keep_lead, stand_by, wait_for_lead};
-pub(crate) use membership::{balance, leave, worker_id};
+pub(crate) use membership::{balance, leave, share as partition_share, worker_id};
 pub(crate) use publisher::Publisher;
 pub(crate) use topology::Topology;
 pub(crate) use worker::{Worker, WorkerSettings};

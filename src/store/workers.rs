@@ -57,6 +57,13 @@ pub trait WorkerStore: Send + Sync {
         worker_id: &str,
         lease: Duration,
     ) -> Result<Vec<String>, StoreError>;
+    /// The live workers of `instance` (a heartbeat within `lease`),
+    /// sorted, without heartbeating: for `list`.
+    async fn live_workers(
+        &self,
+        instance: &str,
+        lease: Duration,
+    ) -> Result<Vec<String>, StoreError>;
     /// Removes `worker_id` at shutdown, so the others take its partitions
     /// at their next heartbeat rather than after the lease.
     async fn worker_leave(&self, instance: &str, worker_id: &str) -> Result<(), StoreError>;
@@ -123,9 +130,20 @@ impl<T: Dialect> WorkerStore for T {
             .bind(secs * 10.0)
             .execute(p)
             .await?;
+        self.live_workers(instance, lease).await
+    }
+
+    async fn live_workers(
+        &self,
+        instance: &str,
+        lease: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let Pool::Postgres(p) = self.pool() else {
+            return Err(postgres_only());
+        };
         let live: Vec<(String,)> = sqlx::query_as(LIVE)
             .bind(instance)
-            .bind(secs)
+            .bind(lease.as_secs_f64())
             .fetch_all(p)
             .await?;
         Ok(live.into_iter().map(|(w,)| w).collect())

@@ -3,8 +3,8 @@
 //! proxy the test can cut), the fake Zulip sending a stream of messages
 //! over many conversations: two ingests (one leads, one stands by) and two
 //! workers, while a worker is SIGKILLed (and comes back), the leader is
-//! SIGKILLed (the standby leads), and the ingests' broker connections
-//! are cut and restored. In the end every message's runs are recorded once per
+//! SIGKILLed (the standby leads), and every broker connection (the
+//! ingests' and the workers') is cut and restored. In the end every message's runs are recorded once per
 //! listener, no (event, listener) twice, each conversation's runs in inbox
 //! order, and the partitions are empty.
 
@@ -68,20 +68,12 @@ async fn killed_workers_a_killed_leader_and_a_cut_broker_lose_nothing_and_double
     );
     let s = setup(Some(&fake), &db.url, &extra);
     let (config, dir) = (&s.config_path, s.dir.path());
-    // The ingests reach the broker through the proxy (the cut tests the
-    // outbox); the workers directly.
-    let worker_config = dir.join("worker.toml");
-    let text = std::fs::read_to_string(config).expect("the config");
-    std::fs::write(
-        &worker_config,
-        text.replace(&proxy.addr().to_string(), "127.0.0.1:5672"),
-    )
-    .expect("the workers' config");
+    // Every daemon reaches the broker through the proxy.
     let log = dir.join("daemons.log");
     let listeners = 2;
 
-    let mut w1 = spawn(&worker_config, "worker", &log);
-    let mut w2 = spawn(&worker_config, "worker", &log);
+    let mut w1 = spawn(config, "worker", &log);
+    let mut w2 = spawn(config, "worker", &log);
     let mut i1 = spawn(config, "ingest", &log);
     let mut i2 = spawn(config, "ingest", &log);
     assert!(
@@ -101,7 +93,7 @@ async fn killed_workers_a_killed_leader_and_a_cut_broker_lose_nothing_and_double
     w1.wait().ok();
     // Phase 2; the killed worker comes back.
     send(&fake, PHASE);
-    w1 = spawn(&worker_config, "worker", &log);
+    w1 = spawn(config, "worker", &log);
 
     // The leader is killed; the standby leads.
     let leader = leader_pid(&db).await.expect("a leader");

@@ -189,6 +189,35 @@ async fn two_workers_split_the_partitions_and_each_event_runs_once() {
     both.sort_unstable();
     assert_eq!(both, (0..6).collect::<Vec<u64>>(), "/health: {ha} / {hb}");
     assert_eq!(ha["organizations"][0]["worker"]["role"], "worker");
+    // `list` names both workers and the partitions each consumes (the
+    // binary does not know the test listener).
+    let text = std::fs::read_to_string(&a.setup.config_path).expect("the config");
+    let path = a.setup.dir.path().join("list.toml");
+    std::fs::write(
+        &path,
+        text.replace("[\"counting\"]", "[\"message_logger\"]"),
+    )
+    .expect("the list config");
+    let config = path.display().to_string();
+    let list = crate::support::zel(&["--config", &config, "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("2 worker(s) alive:"),
+        "{text}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let mut listed: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split_once("consumes partitions "))
+        .flat_map(|(_, ps)| {
+            ps.trim_matches(|c| c == '[' || c == ']')
+                .split(", ")
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, (0..6).collect::<Vec<u32>>(), "{text}");
     let store = a.db.store().await;
     let events = store_events(&store, 1, 60).await;
     publish(&broker, &events).await;
@@ -207,101 +236,10 @@ async fn two_workers_split_the_partitions_and_each_event_runs_once() {
 }
 
 /// A channel message in conversation `topic`, event id `id`.
-fn message_in(id: i64, topic: usize) -> Event {
+pub(crate) fn message_in(id: i64, topic: usize) -> Event {
     Event::parse(&format!(
         r#"{{"type":"message","id":{id},"message":{{"id":{},"type":"stream","sender_id":3,"sender_email":"s@x","display_recipient":"general","subject":"t{topic}","timestamp":1790000000,"content":"hello {id}"}},"flags":[]}}"#,
         id + 1000
     ))
     .expect("an event")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_stream_loses_nothing_doubles_nothing_and_keeps_conversation_order() {
-    use crate::support::fake_zulip::FakeZulip;
-    use crate::support::{daemon_command, setup, TestDb};
-    const EVENTS: i64 = 200;
-    const TOPICS: usize = 10;
-    let broker = TestBroker::new(4).await;
-    let fake = FakeZulip::start(FakeOptions::default()).await;
-    let db = TestDb::new(Backend::Postgres).await;
-    db.migrate().await;
-    let extra = format!(
-        "[listeners]\nenabled = [\"slow\"]\n[listeners.slow]\nkind = \"exec\"\ncommand = [\"sleep\", \"0.03\"]\nevent_types = [\"message\"]\n{}",
-        broker.section()
-    );
-    let s = setup(Some(&fake), &db.url, &extra);
-    let spawn = |n: usize| {
-        let log = std::fs::File::create(s.dir.path().join(format!("worker{n}.log"))).expect("log");
-        daemon_command(&s.config_path)
-            .args(["--role", "worker"])
-            .env("RUST_LOG", "warn")
-            .stderr(log)
-            .spawn()
-            .expect("spawn a worker")
-    };
-    let mut a = spawn(1);
-    let mut b = spawn(2);
-    let store = db.store().await;
-    let events: Vec<Event> = (1..=EVENTS)
-        .map(|i| message_in(i, i as usize % TOPICS))
-        .collect();
-    let ids: Vec<i64> = store
-        .append("default", &Origin::Queue("q".into()), &events, None)
-        .await
-        .expect("append")
-        .into_iter()
-        .map(|i| i.expect("stored"))
-        .collect();
-    let produced: Vec<Produced<'_>> = ids
-        .iter()
-        .zip(&events)
-        .enumerate()
-        .map(|(i, (id, e))| Produced {
-            inbox_id: *id,
-            event: e,
-            partition: (((i + 1) % TOPICS) as u32) % broker.partitions,
-        })
-        .collect();
-    broker.publish("default", &produced).await;
-    let count = || async {
-        db.scalar("SELECT count(*) FROM event_listeners_eventlog")
-            .await
-    };
-    let started = eventually(WAIT, || async { count().await >= EVENTS / 4 }).await;
-    assert!(started, "the workers run events: {}", count().await);
-    a.kill().expect("SIGKILL worker 1");
-    a.wait().ok();
-    let all = eventually(Duration::from_secs(90), || async {
-        count().await >= EVENTS
-    })
-    .await;
-    assert!(
-        all,
-        "the other worker takes over: {} of {EVENTS}",
-        count().await
-    );
-    crate::support::signal(&b, "-TERM");
-    crate::support::wait_exit(&mut b, Duration::from_secs(30)).await;
-    assert_eq!(count().await, EVENTS, "no run recorded twice");
-    let doubled = db
-        .scalar("SELECT count(*) FROM (SELECT inbox_id FROM event_listeners_eventlog GROUP BY inbox_id, listener_name HAVING count(*) > 1) d")
-        .await;
-    assert_eq!(doubled, 0, "no (event, listener) recorded twice");
-    // Per conversation, runs were recorded in inbox order.
-    let rows: Vec<(i64, String)> = db
-        .rows("SELECT e.inbox_id, i.raw::json->'message'->>'subject' FROM event_listeners_eventlog e JOIN event_listeners_inbox i ON i.id = e.inbox_id ORDER BY e.id")
-        .await;
-    let mut last: std::collections::HashMap<String, i64> = Default::default();
-    for (inbox_id, topic) in rows {
-        let prev = last.insert(topic.clone(), inbox_id).unwrap_or(0);
-        assert!(
-            prev < inbox_id,
-            "conversation {topic}: {inbox_id} recorded after {prev}"
-        );
-    }
-    assert_eq!(
-        broker.ready_in_partitions().await,
-        0,
-        "nothing left in the partitions"
-    );
 }

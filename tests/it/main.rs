@@ -17,6 +17,7 @@ mod dispatch_defects;
 mod distributed_e2e;
 mod distributed_ingest;
 mod distributed_worker;
+mod distributed_worker_faults;
 mod encryption;
 mod exec;
 mod fallback;

@@ -140,6 +140,14 @@ fn the_debian_package_holds_the_daemon_its_unit_conffiles_and_the_user_it_runs_a
             "/usr/lib/systemd/system/zulip-event-listeners.service",
             "-rw-r--r--",
         ),
+        (
+            "/usr/share/zulip-event-listeners/systemd/zulip-event-listeners-ingest.service",
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/zulip-event-listeners/systemd/zulip-event-listeners-worker.service",
+            "-rw-r--r--",
+        ),
         ("/etc/logrotate.d/zulip-event-listeners", "-rw-r--r--"),
         ("/etc/zulip-event-listeners/config.toml", "-rw-r--r--"),
         (
@@ -195,6 +203,14 @@ fn the_debian_package_holds_the_daemon_its_unit_conffiles_and_the_user_it_runs_a
         (
             DROP_IN,
             "usr/share/zulip-event-listeners/systemd/zulip-host.conf",
+        ),
+        (
+            "contrib/systemd/zulip-event-listeners-ingest.service",
+            "usr/share/zulip-event-listeners/systemd/zulip-event-listeners-ingest.service",
+        ),
+        (
+            "contrib/systemd/zulip-event-listeners-worker.service",
+            "usr/share/zulip-event-listeners/systemd/zulip-event-listeners-worker.service",
         ),
     ] {
         assert_eq!(

@@ -47,6 +47,28 @@ const BATCH: usize = 256;
 const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 /// Capacity of the channel from the partitions' consumers to the loop.
 const INCOMING: usize = 1024;
+/// How long one broker call (an ack, a channel opened or closed, a
+/// subscription) may take before the connection counts as lost: a
+/// connection that died without a word never answers.
+pub(super) const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `call`, failed as a lost connection when it takes longer than
+/// [`BROKER_CALL_TIMEOUT`].
+pub(super) async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, lapin::Error> {
+    tokio::time::timeout(BROKER_CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(lapin::Error::from(lapin::ErrorKind::IOError(
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer from RabbitMQ within the call timeout",
+                )
+                .into(),
+            )))
+        })
+}
 
 /// What the worker needs to know.
 pub(crate) struct WorkerSettings {
@@ -220,7 +242,7 @@ impl Worker {
             if self.subs.contains_key(&p) {
                 continue;
             }
-            if let Err(e) = self.subscribe(p).await {
+            if let Err(e) = bounded(self.subscribe(p)).await {
                 tracing::warn!(partition = p, error = %e, "Cannot subscribe to the partition; reconnecting");
                 self.lost();
                 return;
@@ -281,8 +303,14 @@ impl Worker {
         }
     }
 
-    /// The connection is gone: its deliveries come back from the broker.
+    /// The connection is gone: its deliveries come back from the broker,
+    /// so their ackers are dropped (acking on a dead connection may never
+    /// answer); an event still in flight stays pending, and its
+    /// redelivery is attached to it and acked when it completes.
     fn lost(&mut self) {
+        for pending in self.pending.values_mut() {
+            pending.ackers.clear();
+        }
         if let Some(conn) = self.conn.take() {
             tracing::warn!(url = %self.settings.shown_url, in_flight = self.pending.len(), "Lost the RabbitMQ connection; in-flight runs go on and are recorded, their redeliveries are skipped as recorded");
             // Closed for sure, so the broker requeues its unacked deliveries.

@@ -11,12 +11,9 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use tokio_util::sync::CancellationToken;
 
-use super::{Incoming, Worker};
+use super::{bounded, Incoming, Worker};
 use crate::backoff::Backoff;
 use crate::dispatch::Dispatcher;
-
-/// How long an ack may take before its channel counts as gone.
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// The logged runs of `ids`, retried while the database is away
@@ -45,7 +42,7 @@ impl Worker {
     pub(super) async fn reject(&self, d: &Delivery, why: &str) {
         tracing::error!(delivery_tag = d.delivery_tag, reason = why, "A delivery that is not this organization's event; rejected to the dead-letter exchange");
         self.metrics.nacks.inc();
-        let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+        let _ = bounded(d.acker.reject(BasicRejectOptions { requeue: false })).await;
     }
 
     /// Acks every delivery of inbox id `id`, whose runs are all committed.
@@ -55,17 +52,14 @@ impl Worker {
         };
         for acker in pending.ackers {
             // Bounded: an ack on a connection that died may never answer.
-            let acked = tokio::time::timeout(ACK_TIMEOUT, acker.ack(BasicAckOptions::default()))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(lapin::Error::from(
-                        lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Error),
-                    ))
-                });
-            match acked {
+            match bounded(acker.ack(BasicAckOptions::default())).await {
                 Ok(_) => self.metrics.acks.inc(),
                 Err(e) => {
-                    tracing::debug!(inbox_id = id, error = %e, "Ack lost with its channel; the redelivery will be skipped as recorded");
+                    // Every acker pending is of the current connection
+                    // (`lost` drops the others): it is gone.
+                    tracing::warn!(inbox_id = id, error = %e, "An ack failed; reconnecting (the redelivery will be skipped as recorded)");
+                    self.lost();
+                    return;
                 }
             }
         }
@@ -84,7 +78,14 @@ impl Worker {
         for p in leaving {
             if let Some(sub) = self.subs.remove(&p) {
                 self.metrics.nacks.inc_by(sub.held.len() as u64);
-                let _ = sub.channel.close(200, "handed over".into()).await;
+                if bounded(sub.channel.close(200, "handed over".into()))
+                    .await
+                    .is_err()
+                {
+                    // Closing the connection requeues them just the same.
+                    self.lost();
+                    return;
+                }
                 tracing::info!(
                     partition = p,
                     requeued = sub.held.len(),
@@ -133,7 +134,7 @@ impl Worker {
         let held: usize = self.subs.values().map(|s| s.held.len()).sum();
         self.metrics.nacks.inc_by((unacked + held) as u64);
         if let Some(conn) = self.conn.take() {
-            let _ = conn.close(200, "shutdown".into()).await;
+            let _ = bounded(conn.close(200, "shutdown".into())).await;
         }
         self.subs.clear();
         self.publish_consumed();
