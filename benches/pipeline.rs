@@ -30,12 +30,14 @@
 //!    same fake Zulip and PostgreSQL server.
 //!
 //! 10. the distributed mode on the real RabbitMQ (`distributed.rs`): one
-//!     ingest and 1, 2, 4 and 8 worker processes over a backlog with a
-//!     webhook answering after 50 ms (events/s, and the speed-up over one
-//!     worker); 20,000 messages through two ingests and two workers while
-//!     a worker and the leader are SIGKILLed and RabbitMQ is stopped and
-//!     started (lost, doubled, out of order); and the leader failover time
-//!     over several SIGKILLs.
+//!     ingest and 1, 2, 4 and 8 worker processes over a backlog in 1,000
+//!     conversations with a webhook answering after 50 ms (events/s, and
+//!     the speed-up over one worker); 20,000 messages through two ingests
+//!     and two workers while a worker and the leader are SIGKILLed,
+//!     RabbitMQ is stopped and started and every broker connection is cut
+//!     through a proxy (lost, run twice, out of order, and the webhook
+//!     requests the receiver got by `Idempotency-Key`); and the leader
+//!     failover time over several SIGKILLs.
 //!
 //! Beside events/s, each scenario prints the PostgreSQL server's CPU µs per
 //! event and the daemon's (`cpu.rs`, from `/proc`), and the daemon's rate
@@ -55,6 +57,9 @@ mod cpu;
 mod fake_zulip;
 #[path = "pipeline/peer.rs"]
 mod peer;
+#[allow(dead_code)]
+#[path = "../tests/it/support/tcp_proxy.rs"]
+mod tcp_proxy;
 #[path = "pipeline/webhooks.rs"]
 mod webhooks;
 
@@ -1248,11 +1253,12 @@ async fn distributed_figures() {
         let rate = distributed::workers_run(k, EVENTS).await;
         drop_pg("zel_bench_dist").await;
         let base = *one.get_or_insert(rate);
-        println!("| events/s, {k} worker process(es), webhook answering after 50 ms ({EVENTS} events, 16 partitions, 16 runs at once per worker) | {rate:.0} ({:.2}× one worker) |", rate / base);
+        println!("| events/s, {k} worker process(es), webhook answering after 50 ms ({EVENTS} events in 1,000 conversations, 16 partitions, 16 runs at once per worker) | {rate:.0} ({:.2}× one worker) |", rate / base);
     }
     let f = distributed::faults(20_000).await;
     drop_pg("zel_bench_faults").await;
-    println!("| 20,000 messages through 2 ingests and 2 workers while a worker is SIGKILLed, the leader is SIGKILLed and RabbitMQ is stopped and started | {} messages stored; {} without their run, {} run twice, {} out of conversation order; {:.0} s |", f.messages, f.lost, f.doubled, f.out_of_order, f.seconds);
+    println!("| 20,000 messages through 2 ingests and 2 workers while a worker is SIGKILLed, the leader is SIGKILLed, RabbitMQ is stopped and started and every broker connection is cut | {} messages stored; {} without their run, {} run twice, {} out of conversation order; the receiver got {} requests for {} distinct keys, {} keys twice ({}); {:.0} s |", f.messages, f.lost, f.doubled, f.out_of_order, f.requests, f.effects, f.effects_doubled,
+        f.doubled_by_fault.iter().map(|(what, n)| format!("{n} in the 2 s before {what}")).collect::<Vec<_>>().join(", "), f.seconds);
     let mut gaps = distributed::failover(5).await;
     drop_pg("zel_bench_failover").await;
     println!("| leader failover, last commit before a SIGKILL → first after, each of {} kills (lease 3 s) | {} s |", gaps.len(),

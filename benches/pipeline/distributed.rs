@@ -2,7 +2,8 @@
 //! every daemon a child process of the release binary:
 //!
 //! - the worker curve: one `--role ingest` and 1, 2, 4 and 8
-//!   `--role worker` processes over a backlog of messages, one webhook
+//!   `--role worker` processes over a backlog of messages in 1,000
+//!   conversations, one webhook
 //!   listener whose receiver answers after 50 ms (I/O-bound work): events/s
 //!   from the first recorded run to the last;
 //! - leader failover: two ingests (one leads, one stands by) and a worker
@@ -11,7 +12,7 @@
 //!   kill to the first committed after it (inbox `received_at`), median.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,23 +29,37 @@ const HOOK_DELAY: Duration = Duration::from_millis(50);
 const PARTITIONS: u32 = 16;
 /// Each worker's concurrent runs (and prefetch).
 const CONCURRENCY: usize = 16;
+/// Conversations (topics) of the worker curve's backlog.
+const CONVERSATIONS: usize = 1_000;
 
-/// A receiver that answers 200 after [`HOOK_DELAY`], counting requests.
-async fn slow_receiver() -> (String, Arc<AtomicU64>) {
-    let count = Arc::new(AtomicU64::new(0));
-    let counted = count.clone();
-    let app = Router::new().fallback(move || {
+/// When each request the receiver got arrived, by `Idempotency-Key`: a key
+/// seen twice is a listener effect repeated (which the key lets a receiver
+/// drop).
+type Keys = Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Instant>>>>;
+
+/// A receiver that answers 200 after [`HOOK_DELAY`], counting requests by
+/// their idempotency key.
+async fn slow_receiver() -> (String, Keys) {
+    let keys: Keys = Arc::default();
+    let counted = keys.clone();
+    let app = Router::new().fallback(move |headers: axum::http::HeaderMap| {
         let counted = counted.clone();
         async move {
+            let at = Instant::now();
             tokio::time::sleep(HOOK_DELAY).await;
-            counted.fetch_add(1, Ordering::Relaxed);
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            counted.lock().unwrap().entry(key).or_default().push(at);
             StatusCode::OK
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/hook"), count)
+    (format!("http://{addr}/hook"), keys)
 }
 
 fn amqp_url() -> String {
@@ -59,7 +74,13 @@ struct Deployment {
     db_url: String,
 }
 
-fn deployment(fake: &FakeZulip, db_url: &str, prefix: &str, hook_url: &str) -> Deployment {
+fn deployment(
+    fake: &FakeZulip,
+    db_url: &str,
+    prefix: &str,
+    hook_url: &str,
+    amqp: &str,
+) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
     let (rc, secret) = (dir.path().join("zuliprc"), dir.path().join("secret"));
     super::write_zuliprc(&rc, fake);
@@ -73,7 +94,6 @@ fn deployment(fake: &FakeZulip, db_url: &str, prefix: &str, hook_url: &str) -> D
          prefix = \"{prefix}\"\nlease_seconds = 3\n",
         rc = rc.display(),
         secret = secret.display(),
-        amqp = amqp_url(),
     );
     std::fs::write(&config, text).unwrap();
     Deployment {
@@ -149,10 +169,23 @@ pub(super) async fn workers_run(workers: usize, n: usize) -> f64 {
         ..FakeOptions::default()
     })
     .await;
-    super::queued_backlog(&url, &fake, n).await;
+    // Many conversations (as in a busy organization): with few, their
+    // lanes, not the workers, would bound the parallelism.
+    let queue = super::register_queue(&fake).await;
+    for i in 0..n {
+        let topic = format!("topic {}", i % CONVERSATIONS);
+        fake.send_channel_message(
+            100,
+            "user100@example.com",
+            "general",
+            &topic,
+            &super::content(i),
+        );
+    }
+    super::resume_at(&url, &fake, &queue).await;
     let (hook_url, _requests) = slow_receiver().await;
     let prefix = format!("zb{}", std::process::id() as usize * 16 + workers);
-    let d = deployment(&fake, &url, &prefix, &hook_url);
+    let d = deployment(&fake, &url, &prefix, &hook_url, &amqp_url());
     let mut children: Vec<Child> = (0..workers).map(|_| d.spawn("worker")).collect();
     // The workers first, so the partitions have consumers when the
     // backlog is published.
@@ -180,7 +213,11 @@ pub(super) async fn workers_run(workers: usize, n: usize) -> f64 {
 
 /// A fresh database `db` resuming a new, empty queue on a fake Zulip, a
 /// slow receiver, and a deployment on them under a prefix starting `tag`.
-async fn live_deployment(db: &str, tag: &str) -> (Arc<FakeZulip>, Deployment, String) {
+async fn live_deployment(
+    db: &str,
+    tag: &str,
+    amqp: &str,
+) -> (Arc<FakeZulip>, Deployment, String, Keys) {
     let url = fresh_pg(db).await;
     let fake = Arc::new(
         FakeZulip::start(FakeOptions {
@@ -190,16 +227,16 @@ async fn live_deployment(db: &str, tag: &str) -> (Arc<FakeZulip>, Deployment, St
         .await,
     );
     super::queued_backlog(&url, &fake, 0).await;
-    let (hook_url, _requests) = slow_receiver().await;
+    let (hook_url, keys) = slow_receiver().await;
     let prefix = format!("{tag}{}", std::process::id());
-    let d = deployment(&fake, &url, &prefix, &hook_url);
-    (fake, d, prefix)
+    let d = deployment(&fake, &url, &prefix, &hook_url, amqp);
+    (fake, d, prefix, keys)
 }
 
 /// Seconds from the last event committed before a leader's SIGKILL to the
 /// first committed after it, for each of `kills` kills.
 pub(super) async fn failover(kills: usize) -> Vec<f64> {
-    let (fake, d, prefix) = live_deployment("zel_bench_failover", "zf").await;
+    let (fake, d, prefix, _keys) = live_deployment("zel_bench_failover", "zf", &amqp_url()).await;
     let mut worker = d.spawn("worker");
     let mut a = d.spawn("ingest");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -270,6 +307,13 @@ pub(super) struct Faults {
     pub(super) lost: i64,
     pub(super) doubled: i64,
     pub(super) out_of_order: i64,
+    /// Webhook requests the receiver got, distinct keys, keys seen twice.
+    pub(super) requests: u64,
+    pub(super) effects: usize,
+    pub(super) effects_doubled: usize,
+    /// For each fault, the keys seen twice whose first request came in the
+    /// 2 s before it (the runs it cut short between POST and commit).
+    pub(super) doubled_by_fault: Vec<(&'static str, usize)>,
     pub(super) seconds: f64,
 }
 
@@ -282,18 +326,24 @@ fn rabbitmqctl(args: &[&str]) {
 }
 
 /// `n` messages streamed through two ingests and two workers while a
-/// worker is SIGKILLed (and restarted), the leader is SIGKILLed, and
+/// worker is SIGKILLed (and restarted), the leader is SIGKILLed,
 /// RabbitMQ itself is stopped and started (`rabbitmqctl stop_app` /
-/// `start_app`): messages with no recorded run, (event, listener) pairs
+/// `start_app`), and every broker connection is cut through a proxy:
+/// messages with no recorded run, (event, listener) pairs
 /// recorded twice, and runs recorded out of their conversation's order.
 pub(super) async fn faults(n: usize) -> Faults {
-    let (fake, d, prefix) = live_deployment("zel_bench_faults", "zx").await;
+    // Every daemon reaches the broker through a proxy the run cuts.
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let proxy = super::tcp_proxy::TcpProxy::start(broker).await;
+    let amqp = amqp_url().replace("127.0.0.1:5672", &proxy.addr().to_string());
+    let (fake, d, prefix, keys) = live_deployment("zel_bench_faults", "zx", &amqp).await;
     let mut w1 = d.spawn("worker");
     let mut w2 = d.spawn("worker");
     let mut i1 = d.spawn("ingest");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut i2 = d.spawn("ingest");
     let started = Instant::now();
+    let mut faults: Vec<(&'static str, Instant)> = Vec::new();
     // The stream: 1,000 messages a second.
     let feeder = {
         let fake = fake.clone();
@@ -308,6 +358,7 @@ pub(super) async fn faults(n: usize) -> Faults {
         })
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
+    faults.push(("the worker SIGKILL", Instant::now()));
     kill(&mut w1, "-KILL");
     w1 = d.spawn("worker");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -323,6 +374,7 @@ pub(super) async fn faults(n: usize) -> Faults {
         h
     };
     let leader_is_i1 = holder.is_some_and(|h| h.ends_with(&format!("pid={}", i1.id())));
+    faults.push(("the leader SIGKILL", Instant::now()));
     if leader_is_i1 {
         kill(&mut i1, "-KILL");
         i1 = d.spawn("ingest");
@@ -331,9 +383,15 @@ pub(super) async fn faults(n: usize) -> Faults {
         i2 = d.spawn("ingest");
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
+    faults.push(("the RabbitMQ stop", Instant::now()));
     rabbitmqctl(&["stop_app"]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     rabbitmqctl(&["start_app"]);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    faults.push(("the connection cut", Instant::now()));
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
     let _ = feeder.await;
     let deadline = Instant::now() + Duration::from_secs(900);
     while (d.scalar(RUNS).await as usize) < n && Instant::now() < deadline {
@@ -370,7 +428,35 @@ pub(super) async fn faults(n: usize) -> Faults {
         kill(c, "-TERM");
     }
     clean_broker(&prefix).await;
+    let (requests, effects, effects_doubled, doubled_by_fault) = {
+        let keys = keys.lock().unwrap();
+        let twice: Vec<Instant> = keys
+            .values()
+            .filter(|at| at.len() > 1)
+            .map(|at| at[0])
+            .collect();
+        let by_fault = faults
+            .iter()
+            .map(|(what, t)| {
+                let n = twice
+                    .iter()
+                    .filter(|&&first| first <= *t && *t - first <= Duration::from_secs(2))
+                    .count();
+                (*what, n)
+            })
+            .collect();
+        (
+            keys.values().map(|at| at.len() as u64).sum(),
+            keys.len(),
+            twice.len(),
+            by_fault,
+        )
+    };
     Faults {
+        doubled_by_fault,
+        requests,
+        effects,
+        effects_doubled,
         messages,
         lost: lost + n.saturating_sub(messages) as i64,
         doubled,
