@@ -97,6 +97,21 @@ impl Stream {
         broker.publish("default", &produced).await;
     }
 
+    /// Waits until `n` runs are recorded; fails saying `what` otherwise.
+    async fn reach(&self, broker: &TestBroker, n: i64, what: &str) {
+        let reached = eventually(Duration::from_secs(120), || async {
+            self.count().await >= n
+        })
+        .await;
+        assert!(
+            reached,
+            "{what}: {} of {EVENTS} runs, {} ready in the partitions\n{}",
+            self.count().await,
+            broker.ready_in_partitions().await,
+            self.logs()
+        );
+    }
+
     async fn count(&self) -> i64 {
         self.db
             .scalar("SELECT count(*) FROM event_listeners_eventlog")
@@ -153,20 +168,14 @@ async fn a_worker_killed_mid_stream_loses_nothing_doubles_nothing_and_keeps_conv
     let mut a = stream.spawn(1);
     let mut b = stream.spawn(2);
     stream.publish(&broker).await;
-    let started = eventually(WAIT, || async { stream.count().await >= EVENTS / 4 }).await;
-    assert!(started, "the workers run events: {}", stream.count().await);
+    stream
+        .reach(&broker, EVENTS / 4, "the workers run events")
+        .await;
     a.kill().expect("SIGKILL worker 1");
     a.wait().ok();
-    let all = eventually(Duration::from_secs(90), || async {
-        stream.count().await >= EVENTS
-    })
-    .await;
-    assert!(
-        all,
-        "the other worker takes over: {} of {EVENTS}\n{}",
-        stream.count().await,
-        stream.logs()
-    );
+    stream
+        .reach(&broker, EVENTS, "the other worker takes over")
+        .await;
     stream.assert_once_in_order(&broker).await;
     stream.stop(&broker, &mut [&mut b]).await;
 }
@@ -184,31 +193,15 @@ async fn workers_whose_broker_connections_are_cut_mid_stream_lose_nothing_and_do
     let mut b = stream.spawn(2);
     stream.publish(&broker).await;
     for quarter in 1..=3 {
-        let reached = eventually(Duration::from_secs(90), || async {
-            stream.count().await >= quarter * EVENTS / 4
-        })
-        .await;
-        assert!(
-            reached,
-            "the workers run events before cut {quarter}: {} of {EVENTS}\n{}",
-            stream.count().await,
-            stream.logs()
-        );
+        let what = format!("the workers run events before cut {quarter}");
+        stream.reach(&broker, quarter * EVENTS / 4, &what).await;
         proxy.cut();
         tokio::time::sleep(Duration::from_millis(500)).await;
         proxy.restore();
     }
-    let all = eventually(Duration::from_secs(120), || async {
-        stream.count().await >= EVENTS
-    })
-    .await;
-    assert!(
-        all,
-        "the workers reconnect and finish: {} of {EVENTS}, ready {}\n{}",
-        stream.count().await,
-        broker.ready_in_partitions().await,
-        stream.logs()
-    );
+    stream
+        .reach(&broker, EVENTS, "the workers reconnect and finish")
+        .await;
     stream.assert_once_in_order(&broker).await;
     stream.stop(&broker, &mut [&mut a, &mut b]).await;
 }

@@ -19,7 +19,8 @@
 //! backoff, declares the topology and resubscribes. Shutdown: new
 //! deliveries are held, in-flight runs drain, what committed is acked,
 //! the connection is closed (the rest is requeued). Acking, giving up a
-//! partition and the shutdown are in `settle.rs`.
+//! partition and the shutdown are in `settle.rs`; every broker call is
+//! bounded (`bounded.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,7 +34,10 @@ use lapin::{Acker, Channel, Connection, ConnectionProperties};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+mod bounded;
 mod settle;
+
+use bounded::{bounded, within};
 
 use super::{Envelope, Topology};
 use crate::backoff::Backoff;
@@ -47,28 +51,6 @@ const BATCH: usize = 256;
 const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 /// Capacity of the channel from the partitions' consumers to the loop.
 const INCOMING: usize = 1024;
-/// How long one broker call (an ack, a channel opened or closed, a
-/// subscription) may take before the connection counts as lost: a
-/// connection that died without a word never answers.
-pub(super) const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `call`, failed as a lost connection when it takes longer than
-/// [`BROKER_CALL_TIMEOUT`].
-pub(super) async fn bounded<T>(
-    call: impl std::future::Future<Output = Result<T, lapin::Error>>,
-) -> Result<T, lapin::Error> {
-    tokio::time::timeout(BROKER_CALL_TIMEOUT, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(lapin::Error::from(lapin::ErrorKind::IOError(
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no answer from RabbitMQ within the call timeout",
-                )
-                .into(),
-            )))
-        })
-}
 
 /// What the worker needs to know.
 pub(crate) struct WorkerSettings {
@@ -159,17 +141,12 @@ impl Worker {
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !token.is_cancelled() {
             if self.conn.is_none() {
-                let connected = tokio::time::timeout(super::CONNECT_TIMEOUT, self.connect())
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(lapin::Error::from(lapin::ErrorKind::IOError(
-                            std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                "no connection within the connect timeout",
-                            )
-                            .into(),
-                        )))
-                    });
+                let connected = within(
+                    super::CONNECT_TIMEOUT,
+                    "no connection within the connect timeout",
+                    self.connect(),
+                )
+                .await;
                 match connected {
                     Ok(()) => backoff.reset(),
                     Err(e) => {
