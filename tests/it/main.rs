@@ -37,6 +37,7 @@ mod packaging;
 mod poison;
 mod poison_pages;
 mod ready;
+mod record_batches;
 mod reliability;
 mod reload;
 mod replies;
