@@ -24,9 +24,8 @@ use crate::dispatch::{
 use crate::state::OPERATOR_DISABLED;
 use crate::store::Store;
 
-/// Capacity of the channel from listener runs to the recorder: a whole
-/// batch of runs may wait while the one before commits.
-const OUTCOME_CHANNEL: usize = 8192;
+/// Capacity of the channel from listener runs to the recorder.
+const OUTCOME_CHANNEL: usize = 4096;
 
 /// The recorder and the dispatcher of a running organization.
 pub(super) struct Engine {

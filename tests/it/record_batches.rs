@@ -1,8 +1,7 @@
-//! Large batches of runs on PostgreSQL: their event-log rows go by binary
-//! `COPY` (`store/postgres/copy_in.rs`) in the recorder's transaction, small
-//! ones by the one `UNNEST` statement. Both must log the same rows, column
-//! for column, with the batch's other writes (message log, watermark) in
-//! the same commit.
+//! Large batches of runs on PostgreSQL (the recorder commits up to 2,048
+//! runs at once): a batch of 300 runs must log the same rows, column for
+//! column, as the same runs in batches of 10, with the batch's other
+//! writes (message log, watermark) in the same commit.
 
 use std::time::Duration;
 
@@ -14,8 +13,7 @@ use zulip_event_listeners::store::{Origin, RunRecord};
 
 use crate::support::{Backend, TestDb};
 
-/// Events per half of the test; two listeners each, so 300 runs a half:
-/// above the `COPY` threshold as one batch.
+/// Events per half of the test; two listeners each, so 300 runs a half.
 const EVENTS: i64 = 150;
 
 fn message(event_id: i64) -> Event {
@@ -101,13 +99,13 @@ async fn a_large_batch_of_runs_logs_the_same_rows_as_small_ones_with_its_other_w
         .enumerate()
         .map(|(i, (id, _))| runs_of(*id, (i % half) as i64, i as i64 + 10_000))
         .collect();
-    // The first half in one batch of 300 runs (COPY), with the watermark.
+    // The first half in one batch of 300 runs, with the watermark.
     let big: Vec<RunRecord> = runs[..half].iter().flatten().cloned().collect();
     store
         .record("default", &big, Some(ids[half - 1]))
         .await
         .expect("the large batch");
-    // The second half in batches of 10 runs (UNNEST).
+    // The second half in batches of 10 runs.
     let small: Vec<RunRecord> = runs[half..].iter().flatten().cloned().collect();
     for chunk in small.chunks(10) {
         store
@@ -117,16 +115,16 @@ async fn a_large_batch_of_runs_logs_the_same_rows_as_small_ones_with_its_other_w
     }
     let rows: Vec<Row> = db.rows(ROWS).await;
     assert_eq!(rows.len(), 4 * half, "every run logged once");
-    let (copied, unnested) = rows.split_at(2 * half);
+    let (large, small_rows) = rows.split_at(2 * half);
     // Column for column, the inbox ids aside (the second half's are others).
     let offset = ids[half] - ids[0];
-    for (a, b) in copied.iter().zip(unnested) {
+    for (a, b) in large.iter().zip(small_rows) {
         let mut shifted = b.clone();
         shifted.1 -= offset;
-        assert_eq!(a, &shifted, "a COPY row and its UNNEST twin");
+        assert_eq!(a, &shifted, "a row of the large batch and its twin");
     }
     // And against the runs themselves, in their order.
-    for (row, run) in copied.iter().zip(&big) {
+    for (row, run) in large.iter().zip(&big) {
         let expected: Row = (
             run.listener.to_string(),
             run.inbox_id,

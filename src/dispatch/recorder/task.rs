@@ -16,11 +16,8 @@ use crate::dispatch::progress::Progress;
 use crate::state::State;
 use crate::store::{RunRecord, Store};
 
-/// Runs per transaction at most: with 16 listeners, 512 events. (2,048
-/// held a 16-listener backlog to ~5,800 events/s on two cores, 8,192
-/// gave ~6,600: a commit covers more events, and large batches' event-log
-/// rows go by `COPY`.)
-const MAX_BATCH: usize = 8192;
+/// Runs per transaction at most.
+const MAX_BATCH: usize = 2048;
 /// How long a batch waits for more runs after its first one.
 const LINGER: Duration = Duration::from_millis(5);
 /// Tries of a whole batch the database refuses (while it answers pings)
@@ -101,8 +98,7 @@ impl Recorder {
     /// `give_up` ends the retries at shutdown.
     pub(crate) async fn run(mut self, give_up: CancellationToken) -> RecorderReport {
         let mut report = RecorderReport::default();
-        // Grown as runs come (a full batch is ~2 MB of records).
-        let mut batch: Vec<RunRecord> = Vec::new();
+        let mut batch: Vec<RunRecord> = Vec::with_capacity(MAX_BATCH);
         let mut disabled: Vec<(Arc<str>, String)> = Vec::new();
         loop {
             let Some(first) = self.rx.recv().await else {
@@ -127,7 +123,7 @@ impl Recorder {
             if batch.is_empty() {
                 continue;
             }
-            let runs = std::mem::take(&mut batch);
+            let runs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
             self.record_batch(runs, &give_up, &mut report).await;
         }
         report

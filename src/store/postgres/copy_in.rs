@@ -1,7 +1,6 @@
 //! The inbox append for large batches: `COPY … FROM STDIN (FORMAT BINARY)`
 //! in a transaction with the cursor upsert, instead of one `UNNEST`
-//! statement; and the same for the event-log rows of a large batch of
-//! runs ([`copy_runs`], in the recorder's transaction, `record.rs`).
+//! statement.
 //!
 //! `UNNEST` makes the server build each parameter array (a 1,000-event
 //! batch's raw JSON is one ~1 MB array), take it apart again and
@@ -19,7 +18,6 @@
 use sqlx::PgConnection;
 
 use crate::store::error::StoreError;
-use crate::store::model::RunRecord;
 
 /// The smallest batch appended with `COPY`.
 pub(super) const COPY_FROM: usize = 64;
@@ -56,70 +54,15 @@ pub(super) async fn copy_rows(
         .fetch_all(&mut *conn)
         .await?;
     ids.sort_unstable();
-    send(conn, COPY_INBOX, encode(instance, queue, rows, &ids)).await?;
-    Ok(ids)
-}
-
-/// The smallest batch of runs whose event-log rows are written with `COPY`.
-pub(super) const COPY_RUNS_FROM: usize = 256;
-
-const COPY_EVENTLOG: &str = "COPY event_listeners_eventlog
-     (listener_name, inbox_id, event_type, success, attempts, error, duration, timestamp)
-     FROM STDIN (FORMAT BINARY)";
-
-/// Logs `runs` in `event_listeners_eventlog` on `conn`, inside the
-/// caller's transaction (ids from the column's default, in order).
-pub(super) async fn copy_runs(
-    conn: &mut PgConnection,
-    runs: &[RunRecord],
-) -> Result<(), StoreError> {
-    send(conn, COPY_EVENTLOG, encode_runs(runs)).await
-}
-
-async fn send(conn: &mut PgConnection, statement: &str, data: Vec<u8>) -> Result<(), StoreError> {
-    let mut copy = conn.copy_in_raw(statement).await?;
+    let data = encode(instance, queue, rows, &ids);
+    let mut copy = conn.copy_in_raw(COPY_INBOX).await?;
     if let Err(e) = copy.send(data).await {
         // The server may already have refused; abort says so properly.
         let _ = copy.abort("the COPY data could not be sent").await;
         return Err(e.into());
     }
     copy.finish().await?;
-    Ok(())
-}
-
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-
-/// The binary `COPY` stream of event-log rows (eight fields).
-fn encode_runs(runs: &[RunRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(runs.len() * 96 + 32);
-    header(&mut out);
-    for r in runs {
-        out.extend_from_slice(&8i16.to_be_bytes());
-        text(&mut out, Some(&r.listener));
-        int8(&mut out, Some(r.inbox_id));
-        text(&mut out, Some(&r.event_type));
-        out.extend_from_slice(&1i32.to_be_bytes());
-        out.push(u8::from(r.success));
-        out.extend_from_slice(&4i32.to_be_bytes());
-        out.extend_from_slice(&i32::try_from(r.attempts).unwrap_or(i32::MAX).to_be_bytes());
-        text(&mut out, r.error.as_deref());
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&r.duration.as_secs_f64().to_bits().to_be_bytes());
-        int8(
-            &mut out,
-            Some(r.finished_at.timestamp_micros() - PG_EPOCH_MICROS),
-        );
-    }
-    out.extend_from_slice(&(-1i16).to_be_bytes());
-    out
-}
-
-/// The signature, no flags, no header extension.
-fn header(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    out.extend_from_slice(&0i32.to_be_bytes());
-    out.extend_from_slice(&0i32.to_be_bytes());
+    Ok(ids)
 }
 
 /// The binary `COPY` stream: the signature, then one tuple per row (ten
@@ -127,7 +70,9 @@ fn header(out: &mut Vec<u8>) {
 fn encode(instance: &str, queue: &str, rows: &[CopyRow<'_>], ids: &[i64]) -> Vec<u8> {
     let size: usize = rows.iter().map(|r| r.raw.len() + 128).sum();
     let mut out = Vec::with_capacity(size + instance.len() * rows.len() + 32);
-    header(&mut out);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
     for (row, id) in rows.iter().zip(ids) {
         out.extend_from_slice(&10i16.to_be_bytes());
         int8(&mut out, Some(*id));

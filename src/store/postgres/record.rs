@@ -12,11 +12,6 @@
 //! The statement's text depends only on which parts a batch needs, so there
 //! are a handful of texts and each is prepared once per connection.
 //!
-//! A batch of at least `copy_in::COPY_RUNS_FROM` runs writes its event-log
-//! rows by binary `COPY` instead, then the statement's other parts, in one
-//! transaction (more round trips, far less server work per row: with 16
-//! listeners the server's CPU per event fell from 91–106 µs to 71–79).
-//!
 //! A batch that edits, moves or deletes logged messages is the exception:
 //! those changes must see the rows the batch logs, which another part of
 //! the same statement cannot, so they follow as a second statement in one
@@ -30,7 +25,6 @@ use sqlx::{Arguments, Postgres, Type};
 
 use super::changes::apply_message_changes;
 use super::connect::{Insert, PgStore};
-use super::copy_in::{copy_runs, COPY_RUNS_FROM};
 use crate::store::aggregate::stats_buckets;
 use crate::store::changes::message_changes;
 use crate::store::crypto::Cipher;
@@ -51,9 +45,6 @@ impl RecordDialect for PgStore {
     ) -> Result<(), StoreError> {
         let changes = message_changes(runs);
         let changes = &changes;
-        // A large batch's event-log rows go by `COPY` (`copy_in.rs`), in
-        // one transaction with the statement's other parts.
-        let copy = runs.len() >= COPY_RUNS_FROM;
         // A unique violation is a message logged already (a replay): the
         // careful form skips it.
         Insert::plain_then_skipping(|mode| async move {
@@ -64,11 +55,10 @@ impl RecordDialect for PgStore {
                 batch,
                 self.opts(),
                 mode,
-                copy,
             )
             .map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))?;
             let parts = statement.into_parts();
-            if changes.is_empty() && !copy {
+            if changes.is_empty() {
                 if let Some((sql, args)) = parts {
                     sqlx::query_with(&sql, args).execute(self.pool()).await?;
                 }
@@ -78,9 +68,6 @@ impl RecordDialect for PgStore {
             // (the parts of one statement share a snapshot): a second
             // statement, in one transaction with the first.
             let mut tx = self.pool().begin().await?;
-            if copy {
-                copy_runs(&mut tx, runs).await?;
-            }
             if let Some((sql, args)) = parts {
                 sqlx::query_with(&sql, args).execute(&mut *tx).await?;
             }
@@ -100,8 +87,7 @@ pub(super) struct RecordStatement {
 }
 
 impl RecordStatement {
-    /// The statement for `runs`, the watermark and the batch tag; without
-    /// the event-log part when those rows are copied (`copied`).
+    /// The statement for `runs`, the watermark and the batch tag.
     fn build(
         instance: &str,
         runs: &[RunRecord],
@@ -109,7 +95,6 @@ impl RecordStatement {
         batch: i64,
         opts: &StoreOptions,
         mode: Insert,
-        copied: bool,
     ) -> Result<RecordStatement, sqlx::error::BoxDynError> {
         let mut s = RecordStatement {
             parts: Vec::new(),
@@ -117,9 +102,7 @@ impl RecordStatement {
             next: 1,
         };
         if !runs.is_empty() {
-            if !copied {
-                s.eventlog(runs)?;
-            }
+            s.eventlog(runs)?;
             s.dead_letters(runs)?;
             s.messagelog(instance, runs, mode)?;
             s.activity(instance, runs)?;
