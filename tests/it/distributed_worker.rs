@@ -8,7 +8,7 @@ use std::time::Duration;
 use zulip_event_listeners::app::RunOptions;
 use zulip_event_listeners::config::Role;
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::store::{Origin, Store};
+use zulip_event_listeners::store::Store;
 
 use crate::support::fake_zulip::FakeOptions;
 use crate::support::{
@@ -40,14 +40,8 @@ async fn app(broker: &TestBroker) -> TestApp {
 /// with their inbox ids.
 async fn store_events(store: &std::sync::Arc<dyn Store>, first: i64, n: i64) -> Vec<(i64, Event)> {
     let events: Vec<Event> = (first..first + n).map(message_event).collect();
-    let ids = store
-        .append("default", &Origin::Queue("q".into()), &events, None)
-        .await
-        .expect("append");
-    ids.into_iter()
-        .map(|i| i.expect("stored"))
-        .zip(events)
-        .collect()
+    let ids = crate::support::append_events(store, "default", &events).await;
+    ids.into_iter().zip(events).collect()
 }
 
 async fn publish(broker: &TestBroker, events: &[(i64, Event)]) {

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::store::Origin;
 
 use crate::distributed_worker::message_in;
 use crate::support::fake_zulip::FakeOptions;
@@ -77,13 +76,7 @@ impl Stream {
         let events: Vec<Event> = (1..=EVENTS)
             .map(|i| message_in(i, i as usize % TOPICS))
             .collect();
-        let ids: Vec<i64> = store
-            .append("default", &Origin::Queue("q".into()), &events, None)
-            .await
-            .expect("append")
-            .into_iter()
-            .map(|i| i.expect("stored"))
-            .collect();
+        let ids = crate::support::append_events(&store, "default", &events).await;
         let produced: Vec<Produced<'_>> = ids
             .iter()
             .zip(&events)

@@ -9,7 +9,7 @@ use chrono::TimeZone;
 use zulip_event_listeners::event::Event;
 use zulip_event_listeners::listeners::{MessageLogRecord, Record};
 
-use zulip_event_listeners::store::{Origin, RunRecord};
+use zulip_event_listeners::store::RunRecord;
 
 use crate::support::{Backend, TestDb};
 
@@ -85,13 +85,7 @@ async fn a_large_batch_of_runs_logs_the_same_rows_as_small_ones_with_its_other_w
     db.migrate().await;
     let store = db.store().await;
     let events: Vec<Event> = (0..2 * EVENTS).map(message).collect();
-    let ids: Vec<i64> = store
-        .append("default", &Origin::Queue("q".into()), &events, None)
-        .await
-        .expect("append")
-        .into_iter()
-        .map(|i| i.expect("stored"))
-        .collect();
+    let ids = crate::support::append_events(&store, "default", &events).await;
     let half = EVENTS as usize;
     let runs: Vec<Vec<RunRecord>> = ids
         .iter()

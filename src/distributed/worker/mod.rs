@@ -291,8 +291,9 @@ impl Worker {
         if let Some(conn) = self.conn.take() {
             tracing::warn!(url = %self.settings.shown_url, in_flight = self.pending.len(), "Lost the RabbitMQ connection; in-flight runs go on and are recorded, their redeliveries are skipped as recorded");
             // Closed for sure, so the broker requeues its unacked deliveries.
+            // Bounded too: closing a dead connection may never answer.
             tokio::spawn(async move {
-                let _ = conn.close(320, "reconnecting".into()).await;
+                let _ = bounded(conn.close(320, "reconnecting".into())).await;
             });
         }
         self.subs.clear();

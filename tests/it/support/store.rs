@@ -92,11 +92,17 @@ pub async fn append_messages(
     let events: Vec<Event> = (first_event_id..first_event_id + n)
         .map(message_event)
         .collect();
-    s.append(instance, &Origin::Queue("q".into()), &events, None)
+    append_events(s, instance, &events).await
+}
+
+/// Appends `events` (all new) to `instance`'s inbox from queue `q` and
+/// returns their inbox ids, in order.
+pub async fn append_events(s: &Arc<dyn Store>, instance: &str, events: &[Event]) -> Vec<i64> {
+    s.append(instance, &Origin::Queue("q".into()), events, None)
         .await
-        .unwrap()
+        .expect("append")
         .into_iter()
-        .map(Option::unwrap)
+        .map(|id| id.expect("a new event is stored"))
         .collect()
 }
 
