@@ -304,39 +304,32 @@ impl Pipeline {
         }
     }
 
-    async fn adopt_ambiguous(
+    /// After a failed attempt at this batch: the events of a live queue an
+    /// earlier attempt may have committed before its connection broke. The
+    /// queue position is not unique in the inbox (the cursor, written in the
+    /// same statement, is the check), so they are looked up before the batch
+    /// is written again: nothing but this batch stores this queue's ids (the
+    /// sift has already dropped an id stored before). `Ok(None)` when the
+    /// batch is not a live queue's.
+    async fn committed_before(
         &self,
         store: &Arc<dyn Store>,
         origin: &Origin,
         events: &[Event],
-        ids: &mut [Option<i64>],
-    ) {
-        let missing: Vec<i64> = events
-            .iter()
-            .zip(ids.iter())
-            .filter(|(_, id)| id.is_none())
-            .map(|(e, _)| e.id())
+        cursor: Option<&Cursor>,
+    ) -> Result<Option<Vec<Option<i64>>>, StoreError> {
+        if events.is_empty() || !cursor.is_some_and(|c| origin.is_queue(&c.queue_id)) {
+            return Ok(None);
+        }
+        let event_ids: Vec<i64> = events.iter().map(Event::id).collect();
+        let found: std::collections::HashMap<i64, i64> = store
+            .inbox_ids(&self.instance, origin, &event_ids)
+            .await?
+            .into_iter()
             .collect();
-        if missing.is_empty() {
-            return;
-        }
-        match store.inbox_ids(&self.instance, origin, &missing).await {
-            Ok(found) => {
-                let found: std::collections::HashMap<i64, i64> = found.into_iter().collect();
-                for (e, id) in events.iter().zip(ids.iter_mut()) {
-                    if id.is_none() {
-                        *id = found.get(&e.id()).copied();
-                    }
-                }
-                tracing::info!(
-                    events = found.len(),
-                    "An earlier attempt had stored these events; dispatching them"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot look up events an earlier attempt may have stored; they are dispatched at next start")
-            }
-        }
+        Ok(Some(
+            event_ids.iter().map(|e| found.get(e).copied()).collect(),
+        ))
     }
 
     async fn append(
@@ -356,25 +349,24 @@ impl Pipeline {
                 .db_write_seconds
                 .with_label_values(&["append"])
                 .start_timer();
-            let result = store
-                .append_quarantining(&self.instance, origin, events, quarantined, cursor)
+            let result = self
+                .append_once(
+                    store,
+                    origin,
+                    events,
+                    quarantined,
+                    cursor,
+                    backoff.failures() > 0,
+                )
                 .await;
             timer.observe_duration();
             match result {
-                Ok(mut ids) => {
+                Ok(ids) => {
                     if backoff.failures() > 0 {
                         tracing::info!(
                             events = events.len(),
                             "Database is back; the held batch is committed"
                         );
-                        // An earlier attempt may have committed before its
-                        // connection broke: its events now look like
-                        // duplicates. Events of a live queue cannot be
-                        // stored by anything but this batch, so take their
-                        // rows as this batch's own.
-                        if cursor.is_some_and(|c| origin.is_queue(&c.queue_id)) {
-                            self.adopt_ambiguous(store, origin, events, &mut ids).await;
-                        }
                     }
                     self.state.database_retrying.store(false, Ordering::Relaxed);
                     return Ok(ids);
@@ -393,5 +385,35 @@ impl Pipeline {
                 Err(e) => return Err(PipelineError::Store(e)),
             }
         }
+    }
+
+    /// One attempt at `append`. A retry (`retry`) of a live queue's batch
+    /// that an earlier attempt committed (its cursor and quarantine rows
+    /// with it) takes those rows as its own and writes nothing.
+    async fn append_once(
+        &self,
+        store: &Arc<dyn Store>,
+        origin: &Origin,
+        events: &[Event],
+        quarantined: &[Quarantined],
+        cursor: Option<&Cursor>,
+        retry: bool,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        if retry {
+            // One transaction wrote the batch, so an earlier attempt stored
+            // all of its events or none.
+            if let Some(ids) = self.committed_before(store, origin, events, cursor).await? {
+                if ids.iter().all(Option::is_some) {
+                    tracing::info!(
+                        events = events.len(),
+                        "An earlier attempt had stored these events; dispatching them"
+                    );
+                    return Ok(ids);
+                }
+            }
+        }
+        store
+            .append_quarantining(&self.instance, origin, events, quarantined, cursor)
+            .await
     }
 }

@@ -59,7 +59,7 @@ async fn assert_each_message_once(db: &TestDb, messages: i64, runs: i64) {
 }
 
 /// A daemon on PostgreSQL through a proxy, registered and polling.
-async fn app_behind_proxy() -> (TestApp, TcpProxy) {
+pub(crate) async fn app_behind_proxy() -> (TestApp, TcpProxy) {
     let mut app = TestApp::new(Backend::Postgres, FakeOptions::default(), "").await;
     app.db.migrate().await;
     let (target, _) = redirect_pg_url(&app.db.url, "127.0.0.1:1".parse().unwrap());

@@ -25,6 +25,7 @@ mod faults;
 mod file_source;
 mod fuzz_corpus;
 mod http_limits;
+mod inbox_position;
 mod instance_lock;
 mod intake;
 mod live;

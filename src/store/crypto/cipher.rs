@@ -216,10 +216,10 @@ impl Cipher {
         &self,
         instance: &str,
         origin: &str,
-        events: &'a [Event],
+        events: impl IntoIterator<Item = &'a Event>,
     ) -> Result<Vec<Sealed<'_, 'a>>, CryptoError> {
         events
-            .iter()
+            .into_iter()
             .map(|e| {
                 let row = Aad::Inbox {
                     instance,

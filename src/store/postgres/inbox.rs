@@ -50,28 +50,43 @@ impl InboxDialect for PgStore {
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
-        if !quarantined.is_empty() || self.fence_epoch().is_some() {
-            return append_quarantining(self, instance, origin, events, quarantined, cursor).await;
+        // The queue position is not unique in this inbox (migration
+        // 20261203000012): a later copy of an id the batch repeats is not
+        // written at all. Every copy gets the first one's row here, and
+        // `first_copies` takes it from the later ones.
+        let firsts = first_of_each_id(events);
+        let firsts = &firsts;
+        let ids = if !quarantined.is_empty() || self.fence_epoch().is_some() {
+            append_quarantining(self, instance, origin, firsts, quarantined, cursor).await?
+        } else {
+            // A unique violation means some of these events are stored
+            // already (a backfilled message arriving live, a file read
+            // again): the careful form skips them.
+            Insert::plain_then_skipping(|mode| async move {
+                if mode == Insert::Plain && firsts.len() >= COPY_FROM {
+                    return append_copy(self, instance, origin, firsts, cursor).await;
+                }
+                append_once(
+                    self.pool(),
+                    &self.opts().cipher,
+                    instance,
+                    origin,
+                    firsts,
+                    cursor,
+                    mode,
+                )
+                .await
+            })
+            .await?
+        };
+        if firsts.len() == events.len() {
+            return Ok(ids);
         }
-        // A unique violation means some of these events are stored already
-        // (a backfilled message arriving live, or a retried batch whose
-        // first COMMIT answer was lost): the careful form skips them.
-        Insert::plain_then_skipping(|mode| async move {
-            if mode == Insert::Plain && events.len() >= COPY_FROM {
-                return append_copy(self, instance, origin, events, cursor).await;
-            }
-            append_once(
-                self.pool(),
-                &self.opts().cipher,
-                instance,
-                origin,
-                events,
-                cursor,
-                mode,
-            )
-            .await
-        })
-        .await
+        let by_id: HashMap<i64, Option<i64>> = firsts.iter().map(|e| e.id()).zip(ids).collect();
+        Ok(events
+            .iter()
+            .map(|e| by_id.get(&e.id()).copied().flatten())
+            .collect())
     }
 
     async fn find_inbox_ids(
@@ -92,6 +107,16 @@ impl InboxDialect for PgStore {
     }
 }
 
+/// `events` without the later copies of an id they repeat. Zulip's ids only
+/// grow, so the usual batch costs one comparison per event.
+fn first_of_each_id(events: &[Event]) -> Vec<&Event> {
+    if events.windows(2).all(|w| w[0].id() < w[1].id()) {
+        return events.iter().collect();
+    }
+    let mut seen = std::collections::HashSet::new();
+    events.iter().filter(|e| seen.insert(e.id())).collect()
+}
+
 /// One try at storing `events` and the cursor: one statement, so one
 /// round trip and its own transaction (data-modifying `WITH` parts all
 /// run, atomically). A `BEGIN`, `INSERT`, cursor `INSERT`, `COMMIT`
@@ -102,7 +127,7 @@ async fn append_once<'c, E>(
     cipher: &Cipher,
     instance: &str,
     origin: &str,
-    events: &[Event],
+    events: &[&Event],
     cursor: Option<&Cursor>,
     mode: Insert,
 ) -> Result<Vec<Option<i64>>, StoreError>
@@ -115,7 +140,7 @@ where
         }
         return Ok(Vec::new());
     }
-    let event_ids: Vec<i64> = events.iter().map(Event::id).collect();
+    let event_ids: Vec<i64> = events.iter().map(|e| e.id()).collect();
     // The extracted columns are text: a NUL there is replaced (the raw
     // JSON keeps it, escaped, byte for byte).
     let types: Vec<Cow<'_, str>> = events
@@ -124,9 +149,9 @@ where
         .collect();
     let ops: Vec<Option<Cow<'_, str>>> =
         events.iter().map(|e| e.op().map(storable::text)).collect();
-    let message_ids: Vec<Option<i64>> = events.iter().map(Event::message_id).collect();
-    let backfilled: Vec<bool> = events.iter().map(Event::is_backfilled).collect();
-    let sealed = cipher.seal_inbox(instance, origin, events)?;
+    let message_ids: Vec<Option<i64>> = events.iter().map(|e| e.message_id()).collect();
+    let backfilled: Vec<bool> = events.iter().map(|e| e.is_backfilled()).collect();
+    let sealed = cipher.seal_inbox(instance, origin, events.iter().copied())?;
     let raws: Vec<&str> = sealed.iter().map(|(_, raw)| raw.as_ref()).collect();
     let key_ids: Vec<Option<&str>> = sealed.iter().map(|(id, _)| id.map(KeyId::as_str)).collect();
     let sql = match (mode, cursor.is_some()) {
@@ -170,7 +195,7 @@ async fn append_copy(
     store: &PgStore,
     instance: &str,
     origin: &str,
-    events: &[Event],
+    events: &[&Event],
     cursor: Option<&Cursor>,
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let types: Vec<Cow<'_, str>> = events
@@ -179,7 +204,10 @@ async fn append_copy(
         .collect();
     let ops: Vec<Option<Cow<'_, str>>> =
         events.iter().map(|e| e.op().map(storable::text)).collect();
-    let sealed = store.opts().cipher.seal_inbox(instance, origin, events)?;
+    let sealed = store
+        .opts()
+        .cipher
+        .seal_inbox(instance, origin, events.iter().copied())?;
     let rows: Vec<CopyRow<'_>> = events
         .iter()
         .zip(&types)
@@ -212,7 +240,7 @@ async fn append_quarantining(
     store: &PgStore,
     instance: &str,
     origin: &str,
-    events: &[Event],
+    events: &[&Event],
     quarantined: &[Quarantined],
     cursor: Option<&Cursor>,
 ) -> Result<Vec<Option<i64>>, StoreError> {

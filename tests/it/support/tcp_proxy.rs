@@ -1,13 +1,16 @@
 //! A TCP forwarder on loopback that can be cut, stalled and restored, to
 //! simulate a database server that goes away (restart, failover, network
-//! partition) or stops answering (a black hole) without touching the real
+//! partition), stops answering (a black hole) or whose answers are lost on
+//! the way back (a COMMIT that went through, its answer never arriving)
+//! without touching the real
 //! server other tests share; and [`redirect_pg_url`], a database URL
 //! pointed at the proxy.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -22,8 +25,29 @@ pub struct TcpProxy {
     addr: SocketAddr,
     cut: watch::Sender<bool>,
     stalled: watch::Sender<bool>,
+    muted: Arc<Mute>,
     accepted: Arc<AtomicU64>,
     task: AbortHandle,
+}
+
+/// What [`TcpProxy::lose_answers_after`] set: the bytes whose sending
+/// mutes the server's answers, and whether they have been sent.
+#[derive(Default)]
+struct Mute {
+    armed: std::sync::Mutex<Option<Vec<u8>>>,
+    on: AtomicBool,
+}
+
+impl Mute {
+    /// Notes `chunk`, on its way to the server: it may be the one.
+    fn sending(&self, chunk: &[u8]) {
+        let armed = self.armed.lock().unwrap();
+        if let Some(p) = armed.as_deref() {
+            if chunk.windows(p.len()).any(|w| w == p) {
+                self.on.store(true, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
 impl TcpProxy {
@@ -36,17 +60,20 @@ impl TcpProxy {
         let (cut, _) = watch::channel(false);
         let (stalled, _) = watch::channel(false);
         let accepted = Arc::new(AtomicU64::new(0));
+        let muted = Arc::new(Mute::default());
         let task = tokio::spawn(accept_loop(
             listener,
             target,
             cut.clone(),
             stalled.clone(),
+            muted.clone(),
             accepted.clone(),
         ));
         TcpProxy {
             addr,
             cut,
             stalled,
+            muted,
             accepted,
             task: task.abort_handle(),
         }
@@ -69,10 +96,21 @@ impl TcpProxy {
         self.stalled.send_replace(true);
     }
 
+    /// Once a client sends bytes containing `pattern` (a value only one
+    /// statement binds, say), throws away everything the server answers on
+    /// every connection, while still forwarding what clients send: that
+    /// statement runs (and commits) on the server, and the client never
+    /// hears of it. Ends with [`TcpProxy::restore`].
+    pub fn lose_answers_after(&self, pattern: &[u8]) {
+        *self.muted.armed.lock().unwrap() = Some(pattern.to_vec());
+    }
+
     /// Forwards new connections again.
     pub fn restore(&self) {
         self.cut.send_replace(false);
         self.stalled.send_replace(false);
+        *self.muted.armed.lock().unwrap() = None;
+        self.muted.on.store(false, Ordering::SeqCst);
     }
 
     /// Whether the proxy is cut.
@@ -99,6 +137,7 @@ async fn accept_loop(
     target: SocketAddr,
     cut: watch::Sender<bool>,
     stalled: watch::Sender<bool>,
+    muted: Arc<Mute>,
     accepted: Arc<AtomicU64>,
 ) {
     loop {
@@ -119,25 +158,64 @@ async fn accept_loop(
             });
             continue;
         }
-        tokio::spawn(forward(client, target, cut, stalled.subscribe()));
+        tokio::spawn(forward(
+            client,
+            target,
+            cut,
+            stalled.subscribe(),
+            muted.clone(),
+        ));
     }
 }
 
-/// Copies bytes both ways until either side closes or the proxy is cut;
-/// while stalled, holds both connections open without copying.
+/// Copies bytes both ways until either side closes or the proxy is cut
+/// (the server's dropped while muted); while stalled, holds both
+/// connections open without copying.
 async fn forward(
     mut client: TcpStream,
     target: SocketAddr,
     mut cut: watch::Receiver<bool>,
     mut stalled: watch::Receiver<bool>,
+    muted: Arc<Mute>,
 ) {
     let Ok(mut server) = TcpStream::connect(target).await else {
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
+    let (mut client_rx, mut client_tx) = client.split();
+    let (mut server_rx, mut server_tx) = server.split();
+    let requests = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match client_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    muted.sending(&buf[..n]);
+                    if server_tx.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let answers = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match server_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) if muted.on.load(Ordering::SeqCst) => {}
+                Ok(n) => {
+                    if client_tx.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
     let stall = tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+        _ = requests => false,
+        _ = answers => false,
         _ = cut.wait_for(|c| *c) => false,
         _ = stalled.wait_for(|s| *s) => true,
     };
