@@ -674,12 +674,15 @@ async fn offered_load(rate: usize, seconds: usize) -> (f64, f64, usize) {
         s.migrate().await.unwrap();
     }
     // Bench-only: a statement trigger that NOTIFYs the inbox ids whose runs a
-    // transaction commits. Notifications are delivered at commit.
+    // transaction commits (on both tables of the event log). Notifications
+    // are delivered at commit.
     let mut c = PgConnection::connect(&url).await.unwrap();
     sqlx::raw_sql(
         "CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN PERFORM pg_notify('bench_commit', (SELECT string_agg(DISTINCT inbox_id::text, ',') FROM new_rows)); RETURN NULL; END $$;
-         CREATE TRIGGER bench_notify AFTER INSERT ON event_listeners_eventlog
+         CREATE TRIGGER bench_notify AFTER INSERT ON event_listeners_eventlog_rows
+           REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bench_notify();
+         CREATE TRIGGER bench_notify AFTER INSERT ON event_listeners_eventruns
            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bench_notify();",
     )
     .execute(&mut c)

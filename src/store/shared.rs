@@ -24,7 +24,7 @@ use super::model::{
     RunRecord, Summary, Unfinished,
 };
 use super::rotation::RotationStore;
-use super::sql::{self, on_pool, stamped};
+use super::sql::{self, on_pool, stamped, Pool};
 use super::statistics::StatsStore;
 use crate::event::{Event, Quarantined};
 
@@ -207,13 +207,22 @@ where
     }
 
     async fn cleanup(&self, before: DateTime<Utc>) -> Result<CleanupCounts, StoreError> {
+        let compact = matches!(self.pool(), Pool::Postgres(_));
         Ok(on_pool!(self.pool(), p => {
             let mut tx = p.begin().await?;
-            let eventlog = sqlx::query(sql::CLEANUP_EVENTLOG)
+            let (rows, runs) = match compact {
+                true => (sql::CLEANUP_EVENTLOG_ROWS, Some(sql::CLEANUP_EVENTRUNS)),
+                false => (sql::CLEANUP_EVENTLOG, None),
+            };
+            let mut eventlog = sqlx::query(rows)
                 .bind(before)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            if let Some(runs) = runs {
+                let n: i64 = sqlx::query_scalar(runs).bind(before).fetch_one(&mut *tx).await?;
+                eventlog += n.unsigned_abs();
+            }
             let inbox = sqlx::query(sql::CLEANUP_INBOX)
                 .bind(before)
                 .execute(&mut *tx)

@@ -19,19 +19,41 @@ pub(crate) async fn retention(
     pool: Pool<'_>,
     before: DateTime<Utc>,
 ) -> Result<RetentionReport, StoreError> {
+    // PostgreSQL's event log is two tables (`sql::CLEANUP_EVENTRUNS`).
+    let compact = matches!(pool, Pool::Postgres(_));
     Ok(on_pool!(pool, p => {
         let mut tx = p.begin().await?;
-        let mut delete = async |statement| {
-            sqlx::query(statement)
-                .bind(before)
-                .execute(&mut *tx)
-                .await
-                .map(|done| done.rows_affected())
+        let listenerstats = sqlx::query(sql::RETAIN_STATS)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let rows = match compact {
+            true => sql::RETAIN_EVENTLOG_ROWS,
+            false => sql::RETAIN_EVENTLOG,
         };
-        let listenerstats = delete(sql::RETAIN_STATS).await?;
-        let eventlog = delete(sql::RETAIN_EVENTLOG).await?;
-        let inbox = delete(sql::RETAIN_INBOX).await?;
-        let replies = delete(sql::CLEANUP_SENT_REPLIES).await?;
+        let mut eventlog = sqlx::query(rows)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if compact {
+            let n: i64 = sqlx::query_scalar(sql::RETAIN_EVENTRUNS)
+                .bind(before)
+                .fetch_one(&mut *tx)
+                .await?;
+            eventlog += n.unsigned_abs();
+        }
+        let inbox = sqlx::query(sql::RETAIN_INBOX)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let replies = sqlx::query(sql::CLEANUP_SENT_REPLIES)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         RetentionReport {
             listenerstats,

@@ -96,6 +96,18 @@ pub(crate) const DONE_RUNS: &str =
 pub(crate) const CLEANUP_EVENTLOG: &str =
     "DELETE FROM event_listeners_eventlog WHERE timestamp < $1";
 
+/// On PostgreSQL the event log is a view of two tables (migration
+/// `20261203000013`), and PostgreSQL deletes from neither through it: the
+/// rows table's part of [`CLEANUP_EVENTLOG`] and [`RETAIN_EVENTLOG`] ...
+pub(crate) const CLEANUP_EVENTLOG_ROWS: &str =
+    "DELETE FROM event_listeners_eventlog_rows WHERE timestamp < $1";
+
+/// ... and the compact table's, which counts the runs its rows held.
+pub(crate) const CLEANUP_EVENTRUNS: &str =
+    "WITH d AS (DELETE FROM event_listeners_eventruns WHERE logged_at < $1
+                RETURNING cardinality(listeners) AS n)
+     SELECT CAST(COALESCE(sum(n), 0) AS BIGINT) FROM d";
+
 /// `Store::inbox_raw`: the raw JSON (as stored) and key id of instance `$1`'s event `$3` of origin `$2`.
 pub(crate) const INBOX_RAW: &str =
     "SELECT raw, key_id FROM event_listeners_inbox WHERE instance = $1 AND queue_id = $2 AND event_id = $3";
@@ -171,13 +183,42 @@ macro_rules! undispatched {
 pub(crate) const RETAIN_STATS: &str =
     "DELETE FROM event_listeners_listenerstats WHERE bucket_start < $1";
 
-/// Retention: event log rows older than `$1` whose inbox row is dispatched.
-pub(crate) const RETAIN_EVENTLOG: &str = concat!(
-    "DELETE FROM event_listeners_eventlog WHERE timestamp < $1 AND NOT EXISTS (
+/// Retention: `$table`'s runs (its time column `$at`) older than `$1`
+/// whose inbox row is dispatched, wrapped by `$head`/`$tail`.
+macro_rules! retain_runs {
+    ($head:literal, $table:literal, $at:literal, $tail:literal) => {
+        concat!(
+            $head,
+            "DELETE FROM ",
+            $table,
+            " WHERE ",
+            $at,
+            " < $1 AND NOT EXISTS (
        SELECT 1 FROM event_listeners_inbox i
-       WHERE i.id = event_listeners_eventlog.inbox_id AND ",
-    undispatched!(),
-    ")"
+       WHERE i.id = ",
+            $table,
+            ".inbox_id AND ",
+            undispatched!(),
+            ")",
+            $tail
+        )
+    };
+}
+
+/// Retention: event log rows older than `$1` whose inbox row is dispatched.
+pub(crate) const RETAIN_EVENTLOG: &str =
+    retain_runs!("", "event_listeners_eventlog", "timestamp", "");
+
+/// [`RETAIN_EVENTLOG`] on PostgreSQL: the rows table ...
+pub(crate) const RETAIN_EVENTLOG_ROWS: &str =
+    retain_runs!("", "event_listeners_eventlog_rows", "timestamp", "");
+
+/// ... and the compact one, counting runs (see [`CLEANUP_EVENTRUNS`]).
+pub(crate) const RETAIN_EVENTRUNS: &str = retain_runs!(
+    "WITH d AS (",
+    "event_listeners_eventruns",
+    "logged_at",
+    " RETURNING cardinality(listeners) AS n) SELECT CAST(COALESCE(sum(n), 0) AS BIGINT) FROM d"
 );
 
 /// Retention: dispatched inbox rows received before `$1`.

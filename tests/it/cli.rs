@@ -267,7 +267,10 @@ async fn migrate_applies_once_then_reports_up_to_date_and_cleanup_counts_rows() 
         .unwrap();
     sqlx::query("UPDATE event_listeners_inbox SET received_at = now() - interval '10 days' WHERE id % 2 = 0")
         .execute(&mut conn).await.unwrap();
-    sqlx::query("UPDATE event_listeners_eventlog SET timestamp = now() - interval '10 days' WHERE id % 3 = 0")
+    // The event log is a view of two tables on PostgreSQL.
+    sqlx::query("UPDATE event_listeners_eventlog_rows SET timestamp = now() - interval '10 days' WHERE id % 3 = 0")
+        .execute(&mut conn).await.unwrap();
+    sqlx::query("UPDATE event_listeners_eventruns SET logged_at = now() - interval '10 days' WHERE id % 3 = 0")
         .execute(&mut conn).await.unwrap();
     let old_inbox = db
         .scalar("SELECT count(*) FROM event_listeners_inbox WHERE id % 2 = 0")

@@ -8,6 +8,7 @@ mod audit;
 mod backfilled_rows;
 mod backup;
 mod cli;
+mod compact_eventlog;
 mod content_length;
 mod current_servers;
 mod cursor;

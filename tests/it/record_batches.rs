@@ -77,7 +77,7 @@ type Row = (String, i64, String, bool, i64, Option<String>, String, i64);
 
 const ROWS: &str = "SELECT listener_name, inbox_id, event_type, success, attempts::int8, error,
        duration::text, (extract(epoch FROM timestamp) * 1000000)::int8
-     FROM event_listeners_eventlog ORDER BY id";
+     FROM event_listeners_eventlog ORDER BY inbox_id, listener_name DESC";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_batch_of_runs_logs_the_same_rows_as_small_ones_with_its_other_writes() {

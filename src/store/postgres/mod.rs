@@ -7,6 +7,7 @@ mod builtin_rows;
 mod changes;
 mod connect;
 mod copy_in;
+mod eventruns;
 mod inbox;
 mod leader;
 mod lock;

@@ -25,6 +25,7 @@ use sqlx::{Arguments, Postgres, Type};
 
 use super::changes::apply_message_changes;
 use super::connect::{Insert, PgStore};
+use super::eventruns::attempts;
 use crate::store::aggregate::stats_buckets;
 use crate::store::changes::message_changes;
 use crate::store::crypto::Cipher;
@@ -143,25 +144,48 @@ impl RecordStatement {
         Ok(p)
     }
 
+    /// The runs' event log: successes compact, one row per event
+    /// (`eventruns.rs`), the others a row each.
     fn eventlog(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
-        let names = self.bind(runs.iter().map(|r| &*r.listener).collect::<Vec<_>>())?;
-        let inbox = self.bind(runs.iter().map(|r| r.inbox_id).collect::<Vec<_>>())?;
-        let types = self.bind(runs.iter().map(|r| &*r.event_type).collect::<Vec<_>>())?;
-        let success = self.bind(runs.iter().map(|r| r.success).collect::<Vec<_>>())?;
+        let (compact, rows) = super::eventruns::split(runs);
+        if !compact.inbox_ids.is_empty() {
+            let inbox = self.bind(compact.inbox_ids)?;
+            let types = self.bind(compact.event_types)?;
+            let at = self.bind(compact.logged_at)?;
+            let names = self.bind(compact.listeners)?;
+            let tries = self.bind(compact.attempts)?;
+            let durations = self.bind(compact.durations)?;
+            let behind = self.bind(compact.behind)?;
+            self.parts.push(format!(
+                "INSERT INTO event_listeners_eventruns
+                   (inbox_id, event_type, logged_at, listeners, attempts, durations, behind)
+                 SELECT i, t, at, n::text[], a::int4[], d::float8[], b::int8[]
+                 FROM UNNEST({inbox}::int8[], {types}::text[], {at}::timestamptz[],
+                   {names}::text[], {tries}::text[], {durations}::text[], {behind}::text[])
+                   AS u(i, t, at, n, a, d, b)"
+            ));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let names = self.bind(rows.iter().map(|r| &*r.listener).collect::<Vec<_>>())?;
+        let inbox = self.bind(rows.iter().map(|r| r.inbox_id).collect::<Vec<_>>())?;
+        let types = self.bind(rows.iter().map(|r| &*r.event_type).collect::<Vec<_>>())?;
+        let success = self.bind(rows.iter().map(|r| r.success).collect::<Vec<_>>())?;
         let attempts = self.bind(
-            runs.iter()
+            rows.iter()
                 .map(|r| attempts(r.attempts))
                 .collect::<Vec<_>>(),
         )?;
-        let errors = self.bind(runs.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())?;
+        let errors = self.bind(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())?;
         let durations = self.bind(
-            runs.iter()
+            rows.iter()
                 .map(|r| r.duration.as_secs_f64())
                 .collect::<Vec<_>>(),
         )?;
-        let times = self.bind(runs.iter().map(|r| r.finished_at).collect::<Vec<_>>())?;
+        let times = self.bind(rows.iter().map(|r| r.finished_at).collect::<Vec<_>>())?;
         self.parts.push(format!(
-            "INSERT INTO event_listeners_eventlog
+            "INSERT INTO event_listeners_eventlog_rows
                (listener_name, inbox_id, event_type, success, attempts, error, duration, timestamp)
              SELECT * FROM UNNEST({names}::text[], {inbox}::int8[], {types}::text[],
                {success}::bool[], {attempts}::int4[], {errors}::text[], {durations}::float8[],
@@ -354,9 +378,4 @@ impl RecordStatement {
         ));
         Ok(())
     }
-}
-
-/// A run's attempts as the `int4` column (saturating).
-fn attempts(n: u32) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }

@@ -1,0 +1,171 @@
+//! PostgreSQL's compact event log (migration 20261203000013): successful
+//! runs one row per event in `event_listeners_eventruns`, the others a row
+//! each in `event_listeners_eventlog_rows`, and `event_listeners_eventlog`
+//! the view of both in the guide's shape. An event log with rows in
+//! today's shape upgrades with them; cleanup and retention count runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use zulip_event_listeners::store::RunRecord;
+
+use crate::support::*;
+
+fn run(inbox_id: i64, listener: &str, error: Option<&str>, at: DateTime<Utc>) -> RunRecord {
+    RunRecord {
+        inbox_id,
+        listener: Arc::from(listener),
+        event_type: Arc::from("message"),
+        success: error.is_none(),
+        attempts: if error.is_some() { 3 } else { 1 },
+        error: error.map(str::to_owned),
+        duration: Duration::from_micros(1_500),
+        finished_at: at,
+        records: Vec::new(),
+        dead_letter: None,
+        fallback: Default::default(),
+    }
+}
+
+/// `(listener, inbox id, success, attempts, error)` of every run, in order.
+type Run = (String, i64, bool, i64, Option<String>);
+const RUNS: &str = "SELECT listener_name, inbox_id, success, attempts::int8, error
+     FROM event_listeners_eventlog ORDER BY inbox_id, listener_name";
+
+#[tokio::test]
+async fn an_event_log_with_rows_upgrades_and_new_runs_are_compact() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.migrate_before(20261203000013).await;
+    db.execute(
+        "INSERT INTO event_listeners_eventlog
+           (listener_name, inbox_id, event_type, success, attempts, error, duration, timestamp)
+         VALUES ('a', 1001, 'message', TRUE, 1, NULL, 0.5, now() - interval '30 days'),
+                ('b', 1001, 'message', FALSE, 2, 'boom', 0.25, now() - interval '30 days'),
+                ('a', 1002, 'message', TRUE, 1, NULL, 0.5, now())",
+    )
+    .await;
+    db.migrate().await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "default", 10, 2).await;
+    let now = Utc::now();
+    s.record(
+        "default",
+        &[
+            run(ids[0], "a", None, now),
+            run(ids[1], "a", None, now),
+            run(ids[0], "b", None, now),
+            run(ids[1], "b", Some("HTTP 503"), now),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+
+    let runs: Vec<Run> = db.rows(RUNS).await;
+    let mut expected: Vec<Run> = vec![
+        ("a".into(), 1001, true, 1, None),
+        ("b".into(), 1001, false, 2, Some("boom".into())),
+        ("a".into(), 1002, true, 1, None),
+        ("a".into(), ids[0], true, 1, None),
+        ("b".into(), ids[0], true, 1, None),
+        ("a".into(), ids[1], true, 1, None),
+        ("b".into(), ids[1], false, 3, Some("HTTP 503".into())),
+    ];
+    expected.sort_by(|x, y| (x.1, &x.0).cmp(&(y.1, &y.0)));
+    assert_eq!(runs, expected, "the old rows and the new runs, one view");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventruns")
+            .await,
+        2,
+        "the new successes: one row per event"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog_rows")
+            .await,
+        4,
+        "the three old rows and the new failure"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog WHERE NOT success")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(DISTINCT id) FROM event_listeners_eventlog
+             WHERE id > (SELECT max(id) FROM event_listeners_eventlog WHERE inbox_id = 1002)"
+        )
+        .await,
+        3,
+        "ids keep growing across the upgrade, a compact row's runs sharing one"
+    );
+    assert_eq!(s.summary().await.unwrap().eventlog, 7);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM event_listeners_eventlog
+             WHERE timestamp = '{}'::timestamptz",
+            now.format("%Y-%m-%d %H:%M:%S%.6f+00")
+        ))
+        .await,
+        4,
+        "each run's own finish, to the microsecond"
+    );
+
+    // An INSERT into the view (an operator's, `cursor skip`'s) is a row.
+    db.execute(
+        "INSERT INTO event_listeners_eventlog (listener_name, inbox_id, event_type, success, attempts, error, duration)
+         VALUES ('c', 1002, 'message', TRUE, 0, 'skipped by ops', 0)",
+    )
+    .await;
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog_rows WHERE listener_name = 'c' AND attempts = 0")
+            .await,
+        1
+    );
+
+    // Cleanup counts runs, from both tables.
+    let cut = s.cleanup(now - chrono::Duration::days(7)).await.unwrap();
+    assert_eq!(cut.eventlog, 2, "the two 30-day-old rows");
+    let cut = s.cleanup(now + chrono::Duration::seconds(1)).await.unwrap();
+    assert_eq!(
+        cut.eventlog, 6,
+        "every other run, compact ones counted one by one"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_eventlog")
+            .await,
+        0
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn retention_counts_compact_runs_and_keeps_undispatched_ones() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "default", 10, 3).await;
+    let old = Utc::now() - chrono::Duration::days(40);
+    let runs: Vec<RunRecord> = ids
+        .iter()
+        .flat_map(|&id| [run(id, "a", None, old), run(id, "b", None, old)])
+        .collect();
+    // Dispatched through the second event only.
+    s.record("default", &runs, Some(ids[1])).await.unwrap();
+    let report = s
+        .retention(Utc::now() - chrono::Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.eventlog, 4,
+        "the two dispatched events' runs; the third's are kept"
+    );
+    assert_eq!(
+        db.rows::<(i64, String)>(
+            "SELECT inbox_id, listener_name FROM event_listeners_eventlog ORDER BY listener_name"
+        )
+        .await,
+        [(ids[2], "a".to_owned()), (ids[2], "b".to_owned())]
+    );
+    db.drop_db().await;
+}
