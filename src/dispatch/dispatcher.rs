@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use super::control::{current, Control, Current, Roster};
-use super::lanes::Lanes;
+use super::lanes::{key_digest, lane_digest, DigestLanes};
 use super::notice::Notice;
 use super::ordering::{ordering_key, OrderingKey};
 use super::progress::Progress;
@@ -67,7 +67,7 @@ pub(crate) struct Dispatcher {
     running: Arc<Semaphore>,
     /// Keyed by instance name, so an instance a reload keeps keeps its
     /// order across the reload.
-    lanes: Arc<Lanes<(Arc<str>, OrderingKey)>>,
+    lanes: Arc<DigestLanes>,
     /// Shutdown: no new run starts once cancelled (the same in every roster).
     stop: tokio_util::sync::CancellationToken,
     outcomes: mpsc::Sender<Recording>,
@@ -160,7 +160,16 @@ impl Dispatcher {
             );
             return;
         }
-        let touched = stored.event.messages_touched();
+        // The event's lane keys, hashed once for all its runs.
+        let digests: Vec<u64> = std::iter::once(key_digest(&key))
+            .chain(
+                stored
+                    .event
+                    .messages_touched()
+                    .iter()
+                    .map(|&id| key_digest(&OrderingKey::Message(id))),
+            )
+            .collect();
         let dispatched = Dispatched {
             event_type: Arc::from(stored.event.event_type()),
             stored,
@@ -180,10 +189,8 @@ impl Dispatcher {
             };
             let mut runs = Vec::with_capacity(chunk.len());
             for &i in chunk {
-                let name = roster.slots[i].name.clone();
-                let lanes = std::iter::once(key.clone())
-                    .chain(touched.iter().map(|&id| OrderingKey::Message(id)))
-                    .map(|k| (name.clone(), k));
+                let name = &roster.slots[i].name;
+                let lanes = digests.iter().map(|&k| lane_digest(name, k));
                 runs.push(self.run_in_lanes(&roster, i, lanes, &dispatched, permits.split(1)));
             }
             self.tracker.spawn(run_all(runs));
@@ -263,7 +270,7 @@ impl Dispatcher {
         &self,
         roster: &Roster,
         index: usize,
-        lanes: impl IntoIterator<Item = (Arc<str>, OrderingKey)>,
+        lanes: impl IntoIterator<Item = u64>,
         event: &Dispatched,
         permit: Option<OwnedSemaphorePermit>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {

@@ -12,28 +12,72 @@
 //! only ever waits for runs entered before it, in every lane it holds: the
 //! waits cannot form a cycle.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
 /// Each lane's last place: its id and the signal that it is over.
-type Tails<K> = HashMap<K, (u64, oneshot::Receiver<()>)>;
+type Tails<K, S> = HashMap<K, (u64, oneshot::Receiver<()>), S>;
 
 /// The ordering of runs by key.
 #[derive(Debug)]
-pub(crate) struct Lanes<K> {
-    tails: Mutex<Tails<K>>,
+pub(crate) struct Lanes<K, S = RandomState> {
+    tails: Mutex<Tails<K, S>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
-impl<K> Default for Lanes<K> {
+impl<K, S: Default> Default for Lanes<K, S> {
     fn default() -> Self {
         Lanes {
-            tails: Mutex::new(HashMap::new()),
+            tails: Mutex::new(HashMap::default()),
             next_id: Default::default(),
         }
+    }
+}
+
+/// Lanes keyed by a 64-bit digest of the real key ([`lane_digest`]): the
+/// dispatcher's, where a run's key (a listener and a conversation, whose
+/// topic is a string) would otherwise be cloned and hashed twice per run.
+/// Two keys with one digest share a lane: their runs take turns, which
+/// costs parallelism, never order (each still waits only for runs entered
+/// before it).
+pub(crate) type DigestLanes = Lanes<u64, BuildHasherDefault<Digested>>;
+
+/// The lane of `listener`'s runs of events whose ordering key hashed to
+/// `key` (the key hashed once per event, the name once per run).
+pub(crate) fn lane_digest(listener: &str, key: u64) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    listener.hash(&mut h);
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// A key's 64-bit hash, for [`lane_digest`].
+pub(crate) fn key_digest<K: Hash>(key: &K) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// The hasher of [`DigestLanes`]' map: its keys are digests already.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Digested(u64);
+
+impl Hasher for Digested {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; anything else still hashes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -46,7 +90,7 @@ pub(crate) struct Turn<K: Hash + Eq> {
     done: Option<oneshot::Sender<()>>,
 }
 
-impl<K: Hash + Eq + Clone> Lanes<K> {
+impl<K: Hash + Eq + Clone, S: BuildHasher> Lanes<K, S> {
     /// Takes the next place in the lane of `key` (call in dispatch order).
     #[cfg(test)]
     pub(crate) fn enter(&self, key: K) -> Turn<K> {
@@ -55,7 +99,7 @@ impl<K: Hash + Eq + Clone> Lanes<K> {
     }
 
     /// [`Lanes::enter`] with the map already locked.
-    fn enter_locked(&self, tails: &mut Tails<K>, key: K) -> Turn<K> {
+    fn enter_locked(&self, tails: &mut Tails<K, S>, key: K) -> Turn<K> {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -78,7 +122,7 @@ impl<K: Hash + Eq + Clone> Lanes<K> {
     }
 
     /// [`Lanes::leave`] with the map already locked.
-    fn leave_locked(tails: &mut Tails<K>, mut turn: Turn<K>) {
+    fn leave_locked(tails: &mut Tails<K, S>, mut turn: Turn<K>) {
         if let Some(tx) = turn.done.take() {
             let _ = tx.send(());
         }
@@ -204,6 +248,28 @@ mod tests {
         }
         let log = log.lock().unwrap().clone();
         assert_eq!(log, vec!["c", "m", "e", "b"]);
+        assert_eq!(lanes.active(), 0);
+    }
+
+    #[test]
+    fn digests_tell_listeners_and_keys_apart_and_digest_lanes_order_runs() {
+        let key = key_digest(&("general", "topic"));
+        let other = key_digest(&("general", "other topic"));
+        assert_ne!(lane_digest("a", key), lane_digest("b", key));
+        assert_ne!(lane_digest("a", key), lane_digest("a", other));
+        assert_eq!(lane_digest("a", key), lane_digest("a", key));
+        let lanes = DigestLanes::default();
+        let lane = lane_digest("a", key);
+        let first = lanes.enter(lane);
+        let mut second = lanes.enter(lane);
+        let mut apart = lanes.enter(lane_digest("b", key));
+        assert!(second.previous.is_some(), "the same lane waits");
+        assert!(apart.previous.is_none(), "another lane does not");
+        lanes.leave(first);
+        assert!(second.previous.take().unwrap().try_recv().is_ok());
+        lanes.leave(second);
+        apart.previous.take();
+        lanes.leave(apart);
         assert_eq!(lanes.active(), 0);
     }
 
