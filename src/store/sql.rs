@@ -123,6 +123,18 @@ pub(crate) const SUMMARY_COUNTS: &str = "SELECT (SELECT count(*) FROM event_list
                 (SELECT count(*) FROM event_listeners_useractivity),
                 (SELECT count(*) FROM event_listeners_quarantine)";
 
+/// [`SUMMARY_COUNTS`] on PostgreSQL, whose event log is two tables
+/// (migration `20261203000013`).
+pub(crate) const SUMMARY_COUNTS_COMPACT: &str =
+    "SELECT (SELECT count(*) FROM event_listeners_inbox),
+                (SELECT count(*) FROM event_listeners_eventlog_rows)
+                  + (SELECT COALESCE(sum(cardinality(listeners)), 0)
+                     FROM event_listeners_eventruns)::bigint,
+                (SELECT count(*) FROM event_listeners_eventlog_rows WHERE NOT success),
+                (SELECT count(*) FROM event_listeners_messagelog),
+                (SELECT count(*) FROM event_listeners_useractivity),
+                (SELECT count(*) FROM event_listeners_quarantine)";
+
 /// `AdminStore::quarantined_count`.
 pub(crate) const QUARANTINED: &str = "SELECT count(*) FROM event_listeners_quarantine";
 
