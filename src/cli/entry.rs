@@ -19,7 +19,9 @@ use crate::telemetry;
 pub fn main(registry: Registry) -> ExitCode {
     crate::app::malloc_tuning::tune();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_)) {
+    if matches!(cli.command, Command::Run(_)) {
+        crate::app::malloc_tuning::trim_periodically();
+    } else {
         quiet_on_closed_pipe();
     }
     // check-config reads the file itself: a problem in it must not hide

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::committed::committed_before;
 use super::dry_run::describe;
 use super::handoff::Handoff;
 use super::outbox_gate::OutboxGate;
@@ -304,34 +305,6 @@ impl Pipeline {
         }
     }
 
-    /// After a failed attempt at this batch: the events of a live queue an
-    /// earlier attempt may have committed before its connection broke. The
-    /// queue position is not unique in the inbox (the cursor, written in the
-    /// same statement, is the check), so they are looked up before the batch
-    /// is written again: nothing but this batch stores this queue's ids (the
-    /// sift has already dropped an id stored before). `Ok(None)` when the
-    /// batch is not a live queue's.
-    async fn committed_before(
-        &self,
-        store: &Arc<dyn Store>,
-        origin: &Origin,
-        events: &[Event],
-        cursor: Option<&Cursor>,
-    ) -> Result<Option<Vec<Option<i64>>>, StoreError> {
-        if events.is_empty() || !cursor.is_some_and(|c| origin.is_queue(&c.queue_id)) {
-            return Ok(None);
-        }
-        let event_ids: Vec<i64> = events.iter().map(Event::id).collect();
-        let found: std::collections::HashMap<i64, i64> = store
-            .inbox_ids(&self.instance, origin, &event_ids)
-            .await?
-            .into_iter()
-            .collect();
-        Ok(Some(
-            event_ids.iter().map(|e| found.get(e).copied()).collect(),
-        ))
-    }
-
     async fn append(
         &self,
         store: &Arc<dyn Store>,
@@ -402,7 +375,9 @@ impl Pipeline {
         if retry {
             // One transaction wrote the batch, so an earlier attempt stored
             // all of its events or none.
-            if let Some(ids) = self.committed_before(store, origin, events, cursor).await? {
+            if let Some(ids) =
+                committed_before(store, &self.instance, origin, events, cursor).await?
+            {
                 if ids.iter().all(Option::is_some) {
                     tracing::info!(
                         events = events.len(),

@@ -10,6 +10,7 @@
 
 mod backfill;
 pub(crate) mod backpressure;
+mod committed;
 mod dry_run;
 mod file;
 mod handoff;

@@ -24,6 +24,7 @@ mod model;
 mod open;
 mod outbox;
 mod postgres;
+mod repeats;
 pub mod retention;
 mod rotation;
 mod shared;

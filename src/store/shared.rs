@@ -95,7 +95,7 @@ where
         let stored = self
             .insert_events(instance, &origin.as_stored(), events, quarantined, cursor)
             .await?;
-        Ok(first_copies(events, stored))
+        Ok(super::repeats::first_copies(events, stored))
     }
 
     async fn inbox_raw(
@@ -258,24 +258,6 @@ where
             }
         }))
     }
-}
-
-/// The inbox ids of `events` as stored: a backend gives every copy of an
-/// event id the batch repeats that id's row, but only the first copy was
-/// stored (rows are inserted in order, a later one skipped), so only it
-/// keeps the id, and only it is dispatched.
-fn first_copies(events: &[Event], mut ids: Vec<Option<i64>>) -> Vec<Option<i64>> {
-    // Zulip's ids only grow: then no id repeats, and nothing is to be done.
-    if events.windows(2).all(|w| w[0].id() < w[1].id()) {
-        return ids;
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (e, id) in events.iter().zip(ids.iter_mut()) {
-        if id.is_some() && !seen.insert(e.id()) {
-            *id = None;
-        }
-    }
-    ids
 }
 
 #[async_trait]

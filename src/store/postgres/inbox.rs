@@ -54,7 +54,7 @@ impl InboxDialect for PgStore {
         // 20261203000012): a later copy of an id the batch repeats is not
         // written at all. Every copy gets the first one's row here, and
         // `first_copies` takes it from the later ones.
-        let firsts = first_of_each_id(events);
+        let firsts = crate::store::repeats::first_of_each_id(events);
         let firsts = &firsts;
         let ids = if !quarantined.is_empty() || self.fence_epoch().is_some() {
             append_quarantining(self, instance, origin, firsts, quarantined, cursor).await?
@@ -105,16 +105,6 @@ impl InboxDialect for PgStore {
         .fetch_all(self.pool())
         .await?)
     }
-}
-
-/// `events` without the later copies of an id they repeat. Zulip's ids only
-/// grow, so the usual batch costs one comparison per event.
-fn first_of_each_id(events: &[Event]) -> Vec<&Event> {
-    if events.windows(2).all(|w| w[0].id() < w[1].id()) {
-        return events.iter().collect();
-    }
-    let mut seen = std::collections::HashSet::new();
-    events.iter().filter(|e| seen.insert(e.id())).collect()
 }
 
 /// One try at storing `events` and the cursor: one statement, so one
