@@ -40,7 +40,7 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts a thread that returns the heap's free pages to the kernel every
 /// second (`malloc_trim`): for `run`, whose bursts free more than they
-/// keep. Each call takes well under a millisecond on the daemon's heap.
+/// keep (the soak's RSS peak 35.0 → 29.8 MB, README).
 pub fn trim_periodically() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -12,15 +12,17 @@ use crate::store::{Cursor, Origin, Store, StoreError};
 /// queue position is not unique in the inbox (the cursor, written in the
 /// same statement, is the check), so they are looked up before the batch
 /// is written again: nothing but this batch stores this queue's ids (the
-/// sift has already dropped an id stored before). `Ok(None)` when the
-/// batch is not a live queue's.
+/// sift has already dropped an id stored before). One transaction wrote
+/// the batch, so an earlier attempt stored all of its events or none:
+/// `Ok(Some(ids))`, each event's row, when all are there; `Ok(None)` when
+/// they are not, or the batch is not a live queue's.
 pub(super) async fn committed_before(
     store: &Arc<dyn Store>,
     instance: &str,
     origin: &Origin,
     events: &[Event],
     cursor: Option<&Cursor>,
-) -> Result<Option<Vec<Option<i64>>>, StoreError> {
+) -> Result<Option<Vec<i64>>, StoreError> {
     if events.is_empty() || !cursor.is_some_and(|c| origin.is_queue(&c.queue_id)) {
         return Ok(None);
     }
@@ -30,7 +32,5 @@ pub(super) async fn committed_before(
         .await?
         .into_iter()
         .collect();
-    Ok(Some(
-        event_ids.iter().map(|e| found.get(e).copied()).collect(),
-    ))
+    Ok(event_ids.iter().map(|e| found.get(e).copied()).collect())
 }

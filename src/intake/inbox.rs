@@ -373,18 +373,14 @@ impl Pipeline {
         retry: bool,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         if retry {
-            // One transaction wrote the batch, so an earlier attempt stored
-            // all of its events or none.
             if let Some(ids) =
                 committed_before(store, &self.instance, origin, events, cursor).await?
             {
-                if ids.iter().all(Option::is_some) {
-                    tracing::info!(
-                        events = events.len(),
-                        "An earlier attempt had stored these events; dispatching them"
-                    );
-                    return Ok(ids);
-                }
+                tracing::info!(
+                    events = events.len(),
+                    "An earlier attempt had stored these events; dispatching them"
+                );
+                return Ok(ids.into_iter().map(Some).collect());
             }
         }
         store

@@ -39,60 +39,56 @@ fn compact(run: &RunRecord) -> bool {
 /// `runs` split into the compact rows (in the order their events first
 /// appear) and the runs logged a row each.
 pub(super) fn split(runs: &[RunRecord]) -> (Compact<'_>, Vec<&RunRecord>) {
-    let mut out = Compact::default();
     let mut rows = Vec::new();
     let mut at: HashMap<i64, usize> = HashMap::new();
-    let mut firsts: Vec<bool> = Vec::new();
-    let mut members: Vec<Vec<&RunRecord>> = Vec::new();
+    let mut groups: Vec<Vec<&RunRecord>> = Vec::new();
     for run in runs {
         if !compact(run) {
             rows.push(run);
             continue;
         }
         let k = *at.entry(run.inbox_id).or_insert_with(|| {
-            out.inbox_ids.push(run.inbox_id);
-            out.event_types.push(&run.event_type);
-            out.logged_at.push(run.finished_at);
-            out.listeners.push(String::from("{"));
-            out.attempts.push(String::from("{"));
-            out.durations.push(String::from("{"));
-            firsts.push(true);
-            members.push(Vec::new());
-            out.inbox_ids.len() - 1
+            groups.push(Vec::new());
+            groups.len() - 1
         });
-        members[k].push(run);
-        if !std::mem::replace(&mut firsts[k], false) {
-            out.listeners[k].push(',');
-            out.attempts[k].push(',');
-            out.durations[k].push(',');
-        }
-        quoted(&mut out.listeners[k], &run.listener);
-        let _ = write!(out.attempts[k], "{}", attempts(run.attempts));
-        // Rust prints the shortest text that reads back as the same f64.
-        let _ = write!(out.durations[k], "{}", run.duration.as_secs_f64());
-        out.logged_at[k] = out.logged_at[k].max(run.finished_at);
+        groups[k].push(run);
     }
-    for (row, at) in members.iter().zip(&out.logged_at) {
-        let mut behind = String::from("{");
-        for (i, run) in row.iter().enumerate() {
+    let mut out = Compact::default();
+    for group in &groups {
+        let Some(newest) = group.iter().map(|r| r.finished_at).max() else {
+            continue;
+        };
+        let (mut names, mut tries, mut durations, mut behind) = (
+            String::from("{"),
+            String::from("{"),
+            String::from("{"),
+            String::from("{"),
+        );
+        for (i, run) in group.iter().enumerate() {
             if i > 0 {
-                behind.push(',');
+                for s in [&mut names, &mut tries, &mut durations, &mut behind] {
+                    s.push(',');
+                }
             }
-            let us = (*at - run.finished_at)
+            quoted(&mut names, &run.listener);
+            let _ = write!(tries, "{}", attempts(run.attempts));
+            // Rust prints the shortest text that reads back as the same f64.
+            let _ = write!(durations, "{}", run.duration.as_secs_f64());
+            let us = (newest - run.finished_at)
                 .num_microseconds()
                 .unwrap_or(i64::MAX);
             let _ = write!(behind, "{us}");
         }
+        for s in [&mut names, &mut tries, &mut durations, &mut behind] {
+            s.push('}');
+        }
+        out.inbox_ids.push(group[0].inbox_id);
+        out.event_types.push(&group[0].event_type);
+        out.logged_at.push(newest);
+        out.listeners.push(names);
+        out.attempts.push(tries);
+        out.durations.push(durations);
         out.behind.push(behind);
-    }
-    for s in out
-        .listeners
-        .iter_mut()
-        .chain(&mut out.attempts)
-        .chain(&mut out.durations)
-        .chain(&mut out.behind)
-    {
-        s.push('}');
     }
     (out, rows)
 }
