@@ -14,16 +14,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::committed::committed_before;
 use super::dry_run::describe;
+use super::flight::{Batch, Committer, InFlight, Outgoing};
 use super::handoff::Handoff;
 use super::outbox_gate::OutboxGate;
 use super::quarantine::note_quarantined;
-use crate::backoff::Backoff;
 use crate::dispatch::Dispatcher;
 use crate::event::{Event, Quarantined};
 use crate::listeners::Listener;
@@ -82,6 +80,10 @@ pub enum PipelineError {
         "the dispatch task stopped unexpectedly; committed events are dispatched at the next start"
     )]
     DispatchStopped,
+    /// The task committing a batch of a page failed (it never should):
+    /// what it committed is dispatched at the next start.
+    #[error("the task committing a batch failed ({0}); committed events are dispatched at the next start")]
+    CommitTask(String),
 }
 
 /// Where accepted events go.
@@ -215,55 +217,178 @@ impl Pipeline {
         let (heartbeats, events): (Vec<Event>, Vec<Event>) =
             events.into_iter().partition(Event::is_heartbeat);
         report.heartbeats = heartbeats.len();
-        match &self.sink {
-            Sink::DryRun { listeners } => {
-                self.note_received(&events);
+        let Some(committer) = self.committer() else {
+            self.note_received(&events);
+            if let Sink::DryRun { listeners } = &self.sink {
                 describe(listeners, &events);
-                note_quarantined(&self.state, origin, quarantined);
-                report.stored = events.len();
             }
-            Sink::Store { store, .. } | Sink::Publish { store, .. } => {
-                if events.is_empty() && quarantined.is_empty() && cursor.is_none() {
-                    return Ok(report);
-                }
-                // Counting and parsing the messages' views (for the lag
-                // metric, and kept for the listeners) runs while the
-                // database commits.
-                let received_at = chrono::Utc::now();
-                let append = self.append(store, origin, &events, quarantined, cursor, token);
-                let (ids, ()) = tokio::join!(append, async { self.note_received(&events) });
-                let ids = ids?;
-                note_quarantined(&self.state, origin, quarantined);
-                let mut batch = Vec::with_capacity(events.len());
-                for (event, id) in events.into_iter().zip(ids) {
-                    match id {
-                        Some(inbox_id) => batch.push(StoredEvent {
-                            inbox_id,
-                            event,
-                            received_at,
-                        }),
-                        None => {
-                            report.duplicates += 1;
-                            tracing::debug!(event_id = event.id(), message_id = ?event.message_id(), "Skipping an event already in the inbox");
-                        }
-                    }
-                }
-                report.stored = batch.len();
-                // Waits while the dispatch task is HANDOFF_BATCHES behind,
-                // which in turn holds back the next poll. Closed only if
-                // the task died: the batch is committed, so it is dispatched
-                // at the next start, and the daemon stops to get there.
-                match &self.sink {
-                    Sink::Store { handoff, .. } => {
-                        if !batch.is_empty() && handoff.tx.send(batch).await.is_err() {
-                            return Err(PipelineError::DispatchStopped);
-                        }
-                    }
-                    Sink::Publish { gate, .. } => gate.committed(batch.iter().map(|s| s.inbox_id)),
-                    Sink::DryRun { .. } => {}
+            note_quarantined(&self.state, origin, quarantined);
+            report.stored = events.len();
+            return Ok(self.count(report));
+        };
+        if events.is_empty() && quarantined.is_empty() && cursor.is_none() {
+            return Ok(report);
+        }
+        // Counting and parsing the messages' views (for the lag metric,
+        // and kept for the listeners) runs while the database commits.
+        let received_at = chrono::Utc::now();
+        let batch = Batch {
+            origin,
+            events: &events,
+            quarantined,
+            cursor,
+        };
+        let append = committer.append(batch, None, false, token);
+        let (ids, ()) = tokio::join!(append, async { self.note_received(&events) });
+        let ids = ids?;
+        let handed = self
+            .hand_over(origin, events, quarantined, ids, received_at)
+            .await?;
+        report.stored = handed.stored;
+        report.duplicates = handed.duplicates;
+        Ok(self.count(report))
+    }
+
+    /// The committer of a page's batches and how many may be in flight at
+    /// once, when that is more than one: in the normal mode on a store
+    /// that allows it (a distributed ingest's publisher is told of commits
+    /// in order, a dry run writes nothing).
+    pub(super) fn flight(&self) -> Option<(usize, Committer)> {
+        match &self.sink {
+            Sink::Store { store, .. } if store.appends_in_flight() > 1 => {
+                Some((store.appends_in_flight(), self.committer()?))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends a batch of a page with `committer` (see `flight.rs`),
+    /// following the batch in flight that leaves the cursor at `after`, if
+    /// any: its commit runs on its own until [`Pipeline::land`].
+    pub(super) fn send(
+        &self,
+        committer: Committer,
+        origin: &Origin,
+        mut outgoing: Outgoing,
+        after: Option<Cursor>,
+        token: &CancellationToken,
+    ) -> InFlight {
+        outgoing.events.retain(|e| !e.is_heartbeat());
+        self.note_received(&outgoing.events);
+        committer.send(origin.clone(), outgoing, after, token.clone())
+    }
+
+    /// Waits for a sent batch's commit and hands it over, as
+    /// [`Pipeline::accept_page`] does. Batches are landed in the order
+    /// sent; one rolled back for its turn (the one before had not
+    /// committed when it came to move the cursor) is written again here,
+    /// now that the one before has landed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::accept`].
+    pub(super) async fn land(
+        &self,
+        origin: &Origin,
+        flight: InFlight,
+        token: &CancellationToken,
+    ) -> Result<AcceptReport, PipelineError> {
+        let sent = flight
+            .task
+            .await
+            .map_err(|e| PipelineError::CommitTask(e.to_string()))?;
+        let ids = match sent.result {
+            Err(PipelineError::Store(StoreError::OutOfTurn { expected })) => {
+                tracing::debug!(
+                    expected,
+                    events = sent.events.len(),
+                    "A batch came to move the cursor before the one before it had; writing it again"
+                );
+                let Some(committer) = self.committer() else {
+                    return Err(PipelineError::DispatchStopped);
+                };
+                // Unsure: an attempt before the one rolled back may have
+                // committed, late.
+                let batch = Batch {
+                    origin,
+                    events: &sent.events,
+                    quarantined: &sent.quarantined,
+                    cursor: Some(&flight.next),
+                };
+                committer.append(batch, None, true, token).await?
+            }
+            result => result?,
+        };
+        let report = self
+            .hand_over(
+                origin,
+                sent.events,
+                &sent.quarantined,
+                ids,
+                sent.received_at,
+            )
+            .await?;
+        Ok(self.count(report))
+    }
+
+    /// The committer of a mode with a store.
+    fn committer(&self) -> Option<Committer> {
+        match &self.sink {
+            Sink::Store { store, .. } | Sink::Publish { store, .. } => Some(Committer {
+                store: Arc::clone(store),
+                instance: self.instance.clone(),
+                state: Arc::clone(&self.state),
+            }),
+            Sink::DryRun { .. } => None,
+        }
+    }
+
+    /// After a commit: notes the quarantined elements and hands the newly
+    /// stored events (each of `ids` that is `Some`) to dispatch or to the
+    /// publisher.
+    async fn hand_over(
+        &self,
+        origin: &Origin,
+        events: Vec<Event>,
+        quarantined: &[Quarantined],
+        ids: Vec<Option<i64>>,
+        received_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AcceptReport, PipelineError> {
+        let mut report = AcceptReport::default();
+        note_quarantined(&self.state, origin, quarantined);
+        let mut batch = Vec::with_capacity(events.len());
+        for (event, id) in events.into_iter().zip(ids) {
+            match id {
+                Some(inbox_id) => batch.push(StoredEvent {
+                    inbox_id,
+                    event,
+                    received_at,
+                }),
+                None => {
+                    report.duplicates += 1;
+                    tracing::debug!(event_id = event.id(), message_id = ?event.message_id(), "Skipping an event already in the inbox");
                 }
             }
         }
+        report.stored = batch.len();
+        // Waits while the dispatch task is HANDOFF_BATCHES behind, which in
+        // turn holds back the next poll. Closed only if the task died: the
+        // batch is committed, so it is dispatched at the next start, and
+        // the daemon stops to get there.
+        match &self.sink {
+            Sink::Store { handoff, .. } => {
+                if !batch.is_empty() && handoff.tx.send(batch).await.is_err() {
+                    return Err(PipelineError::DispatchStopped);
+                }
+            }
+            Sink::Publish { gate, .. } => gate.committed(batch.iter().map(|s| s.inbox_id)),
+            Sink::DryRun { .. } => {}
+        }
+        Ok(report)
+    }
+
+    /// Adds `report` to the totals, and gives it back.
+    fn count(&self, report: AcceptReport) -> AcceptReport {
         self.stored
             .fetch_add(report.stored as u64, Ordering::Relaxed);
         self.duplicates
@@ -272,7 +397,7 @@ impl Pipeline {
             .metrics
             .duplicates
             .inc_by(report.duplicates as u64);
-        Ok(report)
+        report
     }
 
     /// Counts received events by type and measures their lag. Counts are
@@ -303,88 +428,5 @@ impl Pipeline {
                 .with_label_values(&[label])
                 .inc_by(n);
         }
-    }
-
-    async fn append(
-        &self,
-        store: &Arc<dyn Store>,
-        origin: &Origin,
-        events: &[Event],
-        quarantined: &[Quarantined],
-        cursor: Option<&Cursor>,
-        token: &CancellationToken,
-    ) -> Result<Vec<Option<i64>>, PipelineError> {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            let timer = self
-                .state
-                .metrics
-                .db_write_seconds
-                .with_label_values(&["append"])
-                .start_timer();
-            let result = self
-                .append_once(
-                    store,
-                    origin,
-                    events,
-                    quarantined,
-                    cursor,
-                    backoff.failures() > 0,
-                )
-                .await;
-            timer.observe_duration();
-            match result {
-                Ok(ids) => {
-                    if backoff.failures() > 0 {
-                        tracing::info!(
-                            events = events.len(),
-                            "Database is back; the held batch is committed"
-                        );
-                    }
-                    self.state.database_retrying.store(false, Ordering::Relaxed);
-                    return Ok(ids);
-                }
-                Err(e) if e.is_transient() => {
-                    self.state.database_retrying.store(true, Ordering::Relaxed);
-                    let e = store.explain(e).await;
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, events = events.len(), retry_in_ms = delay.as_millis() as u64,
-                        "Cannot store events; not acknowledging them to Zulip and retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = token.cancelled() => return Err(PipelineError::Cancelled),
-                    }
-                }
-                Err(e) => return Err(PipelineError::Store(e)),
-            }
-        }
-    }
-
-    /// One attempt at `append`. A retry (`retry`) of a live queue's batch
-    /// that an earlier attempt committed (its cursor and quarantine rows
-    /// with it) takes those rows as its own and writes nothing.
-    async fn append_once(
-        &self,
-        store: &Arc<dyn Store>,
-        origin: &Origin,
-        events: &[Event],
-        quarantined: &[Quarantined],
-        cursor: Option<&Cursor>,
-        retry: bool,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
-        if retry {
-            if let Some(ids) =
-                committed_before(store, &self.instance, origin, events, cursor).await?
-            {
-                tracing::info!(
-                    events = events.len(),
-                    "An earlier attempt had stored these events; dispatching them"
-                );
-                return Ok(ids.into_iter().map(Some).collect());
-            }
-        }
-        store
-            .append_quarantining(&self.instance, origin, events, quarantined, cursor)
-            .await
     }
 }

@@ -366,7 +366,9 @@ pub(super) fn stopped_by(e: PipelineError) -> Option<IntakeError> {
     match e {
         PipelineError::Cancelled => None,
         PipelineError::Store(e) => Some(e.into()),
-        e @ PipelineError::DispatchStopped => Some(IntakeError::Dispatch(e)),
+        e @ (PipelineError::DispatchStopped | PipelineError::CommitTask(_)) => {
+            Some(IntakeError::Dispatch(e))
+        }
     }
 }
 

@@ -34,6 +34,14 @@ pub(super) struct Sorted {
     suspects: Vec<usize>,
 }
 
+impl Sorted {
+    /// Whether some of its ids are at or below the cursor it was sorted
+    /// against, so that [`settle_repeats`] reads their stored copies.
+    pub(super) fn has_suspects(&self) -> bool {
+        !self.suspects.is_empty()
+    }
+}
+
 /// Sorts `chunk`, read from the queue whose committed cursor is `base`.
 pub(super) fn sort(chunk: Chunk, base: &Cursor) -> Sorted {
     let mut sorted = Sorted {

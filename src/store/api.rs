@@ -85,6 +85,27 @@ pub trait Store:
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError>;
+    /// How many appends of one queue may be in flight at once: 2 on
+    /// PostgreSQL (the second with [`Store::append_after`]), 1 on SQLite,
+    /// whose one writer would only make the second wait on the file.
+    fn appends_in_flight(&self) -> usize;
+    /// [`Store::append_quarantining`] of a batch sent while the one before
+    /// it, which moves the cursor to `after`, may still be in flight. It
+    /// commits only after that one did: its cursor write waits for it and
+    /// moves the cursor only from `after` to `cursor`. Found anywhere else
+    /// (that batch failed, or had not yet begun), it is rolled back with
+    /// [`StoreError::OutOfTurn`]. So whatever crashes when, the cursor is
+    /// always the end of batches all committed, in order. See
+    /// `ARCHITECTURE.md`, "Two batches in flight".
+    async fn append_after(
+        &self,
+        instance: &str,
+        origin: &Origin,
+        events: &[Event],
+        quarantined: &[Quarantined],
+        cursor: &Cursor,
+        after: &Cursor,
+    ) -> Result<Vec<Option<i64>>, StoreError>;
     /// The raw JSON stored for event `event_id` of `origin`, if any.
     async fn inbox_raw(
         &self,

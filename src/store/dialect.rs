@@ -50,7 +50,11 @@ pub(crate) trait InboxDialect: Dialect + super::leader::LeaderStore {
     /// instance `$1`'s inbox rows after its `dispatched_through`, by id.
     const UNFINISHED: &'static str;
 
-    /// `Store::append_quarantining` with the origin as stored.
+    /// `Store::appends_in_flight`.
+    const APPENDS_IN_FLIGHT: usize;
+
+    /// `Store::append_quarantining` with the origin as stored; with
+    /// `after`, `Store::append_after`.
     async fn insert_events(
         &self,
         instance: &str,
@@ -58,6 +62,7 @@ pub(crate) trait InboxDialect: Dialect + super::leader::LeaderStore {
         events: &[Event],
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
+        after: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError>;
 
     /// `Store::inbox_ids` with the origin as stored.

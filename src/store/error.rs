@@ -52,6 +52,16 @@ pub enum StoreError {
         /// The stored epoch (0: no row).
         current: i64,
     },
+    /// A batch sent while the one before it was still in flight found the
+    /// cursor elsewhere than where that batch leaves it, once that batch
+    /// was done (it had not committed, or had not begun): rolled back, so
+    /// no batch ever commits ahead of the one before it. The caller writes
+    /// it again after that one.
+    #[error("the batch before this one had not committed when this one came to move the cursor (from event {expected}); rolled back, to be written again after it")]
+    OutOfTurn {
+        /// The event id the cursor was to move from.
+        expected: i64,
+    },
     /// What the backend cannot do (the distributed mode on SQLite).
     #[error("{0} needs PostgreSQL")]
     Unsupported(&'static str),

@@ -93,7 +93,43 @@ where
             return Err(StoreError::LockNotHeld);
         }
         let stored = self
-            .insert_events(instance, &origin.as_stored(), events, quarantined, cursor)
+            .insert_events(
+                instance,
+                &origin.as_stored(),
+                events,
+                quarantined,
+                cursor,
+                None,
+            )
+            .await?;
+        Ok(super::repeats::first_copies(events, stored))
+    }
+
+    fn appends_in_flight(&self) -> usize {
+        T::APPENDS_IN_FLIGHT
+    }
+
+    async fn append_after(
+        &self,
+        instance: &str,
+        origin: &Origin,
+        events: &[Event],
+        quarantined: &[Quarantined],
+        cursor: &Cursor,
+        after: &Cursor,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        if !self.lock_state().may_append() {
+            return Err(StoreError::LockNotHeld);
+        }
+        let stored = self
+            .insert_events(
+                instance,
+                &origin.as_stored(),
+                events,
+                quarantined,
+                Some(cursor),
+                Some(after),
+            )
             .await?;
         Ok(super::repeats::first_copies(events, stored))
     }

@@ -56,5 +56,6 @@ mod tap;
 mod tls;
 mod top;
 mod traces;
+mod two_in_flight;
 mod unreachable_db;
 mod webhook;

@@ -42,6 +42,8 @@ impl InboxDialect for PgStore {
         super::lock::take(options, instance, self.lock_state().clone()).await
     }
 
+    const APPENDS_IN_FLIGHT: usize = 2;
+
     async fn insert_events(
         &self,
         instance: &str,
@@ -49,6 +51,7 @@ impl InboxDialect for PgStore {
         events: &[Event],
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
+        after: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         // The queue position is not unique in this inbox (migration
         // 20261203000012): a later copy of an id the batch repeats is not
@@ -56,26 +59,30 @@ impl InboxDialect for PgStore {
         // `first_copies` takes it from the later ones.
         let firsts = crate::store::repeats::first_of_each_id(events);
         let firsts = &firsts;
+        let write = Write {
+            instance,
+            origin,
+            events: firsts,
+            cursor,
+            after,
+        };
         let ids = if !quarantined.is_empty() || self.fence_epoch().is_some() {
-            append_quarantining(self, instance, origin, firsts, quarantined, cursor).await?
+            append_in_tx(self, &write, quarantined, Insert::SkipExisting).await?
         } else {
             // A unique violation means some of these events are stored
             // already (a backfilled message arriving live, a file read
             // again): the careful form skips them.
-            Insert::plain_then_skipping(|mode| async move {
-                if mode == Insert::Plain && firsts.len() >= COPY_FROM {
-                    return append_copy(self, instance, origin, firsts, cursor).await;
+            Insert::plain_then_skipping(|mode| {
+                let write = &write;
+                async move {
+                    // A large batch goes by COPY, and a batch that follows
+                    // one in flight checks the cursor before it commits:
+                    // both need a transaction around more than one statement.
+                    if (mode == Insert::Plain && firsts.len() >= COPY_FROM) || after.is_some() {
+                        return append_in_tx(self, write, &[], mode).await;
+                    }
+                    append_once(self.pool(), &self.opts().cipher, write, cursor, mode).await
                 }
-                append_once(
-                    self.pool(),
-                    &self.opts().cipher,
-                    instance,
-                    origin,
-                    firsts,
-                    cursor,
-                    mode,
-                )
-                .await
             })
             .await?
         };
@@ -107,23 +114,37 @@ impl InboxDialect for PgStore {
     }
 }
 
-/// One try at storing `events` and the cursor: one statement, so one
-/// round trip and its own transaction (data-modifying `WITH` parts all
-/// run, atomically). A `BEGIN`, `INSERT`, cursor `INSERT`, `COMMIT`
-/// sequence costs four round trips, and the server sits idle in the
-/// transaction between them.
+/// What one append writes: `events` of `origin`, and the cursor moved to
+/// `cursor` (from `after`, for a batch that follows one in flight).
+struct Write<'a> {
+    instance: &'a str,
+    origin: &'a str,
+    events: &'a [&'a Event],
+    cursor: Option<&'a Cursor>,
+    after: Option<&'a Cursor>,
+}
+
+/// One try at storing `write`'s events and `cursor` (its own, or none when
+/// the caller writes it after): one statement, so one round trip and its
+/// own transaction (data-modifying `WITH` parts all run, atomically). A
+/// `BEGIN`, `INSERT`, cursor `INSERT`, `COMMIT` sequence costs four round
+/// trips, and the server sits idle in the transaction between them.
 async fn append_once<'c, E>(
     conn: E,
     cipher: &Cipher,
-    instance: &str,
-    origin: &str,
-    events: &[&Event],
+    write: &Write<'_>,
     cursor: Option<&Cursor>,
     mode: Insert,
 ) -> Result<Vec<Option<i64>>, StoreError>
 where
     E: sqlx::PgExecutor<'c>,
 {
+    let Write {
+        instance,
+        origin,
+        events,
+        ..
+    } = *write;
     if events.is_empty() {
         if let Some(c) = cursor {
             write_cursor(conn, instance, c).await?;
@@ -178,26 +199,67 @@ where
         .collect())
 }
 
-/// [`append_once`] for a large batch: the rows by `COPY`, then the cursor,
-/// in one transaction (`copy_in.rs` says why). Every event is new (the
-/// plain form), so each gets its id.
-async fn append_copy(
+/// [`append_once`] in a transaction, for a batch of one of these kinds,
+/// which need more than its one statement:
+/// - with elements in quarantine (rare: Zulip sent something that is no
+///   event as it came): their rows first;
+/// - fenced by a distributed ingest's epoch: the fence first;
+/// - large (`mode` plain, [`COPY_FROM`] events or more): the rows by
+///   `COPY` (`copy_in.rs` says why), each new, so each gets its id;
+/// - following a batch in flight (`after`): the cursor moved only from
+///   where that batch leaves it ([`write_cursor_after`]), last.
+async fn append_in_tx(
     store: &PgStore,
-    instance: &str,
-    origin: &str,
-    events: &[&Event],
-    cursor: Option<&Cursor>,
+    write: &Write<'_>,
+    quarantined: &[Quarantined],
+    mode: Insert,
 ) -> Result<Vec<Option<i64>>, StoreError> {
+    let Write {
+        instance, origin, ..
+    } = *write;
+    let mut tx = store.pool().begin().await?;
+    // The distributed ingest's fence: this transaction commits only under
+    // its epoch (see `leader.rs`).
+    if let Some(epoch) = store.fence_epoch() {
+        super::leader::check(&mut tx, instance, epoch).await?;
+    }
+    if !quarantined.is_empty() {
+        write_quarantined(&mut tx, instance, origin, quarantined).await?;
+    }
+    let cipher = &store.opts().cipher;
+    let ids = if mode == Insert::Plain && write.events.len() >= COPY_FROM {
+        copy_events(&mut tx, cipher, write).await?
+    } else {
+        append_once(&mut *tx, cipher, write, None, mode).await?
+    };
+    match (write.cursor, write.after) {
+        (Some(c), Some(after)) => write_cursor_after(&mut tx, instance, c, after).await?,
+        (Some(c), None) => write_cursor(&mut *tx, instance, c).await?,
+        (None, _) => {}
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// The rows of `write` by `COPY`.
+async fn copy_events(
+    tx: &mut sqlx::PgConnection,
+    cipher: &Cipher,
+    write: &Write<'_>,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let Write {
+        instance,
+        origin,
+        events,
+        ..
+    } = *write;
     let types: Vec<Cow<'_, str>> = events
         .iter()
         .map(|e| storable::text(e.event_type()))
         .collect();
     let ops: Vec<Option<Cow<'_, str>>> =
         events.iter().map(|e| e.op().map(storable::text)).collect();
-    let sealed = store
-        .opts()
-        .cipher
-        .seal_inbox(instance, origin, events.iter().copied())?;
+    let sealed = cipher.seal_inbox(instance, origin, events.iter().copied())?;
     let rows: Vec<CopyRow<'_>> = events
         .iter()
         .zip(&types)
@@ -213,48 +275,8 @@ async fn append_copy(
             key_id: key_id.map(KeyId::as_str),
         })
         .collect();
-    let mut tx = store.pool().begin().await?;
-    let ids = copy_rows(&mut tx, instance, origin, &rows).await?;
-    if let Some(c) = cursor {
-        write_cursor(&mut *tx, instance, c).await?;
-    }
-    tx.commit().await?;
+    let ids = copy_rows(tx, instance, origin, &rows).await?;
     Ok(ids.into_iter().map(Some).collect())
-}
-
-/// [`append_once`] in a transaction: with elements in quarantine (rare:
-/// Zulip sent something that is no event as it came), or fenced by a
-/// distributed ingest's epoch. The fence, the quarantine rows, then the
-/// events in the careful form and the cursor.
-async fn append_quarantining(
-    store: &PgStore,
-    instance: &str,
-    origin: &str,
-    events: &[&Event],
-    quarantined: &[Quarantined],
-    cursor: Option<&Cursor>,
-) -> Result<Vec<Option<i64>>, StoreError> {
-    let mut tx = store.pool().begin().await?;
-    // The distributed ingest's fence: this transaction commits only under
-    // its epoch (see `leader.rs`).
-    if let Some(epoch) = store.fence_epoch() {
-        super::leader::check(&mut tx, instance, epoch).await?;
-    }
-    if !quarantined.is_empty() {
-        write_quarantined(&mut tx, instance, origin, quarantined).await?;
-    }
-    let ids = append_once(
-        &mut *tx,
-        &store.opts().cipher,
-        instance,
-        origin,
-        events,
-        cursor,
-        Insert::SkipExisting,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ids)
 }
 
 async fn write_quarantined(
@@ -346,6 +368,47 @@ macro_rules! append_with_cursor {
 
 const APPEND_PLAIN_CURSOR: &str = append_with_cursor!("");
 const APPEND_SKIP_CURSOR: &str = append_with_cursor!("ON CONFLICT DO NOTHING");
+
+/// The cursor of a batch that follows one in flight, moved from `after`
+/// (where that batch leaves it) to `c`, or not at all:
+/// [`StoreError::OutOfTurn`], and the caller's transaction rolls back.
+///
+/// That batch's transaction holds the cursor's row from its own cursor
+/// write to its end, so this `UPDATE` waits for it, then (under READ
+/// COMMITTED) reads the row as that batch left it: moved to `after` if it
+/// committed, as before if it rolled back. If it has not yet written the
+/// cursor at all (it began later, which the caller's order makes rare),
+/// the row is not at `after` either. Either way this batch never commits
+/// ahead of the one before it.
+async fn write_cursor_after(
+    tx: &mut sqlx::PgConnection,
+    instance: &str,
+    c: &Cursor,
+    after: &Cursor,
+) -> Result<(), StoreError> {
+    let moved = sqlx::query(
+        "UPDATE event_listeners_cursor SET
+           site = $2, queue_id = $3, last_event_id = $4,
+           last_message_id = GREATEST(last_message_id, $5), updated_at = now()
+         WHERE instance = $1 AND queue_id = $6 AND last_event_id = $7",
+    )
+    .bind(instance)
+    .bind(&c.site)
+    .bind(&c.queue_id)
+    .bind(c.last_event_id)
+    .bind(c.last_message_id)
+    .bind(&after.queue_id)
+    .bind(after.last_event_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved != 1 {
+        return Err(StoreError::OutOfTurn {
+            expected: after.last_event_id,
+        });
+    }
+    Ok(())
+}
 
 async fn write_cursor<'c, E: sqlx::PgExecutor<'c>>(
     conn: E,

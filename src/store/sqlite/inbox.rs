@@ -22,6 +22,8 @@ use crate::store::storable;
 
 #[async_trait]
 impl InboxDialect for SqliteStore {
+    const APPENDS_IN_FLIGHT: usize = 1;
+
     const UNFINISHED: &'static str =
         "SELECT i.id, i.event_id, i.backfilled, i.raw, i.received_at, i.queue_id, i.key_id
          FROM event_listeners_inbox i
@@ -43,6 +45,7 @@ impl InboxDialect for SqliteStore {
         events: &[Event],
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
+        after: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         // The connection outlives the transaction: should the file turn
         // out to be deleted or replaced, it is the one to give it up with.
@@ -93,7 +96,33 @@ impl InboxDialect for SqliteStore {
             });
             q.build().execute(&mut *tx).await?;
         }
-        if let Some(c) = cursor {
+        if let (Some(c), Some(after)) = (cursor, after) {
+            // Moved only from where the batch before leaves it (see
+            // `Store::append_after`; the one writer makes this rare).
+            let moved = sqlx::query(
+                "UPDATE event_listeners_cursor SET
+                   site = ?2, queue_id = ?3, last_event_id = ?4,
+                   last_message_id = COALESCE(MAX(last_message_id, ?5), ?5, last_message_id),
+                   updated_at = ?6
+                 WHERE instance = ?1 AND queue_id = ?7 AND last_event_id = ?8",
+            )
+            .bind(instance)
+            .bind(&c.site)
+            .bind(&c.queue_id)
+            .bind(c.last_event_id)
+            .bind(c.last_message_id)
+            .bind(now)
+            .bind(&after.queue_id)
+            .bind(after.last_event_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                return Err(StoreError::OutOfTurn {
+                    expected: after.last_event_id,
+                });
+            }
+        } else if let Some(c) = cursor {
             sqlx::query(
                 "INSERT INTO event_listeners_cursor (instance, site, queue_id, last_event_id, last_message_id, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
