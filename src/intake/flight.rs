@@ -7,9 +7,10 @@
 //! A backlog's chunks are committed two at a time on PostgreSQL: each
 //! [`InFlight`] commit runs in a task of its own, so the next chunk is read,
 //! sorted and sent while the one before commits on another connection. A
-//! chunk that follows one in flight is written with `Store::append_after`:
-//! its transaction waits for that one's, and moves the cursor only from
-//! where that one leaves it, or rolls back. Batches are landed (handed to
+//! chunk that follows one in flight is written with `Store::append_in_line`:
+//! once that one has written the cursor, its transaction waits for that
+//! one's, and moves the cursor only from where that one leaves it, or rolls
+//! back. Batches are landed (handed to
 //! dispatch) strictly in order, one rolled back for its turn is written
 //! again once the one before has landed, so nothing commits, is
 //! acknowledged or dispatched out of order. See `ARCHITECTURE.md`, "Two
@@ -19,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +29,7 @@ use super::inbox::PipelineError;
 use crate::backoff::Backoff;
 use crate::event::{Event, Quarantined};
 use crate::state::State;
-use crate::store::{Cursor, Origin, Store, StoreError};
+use crate::store::{Cursor, Line, Origin, Store, StoreError};
 
 /// What a commit needs, owned, so that it can run in a task of its own.
 #[derive(Clone)]
@@ -55,11 +57,12 @@ pub(super) struct Outgoing {
     pub(super) next: Cursor,
 }
 
-/// One batch sent: its commit, running on its own, and what it moves the
-/// cursor to.
+/// One batch sent: its commit, running on its own, what it moves the
+/// cursor to, and word of its cursor write, for the batch after it.
 pub(super) struct InFlight {
     pub(super) next: Cursor,
     pub(super) task: JoinHandle<Sent>,
+    pub(super) written: watch::Receiver<bool>,
 }
 
 /// What an [`InFlight`] commit gives back: its outcome, and the batch (to
@@ -72,8 +75,7 @@ pub(super) struct Sent {
 }
 
 impl Committer {
-    /// Commits `batch`, following a batch in flight that leaves the cursor at `after`, if
-    /// any. While the database is unavailable the write is retried with
+    /// Commits `batch`, in its `line` of appends in flight, if any. While the database is unavailable the write is retried with
     /// backoff and nothing is acknowledged; it returns once the batch is
     /// committed, or when `token` is cancelled. `unsure`: an earlier try
     /// may have committed it, so the first attempt looks first.
@@ -86,7 +88,7 @@ impl Committer {
     pub(super) async fn append(
         &self,
         batch: Batch<'_>,
-        after: Option<&Cursor>,
+        line: Option<&Line>,
         unsure: bool,
         token: &CancellationToken,
     ) -> Result<Vec<Option<i64>>, PipelineError> {
@@ -100,7 +102,7 @@ impl Committer {
                 .with_label_values(&["append"])
                 .start_timer();
             let result = self
-                .append_once(batch, after, unsure || backoff.failures() > 0)
+                .append_once(batch, line, unsure || backoff.failures() > 0)
                 .await;
             timer.observe_duration();
             match result {
@@ -136,7 +138,7 @@ impl Committer {
     async fn append_once(
         &self,
         batch: Batch<'_>,
-        after: Option<&Cursor>,
+        line: Option<&Line>,
         retry: bool,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         let Batch {
@@ -157,10 +159,10 @@ impl Committer {
                 return Ok(ids.into_iter().map(Some).collect());
             }
         }
-        match (cursor, after) {
-            (Some(cursor), Some(after)) => {
+        match (cursor, line) {
+            (Some(cursor), Some(line)) => {
                 store
-                    .append_after(&self.instance, origin, events, quarantined, cursor, after)
+                    .append_in_line(&self.instance, origin, events, quarantined, cursor, line)
                     .await
             }
             _ => {
@@ -171,14 +173,14 @@ impl Committer {
         }
     }
 
-    /// Sends `outgoing` of `origin`'s page, following the batch in flight
-    /// that leaves the cursor at `after`, if any: its commit starts in a
-    /// task of its own.
+    /// Sends `outgoing` of `origin`'s page, after the batch in flight
+    /// that leaves the cursor at `after` (with word of its cursor write),
+    /// if any: its commit starts in a task of its own.
     pub(super) fn send(
         self,
         origin: Origin,
         outgoing: Outgoing,
-        after: Option<Cursor>,
+        after: Option<(Cursor, watch::Receiver<bool>)>,
         token: CancellationToken,
     ) -> InFlight {
         let received_at = chrono::Utc::now();
@@ -188,6 +190,11 @@ impl Committer {
             next,
         } = outgoing;
         let cursor = next.clone();
+        let (written, word) = watch::channel(false);
+        let line = Line {
+            after,
+            written: Some(written),
+        };
         let task = tokio::spawn(async move {
             let batch = Batch {
                 origin: &origin,
@@ -195,7 +202,7 @@ impl Committer {
                 quarantined: &quarantined,
                 cursor: Some(&cursor),
             };
-            let result = self.append(batch, after.as_ref(), false, &token).await;
+            let result = self.append(batch, Some(&line), false, &token).await;
             Sent {
                 result,
                 events,
@@ -203,6 +210,10 @@ impl Committer {
                 received_at,
             }
         });
-        InFlight { next, task }
+        InFlight {
+            next,
+            task,
+            written: word,
+        }
     }
 }

@@ -262,15 +262,16 @@ impl Pipeline {
         }
     }
 
-    /// Sends a batch of a page with `committer` (see `flight.rs`),
-    /// following the batch in flight that leaves the cursor at `after`, if
-    /// any: its commit runs on its own until [`Pipeline::land`].
+    /// Sends a batch of a page with `committer` (see `flight.rs`), after
+    /// the batch in flight that leaves the cursor at `after` (with word of
+    /// its cursor write), if any: its commit runs on its own until
+    /// [`Pipeline::land`].
     pub(super) fn send(
         &self,
         committer: Committer,
         origin: &Origin,
         mut outgoing: Outgoing,
-        after: Option<Cursor>,
+        after: Option<(Cursor, tokio::sync::watch::Receiver<bool>)>,
         token: &CancellationToken,
     ) -> InFlight {
         outgoing.events.retain(|e| !e.is_heartbeat());

@@ -112,7 +112,12 @@ impl Intake<'_> {
                     return (flight.landed, PageEnd::Stop(stop));
                 }
             }
-            let after = (!flight.sent.is_empty()).then(|| flight.head.clone());
+            // The batch before, if still in flight: where it leaves the
+            // cursor, and word of its cursor write.
+            let after = flight
+                .sent
+                .back()
+                .map(|last| (flight.head.clone(), last.written.clone()));
             let outgoing = Outgoing {
                 events,
                 quarantined,

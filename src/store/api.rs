@@ -10,7 +10,7 @@ use super::cursor_control::CursorStore;
 use super::error::StoreError;
 use super::leader::LeaderStore;
 use super::lock::InstanceLock;
-use super::model::{CleanupCounts, Cursor, Origin, RunRecord, Summary, Unfinished};
+use super::model::{CleanupCounts, Cursor, Line, Origin, RunRecord, Summary, Unfinished};
 use super::outbox::OutboxStore;
 use super::rotation::RotationStore;
 use super::statistics::StatsStore;
@@ -86,25 +86,26 @@ pub trait Store:
         cursor: Option<&Cursor>,
     ) -> Result<Vec<Option<i64>>, StoreError>;
     /// How many appends of one queue may be in flight at once: 2 on
-    /// PostgreSQL (the second with [`Store::append_after`]), 1 on SQLite,
-    /// whose one writer would only make the second wait on the file.
+    /// PostgreSQL (with [`Store::append_in_line`]), 1 on SQLite, whose
+    /// one writer would only make the second wait on the file.
     fn appends_in_flight(&self) -> usize;
-    /// [`Store::append_quarantining`] of a batch sent while the one before
-    /// it, which moves the cursor to `after`, may still be in flight. It
-    /// commits only after that one did: its cursor write waits for it and
-    /// moves the cursor only from `after` to `cursor`. Found anywhere else
-    /// (that batch failed, or had not yet begun), it is rolled back with
-    /// [`StoreError::OutOfTurn`]. So whatever crashes when, the cursor is
-    /// always the end of batches all committed, in order. See
-    /// `ARCHITECTURE.md`, "Two batches in flight".
-    async fn append_after(
+    /// [`Store::append_quarantining`] of a batch in a line of appends in
+    /// flight (`line`). With a batch before it still in flight, it writes
+    /// the cursor only once that one has (or has given up), then waits for
+    /// that one's transaction, and moves the cursor only from where that
+    /// one leaves it; found anywhere else (that batch rolled back, or never
+    /// wrote it), the batch is rolled back with [`StoreError::OutOfTurn`].
+    /// Once its own cursor write has run, it tells the batch after. So
+    /// whatever crashes when, the cursor is always the end of batches all
+    /// committed, in order. See `ARCHITECTURE.md`, "Two batches in flight".
+    async fn append_in_line(
         &self,
         instance: &str,
         origin: &Origin,
         events: &[Event],
         quarantined: &[Quarantined],
         cursor: &Cursor,
-        after: &Cursor,
+        line: &Line,
     ) -> Result<Vec<Option<i64>>, StoreError>;
     /// The raw JSON stored for event `event_id` of `origin`, if any.
     async fn inbox_raw(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::crypto::Cipher;
 use super::error::StoreError;
 use super::lock::{InstanceLock, LockState};
-use super::model::{Cursor, RunRecord};
+use super::model::{Cursor, Line, RunRecord};
 use super::sql::Pool;
 use crate::event::{Event, Quarantined};
 
@@ -54,7 +54,7 @@ pub(crate) trait InboxDialect: Dialect + super::leader::LeaderStore {
     const APPENDS_IN_FLIGHT: usize;
 
     /// `Store::append_quarantining` with the origin as stored; with
-    /// `after`, `Store::append_after`.
+    /// `line`, `Store::append_in_line`.
     async fn insert_events(
         &self,
         instance: &str,
@@ -62,7 +62,7 @@ pub(crate) trait InboxDialect: Dialect + super::leader::LeaderStore {
         events: &[Event],
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
-        after: Option<&Cursor>,
+        line: Option<&Line>,
     ) -> Result<Vec<Option<i64>>, StoreError>;
 
     /// `Store::inbox_ids` with the origin as stored.

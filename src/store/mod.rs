@@ -51,8 +51,8 @@ pub use leader::{LeaderRow, LeaderStore, Lease, OutboxBatch};
 pub(crate) use lock::holder_name;
 pub use lock::InstanceLock;
 pub use model::{
-    CleanupCounts, Cursor, FallbackLink, FallbackOutcome, ListenerOverview, ListenerState, Origin,
-    RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
+    CleanupCounts, Cursor, FallbackLink, FallbackOutcome, Line, ListenerOverview, ListenerState,
+    Origin, RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
 };
 pub use open::open;
 pub use outbox::{local_id, OpenStatus, OutboxReply, OutboxStore, LOCAL_ID_PREFIX};

@@ -63,6 +63,37 @@ pub struct Cursor {
     pub last_message_id: Option<i64>,
 }
 
+/// A batch's place in a line of appends in flight
+/// (`Store::append_in_line`; see `ARCHITECTURE.md`, "Two batches in
+/// flight").
+#[derive(Debug, Default)]
+pub struct Line {
+    /// The batch before, still in flight: where it leaves the cursor, and
+    /// its [`Line::written`]. This batch writes the cursor only once that
+    /// one has (or has given up), and only from there.
+    pub after: Option<(Cursor, tokio::sync::watch::Receiver<bool>)>,
+    /// Set once this batch's cursor write has run (its transaction holding
+    /// the cursor's row until it ends): word for the batch after.
+    pub written: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Line {
+    /// Waits for the batch before to have written the cursor, or to have
+    /// given up (its end of the channel dropped).
+    pub async fn wait_turn(&self) {
+        if let Some((_, written)) = &self.after {
+            let _ = written.clone().wait_for(|w| *w).await;
+        }
+    }
+
+    /// Tells the batch after that this one has written the cursor.
+    pub fn pass_turn(&self) {
+        if let Some(w) = &self.written {
+            w.send_replace(true);
+        }
+    }
+}
+
 /// A cursor row as stored: older rows may lack a site or an event id.
 #[derive(sqlx::FromRow)]
 pub(super) struct CursorRow {

@@ -20,8 +20,8 @@ use super::inbox_rows::{
 };
 use super::lock::InstanceLock;
 use super::model::{
-    merge_overview, CleanupCounts, Cursor, CursorRow, ListenerOverview, ListenerState, Origin,
-    RunRecord, Summary, Unfinished,
+    merge_overview, CleanupCounts, Cursor, CursorRow, Line, ListenerOverview, ListenerState,
+    Origin, RunRecord, Summary, Unfinished,
 };
 use super::rotation::RotationStore;
 use super::sql::{self, on_pool, stamped, Pool};
@@ -109,14 +109,14 @@ where
         T::APPENDS_IN_FLIGHT
     }
 
-    async fn append_after(
+    async fn append_in_line(
         &self,
         instance: &str,
         origin: &Origin,
         events: &[Event],
         quarantined: &[Quarantined],
         cursor: &Cursor,
-        after: &Cursor,
+        line: &Line,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         if !self.lock_state().may_append() {
             return Err(StoreError::LockNotHeld);
@@ -128,7 +128,7 @@ where
                 events,
                 quarantined,
                 Some(cursor),
-                Some(after),
+                Some(line),
             )
             .await?;
         Ok(super::repeats::first_copies(events, stored))

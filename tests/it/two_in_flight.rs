@@ -6,14 +6,14 @@
 //!
 //! The daemon's chunks are held inside the server by triggers that wait on
 //! an advisory lock this test holds: on one event's inbox row (its batch
-//! has not reached its cursor write), or on the cursor moving to one
-//! position (its batch holds the cursor's row, uncommitted).
+//! has not reached its cursor write), or at the COMMIT of the batch that
+//! moved the cursor to one position (it holds the cursor's row).
 
 use std::time::Duration;
 
 use sqlx::Connection;
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::store::{Cursor, Origin, StoreError};
+use zulip_event_listeners::store::{Cursor, Line, Origin, StoreError};
 
 use crate::support::fake_zulip::FakeOptions;
 use crate::support::*;
@@ -43,12 +43,13 @@ fn hold() -> String {
     )
 }
 
-/// A trigger that holds the transaction moving the cursor to `event_id`,
-/// with the cursor's row locked.
-async fn hold_cursor_at(db: &TestDb, event_id: i64) {
+/// A trigger that holds, at its COMMIT, the transaction that moved the
+/// cursor to `event_id`: the cursor's row stays locked.
+async fn hold_commit_at(db: &TestDb, event_id: i64) {
     db.execute(&hold()).await;
     db.execute(&format!(
-        "CREATE TRIGGER test_hold BEFORE UPDATE ON event_listeners_cursor
+        "CREATE CONSTRAINT TRIGGER test_hold AFTER UPDATE ON event_listeners_cursor
+           DEFERRABLE INITIALLY DEFERRED
            FOR EACH ROW WHEN (NEW.last_event_id = {event_id}) EXECUTE FUNCTION test_hold()"
     ))
     .await;
@@ -66,32 +67,36 @@ async fn take_lock(db: &TestDb) -> sqlx::PgConnection {
     c
 }
 
-/// Backends of the daemon waiting on `what`: `advisory` (held by a
-/// trigger) or `transactionid` (a row another transaction holds).
-async fn waiting_on(db: &TestDb, what: &str) -> i64 {
+/// Backends of the daemon held by a trigger (on the advisory lock).
+async fn held_backends(db: &TestDb) -> i64 {
+    count(
+        db,
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event = 'advisory'",
+    )
+    .await
+}
+
+/// Backends of the daemon whose last statement begins `query`, in `state`.
+async fn at_statement(db: &TestDb, state: &str, query: &str) -> i64 {
     count(
         db,
         &format!(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event IN ({what})
-               AND query NOT LIKE '%pg_stat_activity%'"
+             WHERE datname = current_database() AND state = '{state}'
+               AND query LIKE '{query}%'"
         ),
     )
     .await
 }
 
+/// The one that locks the cursor's row in its turn (`write_cursor_in_line`).
+const TURN: &str = "SELECT queue_id, last_event_id FROM event_listeners_cursor";
+
 async fn cursor_at(db: &TestDb) -> i64 {
     count(
         db,
         "SELECT COALESCE(max(last_event_id), -1) FROM event_listeners_cursor",
-    )
-    .await
-}
-
-async fn rollbacks(db: &TestDb) -> i64 {
-    count(
-        db,
-        "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()",
     )
     .await
 }
@@ -143,7 +148,6 @@ async fn a_sigkill_between_two_commits_in_flight_loses_and_doubles_nothing() {
     let holds = [(1_500, 999, 1_000), (2_500, 1_999, 2_000)];
     hold_inbox_row(&db, holds[0].0).await;
     let mut lock = take_lock(&db).await;
-    let mut before = rollbacks(&db).await;
     let mut child = spawn_daemon(&s.config_path, &stderr_log);
     assert!(
         eventually(WAIT, || async { fake.register_count() == 1 }).await,
@@ -156,22 +160,23 @@ async fn a_sigkill_between_two_commits_in_flight_loses_and_doubles_nothing() {
     for (i, (held, cursor, stored)) in holds.into_iter().enumerate() {
         assert!(
             eventually(WAIT, || async {
-                cursor_at(&db).await == cursor && waiting_on(&db, "'advisory'").await == 1
+                cursor_at(&db).await == cursor && held_backends(&db).await == 1
             })
             .await,
             "the batch before commits, the one with event {held} is held: cursor {}; {}",
             cursor_at(&db).await,
             stderr_of(&stderr_log)
         );
-        // The batch after the held one was sent, and came to move the cursor
-        // (refused and rolled back; a broken daemon would commit it).
+        // The batch after the held one was sent, has written its rows and
+        // waits for its turn at the cursor (a broken daemon would commit it).
         assert!(
             eventually(WAIT, || async {
-                rollbacks(&db).await > before
+                at_statement(&db, "idle in transaction", "COPY event_listeners_inbox").await == 1
                     || count(&db, "SELECT count(*) FROM event_listeners_inbox").await > stored
             })
             .await,
-            "the batch after the held one tries to commit"
+            "the batch after the held one writes its rows: {}",
+            stderr_of(&stderr_log)
         );
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
@@ -204,7 +209,6 @@ async fn a_sigkill_between_two_commits_in_flight_loses_and_doubles_nothing() {
             hold_inbox_row(&db, *next).await;
         }
         lock = take_lock(&db).await;
-        before = rollbacks(&db).await;
         child = spawn_daemon(&s.config_path, &stderr_log);
     }
     drop(lock);
@@ -221,7 +225,7 @@ async fn a_sigkill_between_two_commits_in_flight_loses_and_doubles_nothing() {
     assert_eq!(fake.register_count(), 1, "every restart resumed the queue");
 }
 
-/// The connection of a batch that holds the cursor's row (uncommitted)
+/// The connection of a batch that holds the cursor's row (at its COMMIT)
 /// dies while the batch after it waits for that row: the later one finds
 /// the cursor where it was, rolls back, and is written again after the
 /// first is; the daemon goes on, and everything is stored and run once.
@@ -237,15 +241,14 @@ async fn a_batch_waiting_on_one_whose_connection_dies_is_written_again_after_it(
         "the daemon registers a queue"
     );
     let queue = fake.queue_ids().pop().expect("one queue");
-    hold_cursor_at(&db, 1_999).await;
+    hold_commit_at(&db, 1_999).await;
     let lock = take_lock(&db).await;
     fake.hold_delivery(true);
     send(&fake, 0..BACKLOG);
     fake.hold_delivery(false);
     assert!(
         eventually(WAIT, || async {
-            waiting_on(&db, "'advisory'").await == 1
-                && waiting_on(&db, "'transactionid', 'tuple'").await == 1
+            held_backends(&db).await == 1 && at_statement(&db, "active", TURN).await == 1
         })
         .await,
         "the second batch holds the cursor's row, the third waits for it: {}",
@@ -292,51 +295,106 @@ fn at(id: i64) -> Cursor {
     }
 }
 
-/// `append_after` on both backends: it moves the cursor from where the
-/// batch before left it, and from anywhere else refuses, storing nothing.
-#[tokio::test]
-async fn a_batch_after_another_commits_only_from_where_that_one_left_the_cursor() {
-    for backend in [Backend::Postgres, Backend::Sqlite] {
-        let db = TestDb::new(backend).await;
-        db.migrate().await;
-        let s = db.store().await;
-        let q = Origin::Queue("q1".into());
-        let small: Vec<Event> = (0..3).map(reaction).collect();
-        s.append("default", &q, &small, Some(&at(2))).await.unwrap();
-        // The batch before (ids 3-99) never came: refused, nothing stored.
-        let large: Vec<Event> = (100..200).map(reaction).collect();
-        let refused = s
-            .append_after("default", &q, &large, &[], &at(199), &at(99))
-            .await;
-        assert!(
-            matches!(refused, Err(StoreError::OutOfTurn { expected: 99 })),
-            "{backend:?}: {refused:?}"
-        );
-        assert_eq!(
-            db.scalar("SELECT count(*) FROM event_listeners_inbox")
-                .await,
-            3,
-            "{backend:?}: the refused batch is rolled back"
-        );
-        assert_eq!(s.load_cursor("default").await.unwrap(), Some(at(2)));
-        // From where the one before left it: stored, and the cursor moves.
-        for batch in [&small[..0], &large[..]] {
-            let next = at(if batch.is_empty() { 2 } else { 199 });
-            let ids = s
-                .append_after("default", &q, batch, &[], &next, &at(2))
-                .await
-                .unwrap();
-            assert!(ids.iter().all(Option::is_some), "{backend:?}");
-            if !batch.is_empty() {
-                assert_eq!(s.load_cursor("default").await.unwrap(), Some(at(199)));
-            }
-        }
-        assert_eq!(
-            db.scalar("SELECT count(*) FROM event_listeners_inbox")
-                .await,
-            103,
-            "{backend:?}"
-        );
-        db.drop_db().await;
+/// A line whose batch before leaves the cursor at `id`, and has written it.
+fn after(id: i64) -> Line {
+    let (written, word) = tokio::sync::watch::channel(true);
+    drop(written);
+    Line {
+        after: Some((at(id), word)),
+        written: None,
     }
+}
+
+/// `append_in_line` moves the cursor from where the batch before left it;
+/// from anywhere else it refuses, storing nothing; and with the batch
+/// before uncommitted it waits for it: moving on if it commits, refusing
+/// if it rolls back. SQLite, with one writer, keeps one append in flight.
+#[tokio::test]
+async fn a_batch_in_line_commits_only_after_and_from_where_the_one_before_left_the_cursor() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.migrate().await;
+    let s = db.store().await;
+    let q = Origin::Queue("q1".into());
+    let batch = |ids: std::ops::Range<i64>| -> Vec<Event> { ids.map(reaction).collect() };
+    s.append("default", &q, &batch(0..3), Some(&at(2)))
+        .await
+        .unwrap();
+    // The batch before (ids 3-99) never came: refused, nothing stored.
+    let refused = s
+        .append_in_line("default", &q, &batch(100..200), &[], &at(199), &after(99))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::OutOfTurn { expected: 99 })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        3,
+        "the refused batch is rolled back"
+    );
+    assert_eq!(s.load_cursor("default").await.unwrap(), Some(at(2)));
+
+    // The batch before holds the cursor, uncommitted; then rolls back or commits.
+    for (commit, from, to) in [(false, 2, 5), (true, 2, 5), (true, 7, 10)] {
+        let mut before = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut before).await.unwrap();
+        sqlx::query(&format!(
+            "UPDATE event_listeners_cursor SET last_event_id = {to} WHERE instance = 'default'"
+        ))
+        .execute(&mut before)
+        .await
+        .unwrap();
+        let line = {
+            let s = s.clone();
+            let q = q.clone();
+            tokio::spawn(async move {
+                let events: Vec<Event> = (to + 1..to + 3).map(reaction).collect();
+                s.append_in_line("default", &q, &events, &[], &at(to + 2), &after(to))
+                    .await
+            })
+        };
+        // It waits on the row: until the one before ends, nothing is stored.
+        assert!(
+            eventually(WAIT, || async {
+                at_statement(&db, "active", TURN).await == 1
+            })
+            .await,
+            "the batch in line waits for the one before"
+        );
+        assert!(!line.is_finished());
+        let end = if commit { "COMMIT" } else { "ROLLBACK" };
+        sqlx::query(end).execute(&mut before).await.unwrap();
+        let result = line.await.unwrap();
+        let cursor = s.load_cursor("default").await.unwrap().unwrap();
+        if commit {
+            assert!(result.is_ok(), "after a COMMIT from {from}: {result:?}");
+            assert_eq!(cursor.last_event_id, to + 2);
+        } else {
+            assert!(
+                matches!(result, Err(StoreError::OutOfTurn { .. })),
+                "after a ROLLBACK: {result:?}"
+            );
+            assert_eq!(cursor.last_event_id, from);
+        }
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        3 + 2 + 2,
+        "only the batches in turn are stored"
+    );
+    db.drop_db().await;
+
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.migrate().await;
+    let s = db.store().await;
+    assert_eq!(s.appends_in_flight(), 1);
+    let refused = s
+        .append_in_line("default", &q, &batch(0..3), &[], &at(2), &after(-1))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Unsupported(_))),
+        "{refused:?}"
+    );
 }

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 
 use crate::store::crypto::{Cipher, KeyId};
 use crate::store::lock::InstanceLock;
-use crate::store::model::Cursor;
+use crate::store::model::{Cursor, Line};
 use crate::store::storable;
 
 #[async_trait]
@@ -51,7 +51,7 @@ impl InboxDialect for PgStore {
         events: &[Event],
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
-        after: Option<&Cursor>,
+        line: Option<&Line>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
         // The queue position is not unique in this inbox (migration
         // 20261203000012): a later copy of an id the batch repeats is not
@@ -64,7 +64,7 @@ impl InboxDialect for PgStore {
             origin,
             events: firsts,
             cursor,
-            after,
+            line,
         };
         let ids = if !quarantined.is_empty() || self.fence_epoch().is_some() {
             append_in_tx(self, &write, quarantined, Insert::SkipExisting).await?
@@ -75,13 +75,18 @@ impl InboxDialect for PgStore {
             Insert::plain_then_skipping(|mode| {
                 let write = &write;
                 async move {
-                    // A large batch goes by COPY, and a batch that follows
-                    // one in flight checks the cursor before it commits:
-                    // both need a transaction around more than one statement.
-                    if (mode == Insert::Plain && firsts.len() >= COPY_FROM) || after.is_some() {
+                    // A large batch goes by COPY, and a batch after another
+                    // in flight takes its turn at the cursor: both need a
+                    // transaction around more than one statement.
+                    let after_another = line.is_some_and(|l| l.after.is_some());
+                    if (mode == Insert::Plain && firsts.len() >= COPY_FROM) || after_another {
                         return append_in_tx(self, write, &[], mode).await;
                     }
-                    append_once(self.pool(), &self.opts().cipher, write, cursor, mode).await
+                    let ids =
+                        append_once(self.pool(), &self.opts().cipher, write, cursor, mode).await?;
+                    // Committed, cursor and all: the batch after may go on.
+                    line.inspect(|l| l.pass_turn());
+                    Ok(ids)
                 }
             })
             .await?
@@ -115,13 +120,13 @@ impl InboxDialect for PgStore {
 }
 
 /// What one append writes: `events` of `origin`, and the cursor moved to
-/// `cursor` (from `after`, for a batch that follows one in flight).
+/// `cursor` (in its turn, for a batch in a line of appends in flight).
 struct Write<'a> {
     instance: &'a str,
     origin: &'a str,
     events: &'a [&'a Event],
     cursor: Option<&'a Cursor>,
-    after: Option<&'a Cursor>,
+    line: Option<&'a Line>,
 }
 
 /// One try at storing `write`'s events and `cursor` (its own, or none when
@@ -206,8 +211,8 @@ where
 /// - fenced by a distributed ingest's epoch: the fence first;
 /// - large (`mode` plain, [`COPY_FROM`] events or more): the rows by
 ///   `COPY` (`copy_in.rs` says why), each new, so each gets its id;
-/// - following a batch in flight (`after`): the cursor moved only from
-///   where that batch leaves it ([`write_cursor_after`]), last.
+/// - in a line of appends in flight: the cursor written last, in its turn
+///   ([`write_cursor_in_line`]).
 async fn append_in_tx(
     store: &PgStore,
     write: &Write<'_>,
@@ -232,8 +237,8 @@ async fn append_in_tx(
     } else {
         append_once(&mut *tx, cipher, write, None, mode).await?
     };
-    match (write.cursor, write.after) {
-        (Some(c), Some(after)) => write_cursor_after(&mut tx, instance, c, after).await?,
+    match (write.cursor, write.line) {
+        (Some(c), Some(line)) => write_cursor_in_line(&mut tx, instance, c, line).await?,
         (Some(c), None) => write_cursor(&mut *tx, instance, c).await?,
         (None, _) => {}
     }
@@ -369,44 +374,43 @@ macro_rules! append_with_cursor {
 const APPEND_PLAIN_CURSOR: &str = append_with_cursor!("");
 const APPEND_SKIP_CURSOR: &str = append_with_cursor!("ON CONFLICT DO NOTHING");
 
-/// The cursor of a batch that follows one in flight, moved from `after`
-/// (where that batch leaves it) to `c`, or not at all:
-/// [`StoreError::OutOfTurn`], and the caller's transaction rolls back.
+/// The cursor of a batch in a line of appends in flight, moved to `c` in
+/// its turn. With a batch before it in flight: once that one's cursor
+/// write has run (`Line::wait_turn`), the cursor's row is locked with
+/// `FOR UPDATE`, which waits for that one's transaction to end and then
+/// (under READ COMMITTED) reads the row as it left it. Moved to where that
+/// batch leaves it (it committed), the cursor moves on; anywhere else (it
+/// rolled back, or gave up before its cursor write): the caller's
+/// transaction rolls back with [`StoreError::OutOfTurn`]. Then, with the
+/// row held to this transaction's end, word to the batch after
+/// (`Line::pass_turn`).
 ///
-/// That batch's transaction holds the cursor's row from its own cursor
-/// write to its end, so this `UPDATE` waits for it, then (under READ
-/// COMMITTED) reads the row as that batch left it: moved to `after` if it
-/// committed, as before if it rolled back. If it has not yet written the
-/// cursor at all (it began later, which the caller's order makes rare),
-/// the row is not at `after` either. Either way this batch never commits
-/// ahead of the one before it.
-async fn write_cursor_after(
+/// (A plain `UPDATE ... WHERE last_event_id = <that batch's>` would not
+/// do: it tests its condition on the row as of its snapshot, before that
+/// batch committed, and would skip the row without waiting.)
+async fn write_cursor_in_line(
     tx: &mut sqlx::PgConnection,
     instance: &str,
     c: &Cursor,
-    after: &Cursor,
+    line: &Line,
 ) -> Result<(), StoreError> {
-    let moved = sqlx::query(
-        "UPDATE event_listeners_cursor SET
-           site = $2, queue_id = $3, last_event_id = $4,
-           last_message_id = GREATEST(last_message_id, $5), updated_at = now()
-         WHERE instance = $1 AND queue_id = $6 AND last_event_id = $7",
-    )
-    .bind(instance)
-    .bind(&c.site)
-    .bind(&c.queue_id)
-    .bind(c.last_event_id)
-    .bind(c.last_message_id)
-    .bind(&after.queue_id)
-    .bind(after.last_event_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved != 1 {
-        return Err(StoreError::OutOfTurn {
-            expected: after.last_event_id,
-        });
+    if let Some((after, _)) = &line.after {
+        line.wait_turn().await;
+        let found: Option<(String, i64)> = sqlx::query_as(
+            "SELECT queue_id, last_event_id FROM event_listeners_cursor
+             WHERE instance = $1 FOR UPDATE",
+        )
+        .bind(instance)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.as_ref() != Some(&(after.queue_id.clone(), after.last_event_id)) {
+            return Err(StoreError::OutOfTurn {
+                expected: after.last_event_id,
+            });
+        }
     }
+    write_cursor(&mut *tx, instance, c).await?;
+    line.pass_turn();
     Ok(())
 }
 

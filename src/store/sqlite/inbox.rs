@@ -17,7 +17,7 @@ use crate::store::crypto::KeyId;
 use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
 use crate::store::lock::InstanceLock;
-use crate::store::model::Cursor;
+use crate::store::model::{Cursor, Line};
 use crate::store::storable;
 
 #[async_trait]
@@ -45,8 +45,14 @@ impl InboxDialect for SqliteStore {
         events: &[Event],
         quarantined: &[Quarantined],
         cursor: Option<&Cursor>,
-        after: Option<&Cursor>,
+        line: Option<&Line>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
+        // One writer: a second append in flight would only wait on the
+        // file (`APPENDS_IN_FLIGHT`), and must not wait for the one before
+        // inside its own transaction.
+        if line.is_some_and(|l| l.after.is_some()) {
+            return Err(StoreError::Unsupported("a second append in flight"));
+        }
         // The connection outlives the transaction: should the file turn
         // out to be deleted or replaced, it is the one to give it up with.
         let mut conn = self.pool().acquire().await?;
@@ -96,33 +102,7 @@ impl InboxDialect for SqliteStore {
             });
             q.build().execute(&mut *tx).await?;
         }
-        if let (Some(c), Some(after)) = (cursor, after) {
-            // Moved only from where the batch before leaves it (see
-            // `Store::append_after`; the one writer makes this rare).
-            let moved = sqlx::query(
-                "UPDATE event_listeners_cursor SET
-                   site = ?2, queue_id = ?3, last_event_id = ?4,
-                   last_message_id = COALESCE(MAX(last_message_id, ?5), ?5, last_message_id),
-                   updated_at = ?6
-                 WHERE instance = ?1 AND queue_id = ?7 AND last_event_id = ?8",
-            )
-            .bind(instance)
-            .bind(&c.site)
-            .bind(&c.queue_id)
-            .bind(c.last_event_id)
-            .bind(c.last_message_id)
-            .bind(now)
-            .bind(&after.queue_id)
-            .bind(after.last_event_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if moved != 1 {
-                return Err(StoreError::OutOfTurn {
-                    expected: after.last_event_id,
-                });
-            }
-        } else if let Some(c) = cursor {
+        if let Some(c) = cursor {
             sqlx::query(
                 "INSERT INTO event_listeners_cursor (instance, site, queue_id, last_event_id, last_message_id, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -142,6 +122,9 @@ impl InboxDialect for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        if let Some(line) = line {
+            line.pass_turn();
+        }
         // Before the caller may acknowledge: a commit into a deleted or
         // replaced file is lost.
         if let Err(e) = self.files().check() {
