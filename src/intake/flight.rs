@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::committed::committed_before;
-use super::inbox::PipelineError;
+use super::pipeline_error::PipelineError;
 use crate::backoff::Backoff;
 use crate::event::{Event, Quarantined};
 use crate::state::State;

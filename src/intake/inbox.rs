@@ -21,11 +21,12 @@ use super::dry_run::describe;
 use super::flight::{Batch, Committer, InFlight, Outgoing};
 use super::handoff::Handoff;
 use super::outbox_gate::OutboxGate;
+pub(crate) use super::pipeline_error::PipelineError;
 use super::quarantine::note_quarantined;
+use super::received::note_received;
 use crate::dispatch::Dispatcher;
 use crate::event::{Event, Quarantined};
 use crate::listeners::Listener;
-use crate::metrics::type_label;
 use crate::state::State;
 use crate::store::{Cursor, Origin, Store, StoreError, StoredEvent};
 
@@ -62,28 +63,6 @@ pub(crate) struct AcceptReport {
     pub duplicates: usize,
     /// Heartbeats (acknowledged, never stored).
     pub heartbeats: usize,
-}
-
-/// Why a batch was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// Shutdown began while the database was unavailable.
-    #[error("stopped while waiting for the database")]
-    Cancelled,
-    /// A database error that retrying cannot fix.
-    #[error(transparent)]
-    Store(StoreError),
-    /// The dispatch task ended (it never should): committed events would
-    /// wait unprocessed, so the daemon stops, and the next start dispatches
-    /// them.
-    #[error(
-        "the dispatch task stopped unexpectedly; committed events are dispatched at the next start"
-    )]
-    DispatchStopped,
-    /// The task committing a batch of a page failed (it never should):
-    /// what it committed is dispatched at the next start.
-    #[error("the task committing a batch failed ({0}); committed events are dispatched at the next start")]
-    CommitTask(String),
 }
 
 /// Where accepted events go.
@@ -218,7 +197,7 @@ impl Pipeline {
             events.into_iter().partition(Event::is_heartbeat);
         report.heartbeats = heartbeats.len();
         let Some(committer) = self.committer() else {
-            self.note_received(&events);
+            note_received(&self.state, &events);
             if let Sink::DryRun { listeners } = &self.sink {
                 describe(listeners, &events);
             }
@@ -239,7 +218,7 @@ impl Pipeline {
             cursor,
         };
         let append = committer.append(batch, None, false, token);
-        let (ids, ()) = tokio::join!(append, async { self.note_received(&events) });
+        let (ids, ()) = tokio::join!(append, async { note_received(&self.state, &events) });
         let ids = ids?;
         let handed = self
             .hand_over(origin, events, quarantined, ids, received_at)
@@ -275,7 +254,7 @@ impl Pipeline {
         token: &CancellationToken,
     ) -> InFlight {
         outgoing.events.retain(|e| !e.is_heartbeat());
-        self.note_received(&outgoing.events);
+        note_received(&self.state, &outgoing.events);
         committer.send(origin.clone(), outgoing, after, token.clone())
     }
 
@@ -399,35 +378,5 @@ impl Pipeline {
             .duplicates
             .inc_by(report.duplicates as u64);
         report
-    }
-
-    /// Counts received events by type and measures their lag. Counts are
-    /// summed per batch first: a labelled counter is a locked map lookup.
-    fn note_received(&self, events: &[Event]) {
-        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-        let mut by_type: Vec<(&str, u64)> = Vec::new();
-        for e in events {
-            let label = type_label(e.event_type());
-            match by_type.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, n)) => *n += 1,
-                None => by_type.push((label, 1)),
-            }
-            if let Some(m) = e.message() {
-                if !e.is_backfilled() && m.timestamp > 0 {
-                    self.state
-                        .metrics
-                        .queue_lag
-                        .observe((now - m.timestamp as f64).max(0.0));
-                }
-            }
-            tracing::debug!(event_id = e.id(), event_type = e.event_type(), op = ?e.op(), "Received an event");
-        }
-        for (label, n) in by_type {
-            self.state
-                .metrics
-                .events_received
-                .with_label_values(&[label])
-                .inc_by(n);
-        }
     }
 }

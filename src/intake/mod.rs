@@ -21,9 +21,11 @@ mod notes;
 mod outbox_gate;
 pub(crate) mod pacing;
 mod page;
+mod pipeline_error;
 mod poller;
 mod quarantine;
 mod queue;
+mod received;
 mod sift;
 mod wakeup;
 

@@ -28,6 +28,7 @@ mod repeats;
 pub mod retention;
 mod rotation;
 mod shared;
+mod shared_admin;
 mod shared_stats;
 mod sql;
 mod sqlite;

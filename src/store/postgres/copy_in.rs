@@ -15,9 +15,14 @@
 //! violation like the plain `INSERT`, and the caller retries in the
 //! `ON CONFLICT` form.
 
+use std::borrow::Cow;
+
 use sqlx::PgConnection;
 
+use crate::event::Event;
+use crate::store::crypto::{Cipher, KeyId};
 use crate::store::error::StoreError;
+use crate::store::storable;
 
 /// The smallest batch appended with `COPY`.
 pub(super) const COPY_FROM: usize = 64;
@@ -111,6 +116,41 @@ fn text(out: &mut Vec<u8>, v: Option<&str>) {
         }
         None => out.extend_from_slice(&(-1i32).to_be_bytes()),
     }
+}
+
+/// `events` of `origin` into the inbox by `COPY` (each new, so each gets
+/// its id), sealed with `cipher`.
+pub(super) async fn copy_events(
+    tx: &mut PgConnection,
+    cipher: &Cipher,
+    instance: &str,
+    origin: &str,
+    events: &[&Event],
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let types: Vec<Cow<'_, str>> = events
+        .iter()
+        .map(|e| storable::text(e.event_type()))
+        .collect();
+    let ops: Vec<Option<Cow<'_, str>>> =
+        events.iter().map(|e| e.op().map(storable::text)).collect();
+    let sealed = cipher.seal_inbox(instance, origin, events.iter().copied())?;
+    let rows: Vec<CopyRow<'_>> = events
+        .iter()
+        .zip(&types)
+        .zip(&ops)
+        .zip(&sealed)
+        .map(|(((e, t), op), (key_id, raw))| CopyRow {
+            event_id: e.id(),
+            event_type: t,
+            op: op.as_deref(),
+            message_id: e.message_id(),
+            backfilled: e.is_backfilled(),
+            raw: raw.as_ref(),
+            key_id: key_id.map(KeyId::as_str),
+        })
+        .collect();
+    let ids = copy_rows(tx, instance, origin, &rows).await?;
+    Ok(ids.into_iter().map(Some).collect())
 }
 
 #[cfg(test)]

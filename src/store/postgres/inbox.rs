@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::connect::{Insert, PgStore};
-use super::copy_in::{copy_rows, CopyRow, COPY_FROM};
+use super::copy_in::{copy_events, COPY_FROM};
 use crate::event::{Event, Quarantined};
 use crate::store::dialect::{Dialect, InboxDialect};
 use crate::store::error::StoreError;
@@ -233,7 +233,7 @@ async fn append_in_tx(
     }
     let cipher = &store.opts().cipher;
     let ids = if mode == Insert::Plain && write.events.len() >= COPY_FROM {
-        copy_events(&mut tx, cipher, write).await?
+        copy_events(&mut tx, cipher, instance, origin, write.events).await?
     } else {
         append_once(&mut *tx, cipher, write, None, mode).await?
     };
@@ -244,44 +244,6 @@ async fn append_in_tx(
     }
     tx.commit().await?;
     Ok(ids)
-}
-
-/// The rows of `write` by `COPY`.
-async fn copy_events(
-    tx: &mut sqlx::PgConnection,
-    cipher: &Cipher,
-    write: &Write<'_>,
-) -> Result<Vec<Option<i64>>, StoreError> {
-    let Write {
-        instance,
-        origin,
-        events,
-        ..
-    } = *write;
-    let types: Vec<Cow<'_, str>> = events
-        .iter()
-        .map(|e| storable::text(e.event_type()))
-        .collect();
-    let ops: Vec<Option<Cow<'_, str>>> =
-        events.iter().map(|e| e.op().map(storable::text)).collect();
-    let sealed = cipher.seal_inbox(instance, origin, events.iter().copied())?;
-    let rows: Vec<CopyRow<'_>> = events
-        .iter()
-        .zip(&types)
-        .zip(&ops)
-        .zip(&sealed)
-        .map(|(((e, t), op), (key_id, raw))| CopyRow {
-            event_id: e.id(),
-            event_type: t,
-            op: op.as_deref(),
-            message_id: e.message_id(),
-            backfilled: e.is_backfilled(),
-            raw: raw.as_ref(),
-            key_id: key_id.map(KeyId::as_str),
-        })
-        .collect();
-    let ids = copy_rows(tx, instance, origin, &rows).await?;
-    Ok(ids.into_iter().map(Some).collect())
 }
 
 async fn write_quarantined(
