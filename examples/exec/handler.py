@@ -22,7 +22,10 @@ conversation of the message. Anything else on stdout is ignored.
 This one answers `!ping` with `pong` and counts the messages of each
 channel in a JSON file (ZEL_STATE_FILE, default ./message-counts.json),
 skipping the events it has already counted: delivery is at least once, so
-a handler with side effects de-duplicates by the idempotency key.
+a handler with side effects de-duplicates by the idempotency key. Runs of
+different events overlap (up to the listener's `max_concurrent`), so the
+read-modify-write of the file holds an exclusive lock on a file beside it;
+without it two runs that read the same state lose one count.
 
 Configure it as:
 
@@ -33,6 +36,7 @@ Configure it as:
     env = { ZEL_STATE_FILE = "/var/lib/handlers/counts.json" }
 """
 
+import fcntl
 import json
 import os
 import sys
@@ -44,23 +48,31 @@ def count(envelope, channel):
     """Adds one to `channel`'s count, once per idempotency key."""
     path = os.environ.get("ZEL_STATE_FILE", "message-counts.json")
     try:
-        with open(path) as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        state = {"counts": {}, "seen": []}
-    except (OSError, ValueError) as e:
-        # Worth another try: the daemon retries with backoff.
-        print(f"cannot read {path}: {e}", file=sys.stderr)
+        lock = open(path + ".lock", "a")
+    except OSError as e:
+        print(f"cannot open {path}.lock: {e}", file=sys.stderr)
         sys.exit(EX_TEMPFAIL)
-    key = envelope["idempotency_key"]
-    if key in state["seen"]:
-        return
-    state["seen"] = (state["seen"] + [key])[-1000:]
-    state["counts"][channel] = state["counts"].get(channel, 0) + 1
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(state, f)
-    os.replace(tmp, path)
+    with lock:
+        # Released when the file closes, and by the kernel if the run is killed.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            state = {"counts": {}, "seen": []}
+        except (OSError, ValueError) as e:
+            # Worth another try: the daemon retries with backoff.
+            print(f"cannot read {path}: {e}", file=sys.stderr)
+            sys.exit(EX_TEMPFAIL)
+        key = envelope["idempotency_key"]
+        if key in state["seen"]:
+            return
+        state["seen"] = (state["seen"] + [key])[-1000:]
+        state["counts"][channel] = state["counts"].get(channel, 0) + 1
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, path)
 
 
 def main():

@@ -57,3 +57,48 @@ async fn the_shipped_exec_examples_answer_ping() {
     assert_eq!(counts["counts"]["general"], 2);
     assert_eq!(counts["counts"]["support"], 1);
 }
+
+/// The per-event example counts right when its runs overlap, as they do
+/// under `max_concurrent`: 24 runs for one channel at once, each with its
+/// own idempotency key, leave a count of 24 (without the lock some read the
+/// same state and a count is lost).
+#[test]
+fn the_per_event_example_counts_every_overlapping_run() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let s = Scripts::new();
+    let state = s.path("counts.json");
+    let handler = repo().join("examples/exec/handler.py");
+    let runs = 24;
+    let children: Vec<_> = (0..runs)
+        .map(|i| {
+            let mut child = Command::new("python3")
+                .arg(&handler)
+                .env("ZEL_STATE_FILE", &state)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("python3 runs");
+            let envelope = serde_json::json!({
+                "listener": "ping", "idempotency_key": format!("key-{i}"), "attempt": 1,
+                "event": {"type": "message", "id": i, "message": {
+                    "type": "stream", "display_recipient": "general",
+                    "content": "hello", "sender_full_name": "Alice"}}
+            });
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(envelope.to_string().as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let counts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(counts["counts"]["general"], runs);
+}
