@@ -25,7 +25,7 @@ use crate::state::OPERATOR_DISABLED;
 use crate::store::Store;
 
 /// Capacity of the channel from listener runs to the recorder.
-const OUTCOME_CHANNEL: usize = 4096;
+const OUTCOME_CHANNEL: usize = 2048;
 
 /// The recorder and the dispatcher of a running organization.
 pub(super) struct Engine {

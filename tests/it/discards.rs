@@ -169,7 +169,7 @@ async fn a_hanging_listener_shows_in_flight_with_no_completion_and_the_buffers_t
     let capacity = "zulip_event_listeners_buffer_capacity";
     assert_eq!(
         during.sample(capacity, &[("buffer", "recorder_outcomes")]),
-        Some(4096.0)
+        Some(2048.0)
     );
     assert_eq!(
         during.sample(capacity, &[("buffer", "notices")]),

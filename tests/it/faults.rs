@@ -266,9 +266,20 @@ async fn twenty_thousand_messages_survive_ten_sigkills() {
     child.wait().ok();
     assert!(
         done,
-        "all runs are eventually logged: {} of {}; daemon stderr:\n{}",
+        "all runs are eventually logged: {} of {}; events short of runs (inbox id, runs): {:?}; \
+         cursor (dispatched through, last event id): {:?}; daemon stderr:\n{}",
         count(&db, "SELECT count(*) FROM event_listeners_eventlog").await,
         2 * TOTAL,
+        db.text_pairs(
+            "SELECT i.id::text, count(l.inbox_id)::text FROM event_listeners_inbox i \
+             LEFT JOIN event_listeners_eventlog l ON l.inbox_id = i.id \
+             GROUP BY i.id HAVING count(l.inbox_id) < 2 ORDER BY i.id LIMIT 20"
+        )
+        .await,
+        db.text_pairs(
+            "SELECT dispatched_through::text, last_event_id::text FROM event_listeners_cursor"
+        )
+        .await,
         stderr_of(&stderr_log)
     );
     assert!(

@@ -57,5 +57,6 @@ mod tls;
 mod top;
 mod traces;
 mod two_in_flight;
+mod two_in_flight_ids;
 mod unreachable_db;
 mod webhook;

@@ -26,7 +26,7 @@ const LOCK: i64 = 4242;
 
 /// A trigger that holds, until the test's advisory lock is released, the
 /// transaction writing the inbox row of event `event_id`.
-async fn hold_inbox_row(db: &TestDb, event_id: i64) {
+pub(crate) async fn hold_inbox_row(db: &TestDb, event_id: i64) {
     db.execute(&hold()).await;
     db.execute(&format!(
         "CREATE TRIGGER test_hold BEFORE INSERT ON event_listeners_inbox
@@ -56,7 +56,7 @@ async fn hold_commit_at(db: &TestDb, event_id: i64) {
 }
 
 /// The test's end of the advisory lock, on a connection of its own.
-async fn take_lock(db: &TestDb) -> sqlx::PgConnection {
+pub(crate) async fn take_lock(db: &TestDb) -> sqlx::PgConnection {
     let mut c = sqlx::PgConnection::connect(&db.url)
         .await
         .expect("connect to PostgreSQL");
@@ -68,7 +68,7 @@ async fn take_lock(db: &TestDb) -> sqlx::PgConnection {
 }
 
 /// Backends of the daemon held by a trigger (on the advisory lock).
-async fn held_backends(db: &TestDb) -> i64 {
+pub(crate) async fn held_backends(db: &TestDb) -> i64 {
     count(
         db,
         "SELECT count(*) FROM pg_stat_activity
@@ -78,7 +78,7 @@ async fn held_backends(db: &TestDb) -> i64 {
 }
 
 /// Backends of the daemon whose last statement begins `query`, in `state`.
-async fn at_statement(db: &TestDb, state: &str, query: &str) -> i64 {
+pub(crate) async fn at_statement(db: &TestDb, state: &str, query: &str) -> i64 {
     count(
         db,
         &format!(
@@ -167,15 +167,15 @@ async fn a_sigkill_between_two_commits_in_flight_loses_and_doubles_nothing() {
             cursor_at(&db).await,
             stderr_of(&stderr_log)
         );
-        // The batch after the held one was sent, has written its rows and
-        // waits for its turn at the cursor (a broken daemon would commit it).
+        // The batch after the held one has begun and waits for its turn to
+        // take ids and the cursor after it (a broken daemon would commit it).
         assert!(
             eventually(WAIT, || async {
-                at_statement(&db, "idle in transaction", "COPY event_listeners_inbox").await == 1
+                at_statement(&db, "idle in transaction", "BEGIN").await == 1
                     || count(&db, "SELECT count(*) FROM event_listeners_inbox").await > stored
             })
             .await,
-            "the batch after the held one writes its rows: {}",
+            "the batch after the held one waits in its transaction: {}",
             stderr_of(&stderr_log)
         );
         child.kill().expect("SIGKILL");
@@ -279,14 +279,14 @@ async fn a_batch_waiting_on_one_whose_connection_dies_is_written_again_after_it(
     assert_eq!(cursor_at(&db).await, BACKLOG as i64 - 1);
 }
 
-fn reaction(id: i64) -> Event {
+pub(crate) fn reaction(id: i64) -> Event {
     Event::parse(&format!(
         r#"{{"type":"reaction","op":"add","id":{id},"user_id":10,"message_id":1,"emoji_name":"tada","emoji_code":"1f389","reaction_type":"unicode_emoji"}}"#
     ))
     .unwrap()
 }
 
-fn at(id: i64) -> Cursor {
+pub(crate) fn at(id: i64) -> Cursor {
     Cursor {
         site: "https://z".into(),
         queue_id: "q1".into(),

@@ -92,57 +92,53 @@ impl Recorder {
         self
     }
 
-    /// Records until every sender is gone. While the database is
-    /// unavailable it retries with backoff, holding the batch, so the
-    /// dispatcher and then intake slow down instead of losing anything.
-    /// `give_up` ends the retries at shutdown.
+    /// Records until every sender is gone. While one batch commits, the
+    /// next is gathered from the channel, so the dispatcher is not held
+    /// for the database's round trip; batches still commit one at a time,
+    /// in order, each with the watermark its own runs move. While the
+    /// database is unavailable it retries with backoff, holding the batch
+    /// (and, once the next is full, the channel), so the dispatcher and
+    /// then intake slow down instead of losing anything. `give_up` ends
+    /// the retries at shutdown.
     pub(crate) async fn run(mut self, give_up: CancellationToken) -> RecorderReport {
         let mut report = RecorderReport::default();
-        let mut batch: Vec<RunRecord> = Vec::with_capacity(MAX_BATCH);
+        let mut next: Vec<RunRecord> = Vec::with_capacity(MAX_BATCH);
         let mut disabled: Vec<(Arc<str>, String)> = Vec::new();
+        let mut open = true;
         loop {
-            let Some(first) = self.rx.recv().await else {
-                break;
-            };
-            sort(first, &mut batch, &mut disabled);
-            let linger = tokio::time::sleep(LINGER);
-            tokio::pin!(linger);
-            while batch.len() < MAX_BATCH {
-                tokio::select! {
-                    biased;
-                    r = self.rx.recv() => match r {
-                        Some(r) => sort(r, &mut batch, &mut disabled),
-                        None => break,
-                    },
-                    _ = &mut linger => break,
+            if next.is_empty() && open {
+                match self.rx.recv().await {
+                    Some(first) => sort(first, &mut next, &mut disabled),
+                    None => open = false,
                 }
+            }
+            if open {
+                open = linger(&mut self.rx, &mut next, &mut disabled).await;
             }
             for (listener, reason) in disabled.drain(..) {
                 self.persist_disabled(&listener, &reason, &give_up).await;
             }
-            if batch.is_empty() {
-                continue;
+            if next.is_empty() {
+                if open {
+                    continue;
+                }
+                break;
             }
-            let runs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-            self.record_batch(runs, &give_up, &mut report).await;
+            let runs = std::mem::replace(&mut next, Vec::with_capacity(MAX_BATCH));
+            let commit = record_batch(&self.writer, runs, &give_up, &mut report);
+            tokio::pin!(commit);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut commit => break,
+                    r = self.rx.recv(), if open && next.len() < MAX_BATCH => match r {
+                        Some(r) => sort(r, &mut next, &mut disabled),
+                        None => open = false,
+                    },
+                }
+            }
         }
         report
-    }
-
-    /// Commits `runs`; when the database keeps refusing them, writes them
-    /// apart so that only the runs it cannot store fail.
-    async fn record_batch(
-        &self,
-        runs: Vec<RunRecord>,
-        give_up: &CancellationToken,
-        report: &mut RecorderReport,
-    ) {
-        let writer = &self.writer;
-        match writer.commit(&runs, BATCH_REFUSALS, give_up).await {
-            Written::Committed => writer.committed(&runs, report),
-            Written::GaveUp => report.unrecorded += runs.len() as u64,
-            Written::Refused(e) => writer.isolate(runs, e, give_up, report).await,
-        }
     }
 
     /// Writes that `listener` is disabled, retrying while the database is
@@ -181,6 +177,43 @@ impl Recorder {
                 }
             }
         }
+    }
+}
+
+/// Adds to `batch` what arrives within [`LINGER`] of now, up to
+/// [`MAX_BATCH`] runs; false when every sender is gone.
+async fn linger(
+    rx: &mut mpsc::Receiver<Recording>,
+    batch: &mut Vec<RunRecord>,
+    disabled: &mut Vec<(Arc<str>, String)>,
+) -> bool {
+    let linger = tokio::time::sleep(LINGER);
+    tokio::pin!(linger);
+    while batch.len() < MAX_BATCH {
+        tokio::select! {
+            biased;
+            r = rx.recv() => match r {
+                Some(r) => sort(r, batch, disabled),
+                None => return false,
+            },
+            _ = &mut linger => break,
+        }
+    }
+    true
+}
+
+/// Commits `runs`; when the database keeps refusing them, writes them
+/// apart so that only the runs it cannot store fail.
+async fn record_batch(
+    writer: &Writer,
+    runs: Vec<RunRecord>,
+    give_up: &CancellationToken,
+    report: &mut RecorderReport,
+) {
+    match writer.commit(&runs, BATCH_REFUSALS, give_up).await {
+        Written::Committed => writer.committed(&runs, report),
+        Written::GaveUp => report.unrecorded += runs.len() as u64,
+        Written::Refused(e) => writer.isolate(runs, e, give_up, report).await,
     }
 }
 

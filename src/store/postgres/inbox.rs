@@ -231,6 +231,12 @@ async fn append_in_tx(
     if !quarantined.is_empty() {
         write_quarantined(&mut tx, instance, origin, quarantined).await?;
     }
+    // The batch before inserts all its rows before this one takes an id:
+    // inbox ids ascend from batch to batch, which the dispatch watermark
+    // relies on (`ARCHITECTURE.md`, "Two batches in flight").
+    if let Some(line) = write.line {
+        line.wait_turn().await;
+    }
     let cipher = &store.opts().cipher;
     let ids = if mode == Insert::Plain && write.events.len() >= COPY_FROM {
         copy_events(&mut tx, cipher, instance, origin, write.events).await?
@@ -357,7 +363,8 @@ async fn write_cursor_in_line(
     line: &Line,
 ) -> Result<(), StoreError> {
     if let Some((after, _)) = &line.after {
-        line.wait_turn().await;
+        // Its turn came before its rows (`append_in_tx`); the row lock
+        // waits for the batch before to end.
         let found: Option<(String, i64)> = sqlx::query_as(
             "SELECT queue_id, last_event_id FROM event_listeners_cursor
              WHERE instance = $1 FOR UPDATE",
