@@ -66,16 +66,23 @@ async fn a_batch_in_line_takes_its_inbox_ids_after_every_id_of_the_batch_before(
     );
     drop(lock);
     first.await.unwrap().expect("the first batch commits");
-    second.await.unwrap().expect("the second batch commits after it");
+    second
+        .await
+        .unwrap()
+        .expect("the second batch commits after it");
     let interleaved = db
         .scalar(
             "SELECT count(*) FROM event_listeners_inbox a, event_listeners_inbox b
              WHERE a.event_id < 10 AND b.event_id >= 10 AND a.id > b.id",
         )
         .await;
-    assert_eq!(interleaved, 0, "every id of the second batch is above the first's");
     assert_eq!(
-        db.scalar("SELECT count(*) FROM event_listeners_inbox").await,
+        interleaved, 0,
+        "every id of the second batch is above the first's"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
         20
     );
     db.drop_db().await;
