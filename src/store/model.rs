@@ -69,8 +69,9 @@ pub struct Cursor {
 #[derive(Debug, Default)]
 pub struct Line {
     /// The batch before, still in flight: where it leaves the cursor, and
-    /// its [`Line::written`]. This batch writes the cursor only once that
-    /// one has (or has given up), and only from there.
+    /// its [`Line::written`]. This batch writes its rows (so that its inbox
+    /// ids follow all of that one's) and then the cursor only once that
+    /// one has written the cursor (or has given up), and only from there.
     pub after: Option<(Cursor, tokio::sync::watch::Receiver<bool>)>,
     /// Set once this batch's cursor write has run (its transaction holding
     /// the cursor's row until it ends): word for the batch after.
@@ -78,8 +79,8 @@ pub struct Line {
 }
 
 impl Line {
-    /// Waits for the batch before to have written the cursor, or to have
-    /// given up (its end of the channel dropped).
+    /// Waits for the batch before to have written its rows and the
+    /// cursor, or to have given up (its end of the channel dropped).
     pub async fn wait_turn(&self) {
         if let Some((_, written)) = &self.after {
             let _ = written.clone().wait_for(|w| *w).await;
