@@ -15,6 +15,10 @@
 //! ([`trim_periodically`]): what bursts freed stays mapped otherwise, in
 //! the middle of an arena where the first two settings cannot reach it.
 //!
+//! On Linux the daemon's own allocations go to jemalloc (`allocator.rs`);
+//! these settings still govern glibc's heap, which the C libraries linked
+//! in (SQLite) allocate from.
+//!
 //! Elsewhere (musl, macOS) nothing is done.
 
 /// Applies the settings. Call once, first thing in `main`, before any

@@ -18,6 +18,8 @@
 //! - `ingest_role`, `worker_role`: an organization run as `--role ingest`
 //!   (lead or stand by, store, publish) or `--role worker` (consume, run, record).
 
+#[cfg(target_os = "linux")]
+mod allocator;
 mod application;
 mod connect;
 mod dead_letter_gauge;
