@@ -16,5 +16,6 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Read by jemalloc when it starts (the prefixed build's `malloc_conf`).
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8; 67] =
+#[used]
+static malloc_conf: &[u8; 67] =
     b"narenas:1,background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0\0";
