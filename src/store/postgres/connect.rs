@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
 
 use crate::store::crypto::Cipher;
 use crate::store::dialect::Dialect;
@@ -49,6 +50,17 @@ impl PgStore {
             // on the hot path, and a connection that died is found by the
             // statement itself, whose error every caller retries.
             .test_before_acquire(false)
+            // A connection keeps its socket buffers at the size of the
+            // largest statement it carried (a 1,000-event append is a
+            // megabyte or two); idle in the pool, each would hold that
+            // for good. Handed back at release; the next large statement
+            // grows them again.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.shrink_buffers();
+                    Ok(true)
+                })
+            })
             .connect_with(connect.clone())
             .await;
         let pool = match pool {
