@@ -13,6 +13,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, Sqlite, SqliteConnection, TransactionManager};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::identity::{OpenFiles, Watched};
 use crate::store::crypto::Cipher;
@@ -35,6 +36,8 @@ pub struct SqliteStore {
     opts: StoreOptions,
     lock: Arc<LockState>,
     files: OpenFiles,
+    /// This process's turn to write (see [`SqliteStore::write_turn`]).
+    writer: Semaphore,
 }
 
 /// The distributed mode needs PostgreSQL: every method says so.
@@ -80,6 +83,7 @@ impl SqliteStore {
             opts: opts.clone(),
             lock: Arc::default(),
             files: OpenFiles::new(database),
+            writer: Semaphore::new(1),
         })
     }
 
@@ -128,6 +132,19 @@ impl SqliteStore {
     /// The options it was opened with.
     pub(super) fn opts(&self) -> &StoreOptions {
         &self.opts
+    }
+
+    /// Waits for this process's turn to write, held until the write
+    /// transaction ends. SQLite has one writer per file, and a writer that
+    /// finds the file locked polls it (`busy_timeout`) with sleeps of 1 to
+    /// 100 ms, waking well after the lock is free: intake's appends and the
+    /// recorder's batches, alternating on one file, spent more time asleep
+    /// than writing. Queued here, each starts the moment the one before
+    /// ends. Other processes (`replay`, `cleanup`) and the rare writes that
+    /// take no turn still meet `busy_timeout`, as before.
+    pub(super) async fn write_turn(&self) -> Option<SemaphorePermit<'_>> {
+        // Never closed: `None` would only mean writing without a turn.
+        self.writer.acquire().await.ok()
     }
 }
 

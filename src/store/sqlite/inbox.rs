@@ -53,6 +53,7 @@ impl InboxDialect for SqliteStore {
         if line.is_some_and(|l| l.after.is_some()) {
             return Err(StoreError::Unsupported("a second append in flight"));
         }
+        let _turn = self.write_turn().await;
         // The connection outlives the transaction: should the file turn
         // out to be deleted or replaced, it is the one to give it up with.
         let mut conn = self.pool().acquire().await?;

@@ -28,6 +28,7 @@ impl RecordDialect for SqliteStore {
         dispatched_through: Option<i64>,
         batch: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool().begin().await?;
         if !runs.is_empty() {
             insert_eventlog(&mut tx, runs).await?;

@@ -29,6 +29,7 @@ impl StatsStore for SqliteStore {
     ) -> Result<AggregateReport, StoreError> {
         // IMMEDIATE takes the write lock before the read, so no recorder
         // batch commits between them (see `statistics`).
+        let _turn = self.write_turn().await;
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let Some((first, from)) =
             shared_stats::aggregate_range(Conn::Sqlite(&mut tx), interval, since).await?
