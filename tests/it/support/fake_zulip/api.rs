@@ -8,11 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-/// The success body of `GET /events`.
-pub(super) fn events_body(events: Vec<Value>, qid: &str) -> Value {
-    json!({"result": "success", "msg": "", "events": events, "queue_id": qid})
-}
-
 /// 401 `UNAUTHORIZED` with a Basic challenge, as for a bad API key.
 pub(super) fn unauthorized() -> Response {
     let error = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Invalid API key");

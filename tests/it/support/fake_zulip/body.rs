@@ -10,12 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-
-use super::api::events_body;
 
 /// A fault in the body of a successful `GET /events` response (one that
 /// has events), applied to the next such responses in the order given to
@@ -106,7 +103,8 @@ pub(super) struct Synthetic {
 /// below every real event's), then the queued events.
 pub(super) struct Reply {
     pub(super) synthetic: Option<Synthetic>,
-    pub(super) events: Vec<Value>,
+    /// The queued events, each as JSON.
+    pub(super) events: Vec<Bytes>,
 }
 
 /// How bodies are written: the envelope's key order (`None`: the whole
@@ -142,7 +140,7 @@ pub(super) fn events_response(
     fault: Option<BodyFault>,
 ) -> Response {
     if reply.synthetic.is_none() && order.is_none() && fault.is_none() {
-        return Json(events_body(reply.events, qid)).into_response();
+        return json_bytes(Body::from(whole_body(&reply.events, qid)));
     }
     if let Some(BodyFault::Raw(bytes)) = fault {
         return json_bytes(Body::from(bytes));
@@ -164,6 +162,24 @@ pub(super) fn events_response(
         rx.recv().await.map(|piece| (piece, rx))
     });
     json_bytes(Body::from_stream(body))
+}
+
+/// The body axum's `Json` makes of the envelope (keys sorted, compact),
+/// from the events' JSON as queued.
+fn whole_body(events: &[Bytes], qid: &str) -> Vec<u8> {
+    let size: usize = events.iter().map(|e| e.len() + 1).sum();
+    let mut body = Vec::with_capacity(size + qid.len() + 64);
+    body.extend_from_slice(b"{\"events\":[");
+    for (k, e) in events.iter().enumerate() {
+        if k > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e);
+    }
+    body.extend_from_slice(b"],\"msg\":\"\",\"queue_id\":");
+    body.extend_from_slice(Value::from(qid).to_string().as_bytes());
+    body.extend_from_slice(b",\"result\":\"success\"}");
+    body
 }
 
 /// A 200 response with `body`, as `application/json`.
@@ -205,7 +221,7 @@ fn pieces(reply: Reply, qid: String, order: Vec<String>) -> impl Iterator<Item =
 /// `[`, the synthetic events in batches of a thousand, the real ones, `]`.
 fn event_pieces(
     synthetic: Option<Synthetic>,
-    real: Vec<Value>,
+    real: Vec<Bytes>,
 ) -> impl Iterator<Item = Bytes> + Send {
     let (first, count, make) = match synthetic {
         Some(s) => (s.first_id, s.count, Some(s.make)),
@@ -224,8 +240,14 @@ fn event_pieces(
         Bytes::from(text)
     });
     let real = real.into_iter().enumerate().map(move |(k, e)| {
-        let comma = if count > 0 || k > 0 { "," } else { "" };
-        Bytes::from(format!("{comma}{e}"))
+        if count > 0 || k > 0 {
+            let mut piece = Vec::with_capacity(e.len() + 1);
+            piece.push(b',');
+            piece.extend_from_slice(&e);
+            Bytes::from(piece)
+        } else {
+            e
+        }
     });
     std::iter::once(Bytes::from_static(b"["))
         .chain(batches)
@@ -278,5 +300,33 @@ impl Writer {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Imports inside the test: the benchmark builds this file with
+    // `cfg(test)` but without its tests.
+    #[test]
+    fn the_whole_body_is_what_json_makes_of_the_envelope() {
+        use super::{whole_body, Bytes};
+        use serde_json::json;
+
+        let events = vec![
+            json!({"id": 1, "type": "message", "message": {"content": "caf\u{e9} \"q\"\n"}}),
+            json!({"id": 2, "type": "heartbeat"}),
+        ];
+        let texts: Vec<Bytes> = events
+            .iter()
+            .map(|e| Bytes::from(serde_json::to_vec(e).unwrap()))
+            .collect();
+        let qid = "1517975029:0\"x";
+        let envelope = json!({"result": "success", "msg": "", "events": events, "queue_id": qid});
+        assert_eq!(
+            whole_body(&texts, qid),
+            serde_json::to_vec(&envelope).unwrap()
+        );
+        let empty = json!({"result": "success", "msg": "", "events": [], "queue_id": qid});
+        assert_eq!(whole_body(&[], qid), serde_json::to_vec(&empty).unwrap());
     }
 }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -104,7 +105,7 @@ pub(super) struct Queue {
     pub(super) narrow: Vec<Term>,
     pub(super) apply_markdown: bool,
     pub(super) timeout: Duration,
-    pub(super) events: VecDeque<Value>,
+    pub(super) events: VecDeque<Queued>,
     /// Events before every one of `events`, generated as they are written.
     pub(super) synthetic: Option<Synthetic>,
     pub(super) next_event_id: i64,
@@ -115,6 +116,31 @@ pub(super) struct Queue {
     pub(super) generation: u64,
     /// While set, events wait in the queue: a parked poll is not completed.
     pub(super) held: bool,
+}
+
+/// One queued event, with the JSON a poll serves of it, written once when
+/// it is queued: Zulip serializes in its own process, and the fake shares
+/// the benchmark's cores with the daemon, so serializing (and cloning)
+/// every queued event again at each poll would be charged to the daemon.
+pub(super) struct Queued {
+    pub(super) id: i64,
+    pub(super) value: Value,
+    /// `served(value)`, as JSON.
+    pub(super) text: Bytes,
+}
+
+impl Queued {
+    fn new(value: Value) -> Queued {
+        let id = value["id"].as_i64().unwrap_or(-1);
+        let marked = value.get(WITHOUT_ID).is_some();
+        let text = if marked {
+            serde_json::to_vec(&served(value.clone()))
+        } else {
+            serde_json::to_vec(&value)
+        };
+        let text = Bytes::from(text.expect("fake_zulip: an event serializes"));
+        Queued { id, value, text }
+    }
 }
 
 impl Queue {
@@ -154,7 +180,7 @@ impl Queue {
     pub(super) fn push_held(&mut self, mut event: Value, held: bool) {
         event["id"] = json!(self.next_event_id);
         self.next_event_id += 1;
-        self.events.push_back(event);
+        self.events.push_back(Queued::new(event));
         if !self.held && !held {
             self.complete();
         }
@@ -181,7 +207,7 @@ impl Queue {
 
     /// The queued events (without a synthetic backlog).
     pub(super) fn contents(&self) -> Vec<Value> {
-        self.events.iter().cloned().collect()
+        self.events.iter().map(|q| q.value.clone()).collect()
     }
 
     /// Whether no event, real or synthetic, is queued.
@@ -193,7 +219,7 @@ impl Queue {
     pub(super) fn reply(&self) -> Reply {
         Reply {
             synthetic: self.synthetic.clone(),
-            events: self.contents().into_iter().map(served).collect(),
+            events: self.events.iter().map(|q| q.text.clone()).collect(),
         }
     }
 
@@ -215,7 +241,7 @@ impl Queue {
                 self.synthetic = None;
             }
         }
-        while let Some(id) = self.events.front().and_then(|e| e["id"].as_i64()) {
+        while let Some(id) = self.events.front().map(|e| e.id) {
             if id > through {
                 break;
             }
