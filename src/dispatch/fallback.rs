@@ -29,6 +29,10 @@ impl Run {
     pub(super) async fn execute(&self) -> Option<Vec<RunRecord>> {
         let (first, mut class) = self.execute_one().await?;
         let mut chain = vec![first];
+        if self.slot().fallback.is_none() || class.is_none() {
+            // The common case: no fallback to hand the event to.
+            return Some(chain);
+        }
         let mut at = self.clone();
         // A cycle is a configuration error; the bound only makes sure a
         // chain ends whatever the configuration.

@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 
+use sqlx::postgres::PgCopyIn;
 use sqlx::PgConnection;
 
 use crate::event::Event;
@@ -59,40 +60,85 @@ pub(super) async fn copy_rows(
         .fetch_all(&mut *conn)
         .await?;
     ids.sort_unstable();
-    let data = encode(instance, queue, rows, &ids);
     let mut copy = conn.copy_in_raw(COPY_INBOX).await?;
-    if let Err(e) = copy.send(data).await {
-        // The server may already have refused; abort says so properly.
-        let _ = copy.abort("the COPY data could not be sent").await;
-        return Err(e.into());
+    match send_rows(&mut copy, instance, queue, rows, &ids).await {
+        Ok(()) => {
+            copy.finish().await?;
+            Ok(ids)
+        }
+        Err(e) => {
+            // The server may already have refused; abort says so properly.
+            let _ = copy.abort("the COPY data could not be sent").await;
+            Err(e.into())
+        }
     }
-    copy.finish().await?;
-    Ok(ids)
 }
 
-/// The binary `COPY` stream: the signature, then one tuple per row (ten
-/// fields, each its byte length and its bytes, -1 for NULL), then -1.
-fn encode(instance: &str, queue: &str, rows: &[CopyRow<'_>], ids: &[i64]) -> Vec<u8> {
-    let size: usize = rows.iter().map(|r| r.raw.len() + 128).sum();
-    let mut out = Vec::with_capacity(size + instance.len() * rows.len() + 32);
+/// Bytes of the `COPY` stream sent in one message (a row longer than that
+/// goes whole in its own).
+const COPY_PIECE: usize = 64 << 10;
+
+/// Sends the stream of `rows` in pieces as they are encoded: neither the
+/// stream nor the connection's write buffer ever holds the whole batch (a
+/// 1,000-event batch is over a megabyte), and nothing is copied twice.
+async fn send_rows(
+    copy: &mut PgCopyIn<&mut PgConnection>,
+    instance: &str,
+    queue: &str,
+    rows: &[CopyRow<'_>],
+    ids: &[i64],
+) -> Result<(), sqlx::Error> {
+    let mut piece = Vec::with_capacity(COPY_PIECE + 2048);
+    header(&mut piece);
+    for (row, id) in rows.iter().zip(ids) {
+        encode_row(&mut piece, instance, queue, row, *id);
+        if piece.len() >= COPY_PIECE {
+            copy.send(piece.as_slice()).await?;
+            piece.clear();
+        }
+    }
+    trailer(&mut piece);
+    copy.send(piece.as_slice()).await?;
+    Ok(())
+}
+
+/// The binary `COPY` stream's signature, flags and header extension.
+fn header(out: &mut Vec<u8>) {
     out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     out.extend_from_slice(&0i32.to_be_bytes());
     out.extend_from_slice(&0i32.to_be_bytes());
-    for (row, id) in rows.iter().zip(ids) {
-        out.extend_from_slice(&10i16.to_be_bytes());
-        int8(&mut out, Some(*id));
-        text(&mut out, Some(instance));
-        text(&mut out, Some(queue));
-        int8(&mut out, Some(row.event_id));
-        text(&mut out, Some(row.event_type));
-        text(&mut out, row.op);
-        int8(&mut out, row.message_id);
-        out.extend_from_slice(&1i32.to_be_bytes());
-        out.push(u8::from(row.backfilled));
-        text(&mut out, Some(row.raw));
-        text(&mut out, row.key_id);
-    }
+}
+
+/// One tuple: ten fields, each its byte length and its bytes (-1 for NULL).
+fn encode_row(out: &mut Vec<u8>, instance: &str, queue: &str, row: &CopyRow<'_>, id: i64) {
+    out.extend_from_slice(&10i16.to_be_bytes());
+    int8(out, Some(id));
+    text(out, Some(instance));
+    text(out, Some(queue));
+    int8(out, Some(row.event_id));
+    text(out, Some(row.event_type));
+    text(out, row.op);
+    int8(out, row.message_id);
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.push(u8::from(row.backfilled));
+    text(out, Some(row.raw));
+    text(out, row.key_id);
+}
+
+/// The stream's end.
+fn trailer(out: &mut Vec<u8>) {
     out.extend_from_slice(&(-1i16).to_be_bytes());
+}
+
+/// The whole stream of `rows`, as [`copy_rows`] sends it in pieces.
+#[cfg(test)]
+fn encode(instance: &str, queue: &str, rows: &[CopyRow<'_>], ids: &[i64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    header(&mut out);
+    for (row, id) in rows.iter().zip(ids) {
+        encode_row(&mut out, instance, queue, row, *id);
+    }
+    trailer(&mut out);
     out
 }
 
