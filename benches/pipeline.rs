@@ -680,10 +680,12 @@ async fn offered_load(rate: usize, seconds: usize) -> (f64, f64, usize) {
     sqlx::raw_sql(
         "CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN PERFORM pg_notify('bench_commit', (SELECT string_agg(DISTINCT inbox_id::text, ',') FROM new_rows)); RETURN NULL; END $$;
+         CREATE FUNCTION bench_notify_compact() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_notify('bench_commit', (SELECT string_agg(DISTINCT i::text, ',') FROM new_rows, unnest(new_rows.inbox_ids) AS i)); RETURN NULL; END $$;
          CREATE TRIGGER bench_notify AFTER INSERT ON event_listeners_eventlog_rows
            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bench_notify();
          CREATE TRIGGER bench_notify AFTER INSERT ON event_listeners_eventruns
-           REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bench_notify();",
+           REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bench_notify_compact();",
     )
     .execute(&mut c)
     .await

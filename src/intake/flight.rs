@@ -29,7 +29,7 @@ use super::pipeline_error::PipelineError;
 use crate::backoff::Backoff;
 use crate::event::{Event, Quarantined};
 use crate::state::State;
-use crate::store::{Cursor, Line, Origin, Store, StoreError};
+use crate::store::{Cursor, Line, Origin, Store, StoreError, Turn};
 
 /// What a commit needs, owned, so that it can run in a task of its own.
 #[derive(Clone)]
@@ -62,7 +62,7 @@ pub(super) struct Outgoing {
 pub(super) struct InFlight {
     pub(super) next: Cursor,
     pub(super) task: JoinHandle<Sent>,
-    pub(super) written: watch::Receiver<bool>,
+    pub(super) written: watch::Receiver<Turn>,
 }
 
 /// What an [`InFlight`] commit gives back: its outcome, and the batch (to
@@ -180,7 +180,7 @@ impl Committer {
         self,
         origin: Origin,
         outgoing: Outgoing,
-        after: Option<(Cursor, watch::Receiver<bool>)>,
+        after: Option<(Cursor, watch::Receiver<Turn>)>,
         token: CancellationToken,
     ) -> InFlight {
         let received_at = chrono::Utc::now();
@@ -190,7 +190,7 @@ impl Committer {
             next,
         } = outgoing;
         let cursor = next.clone();
-        let (written, word) = watch::channel(false);
+        let (written, word) = watch::channel(Turn::Begun);
         let line = Line {
             after,
             written: Some(written),

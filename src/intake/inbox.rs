@@ -250,7 +250,7 @@ impl Pipeline {
         committer: Committer,
         origin: &Origin,
         mut outgoing: Outgoing,
-        after: Option<(Cursor, tokio::sync::watch::Receiver<bool>)>,
+        after: Option<(Cursor, tokio::sync::watch::Receiver<crate::store::Turn>)>,
         token: &CancellationToken,
     ) -> InFlight {
         outgoing.events.retain(|e| !e.is_heartbeat());

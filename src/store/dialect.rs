@@ -49,6 +49,9 @@ pub(crate) trait InboxDialect: Dialect + super::leader::LeaderStore {
     /// `(id, event id, backfilled, raw, received_at, queue id, key id)` of
     /// instance `$1`'s inbox rows after its `dispatched_through`, by id.
     const UNFINISHED: &'static str;
+    /// `(inbox id, listener)` of instance `$2`'s logged runs from inbox id
+    /// `$1` on, minus the rewound ones ([`sql::DONE_RUNS`](super::sql::DONE_RUNS)).
+    const DONE_RUNS: &'static str;
 
     /// `Store::appends_in_flight`.
     const APPENDS_IN_FLIGHT: usize;

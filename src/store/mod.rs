@@ -53,7 +53,7 @@ pub(crate) use lock::holder_name;
 pub use lock::InstanceLock;
 pub use model::{
     CleanupCounts, Cursor, FallbackLink, FallbackOutcome, Line, ListenerOverview, ListenerState,
-    Origin, RunRecord, StoreOptions, StoredEvent, Summary, Unfinished,
+    Origin, RunRecord, StoreOptions, StoredEvent, Summary, Turn, Unfinished,
 };
 pub use open::open;
 pub use outbox::{local_id, OpenStatus, OutboxReply, OutboxStore, LOCAL_ID_PREFIX};

@@ -69,28 +69,73 @@ pub struct Cursor {
 #[derive(Debug, Default)]
 pub struct Line {
     /// The batch before, still in flight: where it leaves the cursor, and
-    /// its [`Line::written`]. This batch writes its rows (so that its inbox
-    /// ids follow all of that one's) and then the cursor only once that
-    /// one has written the cursor (or has given up), and only from there.
-    pub after: Option<(Cursor, tokio::sync::watch::Receiver<bool>)>,
-    /// Set once this batch's cursor write has run (its transaction holding
-    /// the cursor's row until it ends): word for the batch after.
-    pub written: Option<tokio::sync::watch::Sender<bool>>,
+    /// how far it has come ([`Line::written`]). This batch takes its inbox
+    /// ids only once that one has taken all of its own (so that they
+    /// follow them), and writes the cursor only once that one has written
+    /// it (or has given up), and only from there.
+    pub after: Option<(Cursor, tokio::sync::watch::Receiver<Turn>)>,
+    /// This batch's progress, for the batch after: its inbox ids taken,
+    /// then its cursor write run (its transaction holding the cursor's
+    /// row until it ends).
+    pub written: Option<tokio::sync::watch::Sender<Turn>>,
+}
+
+/// How far a batch in a line of appends has come, as the batch after it
+/// sees it. A batch whose side of the channel is dropped has given up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Turn {
+    /// Sent, nothing written yet.
+    #[default]
+    Begun,
+    /// Every inbox id of the batch is taken: one after it may take its own.
+    IdsTaken,
+    /// The cursor write has run, holding the cursor's row.
+    CursorWritten,
 }
 
 impl Line {
+    /// Waits for the batch before to have taken its inbox ids (or to have
+    /// given up).
+    pub async fn wait_ids(&self) {
+        self.wait_for(Turn::IdsTaken).await;
+    }
+
     /// Waits for the batch before to have written its rows and the
     /// cursor, or to have given up (its end of the channel dropped).
     pub async fn wait_turn(&self) {
+        self.wait_for(Turn::CursorWritten).await;
+    }
+
+    async fn wait_for(&self, turn: Turn) {
         if let Some((_, written)) = &self.after {
-            let _ = written.clone().wait_for(|w| *w).await;
+            let _ = written.clone().wait_for(|t| *t >= turn).await;
         }
+    }
+
+    /// Tells the batch after that this one has taken its inbox ids.
+    pub fn pass_ids(&self) {
+        if let Some(w) = &self.written {
+            w.send_if_modified(|t| {
+                let moved = *t < Turn::IdsTaken;
+                if moved {
+                    *t = Turn::IdsTaken;
+                }
+                moved
+            });
+        }
+    }
+
+    /// Whether this batch has told the batch after that its ids are taken.
+    pub fn ids_passed(&self) -> bool {
+        self.written
+            .as_ref()
+            .is_some_and(|w| *w.borrow() >= Turn::IdsTaken)
     }
 
     /// Tells the batch after that this one has written the cursor.
     pub fn pass_turn(&self) {
         if let Some(w) = &self.written {
-            w.send_replace(true);
+            w.send_replace(Turn::CursorWritten);
         }
     }
 }

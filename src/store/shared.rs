@@ -212,7 +212,7 @@ where
             let mut done: HashMap<i64, Vec<String>> = HashMap::new();
             if let Some((from, ..)) = rows.first() {
                 let logged: Vec<(i64, String)> =
-                    sqlx::query_as(sql::DONE_RUNS).bind(from).bind(instance).fetch_all(p).await?;
+                    sqlx::query_as(T::DONE_RUNS).bind(from).bind(instance).fetch_all(p).await?;
                 for (inbox_id, listener) in logged {
                     done.entry(inbox_id).or_default().push(listener);
                 }

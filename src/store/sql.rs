@@ -78,6 +78,19 @@ pub(crate) const LOAD_CURSOR: &str =
 pub(crate) const CURSOR_UPDATED_AT: &str =
     "SELECT updated_at FROM event_listeners_cursor WHERE instance = $1 AND queue_id IS NOT NULL";
 
+/// The condition, on a logged run `e` of instance `$2`, that no `cursor
+/// rewind` made it to be run again (it was logged before the rewind, for
+/// a listener and an inbox id the rewind covers).
+macro_rules! not_rewound {
+    () => {
+        "NOT EXISTS (
+       SELECT 1 FROM event_listeners_rewind r
+       WHERE r.instance = $2 AND r.listener_name = e.listener_name
+         AND e.inbox_id >= r.from_inbox_id AND e.id <= r.eventlog_through)"
+    };
+}
+pub(crate) use not_rewound;
+
 /// The last tagged record batch of instance `$1`, 0 if none.
 pub(crate) const LAST_RECORD_BATCH: &str =
     "SELECT COALESCE((SELECT record_batch FROM event_listeners_cursor WHERE instance = $1), 0)";
@@ -85,12 +98,25 @@ pub(crate) const LAST_RECORD_BATCH: &str =
 /// `(inbox id, listener)` of the runs logged for inbox ids from `$1` on,
 /// leaving out those a `cursor rewind` of instance `$2` made to be run again
 /// (logged before the rewind, for a listener and an inbox id it covers).
-pub(crate) const DONE_RUNS: &str =
+pub(crate) const DONE_RUNS: &str = concat!(
     "SELECT e.inbox_id, e.listener_name FROM event_listeners_eventlog e
-     WHERE e.inbox_id >= $1 AND NOT EXISTS (
-       SELECT 1 FROM event_listeners_rewind r
-       WHERE r.instance = $2 AND r.listener_name = e.listener_name
-         AND e.inbox_id >= r.from_inbox_id AND e.id <= r.eventlog_through)";
+     WHERE e.inbox_id >= $1 AND ",
+    not_rewound!()
+);
+
+/// [`DONE_RUNS`] on PostgreSQL, reading the view's two tables: the view
+/// unnests every compact row, where each row's `last_inbox` tells which
+/// may hold runs from `$1` on.
+pub(crate) const DONE_RUNS_COMPACT: &str = concat!(
+    "SELECT e.inbox_id, e.listener_name FROM (
+       SELECT id, inbox_id, listener_name FROM event_listeners_eventlog_rows WHERE inbox_id >= $1
+       UNION ALL
+       SELECT b.id, u.inbox_id, u.listener_name FROM event_listeners_eventruns b
+       CROSS JOIN LATERAL UNNEST(b.inbox_ids, b.listeners) AS u(inbox_id, listener_name)
+       WHERE b.last_inbox >= $1 AND u.inbox_id >= $1) e
+     WHERE ",
+    not_rewound!()
+);
 
 /// `cleanup`: event log rows older than `$1`.
 pub(crate) const CLEANUP_EVENTLOG: &str =
@@ -225,12 +251,16 @@ pub(crate) const RETAIN_EVENTLOG: &str =
 pub(crate) const RETAIN_EVENTLOG_ROWS: &str =
     retain_runs!("", "event_listeners_eventlog_rows", "timestamp", "");
 
-/// ... and the compact one, counting runs (see [`CLEANUP_EVENTRUNS`]).
-pub(crate) const RETAIN_EVENTRUNS: &str = retain_runs!(
-    "WITH d AS (",
-    "event_listeners_eventruns",
-    "logged_at",
-    " RETURNING cardinality(listeners) AS n) SELECT CAST(COALESCE(sum(n), 0) AS BIGINT) FROM d"
+/// ... and the compact one, counting runs (see [`CLEANUP_EVENTRUNS`]). A
+/// compact row holds one recorder batch of one organization, so it goes
+/// when its highest inbox id is dispatched: the watermark has then passed
+/// every one of its runs' events.
+pub(crate) const RETAIN_EVENTRUNS: &str = concat!(
+    "WITH d AS (DELETE FROM event_listeners_eventruns b WHERE b.logged_at < $1 AND NOT EXISTS (
+       SELECT 1 FROM event_listeners_inbox i WHERE i.id = b.last_inbox AND ",
+    undispatched!(),
+    ") RETURNING cardinality(b.listeners) AS n)
+     SELECT CAST(COALESCE(sum(n), 0) AS BIGINT) FROM d"
 );
 
 /// Retention: dispatched inbox rows received before `$1`.

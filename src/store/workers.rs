@@ -14,18 +14,27 @@ use super::dialect::Dialect;
 use super::error::StoreError;
 use super::sql::Pool;
 
-/// The logged runs of a set of inbox ids (minus those an operator rewound).
-const LOGGED_RUNS_PG: &str = "SELECT e.inbox_id, e.listener_name FROM event_listeners_eventlog e
-     WHERE e.inbox_id = ANY($1) AND NOT EXISTS (
-       SELECT 1 FROM event_listeners_rewind r
-       WHERE r.instance = $2 AND r.listener_name = e.listener_name
-         AND e.inbox_id >= r.from_inbox_id AND e.id <= r.eventlog_through)";
-const LOGGED_RUNS_SQLITE: &str =
+/// The logged runs of a set of inbox ids (minus those an operator rewound),
+/// from the event log view's two tables: the compact rows whose inbox ids
+/// may hold them, by their bounds (migration `20261203000014`).
+const LOGGED_RUNS_PG: &str = concat!(
+    "WITH ids AS (SELECT min(x) AS lo, max(x) AS hi FROM unnest($1::int8[]) AS x)
+     SELECT e.inbox_id, e.listener_name FROM (
+       SELECT id, inbox_id, listener_name FROM event_listeners_eventlog_rows
+       WHERE inbox_id = ANY($1)
+       UNION ALL
+       SELECT b.id, u.inbox_id, u.listener_name FROM event_listeners_eventruns b
+       CROSS JOIN ids
+       CROSS JOIN LATERAL UNNEST(b.inbox_ids, b.listeners) AS u(inbox_id, listener_name)
+       WHERE b.last_inbox >= ids.lo AND b.first_inbox <= ids.hi AND u.inbox_id = ANY($1)) e
+     WHERE ",
+    super::sql::not_rewound!()
+);
+const LOGGED_RUNS_SQLITE: &str = concat!(
     "SELECT e.inbox_id, e.listener_name FROM event_listeners_eventlog e
-     WHERE e.inbox_id = $1 AND NOT EXISTS (
-       SELECT 1 FROM event_listeners_rewind r
-       WHERE r.instance = $2 AND r.listener_name = e.listener_name
-         AND e.inbox_id >= r.from_inbox_id AND e.id <= r.eventlog_through)";
+     WHERE e.inbox_id = $1 AND ",
+    super::sql::not_rewound!()
+);
 
 /// The heartbeat, then the live workers, in the database's clock.
 const HEARTBEAT: &str = "INSERT INTO event_listeners_workers (instance, worker_id, heartbeat_at)

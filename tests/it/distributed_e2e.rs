@@ -155,7 +155,7 @@ async fn killed_workers_a_killed_leader_and_a_cut_broker_lose_nothing_and_double
     assert_eq!(runs(&db).await, total, "no run more");
     // Per conversation and listener, runs were recorded in inbox order.
     let rows: Vec<(i64, String, String)> = db
-        .rows("SELECT e.inbox_id, e.listener_name, i.raw::json->'message'->>'subject' FROM event_listeners_eventlog e JOIN event_listeners_inbox i ON i.id = e.inbox_id ORDER BY e.id")
+        .rows("SELECT e.inbox_id, e.listener_name, i.raw::json->'message'->>'subject' FROM event_listeners_eventlog e JOIN event_listeners_inbox i ON i.id = e.inbox_id ORDER BY e.id, e.timestamp, e.inbox_id")
         .await;
     let mut last: HashMap<(String, String), i64> = HashMap::new();
     for (inbox_id, listener, topic) in rows {

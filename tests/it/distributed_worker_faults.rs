@@ -120,7 +120,7 @@ impl Stream {
             .await;
         assert_eq!(doubled, 0, "no (event, listener) recorded twice");
         let rows: Vec<(i64, String)> = self.db
-            .rows("SELECT e.inbox_id, i.raw::json->'message'->>'subject' FROM event_listeners_eventlog e JOIN event_listeners_inbox i ON i.id = e.inbox_id ORDER BY e.id")
+            .rows("SELECT e.inbox_id, i.raw::json->'message'->>'subject' FROM event_listeners_eventlog e JOIN event_listeners_inbox i ON i.id = e.inbox_id ORDER BY e.id, e.timestamp, e.inbox_id")
             .await;
         let mut last: std::collections::HashMap<String, i64> = Default::default();
         for (inbox_id, topic) in rows {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sqlx::Connection;
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::store::{Cursor, Line, Origin, StoreError};
+use zulip_event_listeners::store::{Cursor, Line, Origin, StoreError, Turn};
 
 use crate::support::fake_zulip::FakeOptions;
 use crate::support::*;
@@ -167,11 +167,13 @@ async fn a_sigkill_between_two_commits_in_flight_loses_and_doubles_nothing() {
             cursor_at(&db).await,
             stderr_of(&stderr_log)
         );
-        // The batch after the held one has begun and waits for its turn to
-        // take ids and the cursor after it (a broken daemon would commit it).
+        // The batch after the held one has copied its rows beside it (its
+        // ids taken after all of the held one's) and waits in its
+        // transaction for its turn at the cursor (a broken daemon would
+        // commit it).
         assert!(
             eventually(WAIT, || async {
-                at_statement(&db, "idle in transaction", "BEGIN").await == 1
+                at_statement(&db, "idle in transaction", "COPY").await == 1
                     || count(&db, "SELECT count(*) FROM event_listeners_inbox").await > stored
             })
             .await,
@@ -297,7 +299,7 @@ pub(crate) fn at(id: i64) -> Cursor {
 
 /// A line whose batch before leaves the cursor at `id`, and has written it.
 fn after(id: i64) -> Line {
-    let (written, word) = tokio::sync::watch::channel(true);
+    let (written, word) = tokio::sync::watch::channel(Turn::CursorWritten);
     drop(written);
     Line {
         after: Some((at(id), word)),

@@ -9,7 +9,7 @@
 
 use tokio::sync::watch;
 use zulip_event_listeners::event::Event;
-use zulip_event_listeners::store::{Line, Origin};
+use zulip_event_listeners::store::{Line, Origin, StoreError, Turn};
 
 use crate::support::*;
 use crate::two_in_flight::{at, at_statement, held_backends, hold_inbox_row, reaction, take_lock};
@@ -26,7 +26,7 @@ async fn a_batch_in_line_takes_its_inbox_ids_after_every_id_of_the_batch_before(
     let q = Origin::Queue("q1".into());
     hold_inbox_row(&db, 5).await;
     let lock = take_lock(&db).await;
-    let (written, word) = watch::channel(false);
+    let (written, word) = watch::channel(Turn::Begun);
     let first = {
         let (s, q) = (s.clone(), q.clone());
         tokio::spawn(async move {
@@ -84,6 +84,184 @@ async fn a_batch_in_line_takes_its_inbox_ids_after_every_id_of_the_batch_before(
         db.scalar("SELECT count(*) FROM event_listeners_inbox")
             .await,
         20
+    );
+    db.drop_db().await;
+}
+
+/// `Line`s of a first batch and one in line after it, with the channel
+/// between them.
+fn line_pair() -> (Line, Line) {
+    let (written, word) = watch::channel(Turn::Begun);
+    (
+        Line {
+            after: None,
+            written: Some(written),
+        },
+        Line {
+            after: Some((at(99), word)),
+            written: None,
+        },
+    )
+}
+
+/// A large batch (a `COPY`, its ids taken from the sequence first) in line
+/// copies its rows while the batch before is still copying its own, and
+/// every one of its ids is still above that one's.
+#[tokio::test]
+async fn a_large_batch_in_line_copies_beside_the_one_before_and_its_ids_follow_all_of_them() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.migrate().await;
+    let s = db.store().await;
+    let q = Origin::Queue("q1".into());
+    // The cursor's row, as the daemon writes it when it registers a queue.
+    s.append("default", &q, &[], Some(&at(-1))).await.unwrap();
+    hold_inbox_row(&db, 5).await;
+    let lock = take_lock(&db).await;
+    let (first_line, second_line) = line_pair();
+    let first = {
+        let (s, q) = (s.clone(), q.clone());
+        tokio::spawn(async move {
+            let events: Vec<Event> = (0..100).map(reaction).collect();
+            s.append_in_line("default", &q, &events, &[], &at(99), &first_line)
+                .await
+        })
+    };
+    assert!(
+        eventually(WAIT, || async { held_backends(&db).await == 1 }).await,
+        "the first batch is held at its sixth row"
+    );
+    let second = {
+        let (s, q) = (s.clone(), q.clone());
+        tokio::spawn(async move {
+            let events: Vec<Event> = (100..200).map(reaction).collect();
+            s.append_in_line("default", &q, &events, &[], &at(199), &second_line)
+                .await
+        })
+    };
+    assert!(
+        eventually(WAIT, || async {
+            at_statement(&db, "idle in transaction", "COPY").await == 1
+        })
+        .await,
+        "the second batch has copied its rows and waits for its turn at the cursor"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        0,
+        "neither has committed"
+    );
+    drop(lock);
+    first.await.unwrap().expect("the first batch commits");
+    second
+        .await
+        .unwrap()
+        .expect("the second batch commits after it");
+    let interleaved = db
+        .scalar(
+            "SELECT count(*) FROM event_listeners_inbox a, event_listeners_inbox b
+             WHERE a.event_id < 100 AND b.event_id >= 100 AND a.id > b.id",
+        )
+        .await;
+    assert_eq!(
+        interleaved, 0,
+        "every id of the second batch is above the first's"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        200
+    );
+    db.drop_db().await;
+}
+
+/// A large batch whose `COPY` meets a row stored already, after the batch
+/// in line behind it has taken its ids, does not write its rows again
+/// with ids above those: both give up their turn, nothing of either is
+/// stored, and written again in order (as `Pipeline::land` does) every id
+/// of the second is above the first's.
+#[tokio::test]
+async fn a_copy_refused_after_the_batch_behind_took_its_ids_gives_up_its_turn() {
+    let db = TestDb::new(Backend::Postgres).await;
+    db.migrate().await;
+    let s = db.store().await;
+    let q = Origin::Queue("q1".into());
+    // Message 1050 is stored already (as event 50 of another queue).
+    s.append(
+        "default",
+        &Origin::Queue("q0".into()),
+        &[message_event(50)],
+        None,
+    )
+    .await
+    .unwrap();
+    s.append("default", &q, &[], Some(&at(-1))).await.unwrap();
+    hold_inbox_row(&db, 5).await;
+    let lock = take_lock(&db).await;
+    let (first_line, second_line) = line_pair();
+    let firsts = || (0..100).map(message_event).collect::<Vec<Event>>();
+    let seconds = || (100..200).map(reaction).collect::<Vec<Event>>();
+    let first = {
+        let (s, q, events) = (s.clone(), q.clone(), firsts());
+        tokio::spawn(async move {
+            s.append_in_line("default", &q, &events, &[], &at(99), &first_line)
+                .await
+        })
+    };
+    assert!(
+        eventually(WAIT, || async { held_backends(&db).await == 1 }).await,
+        "the first batch is held at its sixth row"
+    );
+    let second = {
+        let (s, q, events) = (s.clone(), q.clone(), seconds());
+        tokio::spawn(async move {
+            s.append_in_line("default", &q, &events, &[], &at(199), &second_line)
+                .await
+        })
+    };
+    assert!(
+        eventually(WAIT, || async {
+            at_statement(&db, "idle in transaction", "COPY").await == 1
+        })
+        .await,
+        "the second batch has taken its ids and copied its rows"
+    );
+    drop(lock);
+    let first = first.await.unwrap();
+    let second = second.await.unwrap();
+    assert!(
+        matches!(first, Err(StoreError::OutOfTurn { .. })),
+        "the first gives up its turn: {first:?}"
+    );
+    assert!(
+        matches!(second, Err(StoreError::OutOfTurn { .. })),
+        "the second finds the cursor where it was: {second:?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        1,
+        "nothing of either is stored"
+    );
+    s.append("default", &q, &firsts(), Some(&at(99)))
+        .await
+        .unwrap();
+    s.append("default", &q, &seconds(), Some(&at(199)))
+        .await
+        .unwrap();
+    let inverted = db
+        .scalar(
+            "SELECT count(*) FROM event_listeners_inbox a, event_listeners_inbox b
+             WHERE a.queue_id = 'q1' AND b.queue_id = 'q1'
+               AND a.event_id < 100 AND b.event_id >= 100 AND a.id > b.id",
+        )
+        .await;
+    assert_eq!(inverted, 0, "every id of the second is above the first's");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM event_listeners_inbox")
+            .await,
+        200,
+        "the stored message once, 99 new ones and 100 reactions"
     );
     db.drop_db().await;
 }

@@ -23,6 +23,7 @@ use sqlx::PgConnection;
 use crate::event::Event;
 use crate::store::crypto::{Cipher, KeyId};
 use crate::store::error::StoreError;
+use crate::store::model::Line;
 use crate::store::storable;
 
 /// The smallest batch appended with `COPY`.
@@ -48,17 +49,20 @@ const COPY_INBOX: &str = "COPY event_listeners_inbox
 
 /// Stores `rows` of `instance` and `queue` on `conn`, inside the caller's
 /// transaction; returns their inbox ids, in order.
+/// Once the ids are taken, the batch after in `line` may take its own.
 pub(super) async fn copy_rows(
     conn: &mut PgConnection,
     instance: &str,
     queue: &str,
     rows: &[CopyRow<'_>],
+    line: Option<&Line>,
 ) -> Result<Vec<i64>, StoreError> {
     let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
     let mut ids: Vec<i64> = sqlx::query_scalar(NEXT_IDS)
         .bind(n)
         .fetch_all(&mut *conn)
         .await?;
+    line.inspect(|l| l.pass_ids());
     ids.sort_unstable();
     let mut copy = conn.copy_in_raw(COPY_INBOX).await?;
     match send_rows(&mut copy, instance, queue, rows, &ids).await {
@@ -165,13 +169,15 @@ fn text(out: &mut Vec<u8>, v: Option<&str>) {
 }
 
 /// `events` of `origin` into the inbox by `COPY` (each new, so each gets
-/// its id), sealed with `cipher`.
+/// its id), sealed with `cipher`, the batch after in `line` told when its
+/// ids are taken.
 pub(super) async fn copy_events(
     tx: &mut PgConnection,
     cipher: &Cipher,
     instance: &str,
     origin: &str,
     events: &[&Event],
+    line: Option<&Line>,
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let types: Vec<Cow<'_, str>> = events
         .iter()
@@ -195,7 +201,7 @@ pub(super) async fn copy_events(
             key_id: key_id.map(KeyId::as_str),
         })
         .collect();
-    let ids = copy_rows(tx, instance, origin, &rows).await?;
+    let ids = copy_rows(tx, instance, origin, &rows, line).await?;
     Ok(ids.into_iter().map(Some).collect())
 }
 

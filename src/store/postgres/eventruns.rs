@@ -1,32 +1,32 @@
-//! The compact event log (migration `20261203000013`): a recorder batch's
-//! successful runs as one `event_listeners_eventruns` row per event, the
-//! listeners, attempts and durations as arrays; every other run as a row of
-//! `event_listeners_eventlog_rows`. Both are read through the view
-//! `event_listeners_eventlog`.
+//! The compact event log (migrations `20261203000013`, `20261203000014`):
+//! a recorder batch's successful runs as one `event_listeners_eventruns`
+//! row, each run an element of its parallel arrays (inbox id, event type,
+//! listener, attempts, duration, finish as µs before the newest); every
+//! other run as a row of `event_listeners_eventlog_rows`. Both are read
+//! through the view `event_listeners_eventlog`.
 //!
-//! The rows' arrays have different lengths, which PostgreSQL's arrays of
-//! arrays cannot hold, so each travels as the text of an array literal (a
-//! few bytes) and the statement casts it: one `UNNEST` over the batch's
-//! events, as for every other table.
-
-use std::collections::HashMap;
-use std::fmt::Write;
+//! The arrays travel as typed binary arrays, so neither side formats or
+//! parses text for them, and the row's `first_inbox`/`last_inbox` bound
+//! its inbox ids for the queries that look runs up by inbox id.
 
 use crate::store::model::RunRecord;
 
-/// The compact rows of a batch, column by column.
+/// A batch's compact row, column by column.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Compact<'a> {
+    /// The lowest and the highest of `inbox_ids`.
+    pub(super) first_inbox: i64,
+    pub(super) last_inbox: i64,
+    /// The newest finish of the row's runs.
+    pub(super) logged_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// One element per run.
     pub(super) inbox_ids: Vec<i64>,
     pub(super) event_types: Vec<&'a str>,
-    /// The newest finish of the row's runs.
-    pub(super) logged_at: Vec<chrono::DateTime<chrono::Utc>>,
-    /// Array literals: `{"name",…}`, `{1,…}`, `{0.0012,…}`, and each
-    /// run's finish in µs before `logged_at`, `{0,…}`.
-    pub(super) listeners: Vec<String>,
-    pub(super) attempts: Vec<String>,
-    pub(super) durations: Vec<String>,
-    pub(super) behind: Vec<String>,
+    pub(super) listeners: Vec<&'a str>,
+    pub(super) attempts: Vec<i32>,
+    pub(super) durations: Vec<f64>,
+    /// Each run's finish, in µs before `logged_at`.
+    pub(super) behind: Vec<i64>,
 }
 
 /// Whether `run` is logged compactly: a success with no error text (a
@@ -36,73 +36,34 @@ fn compact(run: &RunRecord) -> bool {
     run.success && run.error.is_none() && run.dead_letter.is_none()
 }
 
-/// `runs` split into the compact rows (in the order their events first
-/// appear) and the runs logged a row each.
+/// `runs` split into the compact row (the compact runs in their order)
+/// and the runs logged a row each.
 pub(super) fn split(runs: &[RunRecord]) -> (Compact<'_>, Vec<&RunRecord>) {
-    let mut rows = Vec::new();
-    let mut at: HashMap<i64, usize> = HashMap::new();
-    let mut groups: Vec<Vec<&RunRecord>> = Vec::new();
-    for run in runs {
-        if !compact(run) {
-            rows.push(run);
-            continue;
-        }
-        let k = *at.entry(run.inbox_id).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[k].push(run);
-    }
-    let mut out = Compact::default();
-    for group in &groups {
-        let Some(newest) = group.iter().map(|r| r.finished_at).max() else {
-            continue;
-        };
-        let (mut names, mut tries, mut durations, mut behind) = (
-            String::from("{"),
-            String::from("{"),
-            String::from("{"),
-            String::from("{"),
-        );
-        for (i, run) in group.iter().enumerate() {
-            if i > 0 {
-                for s in [&mut names, &mut tries, &mut durations, &mut behind] {
-                    s.push(',');
-                }
-            }
-            quoted(&mut names, &run.listener);
-            let _ = write!(tries, "{}", attempts(run.attempts));
-            // Rust prints the shortest text that reads back as the same f64.
-            let _ = write!(durations, "{}", run.duration.as_secs_f64());
-            let us = (newest - run.finished_at)
+    let (kept, rows): (Vec<&RunRecord>, Vec<&RunRecord>) = runs.iter().partition(|r| compact(r));
+    let mut out = Compact {
+        first_inbox: i64::MAX,
+        last_inbox: i64::MIN,
+        logged_at: kept.iter().map(|r| r.finished_at).max(),
+        ..Compact::default()
+    };
+    let Some(newest) = out.logged_at else {
+        return (Compact::default(), rows);
+    };
+    for run in kept {
+        out.first_inbox = out.first_inbox.min(run.inbox_id);
+        out.last_inbox = out.last_inbox.max(run.inbox_id);
+        out.inbox_ids.push(run.inbox_id);
+        out.event_types.push(&run.event_type);
+        out.listeners.push(&run.listener);
+        out.attempts.push(attempts(run.attempts));
+        out.durations.push(run.duration.as_secs_f64());
+        out.behind.push(
+            (newest - run.finished_at)
                 .num_microseconds()
-                .unwrap_or(i64::MAX);
-            let _ = write!(behind, "{us}");
-        }
-        for s in [&mut names, &mut tries, &mut durations, &mut behind] {
-            s.push('}');
-        }
-        out.inbox_ids.push(group[0].inbox_id);
-        out.event_types.push(&group[0].event_type);
-        out.logged_at.push(newest);
-        out.listeners.push(names);
-        out.attempts.push(tries);
-        out.durations.push(durations);
-        out.behind.push(behind);
+                .unwrap_or(i64::MAX),
+        );
     }
     (out, rows)
-}
-
-/// `text` as a double-quoted element of an array literal.
-fn quoted(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
 }
 
 /// A run's attempts as the `int4` column (saturating).
@@ -134,23 +95,25 @@ mod tests {
     }
 
     #[test]
-    fn successes_are_grouped_by_event_and_the_rest_keep_their_rows() {
+    fn successes_share_one_row_and_the_rest_keep_their_rows() {
         let runs = vec![
-            run(7, "a", true, 1_000),
-            run(8, "a", true, 1_001),
-            run(7, "b\"q\\", true, 1_005),
+            run(8, "a", true, 1_000),
+            run(7, "a", true, 1_001),
+            run(8, "b\"q\\", true, 1_005),
             run(7, "c", false, 1_006),
         ];
         let (c, rows) = split(&runs);
-        assert_eq!(c.inbox_ids, [7, 8]);
-        assert_eq!(c.listeners, [r#"{"a","b\"q\\"}"#, r#"{"a"}"#]);
-        assert_eq!(c.attempts, ["{1,1}", "{1}"]);
-        assert_eq!(c.durations, ["{0.000012,0.000012}", "{0.000012}"]);
-        assert_eq!(c.behind, ["{5000,0}", "{0}"], "µs before the newest finish");
+        assert_eq!(c.inbox_ids, [8, 7, 8]);
+        assert_eq!((c.first_inbox, c.last_inbox), (7, 8));
+        assert_eq!(c.listeners, ["a", "a", "b\"q\\"]);
+        assert_eq!(c.event_types, ["message"; 3]);
+        assert_eq!(c.attempts, [1, 1, 1]);
+        assert_eq!(c.durations, [0.000012; 3]);
+        assert_eq!(c.behind, [5000, 4000, 0], "µs before the newest finish");
         assert_eq!(
-            c.logged_at[0],
-            chrono::Utc.timestamp_millis_opt(1_005).unwrap(),
-            "the newest of the row's runs"
+            c.logged_at,
+            Some(chrono::Utc.timestamp_millis_opt(1_005).unwrap()),
+            "the newest of the row's runs (the failure is not in it)"
         );
         assert_eq!(rows.len(), 1);
         assert_eq!(&*rows[0].listener, "c");
@@ -162,6 +125,7 @@ mod tests {
         skipped.error = Some("skipped by ops".into());
         let (c, rows) = split(std::slice::from_ref(&skipped));
         assert!(c.inbox_ids.is_empty());
+        assert_eq!(c, Compact::default());
         assert_eq!(rows.len(), 1);
     }
 }

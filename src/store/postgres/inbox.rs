@@ -26,6 +26,8 @@ use crate::store::storable;
 
 #[async_trait]
 impl InboxDialect for PgStore {
+    const DONE_RUNS: &'static str = crate::store::sql::DONE_RUNS_COMPACT;
+
     const UNFINISHED: &'static str =
         "SELECT i.id, i.event_id, i.backfilled, i.raw::text, i.received_at, i.queue_id, i.key_id
          FROM event_listeners_inbox i
@@ -79,6 +81,15 @@ impl InboxDialect for PgStore {
                     // in flight takes its turn at the cursor: both need a
                     // transaction around more than one statement.
                     let after_another = line.is_some_and(|l| l.after.is_some());
+                    if let Some(l) = line.filter(|l| l.ids_passed()) {
+                        // A `COPY` refused (some rows are stored already)
+                        // after the batch behind it took its ids: rows
+                        // inserted now would take ids above those. Given
+                        // up, so that the batch behind rolls back too, and
+                        // both are written again in order (`Pipeline::land`).
+                        let expected = l.after.as_ref().map_or(-1, |(c, _)| c.last_event_id);
+                        return Err(StoreError::OutOfTurn { expected });
+                    }
                     if (mode == Insert::Plain && firsts.len() >= COPY_FROM) || after_another {
                         return append_in_tx(self, write, &[], mode).await;
                     }
@@ -229,19 +240,29 @@ async fn append_in_tx(
         super::leader::check(&mut tx, instance, epoch).await?;
     }
     if !quarantined.is_empty() {
-        write_quarantined(&mut tx, instance, origin, quarantined).await?;
+        super::quarantined::write(&mut tx, instance, origin, quarantined).await?;
     }
-    // The batch before inserts all its rows before this one takes an id:
-    // inbox ids ascend from batch to batch, which the dispatch watermark
-    // relies on (`ARCHITECTURE.md`, "Two batches in flight").
+    // Inbox ids ascend from batch to batch, which the dispatch watermark
+    // relies on (`ARCHITECTURE.md`, "Two batches in flight"). A `COPY`
+    // takes all of its ids from the sequence first, so it may take them as
+    // soon as the batch before has taken its own, and copy its rows beside
+    // that one's; an `INSERT` takes each row's id as it inserts it, so it
+    // waits until the batch before has inserted all of its rows.
+    let copy = mode == Insert::Plain && write.events.len() >= COPY_FROM;
     if let Some(line) = write.line {
-        line.wait_turn().await;
+        if copy {
+            line.wait_ids().await;
+        } else {
+            line.wait_turn().await;
+        }
     }
     let cipher = &store.opts().cipher;
-    let ids = if mode == Insert::Plain && write.events.len() >= COPY_FROM {
-        copy_events(&mut tx, cipher, instance, origin, write.events).await?
+    let ids = if copy {
+        copy_events(&mut tx, cipher, instance, origin, write.events, write.line).await?
     } else {
-        append_once(&mut *tx, cipher, write, None, mode).await?
+        let ids = append_once(&mut *tx, cipher, write, None, mode).await?;
+        write.line.inspect(|l| l.pass_ids());
+        ids
     };
     match (write.cursor, write.line) {
         (Some(c), Some(line)) => write_cursor_in_line(&mut tx, instance, c, line).await?,
@@ -250,46 +271,6 @@ async fn append_in_tx(
     }
     tx.commit().await?;
     Ok(ids)
-}
-
-async fn write_quarantined(
-    tx: &mut sqlx::PgConnection,
-    instance: &str,
-    origin: &str,
-    quarantined: &[Quarantined],
-) -> Result<(), StoreError> {
-    let detail: Vec<Cow<'_, str>> = quarantined
-        .iter()
-        .map(|q| storable::text(&q.detail))
-        .collect();
-    let raw: Vec<Cow<'_, str>> = quarantined.iter().map(|q| storable::text(&q.raw)).collect();
-    sqlx::query(
-        "INSERT INTO event_listeners_quarantine
-           (instance, queue_id, event_id, kind, reason, raw, raw_bytes)
-         SELECT $1, $2, t.event_id, t.kind, t.reason, t.raw, t.raw_bytes
-         FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::bytea[])
-           AS t(event_id, kind, reason, raw, raw_bytes)",
-    )
-    .bind(instance)
-    .bind(origin)
-    .bind(quarantined.iter().map(|q| q.event_id).collect::<Vec<_>>())
-    .bind(
-        quarantined
-            .iter()
-            .map(|q| q.reason.label())
-            .collect::<Vec<_>>(),
-    )
-    .bind(&detail)
-    .bind(&raw)
-    .bind(
-        quarantined
-            .iter()
-            .map(|q| q.raw_bytes.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// `$1` instance, `$2` queue (the origin as stored), `$3`-`$9` the events' columns.
@@ -344,7 +325,7 @@ const APPEND_SKIP_CURSOR: &str = append_with_cursor!("ON CONFLICT DO NOTHING");
 
 /// The cursor of a batch in a line of appends in flight, moved to `c` in
 /// its turn. With a batch before it in flight: once that one's cursor
-/// write has run (`Line::wait_turn`), the cursor's row is locked with
+/// write has run (`Line::wait_turn`, here), the cursor's row is locked with
 /// `FOR UPDATE`, which waits for that one's transaction to end and then
 /// (under READ COMMITTED) reads the row as it left it. Moved to where that
 /// batch leaves it (it committed), the cursor moves on; anywhere else (it
@@ -363,8 +344,9 @@ async fn write_cursor_in_line(
     line: &Line,
 ) -> Result<(), StoreError> {
     if let Some((after, _)) = &line.after {
-        // Its turn came before its rows (`append_in_tx`); the row lock
-        // waits for the batch before to end.
+        // Once the batch before has written the cursor, the row lock waits
+        // for it to end.
+        line.wait_turn().await;
         let found: Option<(String, i64)> = sqlx::query_as(
             "SELECT queue_id, last_event_id FROM event_listeners_cursor
              WHERE instance = $1 FOR UPDATE",

@@ -12,6 +12,7 @@ mod inbox;
 mod leader;
 mod lock;
 mod predecessor;
+mod quarantined;
 mod record;
 mod stats;
 mod unreachable;

@@ -144,25 +144,26 @@ impl RecordStatement {
         Ok(p)
     }
 
-    /// The runs' event log: successes compact, one row per event
+    /// The runs' event log: the successes one compact row for the batch
     /// (`eventruns.rs`), the others a row each.
     fn eventlog(&mut self, runs: &[RunRecord]) -> Result<(), sqlx::error::BoxDynError> {
         let (compact, rows) = super::eventruns::split(runs);
-        if !compact.inbox_ids.is_empty() {
+        if let Some(at) = compact.logged_at {
+            let first = self.bind(compact.first_inbox)?;
+            let last = self.bind(compact.last_inbox)?;
+            let at = self.bind(at)?;
             let inbox = self.bind(compact.inbox_ids)?;
             let types = self.bind(compact.event_types)?;
-            let at = self.bind(compact.logged_at)?;
             let names = self.bind(compact.listeners)?;
             let tries = self.bind(compact.attempts)?;
             let durations = self.bind(compact.durations)?;
             let behind = self.bind(compact.behind)?;
             self.parts.push(format!(
                 "INSERT INTO event_listeners_eventruns
-                   (inbox_id, event_type, logged_at, listeners, attempts, durations, behind)
-                 SELECT i, t, at, n::text[], a::int4[], d::float8[], b::int8[]
-                 FROM UNNEST({inbox}::int8[], {types}::text[], {at}::timestamptz[],
-                   {names}::text[], {tries}::text[], {durations}::text[], {behind}::text[])
-                   AS u(i, t, at, n, a, d, b)"
+                   (first_inbox, last_inbox, logged_at, inbox_ids, event_types, listeners,
+                    attempts, durations, behind)
+                 VALUES ({first}, {last}, {at}, {inbox}::int8[], {types}::text[], {names}::text[],
+                   {tries}::int4[], {durations}::float8[], {behind}::int8[])"
             ));
         }
         if rows.is_empty() {

@@ -24,6 +24,8 @@ use crate::store::storable;
 impl InboxDialect for SqliteStore {
     const APPENDS_IN_FLIGHT: usize = 1;
 
+    const DONE_RUNS: &'static str = super::super::sql::DONE_RUNS;
+
     const UNFINISHED: &'static str =
         "SELECT i.id, i.event_id, i.backfilled, i.raw, i.received_at, i.queue_id, i.key_id
          FROM event_listeners_inbox i
