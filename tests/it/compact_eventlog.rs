@@ -335,3 +335,36 @@ async fn recovery_and_workers_find_the_runs_of_a_batch_by_inbox_id() {
     );
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn a_batch_row_is_compressed_with_lz4_where_the_server_has_it() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let s = db.store().await;
+    let ids = append_messages(&s, "default", 10, 200).await;
+    let now = Utc::now();
+    let runs: Vec<RunRecord> = ids
+        .iter()
+        .flat_map(|&id| (0..8).map(move |k| run(id, &format!("listener-{k}"), None, now)))
+        .collect();
+    s.record("default", &runs, None).await.unwrap();
+    let lz4 = db
+        .scalar(
+            "SELECT count(*) FROM pg_settings
+             WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)",
+        )
+        .await;
+    let methods: Vec<(String,)> = db
+        .rows(
+            "SELECT pg_column_compression(listeners) FROM event_listeners_eventruns
+             UNION ALL SELECT pg_column_compression(durations) FROM event_listeners_eventruns",
+        )
+        .await;
+    let expected = if lz4 == 1 { "lz4" } else { "pglz" };
+    assert_eq!(
+        methods,
+        [(expected.to_owned(),), (expected.to_owned(),)],
+        "the 1,600 runs' arrays, compressed"
+    );
+    assert_eq!(s.summary().await.unwrap().eventlog, 1_600);
+    db.drop_db().await;
+}
