@@ -88,20 +88,60 @@ async fn a_batch_in_line_takes_its_inbox_ids_after_every_id_of_the_batch_before(
     db.drop_db().await;
 }
 
-/// `Line`s of a first batch and one in line after it, with the channel
-/// between them.
-fn line_pair() -> (Line, Line) {
+/// What an `append_in_line` task gives back.
+type Appended =
+    tokio::task::JoinHandle<Result<Vec<Option<i64>>, zulip_event_listeners::store::StoreError>>;
+
+/// Two large batches in line on queue q1 of a store whose cursor's row is
+/// written (as the daemon writes it when it registers a queue): `firsts`
+/// (cursor to 99), held at event 5 by the test's lock, and `seconds`
+/// (cursor to 199) after it, once that one has copied its rows and waits
+/// for its turn at the cursor. Returns both tasks and the lock.
+async fn held_first_and_second_copied(
+    db: &TestDb,
+    s: &std::sync::Arc<dyn zulip_event_listeners::store::Store>,
+    firsts: Vec<Event>,
+    seconds: Vec<Event>,
+) -> (Appended, Appended, sqlx::PgConnection) {
+    let q = Origin::Queue("q1".into());
+    s.append("default", &q, &[], Some(&at(-1))).await.unwrap();
+    hold_inbox_row(db, 5).await;
+    let lock = take_lock(db).await;
     let (written, word) = watch::channel(Turn::Begun);
-    (
-        Line {
-            after: None,
-            written: Some(written),
-        },
-        Line {
-            after: Some((at(99), word)),
-            written: None,
-        },
-    )
+    let first_line = Line {
+        after: None,
+        written: Some(written),
+    };
+    let second_line = Line {
+        after: Some((at(99), word)),
+        written: None,
+    };
+    let first = {
+        let (s, q) = (s.clone(), q.clone());
+        tokio::spawn(async move {
+            s.append_in_line("default", &q, &firsts, &[], &at(99), &first_line)
+                .await
+        })
+    };
+    assert!(
+        eventually(WAIT, || async { held_backends(db).await == 1 }).await,
+        "the first batch is held at its sixth row"
+    );
+    let second = {
+        let (s, q) = (s.clone(), q.clone());
+        tokio::spawn(async move {
+            s.append_in_line("default", &q, &seconds, &[], &at(199), &second_line)
+                .await
+        })
+    };
+    assert!(
+        eventually(WAIT, || async {
+            at_statement(db, "idle in transaction", "COPY").await == 1
+        })
+        .await,
+        "the second batch has taken its ids, copied its rows and waits for its turn at the cursor"
+    );
+    (first, second, lock)
 }
 
 /// A large batch (a `COPY`, its ids taken from the sequence first) in line
@@ -112,39 +152,13 @@ async fn a_large_batch_in_line_copies_beside_the_one_before_and_its_ids_follow_a
     let db = TestDb::new(Backend::Postgres).await;
     db.migrate().await;
     let s = db.store().await;
-    let q = Origin::Queue("q1".into());
-    // The cursor's row, as the daemon writes it when it registers a queue.
-    s.append("default", &q, &[], Some(&at(-1))).await.unwrap();
-    hold_inbox_row(&db, 5).await;
-    let lock = take_lock(&db).await;
-    let (first_line, second_line) = line_pair();
-    let first = {
-        let (s, q) = (s.clone(), q.clone());
-        tokio::spawn(async move {
-            let events: Vec<Event> = (0..100).map(reaction).collect();
-            s.append_in_line("default", &q, &events, &[], &at(99), &first_line)
-                .await
-        })
-    };
-    assert!(
-        eventually(WAIT, || async { held_backends(&db).await == 1 }).await,
-        "the first batch is held at its sixth row"
-    );
-    let second = {
-        let (s, q) = (s.clone(), q.clone());
-        tokio::spawn(async move {
-            let events: Vec<Event> = (100..200).map(reaction).collect();
-            s.append_in_line("default", &q, &events, &[], &at(199), &second_line)
-                .await
-        })
-    };
-    assert!(
-        eventually(WAIT, || async {
-            at_statement(&db, "idle in transaction", "COPY").await == 1
-        })
-        .await,
-        "the second batch has copied its rows and waits for its turn at the cursor"
-    );
+    let (first, second, lock) = held_first_and_second_copied(
+        &db,
+        &s,
+        (0..100).map(reaction).collect(),
+        (100..200).map(reaction).collect(),
+    )
+    .await;
     assert_eq!(
         db.scalar("SELECT count(*) FROM event_listeners_inbox")
             .await,
@@ -195,37 +209,9 @@ async fn a_copy_refused_after_the_batch_behind_took_its_ids_gives_up_its_turn() 
     )
     .await
     .unwrap();
-    s.append("default", &q, &[], Some(&at(-1))).await.unwrap();
-    hold_inbox_row(&db, 5).await;
-    let lock = take_lock(&db).await;
-    let (first_line, second_line) = line_pair();
     let firsts = || (0..100).map(message_event).collect::<Vec<Event>>();
     let seconds = || (100..200).map(reaction).collect::<Vec<Event>>();
-    let first = {
-        let (s, q, events) = (s.clone(), q.clone(), firsts());
-        tokio::spawn(async move {
-            s.append_in_line("default", &q, &events, &[], &at(99), &first_line)
-                .await
-        })
-    };
-    assert!(
-        eventually(WAIT, || async { held_backends(&db).await == 1 }).await,
-        "the first batch is held at its sixth row"
-    );
-    let second = {
-        let (s, q, events) = (s.clone(), q.clone(), seconds());
-        tokio::spawn(async move {
-            s.append_in_line("default", &q, &events, &[], &at(199), &second_line)
-                .await
-        })
-    };
-    assert!(
-        eventually(WAIT, || async {
-            at_statement(&db, "idle in transaction", "COPY").await == 1
-        })
-        .await,
-        "the second batch has taken its ids and copied its rows"
-    );
+    let (first, second, lock) = held_first_and_second_copied(&db, &s, firsts(), seconds()).await;
     drop(lock);
     let first = first.await.unwrap();
     let second = second.await.unwrap();
