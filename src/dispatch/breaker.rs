@@ -198,7 +198,6 @@ impl Breaker {
     /// Records the final outcome of an admitted run.
     pub(crate) fn record(&self, success: bool) -> Transition {
         let mut s = self.lock();
-        let now = Instant::now();
         if success {
             s.consecutive = 0;
             let was_trial = matches!(s.circuit, Circuit::HalfOpen { .. });
@@ -209,6 +208,9 @@ impl Breaker {
                 Transition::None
             };
         }
+        // The clock is read for failures only: a success, the common case,
+        // costs the lock alone.
+        let now = Instant::now();
         s.consecutive += 1;
         s.recent.push_back(now);
         while s

@@ -37,13 +37,13 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use super::control::{current, Control, Current, Roster};
-use super::lanes::{key_digest, lane_digest, DigestLanes};
+use super::lanes::{key_digest, lane_digest, DigestLanes, Turns};
 use super::notice::Notice;
 use super::ordering::{ordering_key, OrderingKey};
 use super::progress::Progress;
 use super::recorder::Recording;
 use super::route::route;
-use super::run::Run;
+use super::run::{EventRuns, Run};
 use super::settings::DispatcherSettings;
 use super::tapped::Entered;
 use crate::listeners::{interested, Instance};
@@ -76,14 +76,6 @@ pub(crate) struct Dispatcher {
     progress: Arc<Progress>,
     tracker: TaskTracker,
     state: Arc<State>,
-}
-
-/// One event being dispatched, as each of its runs takes it.
-struct Dispatched {
-    stored: Arc<StoredEvent>,
-    event_type: Arc<str>,
-    /// The event's span (the trace's root).
-    trace: tracing::Span,
 }
 
 impl Dispatcher {
@@ -171,11 +163,18 @@ impl Dispatcher {
                     .map(|&id| key_digest(&OrderingKey::Message(id))),
             )
             .collect();
-        let dispatched = Dispatched {
+        // What the event's runs share, built once for all of them.
+        let event = Arc::new(EventRuns {
+            slots: roster.slots.clone(),
             event_type: Arc::from(stored.event.event_type()),
             stored,
+            settings: roster.settings.clone(),
+            running: self.running.clone(),
+            notices: self.notices.clone(),
+            outcomes: self.outcomes.clone(),
+            state: self.state.clone(),
             trace,
-        };
+        });
         // Every run of the event in one task (one per chunk of at most
         // the admission limit, so that an event with more runs than that
         // never waits for permits it holds itself).
@@ -188,12 +187,21 @@ impl Dispatcher {
             let Ok(mut permits) = permits else {
                 return;
             };
-            let mut runs = Vec::with_capacity(chunk.len());
-            for &i in chunk {
+            // Taken here, in dispatch order, so the lanes keep event order;
+            // the chunk's runs take theirs under one lock.
+            let turns = self.lanes.enter_each(chunk.iter().map(|&i| {
                 let name = &roster.slots[i].name;
-                let lanes = digests.iter().map(|&k| lane_digest(name, k));
-                runs.push(self.run_in_lanes(&roster, i, lanes, &dispatched, permits.split(1)));
-            }
+                digests.iter().map(move |&k| lane_digest(name, k))
+            }));
+            self.state
+                .metrics
+                .runs_in_flight
+                .add(i64::try_from(chunk.len()).unwrap_or(i64::MAX));
+            let runs = chunk
+                .iter()
+                .zip(turns)
+                .map(|(&i, turn)| self.run_in_lanes(&event, i, turn, permits.split(1)))
+                .collect();
             self.tracker.spawn(run_all(runs));
         }
     }
@@ -264,46 +272,28 @@ impl Dispatcher {
         targets
     }
 
-    /// Listener `index`'s run of the event in `lanes`, holding its
-    /// admission `permit` until the run is over: to be polled by the
+    /// Listener `index`'s run of `event`, in the lanes of `turn`, holding
+    /// its admission `permit` until the run is over: to be polled by the
     /// event's task ([`run_all`]). Boxed: the run's future holds every
     /// state of a try (a few KB), and unboxed it was copied whole at each
     /// move on its way into the task (a profile put 11% of the daemon's
     /// CPU in those copies).
     fn run_in_lanes(
         &self,
-        roster: &Roster,
+        event: &Arc<EventRuns>,
         index: usize,
-        lanes: impl IntoIterator<Item = u64>,
-        event: &Dispatched,
+        mut turn: Turns<u64>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> BoxFuture<'static, ()> {
-        let Dispatched {
-            stored,
-            event_type,
-            trace,
-        } = event;
-        // Taken here, in dispatch order, so the lanes keep event order.
-        let mut turn = self.lanes.enter_all(lanes);
         let run = Run {
-            slots: roster.slots.clone(),
+            event: event.clone(),
             index,
-            stored: stored.clone(),
-            event_type: event_type.clone(),
-            settings: roster.settings.clone(),
-            running: self.running.clone(),
-            notices: self.notices.clone(),
-            outcomes: self.outcomes.clone(),
-            state: self.state.clone(),
             fallback_of: None,
-            trace: trace.clone(),
         };
         let lanes = self.lanes.clone();
-        self.state.metrics.runs_in_flight.inc();
-        roster.slots[index]
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
-        roster.slots[index].handles.instance.in_flight.inc();
+        let slot = &event.slots[index];
+        slot.in_flight.fetch_add(1, Ordering::Relaxed);
+        slot.handles.instance.in_flight.inc();
         Box::pin(async move {
             turn.wait().await;
             let chain = run.execute().await;
@@ -313,14 +303,19 @@ impl Dispatcher {
             // outlives every run; if it is gone the daemon is stopping and
             // the event is re-dispatched at next start, as it is when
             // shutdown came before the run could start.
-            match chain {
-                Some(mut runs) if runs.len() == 1 => {
-                    let _ = run.outcomes.send(Recording::Run(runs.remove(0))).await;
+            let recording = match chain {
+                Some(mut runs) if runs.len() == 1 => runs.pop().map(Recording::Run),
+                Some(runs) => Some(Recording::Chain(runs)),
+                None => None,
+            };
+            if let Some(recording) = recording {
+                // At once while the channel has room (no future, no
+                // waiter: the common case), else waiting for it.
+                if let Err(mpsc::error::TrySendError::Full(recording)) =
+                    run.outcomes.try_send(recording)
+                {
+                    let _ = run.outcomes.send(recording).await;
                 }
-                Some(runs) => {
-                    let _ = run.outcomes.send(Recording::Chain(runs)).await;
-                }
-                None => {}
             }
             lanes.leave_all(turn);
             // Only now: a finished run waiting for a busy recorder still

@@ -133,20 +133,34 @@ impl<K: Hash + Eq + Clone, S: BuildHasher> Lanes<K, S> {
 
     /// Takes the next place in the lane of each of `keys` (repeats count
     /// once).
+    #[cfg(test)]
     pub(crate) fn enter_all(&self, keys: impl IntoIterator<Item = K>) -> Turns<K> {
-        let mut distinct: Vec<K> = Vec::new();
-        for key in keys {
-            if !distinct.contains(&key) {
-                distinct.push(key);
-            }
-        }
-        // One lock for all of them: a run's places are taken together.
+        let mut all = self.enter_each(std::iter::once(keys));
+        all.pop().unwrap_or(Turns(Vec::new()))
+    }
+
+    /// [`Lanes::enter_all`] for several runs at once, in order, under one
+    /// lock: an event's runs take their places together (one lock per
+    /// event, not per run).
+    pub(crate) fn enter_each<I: IntoIterator<Item = K>>(
+        &self,
+        runs: impl IntoIterator<Item = I>,
+    ) -> Vec<Turns<K>> {
         let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
-        let turns = distinct
-            .into_iter()
-            .map(|k| self.enter_locked(&mut tails, k))
-            .collect();
-        Turns(turns)
+        runs.into_iter()
+            .map(|keys| {
+                let mut turns: Vec<Turn<K>> = Vec::with_capacity(1);
+                for key in keys {
+                    // A run never waits for itself: a key it holds already
+                    // counts once.
+                    if !turns.iter().any(|t| t.key == key) {
+                        let turn = self.enter_locked(&mut tails, key);
+                        turns.push(turn);
+                    }
+                }
+                Turns(turns)
+            })
+            .collect()
     }
 
     /// Ends every turn of `turns`.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit, TryAcquireError};
 use tracing::Instrument;
 
 use super::breaker::{Admission, Transition};
@@ -25,11 +25,11 @@ use crate::state::State;
 use crate::store::{DeadLetterCause, ErrorClass, RunRecord, Stage, StoredEvent};
 use crate::telemetry;
 
-/// One (event, listener) run with its retries.
-#[derive(Clone)]
-pub(super) struct Run {
+/// What every run of one event shares, built once per event: a run
+/// holds it through one reference count, not one per part (each part's
+/// count is shared by all runs on every thread).
+pub(super) struct EventRuns {
     pub(super) slots: Arc<[Slot]>,
-    pub(super) index: usize,
     pub(super) stored: Arc<StoredEvent>,
     pub(super) event_type: Arc<str>,
     pub(super) settings: Arc<DispatcherSettings>,
@@ -37,10 +37,25 @@ pub(super) struct Run {
     pub(super) notices: Option<mpsc::Sender<Notice>>,
     pub(super) outcomes: mpsc::Sender<Recording>,
     pub(super) state: Arc<State>,
-    /// Set on a fallback's run: the failure that handed it the event.
-    pub(super) fallback_of: Option<Arc<FallbackOf>>,
     /// The event's span: each try's is its child.
     pub(super) trace: tracing::Span,
+}
+
+/// One (event, listener) run with its retries.
+#[derive(Clone)]
+pub(super) struct Run {
+    pub(super) event: Arc<EventRuns>,
+    pub(super) index: usize,
+    /// Set on a fallback's run: the failure that handed it the event.
+    pub(super) fallback_of: Option<Arc<FallbackOf>>,
+}
+
+impl std::ops::Deref for Run {
+    type Target = EventRuns;
+
+    fn deref(&self) -> &EventRuns {
+        &self.event
+    }
 }
 
 impl Run {
@@ -199,19 +214,34 @@ impl Run {
         // The instance's own bound first, so a busy instance waits without
         // holding one of the daemon's slots others could use.
         let _own = match &self.slot().limit {
-            Some(limit) => Some(tokio::select! {
-                biased;
-                _ = self.settings.stop.cancelled() => None,
-                p = limit.acquire() => p.ok(),
-            }?),
+            Some(limit) => {
+                let own = self.slot_of(limit).await?;
+                // It may have waited, and shutdown come meanwhile.
+                if self.settings.stop.is_cancelled() {
+                    return None;
+                }
+                Some(own)
+            }
             None => None,
         };
-        let _permit = tokio::select! {
-            biased;
-            _ = self.settings.stop.cancelled() => None,
-            p = self.running.acquire() => p.ok(),
-        }?;
+        let _permit = self.slot_of(&self.running).await?;
         Some(self.try_once(attempt).await)
+    }
+
+    /// A permit of `slots`, at once when one is free (no waiter, no
+    /// cancellation future: the common case of a run that finds a slot),
+    /// else when one frees; `None` once `stop` is cancelled or `slots` is
+    /// closed.
+    async fn slot_of<'a>(&self, slots: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
+        match slots.try_acquire() {
+            Ok(p) => Some(p),
+            Err(TryAcquireError::Closed) => None,
+            Err(TryAcquireError::NoPermits) => tokio::select! {
+                biased;
+                _ = self.settings.stop.cancelled() => None,
+                p = slots.acquire() => p.ok(),
+            },
+        }
     }
 
     /// Waits the jittered retry delay (at least what a `Retry-After`

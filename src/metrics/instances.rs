@@ -256,16 +256,18 @@ impl InstanceHandles {
 
     /// Notes that a try begins; the guard notes its end, also when the try
     /// is dropped unfinished.
-    pub fn executing(&self) -> Executing {
+    pub fn executing(&self) -> Executing<'_> {
         self.executing.inc();
-        Executing(self.clone())
+        Executing(self)
     }
 }
 
-/// One try executing (see [`InstanceHandles::executing`]).
-pub struct Executing(InstanceHandles);
+/// One try executing (see [`InstanceHandles::executing`]). It borrows the
+/// handles: a clone would be ten reference counts, shared by every run of
+/// the instance on every thread, taken and dropped per try.
+pub struct Executing<'a>(&'a InstanceHandles);
 
-impl Drop for Executing {
+impl Drop for Executing<'_> {
     fn drop(&mut self) {
         self.0.executing.dec();
         self.0.last_completion.set(unix_now());

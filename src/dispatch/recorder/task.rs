@@ -18,6 +18,8 @@ use crate::store::{RunRecord, Store};
 
 /// Runs per transaction at most.
 const MAX_BATCH: usize = 2048;
+/// Recordings taken off the channel by one receive at most.
+const RECEIVE_MANY: usize = 64;
 /// How long a batch waits for more runs after its first one.
 const LINGER: Duration = Duration::from_millis(5);
 /// Tries of a whole batch the database refuses (while it answers pings)
@@ -104,16 +106,18 @@ impl Recorder {
         let mut report = RecorderReport::default();
         let mut next: Vec<RunRecord> = Vec::with_capacity(MAX_BATCH);
         let mut disabled: Vec<(Arc<str>, String)> = Vec::new();
+        // What one receive took off the channel: many at once, so that a
+        // busy dispatcher costs the recorder a wake-up per handful of runs,
+        // not one per run (and the commit in flight is not polled again for
+        // each run that arrives).
+        let mut taken: Vec<Recording> = Vec::with_capacity(RECEIVE_MANY);
         let mut open = true;
         loop {
             if next.is_empty() && open {
-                match self.rx.recv().await {
-                    Some(first) => sort(first, &mut next, &mut disabled),
-                    None => open = false,
-                }
+                open = receive(&mut self.rx, &mut taken, &mut next, &mut disabled).await;
             }
             if open {
-                open = linger(&mut self.rx, &mut next, &mut disabled).await;
+                open = linger(&mut self.rx, &mut taken, &mut next, &mut disabled).await;
             }
             for (listener, reason) in disabled.drain(..) {
                 self.persist_disabled(&listener, &reason, &give_up).await;
@@ -131,10 +135,7 @@ impl Recorder {
                 tokio::select! {
                     biased;
                     () = &mut commit => break,
-                    r = self.rx.recv(), if open && next.len() < MAX_BATCH => match r {
-                        Some(r) => sort(r, &mut next, &mut disabled),
-                        None => open = false,
-                    },
+                    more = receive(&mut self.rx, &mut taken, &mut next, &mut disabled), if open && next.len() < MAX_BATCH => open = more,
                 }
             }
         }
@@ -184,6 +185,7 @@ impl Recorder {
 /// [`MAX_BATCH`] runs; false when every sender is gone.
 async fn linger(
     rx: &mut mpsc::Receiver<Recording>,
+    taken: &mut Vec<Recording>,
     batch: &mut Vec<RunRecord>,
     disabled: &mut Vec<(Arc<str>, String)>,
 ) -> bool {
@@ -192,12 +194,31 @@ async fn linger(
     while batch.len() < MAX_BATCH {
         tokio::select! {
             biased;
-            r = rx.recv() => match r {
-                Some(r) => sort(r, batch, disabled),
-                None => return false,
+            open = receive(rx, taken, batch, disabled) => if !open {
+                return false;
             },
             _ = &mut linger => break,
         }
+    }
+    true
+}
+
+/// Waits for what the dispatcher sent and adds all of it that is there
+/// (up to [`RECEIVE_MANY`] at a time, and no more than fills `batch` to
+/// [`MAX_BATCH`]); false when every sender is gone. Cancel-safe: what
+/// was received is sorted before the future returns.
+async fn receive(
+    rx: &mut mpsc::Receiver<Recording>,
+    taken: &mut Vec<Recording>,
+    batch: &mut Vec<RunRecord>,
+    disabled: &mut Vec<(Arc<str>, String)>,
+) -> bool {
+    let room = MAX_BATCH.saturating_sub(batch.len()).clamp(1, RECEIVE_MANY);
+    if rx.recv_many(taken, room).await == 0 {
+        return false;
+    }
+    for r in taken.drain(..) {
+        sort(r, batch, disabled);
     }
     true
 }
