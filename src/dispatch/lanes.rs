@@ -287,6 +287,37 @@ mod tests {
         assert_eq!(lanes.active(), 0);
     }
 
+    #[test]
+    fn runs_entered_together_queue_in_order_and_a_repeated_key_counts_once() {
+        let lanes: Lanes<&'static str> = Lanes::default();
+        // One event's three runs: "a" twice in the first run, then "a" and
+        // "b" in the second, "c" alone in the third.
+        let mut turns = lanes.enter_each([vec!["a", "a"], vec!["a", "b"], vec!["c"]]);
+        assert_eq!(turns.len(), 3);
+        assert_eq!(turns[0].0.len(), 1, "a key repeated in one run is one turn");
+        assert!(
+            turns[0].0[0].previous.is_none(),
+            "the first run does not wait for itself"
+        );
+        assert!(
+            turns[1].0[0].previous.is_some(),
+            "the second waits in lane a"
+        );
+        assert!(turns[1].0[1].previous.is_none(), "lane b is free");
+        assert!(turns[2].0[0].previous.is_none(), "lane c is free");
+        let third = turns.pop().unwrap();
+        let mut second = turns.pop().unwrap();
+        let first = turns.pop().unwrap();
+        lanes.leave_all(first);
+        assert!(
+            second.0[0].previous.take().unwrap().try_recv().is_ok(),
+            "the first run's end lets the second go"
+        );
+        lanes.leave_all(second);
+        lanes.leave_all(third);
+        assert_eq!(lanes.active(), 0);
+    }
+
     #[tokio::test]
     async fn a_dropped_turn_does_not_block_its_successor() {
         let lanes: Lanes<u8> = Lanes::default();

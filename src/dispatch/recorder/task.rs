@@ -246,3 +246,66 @@ fn sort(r: Recording, batch: &mut Vec<RunRecord>, disabled: &mut Vec<(Arc<str>, 
         Recording::Disabled { listener, reason } => disabled.push((listener, reason)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn run(inbox_id: i64) -> RunRecord {
+        RunRecord {
+            inbox_id,
+            listener: Arc::from("logger"),
+            event_type: Arc::from("message"),
+            success: true,
+            attempts: 1,
+            error: None,
+            duration: Duration::from_millis(1),
+            finished_at: chrono::Utc::now(),
+            records: Vec::new(),
+            dead_letter: None,
+            fallback: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_receive_takes_what_is_there_in_order_and_never_overfills_a_batch() {
+        let (tx, mut rx) = mpsc::channel(4 * RECEIVE_MANY);
+        for i in 0..(2 * RECEIVE_MANY as i64) {
+            tx.send(Recording::Run(run(i))).await.unwrap();
+        }
+        tx.send(Recording::Disabled {
+            listener: Arc::from("logger"),
+            reason: "too many failures".into(),
+        })
+        .await
+        .unwrap();
+        let mut taken = Vec::new();
+        let mut disabled = Vec::new();
+        // A batch three runs short of full takes three.
+        let mut batch: Vec<RunRecord> = (0..(MAX_BATCH as i64 - 3)).map(run).collect();
+        assert!(receive(&mut rx, &mut taken, &mut batch, &mut disabled).await);
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(
+            batch[MAX_BATCH - 3..]
+                .iter()
+                .map(|r| r.inbox_id)
+                .collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        // An empty one takes up to RECEIVE_MANY at once, in order.
+        let mut batch = Vec::new();
+        assert!(receive(&mut rx, &mut taken, &mut batch, &mut disabled).await);
+        assert_eq!(batch.len(), RECEIVE_MANY);
+        assert_eq!(batch[0].inbox_id, 3);
+        assert!(batch.windows(2).all(|w| w[0].inbox_id + 1 == w[1].inbox_id));
+        // The rest, and the disable sorted apart; then the end.
+        let mut rest = Vec::new();
+        assert!(receive(&mut rx, &mut taken, &mut rest, &mut disabled).await);
+        assert_eq!(rest.len(), RECEIVE_MANY - 3);
+        assert_eq!(disabled.len(), 1);
+        drop(tx);
+        assert!(!receive(&mut rx, &mut taken, &mut rest, &mut disabled).await);
+    }
+}
