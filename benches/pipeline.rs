@@ -548,7 +548,7 @@ enum Probe {
 }
 
 const PROBE_CHEAP: &str = "SELECT COALESCE((SELECT max(id) FROM event_listeners_inbox), 0), \
-     COALESCE((SELECT dispatched_through FROM event_listeners_cursor WHERE instance = 'default'), 0)";
+     COALESCE((SELECT dispatched_through FROM event_listeners_dispatched WHERE instance = 'default'), 0)";
 const PROBE_COUNT: &str = "SELECT count(*) FROM event_listeners_inbox";
 
 impl Probe {

@@ -99,8 +99,11 @@ pub trait CursorStore: Send + Sync {
 impl<T: Dialect> CursorStore for T {
     async fn cursor_position(&self, instance: &str) -> Result<Option<CursorPosition>, StoreError> {
         Ok(on_pool!(self.pool(), p => sqlx::query_as(
-            "SELECT site, queue_id, last_event_id, last_message_id, dispatched_through
-             FROM event_listeners_cursor WHERE instance = $1")
+            "SELECT c.site, c.queue_id, c.last_event_id, c.last_message_id,
+                    COALESCE(d.dispatched_through, 0) AS dispatched_through
+             FROM event_listeners_cursor c
+             LEFT JOIN event_listeners_dispatched d ON d.instance = c.instance
+             WHERE c.instance = $1")
             .bind(instance)
             .fetch_optional(p)
             .await?))
@@ -159,7 +162,7 @@ impl<T: Dialect> CursorStore for T {
                             .await?;
                     }
                     sqlx::query(
-                        "UPDATE event_listeners_cursor SET dispatched_through = $2
+                        "UPDATE event_listeners_dispatched SET dispatched_through = $2
                          WHERE instance = $1 AND dispatched_through > $2")
                         .bind(instance)
                         .bind(first - 1)

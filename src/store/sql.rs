@@ -93,7 +93,7 @@ pub(crate) use not_rewound;
 
 /// The last tagged record batch of instance `$1`, 0 if none.
 pub(crate) const LAST_RECORD_BATCH: &str =
-    "SELECT COALESCE((SELECT record_batch FROM event_listeners_cursor WHERE instance = $1), 0)";
+    "SELECT COALESCE((SELECT record_batch FROM event_listeners_dispatched WHERE instance = $1), 0)";
 
 /// `(inbox id, listener)` of the runs logged for inbox ids from `$1` on,
 /// leaving out those a `cursor rewind` of instance `$2` made to be run again
@@ -213,7 +213,7 @@ pub(crate) const OLDEST_RUN: &str = "SELECT min(timestamp) FROM event_listeners_
 macro_rules! undispatched {
     () => {
         "i.id > COALESCE(
-    (SELECT c.dispatched_through FROM event_listeners_cursor c WHERE c.instance = i.instance), 0)"
+    (SELECT d.dispatched_through FROM event_listeners_dispatched d WHERE d.instance = i.instance), 0)"
     };
 }
 

@@ -51,7 +51,7 @@ async fn settled(db: &TestDb) -> bool {
         max > 0
             && count(
                 db,
-                "SELECT COALESCE(MAX(dispatched_through), 0) FROM event_listeners_cursor",
+                "SELECT COALESCE(MAX(dispatched_through), 0) FROM event_listeners_dispatched",
             )
             .await
                 == max

@@ -94,7 +94,7 @@ async fn one_worker_runs_each_event_once_records_it_and_acks_it() {
     let watermark = app
         .db
         .try_scalar(
-            "SELECT dispatched_through FROM event_listeners_cursor WHERE instance = 'default'",
+            "SELECT dispatched_through FROM event_listeners_dispatched WHERE instance = 'default'",
         )
         .await;
     assert!(

@@ -277,7 +277,8 @@ async fn twenty_thousand_messages_survive_ten_sigkills() {
         )
         .await,
         db.text_pairs(
-            "SELECT dispatched_through::text, last_event_id::text FROM event_listeners_cursor"
+            "SELECT d.dispatched_through::text, c.last_event_id::text FROM event_listeners_cursor c \
+             LEFT JOIN event_listeners_dispatched d USING (instance)"
         )
         .await,
         stderr_of(&stderr_log)

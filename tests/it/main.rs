@@ -15,6 +15,7 @@ mod cursor;
 mod deadletters;
 mod discards;
 mod dispatch_defects;
+mod dispatched_watermark;
 mod distributed_e2e;
 mod distributed_ingest;
 mod distributed_worker;

@@ -134,7 +134,7 @@ async fn a_run_the_database_refuses_is_dead_lettered_alone(backend: Backend) {
         1
     );
     let through = db
-        .scalar("SELECT dispatched_through FROM event_listeners_cursor")
+        .scalar("SELECT dispatched_through FROM event_listeners_dispatched")
         .await;
     let last = db.scalar("SELECT max(id) FROM event_listeners_inbox").await;
     assert_eq!(through, last, "the watermark passes every event");

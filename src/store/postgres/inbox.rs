@@ -32,7 +32,7 @@ impl InboxDialect for PgStore {
         "SELECT i.id, i.event_id, i.backfilled, i.raw::text, i.received_at, i.queue_id, i.key_id
          FROM event_listeners_inbox i
          WHERE i.instance = $1 AND i.id > COALESCE(
-           (SELECT dispatched_through FROM event_listeners_cursor WHERE instance = $1), 0)
+           (SELECT dispatched_through FROM event_listeners_dispatched WHERE instance = $1), 0)
          ORDER BY i.id";
 
     async fn settle(&self) -> Result<(), StoreError> {

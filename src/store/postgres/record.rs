@@ -370,12 +370,13 @@ impl RecordStatement {
         let through = self.bind(through)?;
         let batch = self.bind(batch)?;
         self.parts.push(format!(
-            "INSERT INTO event_listeners_cursor (instance, dispatched_through, record_batch, updated_at)
+            "INSERT INTO event_listeners_dispatched (instance, dispatched_through, record_batch, updated_at)
              VALUES ({instance}, {through}, {batch}, now())
              ON CONFLICT (instance) DO UPDATE SET dispatched_through =
-               GREATEST(event_listeners_cursor.dispatched_through, excluded.dispatched_through),
+               GREATEST(event_listeners_dispatched.dispatched_through, excluded.dispatched_through),
                record_batch = CASE WHEN excluded.record_batch = 0
-                 THEN event_listeners_cursor.record_batch ELSE excluded.record_batch END"
+                 THEN event_listeners_dispatched.record_batch ELSE excluded.record_batch END,
+               updated_at = excluded.updated_at"
         ));
         Ok(())
     }

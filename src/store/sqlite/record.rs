@@ -45,12 +45,13 @@ impl RecordDialect for SqliteStore {
         }
         if let Some(through) = dispatched_through {
             sqlx::query(
-                "INSERT INTO event_listeners_cursor (instance, dispatched_through, record_batch, updated_at)
+                "INSERT INTO event_listeners_dispatched (instance, dispatched_through, record_batch, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (instance) DO UPDATE SET
                    dispatched_through = MAX(dispatched_through, excluded.dispatched_through),
                    record_batch = CASE WHEN excluded.record_batch = 0
-                     THEN record_batch ELSE excluded.record_batch END",
+                     THEN record_batch ELSE excluded.record_batch END,
+                   updated_at = excluded.updated_at",
             )
             .bind(instance)
             .bind(through)
