@@ -202,6 +202,20 @@ impl Event {
                 Err(e) => WireError::NotJson(e),
             });
         }
+        // A message event, the common case, in one pass with its message
+        // (`message::read_with_head`); anything else the general way.
+        if let Some((id, op, message)) = message::read_with_head(text) {
+            return Ok(Event {
+                id,
+                event_type: "message".to_owned(),
+                op,
+                raw: text.into(),
+                message_id: Some(message.id),
+                backfilled: false,
+                message: OnceLock::from(Some(message)),
+                views: OnceLock::new(),
+            });
+        }
         // Parsing the head checks the whole text: it is JSON once this
         // succeeds, so it is kept as it is, without a second pass.
         let head = match serde_json::from_str::<Head<'_>>(text) {

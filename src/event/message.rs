@@ -1,8 +1,11 @@
 //! [`Message`]: the typed view of a `message` event (sender, recipient,
-//! time, content), parsed from the raw JSON once, on first use, and cached
-//! in the event.
+//! time, content), parsed from the raw JSON once and cached in the event:
+//! on arrival for a message event from the wire (in one pass with its
+//! head, [`read_with_head`]), else on first use.
 
 use serde::Deserialize;
+
+use super::lenient::{Int, Text};
 
 /// Parses the typed message of a `message` event's raw JSON; `None` when
 /// it is malformed.
@@ -14,6 +17,44 @@ pub(super) fn parse(raw: &str) -> Option<Message> {
     serde_json::from_str::<Wrapper>(raw)
         .ok()
         .map(|w| w.message.into())
+}
+
+/// A `message` event's head with its message, read in one pass: the
+/// head's fields as `head.rs` reads them, the message as [`parse`] would.
+#[derive(Deserialize)]
+struct MessageHead<'a> {
+    #[serde(default)]
+    id: Int,
+    #[serde(rename = "type", borrow, default)]
+    event_type: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    op: Option<Text<'a>>,
+    message: WireMessage,
+}
+
+/// The id, `op` and message of a well-formed `message` event (an integer
+/// `id`, the type `message`, no `op` or a string one, a message that
+/// parses), read in one pass; `None` for anything else, which
+/// `Event::from_wire` reads the general way. A message event's message is
+/// read on arrival anyway (the queue-lag metric, then the listeners), and
+/// reading the head alone first scanned the whole text once more. The
+/// key's test keeps events without a `message` from paying for the try.
+pub(super) fn read_with_head(text: &str) -> Option<(i64, Option<String>, Message)> {
+    if !text.contains("\"message\"") {
+        return None;
+    }
+    let head = serde_json::from_str::<MessageHead<'_>>(text).ok()?;
+    let id = head.id.0?;
+    match head.event_type {
+        Some(Text::Str(t)) if t == "message" => {}
+        _ => return None,
+    }
+    let op = match head.op {
+        None => None,
+        Some(Text::Str(op)) => Some(op.into_owned()),
+        Some(Text::Other) => return None,
+    };
+    Some((id, op, head.message.into()))
 }
 
 /// Where a message was sent.
@@ -99,6 +140,7 @@ impl<'de> Deserialize<'de> for WireRecipient {
     }
 }
 
+/// A message as `GET /events` sends it.
 #[derive(Deserialize)]
 struct WireMessage {
     id: i64,
@@ -190,5 +232,51 @@ mod tests {
             Recipient::Direct { recipients } => assert_eq!(recipients.len(), 2),
             other => panic!("unexpected {other:?}"),
         }
+    }
+    #[test]
+    fn a_message_read_in_one_pass_is_the_event_the_general_way_reads() {
+        // The general way: the head alone, then the message on first use.
+        for text in [
+            CHANNEL,
+            r#"{"id":6,"type":"message","op":"x","message":{"id":43,"sender_id":7,"display_recipient":[{"id":7,"email":"a@x"}],"content":"é\u00e9"}}"#,
+            r#"{"type":"message","message":{"id":44,"sender_id":7,"display_recipient":"general","topic":"t"},"id":7,"flags":["read"]}"#,
+        ] {
+            let (id, op, m) = read_with_head(text).expect(text);
+            let e = Event::from_wire(text).unwrap();
+            assert_eq!((id, op.as_deref()), (e.id(), e.op()), "{text}");
+            assert_eq!(Some(&m), parse(text).as_ref(), "{text}");
+            assert_eq!(e.message(), Some(&m), "{text}");
+            assert_eq!(e.message_id(), Some(m.id), "{text}");
+            assert_eq!(e.event_type(), "message");
+            assert_eq!(e.raw(), text, "the text is kept as it came");
+        }
+    }
+    #[test]
+    fn what_one_pass_cannot_read_goes_the_general_way_and_loses_nothing() {
+        // Another type with a message-like field, an op that is no string,
+        // a message that does not parse, a repeated key, no integer id.
+        let reaction = r#"{"type":"reaction","id":1,"message":{"id":9,"sender_id":1,"display_recipient":"g"}}"#;
+        assert!(read_with_head(reaction).is_none());
+        let e = Event::from_wire(reaction).unwrap();
+        assert_eq!((e.event_type(), e.message_id()), ("reaction", None));
+        assert!(e.message().is_none());
+        let odd_op = r#"{"type":"message","op":3,"id":2,"message":{"id":9,"sender_id":1,"display_recipient":"g"}}"#;
+        assert!(read_with_head(odd_op).is_none());
+        assert_eq!(Event::from_wire(odd_op).unwrap().event_type(), "malformed");
+        let unparsed = r#"{"type":"message","id":3,"message":{"id":9,"display_recipient":"g"}}"#;
+        assert!(read_with_head(unparsed).is_none(), "no sender_id");
+        let e = Event::from_wire(unparsed).unwrap();
+        assert_eq!((e.id(), e.message_id()), (3, Some(9)));
+        assert!(e.message().is_none());
+        let repeated = r#"{"type":"message","id":4,"id":5,"message":{"id":9,"sender_id":1,"display_recipient":"g"}}"#;
+        assert!(read_with_head(repeated).is_none());
+        assert!(
+            Event::from_wire(repeated).is_err(),
+            "as before: a repeated id"
+        );
+        let no_id =
+            r#"{"type":"message","message":{"id":9,"sender_id":1,"display_recipient":"g"}}"#;
+        assert!(read_with_head(no_id).is_none());
+        assert!(Event::from_wire(no_id).is_err());
     }
 }
