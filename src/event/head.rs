@@ -3,9 +3,10 @@
 //! and the constructors for each place events come from (the wire, stored
 //! rows, recorded files, backfilled messages).
 //!
-//! Only the head is parsed on arrival; the typed views ([`Message`], and
-//! those of `views.rs`) are parsed once, on first use, and cached in the
-//! event. Unknown event types are normal events: they are stored and
+//! Only the head is parsed on arrival (with the message, in the same pass,
+//! for a well-formed message event from the wire); the typed views
+//! ([`Message`], and those of `views.rs`) are parsed once, on first use,
+//! and cached in the event. Unknown event types are normal events: they are stored and
 //! dispatched like any other, never an error.
 
 use std::borrow::Cow;
