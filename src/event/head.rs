@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::lenient::{IdOf, Int, Text};
+use super::lenient::Head;
 use super::message::{self, Message};
 use super::views::{self, Actor, Conversation, EventTime, MessageRef, Views};
 
@@ -65,47 +65,6 @@ pub enum WireError {
     /// number beyond 64 bits), or whose head cannot be read at all.
     #[error("an object without an integer \"id\"{0}")]
     NoId(String),
-}
-
-/// The fields read from every event on arrival, in one pass that also
-/// checks that the whole text is JSON. Each is read leniently
-/// (`lenient.rs`): an odd value is noted, never an error.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(default)]
-    id: Int,
-    #[serde(rename = "type", borrow, default)]
-    event_type: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    op: Option<Text<'a>>,
-    #[serde(default)]
-    message: IdOf,
-}
-
-/// An event's `type` and `op`.
-type Kind<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
-
-impl<'a> Head<'a> {
-    fn message_id(&self) -> Option<i64> {
-        match &self.event_type {
-            Some(Text::Str(t)) if t == "message" => self.message.0,
-            _ => None,
-        }
-    }
-
-    /// The string `type` and `op`; `None` when the type is missing or
-    /// either is present but not a string (the event is then malformed).
-    fn kind(self) -> Option<Kind<'a>> {
-        let Some(Text::Str(event_type)) = self.event_type else {
-            return None;
-        };
-        let op = match self.op {
-            None => None,
-            Some(Text::Str(op)) => Some(op),
-            Some(Text::Other) => return None,
-        };
-        Some((event_type, op))
-    }
 }
 
 /// Whether `text`, JSON or not, opens as an object.

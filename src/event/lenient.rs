@@ -2,7 +2,8 @@
 //! holds, reading it never fails, so one odd field cannot make a whole
 //! event unreadable. [`Int`] is an integer or nothing (a float, a string,
 //! a number beyond `i64`); [`Text`] tells a string from any other value;
-//! [`IdOf`] is the integer `id` of an object (a message event's `message`).
+//! [`IdOf`] is the integer `id` of an object (a message event's `message`);
+//! [`Head`] is the fields every event's head is read into with them.
 
 use std::borrow::Cow;
 
@@ -26,6 +27,54 @@ pub(super) enum Text<'a> {
 /// The integer `id` of a JSON object; `None` for anything else.
 #[derive(Default)]
 pub(super) struct IdOf(pub(super) Option<i64>);
+
+/// The fields read from every event on arrival, in one pass that also
+/// checks that the whole text is JSON. Each is read leniently
+/// (above): an odd value is noted, never an error. `M` is what is
+/// read of the `message` field: its id alone here, the whole message when
+/// a message event is read in one pass (`message.rs`, `read_with_head`).
+#[derive(Deserialize)]
+pub(super) struct Head<'a, M = IdOf> {
+    #[serde(default)]
+    pub(super) id: Int,
+    #[serde(rename = "type", borrow, default)]
+    event_type: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    op: Option<Text<'a>>,
+    #[serde(default)]
+    message: M,
+}
+
+/// An event's `type` and `op`.
+pub(super) type Kind<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
+
+impl<'a, M> Head<'a, M> {
+    /// The integer `id`, the kind ([`Head::kind`]) and what was read of
+    /// the `message` field.
+    pub(super) fn into_parts(self) -> (Option<i64>, Option<Kind<'a>>, M) {
+        let kind = match (self.event_type, self.op) {
+            (Some(Text::Str(event_type)), None) => Some((event_type, None)),
+            (Some(Text::Str(event_type)), Some(Text::Str(op))) => Some((event_type, Some(op))),
+            _ => None,
+        };
+        (self.id.0, kind, self.message)
+    }
+}
+
+impl<'a> Head<'a> {
+    pub(super) fn message_id(&self) -> Option<i64> {
+        match &self.event_type {
+            Some(Text::Str(t)) if t == "message" => self.message.0,
+            _ => None,
+        }
+    }
+
+    /// The string `type` and `op`; `None` when the type is missing or
+    /// either is present but not a string (the event is then malformed).
+    pub(super) fn kind(self) -> Option<Kind<'a>> {
+        self.into_parts().1
+    }
+}
 
 /// What a visitor makes of each kind of value: `scalar` for numbers,
 /// booleans and `null`, `map` for objects, containers skipped unread.

@@ -3,9 +3,11 @@
 //! on arrival for a message event from the wire (in one pass with its
 //! head, [`read_with_head`]), else on first use.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
-use super::lenient::{Int, Text};
+use super::lenient::Head;
 
 /// Parses the typed message of a `message` event's raw JSON; `None` when
 /// it is malformed.
@@ -19,19 +21,6 @@ pub(super) fn parse(raw: &str) -> Option<Message> {
         .map(|w| w.message.into())
 }
 
-/// A `message` event's head with its message, read in one pass: the
-/// head's fields as `head.rs` reads them, the message as [`parse`] would.
-#[derive(Deserialize)]
-struct MessageHead<'a> {
-    #[serde(default)]
-    id: Int,
-    #[serde(rename = "type", borrow, default)]
-    event_type: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    op: Option<Text<'a>>,
-    message: WireMessage,
-}
-
 /// The id, `op` and message of a well-formed `message` event (an integer
 /// `id`, the type `message`, no `op` or a string one, a message that
 /// parses), read in one pass; `None` for anything else, which
@@ -43,18 +32,13 @@ pub(super) fn read_with_head(text: &str) -> Option<(i64, Option<String>, Message
     if !text.contains("\"message\"") {
         return None;
     }
-    let head = serde_json::from_str::<MessageHead<'_>>(text).ok()?;
-    let id = head.id.0?;
-    match head.event_type {
-        Some(Text::Str(t)) if t == "message" => {}
-        _ => return None,
+    let head = serde_json::from_str::<Head<'_, Option<WireMessage>>>(text).ok()?;
+    match head.into_parts() {
+        (Some(id), Some((event_type, op)), Some(message)) if event_type == "message" => {
+            Some((id, op.map(Cow::into_owned), message.into()))
+        }
+        _ => None,
     }
-    let op = match head.op {
-        None => None,
-        Some(Text::Str(op)) => Some(op.into_owned()),
-        Some(Text::Other) => return None,
-    };
-    Some((id, op, head.message.into()))
 }
 
 /// Where a message was sent.
